@@ -1,0 +1,1 @@
+"""Clients: the wire protocol shared by server and SDK, the Python SDK and the web pages."""

@@ -1,0 +1,1 @@
+"""Load tests (locust users) and the benchmark against the in-repo baseline server."""

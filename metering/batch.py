@@ -1,0 +1,96 @@
+"""Coalescing: many concurrent callers' script items, sent in few round trips.
+
+Theory of operation. Awaiting one script call per message caps a server process near a few
+thousand messages a second: each await costs a full round trip and a pass through the event
+loop. A :class:`Coalescer` instead queues each caller's item with a future; one flusher task
+takes everything queued, sends it as one batched script call (or one call per slot, in one
+pipeline, on a cluster — see :meth:`metering.store.Store.call_batched`), and resolves every
+future. While a flush is in flight new items queue up, so the batch size adapts to the load by
+itself: one item when idle (no added latency), hundreds under load (one round trip for all).
+
+The queue is bounded (:attr:`Coalescer.queue_max`): past it, :meth:`Coalescer.submit` raises
+:class:`~metering.errors.StoreUnavailable` at once rather than letting memory and latency grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Generic, TypeVar
+
+from metering.errors import StoreUnavailable
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+#: Items waiting for a flush, across all callers, before new ones are turned away.
+QUEUE_MAX_DEFAULT: Final = 50_000
+#: Items one flush takes at most (the store splits them further into calls).
+FLUSH_ITEMS_MAX_DEFAULT: Final = 4_096
+
+
+class Coalescer(Generic[ItemT, ResultT]):
+    """Queue items from concurrent callers and apply them in batches through ``run``.
+
+    ``run`` receives a batch and must return one result per item, in order. If it raises, every
+    caller of that batch gets the exception.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT]]],
+        *,
+        queue_max: int = QUEUE_MAX_DEFAULT,
+        flush_items_max: int = FLUSH_ITEMS_MAX_DEFAULT,
+        on_flush: Callable[[int], None] | None = None,
+    ) -> None:
+        self._run = run
+        self.queue_max = queue_max
+        self.flush_items_max = flush_items_max
+        self._on_flush = on_flush
+        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """How many items wait for a flush."""
+        return len(self._pending)
+
+    async def submit(self, item: ItemT) -> ResultT:
+        """Queue ``item``, wait for the flush that carries it, and return its result."""
+        if len(self._pending) >= self.queue_max:
+            raise StoreUnavailable(f"more than {self.queue_max} items waiting for Redis")
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.flush_items_max]
+                del self._pending[: self.flush_items_max]
+                await self._flush(batch)
+        finally:
+            self._flusher = None
+
+    async def _flush(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
+        if self._on_flush is not None:
+            self._on_flush(len(batch))
+        try:
+            results = await self._run([item for item, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def aclose(self) -> None:
+        """Wait for the items already queued to be flushed."""
+        flusher = self._flusher
+        if flusher is not None:
+            await asyncio.shield(flusher)

@@ -1,0 +1,132 @@
+"""Every Redis key name, prefix and lifetime, built in one place.
+
+All keys start with :data:`PREFIX`. Keys that belong to a customer share the hash tag
+``{c:<customer>}``, and keys that belong to a model's room share ``{r:<room>}``, so every script
+touches the keys of one tag only and runs unchanged on Redis Cluster. Work that crosses two tags
+(a tip paid from a customer's tab into a model's room) is two steps, the second idempotent by
+the first one's id (see :mod:`metering.rooms`).
+
+=======================================  ======  =============================================
+key                                      type    what it holds
+=======================================  ======  =============================================
+``tm:{c:C}:tab:T``                        hash    tab T of customer C (cap, accrued, state …)
+``tm:{c:C}:tab:T:lines``                  hash    line id → itemized line (msgpack)
+``tm:{c:C}:open:CUR``                     string  id of C's open tab in currency CUR
+``tm:{c:C}:op:ID``                        hash    result of applied operation ID (idempotency)
+``tm:{c:C}:outbox``                       stream  C's room events not yet relayed to rooms
+``tm:{r:R}:events``                       stream  room R's events, bounded, ids are cursors
+``tm:{r:R}:relayed``                      zset    event keys already relayed into R (dedupe)
+``tm:{r:R}:earnings``                     hash    R's model earnings per currency
+``tm:{r:R}:profile``                      hash    R's payout rate and session prices
+``tm:{r:R}:live``                         channel sharded pub/sub: R's events as they land
+``tm:{ix:N}:tabs``                        zset    tab index shard N: "C/T" → next check time
+=======================================  ======  =============================================
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Final
+
+from metering.errors import InvalidArgument
+
+PREFIX: Final = "tm"
+
+#: How long the result of an applied tip is kept for idempotent retries. A retry after this
+#: would be applied again, so it is far longer than any client's retry horizon.
+OP_TTL_MS: Final = 7 * 24 * 3600 * 1000
+
+#: How many shards the tab index has. Spreads the sweeper's index over the cluster.
+TAB_INDEX_SHARDS: Final = 16
+
+#: Customer ids, room ids, tab ids and operation ids: what may appear inside a key name. No
+#: ``:``, ``{`` or ``}``, so an id can never break out of its place in a key or its hash tag.
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_id(kind: str, value: object) -> str:
+    """Return ``value`` if it is a well-formed id; raise :class:`InvalidArgument` otherwise."""
+    if type(value) is not str or ID_PATTERN.fullmatch(value) is None:
+        raise InvalidArgument(f"{kind} must match {ID_PATTERN.pattern}, got {value!r}")
+    return value
+
+
+def is_id(value: object) -> bool:
+    """Tell whether ``value`` is a well-formed id (see :data:`ID_PATTERN`)."""
+    return type(value) is str and ID_PATTERN.fullmatch(value) is not None
+
+
+def customer_tag(customer: str) -> str:
+    """The hash tag shared by every key of ``customer``."""
+    return f"{{c:{customer}}}"
+
+
+def room_tag(room: str) -> str:
+    """The hash tag shared by every key of ``room``."""
+    return f"{{r:{room}}}"
+
+
+def tab(customer: str, tab_id: str) -> str:
+    """The hash holding tab ``tab_id`` of ``customer``."""
+    return f"{PREFIX}:{customer_tag(customer)}:tab:{tab_id}"
+
+
+def tab_lines(customer: str, tab_id: str) -> str:
+    """The hash of itemized lines of a tab, keyed by line id."""
+    return f"{PREFIX}:{customer_tag(customer)}:tab:{tab_id}:lines"
+
+
+def open_tab(customer: str, currency: str) -> str:
+    """The string naming ``customer``'s open tab in ``currency`` (absent when there is none)."""
+    return f"{PREFIX}:{customer_tag(customer)}:open:{currency}"
+
+
+def op(customer: str, op_id: str) -> str:
+    """The record of an applied operation (a tip), kept :data:`OP_TTL_MS` for retries."""
+    return f"{PREFIX}:{customer_tag(customer)}:op:{op_id}"
+
+
+def outbox(customer: str) -> str:
+    """The stream of ``customer``'s room events waiting to be relayed into their rooms."""
+    return f"{PREFIX}:{customer_tag(customer)}:outbox"
+
+
+def room_events(room: str) -> str:
+    """The bounded stream of ``room``'s events; its entry ids are the resume cursors."""
+    return f"{PREFIX}:{room_tag(room)}:events"
+
+
+def room_relayed(room: str) -> str:
+    """The sorted set of event keys already relayed into ``room``, scored by relay time."""
+    return f"{PREFIX}:{room_tag(room)}:relayed"
+
+
+def room_earnings(room: str) -> str:
+    """The hash of ``room``'s model earnings, one field per currency and kind."""
+    return f"{PREFIX}:{room_tag(room)}:earnings"
+
+
+def room_profile(room: str) -> str:
+    """The hash of ``room``'s settings: payout rate, session prices."""
+    return f"{PREFIX}:{room_tag(room)}:profile"
+
+
+def room_channel(room: str) -> str:
+    """The sharded pub/sub channel on which ``room``'s new events are announced."""
+    return f"{PREFIX}:{room_tag(room)}:live"
+
+
+def tab_index_shard(customer: str) -> int:
+    """The tab index shard that lists ``customer``'s tabs (stable across processes)."""
+    return zlib.crc32(customer.encode()) % TAB_INDEX_SHARDS
+
+
+def tab_index(shard: int) -> str:
+    """Tab index shard ``shard``: members ``customer/tab_id``, scores next check time (ms)."""
+    return f"{PREFIX}:{{ix:{shard}}}:tabs"
+
+
+def tab_index_member(customer: str, tab_id: str) -> str:
+    """The member naming a tab in the tab index (``/`` never occurs in ids)."""
+    return f"{customer}/{tab_id}"

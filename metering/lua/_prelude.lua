@@ -1,0 +1,24 @@
+-- _prelude.lua — helpers shared by every script; metering/scripts.py prepends this file.
+--
+-- Lua numbers are doubles. Every amount is an integer below 2^53, so + and - are exact, and the
+-- bounds in metering/money.py keep every product below 2^53 too. Division is the one trap:
+-- floor(a / b) may round up when a / b lies within an ulp of an integer, so floor_div uses the
+-- exact math.fmod instead. Numbers are turned into strings only through int(), never tostring()
+-- or `..`, which print 14 significant digits.
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function floor_div(a, b)
+  return (a - math.fmod(a, b)) / b
+end
+
+local function is_amount(n)
+  return n ~= nil and n >= 0 and n < 9007199254740992 and n == math.floor(n)
+end
+
+-- `set` is ",a,b,c," (metering/lifecycle.py lua_states); true when `state` is one of them.
+local function in_states(set, state)
+  return state ~= nil and string.find(set, ',' .. state .. ',', 1, true) ~= nil
+end

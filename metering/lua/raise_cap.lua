@@ -1,0 +1,35 @@
+-- raise_cap.lua — raise a tab's cap (after the gateway raised the hold).
+--
+-- Guarantee: a cap only ever grows, and only while spending is allowed; raising to the cap the
+-- tab already has is a harmless repeat, so the call is idempotent for a given target.
+--
+-- KEYS: [1] tab hash
+-- ARGV: [1] new_cap_minor  [2] auth_ref  [3] capture_before_ms  [4] now_ms
+--       [5] states in which the cap may be raised (",open,")
+-- Returns {code, state, cap, accrued, ver} where code, in order of precedence, is
+--   tab_not_found | tab_not_open | duplicate (cap already equals new_cap)
+--   | cap_not_raised (new_cap is below the cap) | applied
+-- Cost: O(1).
+
+local new_cap, auth_ref, capture_before_ms = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local now_ms, allowed = tonumber(ARGV[4]), ARGV[5]
+
+local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver')
+if not t[1] then
+  return {'tab_not_found', '', 0, 0, 0}
+end
+local state, cap, accrued, ver = t[1], tonumber(t[2]), tonumber(t[3]), tonumber(t[4])
+if not in_states(allowed, state) then
+  return {'tab_not_open', state, cap, accrued, ver}
+end
+if new_cap == cap then
+  return {'duplicate', state, cap, accrued, ver}
+end
+if new_cap < cap then
+  return {'cap_not_raised', state, cap, accrued, ver}
+end
+
+redis.call('HSET', KEYS[1], 'cap', int(new_cap), 'auth_ref', auth_ref,
+  'capture_before', int(capture_before_ms), 'active_at', int(now_ms))
+ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+return {'applied', state, new_cap, accrued, ver}

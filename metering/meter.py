@@ -1,0 +1,56 @@
+"""The money core behind one object: tabs, tips and rooms sharing a store, clock and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from metering.clock import Clock, SystemClock
+from metering.limits import Limits
+from metering.outcomes import TabRef, TipResult
+from metering.rooms import Rooms
+from metering.scripts import METERING_SCRIPTS
+from metering.store import LuaScript, RedisTarget, Store, create_client
+from metering.tabs import Tabs
+from metering.tips import TipRequest, Tips
+
+
+class Meter:
+    """Tabs, tips and rooms over one :class:`~metering.store.Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
+        coalesce: bool = True,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.limits = limits if limits is not None else Limits()
+        self.rooms = Rooms(store, self.clock, self.limits, coalesce=coalesce)
+        self.tabs = Tabs(store, self.clock, self.limits)
+        self.tips = Tips(store, self.clock, self.limits, self.rooms, coalesce=coalesce)
+
+    async def tip(self, ref: TabRef, tip: TipRequest) -> TipResult:
+        """Apply ``tip`` and, if it was applied now, relay its event into the room."""
+        result = await self.tips.apply(ref, tip)
+        if result.event is not None:
+            await self.rooms.relay(result.event)
+        return result
+
+    async def aclose(self) -> None:
+        """Finish queued work (the store stays open: its owner closes it)."""
+        await self.tips.aclose()
+        await self.rooms.aclose()
+
+
+async def open_store(target: RedisTarget, scripts: Sequence[LuaScript] = METERING_SCRIPTS) -> Store:
+    """Connect to Redis and load ``scripts``, so the first request finds them in place."""
+    store = Store(create_client(target), scripts)
+    try:
+        await store.load_scripts()
+    except BaseException:
+        await store.close()
+        raise
+    return store

@@ -1,0 +1,291 @@
+"""The Lua scripts, and one typed Python wrapper for each.
+
+The wrappers build KEYS and ARGV (every key through :mod:`metering.keys`, every state through
+:mod:`metering.lifecycle`) and decode the reply into the types of :mod:`metering.outcomes`.
+They do not validate business input; :mod:`metering.tabs` and :mod:`metering.tips` do that
+first, so a refused input never reaches Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from metering import keys
+from metering.lifecycle import TabEvent, TabState, lua_states, sources, target
+from metering.limits import Limits
+from metering.outcomes import (
+    Balance,
+    CapResult,
+    Code,
+    FreezeResult,
+    Line,
+    OpenResult,
+    RoomEventDraft,
+    Tab,
+    TabRef,
+    TipResult,
+)
+from metering.store import BatchedScript, LuaScript, Store, as_int, as_text
+
+OPEN_TAB: Final = LuaScript.load("open_tab")
+RAISE_CAP: Final = LuaScript.load("raise_cap")
+FREEZE_TAB: Final = LuaScript.load("freeze_tab")
+READ_TAB: Final = LuaScript.load("read_tab")
+APPLY_TIPS: Final = LuaScript.load("apply_tips")
+RELAY_ROOM_EVENTS: Final = LuaScript.load("relay_room_events")
+
+#: Every script of the money core; a Store registers these.
+METERING_SCRIPTS: Final = (OPEN_TAB, RAISE_CAP, FREEZE_TAB, READ_TAB, APPLY_TIPS, RELAY_ROOM_EVENTS)
+
+_SPENDABLE: Final = lua_states(sources(TabEvent.SPEND))
+
+
+def _balance(reply: Sequence[Any]) -> Balance:
+    """Decode ``state, cap, accrued, ver`` (positions 1–4 of every tab reply)."""
+    state = as_text(reply[1])
+    return Balance(
+        state=TabState(state) if state else None,
+        cap_minor=as_int(reply[2]),
+        accrued_minor=as_int(reply[3]),
+        version=as_int(reply[4]),
+    )
+
+
+async def open_tab(
+    store: Store,
+    *,
+    customer: str,
+    tab_id: str,
+    currency: str,
+    cap_minor: int,
+    auth_ref: str,
+    capture_before_ms: int,
+    now_ms: int,
+) -> OpenResult:
+    """Run ``open_tab.lua``: open a tab unless one is open for the customer and currency."""
+    reply = await store.call(
+        OPEN_TAB,
+        [keys.tab(customer, tab_id), keys.open_tab(customer, currency)],
+        [tab_id, customer, currency, cap_minor, auth_ref, capture_before_ms, now_ms, TabState.OPEN],
+    )
+    return OpenResult(
+        code=Code(as_text(reply[0])), tab_id=as_text(reply[5]), balance=_balance(reply)
+    )
+
+
+async def raise_cap(
+    store: Store,
+    ref: TabRef,
+    *,
+    cap_minor: int,
+    auth_ref: str,
+    capture_before_ms: int,
+    now_ms: int,
+) -> CapResult:
+    """Run ``raise_cap.lua``: raise the cap of an open tab to ``cap_minor``."""
+    reply = await store.call(
+        RAISE_CAP,
+        [keys.tab(ref.customer, ref.tab_id)],
+        [cap_minor, auth_ref, capture_before_ms, now_ms, lua_states(sources(TabEvent.RAISE_CAP))],
+    )
+    return CapResult(code=Code(as_text(reply[0])), balance=_balance(reply))
+
+
+async def freeze_tab(
+    store: Store, ref: TabRef, *, currency: str, reason: str, now_ms: int
+) -> FreezeResult:
+    """Run ``freeze_tab.lua``: stop all spending on a tab and record why."""
+    reply = await store.call(
+        FREEZE_TAB,
+        [keys.tab(ref.customer, ref.tab_id), keys.open_tab(ref.customer, currency)],
+        [
+            ref.tab_id,
+            reason,
+            now_ms,
+            lua_states(sources(TabEvent.FREEZE)),
+            target(TabEvent.FREEZE),
+        ],
+    )
+    return FreezeResult(
+        code=Code(as_text(reply[0])),
+        balance=_balance(reply),
+        reason=as_text(reply[5]),
+        frozen_at_ms=as_int(reply[6]),
+    )
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
+    return {as_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def decode_line(line_id: str, packed: bytes) -> Line:
+    """Decode one itemized line as ``apply_tips.lua`` (and the session scripts) write it."""
+    raw = msgpack.unpackb(packed, raw=False)
+    return Line(
+        kind=raw["kind"],
+        line_id=line_id,
+        seq=raw["seq"],
+        at_ms=raw["at"],
+        room=raw["room"],
+        amount_minor=raw["amount"],
+        payout_bp=raw["bp"],
+        share_minor=raw["share"],
+        seconds=raw.get("seconds", 0),
+        rate_per_minute_minor=raw.get("rate", 0),
+    )
+
+
+async def read_tab(store: Store, ref: TabRef) -> Tab | None:
+    """Run ``read_tab.lua``: the tab and its lines from one instant, or None if there is none."""
+    fields_flat, lines_flat = await store.call(
+        READ_TAB, [keys.tab(ref.customer, ref.tab_id), keys.tab_lines(ref.customer, ref.tab_id)], []
+    )
+    if not fields_flat:
+        return None
+    f = _pairs(fields_flat)
+    lines = sorted(
+        (decode_line(line_id, packed) for line_id, packed in _pairs(lines_flat).items()),
+        key=lambda line: line.seq,
+    )
+    return Tab(
+        ref=ref,
+        currency=as_text(f["currency"]),
+        state=TabState(as_text(f["state"])),
+        cap_minor=as_int(f["cap"]),
+        accrued_minor=as_int(f["accrued"]),
+        version=as_int(f["ver"]),
+        auth_ref=as_text(f["auth_ref"]),
+        capture_before_ms=as_int(f["capture_before"]),
+        opened_at_ms=as_int(f["opened_at"]),
+        active_at_ms=as_int(f["active_at"]),
+        freeze_reason=as_text(f.get("freeze_reason", b"")),
+        frozen_at_ms=as_int(f.get("frozen_at", 0)),
+        lines=tuple(lines),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TipItem:
+    """One validated tip, ready for ``apply_tips.lua``."""
+
+    customer: str
+    tip_id: str
+    tab_id: str
+    room: str
+    amount_minor: int
+    currency: str
+    payout_bp: int
+    viewer_name: str
+    anonymous: bool
+    message: str
+
+
+def _tip_keys(item: TipItem) -> Sequence[str]:
+    return (
+        keys.tab(item.customer, item.tab_id),
+        keys.tab_lines(item.customer, item.tab_id),
+        keys.op(item.customer, item.tip_id),
+        keys.outbox(item.customer),
+    )
+
+
+def _tip_args(item: TipItem) -> Sequence[str | int]:
+    return (
+        item.customer,
+        item.tip_id,
+        item.tab_id,
+        item.room,
+        item.amount_minor,
+        item.currency,
+        item.payout_bp,
+        "" if item.anonymous else item.viewer_name,
+        1 if item.anonymous else 0,
+        item.message,
+    )
+
+
+def _decode_tip(item: TipItem, reply: Any) -> TipResult:
+    code = Code(as_text(reply[0]))
+    if code is Code.ID_REUSED or len(reply) < 9:
+        balance = _balance(reply) if len(reply) >= 5 else Balance(None, 0, 0, 0)
+        return TipResult(code=code, tip_id=item.tip_id, balance=balance)
+    event = None
+    if code is Code.APPLIED:
+        event = RoomEventDraft(
+            customer=item.customer,
+            room=item.room,
+            event_key=f"tip:{item.customer}:{item.tip_id}",
+            event_type="tip",
+            data=bytes(reply[9]),
+            currency=item.currency,
+            earned_minor=as_int(reply[6]),
+            outbox_id=as_text(reply[8]),
+        )
+    return TipResult(
+        code=code,
+        tip_id=item.tip_id,
+        balance=_balance(reply),
+        seq=as_int(reply[5]),
+        share_minor=as_int(reply[6]),
+        applied_at_ms=as_int(reply[7]),
+        event=event,
+    )
+
+
+APPLY_TIPS_BATCHED: Final[BatchedScript[TipItem, TipResult]] = BatchedScript(
+    script=APPLY_TIPS,
+    keys_per_item=4,
+    args_per_item=10,
+    item_keys=_tip_keys,
+    item_args=_tip_args,
+    decode=_decode_tip,
+)
+
+
+async def apply_tips(
+    store: Store, items: Sequence[TipItem], *, now_ms: int, limits: Limits
+) -> list[TipResult]:
+    """Run ``apply_tips.lua`` over ``items``: each tip applied at most once, never past the cap."""
+    fixed = (now_ms, limits.op_ttl_ms, limits.tab_lines_max, limits.outbox_max, _SPENDABLE)
+    return await store.call_batched(APPLY_TIPS_BATCHED, fixed, items)
+
+
+def _relay_keys(event: RoomEventDraft) -> Sequence[str]:
+    return (
+        keys.room_events(event.room),
+        keys.room_relayed(event.room),
+        keys.room_earnings(event.room),
+        keys.room_channel(event.room),
+    )
+
+
+def _relay_args(event: RoomEventDraft) -> Sequence[str | int | bytes]:
+    return (event.event_key, event.event_type, event.data, event.currency, event.earned_minor)
+
+
+def _decode_relay(event: RoomEventDraft, reply: Any) -> str | None:
+    code = Code(as_text(reply[0]))
+    return as_text(reply[1]) if code is Code.APPLIED else None
+
+
+RELAY_ROOM_EVENTS_BATCHED: Final[BatchedScript[RoomEventDraft, str | None]] = BatchedScript(
+    script=RELAY_ROOM_EVENTS,
+    keys_per_item=4,
+    args_per_item=5,
+    item_keys=_relay_keys,
+    item_args=_relay_args,
+    decode=_decode_relay,
+)
+
+
+async def relay_room_events(
+    store: Store, events: Sequence[RoomEventDraft], *, now_ms: int, limits: Limits
+) -> list[str | None]:
+    """Run ``relay_room_events.lua``: each event into its room once; its stream id, or None
+    when it had been relayed before."""
+    fixed = (now_ms, limits.room_events_max, limits.relayed_window_ms, limits.relayed_max)
+    return await store.call_batched(RELAY_ROOM_EVENTS_BATCHED, fixed, events)

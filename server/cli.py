@@ -1,0 +1,104 @@
+"""The ``tipmeter`` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from server import logs
+from server.config import Settings, render_markdown
+from server.errors import ServerError
+
+log = logging.getLogger("tipmeter")
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.embedded_redis import RedisServer
+
+    with contextlib.ExitStack() as stack:
+        if settings.embedded_redis:
+            redis = RedisServer(settings.data_dir, binary=settings.redis_server_bin)
+            redis.start()
+            stack.callback(redis.stop)
+            settings = dataclasses.replace(settings, redis_url=redis.url)
+            log.info(
+                "embedded redis-server started",
+                extra={"fields": {"data_dir": str(redis.data_dir), "url": redis.url}},
+            )
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        log.info(
+            "serving",
+            extra={"fields": {"url": f"http://{settings.host}:{settings.port}"}},
+        )
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again against
+        # the handlers it found. Handlers that do nothing let run() return normally instead, so
+        # the embedded redis-server is stopped below and the exit status says "clean".
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _ignore_signal)
+        server.run()
+        return 0 if server.started else 1
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that does nothing (see _serve)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tipmeter`` command line; return the exit status."""
+    parser = argparse.ArgumentParser(prog="tipmeter", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server (and its own Redis if none is set)")
+    serve.add_argument("--host", help="overrides TIPMETER_HOST")
+    serve.add_argument("--port", type=int, help="overrides TIPMETER_PORT")
+    config = commands.add_parser("config", help="print the settings in effect")
+    config.add_argument("--markdown", action="store_true", help="print the README's table")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except ServerError as exc:
+        print(f"tipmeter: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+
+    if args.command == "config":
+        if args.markdown:
+            sys.stdout.write(render_markdown())
+        else:
+            for field in dataclasses.fields(settings):
+                print(f"{field.name} = {getattr(settings, field.name)!r}")
+        return 0
+    if args.host:
+        settings = dataclasses.replace(settings, host=args.host)
+    if args.port:
+        settings = dataclasses.replace(settings, port=args.port)
+    try:
+        return _serve(settings)
+    except ServerError as exc:
+        log.error(str(exc))
+        print(f"tipmeter: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Settings: every ``TIPMETER_*`` environment variable, read into one typed, frozen object.
+
+Each variable is declared once in :data:`VARIABLES` with its parser and help text; the README's
+configuration table is rendered from that declaration (``tipmeter config --markdown``) and a test
+keeps the two equal. A malformed value stops the program with a :class:`ConfigError` naming the
+variable, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from metering.limits import Limits
+from metering.store import RedisTarget
+from server.errors import ConfigError
+
+PREFIX: Final = "TIPMETER_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server, worker and tools can be configured with."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    redis_cluster_nodes: tuple[str, ...] = ()
+    redis_connections_max: int = 64
+    redis_server_bin: str = "redis-server"
+    data_dir: Path = Path(".tipmeter")
+    log_level: str = "info"
+    tip_min_minor: int = 1
+    tip_max_minor: int = 100_000
+    cap_min_minor: int = 100
+    cap_max_minor: int = 1_000_000
+    tab_lines_max: int = 10_000
+    room_events_max: int = 10_000
+    payout_bp_default: int = 6_000
+    message_chars_max: int = 255
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when no Redis is configured: the server then starts its own."""
+        return self.redis_url is None and not self.redis_cluster_nodes
+
+    def limits(self) -> Limits:
+        """The money core's bounds, from these settings."""
+        return Limits(
+            tip_min_minor=self.tip_min_minor,
+            tip_max_minor=self.tip_max_minor,
+            cap_min_minor=self.cap_min_minor,
+            cap_max_minor=self.cap_max_minor,
+            tab_lines_max=self.tab_lines_max,
+            room_events_max=self.room_events_max,
+            payout_bp_default=self.payout_bp_default,
+            message_chars_max=self.message_chars_max,
+        )
+
+    def redis_target(self) -> RedisTarget:
+        """Where Redis is. Raises ConfigError in the embedded default (no URL is known yet)."""
+        if self.embedded_redis:
+            raise ConfigError("no Redis configured: start the embedded one first (tipmeter serve)")
+        return RedisTarget(
+            url=self.redis_url,
+            cluster_nodes=self.redis_cluster_nodes,
+            connections_max=self.redis_connections_max,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read every ``TIPMETER_*`` variable of ``env``; unknown ones are an error."""
+        values: dict[str, Any] = {}
+        known = {var.name for var in VARIABLES}
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; see README.md")
+        for var in VARIABLES:
+            raw = env.get(var.name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[var.field] = var.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{var.name}={raw!r}: {exc}") from None
+        settings = cls(**values)
+        if settings.redis_url is not None and settings.redis_cluster_nodes:
+            raise ConfigError(
+                f"{PREFIX}REDIS_URL and {PREFIX}REDIS_CLUSTER_NODES are exclusive; set one"
+            )
+        try:
+            settings.limits()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return settings
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable: the settings field it fills, its parser and its help."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def default(self) -> Any:
+        """The field's default, as the dataclass declares it."""
+        f = next(f for f in dataclasses.fields(Settings) if f.name == self.field)
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return f.default
+
+
+def integer(low: int, high: int) -> Callable[[str], int]:
+    """A parser for a decimal integer within ``[low, high]``."""
+
+    def parse(raw: str) -> int:
+        if not raw.strip().lstrip("-").isdigit():
+            raise ValueError(f"expected an integer in {low}..{high}")
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer in {low}..{high}")
+        return value
+
+    return parse
+
+
+def choice(*options: str) -> Callable[[str], str]:
+    """A parser for one of ``options`` (case-insensitive)."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def text(raw: str) -> str:
+    """A parser for a non-empty string."""
+    if not raw.strip():
+        raise ValueError("expected a non-empty value")
+    return raw.strip()
+
+
+def comma_list(raw: str) -> tuple[str, ...]:
+    """A parser for a comma-separated list of non-empty items."""
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not items:
+        raise ValueError("expected a comma-separated list")
+    return items
+
+
+MINOR_MAX: Final = 900_000_000_000
+
+VARIABLES: Final = (
+    Variable("TIPMETER_HOST", "host", text, "Address the HTTP and WebSocket server listens on."),
+    Variable("TIPMETER_PORT", "port", integer(1, 65535), "Port the server listens on."),
+    Variable(
+        "TIPMETER_REDIS_URL",
+        "redis_url",
+        text,
+        "One Redis node (`redis://host:port/0`, `rediss://…`, `unix:///path`). "
+        "Unset (with no cluster nodes): the server starts its own private redis-server.",
+    ),
+    Variable(
+        "TIPMETER_REDIS_CLUSTER_NODES",
+        "redis_cluster_nodes",
+        comma_list,
+        "Redis Cluster startup nodes, `host:port,host:port`. Exclusive with the URL.",
+    ),
+    Variable(
+        "TIPMETER_REDIS_CONNECTIONS_MAX",
+        "redis_connections_max",
+        integer(1, 10_000),
+        "Connections one process opens to Redis at most (per node on a cluster).",
+    ),
+    Variable(
+        "TIPMETER_REDIS_SERVER_BIN",
+        "redis_server_bin",
+        text,
+        "The redis-server binary of the embedded default (a name on PATH or a path).",
+    ),
+    Variable(
+        "TIPMETER_DATA_DIR",
+        "data_dir",
+        lambda raw: Path(text(raw)),
+        "Folder of the embedded redis-server's append-only file and socket.",
+    ),
+    Variable(
+        "TIPMETER_LOG_LEVEL",
+        "log_level",
+        choice("debug", "info", "warning", "error"),
+        "Least severe level written to the JSON log on standard error.",
+    ),
+    Variable(
+        "TIPMETER_TIP_MIN_MINOR",
+        "tip_min_minor",
+        integer(1, MINOR_MAX),
+        "Smallest tip, in minor units (cents).",
+    ),
+    Variable(
+        "TIPMETER_TIP_MAX_MINOR",
+        "tip_max_minor",
+        integer(1, MINOR_MAX),
+        "Largest tip, in minor units.",
+    ),
+    Variable(
+        "TIPMETER_CAP_MIN_MINOR",
+        "cap_min_minor",
+        integer(1, MINOR_MAX),
+        "Smallest cap a tab may be opened with, in minor units.",
+    ),
+    Variable(
+        "TIPMETER_CAP_MAX_MINOR",
+        "cap_max_minor",
+        integer(1, MINOR_MAX),
+        "Largest cap a tab may reach, in minor units (at most 900,000,000,000).",
+    ),
+    Variable(
+        "TIPMETER_TAB_LINES_MAX",
+        "tab_lines_max",
+        integer(1, 1_000_000),
+        "Itemized lines (tips and sessions) one tab may hold.",
+    ),
+    Variable(
+        "TIPMETER_ROOM_EVENTS_MAX",
+        "room_events_max",
+        integer(100, 10_000_000),
+        "Events kept in each room's stream (older ones are trimmed).",
+    ),
+    Variable(
+        "TIPMETER_PAYOUT_BP_DEFAULT",
+        "payout_bp_default",
+        integer(0, 10_000),
+        "Model's share of each charge in basis points, where the room sets none (6000 = 60%).",
+    ),
+    Variable(
+        "TIPMETER_MESSAGE_CHARS_MAX",
+        "message_chars_max",
+        integer(0, 10_000),
+        "Longest tip message, in characters.",
+    ),
+)
+
+
+def render_markdown() -> str:
+    """The README's configuration table, rendered from :data:`VARIABLES`."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for var in VARIABLES:
+        default = var.default
+        shown = "unset" if default is None or default == () else f"`{default}`"
+        rows.append(f"| `{var.name}` | {shown} | {var.help} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,15 @@
+"""The exception tree of the server (see the package docstring)."""
+
+from __future__ import annotations
+
+
+class ServerError(Exception):
+    """Root of every exception the server package raises."""
+
+
+class ConfigError(ServerError, ValueError):
+    """A ``TIPMETER_*`` environment variable is malformed; the message names it."""
+
+
+class EmbeddedRedisError(ServerError):
+    """The private redis-server of the embedded default could not be started or stopped."""

@@ -1,0 +1,77 @@
+"""JSON logs: one object per line on standard error, never a secret in them.
+
+Every record carries ``ts`` (ISO-8601 UTC), ``level``, ``logger`` and ``msg``, plus the fields
+passed through ``extra={"fields": {...}}``. Field names that can hold credentials (tickets, API
+keys, signatures, tokens, secrets, passwords, authorization headers) are replaced by
+``"[redacted]"`` whatever the caller passes, so a careless log call cannot leak one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+#: Substrings of field names whose values are never written.
+SECRET_MARKERS: Final = (
+    "ticket",
+    "api_key",
+    "apikey",
+    "secret",
+    "password",
+    "token",
+    "signature",
+    "authorization",
+    "cookie",
+)
+REDACTED: Final = "[redacted]"
+
+
+def redact(fields: dict[str, Any]) -> dict[str, Any]:
+    """Return ``fields`` with every credential-like value replaced, recursively."""
+    clean: dict[str, Any] = {}
+    for name, value in fields.items():
+        if any(marker in name.lower() for marker in SECRET_MARKERS):
+            clean[name] = REDACTED
+        elif isinstance(value, dict):
+            clean[name] = redact(value)
+        else:
+            clean[name] = value
+    return clean
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one line of JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` with its ``fields`` extra, redacted."""
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(redact(fields))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def setup(level: str = "info") -> None:
+    """Send every log record (ours, uvicorn's) as JSON to standard error."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Access lines would carry query strings, where broadcast tools put their tokens.
+    logging.getLogger("uvicorn.access").disabled = True

@@ -1,0 +1,1 @@
+"""Settlement: everything after the meter stops (the single capture, webhooks, refunds)."""

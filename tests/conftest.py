@@ -1,0 +1,111 @@
+"""Shared fixtures: real redis-server processes (session scope), flushed between tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+
+from metering.clock import FakeClock
+from metering.limits import Limits
+from metering.meter import Meter, open_store
+from metering.store import RedisTarget, Store
+from server.embedded_redis import RedisServer
+from tests.support.redis_procs import LocalCluster, start_standalone
+
+# Property tests are seeded: `make test` runs the same examples every time (derandomized from
+# each test's name), and a failure prints the blob that replays it. `make soak` explores with
+# fresh random seeds and ten times the examples (HYPOTHESIS_PROFILE=explore).
+_SUPPRESSED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile(
+    "tipmeter", derandomize=True, print_blob=True, deadline=None, suppress_health_check=_SUPPRESSED
+)
+settings.register_profile(
+    "explore",
+    derandomize=False,
+    print_blob=True,
+    deadline=None,
+    max_examples=1_000,
+    suppress_health_check=_SUPPRESSED,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tipmeter"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One standalone redis-server for the whole session, stopped at the end (also on failure)."""
+    server = start_standalone(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The standalone server's URL, with every key flushed before the test."""
+    with redis.Redis(port=redis_server.tcp_port) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local six-node Redis Cluster (three primaries, three replicas) for the session."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_nodes(redis_cluster: LocalCluster) -> tuple[str, ...]:
+    """The cluster's startup nodes, with every key flushed before the test."""
+    redis_cluster.flush()
+    return redis_cluster.startup_nodes
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    """A Store on the standalone server with the money core's scripts loaded."""
+    store = await open_store(RedisTarget(url=redis_url))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock, started at a fixed instant."""
+    return FakeClock()
+
+
+@pytest.fixture
+def limits() -> Limits:
+    """The default limits."""
+    return Limits()
+
+
+@pytest.fixture
+async def meter(store: Store, clock: FakeClock, limits: Limits) -> AsyncIterator[Meter]:
+    """The money core on the standalone server, with a fake clock."""
+    meter = Meter(store, clock=clock, limits=limits)
+    try:
+        yield meter
+    finally:
+        await meter.aclose()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A fresh folder for an embedded redis-server."""
+    path = tmp_path / "data"
+    path.mkdir()
+    return path

@@ -1,0 +1,78 @@
+"""The money core on a local six-node Redis Cluster: the same scripts, unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from metering.clock import FakeClock
+from metering.meter import Meter, open_store
+from metering.outcomes import Code
+from metering.store import RedisTarget
+from tests.metering.helpers import open_tab, tip
+
+pytestmark = pytest.mark.slow
+
+
+async def test_tabs_tips_and_rooms_on_a_cluster(cluster_nodes: tuple[str, ...]) -> None:
+    store = await open_store(RedisTarget(cluster_nodes=cluster_nodes))
+    meter = Meter(store, clock=FakeClock())
+    try:
+        assert store.is_cluster
+        assert await store.scripts_loaded()
+        # Customers and rooms spread over the slots of all three primaries.
+        refs = [await open_tab(meter, f"cust{n}", cap_minor=10_000) for n in range(30)]
+        results = [
+            await meter.tip(ref, tip(f"t{n}", 100, room=f"room{n % 7}"))
+            for n, ref in enumerate(refs)
+        ]
+        assert {r.code for r in results} == {Code.APPLIED}
+        again = await meter.tip(refs[0], tip("t0", 100, room="room0"))
+        assert again.code is Code.DUPLICATE
+        frozen = await meter.tabs.freeze(refs[1], "merchant")
+        assert frozen.code is Code.APPLIED
+        raised = await meter.tabs.raise_cap(
+            refs[2], cap_minor=20_000, auth_ref="a", capture_before_ms=1
+        )
+        assert raised.code is Code.APPLIED
+        tab = await meter.tabs.read(refs[2])
+        assert tab is not None
+        assert (tab.cap_minor, tab.accrued_minor) == (20_000, 100)
+        pages = [await meter.rooms.read(f"room{r}") for r in range(7)]
+        assert sum(len(page.events) for page in pages) == 30
+    finally:
+        await meter.aclose()
+        await store.close()
+
+
+async def test_a_batch_spanning_many_slots_is_split_per_slot(
+    cluster_nodes: tuple[str, ...],
+) -> None:
+    store = await open_store(RedisTarget(cluster_nodes=cluster_nodes))
+    meter = Meter(store, clock=FakeClock())
+    try:
+        refs = [await open_tab(meter, f"batch{n}", cap_minor=1_000) for n in range(50)]
+        # Concurrent tips coalesce into one flush that spans ~50 slots on three primaries.
+        results = await asyncio.gather(*(meter.tip(ref, tip("same-id", 10)) for ref in refs))
+        assert [r.code for r in results] == [Code.APPLIED] * 50
+        assert all(r.balance.accrued_minor == 10 for r in results)
+    finally:
+        await meter.aclose()
+        await store.close()
+
+
+async def test_scripts_flushed_from_the_cluster_are_loaded_again(
+    cluster_nodes: tuple[str, ...],
+) -> None:
+    store = await open_store(RedisTarget(cluster_nodes=cluster_nodes))
+    meter = Meter(store, clock=FakeClock())
+    try:
+        refs = [await open_tab(meter, f"flush{n}", cap_minor=1_000) for n in range(20)]
+        await store.client.script_flush()
+        assert not await store.scripts_loaded()
+        results = await asyncio.gather(*(meter.tip(ref, tip("t", 10)) for ref in refs))
+        assert {r.code for r in results} == {Code.APPLIED}
+    finally:
+        await meter.aclose()
+        await store.close()

@@ -1,0 +1,96 @@
+"""`tipmeter serve` as a user runs it: real processes on loopback."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from server.embedded_redis import RedisServer, ping
+from tests.support.processes import TipmeterProcess
+from tests.support.redis_procs import start_standalone
+
+
+def test_the_embedded_default_runs_its_own_redis_and_stops_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = TipmeterProcess(["serve"], {"TIPMETER_DATA_DIR": str(data)}, cwd=tmp_path).start()
+    try:
+        ready = httpx.get(f"{server.base_url}/readyz")
+        assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+        assert httpx.get(f"{server.base_url}/livez").json() == {"status": "alive"}
+        socket_path = str(data.resolve() / "redis.sock")
+        with redis.Redis(unix_socket_path=socket_path) as client:
+            assert client.config_get("appendonly")["appendonly"] == "yes"
+            client.set("survives", "restart")
+    finally:
+        assert server.stop() == 0
+    assert not ping(unix_path=socket_path)
+    assert any(data.glob("appendonly*")), "the append-only file is in the data folder"
+    # The log is JSON lines and the data survives a restart.
+    assert all(line.startswith("{") for line in server.log().splitlines() if line.strip())
+    again = TipmeterProcess(["serve"], {"TIPMETER_DATA_DIR": str(data)}, cwd=tmp_path).start()
+    try:
+        with redis.Redis(unix_socket_path=socket_path) as client:
+            assert client.get("survives") == b"restart"
+    finally:
+        again.stop()
+
+
+def test_a_configured_url_is_used_as_is(tmp_path: Path, redis_url: str) -> None:
+    server = TipmeterProcess(
+        ["serve"],
+        {"TIPMETER_REDIS_URL": redis_url, "TIPMETER_DATA_DIR": str(tmp_path / "unused")},
+        cwd=tmp_path,
+    ).start()
+    try:
+        assert httpx.get(f"{server.base_url}/readyz").json() == {"status": "ready"}
+        assert not (tmp_path / "unused").exists()
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_cluster_nodes_are_used_as_is(tmp_path: Path, cluster_nodes: tuple[str, ...]) -> None:
+    server = TipmeterProcess(
+        ["serve"], {"TIPMETER_REDIS_CLUSTER_NODES": ",".join(cluster_nodes)}, cwd=tmp_path
+    ).start()
+    try:
+        assert httpx.get(f"{server.base_url}/readyz").json() == {"status": "ready"}
+    finally:
+        server.stop()
+
+
+def test_readiness_follows_redis(tmp_path: Path) -> None:
+    own: RedisServer = start_standalone(tmp_path)
+    server = TipmeterProcess(["serve"], {"TIPMETER_REDIS_URL": own.url}, cwd=tmp_path).start()
+    try:
+        with redis.Redis(port=own.tcp_port) as client:
+            client.script_flush()
+        # A Redis that lost its scripts gets them back from the readiness probe.
+        assert httpx.get(f"{server.base_url}/readyz").json() == {"status": "ready"}
+        own.kill()
+        down = server.wait_for("/readyz", status=503)
+        assert down.json() == {"status": "redis_unavailable"}
+        assert httpx.get(f"{server.base_url}/livez").status_code == 200
+    finally:
+        server.stop()
+        own.stop()
+
+
+def test_a_bad_setting_stops_the_command_with_its_name(tmp_path: Path) -> None:
+    server = TipmeterProcess(["serve"], {"TIPMETER_PORT": "http"}, cwd=tmp_path, port=1)
+    server.env["TIPMETER_PORT"] = "http"
+    server.start(ready_path=None)
+    assert server.wait() == 2
+    assert "TIPMETER_PORT='http'" in server.log()
+
+
+def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    server = TipmeterProcess(
+        ["serve"], {"TIPMETER_DATA_DIR": str(tmp_path / "d")}, cwd=tmp_path
+    ).start()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
