@@ -157,6 +157,9 @@ class Tab:
     active_at_ms: int
     freeze_reason: str = ""
     frozen_at_ms: int = 0
+    #: When less than the smallest tip first remained (0: not exhausted). Starts the
+    #: ``cap_reached`` settlement trigger; raising the cap clears it.
+    exhausted_at_ms: int = 0
     lines: tuple[Line, ...] = field(default=())
 
     @property

@@ -164,6 +164,7 @@ async def read_tab(store: Store, ref: TabRef) -> Tab | None:
         active_at_ms=as_int(f["active_at"]),
         freeze_reason=as_text(f.get("freeze_reason", b"")),
         frozen_at_ms=as_int(f.get("frozen_at", 0)),
+        exhausted_at_ms=as_int(f.get("exhausted_at", 0)),
         lines=tuple(lines),
     )
 
@@ -250,7 +251,14 @@ async def apply_tips(
     store: Store, items: Sequence[TipItem], *, now_ms: int, limits: Limits
 ) -> list[TipResult]:
     """Run ``apply_tips.lua`` over ``items``: each tip applied at most once, never past the cap."""
-    fixed = (now_ms, limits.op_ttl_ms, limits.tab_lines_max, limits.outbox_max, _SPENDABLE)
+    fixed = (
+        now_ms,
+        limits.op_ttl_ms,
+        limits.tab_lines_max,
+        limits.outbox_max,
+        _SPENDABLE,
+        limits.tip_min_minor,
+    )
     return await store.call_batched(APPLY_TIPS_BATCHED, fixed, items)
 
 

@@ -58,10 +58,11 @@ class LuaScript:
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
     @classmethod
-    def load(cls, name: str) -> LuaScript:
-        """Read ``metering/lua/<name>.lua`` and prepend ``_prelude.lua``."""
+    def load(cls, name: str, directory: Path = LUA_DIR) -> LuaScript:
+        """Read ``<directory>/<name>.lua`` (``metering/lua`` by default) and prepend
+        ``metering/lua/_prelude.lua``, which every script of the product shares."""
         prelude = (LUA_DIR / "_prelude.lua").read_text()
-        body = (LUA_DIR / f"{name}.lua").read_text()
+        body = (directory / f"{name}.lua").read_text()
         return cls(name=name, source=f"{prelude}\n{body}")
 
 

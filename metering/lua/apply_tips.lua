@@ -11,6 +11,8 @@
 --
 -- KEYS, 4 per tip: [1] tab hash  [2] tab lines hash  [3] op record  [4] customer outbox stream
 -- ARGV: [1] now_ms  [2] op_ttl_ms  [3] lines_max  [4] outbox_max  [5] spendable states
+--   [6] exhausted_below_minor: once less than this remains, the tab is marked exhausted (the
+--       settlement trigger `cap_reached`, recorded in the same step as the spend that causes it)
 --   then 10 per tip: customer, tip_id, tab_id, room, amount_minor, currency, payout_bp,
 --   viewer name ('' when anonymous), anonymous ('1' or '0'), message
 -- Returns one array per tip: {code, state, cap, accrued, ver, seq, share, at_ms, outbox_id, data}
@@ -29,7 +31,8 @@
 
 local now_ms, op_ttl_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lines_max, outbox_max, spendable = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local FIXED, PER_TIP = 5, 10
+local exhausted_below = tonumber(ARGV[6])
+local FIXED, PER_TIP = 6, 10
 
 local function apply_tip(tab_key, lines_key, op_key, outbox_key, a)
   local customer, tip_id, tab_id, room = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
@@ -74,6 +77,9 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, a)
   local share = floor_div(amount * payout_bp, 10000)
   accrued = accrued + amount
   redis.call('HSET', tab_key, 'accrued', int(accrued), 'seq', int(seq), 'active_at', int(now_ms))
+  if cap - accrued < exhausted_below then
+    redis.call('HSETNX', tab_key, 'exhausted_at', int(now_ms))
+  end
   ver = redis.call('HINCRBY', tab_key, 'ver', 1)
   redis.call('HSET', lines_key, 'tip:' .. tip_id, cmsgpack.pack({
     kind = 'tip', id = tip_id, seq = seq, at = now_ms, room = room,

@@ -1,7 +1,8 @@
 -- raise_cap.lua — raise a tab's cap (after the gateway raised the hold).
 --
 -- Guarantee: a cap only ever grows, and only while spending is allowed; raising to the cap the
--- tab already has is a harmless repeat, so the call is idempotent for a given target.
+-- tab already has is a harmless repeat, so the call is idempotent for a given target. A raise
+-- clears the tab's `exhausted_at` mark: the pending `cap_reached` settlement trigger is off.
 --
 -- KEYS: [1] tab hash
 -- ARGV: [1] new_cap_minor  [2] auth_ref  [3] capture_before_ms  [4] now_ms
@@ -31,5 +32,6 @@ end
 
 redis.call('HSET', KEYS[1], 'cap', int(new_cap), 'auth_ref', auth_ref,
   'capture_before', int(capture_before_ms), 'active_at', int(now_ms))
+redis.call('HDEL', KEYS[1], 'exhausted_at')
 ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return {'applied', state, new_cap, accrued, ver}

@@ -235,3 +235,24 @@ async def test_scripts_flushed_from_redis_are_loaded_again(meter: Meter) -> None
     await meter.store.client.script_flush()
     results = await asyncio.gather(*(meter.tip(ref, tip("t1", 100)) for ref in refs))
     assert {r.code for r in results} == {Code.APPLIED}
+
+
+async def test_the_tab_is_marked_exhausted_when_less_than_a_tip_remains(
+    store: Store, clock: FakeClock
+) -> None:
+    meter = Meter(store, clock=clock, limits=Limits(tip_min_minor=50))
+    ref = await open_tab(meter, cap_minor=1_000)
+    await meter.tip(ref, tip("a", 900))
+    tab = await meter.tabs.read(ref)
+    assert tab is not None
+    assert tab.exhausted_at_ms == 0
+    clock.advance(10)
+    await meter.tip(ref, tip("b", 60))
+    tab = await meter.tabs.read(ref)
+    assert tab is not None
+    assert tab.exhausted_at_ms == clock.now_ms()
+    # Raising the cap takes the mark (and the pending cap_reached trigger) away.
+    await meter.tabs.raise_cap(ref, cap_minor=2_000, auth_ref="a", capture_before_ms=1)
+    tab = await meter.tabs.read(ref)
+    assert tab is not None
+    assert tab.exhausted_at_ms == 0

@@ -1,0 +1,285 @@
+"""The sandbox gateway: a deterministic payment processor that ships with the product.
+
+It keeps its ledger in memory, decides by test card token, and can be told to fail in the ways
+real processors fail, so that every path of settlement can be exercised without a network. Its
+:attr:`SandboxGateway.captures` list is the ground truth of what was charged: tests count
+double charges there.
+
+Test cards (the ``payment_method`` of :meth:`SandboxGateway.authorize`):
+
+==================================  ========================================================
+token                               behaviour
+==================================  ========================================================
+``tok_visa``, ``tok_mastercard``    approves everything
+``tok_decline_<reason>``            the hold is declined with ``<reason>``
+``tok_capture_decline_<reason>``    the hold is approved; its capture is declined
+``tok_increment_decline``           the hold is approved; raising it is declined
+                                    (``insufficient_funds``)
+==================================  ========================================================
+
+``<reason>`` is any :class:`~settlement.gateway.DeclineReason` value, e.g.
+``tok_decline_insufficient_funds`` or ``tok_capture_decline_stolen_card``.
+
+Faults (:meth:`SandboxGateway.inject`): ``timeout_after_commit`` (the operation is recorded,
+then the call raises GatewayUnavailable), ``fail_before_commit`` (the call raises
+GatewayUnavailable and records nothing), ``slow`` (the call waits ``slow_s`` first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, TypeVar
+
+from metering.clock import Clock, SystemClock
+from metering.money import is_currency, is_positive_amount
+from settlement.gateway import (
+    CaptureResult,
+    DeclineReason,
+    GatewayRequestError,
+    GatewayUnavailable,
+    Hold,
+    Outcome,
+    RefundResult,
+    VoidResult,
+)
+
+#: How long a sandbox hold lasts: seven days, like most card networks' authorizations.
+HOLD_TTL_MS_DEFAULT: Final = 7 * 24 * 3600 * 1000
+APPROVING_CARDS: Final = frozenset({"tok_visa", "tok_mastercard"})
+INCREMENT_DECLINE_CARD: Final = "tok_increment_decline"
+
+Result = Hold | CaptureResult | VoidResult | RefundResult
+R = TypeVar("R", Hold, CaptureResult, VoidResult, RefundResult)
+
+
+class Fault(StrEnum):
+    """A way for the next call of an operation to fail."""
+
+    TIMEOUT_AFTER_COMMIT = "timeout_after_commit"
+    FAIL_BEFORE_COMMIT = "fail_before_commit"
+    SLOW = "slow"
+
+
+@dataclass
+class _HoldRecord:
+    card: str
+    amount_minor: int
+    currency: str
+    expires_at_ms: int
+    captured_minor: int = 0
+    voided: bool = False
+    capture_id: str = ""
+
+
+@dataclass
+class _CaptureRecord:
+    auth_ref: str
+    amount_minor: int
+    currency: str
+    refunded_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureLogEntry:
+    """One committed capture: what a card statement would show."""
+
+    capture_id: str
+    auth_ref: str
+    amount_minor: int
+    currency: str
+    idempotency_key: str
+
+
+@dataclass
+class SandboxGateway:
+    """An in-memory, deterministic implementation of :class:`settlement.gateway.Gateway`."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    hold_ttl_ms: int = HOLD_TTL_MS_DEFAULT
+    slow_s: float = 2.0
+    captures: list[CaptureLogEntry] = field(default_factory=list)
+    _holds: dict[str, _HoldRecord] = field(default_factory=dict)
+    _captures: dict[str, _CaptureRecord] = field(default_factory=dict)
+    _keys: dict[str, tuple[tuple[object, ...], Result]] = field(default_factory=dict)
+    _faults: dict[str, list[Fault]] = field(default_factory=dict)
+
+    def inject(self, operation: str, fault: Fault, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``operation`` (``"capture"`` …) fail with ``fault``."""
+        self._faults.setdefault(operation, []).extend([fault] * times)
+
+    async def _before(self, operation: str) -> Fault | None:
+        pending = self._faults.get(operation)
+        fault = pending.pop(0) if pending else None
+        if fault is Fault.SLOW:
+            await asyncio.sleep(self.slow_s)
+        if fault is Fault.FAIL_BEFORE_COMMIT:
+            raise GatewayUnavailable(f"sandbox: {operation} failed before commit")
+        return fault
+
+    def _replay(self, key: str, params: tuple[object, ...]) -> Result | None:
+        recorded = self._keys.get(key)
+        if recorded is None:
+            return None
+        if recorded[0] != params:
+            raise GatewayRequestError(f"idempotency key {key!r} reused with other parameters")
+        return recorded[1]
+
+    def _commit(self, key: str, params: tuple[object, ...], result: R, fault: Fault | None) -> R:
+        self._keys[key] = (params, result)
+        if fault is Fault.TIMEOUT_AFTER_COMMIT:
+            raise GatewayUnavailable("sandbox: committed, but the answer was lost")
+        return result
+
+    @staticmethod
+    def _id(prefix: str, key: str) -> str:
+        return f"{prefix}_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+    def _hold(self, auth_ref: str) -> _HoldRecord:
+        hold = self._holds.get(auth_ref)
+        if hold is None:
+            raise GatewayRequestError(f"no hold {auth_ref!r}")
+        return hold
+
+    async def authorize(
+        self, *, idempotency_key: str, payment_method: str, amount_minor: int, currency: str
+    ) -> Hold:
+        """Place a hold; test cards decide the outcome (see the module docstring)."""
+        if not is_positive_amount(amount_minor) or not is_currency(currency):
+            raise GatewayRequestError("authorize needs a positive amount and a known currency")
+        params: tuple[object, ...] = ("authorize", payment_method, amount_minor, currency)
+        fault = await self._before("authorize")
+        replayed = self._replay(idempotency_key, params)
+        if isinstance(replayed, Hold):
+            return replayed
+        reason = _declined_by(payment_method, "tok_decline_")
+        if reason is None and not _known_card(payment_method):
+            reason = DeclineReason.INVALID_CARD
+        if reason is not None:
+            result = Hold(outcome=Outcome.DECLINED, currency=currency, decline_reason=reason)
+        else:
+            auth_ref = self._id("auth", idempotency_key)
+            expires = self.clock.now_ms() + self.hold_ttl_ms
+            self._holds[auth_ref] = _HoldRecord(payment_method, amount_minor, currency, expires)
+            result = Hold(Outcome.APPROVED, auth_ref, amount_minor, currency, expires)
+        return self._commit(idempotency_key, params, result, fault)
+
+    async def increment(self, *, idempotency_key: str, auth_ref: str, amount_minor: int) -> Hold:
+        """Raise a hold to a new total; ``tok_increment_decline`` declines."""
+        params: tuple[object, ...] = ("increment", auth_ref, amount_minor)
+        fault = await self._before("increment")
+        replayed = self._replay(idempotency_key, params)
+        if isinstance(replayed, Hold):
+            return replayed
+        hold = self._hold(auth_ref)
+        if hold.voided or hold.capture_id:
+            raise GatewayRequestError(f"hold {auth_ref!r} is closed")
+        if not is_positive_amount(amount_minor) or amount_minor < hold.amount_minor:
+            raise GatewayRequestError("an increment raises the hold's total")
+        if hold.card == INCREMENT_DECLINE_CARD:
+            result = Hold(
+                Outcome.DECLINED,
+                auth_ref,
+                hold.amount_minor,
+                hold.currency,
+                hold.expires_at_ms,
+                DeclineReason.INSUFFICIENT_FUNDS,
+            )
+        else:
+            hold.amount_minor = amount_minor
+            result = Hold(
+                Outcome.APPROVED, auth_ref, amount_minor, hold.currency, hold.expires_at_ms
+            )
+        return self._commit(idempotency_key, params, result, fault)
+
+    async def capture(
+        self, *, idempotency_key: str, auth_ref: str, amount_minor: int
+    ) -> CaptureResult:
+        """Capture once and release the rest; ``tok_capture_decline_<reason>`` declines."""
+        params: tuple[object, ...] = ("capture", auth_ref, amount_minor)
+        fault = await self._before("capture")
+        replayed = self._replay(idempotency_key, params)
+        if isinstance(replayed, CaptureResult):
+            return replayed
+        hold = self._hold(auth_ref)
+        if hold.voided or hold.capture_id:
+            raise GatewayRequestError(f"hold {auth_ref!r} was already captured or voided")
+        if not is_positive_amount(amount_minor) or amount_minor > hold.amount_minor:
+            raise GatewayRequestError("a capture takes a positive amount up to the hold")
+        if self.clock.now_ms() >= hold.expires_at_ms:
+            raise GatewayRequestError(f"hold {auth_ref!r} expired before its capture")
+        reason = _declined_by(hold.card, "tok_capture_decline_")
+        if reason is not None:
+            result = CaptureResult(Outcome.DECLINED, decline_reason=reason)
+        else:
+            capture_id = self._id("cap", idempotency_key)
+            hold.capture_id = capture_id
+            hold.captured_minor = amount_minor
+            self._captures[capture_id] = _CaptureRecord(auth_ref, amount_minor, hold.currency)
+            self.captures.append(
+                CaptureLogEntry(capture_id, auth_ref, amount_minor, hold.currency, idempotency_key)
+            )
+            result = CaptureResult(
+                Outcome.APPROVED, capture_id, amount_minor, hold.amount_minor - amount_minor
+            )
+        return self._commit(idempotency_key, params, result, fault)
+
+    async def void(self, *, idempotency_key: str, auth_ref: str) -> VoidResult:
+        """Release a hold that was not captured."""
+        params: tuple[object, ...] = ("void", auth_ref)
+        fault = await self._before("void")
+        replayed = self._replay(idempotency_key, params)
+        if isinstance(replayed, VoidResult):
+            return replayed
+        hold = self._hold(auth_ref)
+        if hold.capture_id:
+            raise GatewayRequestError(f"hold {auth_ref!r} was captured; refund instead")
+        hold.voided = True
+        result = VoidResult(auth_ref=auth_ref, released_minor=hold.amount_minor)
+        return self._commit(idempotency_key, params, result, fault)
+
+    async def refund(
+        self, *, idempotency_key: str, capture_id: str, amount_minor: int
+    ) -> RefundResult:
+        """Refund part or all of a capture; the refunds of a capture never exceed it."""
+        params: tuple[object, ...] = ("refund", capture_id, amount_minor)
+        fault = await self._before("refund")
+        replayed = self._replay(idempotency_key, params)
+        if isinstance(replayed, RefundResult):
+            return replayed
+        capture = self._captures.get(capture_id)
+        if capture is None:
+            raise GatewayRequestError(f"no capture {capture_id!r}")
+        if not is_positive_amount(amount_minor):
+            raise GatewayRequestError("a refund takes a positive amount")
+        if capture.refunded_minor + amount_minor > capture.amount_minor:
+            raise GatewayRequestError("refunds would exceed the capture")
+        capture.refunded_minor += amount_minor
+        result = RefundResult(
+            self._id("re", idempotency_key), capture_id, amount_minor, capture.refunded_minor
+        )
+        return self._commit(idempotency_key, params, result, fault)
+
+    async def lookup(self, idempotency_key: str) -> Result | None:
+        """The result recorded for ``idempotency_key``, if a call with it ever committed."""
+        recorded = self._keys.get(idempotency_key)
+        return recorded[1] if recorded is not None else None
+
+
+def _known_card(card: str) -> bool:
+    return (
+        card in APPROVING_CARDS
+        or card == INCREMENT_DECLINE_CARD
+        or _declined_by(card, "tok_capture_decline_") is not None
+    )
+
+
+def _declined_by(card: str, prefix: str) -> DeclineReason | None:
+    if not card.startswith(prefix):
+        return None
+    try:
+        return DeclineReason(card.removeprefix(prefix))
+    except ValueError:
+        return None
