@@ -20,6 +20,7 @@ key                                      type    what it holds
 ``tm:{r:R}:profile``                      hash    R's payout rate and session prices
 ``tm:{r:R}:live``                         channel sharded pub/sub: R's events as they land
 ``tm:{ix:N}:tabs``                        zset    tab index shard N: "C/T" → next check time
+``tm:{settle}:queue``                     stream  tabs to settle (consumer group ``workers``)
 =======================================  ======  =============================================
 """
 
@@ -130,3 +131,8 @@ def tab_index(shard: int) -> str:
 def tab_index_member(customer: str, tab_id: str) -> str:
     """The member naming a tab in the tab index (``/`` never occurs in ids)."""
     return f"{customer}/{tab_id}"
+
+
+def settle_queue() -> str:
+    """The stream of tabs waiting for the settlement worker."""
+    return f"{PREFIX}:{{settle}}:queue"

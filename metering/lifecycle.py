@@ -46,6 +46,16 @@ class TabEvent(StrEnum):
     WRITE_OFF = "write_off"  # the amount is given up, by an explicit decision
 
 
+class FreezeReason(StrEnum):
+    """Which settlement trigger froze a tab (recorded with the freeze, in the same step)."""
+
+    CAP_REACHED = "cap_reached"  # less than the smallest tip remained, and no raise followed
+    CUSTOMER_ENDED = "customer_ended"  # the viewer ended their Post Pay session
+    MERCHANT = "merchant"  # the cam-site backend asked to settle now
+    IDLE = "idle"  # nothing was spent for the idle timeout
+    HOLD_EXPIRING = "hold_expiring"  # the hold expires within the safety margin
+
+
 TRANSITIONS: Final[Mapping[tuple[TabState, TabEvent], TabState]] = {
     (TabState.OPEN, TabEvent.SPEND): TabState.OPEN,
     (TabState.OPEN, TabEvent.RAISE_CAP): TabState.OPEN,

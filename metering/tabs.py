@@ -9,6 +9,7 @@ from metering import keys, scripts
 from metering.clock import Clock
 from metering.errors import InvalidArgument
 from metering.keys import check_id
+from metering.lifecycle import FreezeReason
 from metering.limits import Limits
 from metering.money import is_amount, is_currency
 from metering.outcomes import CapResult, Code, FreezeResult, OpenResult, Tab, TabRef
@@ -16,8 +17,6 @@ from metering.store import Store, as_text, translated
 
 #: Longest gateway authorization reference accepted.
 AUTH_REF_CHARS_MAX: Final = 128
-#: Longest freeze reason accepted.
-REASON_CHARS_MAX: Final = 64
 
 
 def new_tab_id() -> str:
@@ -127,14 +126,17 @@ class Tabs:
             now_ms=self._clock.now_ms(),
         )
 
-    async def freeze(self, ref: TabRef, reason: str) -> FreezeResult:
+    async def freeze(self, ref: TabRef, reason: FreezeReason | str) -> FreezeResult:
         """Freeze ``ref`` for settlement: no further spend; ``reason`` says which trigger fired.
 
         Codes, in order: tab_not_found, duplicate (frozen before; the original reason and time
         are returned), tab_not_open, applied.
         """
         _check_ref(ref)
-        _check_text("reason", reason, REASON_CHARS_MAX)
+        try:
+            reason = FreezeReason(reason)
+        except ValueError:
+            raise InvalidArgument(f"not a freeze reason: {reason!r}") from None
         with translated():
             currency = await self._store.client.hget(keys.tab(ref.customer, ref.tab_id), "currency")
         if currency is None:
@@ -143,7 +145,7 @@ class Tabs:
             self._store,
             ref,
             currency=as_text(currency),
-            reason=reason,
+            reason=reason.value,
             now_ms=self._clock.now_ms(),
         )
 

@@ -1,0 +1,68 @@
+"""Asking for settlement: freeze the tab (the trigger, atomically), then queue it.
+
+A trigger is recorded by ``freeze_tab.lua`` in the same step as the state change it causes
+(``open → settling``, with the reason and time). Queueing comes second, in one pipeline: an
+entry on the settlement stream for the worker, and the tab's index entry moved to "now" for the
+sweeper. If the process dies between the two, the tab is frozen but not queued, and the sweeper
+finds it through the index — so no trigger is lost. Queueing the same tab twice is harmless: the
+worker settles a tab at most once, whatever the number of entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from metering import keys
+from metering.lifecycle import FreezeReason, TabState
+from metering.meter import Meter
+from metering.outcomes import Code, FreezeResult, TabRef
+from metering.store import Store, as_text, translated
+
+#: Entries the settlement stream keeps at most (approximate trimming). The worker deletes what it
+#: has settled, so the stream is short; were it ever trimmed, the sweeper queues the lost tabs
+#: again from the index.
+QUEUE_LEN_MAX: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRequest:
+    """One entry of the settlement stream."""
+
+    entry_id: str
+    ref: TabRef
+    reason: str
+    at_ms: int
+
+
+async def enqueue(store: Store, ref: TabRef, reason: str, now_ms: int) -> str:
+    """Queue ``ref`` for the worker and point its index entry at now; return the entry id."""
+    shard = keys.tab_index(keys.tab_index_shard(ref.customer))
+    with translated():
+        async with store.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(
+                keys.settle_queue(),
+                {"customer": ref.customer, "tab": ref.tab_id, "reason": reason, "at": now_ms},
+                maxlen=QUEUE_LEN_MAX,
+                approximate=True,
+            )
+            pipe.zadd(shard, {keys.tab_index_member(ref.customer, ref.tab_id): now_ms})
+            entry_id, _ = await pipe.execute()
+    return as_text(entry_id)
+
+
+async def request_settlement(meter: Meter, ref: TabRef, reason: FreezeReason) -> FreezeResult:
+    """Freeze ``ref`` for ``reason`` and queue it for settlement.
+
+    Codes: applied (frozen now), duplicate (frozen before, with its original reason; queued
+    again, which is harmless while it settles), tab_not_found, tab_not_open.
+    """
+    result = await meter.tabs.freeze(ref, reason)
+    if result.code.ok and result.balance.state is TabState.SETTLING:
+        await enqueue(meter.store, ref, result.reason, meter.clock.now_ms())
+    return result
+
+
+def is_request_accepted(result: FreezeResult) -> bool:
+    """True when the tab is (or was already) on its way to settlement."""
+    return result.code in (Code.APPLIED, Code.DUPLICATE)
