@@ -15,13 +15,18 @@ The queue is bounded (:attr:`Coalescer.queue_max`): past it, :meth:`Coalescer.su
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Final, Generic, TypeVar
 
 from metering.errors import StoreUnavailable
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
+
+#: Told (operation name, items, seconds) after each flush; metrics hang off it.
+Observer = Callable[[str, int, float], None]
 
 #: Items waiting for a flush, across all callers, before new ones are turned away.
 QUEUE_MAX_DEFAULT: Final = 50_000
@@ -33,7 +38,8 @@ class Coalescer(Generic[ItemT, ResultT]):
     """Queue items from concurrent callers and apply them in batches through ``run``.
 
     ``run`` receives a batch and must return one result per item, in order. If it raises, every
-    caller of that batch gets the exception.
+    caller of that batch gets the exception. ``on_flush`` is told the size and duration (in
+    seconds) of every successful flush, for metrics.
     """
 
     def __init__(
@@ -42,7 +48,7 @@ class Coalescer(Generic[ItemT, ResultT]):
         *,
         queue_max: int = QUEUE_MAX_DEFAULT,
         flush_items_max: int = FLUSH_ITEMS_MAX_DEFAULT,
-        on_flush: Callable[[int], None] | None = None,
+        on_flush: Callable[[int, float], None] | None = None,
     ) -> None:
         self._run = run
         self.queue_max = queue_max
@@ -58,13 +64,17 @@ class Coalescer(Generic[ItemT, ResultT]):
 
     async def submit(self, item: ItemT) -> ResultT:
         """Queue ``item``, wait for the flush that carries it, and return its result."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: ItemT) -> asyncio.Future[ResultT]:
+        """Queue ``item`` and return the future of its result, without waiting for it."""
         if len(self._pending) >= self.queue_max:
             raise StoreUnavailable(f"more than {self.queue_max} items waiting for Redis")
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all())
-        return await future
+        return future
 
     async def _flush_all(self) -> None:
         try:
@@ -76,8 +86,7 @@ class Coalescer(Generic[ItemT, ResultT]):
             self._flusher = None
 
     async def _flush(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
-        if self._on_flush is not None:
-            self._on_flush(len(batch))
+        started = time.perf_counter()
         try:
             results = await self._run([item for item, _ in batch])
         except Exception as exc:
@@ -85,6 +94,8 @@ class Coalescer(Generic[ItemT, ResultT]):
                 if not future.done():
                     future.set_exception(exc)
             return
+        if self._on_flush is not None:
+            self._on_flush(len(batch), time.perf_counter() - started)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
@@ -94,3 +105,8 @@ class Coalescer(Generic[ItemT, ResultT]):
         flusher = self._flusher
         if flusher is not None:
             await asyncio.shield(flusher)
+
+
+def observer_for(observe: Observer | None, operation: str) -> Callable[[int, float], None] | None:
+    """Bind an :data:`Observer` to one operation name, for :class:`Coalescer`'s ``on_flush``."""
+    return None if observe is None else partial(observe, operation)

@@ -14,6 +14,7 @@ key                                      type    what it holds
 ``tm:{c:C}:open:CUR``                     string  id of C's open tab in currency CUR
 ``tm:{c:C}:op:ID``                        hash    result of applied operation ID (idempotency)
 ``tm:{c:C}:outbox``                       stream  C's room events not yet relayed to rooms
+``tm:{c:C}:live``                         channel sharded pub/sub: C's tab balances as they change
 ``tm:{r:R}:events``                       stream  room R's events, bounded, ids are cursors
 ``tm:{r:R}:relayed``                      zset    event keys already relayed into R (dedupe)
 ``tm:{r:R}:earnings``                     hash    R's model earnings per currency
@@ -91,6 +92,11 @@ def op(customer: str, op_id: str) -> str:
 def outbox(customer: str) -> str:
     """The stream of ``customer``'s room events waiting to be relayed into their rooms."""
     return f"{PREFIX}:{customer_tag(customer)}:outbox"
+
+
+def customer_channel(customer: str) -> str:
+    """The sharded pub/sub channel on which ``customer``'s tab balances are announced."""
+    return f"{PREFIX}:{customer_tag(customer)}:live"
 
 
 def room_events(room: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from metering.batch import Observer
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.outcomes import TabRef, TipResult
@@ -24,13 +25,16 @@ class Meter:
         clock: Clock | None = None,
         limits: Limits | None = None,
         coalesce: bool = True,
+        observe: Observer | None = None,
     ) -> None:
         self.store = store
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.limits = limits if limits is not None else Limits()
-        self.rooms = Rooms(store, self.clock, self.limits, coalesce=coalesce)
+        self.rooms = Rooms(store, self.clock, self.limits, coalesce=coalesce, observe=observe)
         self.tabs = Tabs(store, self.clock, self.limits)
-        self.tips = Tips(store, self.clock, self.limits, self.rooms, coalesce=coalesce)
+        self.tips = Tips(
+            store, self.clock, self.limits, self.rooms, coalesce=coalesce, observe=observe
+        )
 
     async def tip(self, ref: TabRef, tip: TipRequest) -> TipResult:
         """Apply ``tip`` and, if it was applied now, relay its event into the room."""

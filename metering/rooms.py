@@ -22,6 +22,8 @@ The stream's entry ids are the cursors clients resume from. The stream keeps abo
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,13 +33,16 @@ import msgpack
 from redis.exceptions import ResponseError
 
 from metering import keys, scripts
-from metering.batch import Coalescer
+from metering.batch import Coalescer, Observer, observer_for
 from metering.clock import Clock
+from metering.errors import StoreUnavailable
 from metering.keys import check_id
 from metering.limits import Limits
 from metering.money import BP_ONE
 from metering.outcomes import RoomEventDraft
 from metering.store import Store, as_int, as_text, stream_entries, translated
+
+log = logging.getLogger("tipmeter.rooms")
 
 #: How long a room's payout rate is cached in-process before it is read again.
 PAYOUT_CACHE_TTL_MS: Final = 5_000
@@ -51,11 +56,16 @@ PENDING_COUNT_MAX: Final = 1_000
 
 @dataclass(frozen=True, slots=True)
 class RoomEvent:
-    """One event of a room's stream: its id (the resume cursor), type and decoded fields."""
+    """One event of a room's stream: its id (the resume cursor), type and decoded fields.
+
+    ``earned_total_minor`` is the model's earnings in the event's currency right after it
+    (0 for events that earn nothing).
+    """
 
     event_id: str
     event_type: str
     data: dict[str, Any]
+    earned_total_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,14 @@ class EventPage:
     gap: bool = False
 
 
+def _report_relay_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning(
+            "relay failed; the event waits in the outbox for relay_pending",
+            exc_info=future.exception(),
+        )
+
+
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
     """Split a Redis stream id ``"<ms>-<seq>"`` into integers; raise ValueError if malformed."""
     ms, _, seq = stream_id.partition("-")
@@ -75,30 +93,53 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def decode_event(event_id: str, event_type: str, packed: bytes) -> RoomEvent:
+def decode_event(
+    event_id: str, event_type: str, packed: bytes, earned_total_minor: int = 0
+) -> RoomEvent:
     """Decode one event as the scripts pack it."""
     data = msgpack.unpackb(packed, raw=False)
     if not isinstance(data, dict):
         raise ValueError(f"event {event_id} holds {type(data).__name__}, not a map")
-    return RoomEvent(event_id=event_id, event_type=event_type, data=data)
+    return RoomEvent(event_id, event_type, data, earned_total_minor)
+
+
+def decode_announcement(message: bytes) -> RoomEvent:
+    """Decode a room channel message: msgpack ``[stream_id, type, data, earned_total]``.
+
+    Lua's cmsgpack packs every string as a msgpack *str*, binary ones too, so the message is
+    unpacked raw and only the text fields are decoded: ``data`` is itself msgpack, not UTF-8.
+    """
+    raw = msgpack.unpackb(message, raw=True)
+    if not (isinstance(raw, list) and len(raw) == 4):
+        raise ValueError("a room announcement is [id, type, data, earned_total]")
+    event_id, event_type, data, total = raw
+    return decode_event(event_id.decode(), event_type.decode(), bytes(data), int(total))
 
 
 def _entry_event(entry_id: str, fields: dict[str, bytes]) -> RoomEvent:
-    return decode_event(entry_id, fields["t"].decode(), fields["d"])
+    return decode_event(entry_id, fields["t"].decode(), fields["d"], int(fields.get("e", b"0")))
 
 
 class Rooms:
     """Relays events into rooms and reads them back."""
 
     def __init__(
-        self, store: Store, clock: Clock, limits: Limits, *, coalesce: bool = True
+        self,
+        store: Store,
+        clock: Clock,
+        limits: Limits,
+        *,
+        coalesce: bool = True,
+        observe: Observer | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._limits = limits
         self._payout_cache: dict[str, tuple[int, int]] = {}
         self._coalescer: Coalescer[RoomEventDraft, str | None] | None = (
-            Coalescer(self._relay_batch) if coalesce else None
+            Coalescer(self._relay_batch, on_flush=observer_for(observe, "relay_room_events"))
+            if coalesce
+            else None
         )
 
     async def relay(self, event: RoomEventDraft) -> str | None:
@@ -106,6 +147,21 @@ class Rooms:
         if self._coalescer is not None:
             return await self._coalescer.submit(event)
         return (await self._relay_batch([event]))[0]
+
+    def relay_soon(self, event: RoomEventDraft) -> None:
+        """Relay ``event`` with the next flush, without waiting for it.
+
+        For the hot path: the tip is already acknowledged. Should this relay fail (Redis
+        unreachable), the event stays in the customer's outbox for :meth:`relay_pending`.
+        """
+        if self._coalescer is None:
+            task = asyncio.ensure_future(self._relay_batch([event]))
+            task.add_done_callback(_report_relay_failure)
+            return
+        try:
+            self._coalescer.enqueue(event).add_done_callback(_report_relay_failure)
+        except StoreUnavailable:
+            log.warning("relay queue full; the event waits in the outbox", exc_info=True)
 
     async def _relay_batch(self, events: Sequence[RoomEventDraft]) -> list[str | None]:
         ids = await scripts.relay_room_events(

@@ -69,7 +69,11 @@ async def open_tab(
     """Run ``open_tab.lua``: open a tab unless one is open for the customer and currency."""
     reply = await store.call(
         OPEN_TAB,
-        [keys.tab(customer, tab_id), keys.open_tab(customer, currency)],
+        [
+            keys.tab(customer, tab_id),
+            keys.open_tab(customer, currency),
+            keys.customer_channel(customer),
+        ],
         [tab_id, customer, currency, cap_minor, auth_ref, capture_before_ms, now_ms, TabState.OPEN],
     )
     return OpenResult(
@@ -89,8 +93,15 @@ async def raise_cap(
     """Run ``raise_cap.lua``: raise the cap of an open tab to ``cap_minor``."""
     reply = await store.call(
         RAISE_CAP,
-        [keys.tab(ref.customer, ref.tab_id)],
-        [cap_minor, auth_ref, capture_before_ms, now_ms, lua_states(sources(TabEvent.RAISE_CAP))],
+        [keys.tab(ref.customer, ref.tab_id), keys.customer_channel(ref.customer)],
+        [
+            cap_minor,
+            auth_ref,
+            capture_before_ms,
+            now_ms,
+            lua_states(sources(TabEvent.RAISE_CAP)),
+            ref.tab_id,
+        ],
     )
     return CapResult(code=Code(as_text(reply[0])), balance=_balance(reply))
 
@@ -101,7 +112,11 @@ async def freeze_tab(
     """Run ``freeze_tab.lua``: stop all spending on a tab and record why."""
     reply = await store.call(
         FREEZE_TAB,
-        [keys.tab(ref.customer, ref.tab_id), keys.open_tab(ref.customer, currency)],
+        [
+            keys.tab(ref.customer, ref.tab_id),
+            keys.open_tab(ref.customer, currency),
+            keys.customer_channel(ref.customer),
+        ],
         [
             ref.tab_id,
             reason,
@@ -191,6 +206,7 @@ def _tip_keys(item: TipItem) -> Sequence[str]:
         keys.tab_lines(item.customer, item.tab_id),
         keys.op(item.customer, item.tip_id),
         keys.outbox(item.customer),
+        keys.customer_channel(item.customer),
     )
 
 
@@ -239,7 +255,7 @@ def _decode_tip(item: TipItem, reply: Any) -> TipResult:
 
 APPLY_TIPS_BATCHED: Final[BatchedScript[TipItem, TipResult]] = BatchedScript(
     script=APPLY_TIPS,
-    keys_per_item=4,
+    keys_per_item=5,
     args_per_item=10,
     item_keys=_tip_keys,
     item_args=_tip_args,

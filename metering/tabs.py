@@ -9,11 +9,11 @@ from metering import keys, scripts
 from metering.clock import Clock
 from metering.errors import InvalidArgument
 from metering.keys import check_id
-from metering.lifecycle import FreezeReason
+from metering.lifecycle import FreezeReason, TabState
 from metering.limits import Limits
 from metering.money import is_amount, is_currency
-from metering.outcomes import CapResult, Code, FreezeResult, OpenResult, Tab, TabRef
-from metering.store import Store, as_text, translated
+from metering.outcomes import Balance, CapResult, Code, FreezeResult, OpenResult, Tab, TabRef
+from metering.store import Store, as_int, as_text, translated
 
 #: Longest gateway authorization reference accepted.
 AUTH_REF_CHARS_MAX: Final = 128
@@ -153,6 +153,23 @@ class Tabs:
         """Read ``ref`` and its lines in one consistent snapshot; None if there is no such tab."""
         _check_ref(ref)
         return await scripts.read_tab(self._store, ref)
+
+    async def balance(self, ref: TabRef) -> tuple[str, Balance] | None:
+        """The currency and live balance of ``ref`` (one HMGET), or None if there is no such tab."""
+        _check_ref(ref)
+        with translated():
+            raw = await self._store.client.hmget(
+                keys.tab(ref.customer, ref.tab_id), ["currency", "state", "cap", "accrued", "ver"]
+            )
+        if raw[0] is None:
+            return None
+        balance = Balance(
+            state=TabState(as_text(raw[1])),
+            cap_minor=as_int(raw[2]),
+            accrued_minor=as_int(raw[3]),
+            version=as_int(raw[4]),
+        )
+        return as_text(raw[0]), balance
 
     async def find_open(self, customer: str, currency: str) -> str | None:
         """Return the id of ``customer``'s open tab in ``currency``, if there is one."""

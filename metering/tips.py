@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metering import scripts
-from metering.batch import Coalescer
+from metering.batch import Coalescer, Observer, observer_for
 from metering.clock import Clock
 from metering.keys import check_id, is_id
 from metering.limits import Limits
@@ -42,14 +42,23 @@ class Tips:
     """Applies tips, coalescing concurrent callers into batched script calls."""
 
     def __init__(
-        self, store: Store, clock: Clock, limits: Limits, rooms: Rooms, *, coalesce: bool = True
+        self,
+        store: Store,
+        clock: Clock,
+        limits: Limits,
+        rooms: Rooms,
+        *,
+        coalesce: bool = True,
+        observe: Observer | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._limits = limits
         self._rooms = rooms
         self._coalescer: Coalescer[TipItem, TipResult] | None = (
-            Coalescer(self._apply_batch) if coalesce else None
+            Coalescer(self._apply_batch, on_flush=observer_for(observe, "apply_tips"))
+            if coalesce
+            else None
         )
 
     def validate(self, tip: TipRequest) -> Code | None:

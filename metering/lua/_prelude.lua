@@ -22,3 +22,11 @@ end
 local function in_states(set, state)
   return state ~= nil and string.find(set, ',' .. state .. ',', 1, true) ~= nil
 end
+
+-- Announce a tab's balance on its customer's sharded channel (tm:{c:C}:live), so that every
+-- server process holding a connection of that customer pushes it. `channel` is always passed
+-- in KEYS, so Redis Cluster routes and checks it like a key of the customer's tag.
+local function announce_tab(channel, tab_id, currency, state, cap, accrued, ver)
+  redis.call('SPUBLISH', channel, cmsgpack.pack({
+    tab = tab_id, currency = currency, state = state, cap = cap, accrued = accrued, ver = ver}))
+end

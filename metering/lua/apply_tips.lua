@@ -9,7 +9,8 @@
 -- Tips are batched: one call carries any number of tips, each with its own four keys. On Redis
 -- Cluster a batch only carries tips whose keys share one slot (metering/batch.py groups them).
 --
--- KEYS, 4 per tip: [1] tab hash  [2] tab lines hash  [3] op record  [4] customer outbox stream
+-- KEYS, 5 per tip: [1] tab hash  [2] tab lines hash  [3] op record  [4] customer outbox stream
+--   [5] customer live channel (the new balance is announced there)
 -- ARGV: [1] now_ms  [2] op_ttl_ms  [3] lines_max  [4] outbox_max  [5] spendable states
 --   [6] exhausted_below_minor: once less than this remains, the tab is marked exhausted (the
 --       settlement trigger `cap_reached`, recorded in the same step as the spend that causes it)
@@ -27,14 +28,14 @@
 --   lines_full      the tab has lines_max lines already
 --   busy            the outbox is full (relaying is behind); retry with the same id
 --   applied
--- Cost: O(1) per tip: 2 HMGET, 3 HSET, 1 HINCRBY, 1 XLEN, 1 XADD, 1 PEXPIRE.
+-- Cost: O(1) per tip: 2 HMGET, 3 HSET, 1 HINCRBY, 1 XLEN, 1 XADD, 1 PEXPIRE, 1 SPUBLISH.
 
 local now_ms, op_ttl_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lines_max, outbox_max, spendable = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local exhausted_below = tonumber(ARGV[6])
 local FIXED, PER_TIP = 6, 10
 
-local function apply_tip(tab_key, lines_key, op_key, outbox_key, a)
+local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, a)
   local customer, tip_id, tab_id, room = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local amount, currency, payout_bp = tonumber(ARGV[a + 5]), ARGV[a + 6], tonumber(ARGV[a + 7])
   local name, anon, message = ARGV[a + 8], ARGV[a + 9] == '1', ARGV[a + 10]
@@ -93,12 +94,14 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, a)
     'state', state, 'cap', int(cap), 'accrued', int(accrued), 'ver', int(ver),
     'seq', int(seq), 'share', int(share), 'at', int(now_ms), 'outbox', outbox_id)
   redis.call('PEXPIRE', op_key, op_ttl_ms)
+  announce_tab(channel, tab_id, currency, state, cap, accrued, ver)
   return {'applied', state, cap, accrued, ver, seq, share, now_ms, outbox_id, data}
 end
 
 local results = {}
 for i = 0, (#ARGV - FIXED) / PER_TIP - 1 do
-  results[i + 1] = apply_tip(KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4],
+  local k = 5 * i
+  results[i + 1] = apply_tip(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
     FIXED + PER_TIP * i)
 end
 return results

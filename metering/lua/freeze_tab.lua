@@ -4,7 +4,7 @@
 -- again), the reason is recorded in the same step, and the customer may open a new tab in the
 -- currency. Freezing a tab that is already frozen returns the original freeze.
 --
--- KEYS: [1] tab hash  [2] open-tab pointer for (customer, currency)
+-- KEYS: [1] tab hash  [2] open-tab pointer for (customer, currency)  [3] customer live channel
 -- ARGV: [1] tab_id  [2] reason  [3] now_ms  [4] states that may be frozen (",open,")
 --       [5] frozen state name ("settling")
 -- Returns {code, state, cap, accrued, ver, reason, frozen_at_ms} where code is, in order,
@@ -16,7 +16,7 @@ local tab_id, reason, now_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local allowed, frozen = ARGV[4], ARGV[5]
 
 local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver', 'freeze_reason',
-  'frozen_at')
+  'frozen_at', 'currency')
 if not t[1] then
   return {'tab_not_found', '', 0, 0, 0, '', 0}
 end
@@ -33,4 +33,5 @@ ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 if redis.call('GET', KEYS[2]) == tab_id then
   redis.call('DEL', KEYS[2])
 end
+announce_tab(KEYS[3], tab_id, t[7], frozen, cap, accrued, ver)
 return {'applied', frozen, cap, accrued, ver, reason, now_ms}

@@ -3,7 +3,7 @@
 -- Guarantee: a tab id is created once; the customer's open-tab pointer for the currency names
 -- at most one tab, and only a tab in the `open` state.
 --
--- KEYS: [1] tab hash  [2] open-tab pointer for (customer, currency)
+-- KEYS: [1] tab hash  [2] open-tab pointer for (customer, currency)  [3] customer live channel
 -- ARGV: [1] tab_id  [2] customer  [3] currency  [4] cap_minor  [5] auth_ref
 --       [6] capture_before_ms  [7] now_ms  [8] open state name
 -- Returns {code, state, cap, accrued, ver, tab_id} where code, in order of precedence, is
@@ -36,4 +36,5 @@ redis.call('HSET', KEYS[1],
   'auth_ref', auth_ref, 'capture_before', int(capture_before_ms),
   'opened_at', int(now_ms), 'active_at', int(now_ms))
 redis.call('SET', KEYS[2], tab_id)
+announce_tab(KEYS[3], tab_id, currency, open_state, cap, 0, 1)
 return {'applied', open_state, cap, 0, 1, tab_id}

@@ -4,18 +4,18 @@
 -- tab already has is a harmless repeat, so the call is idempotent for a given target. A raise
 -- clears the tab's `exhausted_at` mark: the pending `cap_reached` settlement trigger is off.
 --
--- KEYS: [1] tab hash
+-- KEYS: [1] tab hash  [2] customer live channel
 -- ARGV: [1] new_cap_minor  [2] auth_ref  [3] capture_before_ms  [4] now_ms
---       [5] states in which the cap may be raised (",open,")
+--       [5] states in which the cap may be raised (",open,")  [6] tab_id
 -- Returns {code, state, cap, accrued, ver} where code, in order of precedence, is
 --   tab_not_found | tab_not_open | duplicate (cap already equals new_cap)
 --   | cap_not_raised (new_cap is below the cap) | applied
 -- Cost: O(1).
 
 local new_cap, auth_ref, capture_before_ms = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local now_ms, allowed = tonumber(ARGV[4]), ARGV[5]
+local now_ms, allowed, tab_id = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
-local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver')
+local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver', 'currency')
 if not t[1] then
   return {'tab_not_found', '', 0, 0, 0}
 end
@@ -34,4 +34,5 @@ redis.call('HSET', KEYS[1], 'cap', int(new_cap), 'auth_ref', auth_ref,
   'capture_before', int(capture_before_ms), 'active_at', int(now_ms))
 redis.call('HDEL', KEYS[1], 'exhausted_at')
 ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+announce_tab(KEYS[2], tab_id, t[5], state, new_cap, accrued, ver)
 return {'applied', state, new_cap, accrued, ver}

@@ -11,6 +11,9 @@
 --   [4] room live channel (a key so that Redis Cluster routes and checks it like one)
 -- ARGV: [1] now_ms  [2] events_max (stream bound)  [3] relayed_window_ms  [4] relayed_max
 --   then 5 per event: event key, type, data (msgpack), earnings currency, earnings minor
+-- The stream entry holds `t` (type), `d` (data) and, for events that earn the model money, `e`:
+-- the model's earnings in that currency after this event (the live total a model console shows).
+-- The channel message is msgpack {stream_id, type, data, earned_total}.
 -- Returns one array per event: {code, stream_id} with code `applied` or `duplicate` (then
 --   stream_id is '').
 -- Cost: O(log n) per event (ZSCORE, ZADD, XADD with approximate trimming), plus the trimming
@@ -26,18 +29,19 @@ local function relay(events_key, relayed_key, earnings_key, channel, a)
   if redis.call('ZSCORE', relayed_key, event_key) then
     return {'duplicate', ''}
   end
+  local total = 0
+  if earned > 0 then
+    total = redis.call('HINCRBY', earnings_key, 'accrued:' .. currency, int(earned))
+  end
   local id = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*',
-    't', event_type, 'd', data)
+    't', event_type, 'd', data, 'e', int(total))
   redis.call('ZADD', relayed_key, int(now_ms), event_key)
   redis.call('ZREMRANGEBYSCORE', relayed_key, '-inf', int(now_ms - window_ms))
   local excess = redis.call('ZCARD', relayed_key) - relayed_max
   if excess > 0 then
     redis.call('ZREMRANGEBYRANK', relayed_key, 0, excess - 1)
   end
-  if earned > 0 then
-    redis.call('HINCRBY', earnings_key, 'accrued:' .. currency, int(earned))
-  end
-  redis.call('SPUBLISH', channel, cmsgpack.pack({id, event_type, data}))
+  redis.call('SPUBLISH', channel, cmsgpack.pack({id, event_type, data, total}))
   return {'applied', id}
 end
 
