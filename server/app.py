@@ -3,39 +3,89 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import Meter, open_store
 from metering.scripts import METERING_SCRIPTS
-from server import health
+from server import api, feed, health
 from server.config import Settings
-from server.runtime import Runtime
+from server.errors import ConfigError
+from server.gateways import create_gateway
+from server.hub import Hub
+from server.metrics import Metrics
+from server.runtime import Runtime, runtime
+from server.tickets import TicketGate
+from server.ws import websocket_endpoint
 
 log = logging.getLogger("tipmeter.app")
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
-    """Build the app. Redis is connected (and the scripts loaded) when its lifespan starts."""
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False) -> Starlette:
+    """Build the app. Redis is connected (and the scripts loaded) when its lifespan starts.
+
+    ``demo`` (the embedded default) prints how to connect once the app is up.
+    """
+    if not settings.ticket_secrets or not settings.api_keys:
+        raise ConfigError(
+            "set TIPMETER_TICKET_SECRETS and TIPMETER_API_KEYS (every process must share them)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await open_store(settings.redis_target(), METERING_SCRIPTS)
-        meter = Meter(store, clock=clock, limits=settings.limits())
-        app.state.runtime = Runtime(settings=settings, store=store, meter=meter)
+        target = settings.redis_target()
+        store = await open_store(target, METERING_SCRIPTS)
+        metrics = Metrics()
+        meter = Meter(store, clock=clock, limits=settings.limits(), observe=metrics.observe_flush)
+        hub = Hub(meter, target, metrics)
+        rt = Runtime(
+            settings=settings,
+            store=store,
+            meter=meter,
+            hub=hub,
+            tickets=TicketGate(
+                store,
+                meter.clock,
+                secrets_=settings.ticket_secrets,
+                issuers=settings.ticket_issuers,
+                ttl_ms_max=settings.ticket_ttl_s_max * 1000,
+            ),
+            gateway=create_gateway(settings, meter.clock),
+            metrics=metrics,
+        )
+        app.state.runtime = rt
         log.info("ready", extra={"fields": {"redis_cluster": store.is_cluster}})
+        if demo:
+            from server.demo import introduce
+
+            sys.stdout.write(await introduce(rt))
+            sys.stdout.flush()
         try:
             yield
         finally:
+            await hub.stop()
             await meter.aclose()
             await store.close()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/livez", health.livez, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        WebSocketRoute("/ws", websocket_endpoint),
+        *api.routes(),
+        *feed.routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

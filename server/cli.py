@@ -19,14 +19,32 @@ from server.errors import ServerError
 log = logging.getLogger("tipmeter")
 
 
+def _with_dev_keys(settings: Settings) -> Settings:
+    """Fill unset keys from the data folder (embedded default only)."""
+    from server.devkeys import load_or_create
+
+    if settings.ticket_secrets and settings.api_keys:
+        return settings
+    dev = load_or_create(settings.data_dir)
+    return dataclasses.replace(
+        settings,
+        ticket_secrets=settings.ticket_secrets or (dev.ticket_secret,),
+        api_keys=settings.api_keys or (dev.api_key,),
+    )
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.drain import DrainingServer
     from server.embedded_redis import RedisServer
+    from server.runtime import Runtime
 
+    demo = settings.embedded_redis
     with contextlib.ExitStack() as stack:
         if settings.embedded_redis:
+            settings = _with_dev_keys(settings)
             redis = RedisServer(settings.data_dir, binary=settings.redis_server_bin)
             redis.start()
             stack.callback(redis.stop)
@@ -35,17 +53,27 @@ def _serve(settings: Settings) -> int:
                 "embedded redis-server started",
                 extra={"fields": {"data_dir": str(redis.data_dir), "url": redis.url}},
             )
+        app = create_app(settings, demo=demo)
         config = uvicorn.Config(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             ws="websockets-sansio",
+            ws_max_size=settings.frame_bytes_max,
+            ws_ping_interval=settings.ping_interval_s,
+            ws_ping_timeout=settings.ping_timeout_s,
             ws_per_message_deflate=False,
             lifespan="on",
             log_config=None,
             access_log=False,
+            timeout_graceful_shutdown=settings.drain_s_max,
         )
-        server = uvicorn.Server(config)
+
+        def runtime_of() -> Runtime | None:
+            value = getattr(app.state, "runtime", None)
+            return value if isinstance(value, Runtime) else None
+
+        server = DrainingServer(config, runtime_of)
         log.info(
             "serving",
             extra={"fields": {"url": f"http://{settings.host}:{settings.port}"}},

@@ -41,6 +41,41 @@ class Settings:
     room_events_max: int = 10_000
     payout_bp_default: int = 6_000
     message_chars_max: int = 255
+    public_url: str | None = None
+    ticket_secrets: tuple[str, ...] = ()
+    ticket_issuers: tuple[str, ...] = ("tipmeter",)
+    ticket_ttl_s_max: int = 300
+    api_keys: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    frame_bytes_max: int = 4_096
+    tips_per_s_max: int = 10
+    tips_burst_max: int = 20
+    frames_per_s_max: int = 50
+    send_queue_frames_max: int = 256
+    subscriptions_max: int = 8
+    connections_max: int = 15_000
+    ping_interval_s: int = 20
+    ping_timeout_s: int = 20
+    drain_delay_s: int = 2
+    drain_s_max: int = 30
+    feed_timeout_s_max: int = 60
+    feed_minor_per_token: int = 1
+    gateway: str = "sandbox"
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach this server (``TIPMETER_PUBLIC_URL``, else host and port)."""
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """Browser origins allowed to open WebSockets (default: this server's own pages)."""
+        if self.allowed_origins:
+            return self.allowed_origins
+        own = {self.base_url, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
+        return tuple(sorted(own))
 
     @property
     def embedded_redis(self) -> bool:
@@ -87,6 +122,8 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{var.name}={raw!r}: {exc}") from None
         settings = cls(**values)
+        if settings.tips_burst_max < settings.tips_per_s_max:
+            raise ConfigError(f"{PREFIX}TIPS_BURST_MAX must be at least {PREFIX}TIPS_PER_S_MAX")
         if settings.redis_url is not None and settings.redis_cluster_nodes:
             raise ConfigError(
                 f"{PREFIX}REDIS_URL and {PREFIX}REDIS_CLUSTER_NODES are exclusive; set one"
@@ -155,6 +192,25 @@ def comma_list(raw: str) -> tuple[str, ...]:
     if not items:
         raise ValueError("expected a comma-separated list")
     return items
+
+
+SECRET_CHARS_MIN: Final = 32
+
+
+def secret_list(raw: str) -> tuple[str, ...]:
+    """A parser for a comma-separated list of secrets, each at least 32 characters long."""
+    items = comma_list(raw)
+    if any(len(item) < SECRET_CHARS_MIN for item in items):
+        raise ValueError(f"every secret must be at least {SECRET_CHARS_MIN} characters long")
+    return items
+
+
+def url(raw: str) -> str:
+    """A parser for an http(s) URL."""
+    value = text(raw)
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
 
 
 MINOR_MAX: Final = 900_000_000_000
@@ -244,8 +300,135 @@ VARIABLES: Final = (
     Variable(
         "TIPMETER_MESSAGE_CHARS_MAX",
         "message_chars_max",
-        integer(0, 10_000),
-        "Longest tip message, in characters.",
+        integer(0, 255),
+        "Longest tip message, in characters (the protocol allows 255).",
+    ),
+    Variable(
+        "TIPMETER_PUBLIC_URL",
+        "public_url",
+        url,
+        "URL clients reach this server at (for links such as the event feed's `nextUrl`). "
+        "Unset: `http://HOST:PORT`.",
+    ),
+    Variable(
+        "TIPMETER_TICKET_SECRETS",
+        "ticket_secrets",
+        secret_list,
+        "Secrets that sign connection tickets, comma-separated, 32+ characters each; the first "
+        "signs, all verify (rotation). Every process must share them. Unset with the embedded "
+        "Redis: generated once and kept in the data folder.",
+    ),
+    Variable(
+        "TIPMETER_TICKET_ISSUERS",
+        "ticket_issuers",
+        comma_list,
+        "Issuers whose tickets are accepted; the first names tickets the HTTP API mints.",
+    ),
+    Variable(
+        "TIPMETER_TICKET_TTL_S_MAX",
+        "ticket_ttl_s_max",
+        integer(5, 3_600),
+        "Longest life of a ticket the HTTP API mints, in seconds.",
+    ),
+    Variable(
+        "TIPMETER_API_KEYS",
+        "api_keys",
+        secret_list,
+        "Keys of the cam-site backend for the HTTP API (`Authorization: Bearer KEY`), "
+        "comma-separated, 32+ characters each. Unset with the embedded Redis: generated once "
+        "and kept in the data folder.",
+    ),
+    Variable(
+        "TIPMETER_ALLOWED_ORIGINS",
+        "allowed_origins",
+        comma_list,
+        "Browser origins allowed to open a WebSocket. Unset: this server's own pages only. "
+        "Clients that send no Origin (not browsers) are not affected.",
+    ),
+    Variable(
+        "TIPMETER_FRAME_BYTES_MAX",
+        "frame_bytes_max",
+        integer(256, 1_048_576),
+        "Largest WebSocket frame a client may send; larger ones close the connection (1009).",
+    ),
+    Variable(
+        "TIPMETER_TIPS_PER_S_MAX",
+        "tips_per_s_max",
+        integer(1, 10_000),
+        "Tips one connection may send per second on average (token bucket).",
+    ),
+    Variable(
+        "TIPMETER_TIPS_BURST_MAX",
+        "tips_burst_max",
+        integer(1, 100_000),
+        "Tips one connection may send in a burst (the bucket's size).",
+    ),
+    Variable(
+        "TIPMETER_FRAMES_PER_S_MAX",
+        "frames_per_s_max",
+        integer(1, 100_000),
+        "Frames of any kind one connection may send per second (bucket of twice that).",
+    ),
+    Variable(
+        "TIPMETER_SEND_QUEUE_FRAMES_MAX",
+        "send_queue_frames_max",
+        integer(8, 100_000),
+        "Frames waiting to be sent to one connection; a client that falls further behind is "
+        "disconnected (4008) so it never slows anyone else.",
+    ),
+    Variable(
+        "TIPMETER_SUBSCRIPTIONS_MAX",
+        "subscriptions_max",
+        integer(1, 1_000),
+        "Rooms one connection may follow at once.",
+    ),
+    Variable(
+        "TIPMETER_CONNECTIONS_MAX",
+        "connections_max",
+        integer(1, 1_000_000),
+        "WebSocket connections one process accepts; more are refused with HTTP 503.",
+    ),
+    Variable(
+        "TIPMETER_PING_INTERVAL_S",
+        "ping_interval_s",
+        integer(1, 3_600),
+        "Seconds between WebSocket pings the server sends.",
+    ),
+    Variable(
+        "TIPMETER_PING_TIMEOUT_S",
+        "ping_timeout_s",
+        integer(1, 3_600),
+        "Seconds without a pong before the server drops a connection.",
+    ),
+    Variable(
+        "TIPMETER_DRAIN_DELAY_S",
+        "drain_delay_s",
+        integer(0, 600),
+        "On SIGTERM: seconds /readyz answers 503 before clients are told to reconnect.",
+    ),
+    Variable(
+        "TIPMETER_DRAIN_S_MAX",
+        "drain_s_max",
+        integer(1, 3_600),
+        "On SIGTERM: seconds after which the process exits whatever remains.",
+    ),
+    Variable(
+        "TIPMETER_FEED_TIMEOUT_S_MAX",
+        "feed_timeout_s_max",
+        integer(0, 600),
+        "Longest wait of the long-poll event feed (`?timeout=`), in seconds.",
+    ),
+    Variable(
+        "TIPMETER_FEED_MINOR_PER_TOKEN",
+        "feed_minor_per_token",
+        integer(1, 1_000_000),
+        "Minor units per token in the event feed's `tokens` (rounded down).",
+    ),
+    Variable(
+        "TIPMETER_GATEWAY",
+        "gateway",
+        choice("sandbox"),
+        "Payment gateway: `sandbox` (deterministic test cards, in process).",
     ),
 )
 

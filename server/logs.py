@@ -3,12 +3,15 @@
 Every record carries ``ts`` (ISO-8601 UTC), ``level``, ``logger`` and ``msg``, plus the fields
 passed through ``extra={"fields": {...}}``. Field names that can hold credentials (tickets, API
 keys, signatures, tokens, secrets, passwords, authorization headers) are replaced by
-``"[redacted]"`` whatever the caller passes, so a careless log call cannot leak one.
+``"[redacted]"`` whatever the caller passes, so a careless log call cannot leak one. Messages
+are scrubbed too: uvicorn logs each WebSocket handshake with its URL, and the URL carries the
+ticket (``?ticket=…``), and feed URLs carry a room's token (``/events/<room>/<token>/``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -28,6 +31,17 @@ SECRET_MARKERS: Final = (
     "cookie",
 )
 REDACTED: Final = "[redacted]"
+
+_SECRET_PARAM: Final = re.compile(
+    r"([?&](?:ticket|token|api_key|key|secret|signature)=)[^&\s\"']+", re.IGNORECASE
+)
+_FEED_TOKEN: Final = re.compile(r"(/events/[^/\s]+/)[^/\s?\"']+")
+
+
+def scrub(text: str) -> str:
+    """Replace credentials carried in URLs inside ``text``."""
+    text = _SECRET_PARAM.sub(rf"\1{REDACTED}", text)
+    return _FEED_TOKEN.sub(rf"\1{REDACTED}", text)
 
 
 def redact(fields: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +66,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": scrub(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):

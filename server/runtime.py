@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
 from metering.meter import Meter
 from metering.store import Store
 from server.config import Settings
+from server.metrics import Metrics
+from server.tickets import TicketGate
+from settlement.gateway import Gateway
+
+if TYPE_CHECKING:
+    from server.connection import Connection
+    from server.hub import Hub
 
 
 @dataclass(slots=True)
 class Runtime:
-    """The resources of one running app: settings, the Redis store and the money core."""
+    """The resources of one running app."""
 
     settings: Settings
     store: Store
     meter: Meter
+    hub: Hub
+    tickets: TicketGate
+    gateway: Gateway
+    metrics: Metrics
+    connections: set[Connection] = field(default_factory=set)
+    #: Set whenever the last connection closes (the drain waits on it).
+    no_connections: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
-    notes: dict[str, str] = field(default_factory=dict)
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

@@ -29,8 +29,10 @@ def test_the_embedded_default_runs_its_own_redis_and_stops_it(tmp_path: Path) ->
         assert server.stop() == 0
     assert not ping(unix_path=socket_path)
     assert any(data.glob("appendonly*")), "the append-only file is in the data folder"
-    # The log is JSON lines and the data survives a restart.
+    # The log is JSON lines; standard output says how to connect; the data survives a restart.
     assert all(line.startswith("{") for line in server.log().splitlines() if line.strip())
+    assert "tipmeter is running at" in server.output()
+    assert "viewer ticket" in server.output()
     again = TipmeterProcess(["serve"], {"TIPMETER_DATA_DIR": str(data)}, cwd=tmp_path).start()
     try:
         with redis.Redis(unix_socket_path=socket_path) as client:

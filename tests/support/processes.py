@@ -12,9 +12,48 @@ from pathlib import Path
 
 import httpx
 
+from clients.tickets import Role, mint
 from server.embedded_redis import free_port
 
 VENV_BIN = Path(sys.executable).parent
+
+#: The keys every test server shares (as a deployment's processes would).
+TICKET_SECRET = "test-ticket-secret-0123456789abcdefghij"
+API_KEY = "test-api-key-0123456789abcdefghijklmn"
+#: Generous limits, so that tests of other things are not rate-limited.
+TEST_ENV = {
+    "TIPMETER_TICKET_SECRETS": TICKET_SECRET,
+    "TIPMETER_API_KEYS": API_KEY,
+    "TIPMETER_TIPS_PER_S_MAX": "1000",
+    "TIPMETER_TIPS_BURST_MAX": "1000",
+    "TIPMETER_FRAMES_PER_S_MAX": "5000",
+    "TIPMETER_DRAIN_DELAY_S": "0",
+}
+
+
+def ticket(
+    role: Role,
+    subject: str,
+    *,
+    currency: str = "",
+    name: str = "",
+    ttl_ms: int = 60_000,
+    now_ms: int | None = None,
+) -> str:
+    """Mint a ticket as the cam-site backend would, with the test servers' secret."""
+    import time
+
+    now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    return mint(
+        TICKET_SECRET.encode(),
+        issuer="tipmeter",
+        role=role,
+        subject=subject,
+        now_ms=now,
+        ttl_ms=ttl_ms,
+        name=name,
+        currency=currency,
+    )
 
 
 class TipmeterProcess:
@@ -27,11 +66,13 @@ class TipmeterProcess:
         self.args = args
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("TIPMETER_")},
+            **TEST_ENV,
             "TIPMETER_PORT": str(self.port),
             **env,
         }
         self.cwd = cwd
         self.log_path = cwd / f"tipmeter-{self.port}.log"
+        self.out_path = cwd / f"tipmeter-{self.port}.out"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,17 +80,24 @@ class TipmeterProcess:
         """Where the server listens."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ws_url(self) -> str:
+        """The server's WebSocket endpoint."""
+        return f"ws://127.0.0.1:{self.port}/ws"
+
     def start(self, ready_path: str | None = "/readyz", timeout_s: float = 30) -> TipmeterProcess:
         """Start the process; wait until ``ready_path`` answers 200 (unless None)."""
         log = self.log_path.open("ab")
+        out = self.out_path.open("ab")
         self.process = subprocess.Popen(
             [str(VENV_BIN / "tipmeter"), *self.args],
             env=self.env,
             cwd=self.cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=log,
         )
         log.close()
+        out.close()
         if ready_path is not None:
             self.wait_for(ready_path, timeout_s)
         return self
@@ -77,8 +125,12 @@ class TipmeterProcess:
         )
 
     def log(self) -> str:
-        """Everything the process wrote."""
+        """What the process wrote to standard error (its JSON log)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def output(self) -> str:
+        """What the process wrote to standard output."""
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the process."""

@@ -1,0 +1,450 @@
+"""The HTTP API of the cam-site backend: tabs, tickets, rooms.
+
+Every route but the feed needs ``Authorization: Bearer <API key>``. Bodies are JSON objects of
+at most :data:`BODY_BYTES_MAX` bytes, with strict integers for money. Errors are JSON
+``{"error": {"code": …, "message": …}}`` with a stable code; docs/http-api.md and
+``/openapi.json`` list them.
+
+Opening a tab is idempotent by the ``Idempotency-Key`` header: the tab id is derived from the
+customer and that key, and the gateway hold from the tab id, so a retry after any failure finds
+the same hold and the same tab, and never places a second hold.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from clients.tickets import Role
+from metering import keys
+from metering.errors import StoreError, StoreUnavailable
+from metering.keys import is_id
+from metering.lifecycle import FreezeReason, TabState
+from metering.money import is_amount, is_currency
+from metering.outcomes import Code, Tab, TabRef
+from metering.store import as_text, translated
+from server.runtime import Runtime, runtime
+from settlement.gateway import GatewayError, GatewayUnavailable
+from settlement.queue import request_settlement
+
+log = logging.getLogger("tipmeter.api")
+
+#: Largest request body accepted.
+BODY_BYTES_MAX: Final = 16_384
+#: Longest Idempotency-Key header accepted (same alphabet as ids).
+IDEMPOTENCY_KEY_CHARS_MAX: Final = 64
+#: Longest a gateway call may take before the request answers 503 (retry with the same key).
+GATEWAY_TIMEOUT_S: Final = 15.0
+
+Handler = Callable[[Request, Runtime], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """An error answer: status, stable code, message and extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+    def response(self) -> JSONResponse:
+        """The JSON answer."""
+        body = {"error": {"code": self.code, "message": str(self), **self.extra}}
+        return JSONResponse(body, status_code=self.status)
+
+
+_STATUS_OF: Final = {
+    Code.INVALID_ID: 400,
+    Code.INVALID_AMOUNT: 400,
+    Code.INVALID_CURRENCY: 400,
+    Code.INVALID_FIELD: 400,
+    Code.CAP_OUT_OF_RANGE: 400,
+    Code.TAB_NOT_FOUND: 404,
+    Code.TAB_NOT_OPEN: 409,
+    Code.TAB_ALREADY_OPEN: 409,
+    Code.CAP_NOT_RAISED: 409,
+    Code.ID_REUSED: 409,
+}
+
+
+def _code_error(code: Code, message: str, **extra: Any) -> ApiError:
+    return ApiError(_STATUS_OF.get(code, 500), str(code), message, **extra)
+
+
+def _authorized(request: Request, rt: Runtime) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        return False
+    return any(hmac.compare_digest(key.encode(), k.encode()) for k in rt.settings.api_keys)
+
+
+def endpoint(
+    name: str, handler: Handler, *, authenticated: bool = True
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap ``handler``: authentication, errors as JSON, metrics by route ``name``."""
+
+    async def serve(request: Request) -> Response:
+        rt = runtime(request)
+        try:
+            if authenticated and not _authorized(request, rt):
+                raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>")
+            response = await handler(request, rt)
+        except ApiError as error:
+            response = error.response()
+        except StoreUnavailable:
+            response = ApiError(503, "unavailable", "Redis is unavailable; retry").response()
+        except StoreError:
+            log.exception("request failed", extra={"fields": {"route": name}})
+            response = ApiError(500, "internal_error", "internal error; retry").response()
+        rt.metrics.http_requests.labels(name, str(response.status_code)).inc()
+        return response
+
+    return serve
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > BODY_BYTES_MAX:
+        raise ApiError(413, "body_too_large", f"bodies are at most {BODY_BYTES_MAX} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > BODY_BYTES_MAX:
+            raise ApiError(413, "body_too_large", f"bodies are at most {BODY_BYTES_MAX} bytes")
+    try:
+        value = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "malformed_body", "the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "malformed_body", "the body must be a JSON object")
+    return value
+
+
+def _field_id(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not is_id(value):
+        raise ApiError(400, "invalid_id", f"{name} must match [A-Za-z0-9_.-]{{1,64}}")
+    return str(value)
+
+
+def _field_amount(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not is_amount(value):
+        raise ApiError(400, "invalid_amount", f"{name} must be an integer number of minor units")
+    return value
+
+
+def _field_currency(body: dict[str, Any]) -> str:
+    value = body.get("currency")
+    if not is_currency(value):
+        raise ApiError(400, "invalid_currency", "currency must be an accepted ISO-4217 code")
+    return value
+
+
+def _path_ref(request: Request) -> TabRef:
+    customer, tab_id = request.path_params["customer"], request.path_params["tab_id"]
+    if not (is_id(customer) and is_id(tab_id)):
+        raise ApiError(400, "invalid_id", "ids match [A-Za-z0-9_.-]{1,64}")
+    return TabRef(customer, tab_id)
+
+
+def tab_json(tab: Tab) -> dict[str, Any]:
+    """A tab as the HTTP API shows it."""
+    return {
+        "tab_id": tab.ref.tab_id,
+        "customer": tab.ref.customer,
+        "currency": tab.currency,
+        "state": str(tab.state),
+        "cap_minor": tab.cap_minor,
+        "accrued_minor": tab.accrued_minor,
+        "remaining_minor": tab.remaining_minor,
+        "version": tab.version,
+        "capture_before_ms": tab.capture_before_ms,
+        "opened_at_ms": tab.opened_at_ms,
+        "active_at_ms": tab.active_at_ms,
+        "freeze_reason": tab.freeze_reason or None,
+        "frozen_at_ms": tab.frozen_at_ms or None,
+        "lines": [
+            {
+                "kind": line.kind,
+                "line_id": line.line_id,
+                "seq": line.seq,
+                "at_ms": line.at_ms,
+                "room": line.room,
+                "amount_minor": line.amount_minor,
+                "payout_bp": line.payout_bp,
+                "share_minor": line.share_minor,
+                **(
+                    {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
+                    if line.kind == "session"
+                    else {}
+                ),
+            }
+            for line in tab.lines
+        ],
+    }
+
+
+async def _read_tab(rt: Runtime, ref: TabRef) -> Tab:
+    tab = await rt.meter.tabs.read(ref)
+    if tab is None:
+        raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
+    return tab
+
+
+def tab_id_for(customer: str, idempotency_key: str) -> str:
+    """The tab id an open request with this Idempotency-Key creates (stable across retries)."""
+    digest = hashlib.sha256(f"{customer}\x00{idempotency_key}".encode()).digest()[:16]
+    return "tab_" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+async def open_tab(request: Request, rt: Runtime) -> Response:
+    """``POST /v1/tabs``: authorize a hold for the cap, then open the tab."""
+    idempotency_key = request.headers.get("idempotency-key", "")
+    if not is_id(idempotency_key):
+        raise ApiError(
+            400, "idempotency_key_required", "send an Idempotency-Key header ([A-Za-z0-9_.-]{1,64})"
+        )
+    body = await _json_body(request)
+    customer = _field_id(body, "customer")
+    currency = _field_currency(body)
+    cap = _field_amount(body, "cap_minor")
+    payment_method = body.get("payment_method")
+    if not (isinstance(payment_method, str) and 0 < len(payment_method) <= 128):
+        raise ApiError(400, "invalid_field", "payment_method must be the gateway's card token")
+    limits = rt.meter.limits
+    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
+        raise ApiError(
+            400,
+            "cap_out_of_range",
+            f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
+        )
+    tab_id = tab_id_for(customer, idempotency_key)
+    ref = TabRef(customer, tab_id)
+    existing = await rt.meter.tabs.read(ref)
+    if existing is not None:
+        if existing.currency != currency:
+            raise ApiError(
+                409, "idempotency_key_reused", "this key opened a tab in another currency"
+            )
+        return JSONResponse(tab_json(existing), status_code=200)
+    other = await rt.meter.tabs.find_open(customer, currency)
+    if other is not None:
+        raise ApiError(409, "tab_already_open", "the customer has an open tab", tab_id=other)
+    try:
+        hold = await rt.gateway.authorize(
+            idempotency_key=f"auth:{tab_id}",
+            payment_method=payment_method,
+            amount_minor=cap,
+            currency=currency,
+        )
+    except GatewayUnavailable:
+        raise ApiError(503, "gateway_unavailable", "retry with the same Idempotency-Key") from None
+    except GatewayError as exc:
+        raise ApiError(400, "gateway_refused", str(exc)) from None
+    if not hold.approved:
+        raise ApiError(
+            402,
+            "card_declined",
+            "the card was declined",
+            decline_reason=str(hold.decline_reason),
+        )
+    opened = await rt.meter.tabs.open(
+        customer=customer,
+        currency=currency,
+        cap_minor=cap,
+        auth_ref=hold.auth_ref,
+        capture_before_ms=hold.expires_at_ms,
+        tab_id=tab_id,
+    )
+    if opened.code is Code.TAB_ALREADY_OPEN:
+        # Another request opened a tab between our check and our open: release this hold.
+        try:
+            await rt.gateway.void(idempotency_key=f"void:{tab_id}", auth_ref=hold.auth_ref)
+        except GatewayError:
+            log.warning("could not void a surplus hold", extra={"fields": {"tab": tab_id}})
+        raise ApiError(
+            409, "tab_already_open", "the customer has an open tab", tab_id=opened.tab_id
+        )
+    if not opened.code.ok:
+        raise _code_error(opened.code, "the tab could not be opened")
+    tab = await _read_tab(rt, ref)
+    return JSONResponse(tab_json(tab), status_code=201 if opened.code is Code.APPLIED else 200)
+
+
+async def read_tab(request: Request, rt: Runtime) -> Response:
+    """``GET /v1/customers/{customer}/tabs/{tab_id}``: the tab with its itemized lines."""
+    return JSONResponse(tab_json(await _read_tab(rt, _path_ref(request))))
+
+
+async def raise_cap(request: Request, rt: Runtime) -> Response:
+    """``POST …/cap``: raise the hold through the gateway, then the tab's cap."""
+    ref = _path_ref(request)
+    body = await _json_body(request)
+    cap = _field_amount(body, "cap_minor")
+    tab = await _read_tab(rt, ref)
+    limits = rt.meter.limits
+    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
+        raise ApiError(400, "cap_out_of_range", f"cap_minor must be at most {limits.cap_max_minor}")
+    if tab.state is not TabState.OPEN:
+        raise ApiError(409, "tab_not_open", "only an open tab's cap can be raised")
+    if cap < tab.cap_minor:
+        raise ApiError(409, "cap_not_raised", "a cap only grows", cap_minor=tab.cap_minor)
+    if cap > tab.cap_minor:
+        try:
+            hold = await rt.gateway.increment(
+                idempotency_key=f"increment:{ref.tab_id}:{cap}",
+                auth_ref=tab.auth_ref,
+                amount_minor=cap,
+            )
+        except GatewayUnavailable:
+            raise ApiError(503, "gateway_unavailable", "retry the same request") from None
+        except GatewayError as exc:
+            raise ApiError(400, "gateway_refused", str(exc)) from None
+        if not hold.approved:
+            raise ApiError(
+                402,
+                "card_declined",
+                "the card declined the higher hold",
+                decline_reason=str(hold.decline_reason),
+            )
+        raised = await rt.meter.tabs.raise_cap(
+            ref, cap_minor=cap, auth_ref=hold.auth_ref, capture_before_ms=hold.expires_at_ms
+        )
+        if not raised.code.ok:
+            raise _code_error(raised.code, "the cap could not be raised")
+    return JSONResponse(tab_json(await _read_tab(rt, ref)))
+
+
+async def settle_tab(request: Request, rt: Runtime) -> Response:
+    """``POST …/settle``: freeze the tab now and queue its settlement (202)."""
+    ref = _path_ref(request)
+    result = await request_settlement(rt.meter, ref, FreezeReason.MERCHANT)
+    if not result.code.ok:
+        raise _code_error(result.code, "the tab cannot be settled now")
+    return JSONResponse(tab_json(await _read_tab(rt, ref)), status_code=202)
+
+
+_TICKET_ROLES: Final = {role.value: role for role in Role}
+
+
+async def mint_ticket(request: Request, rt: Runtime) -> Response:
+    """``POST /v1/tickets``: a short-lived, single-use ticket for one WebSocket connection."""
+    body = await _json_body(request)
+    role = _TICKET_ROLES.get(body.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        raise ApiError(400, "invalid_field", "role must be viewer, model or broadcast")
+    subject = _field_id(body, "subject")
+    name = body.get("name", "")
+    if not (isinstance(name, str) and len(name) <= 64 and name.isprintable()):
+        raise ApiError(400, "invalid_field", "name must be printable, at most 64 characters")
+    currency = ""
+    if role is Role.VIEWER:
+        currency = _field_currency(body)
+    ttl_s = body.get("ttl_s", 60)
+    if not (type(ttl_s) is int and 1 <= ttl_s <= rt.settings.ticket_ttl_s_max):
+        raise ApiError(
+            400, "invalid_field", f"ttl_s must be within 1..{rt.settings.ticket_ttl_s_max}"
+        )
+    ticket, expires = rt.tickets.mint(
+        role=role, subject=subject, ttl_ms=ttl_s * 1000, name=name, currency=currency
+    )
+    ws_url = rt.settings.base_url.replace("http", "ws", 1) + "/ws"
+    return JSONResponse(
+        {"ticket": ticket, "expires_at_ms": expires, "ws_url": ws_url}, status_code=201
+    )
+
+
+async def set_payout(request: Request, rt: Runtime) -> Response:
+    """``PUT /v1/rooms/{room}/payout``: the model's share of later charges, in basis points."""
+    room = request.path_params["room"]
+    if not is_id(room):
+        raise ApiError(400, "invalid_id", "room ids match [A-Za-z0-9_.-]{1,64}")
+    body = await _json_body(request)
+    payout_bp = body.get("payout_bp")
+    if not (type(payout_bp) is int and 0 <= payout_bp <= 10_000):
+        raise ApiError(400, "invalid_field", "payout_bp must be an integer in 0..10000")
+    await rt.meter.rooms.set_payout_bp(room, payout_bp)
+    return JSONResponse({"room": room, "payout_bp": payout_bp})
+
+
+def feed_token_hash(token: str) -> str:
+    """What is stored of a feed token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_feed_token(request: Request, rt: Runtime) -> Response:
+    """``POST /v1/rooms/{room}/feed-token``: a new token for the room's event feed (the old
+    one stops working)."""
+    room = request.path_params["room"]
+    if not is_id(room):
+        raise ApiError(400, "invalid_id", "room ids match [A-Za-z0-9_.-]{1,64}")
+    token = secrets.token_urlsafe(24)
+    with translated():
+        await rt.store.client.hset(
+            keys.room_profile(room), "feed_token_sha256", feed_token_hash(token)
+        )
+    feed_url = f"{rt.settings.base_url}/events/{room}/{token}/"
+    return JSONResponse({"room": room, "token": token, "feed_url": feed_url}, status_code=201)
+
+
+async def feed_token_valid(rt: Runtime, room: str, token: str) -> bool:
+    """Tell whether ``token`` is ``room``'s current feed token."""
+    with translated():
+        stored = await rt.store.client.hget(keys.room_profile(room), "feed_token_sha256")
+    if stored is None:
+        return False
+    return hmac.compare_digest(as_text(stored), feed_token_hash(token))
+
+
+async def openapi_document(request: Request, rt: Runtime) -> Response:
+    """``GET /openapi.json``."""
+    from server.openapi import document
+
+    return Response(orjson.dumps(document(rt.settings.base_url)), media_type="application/json")
+
+
+def routes() -> list[Route]:
+    """The HTTP API's routes."""
+    return [
+        Route("/v1/tabs", endpoint("open_tab", open_tab), methods=["POST"]),
+        Route(
+            "/v1/customers/{customer}/tabs/{tab_id}",
+            endpoint("read_tab", read_tab),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/customers/{customer}/tabs/{tab_id}/cap",
+            endpoint("raise_cap", raise_cap),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/customers/{customer}/tabs/{tab_id}/settle",
+            endpoint("settle_tab", settle_tab),
+            methods=["POST"],
+        ),
+        Route("/v1/tickets", endpoint("mint_ticket", mint_ticket), methods=["POST"]),
+        Route("/v1/rooms/{room}/payout", endpoint("set_payout", set_payout), methods=["PUT"]),
+        Route(
+            "/v1/rooms/{room}/feed-token",
+            endpoint("create_feed_token", create_feed_token),
+            methods=["POST"],
+        ),
+        Route(
+            "/openapi.json",
+            endpoint("openapi", openapi_document, authenticated=False),
+            methods=["GET"],
+        ),
+    ]

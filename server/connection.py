@@ -1,0 +1,175 @@
+"""One accepted WebSocket: who it speaks for, what it follows, and its bounded send queue.
+
+Every frame for a connection goes through :meth:`Connection.send_frame`, which never blocks: it
+puts the frame on the connection's queue, and the connection's own writer task sends it. A
+client that reads too slowly fills its queue; it is then dropped (close code 4008) instead of
+slowing the fan-out for everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from starlette.websockets import WebSocket
+
+from clients.protocol import CloseCode, Codec, ServerMessage, TabUpdate, TabView, encode
+from clients.tickets import Claims, Role
+from server.events import Audience, LiveEvent
+from server.metrics import Metrics
+from server.ratelimit import TokenBucket
+
+log = logging.getLogger("tipmeter.ws")
+
+#: Events buffered for one room while a connection catches up on its backlog.
+CATCH_UP_BUFFER_MAX: Final = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Connection:
+    """The server's side of one client connection."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        codec: Codec,
+        claims: Claims,
+        connection_id: str,
+        *,
+        send_queue_max: int,
+        tips: TokenBucket,
+        frames: TokenBucket,
+        metrics: Metrics,
+    ) -> None:
+        self.websocket = websocket
+        self.codec = codec
+        self.claims = claims
+        self.id = connection_id
+        self.role = claims.role
+        self.subject = claims.subject
+        self.audience = Audience.PUBLIC if claims.role is Role.VIEWER else Audience.OWNER
+        self.tips = tips
+        self.frames = frames
+        self.metrics = metrics
+        #: The viewer's current tab and the newest version it was sent.
+        self.tab_id: str | None = None
+        self.tab_version = 0
+        self.welcomed = False
+        #: Tips of this connection waiting for Redis. While there are any, tab pushes wait too:
+        #: the reply carries the balance, so a push of the same version would be a repeat.
+        self.tips_in_flight = 0
+        self.tab_waiting: TabView | None = None
+        #: Room → (ms, seq) of the last event delivered.
+        self.cursors: dict[str, tuple[int, int]] = {}
+        #: Room → live events held back while the connection catches up on that room.
+        self.buffers: dict[str, list[LiveEvent]] = {}
+        self.errors = 0
+        self.closing = False
+        self._queue: asyncio.Queue[bytes | str | _Close] = asyncio.Queue(send_queue_max)
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def currency(self) -> str:
+        """The currency of the viewer's tab (empty for other roles)."""
+        return self.claims.currency
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._writer = asyncio.create_task(self._write())
+
+    def send(self, message: ServerMessage, kind: str) -> None:
+        """Encode ``message`` and queue it (``kind`` labels the metric)."""
+        self.metrics.messages_out.labels(kind).inc()
+        self.send_frame(encode(message, self.codec))
+
+    def send_frame(self, frame: bytes | str) -> None:
+        """Queue an encoded frame; drop the connection if its queue is full."""
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.metrics.slow_consumers.inc()
+            log.info("slow consumer dropped", extra={"fields": {"connection": self.id}})
+            self.abort(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    def offer_tab(self, tab: TabView) -> None:
+        """Push a tab balance to a viewer if it is news: a newer version of its tab, or a new
+        open tab (after the old one was settled)."""
+        if not self.welcomed or self.tips_in_flight:
+            waiting = self.tab_waiting
+            if waiting is None or waiting.tab_id != tab.tab_id or tab.version >= waiting.version:
+                self.tab_waiting = tab
+            return
+        if tab.tab_id == self.tab_id:
+            if tab.version <= self.tab_version:
+                return
+        elif tab.state != "open":
+            return
+        self.tab_id = tab.tab_id
+        self.tab_version = tab.version
+        self.send(TabUpdate(tab=tab), "tab")
+
+    def release_tab_push(self) -> None:
+        """Send the tab push held back while welcoming or while tips were in flight."""
+        waiting, self.tab_waiting = self.tab_waiting, None
+        if waiting is not None:
+            self.offer_tab(waiting)
+
+    def close_soon(self, code: int, reason: str = "") -> None:
+        """Send what is queued, then close with ``code``."""
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait(_Close(code, reason))
+        except asyncio.QueueFull:
+            self.abort(code, reason)
+            return
+        self.closing = True
+
+    def abort(self, code: int, reason: str = "") -> None:
+        """Close with ``code`` now, dropping whatever is queued."""
+        if self.closing and self._writer is None:
+            return
+        self.closing = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            await self.websocket.close(code, reason)
+
+    async def _write(self) -> None:
+        send = self.websocket.send
+        binary = self.codec.binary
+        try:
+            while True:
+                frame = await self._queue.get()
+                if isinstance(frame, _Close):
+                    await self._close(frame.code, frame.reason)
+                    return
+                if binary:
+                    await send({"type": "websocket.send", "bytes": frame})
+                else:
+                    await send({"type": "websocket.send", "text": frame})
+        except (OSError, RuntimeError):  # the client went away mid-send
+            self.closing = True
+
+    async def stop(self) -> None:
+        """Stop the writer (the connection is over)."""
+        self.closing = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer

@@ -1,0 +1,113 @@
+"""The event feed for existing broadcast tools: long-poll JSON in the Chaturbate Events API's
+shape, so a tool written for that API works by changing its base URL.
+
+``GET /events/{room}/{token}/?i=<event id>&timeout=<seconds>`` answers::
+
+    {"events": [{"method": "tip", "id": "<event id>",
+                 "object": {"broadcaster": "<room>",
+                            "user": {"username": …, "inFanclub": false, "hasTokens": true,
+                                     "isMod": false, "recentTips": "none", "gender": "",
+                                     "subgender": ""},
+                            "tip": {"tokens": <int>, "isAnon": <bool>, "message": "…"}}}],
+     "nextUrl": "<base>/events/<room>/<token>/?i=<last id>&timeout=<seconds>"}
+
+with the events after ``i`` (without ``i``: only events that arrive from now on). When there are
+none, the request waits up to ``timeout`` seconds (capped by ``TIPMETER_FEED_TIMEOUT_S_MAX``)
+for one. Following ``nextUrl`` resumes exactly after the last event returned. ``tokens`` is the
+tip's amount in minor units divided by ``TIPMETER_FEED_MINOR_PER_TOKEN``, rounded down.
+Events other than tips advance the cursor but are not listed (the shape has no place for them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from clients.protocol import is_stream_id
+from metering import rooms
+from metering.keys import is_id
+from server.api import ApiError, endpoint, feed_token_valid
+from server.runtime import Runtime
+
+#: Events one feed answer lists at most.
+FEED_EVENTS_MAX: Final = 100
+#: The wait when the request gives no ``timeout``.
+FEED_TIMEOUT_S_DEFAULT: Final = 10
+
+
+def _user(event: rooms.RoomEvent) -> dict[str, Any]:
+    anonymous = bool(event.data.get("anon"))
+    name = event.data.get("name") or ""
+    return {
+        "username": "anonymous" if anonymous or not name else str(name),
+        "inFanclub": False,
+        "hasTokens": True,
+        "isMod": False,
+        "recentTips": "none",
+        "gender": "",
+        "subgender": "",
+    }
+
+
+def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[str, Any] | None:
+    """One room event in the feed's shape, or None for events the shape cannot carry."""
+    if event.event_type != "tip":
+        return None
+    return {
+        "method": "tip",
+        "id": event.event_id,
+        "object": {
+            "broadcaster": room,
+            "user": _user(event),
+            "tip": {
+                "tokens": int(event.data.get("amount", 0)) // minor_per_token,
+                "isAnon": bool(event.data.get("anon")),
+                "message": str(event.data.get("message", "")),
+            },
+        },
+    }
+
+
+async def events_feed(request: Request, rt: Runtime) -> Response:
+    """Serve one long-poll of a room's events."""
+    room, token = request.path_params["room"], request.path_params["token"]
+    if not is_id(room) or not await feed_token_valid(rt, room, token):
+        raise ApiError(401, "invalid_token", "unknown room or feed token")
+    raw_timeout = request.query_params.get("timeout", str(FEED_TIMEOUT_S_DEFAULT))
+    if not raw_timeout.isdigit():
+        raise ApiError(400, "invalid_field", "timeout is a whole number of seconds")
+    timeout_s = min(int(raw_timeout), rt.settings.feed_timeout_s_max)
+    cursor = request.query_params.get("i")
+    if cursor is not None and not is_stream_id(cursor):
+        raise ApiError(400, "invalid_field", "i is an event id from a previous nextUrl")
+    if cursor is None:
+        cursor = await rt.meter.rooms.latest_id(room) or "0-0"
+    found: list[rooms.RoomEvent] = []
+
+    async def read() -> bool:
+        found[:] = (await rt.meter.rooms.read(room, after=cursor, count=FEED_EVENTS_MAX)).events
+        return bool(found)
+
+    if not await read() and timeout_s > 0:
+        await rt.hub.wait_for_event(room, timeout_s, read)
+        if not found:
+            await read()
+    minor_per_token = rt.settings.feed_minor_per_token
+    events = [e for e in (feed_event(room, ev, minor_per_token) for ev in found) if e is not None]
+    last = found[-1].event_id if found else cursor
+    next_url = f"{rt.settings.base_url}/events/{room}/{token}/?i={last}&timeout={timeout_s}"
+    return JSONResponse({"events": events, "nextUrl": next_url})
+
+
+def routes() -> list[Route]:
+    """The feed's route."""
+    return [
+        Route(
+            "/events/{room}/{token}/",
+            endpoint("events_feed", events_feed, authenticated=False),
+            methods=["GET"],
+        )
+    ]

@@ -1,0 +1,301 @@
+"""The OpenAPI 3.1 document of the HTTP API (served at ``/openapi.json``).
+
+Written out by hand, next to the routes it describes; a test checks that every route of the
+app is in it and that every documented path exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "additionalProperties": True,
+        }
+    },
+}
+_MINOR = {"type": "integer", "minimum": 0, "maximum": 9007199254740991}
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+_LINE = {
+    "type": "object",
+    "required": [
+        "kind",
+        "line_id",
+        "seq",
+        "at_ms",
+        "room",
+        "amount_minor",
+        "payout_bp",
+        "share_minor",
+    ],
+    "properties": {
+        "kind": {"type": "string", "enum": ["tip", "session"]},
+        "line_id": {"type": "string"},
+        "seq": {"type": "integer"},
+        "at_ms": {"type": "integer"},
+        "room": _ID,
+        "amount_minor": _MINOR,
+        "payout_bp": {"type": "integer", "minimum": 0, "maximum": 10000},
+        "share_minor": _MINOR,
+        "seconds": {"type": "integer"},
+        "rate_per_minute_minor": _MINOR,
+    },
+}
+_TAB = {
+    "type": "object",
+    "required": ["tab_id", "customer", "currency", "state", "cap_minor", "accrued_minor", "lines"],
+    "properties": {
+        "tab_id": _ID,
+        "customer": _ID,
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "state": {
+            "type": "string",
+            "enum": [
+                "open",
+                "settling",
+                "settled",
+                "failed",
+                "collected",
+                "written_off",
+                "voided",
+                "expired",
+            ],
+        },
+        "cap_minor": _MINOR,
+        "accrued_minor": _MINOR,
+        "remaining_minor": _MINOR,
+        "version": {"type": "integer"},
+        "capture_before_ms": {"type": "integer"},
+        "opened_at_ms": {"type": "integer"},
+        "active_at_ms": {"type": "integer"},
+        "freeze_reason": {"type": ["string", "null"]},
+        "frozen_at_ms": {"type": ["integer", "null"]},
+        "lines": {"type": "array", "items": _LINE},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Invalid input (code names the field's problem).",
+        401: "Missing or wrong API key (`unauthorized`).",
+        402: "The card was declined (`card_declined`, with `decline_reason`).",
+        404: "No such tab (`tab_not_found`).",
+        409: "Conflict: `tab_already_open` (with `tab_id`), `tab_not_open`, `cap_not_raised`, "
+        "`idempotency_key_reused`.",
+        413: "Body larger than 16 KiB (`body_too_large`).",
+        503: "Redis or the gateway is unavailable (`unavailable`, `gateway_unavailable`): retry.",
+    }
+    return {str(code): _json(_ERROR, text[code]) for code in codes}
+
+
+def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "required": required, "properties": properties}
+            }
+        },
+    }
+
+
+_TAB_PATH_PARAMS = [
+    {"name": "customer", "in": "path", "required": True, "schema": _ID},
+    {"name": "tab_id", "in": "path", "required": True, "schema": _ID},
+]
+_ROOM_PARAM = [{"name": "room", "in": "path", "required": True, "schema": _ID}]
+
+
+def document(server_url: str) -> dict[str, Any]:
+    """The OpenAPI document, with ``server_url`` as its server."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tipmeter HTTP API",
+            "version": "1",
+            "description": "Post Pay tabs, connection tickets and rooms, for the cam-site "
+            "backend. Amounts are integers in minor units. See docs/http-api.md.",
+        },
+        "servers": [{"url": server_url}],
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/v1/tabs": {
+                "post": {
+                    "summary": "Open a tab: authorize a hold for the cap, then open the tab.",
+                    "parameters": [
+                        {"name": "Idempotency-Key", "in": "header", "required": True, "schema": _ID}
+                    ],
+                    "requestBody": _body(
+                        {
+                            "customer": _ID,
+                            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                            "cap_minor": _MINOR,
+                            "payment_method": {"type": "string", "maxLength": 128},
+                        },
+                        ["customer", "currency", "cap_minor", "payment_method"],
+                    ),
+                    "responses": {
+                        "201": _json(_TAB, "The tab is open."),
+                        "200": _json(_TAB, "A retry with the same Idempotency-Key: the same tab."),
+                        **_errors(400, 401, 402, 409, 413, 503),
+                    },
+                }
+            },
+            "/v1/customers/{customer}/tabs/{tab_id}": {
+                "get": {
+                    "summary": "A tab with its itemized lines.",
+                    "parameters": _TAB_PATH_PARAMS,
+                    "responses": {"200": _json(_TAB, "The tab."), **_errors(400, 401, 404, 503)},
+                }
+            },
+            "/v1/customers/{customer}/tabs/{tab_id}/cap": {
+                "post": {
+                    "summary": "Raise the cap (the gateway raises the hold first).",
+                    "parameters": _TAB_PATH_PARAMS,
+                    "requestBody": _body({"cap_minor": _MINOR}, ["cap_minor"]),
+                    "responses": {
+                        "200": _json(_TAB, "The tab with its new cap."),
+                        **_errors(400, 401, 402, 404, 409, 413, 503),
+                    },
+                }
+            },
+            "/v1/customers/{customer}/tabs/{tab_id}/settle": {
+                "post": {
+                    "summary": "Freeze the tab now and queue its settlement.",
+                    "parameters": _TAB_PATH_PARAMS,
+                    "responses": {
+                        "202": _json(_TAB, "Frozen (state settling) and queued."),
+                        **_errors(400, 401, 404, 409, 503),
+                    },
+                }
+            },
+            "/v1/tickets": {
+                "post": {
+                    "summary": "Mint a short-lived, single-use ticket for one WebSocket "
+                    "connection.",
+                    "requestBody": _body(
+                        {
+                            "role": {"type": "string", "enum": ["viewer", "model", "broadcast"]},
+                            "subject": _ID,
+                            "name": {"type": "string", "maxLength": 64},
+                            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                            "ttl_s": {"type": "integer", "minimum": 1},
+                        },
+                        ["role", "subject"],
+                    ),
+                    "responses": {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "required": ["ticket", "expires_at_ms", "ws_url"],
+                                "properties": {
+                                    "ticket": {"type": "string"},
+                                    "expires_at_ms": {"type": "integer"},
+                                    "ws_url": {"type": "string"},
+                                },
+                            },
+                            "The ticket.",
+                        ),
+                        **_errors(400, 401, 413),
+                    },
+                }
+            },
+            "/v1/rooms/{room}/payout": {
+                "put": {
+                    "summary": "Set the model's share of later charges (basis points).",
+                    "parameters": _ROOM_PARAM,
+                    "requestBody": _body(
+                        {"payout_bp": {"type": "integer", "minimum": 0, "maximum": 10000}},
+                        ["payout_bp"],
+                    ),
+                    "responses": {
+                        "200": _json({"type": "object"}, "The new payout rate."),
+                        **_errors(400, 401, 413, 503),
+                    },
+                }
+            },
+            "/v1/rooms/{room}/feed-token": {
+                "post": {
+                    "summary": "A new token for the room's event feed (the previous one stops).",
+                    "parameters": _ROOM_PARAM,
+                    "responses": {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "token": {"type": "string"},
+                                    "feed_url": {"type": "string"},
+                                },
+                            },
+                            "The token and the feed's first URL.",
+                        ),
+                        **_errors(400, 401, 503),
+                    },
+                }
+            },
+            "/events/{room}/{token}/": {
+                "get": {
+                    "summary": "Long-poll of the room's events, in the Chaturbate Events API "
+                    "shape.",
+                    "security": [],
+                    "parameters": [
+                        *_ROOM_PARAM,
+                        {
+                            "name": "token",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "i",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "timeout",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["events", "nextUrl"],
+                                "properties": {
+                                    "events": {"type": "array"},
+                                    "nextUrl": {"type": "string"},
+                                },
+                            },
+                            "Events after `i`, and the URL to resume from.",
+                        ),
+                        **_errors(400, 503),
+                        "401": _json(_ERROR, "Unknown room or token (`invalid_token`)."),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document.",
+                    "security": [],
+                    "responses": {"200": {"description": "The OpenAPI document."}},
+                }
+            },
+        },
+    }

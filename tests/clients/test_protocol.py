@@ -1,0 +1,294 @@
+"""The wire protocol without a network: every message, both codecs, and hostile frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clients.protocol import (
+    Codec,
+    Drain,
+    Error,
+    ErrorCode,
+    Invalid,
+    Message,
+    Ping,
+    Pong,
+    Result,
+    RoomEvent,
+    Subscribe,
+    Subscribed,
+    TabUpdate,
+    TabView,
+    Tip,
+    TipReceipt,
+    Unsubscribe,
+    Unsubscribed,
+    Welcome,
+    decode_client,
+    decode_server,
+    encode,
+    to_map,
+)
+
+TAB = TabView("tab_1", "USD", "open", 5_000, 1_250, 7)
+CLIENT_MESSAGES: list[Message] = [
+    Tip("t-1", "alice", 500, "USD"),
+    Tip("t-2", "alice", 1, "EUR", message="hi 💋", anonymous=True),
+    Subscribe("alice"),
+    Subscribe("alice", after="1700000000000-3", id="s-1"),
+    Unsubscribe("alice", id="u-1"),
+    Ping("p-1"),
+]
+SERVER_MESSAGES: list[Message] = [
+    Welcome(1, "viewer", "c42", "conn", 1_700_000_000_000, {"frame_bytes_max": 4096}, TAB, None),
+    Welcome(1, "model", "alice", "conn", 1, {}, None, {"USD": 150}),
+    Result("t-1", "applied", TAB, TipReceipt(3, 1_700_000_000_123)),
+    Result("t-1", "duplicate", TAB, TipReceipt(3, 1_700_000_000_123)),
+    Error("over_cap", "does not fit", "t-1", TAB, None),
+    Error("rate_limited", "slow down", None, None, 250),
+    TabUpdate(TAB),
+    RoomEvent("alice", "1700000000000-0", "tip", {"amount_minor": 500, "name": "bob"}),
+    Subscribed("alice", "s-1", gap=True),
+    Unsubscribed("alice", "u-1"),
+    Drain(2_500),
+    Pong("p-1", 1_700_000_000_000),
+]
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+@pytest.mark.parametrize("message", CLIENT_MESSAGES, ids=repr)
+def test_client_messages_round_trip(codec: Codec, message: Message) -> None:
+    frame = encode(message, codec)
+    assert isinstance(frame, bytes if codec is Codec.MSGPACK else str)
+    assert decode_client(frame, codec) == message
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+@pytest.mark.parametrize("message", SERVER_MESSAGES, ids=repr)
+def test_server_messages_round_trip(codec: Codec, message: Message) -> None:
+    assert decode_server(encode(message, codec), codec) == message
+
+
+def _json(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _tip(**change: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "type": "tip",
+        "id": "t-1",
+        "room": "alice",
+        "amount_minor": 500,
+        "currency": "USD",
+    }
+    base.update(change)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (
+            '{"type":"tip","id":"t","room":"r","amount_minor":500.0,"currency":"USD"}',
+            ErrorCode.INVALID_AMOUNT,
+        ),
+        (
+            '{"type":"tip","id":"t","room":"r","amount_minor":5e2,"currency":"USD"}',
+            ErrorCode.INVALID_AMOUNT,
+        ),
+        (_json(_tip(amount_minor=True)), ErrorCode.INVALID_AMOUNT),
+        (_json(_tip(amount_minor="500")), ErrorCode.INVALID_AMOUNT),
+        (_json(_tip(amount_minor=-1)), ErrorCode.INVALID_AMOUNT),
+        (_json(_tip(amount_minor=0)), ErrorCode.INVALID_AMOUNT),
+        (_json(_tip(amount_minor=2**53)), ErrorCode.INVALID_AMOUNT),
+        (_json(_tip(amount_minor=...)), ErrorCode.INVALID_AMOUNT),
+        (
+            '{"type":"tip","id":"t","room":"r","amount_minor":99999999999999999999,"currency":"USD"}',
+            ErrorCode.INVALID_AMOUNT,
+        ),
+        (
+            '{"type":"tip","id":"t","room":"r","amount_minor":NaN,"currency":"USD"}',
+            ErrorCode.MALFORMED_FRAME,
+        ),
+        (_json(_tip(currency="usd")), ErrorCode.INVALID_CURRENCY),
+        (_json(_tip(room="a:b")), ErrorCode.INVALID_ID),
+        (_json(_tip(id=7)), ErrorCode.INVALID_ID),
+        (_json(_tip(message="x" * 256)), ErrorCode.INVALID_FIELD),
+        (_json(_tip(message="two\nlines")), ErrorCode.INVALID_FIELD),
+        (_json(_tip(anonymous="yes")), ErrorCode.INVALID_FIELD),
+        (_json({"type": "steal", "id": "x"}), ErrorCode.UNKNOWN_TYPE),
+        (_json({"type": ["tip"]}), ErrorCode.UNKNOWN_TYPE),
+        (_json([1, 2]), ErrorCode.MALFORMED_FRAME),
+        ("not json", ErrorCode.MALFORMED_FRAME),
+        (
+            _json({"type": "subscribe", "room": "alice", "after": "yesterday"}),
+            ErrorCode.INVALID_FIELD,
+        ),
+        (_json({"type": "ping"}), ErrorCode.INVALID_ID),
+    ],
+)
+def test_json_frames_are_refused_with_a_code(frame: str, code: ErrorCode) -> None:
+    decoded = decode_client(frame, Codec.JSON)
+    assert isinstance(decoded, Invalid)
+    assert decoded.code is code, decoded
+
+
+def test_a_refusal_names_the_message_it_refuses() -> None:
+    decoded = decode_client(_json(_tip(amount_minor=1.5)), Codec.JSON)
+    assert isinstance(decoded, Invalid)
+    assert decoded.id == "t-1"
+
+
+@pytest.mark.parametrize(
+    ("obj", "code"),
+    [
+        (_tip(amount_minor=500.0), ErrorCode.INVALID_AMOUNT),
+        (_tip(amount_minor=True), ErrorCode.INVALID_AMOUNT),
+        (_tip(amount_minor=b"500"), ErrorCode.INVALID_AMOUNT),
+        (_tip(currency=b"USD"), ErrorCode.INVALID_CURRENCY),
+        ({1: "tip"}, ErrorCode.MALFORMED_FRAME),
+    ],
+)
+def test_msgpack_frames_are_refused_with_a_code(obj: Any, code: ErrorCode) -> None:
+    frame = msgpack.packb(obj, use_bin_type=True, strict_types=False)
+    decoded = decode_client(frame, Codec.MSGPACK)
+    assert isinstance(decoded, Invalid)
+    assert decoded.code is code
+
+
+def test_a_frame_of_the_wrong_kind_is_malformed() -> None:
+    assert decode_client(b'{"type":"ping","id":"p"}', Codec.JSON) == Invalid(
+        ErrorCode.MALFORMED_FRAME, "a JSON connection carries text frames"
+    )
+    decoded = decode_client('{"type":"ping","id":"p"}', Codec.MSGPACK)
+    assert isinstance(decoded, Invalid)
+    assert decoded.code is ErrorCode.MALFORMED_FRAME
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    frame = _json({**_tip(), "tip_jar_color": "pink"})
+    assert decode_client(frame, Codec.JSON) == Tip("t-1", "alice", 500, "USD")
+
+
+def test_negotiation() -> None:
+    assert Codec.negotiate([]) is Codec.JSON
+    assert Codec.negotiate(["tipmeter.v1.msgpack", "tipmeter.v1.json"]) is Codec.MSGPACK
+    assert Codec.negotiate(["chat", "tipmeter.v1.json"]) is Codec.JSON
+    assert Codec.negotiate(["tipmeter.v2.json"]) is None
+
+
+def test_every_error_code_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    for code in ErrorCode:
+        assert f"`{code}`" in doc, f"docs/protocol.md does not document {code}"
+
+
+def test_wire_maps_use_the_documented_keys() -> None:
+    assert to_map(Tip("t-1", "alice", 500, "USD")) == {
+        "type": "tip",
+        "id": "t-1",
+        "room": "alice",
+        "amount_minor": 500,
+        "currency": "USD",
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Hypothesis: no bytes, no structure, makes a decoder raise.
+
+ALL_CODES = set(ErrorCode)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+TYPES = st.sampled_from(
+    ["tip", "subscribe", "unsubscribe", "ping", "welcome", "result", "error", "event", "tab", "x"]
+)
+MESSAGES = st.fixed_dictionaries(
+    {"type": TYPES},
+    optional={
+        "id": st.one_of(st.text(max_size=70), st.integers(), st.none()),
+        "room": st.one_of(st.text(max_size=70), st.integers()),
+        "amount_minor": st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=5)),
+        "currency": st.one_of(st.text(max_size=4), st.integers()),
+        "message": JSON_VALUES,
+        "anonymous": JSON_VALUES,
+        "after": st.one_of(st.text(max_size=30), st.integers()),
+        "tab": JSON_VALUES,
+        "limits": JSON_VALUES,
+        "data": JSON_VALUES,
+        "status": st.text(max_size=10),
+        "code": JSON_VALUES,
+    },
+)
+
+
+def _never_raises(decoded: object) -> None:
+    if isinstance(decoded, Invalid):
+        assert decoded.code in ALL_CODES
+
+
+@given(st.binary(max_size=512))
+def test_any_bytes_decode_to_a_message_or_a_code(data: bytes) -> None:
+    _never_raises(decode_client(data, Codec.MSGPACK))
+    _never_raises(decode_server(data, Codec.MSGPACK))
+    _never_raises(decode_client(data, Codec.JSON))
+
+
+@given(st.text(max_size=512))
+def test_any_text_decodes_to_a_message_or_a_code(text: str) -> None:
+    _never_raises(decode_client(text, Codec.JSON))
+    _never_raises(decode_server(text, Codec.JSON))
+
+
+@given(MESSAGES)
+def test_any_map_decodes_to_a_message_or_a_code(obj: dict[str, Any]) -> None:
+    for codec in Codec:
+        try:
+            frame = codec.dumps(obj)
+        except (TypeError, OverflowError, orjson.JSONEncodeError):
+            continue  # not representable in this codec (e.g. an integer beyond 64 bits)
+        _never_raises(decode_client(frame, codec))
+        _never_raises(decode_server(frame, codec))
+
+
+@given(MESSAGES)
+def test_a_decoded_tip_always_carries_a_valid_amount(obj: dict[str, Any]) -> None:
+    try:
+        frame = Codec.JSON.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):
+        return
+    decoded = decode_client(frame, Codec.JSON)
+    if isinstance(decoded, Tip):
+        assert type(decoded.amount_minor) is int
+        assert 0 < decoded.amount_minor < 2**53
+
+
+def test_the_documented_examples_decode_identically_in_both_encodings() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    pairs = re.findall(r"```json\n(.*?)\n```.*?```msgpack-hex\n(.*?)\n```", doc, re.S)
+    assert len(pairs) == 13
+    for text, hexdump in pairs:
+        frame = bytes.fromhex(hexdump.replace("\n", " "))
+        as_json: object = decode_client(text, Codec.JSON)
+        if isinstance(as_json, Invalid):
+            as_json = decode_server(text, Codec.JSON)
+            as_msgpack: object = decode_server(frame, Codec.MSGPACK)
+        else:
+            as_msgpack = decode_client(frame, Codec.MSGPACK)
+        assert not isinstance(as_json, Invalid), text
+        assert as_json == as_msgpack

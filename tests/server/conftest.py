@@ -1,0 +1,94 @@
+"""Fixtures for end-to-end tests: real tipmeter processes on loopback, sharing one Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from clients.protocol import ServerMessage
+from clients.sdk import Client
+from server.embedded_redis import RedisServer
+from tests.support.processes import API_KEY, TipmeterProcess
+
+
+@pytest.fixture(scope="module")
+def pair(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TipmeterProcess, TipmeterProcess]]:
+    """Two server processes (A and B) on the session's Redis, like two nodes behind a balancer."""
+    cwd = tmp_path_factory.mktemp("pair")
+    env = {"TIPMETER_REDIS_URL": redis_server.url}
+    a = TipmeterProcess(["serve"], env, cwd=cwd).start()
+    try:
+        b = TipmeterProcess(["serve"], env, cwd=cwd).start()
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture
+def servers(
+    pair: tuple[TipmeterProcess, TipmeterProcess], redis_url: str
+) -> tuple[TipmeterProcess, TipmeterProcess]:
+    """The pair, with Redis flushed before the test."""
+    return pair
+
+
+def api(server: TipmeterProcess) -> httpx.AsyncClient:
+    """An HTTP client for ``server``'s API, with the test API key."""
+    return httpx.AsyncClient(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+    )
+
+
+async def open_tab(
+    server: TipmeterProcess,
+    customer: str,
+    cap_minor: int = 10_000,
+    currency: str = "USD",
+    card: str = "tok_visa",
+) -> dict[str, Any]:
+    """Open a tab through the HTTP API; fail the test unless it opens."""
+    async with api(server) as http:
+        response = await http.post(
+            "/v1/tabs",
+            json={
+                "customer": customer,
+                "currency": currency,
+                "cap_minor": cap_minor,
+                "payment_method": card,
+            },
+            headers={"Idempotency-Key": f"open-{customer}-{currency}"},
+        )
+    assert response.status_code == 201, response.text
+    tab: dict[str, Any] = response.json()
+    return tab
+
+
+async def read_tab(server: TipmeterProcess, customer: str, tab_id: str) -> dict[str, Any]:
+    """Read a tab through the HTTP API."""
+    async with api(server) as http:
+        response = await http.get(f"/v1/customers/{customer}/tabs/{tab_id}")
+    assert response.status_code == 200, response.text
+    tab: dict[str, Any] = response.json()
+    return tab
+
+
+async def next_of(client: Client, kind: type[ServerMessage], timeout_s: float = 5.0) -> Any:
+    """The next pushed message of ``kind`` (others are skipped); fail after ``timeout_s``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = await client.next_message(remaining)
+        if isinstance(message, kind):
+            return message
+    raise AssertionError(f"no {kind.__name__} within {timeout_s} s")
