@@ -116,6 +116,11 @@ class ErrorCode(StrEnum):
     SUBSCRIPTIONS_FULL = "subscriptions_full"
     # The money core's refusals (see docs/metering.md).
     NO_OPEN_TAB = "no_open_tab"
+    INVALID_KIND = "invalid_kind"
+    INSUFFICIENT_CAP = "insufficient_cap"
+    SESSIONS_FULL = "sessions_full"
+    SESSION_NOT_FOUND = "session_not_found"
+    MODEL_OFFLINE = "model_offline"
     TAB_NOT_OPEN = "tab_not_open"
     CURRENCY_MISMATCH = "currency_mismatch"
     AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
@@ -187,7 +192,43 @@ class Ping:
     id: str
 
 
-ClientMessage: TypeAlias = Tip | Subscribe | Unsubscribe | Ping
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """Start a metered show with ``room``'s model (viewers only): ``private``, ``spy`` or
+    ``cam2cam``, at the room's current price for that kind."""
+
+    id: str
+    room: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStop:
+    """Stop a running session (the viewer who started it, or the room's model)."""
+
+    id: str
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateView:
+    """A price: minor units a minute, and a minimum duration in seconds (charged at start)."""
+
+    rate_per_minute_minor: int
+    minimum_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetRates:
+    """The model sets her room's prices, kind by kind (within the site's bounds)."""
+
+    id: str
+    rates: dict[str, RateView]
+
+
+ClientMessage: TypeAlias = (
+    Tip | Subscribe | Unsubscribe | Ping | SessionStart | SessionStop | SetRates
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,11 +245,38 @@ class TabView:
     cap_minor: int
     accrued_minor: int
     version: int
+    #: Minor units a minute the tab's running sessions cost together (0: none running).
+    burn_minor_per_minute: int = 0
 
     @property
     def remaining_minor(self) -> int:
         """How much can still be spent."""
         return max(self.cap_minor - self.accrued_minor, 0)
+
+    @property
+    def seconds_left(self) -> int | None:
+        """Seconds until the cap at the current burn rate (None while nothing burns)."""
+        if self.burn_minor_per_minute <= 0:
+            return None
+        return self.remaining_minor * 60 // self.burn_minor_per_minute
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A metered show as its viewer sees it. ``seconds`` have been paid for (prepaid through
+    the current second); ``amount_minor`` is what they cost."""
+
+    session_id: str
+    room: str
+    kind: str
+    state: str
+    rate_per_minute_minor: int
+    minimum_s: int
+    started_at_ms: int
+    seconds: int
+    amount_minor: int
+    end_reason: str | None = None
+    ended_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +309,7 @@ class Result:
     status: str
     tab: TabView | None = None
     tip: TipReceipt | None = None
+    session: SessionView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +321,8 @@ class Error:
     id: str | None = None
     tab: TabView | None = None
     retry_after_ms: int | None = None
+    #: With ``insufficient_cap``: how much more the cap must hold to start.
+    needed_minor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +330,23 @@ class TabUpdate:
     """The viewer's tab changed (a tip from another device, a raised cap, settlement …)."""
 
     tab: TabView
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """A session the viewer started changed: it ended (``end_reason`` says why)."""
+
+    session: SessionView
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:
+    """Low credit: at the tab's current burn rate, ``seconds_left`` remain (the warning point
+    ``threshold_s`` was just crossed). Raise the cap, or the show ends at the cap."""
+
+    tab_id: str
+    seconds_left: int
+    threshold_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +393,17 @@ class Pong:
 
 
 ServerMessage: TypeAlias = (
-    Welcome | Result | Error | TabUpdate | RoomEvent | Subscribed | Unsubscribed | Drain | Pong
+    Welcome
+    | Result
+    | Error
+    | TabUpdate
+    | SessionUpdate
+    | Warning
+    | RoomEvent
+    | Subscribed
+    | Unsubscribed
+    | Drain
+    | Pong
 )
 Message: TypeAlias = ClientMessage | ServerMessage
 
@@ -431,11 +529,48 @@ def _decode_ping(obj: Mapping[str, Any]) -> Ping:
     return Ping(id=_required_ident(obj, "id"))
 
 
+def _decode_session_start(obj: Mapping[str, Any]) -> SessionStart:
+    kind = obj.get("kind")
+    if type(kind) is not str or not kind:
+        raise _Refused(ErrorCode.INVALID_KIND, "kind must be private, spy or cam2cam")
+    return SessionStart(id=_required_ident(obj, "id"), room=_required_ident(obj, "room"), kind=kind)
+
+
+def _decode_session_stop(obj: Mapping[str, Any]) -> SessionStop:
+    return SessionStop(id=_required_ident(obj, "id"), session_id=_required_ident(obj, "session_id"))
+
+
+#: Kinds of show a rate may be set for (the server checks the names).
+RATES_KINDS_MAX: Final = 8
+
+
+def _decode_set_rates(obj: Mapping[str, Any]) -> SetRates:
+    raw = _map(obj.get("rates"), "rates")
+    if not raw or len(raw) > RATES_KINDS_MAX:
+        raise _Refused(ErrorCode.INVALID_FIELD, f"rates holds 1 to {RATES_KINDS_MAX} kinds")
+    rates: dict[str, RateView] = {}
+    for kind, value in raw.items():
+        rate = _map(value, f"rates.{kind}")
+        price = rate.get("rate_per_minute_minor")
+        if not is_amount(price) or price == 0:
+            raise _Refused(
+                ErrorCode.INVALID_AMOUNT, "rate_per_minute_minor must be a positive integer"
+            )
+        minimum = rate.get("minimum_s", 0)
+        if not is_amount(minimum):
+            raise _Refused(ErrorCode.INVALID_FIELD, "minimum_s must be a whole number of seconds")
+        rates[kind] = RateView(rate_per_minute_minor=price, minimum_s=minimum)
+    return SetRates(id=_required_ident(obj, "id"), rates=rates)
+
+
 _CLIENT_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ClientMessage]]] = {
     "tip": _decode_tip,
     "subscribe": _decode_subscribe,
     "unsubscribe": _decode_unsubscribe,
     "ping": _decode_ping,
+    "session_start": _decode_session_start,
+    "session_stop": _decode_session_stop,
+    "set_rates": _decode_set_rates,
 }
 
 
@@ -474,6 +609,24 @@ def _tab_map(tab: TabView) -> dict[str, Any]:
         "accrued_minor": tab.accrued_minor,
         "remaining_minor": tab.remaining_minor,
         "version": tab.version,
+        "burn_minor_per_minute": tab.burn_minor_per_minute,
+        "seconds_left": tab.seconds_left,
+    }
+
+
+def _session_map(session: SessionView) -> dict[str, Any]:
+    return {
+        "session_id": session.session_id,
+        "room": session.room,
+        "kind": session.kind,
+        "state": session.state,
+        "rate_per_minute_minor": session.rate_per_minute_minor,
+        "minimum_s": session.minimum_s,
+        "started_at_ms": session.started_at_ms,
+        "seconds": session.seconds,
+        "amount_minor": session.amount_minor,
+        "end_reason": session.end_reason,
+        "ended_at_ms": session.ended_at_ms,
     }
 
 
@@ -507,6 +660,27 @@ def to_map(message: Message) -> dict[str, Any]:
             return out
         case Ping():
             return {"type": "ping", "id": message.id}
+        case SessionStart():
+            return {
+                "type": "session_start",
+                "id": message.id,
+                "room": message.room,
+                "kind": message.kind,
+            }
+        case SessionStop():
+            return {"type": "session_stop", "id": message.id, "session_id": message.session_id}
+        case SetRates():
+            return {
+                "type": "set_rates",
+                "id": message.id,
+                "rates": {
+                    kind: {
+                        "rate_per_minute_minor": r.rate_per_minute_minor,
+                        "minimum_s": r.minimum_s,
+                    }
+                    for kind, r in message.rates.items()
+                },
+            }
         case Welcome():
             return {
                 "type": "welcome",
@@ -525,6 +699,8 @@ def to_map(message: Message) -> dict[str, Any]:
                 out["tab"] = _tab_map(message.tab)
             if message.tip is not None:
                 out["tip"] = {"seq": message.tip.seq, "applied_at_ms": message.tip.applied_at_ms}
+            if message.session is not None:
+                out["session"] = _session_map(message.session)
             return out
         case Error():
             out = {"type": "error", "code": message.code, "message": message.message}
@@ -534,9 +710,20 @@ def to_map(message: Message) -> dict[str, Any]:
                 out["tab"] = _tab_map(message.tab)
             if message.retry_after_ms is not None:
                 out["retry_after_ms"] = message.retry_after_ms
+            if message.needed_minor is not None:
+                out["needed_minor"] = message.needed_minor
             return out
         case TabUpdate():
             return {"type": "tab", "tab": _tab_map(message.tab)}
+        case SessionUpdate():
+            return {"type": "session", "session": _session_map(message.session)}
+        case Warning():
+            return {
+                "type": "warning",
+                "tab_id": message.tab_id,
+                "seconds_left": message.seconds_left,
+                "threshold_s": message.threshold_s,
+            }
         case RoomEvent():
             return {
                 "type": "event",
@@ -583,6 +770,34 @@ def _decode_tab(value: object) -> TabView:
         cap_minor=_int(obj, "cap_minor"),
         accrued_minor=_int(obj, "accrued_minor"),
         version=_int(obj, "version"),
+        burn_minor_per_minute=_int(obj, "burn_minor_per_minute")
+        if "burn_minor_per_minute" in obj
+        else 0,
+    )
+
+
+def _optional_int(obj: Mapping[str, Any], name: str) -> int | None:
+    return None if obj.get(name) is None else _int(obj, name)
+
+
+def _decode_session(value: object) -> SessionView:
+    obj = _map(value, "session")
+    texts = [obj.get(name) for name in ("kind", "state")]
+    reason = obj.get("end_reason")
+    if not all(type(t) is str for t in texts) or not (reason is None or type(reason) is str):
+        raise _Refused(ErrorCode.INVALID_FIELD, "session kind, state and end_reason are strings")
+    return SessionView(
+        session_id=_required_ident(obj, "session_id"),
+        room=_required_ident(obj, "room"),
+        kind=str(texts[0]),
+        state=str(texts[1]),
+        rate_per_minute_minor=_int(obj, "rate_per_minute_minor"),
+        minimum_s=_int(obj, "minimum_s"),
+        started_at_ms=_int(obj, "started_at_ms"),
+        seconds=_int(obj, "seconds"),
+        amount_minor=_int(obj, "amount_minor"),
+        end_reason=reason,
+        ended_at_ms=_optional_int(obj, "ended_at_ms"),
     )
 
 
@@ -624,8 +839,13 @@ def _decode_result(obj: Mapping[str, Any]) -> Result:
     if tip is not None:
         tip_map = _map(tip, "tip")
         receipt = TipReceipt(seq=_int(tip_map, "seq"), applied_at_ms=_int(tip_map, "applied_at_ms"))
+    session = obj.get("session")
     return Result(
-        id=_required_ident(obj, "id"), status=str(status), tab=_optional_tab(obj), tip=receipt
+        id=_required_ident(obj, "id"),
+        status=str(status),
+        tab=_optional_tab(obj),
+        tip=receipt,
+        session=None if session is None else _decode_session(session),
     )
 
 
@@ -640,6 +860,7 @@ def _decode_error(obj: Mapping[str, Any]) -> Error:
         id=_ident(obj, "id", required=False),
         tab=_optional_tab(obj),
         retry_after_ms=None if retry is None else _int(obj, "retry_after_ms"),
+        needed_minor=_optional_int(obj, "needed_minor"),
     )
 
 
@@ -657,6 +878,18 @@ def _decode_event(obj: Mapping[str, Any]) -> RoomEvent:
 
 def _decode_tab_update(obj: Mapping[str, Any]) -> TabUpdate:
     return TabUpdate(tab=_decode_tab(obj.get("tab")))
+
+
+def _decode_session_update(obj: Mapping[str, Any]) -> SessionUpdate:
+    return SessionUpdate(session=_decode_session(obj.get("session")))
+
+
+def _decode_warning(obj: Mapping[str, Any]) -> Warning:
+    return Warning(
+        tab_id=_required_ident(obj, "tab_id"),
+        seconds_left=_int(obj, "seconds_left"),
+        threshold_s=_int(obj, "threshold_s"),
+    )
 
 
 def _decode_subscribed(obj: Mapping[str, Any]) -> Subscribed:
@@ -684,6 +917,8 @@ _SERVER_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]]
     "result": _decode_result,
     "error": _decode_error,
     "tab": _decode_tab_update,
+    "session": _decode_session_update,
+    "warning": _decode_warning,
     "event": _decode_event,
     "subscribed": _decode_subscribed,
     "unsubscribed": _decode_unsubscribed,

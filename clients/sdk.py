@@ -51,9 +51,14 @@ from clients.protocol import (
     Invalid,
     Ping,
     Pong,
+    RateView,
     Result,
     RoomEvent,
     ServerMessage,
+    SessionStart,
+    SessionStop,
+    SessionUpdate,
+    SetRates,
     Subscribe,
     Subscribed,
     TabUpdate,
@@ -61,6 +66,7 @@ from clients.protocol import (
     Tip,
     Unsubscribe,
     Unsubscribed,
+    Warning,
     Welcome,
     decode_server,
     encode,
@@ -291,6 +297,8 @@ class Client:
             case TabUpdate():
                 self._see_tab(message.tab)
                 self._offer(message)
+            case SessionUpdate() | Warning():
+                self._offer(message)
             case Drain():
                 self._reconnect_after_s = message.reconnect_after_ms / 1000
                 self._offer(message)
@@ -390,6 +398,34 @@ class Client:
             anonymous=anonymous,
         )
         answer = await self._request(tip, op_id)
+        if not isinstance(answer, Result):
+            raise Disconnected(f"unexpected answer {answer!r}")
+        return answer
+
+    async def start_session(self, room: str, kind: str, *, session_id: str | None = None) -> Result:
+        """Start a metered show (``private``, ``spy`` or ``cam2cam``) with ``room``'s model.
+
+        The answer's ``session`` has the price; its end comes as a ``session`` message. Raises
+        Refused (``insufficient_cap`` with how much more the cap needs, ``model_offline`` …).
+        """
+        op_id = session_id or new_id("show")
+        answer = await self._request(SessionStart(id=op_id, room=room, kind=kind), op_id)
+        if not isinstance(answer, Result):
+            raise Disconnected(f"unexpected answer {answer!r}")
+        return answer
+
+    async def stop_session(self, session_id: str) -> Result:
+        """Stop a session (the viewer who started it, or the room's model)."""
+        op_id = new_id("stop")
+        answer = await self._request(SessionStop(id=op_id, session_id=session_id), op_id)
+        if not isinstance(answer, Result):
+            raise Disconnected(f"unexpected answer {answer!r}")
+        return answer
+
+    async def set_rates(self, rates: dict[str, RateView]) -> Result:
+        """Set the room's prices by kind of show (models only, within the site's bounds)."""
+        op_id = new_id("rates")
+        answer = await self._request(SetRates(id=op_id, rates=rates), op_id)
         if not isinstance(answer, Result):
             raise Disconnected(f"unexpected answer {answer!r}")
         return answer

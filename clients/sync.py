@@ -33,6 +33,8 @@ from clients.protocol import (
     Pong,
     Result,
     ServerMessage,
+    SessionStart,
+    SessionStop,
     Subscribe,
     Subscribed,
     Tip,
@@ -170,6 +172,26 @@ class SyncClient:
                 anonymous=anonymous,
             )
         )
+        answer = self._answer(op_id, timeout_s)
+        if not isinstance(answer, Result):
+            raise Disconnected(f"unexpected answer {answer!r}")
+        return answer
+
+    def start_session(
+        self, room: str, kind: str, *, session_id: str | None = None, timeout_s: float = 10.0
+    ) -> Result:
+        """Start a metered show; Refused on an error reply."""
+        op_id = session_id or new_id("show")
+        self.send(SessionStart(id=op_id, room=room, kind=kind))
+        answer = self._answer(op_id, timeout_s)
+        if not isinstance(answer, Result):
+            raise Disconnected(f"unexpected answer {answer!r}")
+        return answer
+
+    def stop_session(self, session_id: str, timeout_s: float = 10.0) -> Result:
+        """Stop a session."""
+        op_id = new_id("stop")
+        self.send(SessionStop(id=op_id, session_id=session_id))
         answer = self._answer(op_id, timeout_s)
         if not isinstance(answer, Result):
             raise Disconnected(f"unexpected answer {answer!r}")

@@ -15,13 +15,18 @@ key                                      type    what it holds
 ``tm:{c:C}:op:ID``                        hash    result of applied operation ID (idempotency)
 ``tm:{c:C}:outbox``                       stream  C's room events not yet relayed to rooms
 ``tm:{c:C}:live``                         channel sharded pub/sub: C's tab balances as they change
+``tm:{c:C}:sess:S``                       hash    session S of customer C (billed seconds, lease …)
 ``tm:{r:R}:events``                       stream  room R's events, bounded, ids are cursors
 ``tm:{r:R}:relayed``                      zset    event keys already relayed into R (dedupe)
 ``tm:{r:R}:earnings``                     hash    R's model earnings per currency
 ``tm:{r:R}:profile``                      hash    R's payout rate and session prices
 ``tm:{r:R}:live``                         channel sharded pub/sub: R's events as they land
+``tm:{r:R}:sessions``                     set     "C/S" of R's sessions (to end them if she leaves)
+``tm:{r:R}:present``                      zset    R's model connections → presence expiry (ms)
 ``tm:{ix:N}:tabs``                        zset    tab index shard N: "C/T" → next check time
 ``tm:{settle}:queue``                     stream  tabs to settle (consumer group ``workers``)
+``tm:{own:O}:sessions``                   set     "C/S/T" of the sessions process O bills
+``tm:{owners}:beats``                     zset    billing process → last heartbeat (ms)
 =======================================  ======  =============================================
 """
 
@@ -142,3 +147,33 @@ def tab_index_member(customer: str, tab_id: str) -> str:
 def settle_queue() -> str:
     """The stream of tabs waiting for the settlement worker."""
     return f"{PREFIX}:{{settle}}:queue"
+
+
+def session(customer: str, session_id: str) -> str:
+    """The hash of session ``session_id`` (it lives under its customer's tag, like the tab)."""
+    return f"{PREFIX}:{customer_tag(customer)}:sess:{session_id}"
+
+
+def room_sessions(room: str) -> str:
+    """The set of ``customer/session`` of ``room``'s sessions (a room may end them all)."""
+    return f"{PREFIX}:{room_tag(room)}:sessions"
+
+
+def room_presence(room: str) -> str:
+    """The sorted set of ``room``'s model connections, scored by when their presence lapses."""
+    return f"{PREFIX}:{room_tag(room)}:present"
+
+
+def owner_sessions(owner: str) -> str:
+    """The set of ``customer/session/tab`` that billing process ``owner`` holds leases on."""
+    return f"{PREFIX}:{{own:{owner}}}:sessions"
+
+
+def owners() -> str:
+    """The sorted set of billing processes, scored by their last heartbeat (ms)."""
+    return f"{PREFIX}:{{owners}}:beats"
+
+
+def owner_reaper(owner: str) -> str:
+    """A short lock: the process reaping dead owner ``owner``'s sessions."""
+    return f"{PREFIX}:{{own:{owner}}}:reaper"

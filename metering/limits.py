@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metering.keys import OP_TTL_MS
-from metering.money import BP_ONE, CAP_HARD_MAX_MINOR
+from metering.money import BP_ONE, CAP_HARD_MAX_MINOR, RATE_HARD_MAX_MINOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,16 @@ class Limits:
     #: Lengths of the free-text fields of a tip, in characters.
     message_chars_max: int = 255
     viewer_name_chars_max: int = 64
+    #: Bounds of a session's per-minute rate (the model chooses within them), in minor units.
+    rate_min_minor: int = 1
+    rate_max_minor: int = 100_000
+    #: Longest minimum duration a model may ask for, in seconds.
+    session_minimum_s_max: int = 3_600
+    #: Sessions one tab may fund at once.
+    sessions_per_tab_max: int = 4
+    #: How long a billing process's lease on a session lasts without renewal (it renews every
+    #: tick), and so how long a dead process's sessions can go unended before the reaper.
+    lease_ms: int = 3_000
 
     def __post_init__(self) -> None:
         checks = [
@@ -54,6 +64,11 @@ class Limits:
             (self.op_ttl_ms > 0, "op_ttl_ms > 0"),
             (self.message_chars_max >= 0, "message_chars_max >= 0"),
             (self.viewer_name_chars_max >= 0, "viewer_name_chars_max >= 0"),
+            (0 < self.rate_min_minor <= self.rate_max_minor, "0 < rate_min <= rate_max"),
+            (self.rate_max_minor <= RATE_HARD_MAX_MINOR, f"rate_max <= {RATE_HARD_MAX_MINOR}"),
+            (0 <= self.session_minimum_s_max <= 86_400, "0 <= session_minimum_s_max <= 1 day"),
+            (self.sessions_per_tab_max > 0, "sessions_per_tab_max > 0"),
+            (self.lease_ms >= 1_000, "lease_ms >= 1000 (a tick renews it every second)"),
         ]
         for ok, rule in checks:
             if not ok:

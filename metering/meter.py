@@ -10,6 +10,7 @@ from metering.limits import Limits
 from metering.outcomes import TabRef, TipResult
 from metering.rooms import Rooms
 from metering.scripts import METERING_SCRIPTS
+from metering.sessions import SESSION_SCRIPTS, Sessions
 from metering.store import LuaScript, RedisTarget, Store, create_client
 from metering.tabs import Tabs
 from metering.tips import TipRequest, Tips
@@ -35,6 +36,7 @@ class Meter:
         self.tips = Tips(
             store, self.clock, self.limits, self.rooms, coalesce=coalesce, observe=observe
         )
+        self.sessions = Sessions(store, self.clock, self.limits, self.rooms)
 
     async def tip(self, ref: TabRef, tip: TipRequest) -> TipResult:
         """Apply ``tip`` and, if it was applied now, relay its event into the room."""
@@ -49,7 +51,11 @@ class Meter:
         await self.rooms.aclose()
 
 
-async def open_store(target: RedisTarget, scripts: Sequence[LuaScript] = METERING_SCRIPTS) -> Store:
+#: Every script of the money core: tabs, tips, rooms and sessions.
+CORE_SCRIPTS = (*METERING_SCRIPTS, *SESSION_SCRIPTS)
+
+
+async def open_store(target: RedisTarget, scripts: Sequence[LuaScript] = CORE_SCRIPTS) -> Store:
     """Connect to Redis and load ``scripts``, so the first request finds them in place."""
     store = Store(create_client(target), scripts)
     try:

@@ -32,6 +32,11 @@ class Code(StrEnum):
     OVER_CAP = "over_cap"
     LINES_FULL = "lines_full"
     BUSY = "busy"
+    INVALID_KIND = "invalid_kind"
+    INSUFFICIENT_CAP = "insufficient_cap"
+    SESSIONS_FULL = "sessions_full"
+    SESSION_NOT_FOUND = "session_not_found"
+    LEASE_ALIVE = "lease_alive"
 
     @property
     def ok(self) -> bool:
@@ -58,6 +63,8 @@ class Balance:
     cap_minor: int
     accrued_minor: int
     version: int
+    #: The per-minute rates of the tab's running sessions, summed (0 without sessions).
+    burn_minor_per_minute: int = 0
 
     @property
     def remaining_minor(self) -> int:
@@ -160,6 +167,8 @@ class Tab:
     #: When less than the smallest tip first remained (0: not exhausted). Starts the
     #: ``cap_reached`` settlement trigger; raising the cap clears it.
     exhausted_at_ms: int = 0
+    #: The per-minute rates of the tab's running sessions, summed.
+    burn_minor_per_minute: int = 0
     lines: tuple[Line, ...] = field(default=())
 
     @property
@@ -170,4 +179,10 @@ class Tab:
     @property
     def balance(self) -> Balance:
         """The live part of the tab."""
-        return Balance(self.state, self.cap_minor, self.accrued_minor, self.version)
+        return Balance(
+            self.state,
+            self.cap_minor,
+            self.accrued_minor,
+            self.version,
+            self.burn_minor_per_minute,
+        )

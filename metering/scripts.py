@@ -180,6 +180,7 @@ async def read_tab(store: Store, ref: TabRef) -> Tab | None:
         freeze_reason=as_text(f.get("freeze_reason", b"")),
         frozen_at_ms=as_int(f.get("frozen_at", 0)),
         exhausted_at_ms=as_int(f.get("exhausted_at", 0)),
+        burn_minor_per_minute=as_int(f.get("burn", 0)),
         lines=tuple(lines),
     )
 

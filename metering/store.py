@@ -58,12 +58,14 @@ class LuaScript:
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
     @classmethod
-    def load(cls, name: str, directory: Path = LUA_DIR) -> LuaScript:
-        """Read ``<directory>/<name>.lua`` (``metering/lua`` by default) and prepend
-        ``metering/lua/_prelude.lua``, which every script of the product shares."""
-        prelude = (LUA_DIR / "_prelude.lua").read_text()
-        body = (directory / f"{name}.lua").read_text()
-        return cls(name=name, source=f"{prelude}\n{body}")
+    def load(
+        cls, name: str, directory: Path = LUA_DIR, preludes: tuple[str, ...] = ("_prelude",)
+    ) -> LuaScript:
+        """Read ``<directory>/<name>.lua`` (``metering/lua`` by default) after the preludes
+        (``metering/lua/<prelude>.lua``); ``_prelude`` is shared by every script."""
+        parts = [(LUA_DIR / f"{prelude}.lua").read_text() for prelude in preludes]
+        parts.append((directory / f"{name}.lua").read_text())
+        return cls(name=name, source="\n".join(parts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,8 @@ class Tabs:
         _check_ref(ref)
         with translated():
             raw = await self._store.client.hmget(
-                keys.tab(ref.customer, ref.tab_id), ["currency", "state", "cap", "accrued", "ver"]
+                keys.tab(ref.customer, ref.tab_id),
+                ["currency", "state", "cap", "accrued", "ver", "burn"],
             )
         if raw[0] is None:
             return None
@@ -168,6 +169,7 @@ class Tabs:
             cap_minor=as_int(raw[2]),
             accrued_minor=as_int(raw[3]),
             version=as_int(raw[4]),
+            burn_minor_per_minute=as_int(raw[5] or 0),
         )
         return as_text(raw[0]), balance
 

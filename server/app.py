@@ -14,8 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
-from metering.meter import Meter, open_store
-from metering.scripts import METERING_SCRIPTS
+from metering.meter import CORE_SCRIPTS, Meter, open_store
 from server import api, feed, health
 from server.config import Settings
 from server.errors import ConfigError
@@ -23,6 +22,7 @@ from server.gateways import create_gateway
 from server.hub import Hub
 from server.metrics import Metrics
 from server.runtime import Runtime, runtime
+from server.scheduler import Scheduler
 from server.tickets import TicketGate
 from server.ws import websocket_endpoint
 
@@ -47,15 +47,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         target = settings.redis_target()
-        store = await open_store(target, METERING_SCRIPTS)
+        store = await open_store(target, CORE_SCRIPTS)
         metrics = Metrics()
         meter = Meter(store, clock=clock, limits=settings.limits(), observe=metrics.observe_flush)
         hub = Hub(meter, target, metrics)
+        scheduler = Scheduler(meter, metrics, tick_ms=settings.tick_ms)
         rt = Runtime(
             settings=settings,
             store=store,
             meter=meter,
             hub=hub,
+            scheduler=scheduler,
             tickets=TicketGate(
                 store,
                 meter.clock,
@@ -67,7 +69,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
             metrics=metrics,
         )
         app.state.runtime = rt
-        log.info("ready", extra={"fields": {"redis_cluster": store.is_cluster}})
+        scheduler.start()
+        log.info(
+            "ready",
+            extra={"fields": {"redis_cluster": store.is_cluster, "owner": scheduler.owner}},
+        )
         if demo:
             from server.demo import introduce
 
@@ -76,6 +82,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
         try:
             yield
         finally:
+            await scheduler.stop()
             await hub.stop()
             await meter.aclose()
             await store.close()

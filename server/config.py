@@ -61,6 +61,13 @@ class Settings:
     feed_timeout_s_max: int = 60
     feed_minor_per_token: int = 1
     gateway: str = "sandbox"
+    tick_ms: int = 1_000
+    session_lease_ms: int = 3_000
+    warning_seconds: tuple[int, ...] = (60, 10)
+    rate_min_minor: int = 1
+    rate_max_minor: int = 100_000
+    session_minimum_s_max: int = 3_600
+    sessions_per_tab_max: int = 4
 
     @property
     def base_url(self) -> str:
@@ -93,6 +100,11 @@ class Settings:
             room_events_max=self.room_events_max,
             payout_bp_default=self.payout_bp_default,
             message_chars_max=self.message_chars_max,
+            rate_min_minor=self.rate_min_minor,
+            rate_max_minor=self.rate_max_minor,
+            session_minimum_s_max=self.session_minimum_s_max,
+            sessions_per_tab_max=self.sessions_per_tab_max,
+            lease_ms=self.session_lease_ms,
         )
 
     def redis_target(self) -> RedisTarget:
@@ -203,6 +215,14 @@ def secret_list(raw: str) -> tuple[str, ...]:
     if any(len(item) < SECRET_CHARS_MIN for item in items):
         raise ValueError(f"every secret must be at least {SECRET_CHARS_MIN} characters long")
     return items
+
+
+def seconds_list(raw: str) -> tuple[int, ...]:
+    """A parser for comma-separated whole seconds, returned largest first."""
+    items = comma_list(raw)
+    if not all(item.isdigit() and 0 < int(item) <= 86_400 for item in items):
+        raise ValueError("expected whole seconds between 1 and 86400, comma-separated")
+    return tuple(sorted({int(item) for item in items}, reverse=True))
 
 
 def url(raw: str) -> str:
@@ -429,6 +449,49 @@ VARIABLES: Final = (
         "gateway",
         choice("sandbox"),
         "Payment gateway: `sandbox` (deterministic test cards, in process).",
+    ),
+    Variable(
+        "TIPMETER_TICK_MS",
+        "tick_ms",
+        integer(100, 10_000),
+        "How often each process bills the sessions it owns, in milliseconds.",
+    ),
+    Variable(
+        "TIPMETER_SESSION_LEASE_MS",
+        "session_lease_ms",
+        integer(1_000, 60_000),
+        "A billing process's lease on its sessions; a session whose owner stopped renewing is "
+        "ended (`owner_lost`) within about this plus one tick.",
+    ),
+    Variable(
+        "TIPMETER_WARNING_SECONDS",
+        "warning_seconds",
+        seconds_list,
+        "Low-credit warnings: seconds left at the tab's burn rate, comma-separated.",
+    ),
+    Variable(
+        "TIPMETER_RATE_MIN_MINOR",
+        "rate_min_minor",
+        integer(1, 1_000_000),
+        "Lowest per-minute price of a show a model may set, in minor units.",
+    ),
+    Variable(
+        "TIPMETER_RATE_MAX_MINOR",
+        "rate_max_minor",
+        integer(1, 1_000_000),
+        "Highest per-minute price of a show a model may set, in minor units.",
+    ),
+    Variable(
+        "TIPMETER_SESSION_MINIMUM_S_MAX",
+        "session_minimum_s_max",
+        integer(0, 86_400),
+        "Longest minimum duration (charged at the start) a model may set, in seconds.",
+    ),
+    Variable(
+        "TIPMETER_SESSIONS_PER_TAB_MAX",
+        "sessions_per_tab_max",
+        integer(1, 100),
+        "Sessions one tab may fund at the same time.",
     ),
 )
 

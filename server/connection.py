@@ -16,8 +16,17 @@ from typing import Final
 
 from starlette.websockets import WebSocket
 
-from clients.protocol import CloseCode, Codec, ServerMessage, TabUpdate, TabView, encode
+from clients.protocol import (
+    CloseCode,
+    Codec,
+    ServerMessage,
+    TabUpdate,
+    TabView,
+    Warning,
+    encode,
+)
 from clients.tickets import Claims, Role
+from metering.sessions import SessionRef
 from server.events import Audience, LiveEvent
 from server.metrics import Metrics
 from server.ratelimit import TokenBucket
@@ -48,6 +57,7 @@ class Connection:
         tips: TokenBucket,
         frames: TokenBucket,
         metrics: Metrics,
+        warning_seconds: tuple[int, ...] = (),
     ) -> None:
         self.websocket = websocket
         self.codec = codec
@@ -71,6 +81,11 @@ class Connection:
         self.cursors: dict[str, tuple[int, int]] = {}
         #: Room → live events held back while the connection catches up on that room.
         self.buffers: dict[str, list[LiveEvent]] = {}
+        #: Sessions this viewer started here: session id → its ref (for viewer_left).
+        self.sessions: dict[str, SessionRef] = {}
+        #: Low-credit warning points (seconds left), and the smallest one already warned of.
+        self.warning_seconds = warning_seconds
+        self.warned_at: int | None = None
         self.errors = 0
         self.closing = False
         self._queue: asyncio.Queue[bytes | str | _Close] = asyncio.Queue(send_queue_max)
@@ -117,6 +132,21 @@ class Connection:
         self.tab_id = tab.tab_id
         self.tab_version = tab.version
         self.send(TabUpdate(tab=tab), "tab")
+        self.check_warning(tab)
+
+    def check_warning(self, tab: TabView) -> None:
+        """Warn the viewer once per warning point crossed as the seconds left run down."""
+        left = tab.seconds_left
+        crossed = [point for point in self.warning_seconds if left is not None and left <= point]
+        if not crossed:
+            self.warned_at = None  # nothing burns, or the cap was raised: warn afresh later
+            return
+        point = min(crossed)
+        if self.warned_at is None or point < self.warned_at:
+            self.warned_at = point
+            self.send(
+                Warning(tab_id=tab.tab_id, seconds_left=left or 0, threshold_s=point), "warning"
+            )
 
     def release_tab_push(self) -> None:
         """Send the tab push held back while welcoming or while tips were in flight."""

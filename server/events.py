@@ -20,11 +20,18 @@ class Audience(Enum):
 #: Fields of the scripts' event data, and the names clients see them under.
 _PUBLIC_FIELDS = {
     "tip_id": "tip_id",
+    "session_id": "session_id",
+    "kind": "kind",
     "amount": "amount_minor",
     "currency": "currency",
     "name": "name",
     "anon": "anonymous",
     "message": "message",
+    "rate": "rate_per_minute_minor",
+    "min_s": "minimum_s",
+    "seconds": "seconds",
+    "reason": "end_reason",
+    "started": "started_at_ms",
     "at": "at_ms",
 }
 _OWNER_FIELDS = {**_PUBLIC_FIELDS, "share": "share_minor"}

@@ -474,6 +474,7 @@ def _decode_tab(data: bytes) -> TabView:
         cap_minor=int(raw["cap"]),
         accrued_minor=int(raw["accrued"]),
         version=int(raw["ver"]),
+        burn_minor_per_minute=int(raw.get("burn", 0)),
     )
 
 
@@ -493,4 +494,5 @@ async def current_tab(meter: Meter, customer: str, currency: str) -> TabView | N
         cap_minor=balance.cap_minor,
         accrued_minor=balance.accrued_minor,
         version=balance.version,
+        burn_minor_per_minute=balance.burn_minor_per_minute,
     )

@@ -85,6 +85,24 @@ class Metrics:
             "Room events queued to connections (one per connection).",
             registry=r,
         )
+        self.sessions = Gauge(
+            "tipmeter_sessions", "Metered sessions this process bills.", registry=r
+        )
+        self.sessions_ended = Counter(
+            "tipmeter_sessions_ended_total", "Sessions ended, by reason.", ["reason"], registry=r
+        )
+        self.tick_lag = Histogram(
+            "tipmeter_tick_lag_seconds",
+            "How late the billing tick started.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.tick_seconds = Histogram(
+            "tipmeter_tick_seconds",
+            "How long one billing tick took (all sessions).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.http_requests = Counter(
             "tipmeter_http_requests_total",
             "HTTP API requests, by route and status.",

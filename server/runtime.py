@@ -18,6 +18,7 @@ from settlement.gateway import Gateway
 if TYPE_CHECKING:
     from server.connection import Connection
     from server.hub import Hub
+    from server.scheduler import Scheduler
 
 
 @dataclass(slots=True)
@@ -28,6 +29,7 @@ class Runtime:
     store: Store
     meter: Meter
     hub: Hub
+    scheduler: Scheduler
     tickets: TicketGate
     gateway: Gateway
     metrics: Metrics

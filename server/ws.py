@@ -16,7 +16,8 @@ import asyncio
 import logging
 import random
 import secrets
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
@@ -32,6 +33,11 @@ from clients.protocol import (
     Ping,
     Pong,
     Result,
+    SessionStart,
+    SessionStop,
+    SessionUpdate,
+    SessionView,
+    SetRates,
     Subscribe,
     Subscribed,
     TabView,
@@ -47,6 +53,7 @@ from metering.errors import StoreError, StoreUnavailable
 from metering.keys import is_id
 from metering.money import is_currency
 from metering.outcomes import Balance, Code, TabRef, TipResult
+from metering.sessions import EndReason, Rate, SessionKind, SessionRef
 from metering.tips import TipRequest
 from server.connection import Connection
 from server.hub import current_tab
@@ -98,6 +105,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         tips=TokenBucket(settings.tips_per_s_max, settings.tips_burst_max, now_s),
         frames=TokenBucket(settings.frames_per_s_max, 2 * settings.frames_per_s_max, now_s),
         metrics=rt.metrics,
+        warning_seconds=settings.warning_seconds,
     )
     errors = TokenBucket(ERRORS_PER_S_MAX, ERRORS_BURST_MAX, now_s)
     rt.connections.add(conn)
@@ -109,6 +117,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         if await _welcome(rt, conn):
             await _read(rt, conn, errors)
     finally:
+        await _leave(rt, conn)
         rt.hub.forget(conn)
         rt.connections.discard(conn)
         if not rt.connections:
@@ -162,6 +171,19 @@ async def _admit(rt: Runtime, websocket: WebSocket) -> tuple[Claims, Codec, bool
     return claims, codec, bool(offered)
 
 
+async def _leave(rt: Runtime, conn: Connection) -> None:
+    """The connection closed: end the viewer's sessions, or withdraw the model's presence."""
+    try:
+        for ref in list(conn.sessions.values()):
+            await rt.scheduler.end(ref, EndReason.VIEWER_LEFT)
+        if conn.role is Role.MODEL:
+            await rt.scheduler.model_left(conn.subject, conn.id)
+    except StoreError:
+        # Redis is away: the sessions' leases lapse and the reapers end them, or, for a model,
+        # her presence lapses and the owners' ticks end the sessions.
+        log.warning("could not end sessions on close", extra={"fields": {"connection": conn.id}})
+
+
 def _limits(rt: Runtime) -> dict[str, int]:
     s = rt.settings
     return {
@@ -184,6 +206,10 @@ async def _welcome(rt: Runtime, conn: Connection) -> bool:
             if tab is not None:
                 conn.tab_id, conn.tab_version = tab.tab_id, tab.version
         elif conn.role is Role.MODEL:
+            rt.scheduler.models[conn.id] = conn.subject
+            await rt.meter.sessions.mark_present(
+                [(conn.subject, conn.id)], rt.meter.limits.lease_ms
+            )
             raw = await rt.meter.rooms.earnings(conn.subject)
             earnings = {
                 field.removeprefix("accrued:"): value
@@ -269,6 +295,15 @@ async def _read(rt: Runtime, conn: Connection, errors: TokenBucket) -> None:
             case Ping():
                 rt.metrics.messages_in.labels("ping").inc()
                 conn.send(Pong(id=decoded.id, server_time_ms=rt.meter.clock.now_ms()), "pong")
+            case SessionStart():
+                rt.metrics.messages_in.labels("session_start").inc()
+                await _guarded(rt, conn, decoded.id, _session_start(rt, conn, decoded))
+            case SessionStop():
+                rt.metrics.messages_in.labels("session_stop").inc()
+                await _guarded(rt, conn, decoded.id, _session_stop(rt, conn, decoded))
+            case SetRates():
+                rt.metrics.messages_in.labels("set_rates").inc()
+                await _guarded(rt, conn, decoded.id, _set_rates(rt, conn, decoded))
 
 
 def _ms(seconds: float) -> int:
@@ -285,6 +320,7 @@ def _view(tab_id: str, currency: str, balance: Balance) -> TabView | None:
         cap_minor=balance.cap_minor,
         accrued_minor=balance.accrued_minor,
         version=balance.version,
+        burn_minor_per_minute=balance.burn_minor_per_minute,
     )
 
 
@@ -364,6 +400,10 @@ async def _apply(rt: Runtime, conn: Connection, request: TipRequest) -> TipResul
 
 
 _EXPLANATIONS: Final = {
+    ErrorCode.INSUFFICIENT_CAP: "the first charge does not fit under the cap; raise the cap",
+    ErrorCode.SESSIONS_FULL: "this tab funds as many sessions as it may",
+    ErrorCode.INVALID_KIND: "kind must be private, spy or cam2cam",
+    ErrorCode.MODEL_OFFLINE: "the model is not online",
     ErrorCode.NO_OPEN_TAB: "the customer has no open tab in this currency",
     ErrorCode.TAB_NOT_OPEN: "the tab is being settled; nothing more can be spent on it",
     ErrorCode.OVER_CAP: "the tip does not fit under the tab's cap; raise the cap",
@@ -406,3 +446,169 @@ def drain_connections(rt: Runtime) -> int:
         conn.send(Drain(reconnect_after_ms=random.randrange(RECONNECT_SPREAD_MS)), "drain")
         conn.close_soon(CloseCode.GOING_AWAY, "server draining")
     return len(conns)
+
+
+async def _guarded(
+    rt: Runtime, conn: Connection, message_id: str, work: Coroutine[Any, Any, None]
+) -> None:
+    """Run a handler; answer ``unavailable`` or ``internal_error`` if Redis fails under it."""
+    try:
+        await work
+    except StoreUnavailable:
+        _refuse(rt, conn, ErrorCode.UNAVAILABLE, "Redis is unavailable; retry", id=message_id)
+    except StoreError:
+        log.exception("request failed", extra={"fields": {"connection": conn.id}})
+        _refuse(rt, conn, ErrorCode.INTERNAL_ERROR, "internal error; retry", id=message_id)
+
+
+_SESSION_ERRORS: Final = {
+    Code.INVALID_ID: ErrorCode.INVALID_ID,
+    Code.INVALID_KIND: ErrorCode.INVALID_KIND,
+    Code.TAB_NOT_FOUND: ErrorCode.NO_OPEN_TAB,
+    Code.TAB_NOT_OPEN: ErrorCode.TAB_NOT_OPEN,
+    Code.CURRENCY_MISMATCH: ErrorCode.CURRENCY_MISMATCH,
+    Code.SESSIONS_FULL: ErrorCode.SESSIONS_FULL,
+    Code.LINES_FULL: ErrorCode.LINES_FULL,
+    Code.INSUFFICIENT_CAP: ErrorCode.INSUFFICIENT_CAP,
+    Code.SESSION_NOT_FOUND: ErrorCode.SESSION_NOT_FOUND,
+    Code.AMOUNT_OUT_OF_RANGE: ErrorCode.AMOUNT_OUT_OF_RANGE,
+    Code.INVALID_AMOUNT: ErrorCode.INVALID_AMOUNT,
+    Code.INVALID_FIELD: ErrorCode.INVALID_FIELD,
+}
+
+
+async def _session_view(rt: Runtime, customer: str, session_id: str) -> SessionView | None:
+    view = await rt.meter.sessions.read(customer, session_id)
+    if view is None:
+        return None
+    ended = view.state == "ended"
+    return SessionView(
+        session_id=session_id,
+        room=view.room,
+        kind=view.kind,
+        state=view.state,
+        rate_per_minute_minor=view.rate_per_minute_minor,
+        minimum_s=view.minimum_s,
+        started_at_ms=view.started_at_ms,
+        seconds=view.billed_s,
+        amount_minor=view.amount_minor,
+        end_reason=view.reason if ended else None,
+        ended_at_ms=view.ended_at_ms if ended else None,
+    )
+
+
+def _tell_ended(rt: Runtime, conn: Connection) -> Callable[[SessionRef, str], None]:
+    """What the scheduler calls when a session of ``conn`` ends: push it to the viewer."""
+
+    def ended(ref: SessionRef, reason: str) -> None:
+        conn.sessions.pop(ref.session_id, None)
+
+        async def push() -> None:
+            view = await _session_view(rt, ref.customer, ref.session_id)
+            if view is not None:
+                conn.send(SessionUpdate(session=view), "session")
+
+        task = asyncio.get_running_loop().create_task(push())
+        _PUSHES.add(task)
+        task.add_done_callback(_PUSHES.discard)
+
+    return ended
+
+
+_PUSHES: set[asyncio.Task[None]] = set()
+
+
+async def _session_start(rt: Runtime, conn: Connection, message: SessionStart) -> None:
+    if conn.role is not Role.VIEWER:
+        _refuse(rt, conn, ErrorCode.NOT_ALLOWED, "only viewers start sessions", id=message.id)
+        return
+    sessions = rt.meter.sessions
+    if not (await sessions.present([message.room]))[message.room]:
+        _refuse(rt, conn, ErrorCode.MODEL_OFFLINE, "the model is not online", id=message.id)
+        return
+    tab_id = conn.tab_id or await rt.meter.tabs.find_open(conn.subject, conn.currency)
+    result = None
+    for _ in range(2):  # the connection's tab may have been settled and a new one opened
+        if tab_id is None:
+            break
+        result = await sessions.start(
+            TabRef(conn.subject, tab_id),
+            session_id=message.id,
+            room=message.room,
+            kind=message.kind,
+            currency=conn.currency,
+            owner=rt.scheduler.owner,
+        )
+        if result.code not in (Code.TAB_NOT_FOUND, Code.TAB_NOT_OPEN):
+            break
+        fresh = await rt.meter.tabs.find_open(conn.subject, conn.currency)
+        if fresh is None or fresh == tab_id:
+            break
+        tab_id = fresh
+    if result is None or tab_id is None:
+        _refuse(rt, conn, ErrorCode.NO_OPEN_TAB, "the customer has no open tab", id=message.id)
+        return
+    conn.tab_id = tab_id
+    view = _view(tab_id, conn.currency, result.balance)
+    if not result.code.ok:
+        code = _SESSION_ERRORS.get(result.code, ErrorCode.INTERNAL_ERROR)
+        needed = result.needed_minor if code is ErrorCode.INSUFFICIENT_CAP else None
+        _refuse(rt, conn, code, _explain(code), id=message.id, tab=view, needed_minor=needed)
+        return
+    ref = SessionRef(conn.subject, message.id, tab_id)
+    session = await _session_view(rt, conn.subject, message.id)
+    if session is not None and session.state == "running":
+        conn.sessions[message.id] = ref
+        rt.scheduler.add(ref, message.room, _tell_ended(rt, conn))
+    await rt.meter.rooms.relay_pending(conn.subject)
+    status = "applied" if result.code is Code.APPLIED else "duplicate"
+    conn.send(Result(id=message.id, status=status, tab=view, session=session), "result")
+
+
+async def _session_stop(rt: Runtime, conn: Connection, message: SessionStop) -> None:
+    sessions = rt.meter.sessions
+    ref: SessionRef | None = None
+    if conn.role is Role.VIEWER:
+        ref = conn.sessions.get(message.session_id)
+    elif conn.role is Role.MODEL:
+        ref = next(
+            (
+                r
+                for r in await sessions.room_members(conn.subject)
+                if r.session_id == message.session_id
+            ),
+            None,
+        )
+    if ref is None:
+        _refuse(rt, conn, ErrorCode.SESSION_NOT_FOUND, "no such session here", id=message.id)
+        return
+    if (ref.customer, ref.session_id) in rt.scheduler.owned:
+        await rt.scheduler.end(ref, EndReason.STOPPED)
+    else:
+        # Another process bills it; ending it in Redis is enough: its next tick lets it go.
+        await sessions.end(ref, EndReason.STOPPED)
+        await rt.meter.rooms.relay_pending(ref.customer)
+    session = await _session_view(rt, ref.customer, ref.session_id)
+    conn.send(Result(id=message.id, status="applied", session=session), "result")
+
+
+async def _set_rates(rt: Runtime, conn: Connection, message: SetRates) -> None:
+    if conn.role is not Role.MODEL:
+        _refuse(
+            rt, conn, ErrorCode.NOT_ALLOWED, "only the room's model sets its prices", id=message.id
+        )
+        return
+    kinds = {kind.value for kind in SessionKind}
+    if not set(message.rates) <= kinds:
+        _refuse(rt, conn, ErrorCode.INVALID_KIND, f"kinds are {sorted(kinds)}", id=message.id)
+        return
+    rates = {
+        SessionKind(kind): Rate(rate.rate_per_minute_minor, rate.minimum_s)
+        for kind, rate in message.rates.items()
+    }
+    code = await rt.meter.sessions.set_rates(conn.subject, rates)
+    if code is not Code.APPLIED:
+        error = _SESSION_ERRORS.get(code, ErrorCode.INVALID_FIELD)
+        _refuse(rt, conn, error, "prices must stay within the site's bounds", id=message.id)
+        return
+    conn.send(Result(id=message.id, status="applied"), "result")

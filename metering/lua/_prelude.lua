@@ -26,7 +26,10 @@ end
 -- Announce a tab's balance on its customer's sharded channel (tm:{c:C}:live), so that every
 -- server process holding a connection of that customer pushes it. `channel` is always passed
 -- in KEYS, so Redis Cluster routes and checks it like a key of the customer's tag.
-local function announce_tab(channel, tab_id, currency, state, cap, accrued, ver)
+-- `burn` is the sum of the per-minute rates of the tab's running sessions (0 without any), so a
+-- viewer sees how fast the tab is being spent and how many seconds are left.
+local function announce_tab(channel, tab_id, currency, state, cap, accrued, ver, burn)
   redis.call('SPUBLISH', channel, cmsgpack.pack({
-    tab = tab_id, currency = currency, state = state, cap = cap, accrued = accrued, ver = ver}))
+    tab = tab_id, currency = currency, state = state, cap = cap, accrued = accrued, ver = ver,
+    burn = burn or 0}))
 end

@@ -50,7 +50,8 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, a)
       tonumber(o[9]), tonumber(o[10]), o[11]}
   end
 
-  local t = redis.call('HMGET', tab_key, 'state', 'cap', 'accrued', 'ver', 'currency', 'seq')
+  local t = redis.call('HMGET', tab_key, 'state', 'cap', 'accrued', 'ver', 'currency', 'seq',
+    'burn')
   if not t[1] then
     return {'tab_not_found', '', 0, 0, 0}
   end
@@ -94,7 +95,7 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, a)
     'state', state, 'cap', int(cap), 'accrued', int(accrued), 'ver', int(ver),
     'seq', int(seq), 'share', int(share), 'at', int(now_ms), 'outbox', outbox_id)
   redis.call('PEXPIRE', op_key, op_ttl_ms)
-  announce_tab(channel, tab_id, currency, state, cap, accrued, ver)
+  announce_tab(channel, tab_id, currency, state, cap, accrued, ver, tonumber(t[7] or '0'))
   return {'applied', state, cap, accrued, ver, seq, share, now_ms, outbox_id, data}
 end
 

@@ -16,7 +16,7 @@ local tab_id, reason, now_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local allowed, frozen = ARGV[4], ARGV[5]
 
 local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver', 'freeze_reason',
-  'frozen_at', 'currency')
+  'frozen_at', 'currency', 'burn')
 if not t[1] then
   return {'tab_not_found', '', 0, 0, 0, '', 0}
 end
@@ -33,5 +33,5 @@ ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 if redis.call('GET', KEYS[2]) == tab_id then
   redis.call('DEL', KEYS[2])
 end
-announce_tab(KEYS[3], tab_id, t[7], frozen, cap, accrued, ver)
+announce_tab(KEYS[3], tab_id, t[7], frozen, cap, accrued, ver, tonumber(t[8] or '0'))
 return {'applied', frozen, cap, accrued, ver, reason, now_ms}

@@ -33,8 +33,9 @@ end
 redis.call('HSET', KEYS[1],
   'customer', customer, 'currency', currency, 'state', open_state,
   'cap', int(cap), 'opened_cap', int(cap), 'accrued', '0', 'seq', '0', 'ver', '1',
+  'burn', '0', 'sessions', '0',
   'auth_ref', auth_ref, 'capture_before', int(capture_before_ms),
   'opened_at', int(now_ms), 'active_at', int(now_ms))
 redis.call('SET', KEYS[2], tab_id)
-announce_tab(KEYS[3], tab_id, currency, open_state, cap, 0, 1)
+announce_tab(KEYS[3], tab_id, currency, open_state, cap, 0, 1, 0)
 return {'applied', open_state, cap, 0, 1, tab_id}

@@ -15,7 +15,7 @@
 local new_cap, auth_ref, capture_before_ms = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now_ms, allowed, tab_id = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
-local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver', 'currency')
+local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver', 'currency', 'burn')
 if not t[1] then
   return {'tab_not_found', '', 0, 0, 0}
 end
@@ -34,5 +34,5 @@ redis.call('HSET', KEYS[1], 'cap', int(new_cap), 'auth_ref', auth_ref,
   'capture_before', int(capture_before_ms), 'active_at', int(now_ms))
 redis.call('HDEL', KEYS[1], 'exhausted_at')
 ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
-announce_tab(KEYS[2], tab_id, t[5], state, new_cap, accrued, ver)
+announce_tab(KEYS[2], tab_id, t[5], state, new_cap, accrued, ver, tonumber(t[6] or '0'))
 return {'applied', state, new_cap, accrued, ver}

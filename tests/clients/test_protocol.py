@@ -19,8 +19,14 @@ from clients.protocol import (
     Message,
     Ping,
     Pong,
+    RateView,
     Result,
     RoomEvent,
+    SessionStart,
+    SessionStop,
+    SessionUpdate,
+    SessionView,
+    SetRates,
     Subscribe,
     Subscribed,
     TabUpdate,
@@ -29,6 +35,7 @@ from clients.protocol import (
     TipReceipt,
     Unsubscribe,
     Unsubscribed,
+    Warning,
     Welcome,
     decode_client,
     decode_server,
@@ -37,6 +44,7 @@ from clients.protocol import (
 )
 
 TAB = TabView("tab_1", "USD", "open", 5_000, 1_250, 7)
+SESSION = SessionView("s-9", "alice", "private", "running", 600, 0, 1_700_000_000_000, 1, 10)
 CLIENT_MESSAGES: list[Message] = [
     Tip("t-1", "alice", 500, "USD"),
     Tip("t-2", "alice", 1, "EUR", message="hi 💋", anonymous=True),
@@ -44,6 +52,9 @@ CLIENT_MESSAGES: list[Message] = [
     Subscribe("alice", after="1700000000000-3", id="s-1"),
     Unsubscribe("alice", id="u-1"),
     Ping("p-1"),
+    SessionStart("s-9", "alice", "private"),
+    SessionStop("stop-1", "s-9"),
+    SetRates("r-1", {"private": RateView(600, 60), "spy": RateView(200)}),
 ]
 SERVER_MESSAGES: list[Message] = [
     Welcome(1, "viewer", "c42", "conn", 1_700_000_000_000, {"frame_bytes_max": 4096}, TAB, None),
@@ -58,6 +69,13 @@ SERVER_MESSAGES: list[Message] = [
     Unsubscribed("alice", "u-1"),
     Drain(2_500),
     Pong("p-1", 1_700_000_000_000),
+    Result("s-9", "applied", TabView("tab_1", "USD", "open", 5_000, 10, 2, 600), None, SESSION),
+    Error("insufficient_cap", "raise the cap", "s-9", TAB, None, 1_500),
+    SessionUpdate(
+        SessionView("s-9", "alice", "private", "ended", 600, 0, 1, 4, 40, "cap_reached", 5)
+    ),
+    Warning("tab_1", 59, 60),
+    TabUpdate(TabView("tab_1", "USD", "open", 5_000, 10, 2, 600)),
 ]
 
 
@@ -281,7 +299,7 @@ def test_the_documented_examples_decode_identically_in_both_encodings() -> None:
 
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     pairs = re.findall(r"```json\n(.*?)\n```.*?```msgpack-hex\n(.*?)\n```", doc, re.S)
-    assert len(pairs) == 13
+    assert len(pairs) == 18
     for text, hexdump in pairs:
         frame = bytes.fromhex(hexdump.replace("\n", " "))
         as_json: object = decode_client(text, Codec.JSON)

@@ -1,13 +1,17 @@
 """A Hypothesis state machine against a real redis-server, checked against an independent model.
 
-Random interleavings of open, raise, tip (fresh, duplicate, reused id, over cap, bad input) and
-freeze. The model below re-implements the rules from the issue and ARCHITECTURE §3 in plain
-Python; after every step the invariants are checked on what Redis holds:
+Random interleavings of open, raise, tip (fresh, duplicate, reused id, over cap, bad input),
+freeze, and metered sessions: start (fresh, duplicate, too many, over the cap), stop, and the
+billing tick after the fake clock moves (on time, late, or so late the lease lapsed). The model
+below re-implements the rules from the issues and ARCHITECTURE §3 in plain Python; after every
+step the invariants are checked on what Redis holds:
 
 1. no overspend: accrued <= cap for every tab;
 2. conservation: accrued = Σ lines; shares + platform = amount per line; each room's earnings
-   and events match the tips applied to it;
-3. idempotency: a tip id is applied at most once; a retry answers with the original result.
+   and events match the tips applied to it; a session's amount is always prorate(rate, seconds);
+3. idempotency: a tip id is applied at most once, a retry answers with the original result; a
+   session second is billed at most once, never after the session ended, never more than the
+   current second ahead; the tab's burn rate is the sum of its running sessions' rates.
 
 On failure Hypothesis prints the steps and the blob that replays them (the seed).
 """
@@ -28,8 +32,9 @@ from metering.clock import FakeClock
 from metering.lifecycle import TabState
 from metering.limits import Limits
 from metering.meter import Meter, open_store
-from metering.money import share_minor
+from metering.money import prorate_minor, share_minor
 from metering.outcomes import Code, TabRef
+from metering.sessions import EndReason, Rate, SessionKind, SessionRef
 from metering.store import RedisTarget, Store
 from metering.tips import TipRequest
 from server.embedded_redis import RedisServer
@@ -37,8 +42,30 @@ from server.embedded_redis import RedisServer
 T = TypeVar("T")
 
 LIMITS = Limits(
-    tip_min_minor=5, tip_max_minor=5_000, cap_min_minor=100, cap_max_minor=50_000, tab_lines_max=4
+    tip_min_minor=5,
+    tip_max_minor=5_000,
+    cap_min_minor=100,
+    cap_max_minor=50_000,
+    tab_lines_max=4,
+    sessions_per_tab_max=2,
+    lease_ms=3_000,
 )
+OWNER = "proc-1"
+RATES = {
+    "r1": {
+        SessionKind.PRIVATE: Rate(600),
+        SessionKind.SPY: Rate(7),
+        SessionKind.CAM2CAM: Rate(900),
+    },
+    "r2": {
+        SessionKind.PRIVATE: Rate(6_000, minimum_s=3),
+        SessionKind.SPY: Rate(200),
+        SessionKind.CAM2CAM: Rate(1_234),
+    },
+}
+SESSION_IDS = tuple(f"s{n}" for n in range(6))
+#: Clock moves between ticks: on time, early, late, and so late that the lease lapses.
+ADVANCES_MS = (0, 300, 1_000, 1_000, 1_000, 1_700, 2_500, 3_500)
 CUSTOMERS = ("c1", "c2")
 CURRENCIES = ("USD", "EUR")
 ROOMS = ("r1", "r2")
@@ -74,6 +101,21 @@ class ModelTab:
     accrued: int = 0
     frozen: bool = False
     lines: dict[str, tuple[str, int]] = field(default_factory=dict)
+    sessions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelSession:
+    customer: str
+    tab_id: str
+    room: str
+    rate: int
+    started: int
+    billed: int
+    amount: int
+    lease: int
+    running: bool = True
+    reason: str = ""
 
 
 @dataclass
@@ -94,6 +136,7 @@ class MoneyCore(RuleBasedStateMachine):
 
     redis_port = 0
     seen: ClassVar[Counter[Code]] = Counter()
+    seen_ticks: ClassVar[Counter[str]] = Counter()
     tabs = Bundle("tabs")
 
     def __init__(self) -> None:
@@ -108,6 +151,8 @@ class MoneyCore(RuleBasedStateMachine):
         self.meter = Meter(self.store, clock=self.clock, limits=LIMITS)
         for room, bp in PAYOUT_BP.items():
             self.run(self.meter.rooms.set_payout_bp(room, bp))
+            self.run(self.meter.sessions.set_rates(room, RATES[room]))
+        self.sessions: dict[tuple[str, str], ModelSession] = {}
         self.model: dict[str, ModelTab] = {}
         self.open_tabs: dict[tuple[str, str], str] = {}
         self.applied: dict[tuple[str, str], ModelTip] = {}
@@ -219,7 +264,7 @@ class MoneyCore(RuleBasedStateMachine):
             expected = Code.TAB_NOT_OPEN
         elif tab.accrued + amount > tab.cap:
             expected = Code.OVER_CAP
-        elif len(tab.lines) >= LIMITS.tab_lines_max:
+        elif len(tab.lines) + len(tab.sessions) >= LIMITS.tab_lines_max:
             expected = Code.LINES_FULL
         else:
             expected = Code.APPLIED
@@ -229,7 +274,7 @@ class MoneyCore(RuleBasedStateMachine):
             tab.accrued += amount
             tab.lines[tip_id] = (room, amount)
             self.applied[(tab.customer, tip_id)] = ModelTip(
-                tab_id, room, amount, len(tab.lines), tab.accrued
+                tab_id, room, amount, len(tab.lines) + len(tab.sessions), tab.accrued
             )
             assert result.balance.accrued_minor == tab.accrued
             assert result.share_minor == share_minor(amount, PAYOUT_BP[room])
@@ -256,6 +301,113 @@ class MoneyCore(RuleBasedStateMachine):
             tab.frozen = True
             del self.open_tabs[(tab.customer, tab.currency)]
 
+    @rule(
+        tab_id=tabs,
+        session_id=st.sampled_from(SESSION_IDS),
+        room=st.sampled_from(ROOMS),
+        kind=st.sampled_from(list(SessionKind)),
+    )
+    def start_session(self, tab_id: str, session_id: str, room: str, kind: SessionKind) -> None:
+        tab = self.model[tab_id]
+        result = self.run(
+            self.meter.sessions.start(
+                TabRef(tab.customer, tab_id),
+                session_id=session_id,
+                room=room,
+                kind=kind.value,
+                currency=tab.currency,
+                owner=OWNER,
+            )
+        )
+        rate = RATES[room][kind]
+        first = max(rate.minimum_s, 1)
+        price = prorate_minor(rate.rate_per_minute_minor, first)
+        running = [s for s in self.sessions.values() if s.tab_id == tab_id and s.running]
+        existing = self.sessions.get((tab.customer, session_id))
+        if existing is not None:
+            expected = Code.DUPLICATE
+        elif tab.frozen:
+            expected = Code.TAB_NOT_OPEN
+        elif len(running) >= LIMITS.sessions_per_tab_max:
+            expected = Code.SESSIONS_FULL
+        elif len(tab.lines) + len(tab.sessions) >= LIMITS.tab_lines_max:
+            expected = Code.LINES_FULL
+        elif tab.accrued + price > tab.cap:
+            expected = Code.INSUFFICIENT_CAP
+        else:
+            expected = Code.APPLIED
+        assert result.code is expected, (result, tab, existing)
+        MoneyCore.seen[expected] += 1
+        if expected is Code.INSUFFICIENT_CAP:
+            assert result.needed_minor == tab.accrued + price - tab.cap
+        if expected is Code.DUPLICATE:
+            assert existing is not None
+            assert (result.billed_s, result.amount_minor) == (existing.billed, existing.amount)
+        if expected is Code.APPLIED:
+            now = self.clock.now_ms()
+            self.sessions[(tab.customer, session_id)] = ModelSession(
+                tab.customer,
+                tab_id,
+                room,
+                rate.rate_per_minute_minor,
+                now,
+                first,
+                price,
+                now + LIMITS.lease_ms,
+            )
+            tab.sessions.append(session_id)
+            tab.accrued += price
+
+    @rule(advance_ms=st.sampled_from(ADVANCES_MS))
+    def tick(self, advance_ms: int) -> None:
+        self.clock.advance(advance_ms)
+        running = [(key, s) for key, s in self.sessions.items() if s.running]
+        refs = [SessionRef(s.customer, key[1], s.tab_id) for key, s in running]
+        results = self.loop.run_until_complete(self.meter.sessions.tick(OWNER, refs))
+        now = self.clock.now_ms()
+        for (_, s), result in zip(running, results, strict=True):
+            tab = self.model[s.tab_id]
+            reason = ""
+            if tab.frozen:
+                reason = "settling"
+            elif s.lease < now:
+                reason = "owner_lost"
+            else:
+                target = max((now - s.started) // 1000 + 1, s.billed)
+                fits = (60 * (s.amount + tab.cap - tab.accrued + 1) - 1) // s.rate
+                billed = min(target, fits)
+                if billed > s.billed:
+                    amount = prorate_minor(s.rate, billed)
+                    tab.accrued += amount - s.amount
+                    s.billed, s.amount = billed, amount
+                if billed < target:
+                    reason = "cap_reached"
+                else:
+                    s.lease = now + LIMITS.lease_ms
+            if reason:
+                s.running, s.reason = False, reason
+            expected_status = "finished" if reason else "running"
+            assert (result.status, result.reason, result.billed_s, result.amount_minor) == (
+                expected_status,
+                reason,
+                s.billed,
+                s.amount,
+            ), (result, s)
+            MoneyCore.seen_ticks[expected_status + (f":{reason}" if reason else "")] += 1
+
+    @rule(data=st.data())
+    def stop_session(self, data: st.DataObject) -> None:
+        running = sorted(key for key, s in self.sessions.items() if s.running)
+        if not running:
+            return
+        key = data.draw(st.sampled_from(running))
+        s = self.sessions[key]
+        result = self.run(
+            self.meter.sessions.end(SessionRef(s.customer, key[1], s.tab_id), EndReason.STOPPED)
+        )
+        assert (result.code, result.billed_s) == (Code.APPLIED, s.billed)
+        s.running, s.reason = False, "stopped"
+
     @invariant()
     def redis_agrees_with_the_model(self) -> None:
         for tab_id, model in self.model.items():
@@ -265,12 +417,29 @@ class MoneyCore(RuleBasedStateMachine):
             assert tab.accrued_minor == sum(line.amount_minor for line in tab.lines), "conservation"
             assert (tab.accrued_minor, tab.cap_minor) == (model.accrued, model.cap)
             assert tab.state is (TabState.SETTLING if model.frozen else TabState.OPEN)
+            sessions = {sid: self.sessions[(model.customer, sid)] for sid in model.sessions}
             assert {line.line_id: (line.room, line.amount_minor) for line in tab.lines} == {
-                f"tip:{k}": v for k, v in model.lines.items()
+                **{f"tip:{k}": v for k, v in model.lines.items()},
+                **{f"sess:{sid}": (s.room, s.amount) for sid, s in sessions.items()},
             }
+            assert tab.burn_minor_per_minute == sum(s.rate for s in sessions.values() if s.running)
             for line in tab.lines:
                 assert line.share_minor == share_minor(line.amount_minor, line.payout_bp)
                 assert 0 <= line.amount_minor - line.share_minor <= line.amount_minor
+                if line.kind == "session":
+                    assert line.amount_minor == prorate_minor(
+                        line.rate_per_minute_minor, line.seconds
+                    )
+        now = self.clock.now_ms()
+        for (customer, sid), s in self.sessions.items():
+            view = self.run(self.meter.sessions.read(customer, sid))
+            assert view is not None
+            assert (view.billed_s, view.amount_minor) == (s.billed, s.amount)
+            assert (view.state == "running") is s.running
+            assert view.reason == s.reason
+            # Prepaid at most through the current second (or the minimum duration).
+            until = now if s.running else view.ended_at_ms
+            assert s.billed <= max((until - s.started) // 1000 + 1, view.minimum_s)
         for room in ROOMS:
             in_room = [m for m in self.applied.values() if m.room == room]
             earned = sum(share_minor(m.amount, PAYOUT_BP[room]) for m in in_room)
@@ -292,7 +461,8 @@ def test_money_core_state_machine(redis_server: RedisServer) -> None:
         profile, max_examples=max(profile.max_examples, 100), stateful_step_count=60
     )
     machine().runTest()
-    # The generator must have reached every outcome of a tip, or the test proves little.
+    # The generator must have reached every outcome of a tip, a start and a tick, or the test
+    # proves little.
     assert set(MoneyCore.seen) == {
         Code.APPLIED,
         Code.DUPLICATE,
@@ -303,4 +473,12 @@ def test_money_core_state_machine(redis_server: RedisServer) -> None:
         Code.TAB_NOT_OPEN,
         Code.OVER_CAP,
         Code.LINES_FULL,
+        Code.SESSIONS_FULL,
+        Code.INSUFFICIENT_CAP,
     }, MoneyCore.seen
+    assert set(MoneyCore.seen_ticks) == {
+        "running",
+        "finished:cap_reached",
+        "finished:owner_lost",
+        "finished:settling",
+    }, MoneyCore.seen_ticks

@@ -1,0 +1,192 @@
+"""Metered sessions end to end, in real time: real processes, real seconds, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from clients.errors import Refused
+from clients.protocol import Codec, RateView, SessionUpdate, TabUpdate, Warning
+from clients.sdk import Client
+from clients.tickets import Role
+from metering.meter import open_store
+from metering.store import RedisTarget
+from tests.server.conftest import api, next_of, open_tab, read_tab
+from tests.support.processes import TipmeterProcess, ticket
+
+Pair = tuple[TipmeterProcess, TipmeterProcess]
+
+
+def viewer(server: TipmeterProcess, customer: str) -> Client:
+    return Client(server.ws_url, ticket(Role.VIEWER, customer, currency="USD", name=customer))
+
+
+def model(server: TipmeterProcess, room: str = "alice") -> Client:
+    return Client(server.ws_url, ticket(Role.MODEL, room), codec=Codec.JSON)
+
+
+async def set_rates(client: Client, private: int, minimum_s: int = 0) -> None:
+    await client.set_rates({"private": RateView(private, minimum_s)})
+
+
+async def session_of(
+    server: TipmeterProcess, customer: str, session_id: str
+) -> dict[str, int | str]:
+    store = await open_store(RedisTarget(url=server.env["TIPMETER_REDIS_URL"]))
+    try:
+        from metering.meter import Meter
+
+        view = await Meter(store).sessions.read(customer, session_id)
+    finally:
+        await store.close()
+    assert view is not None
+    return {
+        "billed": view.billed_s,
+        "amount": view.amount_minor,
+        "state": view.state,
+        "reason": view.reason,
+        "started": view.started_at_ms,
+    }
+
+
+async def test_billed_seconds_follow_elapsed_seconds(servers: Pair) -> None:
+    a, b = servers
+    tab = await open_tab(a, "sam", cap_minor=100_000)
+    async with model(b) as alice, viewer(a, "sam") as sam:
+        await set_rates(alice, 600)
+        started = await sam.start_session("alice", "private", session_id="show-1")
+        assert started.session is not None
+        assert started.session.state == "running"
+        t0 = time.monotonic()
+        update = await next_of(sam, TabUpdate, timeout_s=3)
+        assert update.tab.burn_minor_per_minute == 600
+        assert update.tab.seconds_left is not None
+        assert update.tab.seconds_left > 9_000
+        await asyncio.sleep(3.2)
+        state = await session_of(a, "sam", "show-1")
+        elapsed = time.monotonic() - t0
+        # Prepaid through the current second: elapsed whole seconds + 1, within one tick.
+        assert abs(int(state["billed"]) - (int(elapsed) + 1)) <= 1, (state, elapsed)
+        assert state["amount"] == int(state["billed"]) * 10
+        stopped = await sam.stop_session("show-1")
+        assert stopped.session is not None
+        assert stopped.session.end_reason == "stopped"
+    final = await read_tab(a, "sam", tab["tab_id"])
+    [line] = final["lines"]
+    assert (line["kind"], line["rate_per_minute_minor"]) == ("session", 600)
+    assert final["accrued_minor"] == line["amount_minor"] == line["seconds"] * 10
+
+
+async def start_show(client: Client, session_id: str, room: str = "alice") -> None:
+    await client.start_session(room, "private", session_id=session_id)
+
+
+async def test_a_show_with_an_offline_model_is_refused(servers: Pair) -> None:
+    a, _ = servers
+    await open_tab(a, "tom")
+    async with viewer(a, "tom") as tom:
+        with pytest.raises(Refused) as refused:
+            await start_show(tom, "show-2", room="nobody-home")
+    assert refused.value.code == "model_offline"
+
+
+async def test_a_minimum_that_does_not_fit_says_what_is_needed(servers: Pair) -> None:
+    a, b = servers
+    await open_tab(a, "uma", cap_minor=1_000)
+    async with model(b) as alice, viewer(a, "uma") as uma:
+        await set_rates(alice, 600, minimum_s=300)
+        with pytest.raises(Refused) as refused:
+            await start_show(uma, "show-3")
+    assert refused.value.code == "insufficient_cap"
+
+
+async def test_the_show_runs_to_the_cap_with_warnings(servers: Pair) -> None:
+    a, b = servers
+    tab = await open_tab(a, "vic", cap_minor=400)  # 6000 a minute = 100 a second: four seconds
+    async with model(b) as alice, viewer(a, "vic") as vic:
+        await set_rates(alice, 6_000)
+        await start_show(vic, "show-4")
+        warning = await next_of(vic, Warning, timeout_s=3)
+        assert warning.threshold_s == 10
+        ended = await next_of(vic, SessionUpdate, timeout_s=8)
+    assert (ended.session.state, ended.session.end_reason) == ("ended", "cap_reached")
+    assert (ended.session.seconds, ended.session.amount_minor) == (4, 400)
+    final = await read_tab(a, "vic", tab["tab_id"])
+    assert final["accrued_minor"] == final["cap_minor"] == 400
+
+
+async def test_leaving_ends_the_show_and_billing_stops(servers: Pair) -> None:
+    a, b = servers
+    await open_tab(a, "wes", cap_minor=100_000)
+    async with model(b) as alice:
+        await set_rates(alice, 600)
+        async with viewer(a, "wes") as wes:
+            await start_show(wes, "show-5")
+            await asyncio.sleep(1.2)
+        await asyncio.sleep(0.3)
+        left = await session_of(a, "wes", "show-5")
+        assert (left["state"], left["reason"]) == ("ended", "viewer_left")
+        await asyncio.sleep(2)
+        assert (await session_of(a, "wes", "show-5"))["billed"] == left["billed"]
+
+
+async def test_the_model_leaving_ends_her_shows(servers: Pair) -> None:
+    a, b = servers
+    await open_tab(a, "xia", cap_minor=100_000)
+    async with viewer(a, "xia") as xia:
+        async with model(b) as alice:
+            await set_rates(alice, 600)
+            await start_show(xia, "show-6")
+        ended = await next_of(xia, SessionUpdate, timeout_s=5)
+    assert ended.session.end_reason == "model_left"
+
+
+async def test_settling_the_tab_ends_its_shows(servers: Pair) -> None:
+    a, b = servers
+    tab = await open_tab(a, "yan", cap_minor=100_000)
+    async with model(b) as alice, viewer(a, "yan") as yan:
+        await set_rates(alice, 600)
+        await start_show(yan, "show-7")
+        async with api(b) as http:
+            assert (
+                await http.post(f"/v1/customers/yan/tabs/{tab['tab_id']}/settle")
+            ).status_code == 202
+        ended = await next_of(yan, SessionUpdate, timeout_s=4)
+    assert ended.session.end_reason == "settling"
+
+
+async def test_a_killed_owner_is_reaped_within_the_bound(servers: Pair, tmp_path: Path) -> None:
+    a, b = servers
+    await open_tab(a, "zed", cap_minor=100_000)
+    doomed = TipmeterProcess(
+        ["serve"], {"TIPMETER_REDIS_URL": a.env["TIPMETER_REDIS_URL"]}, cwd=tmp_path
+    ).start()
+    try:
+        async with model(b) as alice:
+            await set_rates(alice, 600)
+            client = viewer(doomed, "zed")
+            client.reconnect = False
+            await client.connect()
+            await start_show(client, "show-8")
+            await asyncio.sleep(1.5)
+            doomed.signal(signal.SIGKILL)
+            killed_at = time.time() * 1000
+            doomed.wait(5)
+            deadline = time.monotonic() + 8
+            state = await session_of(a, "zed", "show-8")
+            while state["state"] != "ended" and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                state = await session_of(a, "zed", "show-8")
+            ended_after_s = time.time() - killed_at / 1000
+            await client.close()
+        assert (state["state"], state["reason"]) == ("ended", "owner_lost")
+        assert ended_after_s <= 5.5, ended_after_s  # lease 3 s + a tick + the reaper's pass
+        # Nothing was billed after the kill: at most the second in progress, prepaid.
+        billed_through_ms = int(state["started"]) + 1000 * int(state["billed"])
+        assert billed_through_ms <= killed_at + 1_500
+    finally:
+        doomed.stop()
