@@ -284,6 +284,48 @@ async def open_tab(request: Request, rt: Runtime) -> Response:
     return JSONResponse(tab_json(tab), status_code=201 if opened.code is Code.APPLIED else 200)
 
 
+def statement_json(tab: Tab) -> dict[str, Any]:
+    """A tab's itemized statement: every line, the totals per model (tips; session seconds at
+    their rate), the platform's part, and the total — which is what is captured."""
+    by_room: dict[str, dict[str, int]] = {}
+    for line in tab.lines:
+        room = by_room.setdefault(
+            line.room,
+            {
+                "tips_minor": 0,
+                "sessions_minor": 0,
+                "session_seconds": 0,
+                "total_minor": 0,
+                "share_minor": 0,
+            },
+        )
+        if line.kind == "session":
+            room["sessions_minor"] += line.amount_minor
+            room["session_seconds"] += line.seconds
+        else:
+            room["tips_minor"] += line.amount_minor
+        room["total_minor"] += line.amount_minor
+        room["share_minor"] += line.share_minor
+    total = sum(line.amount_minor for line in tab.lines)
+    shares = sum(room["share_minor"] for room in by_room.values())
+    return {
+        "tab_id": tab.ref.tab_id,
+        "customer": tab.ref.customer,
+        "currency": tab.currency,
+        "state": str(tab.state),
+        "cap_minor": tab.cap_minor,
+        "total_minor": total,
+        "platform_minor": total - shares,
+        "lines": tab_json(tab)["lines"],
+        "by_model": [{"room": room, **sums} for room, sums in sorted(by_room.items())],
+    }
+
+
+async def read_statement(request: Request, rt: Runtime) -> Response:
+    """``GET …/statement``: the tab's itemized statement (total = what is captured)."""
+    return JSONResponse(statement_json(await _read_tab(rt, _path_ref(request))))
+
+
 async def read_tab(request: Request, rt: Runtime) -> Response:
     """``GET /v1/customers/{customer}/tabs/{tab_id}``: the tab with its itemized lines."""
     return JSONResponse(tab_json(await _read_tab(rt, _path_ref(request))))
@@ -423,6 +465,11 @@ def routes() -> list[Route]:
         Route(
             "/v1/customers/{customer}/tabs/{tab_id}",
             endpoint("read_tab", read_tab),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/customers/{customer}/tabs/{tab_id}/statement",
+            endpoint("read_statement", read_statement),
             methods=["GET"],
         ),
         Route(

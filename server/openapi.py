@@ -81,6 +81,44 @@ _TAB = {
 }
 
 
+_STATEMENT = {
+    "type": "object",
+    "required": [
+        "tab_id",
+        "currency",
+        "state",
+        "total_minor",
+        "platform_minor",
+        "lines",
+        "by_model",
+    ],
+    "properties": {
+        "tab_id": _ID,
+        "customer": _ID,
+        "currency": {"type": "string"},
+        "state": {"type": "string"},
+        "cap_minor": _MINOR,
+        "total_minor": _MINOR,
+        "platform_minor": _MINOR,
+        "lines": {"type": "array", "items": _LINE},
+        "by_model": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "room": _ID,
+                    "tips_minor": _MINOR,
+                    "sessions_minor": _MINOR,
+                    "session_seconds": {"type": "integer"},
+                    "total_minor": _MINOR,
+                    "share_minor": _MINOR,
+                },
+            },
+        },
+    },
+}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -160,6 +198,16 @@ def document(server_url: str) -> dict[str, Any]:
                     "summary": "A tab with its itemized lines.",
                     "parameters": _TAB_PATH_PARAMS,
                     "responses": {"200": _json(_TAB, "The tab."), **_errors(400, 401, 404, 503)},
+                }
+            },
+            "/v1/customers/{customer}/tabs/{tab_id}/statement": {
+                "get": {
+                    "summary": "The tab's itemized statement: lines, totals per model, total.",
+                    "parameters": _TAB_PATH_PARAMS,
+                    "responses": {
+                        "200": _json(_STATEMENT, "The statement."),
+                        **_errors(400, 401, 404, 503),
+                    },
                 }
             },
             "/v1/customers/{customer}/tabs/{tab_id}/cap": {

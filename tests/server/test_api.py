@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from clients.protocol import RoomEvent
+from clients.protocol import RateView, RoomEvent
 from clients.sdk import Client
 from clients.tickets import Role
 from tests.server.conftest import api, next_of, open_tab
@@ -287,3 +287,27 @@ async def test_a_model_console_gets_earnings_in_its_welcome(servers: Pair) -> No
     async with Client(b.ws_url, ticket(Role.MODEL, "alice")) as model:
         assert model.welcome is not None
         assert model.welcome.earnings == {"USD": 600}
+
+
+async def test_the_statement_itemizes_by_model_and_adds_up(servers: Pair) -> None:
+    a, b = servers
+    tab = await open_tab(a, "c9", cap_minor=10_000)
+    async with Client(b.ws_url, ticket(Role.MODEL, "bella")) as bella:
+        await bella.set_rates({"private": RateView(6_000)})
+        async with Client(a.ws_url, ticket(Role.VIEWER, "c9", currency="USD")) as viewer:
+            await viewer.tip("alice", 125, "USD")
+            await viewer.tip("bella", 300, "USD")
+            await viewer.start_session("bella", "private", session_id="show-st")
+            await asyncio.sleep(1.5)
+            await viewer.stop_session("show-st")
+    async with api(a) as http:
+        statement = (await http.get(f"/v1/customers/c9/tabs/{tab['tab_id']}/statement")).json()
+    by_model = {row["room"]: row for row in statement["by_model"]}
+    assert by_model["alice"]["tips_minor"] == 125
+    assert by_model["bella"]["tips_minor"] == 300
+    assert by_model["bella"]["sessions_minor"] == 100 * by_model["bella"]["session_seconds"]
+    assert statement["total_minor"] == sum(line["amount_minor"] for line in statement["lines"])
+    assert statement["total_minor"] == sum(row["total_minor"] for row in statement["by_model"])
+    assert statement["platform_minor"] == statement["total_minor"] - sum(
+        row["share_minor"] for row in statement["by_model"]
+    )
