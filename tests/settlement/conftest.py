@@ -1,0 +1,30 @@
+"""Settlement fixtures: a store with the settlement scripts too, a sandbox on the fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from metering.clock import FakeClock
+from metering.meter import open_store
+from metering.scripts import METERING_SCRIPTS
+from metering.store import RedisTarget, Store
+from settlement.sandbox import SandboxGateway
+from settlement.scripts import SETTLEMENT_SCRIPTS
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    """A Store on the standalone server with the money core's and settlement's scripts."""
+    store = await open_store(RedisTarget(url=redis_url), (*METERING_SCRIPTS, *SETTLEMENT_SCRIPTS))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def gateway(clock: FakeClock) -> SandboxGateway:
+    """The in-process sandbox gateway, on the test's fake clock."""
+    return SandboxGateway(clock=clock)
