@@ -289,7 +289,7 @@ def test_money_core_state_machine(redis_server: RedisServer) -> None:
     machine = MoneyCore.TestCase
     profile = settings()  # the profile loaded in tests/conftest.py
     machine.settings = settings(
-        profile, max_examples=max(profile.max_examples, 100), stateful_step_count=60
+        profile, max_examples=max(profile.max_examples, 200), stateful_step_count=60
     )
     machine().runTest()
     # The generator must have reached every outcome of a tip, or the test proves little.
