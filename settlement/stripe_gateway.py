@@ -241,8 +241,10 @@ def _translate(exc: stripe.StripeError) -> Exception:
         return GatewayUnavailable(f"stripe: {exc}")
     if exc.http_status is not None and exc.http_status >= 500:
         return GatewayUnavailable(f"stripe: {exc}")
-    if isinstance(exc, stripe.IdempotencyError):
-        # The same key is in flight elsewhere (another worker): retry later, same key.
+    if exc.http_status == 409:
+        # 409 Conflict: a request with the same key is still in flight (another worker):
+        # retry later with the same key. (A key reused with other parameters is a 400
+        # idempotency_error: a request error, as the protocol says.)
         return GatewayUnavailable(f"stripe: {exc}")
     return GatewayRequestError(f"stripe: {exc}")
 
