@@ -81,6 +81,8 @@ log = logging.getLogger("tipmeter.settlement")
 GROUP: Final = "workers"
 #: Reclaim rounds one burst makes at most (each takes up to read_count_max entries).
 BURST_RECLAIM_ROUNDS_MAX: Final = 1_000
+#: Webhook delivery rounds per sweep interval at most (each takes up to batch_max events).
+WEBHOOK_ROUNDS_MAX: Final = 16
 #: Pause after an unexpected failure of the loop itself (Redis gone), before trying again.
 LOOP_ERROR_PAUSE_S: Final = 1.0
 
@@ -518,9 +520,16 @@ class Worker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Settle, reclaim, sweep and deliver until ``stop`` is set (then return promptly)."""
-        loop = asyncio.get_running_loop()
-        next_sweep = 0.0
+        """Settle, reclaim, sweep and deliver until ``stop`` is set (then return promptly).
+
+        Settling and the periodic work (sweeping, webhooks) run as two tasks, so a slow webhook
+        receiver never holds up a capture.
+        """
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._settle_loop(stop))
+            tasks.create_task(self._periodic_loop(stop))
+
+    async def _settle_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             tally = _Tally()
             try:
@@ -531,15 +540,28 @@ class Worker:
                 claimed, counts = await self._reclaim()
                 if claimed:
                     await self._process(claimed, counts, tally)
-                if loop.time() >= next_sweep:
-                    next_sweep = loop.time() + self.config.sweep_interval_ms / 1_000
-                    await self.sweeper.sweep()
-                    if self.deliverer is not None:
-                        await self.deliverer.deliver_due()
             except StoreError as exc:
                 log.error("settlement loop failed", extra={"fields": {"why": repr(exc)}})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), LOOP_ERROR_PAUSE_S)
+                await _pause(stop, LOOP_ERROR_PAUSE_S)
+
+    async def _periodic_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweeper.sweep()
+                if self.deliverer is not None:
+                    for _ in range(WEBHOOK_ROUNDS_MAX):
+                        round_ = await self.deliverer.deliver_due()
+                        if round_.attempts < self.webhook_config.batch_max:
+                            break
+            except StoreError as exc:
+                log.error("sweep or delivery failed", extra={"fields": {"why": repr(exc)}})
+            await _pause(stop, self.config.sweep_interval_ms / 1_000)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 @dataclass

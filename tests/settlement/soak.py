@@ -96,7 +96,9 @@ def _start_sandbox(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[byte
     return subprocess.Popen([TIPMETER, "sandbox-gateway"], env=env, stdout=log, stderr=log)
 
 
-async def soak(kills: int, seed: int, workdir: Path, throughput_tabs: int) -> Findings:
+async def soak(
+    kills: int, seed: int, workdir: Path, throughput_tabs: int, latency_ms: int
+) -> Findings:
     """Run the soak; return what the invariants found."""
     rng = random.Random(seed)
     redis = start_standalone(workdir)
@@ -104,7 +106,7 @@ async def soak(kills: int, seed: int, workdir: Path, throughput_tabs: int) -> Fi
     sandbox_log = (workdir / "sandbox.log").open("ab")
     sandbox_env = worker_env(redis.url, "") | {
         "TIPMETER_SANDBOX_PORT": str(sandbox_port),
-        "TIPMETER_SANDBOX_LATENCY_MS": "5",
+        "TIPMETER_SANDBOX_LATENCY_MS": str(latency_ms),
     }
     sandbox = _start_sandbox(sandbox_env, sandbox_log)
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
@@ -124,7 +126,10 @@ async def soak(kills: int, seed: int, workdir: Path, throughput_tabs: int) -> Fi
         if throughput_tabs:
             rate, settled = await _throughput(meter, gateway, throughput_tabs, seed)
             refs.extend(settled)
-            print(f"burst throughput: {rate:.0f} tabs/s ({throughput_tabs} tabs, HTTP sandbox)")
+            print(
+                f"burst throughput: {rate:.0f} tabs/s ({throughput_tabs} tabs, one worker, "
+                f"HTTP sandbox with {latency_ms} ms latency per call)"
+            )
         stop = asyncio.Event()
         load = asyncio.create_task(_load(meter, gateway, rng, stop, load_refs))
         log_path = workdir / "workers.log"
@@ -191,11 +196,14 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--throughput-tabs", type=int, default=500)
+    parser.add_argument("--sandbox-latency-ms", type=int, default=5)
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(f"seed: {seed}")
     with tempfile.TemporaryDirectory(prefix="tipmeter-soak-") as tmp:
-        findings = asyncio.run(soak(args.kills, seed, Path(tmp), args.throughput_tabs))
+        findings = asyncio.run(
+            soak(args.kills, seed, Path(tmp), args.throughput_tabs, args.sandbox_latency_ms)
+        )
     if not findings.clean:
         print(f"FAILED: invariants broken; replay with --seed {seed}", file=sys.stderr)
         return 1
