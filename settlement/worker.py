@@ -67,7 +67,6 @@ from settlement.gateway import (
     CaptureResult,
     DeclineReason,
     Gateway,
-    GatewayError,
     GatewayUnavailable,
 )
 from settlement.outcomes import SettleCode, SettlementOutcome
@@ -168,6 +167,10 @@ class Worker:
         )
         self._claim_cursor = "0-0"
         self._group_ready = False
+        # Read no more than can be worked on at once: an entry read is pending (and counts a
+        # delivery) until acknowledged, so entries read ahead would only wait, and be counted
+        # again if this worker died.
+        self._batch = min(self.config.read_count_max, self.config.concurrency_max)
 
     # -- the stream --------------------------------------------------------------------------
 
@@ -190,7 +193,7 @@ class Worker:
                 GROUP,
                 self.consumer,
                 {keys.settle_queue(): ">"},
-                count=self.config.read_count_max,
+                count=self._batch,
                 block=block_ms,
             )
         entries: list[tuple[str, dict[str, bytes]]] = []
@@ -208,7 +211,7 @@ class Worker:
                 self.consumer,
                 min_idle_time=self.config.claim_idle_ms,
                 start_id=self._claim_cursor,
-                count=self.config.read_count_max,
+                count=self._batch,
             )
         self._claim_cursor = as_text(reply[0])
         entries = stream_entries(reply[1])
@@ -226,7 +229,7 @@ class Worker:
                     GROUP,
                     min=entries[0][0],
                     max=entries[-1][0],
-                    count=len(entries) + self.config.read_count_max,
+                    count=len(entries) + self._batch,
                     consumername=self.consumer,
                 )
             counts = {as_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
@@ -238,6 +241,24 @@ class Worker:
                 pipe.xack(keys.settle_queue(), GROUP, entry_id)
                 pipe.xdel(keys.settle_queue(), entry_id)
                 await pipe.execute()
+
+    async def _uncount(self, entry_id: str, deliveries: int) -> None:
+        """Keep an entry pending without counting this delivery against the poison bound.
+
+        An unavailable gateway (or a full webhook queue) says nothing about the entry itself:
+        an outage longer than deliveries_max claim periods must not dead-letter every tab. The
+        entry stays ours and idle from now, so it is retried after the claim bound as before.
+        """
+        with translated():
+            await self.store.client.xclaim(
+                keys.settle_queue(),
+                GROUP,
+                self.consumer,
+                0,
+                [entry_id],
+                retrycount=max(deliveries - 1, 0),
+                justid=True,
+            )
 
     async def _dead_letter(
         self, entry_id: str, fields: dict[str, bytes], ref: TabRef | None, why: str
@@ -280,10 +301,11 @@ class Worker:
                 "settlement deferred", extra={"fields": {"tab": _describe(ref), "why": str(exc)}}
             )
             status = SettleStatus.RETRY_LATER
-        except (GatewayError, SettlementError, StoreError) as exc:
-            # A refused request or a broken invariant: retrying may not help. Leave it pending
-            # until the delivery bound, then dead-letter it with the reason.
-            log.error(
+        except Exception as exc:
+            # A refused request, a broken invariant, or a bug met on this tab: retrying may not
+            # help, and one tab must not stop the worker. Leave it pending until the delivery
+            # bound, then dead-letter it with the reason.
+            log.exception(
                 "settlement failed", extra={"fields": {"tab": _describe(ref), "why": repr(exc)}}
             )
             if deliveries >= self.config.deliveries_max:
@@ -294,6 +316,7 @@ class Worker:
             return
         report.statuses[status.value] += 1
         if status is SettleStatus.RETRY_LATER:
+            await self._uncount(entry_id, deliveries)
             report.left += 1
             return
         await self._ack(entry_id)

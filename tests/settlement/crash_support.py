@@ -28,6 +28,7 @@ from settlement.worker import capture_key
 
 TIPMETER = str(Path(sys.executable).parent / "tipmeter")
 ROOMS = ("roomA", "roomB", "roomC")
+DECLINING_CARDS = ("tok_capture_decline_insufficient_funds", "tok_capture_decline_stolen_card")
 
 
 def worker_env(redis_url: str, sandbox_url: str, **settings: str) -> dict[str, str]:
@@ -73,16 +74,23 @@ def burst(env: dict[str, str], timeout_s: float = 60) -> dict[str, Any]:
 
 
 async def open_tabs(
-    meter: Meter, gateway: HttpGateway, count: int, rng: random.Random, prefix: str = "c"
+    meter: Meter,
+    gateway: HttpGateway,
+    count: int,
+    rng: random.Random,
+    prefix: str = "c",
+    decline_share: float = 0.0,
 ) -> list[TabRef]:
-    """Open ``count`` tabs on sandbox holds and spend a random amount (maybe 0) on each."""
+    """Open ``count`` tabs on sandbox holds and spend a random amount (maybe 0) on each; a
+    ``decline_share`` of them are on cards whose capture is declined."""
     refs = []
     for n in range(count):
         customer = f"{prefix}{n}"
         cap = rng.randrange(500, 5_000)
+        card = rng.choice(DECLINING_CARDS) if rng.random() < decline_share else "tok_visa"
         hold = await gateway.authorize(
             idempotency_key=f"auth:{customer}",
-            payment_method="tok_visa",
+            payment_method=card,
             amount_minor=cap,
             currency="USD",
         )
@@ -169,6 +177,8 @@ async def check_invariants(meter: Meter, gateway: HttpGateway, refs: list[TabRef
         elif tab.state is TabState.VOIDED:
             findings.lost_minor += tab.accrued_minor + captured
         elif tab.state in (TabState.FAILED, TabState.EXPIRED):
+            if not record.decline_reason:
+                findings.wrong_amounts += 1
             # Owed, by an explicit decision of record: nothing captured, the amount kept.
             findings.lost_minor += captured + abs(tab.accrued_minor - (record.amount_minor or 0))
         else:

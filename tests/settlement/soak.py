@@ -66,7 +66,9 @@ async def _load(
     so no tab is left open)."""
     wave = 0
     while not stop.is_set():
-        opened = await open_tabs(meter, gateway, WAVE_TABS, rng, prefix=f"w{wave}c")
+        opened = await open_tabs(
+            meter, gateway, WAVE_TABS, rng, prefix=f"w{wave}c", decline_share=0.1
+        )
         refs.extend(opened)
         for ref in opened:
             reason = rng.choice([FreezeReason.MERCHANT, FreezeReason.CUSTOMER_ENDED])

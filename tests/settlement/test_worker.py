@@ -290,3 +290,19 @@ async def test_run_stops_on_its_event(meter: Meter, gateway: SandboxGateway) -> 
     stop.set()
     await asyncio.wait_for(task, 5)
     assert await _state(meter, ref) is TabState.SETTLED
+
+
+async def test_a_long_gateway_outage_does_not_dead_letter(
+    meter: Meter, gateway: SandboxGateway
+) -> None:
+    ref = await open_backed_tab(meter, gateway)
+    await meter.tip(ref, tip("t1", 400))
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    worker = make_worker(meter, gateway)  # deliveries_max is 3
+    gateway.inject("capture", Fault.FAIL_BEFORE_COMMIT, times=6)
+    for _ in range(6):
+        report = await worker.run_burst(sweep=False)
+        assert (report.left_pending, report.dead_lettered) == (1, 0)
+        await asyncio.sleep(0.12)
+    assert (await worker.run_burst(sweep=False)).statuses == {"settled": 1}
+    assert await meter.store.client.xlen(keys.settle_dead_letters()) == 0
