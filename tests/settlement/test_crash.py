@@ -162,3 +162,25 @@ async def test_kill_while_the_gateway_call_is_in_flight(
     assert report["statuses"] == {"settled": 1}, report
     findings = await check_invariants(live_meter, gateway, refs)
     assert findings.clean, findings
+
+
+async def test_a_worker_settles_and_stops_cleanly_on_sigterm(
+    live_meter: Meter, redis_url: str, sandbox_process: TipmeterProcess, tmp_path: Path
+) -> None:
+    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    refs = await _frozen_tabs(live_meter, gateway, 3)
+    worker = start_worker(worker_env(redis_url, sandbox_process.base_url), tmp_path / "w.log")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            findings = await check_invariants(live_meter, gateway, refs)
+            if findings.clean:
+                break
+            await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert findings.clean, findings
+    assert "Traceback" not in (tmp_path / "w.log").read_text()
