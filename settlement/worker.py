@@ -565,6 +565,9 @@ class Worker:
                     await self._process(claimed, counts, tally)
             except StoreError as exc:
                 log.error("settlement loop failed", extra={"fields": {"why": repr(exc)}})
+                # A Redis that restarted without its data has lost the group too (NOGROUP):
+                # create it again on the next round (creating is idempotent).
+                self._group_ready = False
                 await _pause(stop, LOOP_ERROR_PAUSE_S)
 
     async def _periodic_loop(self, stop: asyncio.Event) -> None:

@@ -306,3 +306,23 @@ async def test_a_long_gateway_outage_does_not_dead_letter(
         await asyncio.sleep(0.12)
     assert (await worker.run_burst(sweep=False)).statuses == {"settled": 1}
     assert await meter.store.client.xlen(keys.settle_dead_letters()) == 0
+
+
+async def test_the_loop_recreates_a_lost_consumer_group(
+    meter: Meter, gateway: SandboxGateway
+) -> None:
+    worker = make_worker(meter, gateway)
+    await worker.setup()
+    await meter.store.client.delete(keys.settle_queue())  # as after a restart without data
+    ref = await open_backed_tab(meter, gateway)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await asyncio.sleep(0.05)
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    for _ in range(150):
+        if await _state(meter, ref) is TabState.VOIDED:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert await _state(meter, ref) is TabState.VOIDED
