@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed
 EXTRAS := server,loadtest,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-server run test lint typecheck pytest lock clean
+.PHONY: help install redis-server run test lint typecheck pytest lock clean soak
 
 help:
 	@echo "make run     install what is missing, then run tipmeter on its embedded defaults"
 	@echo "make test    install what is missing, then run ruff, mypy --strict and pytest"
 	@echo "make lock    re-pin constraints.txt from a fresh resolve (needs the package index)"
+	@echo "make soak    settlement soak: 200+ kill -9 of workers under load, then the invariants"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,11 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Settlement soak: at least 200 random kill -9 of worker processes under load; prints the
+# double captures, lost minor units and non-terminal tabs (all must be 0) and the seed.
+soak: install
+	$(BIN)/python -m tests.settlement.soak --kills 200
 
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"

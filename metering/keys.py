@@ -27,11 +27,21 @@ key                                      type    what it holds
 ``tm:{settle}:queue``                     stream  tabs to settle (consumer group ``workers``)
 ``tm:{own:O}:sessions``                   set     "C/S/T" of the sessions process O bills
 ``tm:{owners}:beats``                     zset    billing process → last heartbeat (ms)
+``tm:{settle}:dead``                      stream  settlement entries given up on (dead letters)
+``tm:{r:R}:ledger``                       stream  R's settled earnings, one entry per settlement
+``tm:{r:R}:credited``                     zset    settlement ids already credited to R (dedupe)
+``tm:{cap:X}:capture``                    string  "C/T": the tab that capture id X settled
+``tm:{hooks}:events``                     hash    webhook event id → signed-later body (JSON)
+``tm:{hooks}:attempts``                   hash    webhook event id → delivery attempts so far
+``tm:{hooks}:due``                        zset    webhook event id → next delivery time (ms)
+``tm:{hooks}:sent``                       zset    webhook event ids delivered (dedupe window)
+``tm:{hooks}:dead``                       stream  webhook events given up on
 =======================================  ======  =============================================
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 from typing import Final
@@ -177,3 +187,51 @@ def owners() -> str:
 def owner_reaper(owner: str) -> str:
     """A short lock: the process reaping dead owner ``owner``'s sessions."""
     return f"{PREFIX}:{{own:{owner}}}:reaper"
+def settle_dead_letters() -> str:
+    """The stream of settlement entries given up on after too many deliveries."""
+    return f"{PREFIX}:{{settle}}:dead"
+
+
+def room_ledger(room: str) -> str:
+    """The bounded stream of ``room``'s settled earnings: one entry per settlement credited."""
+    return f"{PREFIX}:{room_tag(room)}:ledger"
+
+
+def room_credited(room: str) -> str:
+    """The sorted set of settlement ids already credited to ``room``, scored by credit time."""
+    return f"{PREFIX}:{room_tag(room)}:credited"
+
+
+def capture_lookup(capture_id: str) -> str:
+    """The string naming the tab (``customer/tab_id``) that capture ``capture_id`` settled.
+
+    Capture ids come from the gateway, so the key carries a digest of the id rather than the
+    id itself: no gateway id can break out of its hash tag, and lookups spread over a cluster.
+    """
+    digest = hashlib.sha256(capture_id.encode()).hexdigest()[:32]
+    return f"{PREFIX}:{{cap:{digest}}}:capture"
+
+
+def webhook_events() -> str:
+    """The hash of webhook events waiting for delivery: event id → JSON body."""
+    return f"{PREFIX}:{{hooks}}:events"
+
+
+def webhook_attempts() -> str:
+    """The hash of delivery attempts made so far per waiting webhook event."""
+    return f"{PREFIX}:{{hooks}}:attempts"
+
+
+def webhook_due() -> str:
+    """The sorted set of waiting webhook events, scored by their next delivery time (ms)."""
+    return f"{PREFIX}:{{hooks}}:due"
+
+
+def webhook_sent() -> str:
+    """The sorted set of delivered webhook event ids, scored by delivery time (dedupe window)."""
+    return f"{PREFIX}:{{hooks}}:sent"
+
+
+def webhook_dead_letters() -> str:
+    """The stream of webhook events given up on after the last attempt."""
+    return f"{PREFIX}:{{hooks}}:dead"

@@ -87,6 +87,54 @@ def _serve(settings: Settings) -> int:
         return 0 if server.started else 1
 
 
+def _worker(settings: Settings, burst: bool) -> int:
+    """Run the settlement worker until SIGINT/SIGTERM (or, with ``burst``, drain and exit)."""
+    import asyncio
+
+    import orjson
+
+    from settlement.runner import run_worker
+
+    if settings.embedded_redis:
+        print(
+            "tipmeter worker: set TIPMETER_REDIS_URL (or TIPMETER_REDIS_CLUSTER_NODES); the "
+            "embedded server runs its own worker",
+            file=sys.stderr,
+        )
+        return 2
+    report = asyncio.run(run_worker(settings, burst=burst))
+    if report is not None:
+        sys.stdout.write(orjson.dumps(report).decode() + "\n")
+    return 0
+
+
+def _sandbox_gateway(settings: Settings) -> int:
+    """Serve the sandbox gateway over HTTP until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from metering.clock import SystemClock
+    from settlement.sandbox import SandboxGateway
+    from settlement.sandbox_http import create_app
+
+    gateway = SandboxGateway(clock=SystemClock(), latency_s=settings.sandbox_latency_ms / 1_000)
+    config = uvicorn.Config(
+        create_app(gateway),
+        host=settings.host,
+        port=settings.sandbox_port,
+        lifespan="off",
+        # A call hung by the `hang` fault must not hold the process up when it is told to stop.
+        timeout_graceful_shutdown=1,
+        log_config=None,
+        access_log=False,
+    )
+    log.info(
+        "sandbox gateway serving",
+        extra={"fields": {"url": f"http://{settings.host}:{settings.sandbox_port}"}},
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     """A signal handler that does nothing (see _serve)."""
 
@@ -100,6 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="overrides TIPMETER_PORT")
     config = commands.add_parser("config", help="print the settings in effect")
     config.add_argument("--markdown", action="store_true", help="print the README's table")
+    worker = commands.add_parser("worker", help="run the settlement worker (and its sweeper)")
+    worker.add_argument(
+        "--burst", action="store_true", help="settle what is queued now, print a report, exit"
+    )
+    sandbox = commands.add_parser(
+        "sandbox-gateway", help="serve the sandbox payment gateway over HTTP"
+    )
+    sandbox.add_argument("--port", type=int, help="overrides TIPMETER_SANDBOX_PORT")
     args = parser.parse_args(argv)
 
     try:
@@ -116,6 +172,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for field in dataclasses.fields(settings):
                 print(f"{field.name} = {getattr(settings, field.name)!r}")
         return 0
+    if args.command == "worker":
+        try:
+            return _worker(settings, args.burst)
+        except ServerError as exc:
+            print(f"tipmeter: {exc}", file=sys.stderr)
+            return 1
+    if args.command == "sandbox-gateway":
+        if args.port:
+            settings = dataclasses.replace(settings, sandbox_port=args.port)
+        return _sandbox_gateway(settings)
     if args.host:
         settings = dataclasses.replace(settings, host=args.host)
     if args.port:

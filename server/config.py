@@ -17,6 +17,9 @@ from typing import Any, Final
 from metering.limits import Limits
 from metering.store import RedisTarget
 from server.errors import ConfigError
+from settlement.config import CrashPoint, SettlementConfig
+from settlement.gateways import GATEWAY_KINDS
+from settlement.webhooks import WebhookConfig
 
 PREFIX: Final = "TIPMETER_"
 
@@ -60,7 +63,6 @@ class Settings:
     drain_s_max: int = 30
     feed_timeout_s_max: int = 60
     feed_minor_per_token: int = 1
-    gateway: str = "sandbox"
     tick_ms: int = 1_000
     session_lease_ms: int = 3_000
     warning_seconds: tuple[int, ...] = (60, 10)
@@ -83,6 +85,24 @@ class Settings:
             return self.allowed_origins
         own = {self.base_url, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
         return tuple(sorted(own))
+    settle_idle_timeout_ms: int = 900_000
+    settle_hold_margin_ms: int = 86_400_000
+    settle_cap_grace_ms: int = 120_000
+    settle_capture_guard_ms: int = 60_000
+    settle_recheck_max_ms: int = 300_000
+    settle_claim_idle_ms: int = 60_000
+    settle_deliveries_max: int = 8
+    settle_concurrency_max: int = 16
+    settle_crash_point: str | None = None
+    gateway: str = "sandbox"
+    gateway_url: str | None = None
+    gateway_timeout_ms: int = 20_000
+    stripe_api_key: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_attempts_max: int = 10
+    sandbox_port: int = 8100
+    sandbox_latency_ms: int = 0
 
     @property
     def embedded_redis(self) -> bool:
@@ -105,6 +125,29 @@ class Settings:
             session_minimum_s_max=self.session_minimum_s_max,
             sessions_per_tab_max=self.sessions_per_tab_max,
             lease_ms=self.session_lease_ms,
+        )
+
+    def settlement_config(self) -> SettlementConfig:
+        """The settlement worker's bounds and timings, from these settings."""
+        return SettlementConfig(
+            idle_timeout_ms=self.settle_idle_timeout_ms,
+            hold_margin_ms=self.settle_hold_margin_ms,
+            cap_grace_ms=self.settle_cap_grace_ms,
+            capture_guard_ms=self.settle_capture_guard_ms,
+            recheck_max_ms=self.settle_recheck_max_ms,
+            claim_idle_ms=self.settle_claim_idle_ms,
+            deliveries_max=self.settle_deliveries_max,
+            concurrency_max=self.settle_concurrency_max,
+            gateway_timeout_s=self.gateway_timeout_ms / 1_000,
+            crash_point=CrashPoint(self.settle_crash_point) if self.settle_crash_point else None,
+        )
+
+    def webhook_config(self) -> WebhookConfig:
+        """Where settlement webhooks go (off without a URL)."""
+        return WebhookConfig(
+            url=self.webhook_url,
+            secret=self.webhook_secret or "",
+            attempts_max=self.webhook_attempts_max,
         )
 
     def redis_target(self) -> RedisTarget:
@@ -142,8 +185,11 @@ class Settings:
             )
         try:
             settings.limits()
+            settings.settlement_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if settings.webhook_url is not None and not settings.webhook_secret:
+            raise ConfigError(f"{PREFIX}WEBHOOK_URL needs {PREFIX}WEBHOOK_SECRET to sign with")
         return settings
 
 
@@ -445,12 +491,6 @@ VARIABLES: Final = (
         "Minor units per token in the event feed's `tokens` (rounded down).",
     ),
     Variable(
-        "TIPMETER_GATEWAY",
-        "gateway",
-        choice("sandbox"),
-        "Payment gateway: `sandbox` (deterministic test cards, in process).",
-    ),
-    Variable(
         "TIPMETER_TICK_MS",
         "tick_ms",
         integer(100, 10_000),
@@ -492,6 +532,118 @@ VARIABLES: Final = (
         "sessions_per_tab_max",
         integer(1, 100),
         "Sessions one tab may fund at the same time.",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_IDLE_TIMEOUT_MS",
+        "settle_idle_timeout_ms",
+        integer(1_000, 30 * 86_400_000),
+        "An open tab on which nothing was spent for this long is settled (trigger `idle`).",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_HOLD_MARGIN_MS",
+        "settle_hold_margin_ms",
+        integer(0, 30 * 86_400_000),
+        "An open tab whose card hold expires within this margin is settled (`hold_expiring`).",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_CAP_GRACE_MS",
+        "settle_cap_grace_ms",
+        integer(0, 86_400_000),
+        "Time a viewer has to raise an exhausted cap before the tab is settled (`cap_reached`).",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_CAPTURE_GUARD_MS",
+        "settle_capture_guard_ms",
+        integer(0, 86_400_000),
+        "No capture is attempted on a hold expiring within this time; the tab is `expired`.",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_RECHECK_MAX_MS",
+        "settle_recheck_max_ms",
+        integer(1_000, 86_400_000),
+        "The sweeper looks at every unsettled tab at least this often.",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_CLAIM_IDLE_MS",
+        "settle_claim_idle_ms",
+        integer(1_000, 86_400_000),
+        "A settlement a worker has not finished for this long is taken over by another "
+        "(must exceed the gateway timeout).",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_DELIVERIES_MAX",
+        "settle_deliveries_max",
+        integer(1, 1_000),
+        "Attempts at one queue entry before it goes to the dead-letter stream.",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_CONCURRENCY_MAX",
+        "settle_concurrency_max",
+        integer(1, 10_000),
+        "Tabs one worker settles at once.",
+    ),
+    Variable(
+        "TIPMETER_SETTLE_CRASH_POINT",
+        "settle_crash_point",
+        choice(*(point.value for point in CrashPoint)),
+        "Crash tests only: the worker kills itself (SIGKILL) at this point. Never set it "
+        "in production.",
+    ),
+    Variable(
+        "TIPMETER_GATEWAY",
+        "gateway",
+        choice(*GATEWAY_KINDS),
+        "Payment gateway of the worker: `sandbox` (in-process), `sandbox-http` "
+        "(a `tipmeter sandbox-gateway` process) or `stripe`.",
+    ),
+    Variable(
+        "TIPMETER_GATEWAY_URL",
+        "gateway_url",
+        text,
+        "Base URL of the `sandbox-http` gateway, e.g. `http://127.0.0.1:8100`.",
+    ),
+    Variable(
+        "TIPMETER_GATEWAY_TIMEOUT_MS",
+        "gateway_timeout_ms",
+        integer(100, 600_000),
+        "Bound on one gateway call; past it the call is retried later with the same key.",
+    ),
+    Variable(
+        "TIPMETER_STRIPE_API_KEY",
+        "stripe_api_key",
+        text,
+        "Secret key of the `stripe` gateway.",
+    ),
+    Variable(
+        "TIPMETER_WEBHOOK_URL",
+        "webhook_url",
+        text,
+        "Where `tab.settled` and `tab.settlement_failed` are POSTed. Unset: no webhooks.",
+    ),
+    Variable(
+        "TIPMETER_WEBHOOK_SECRET",
+        "webhook_secret",
+        text,
+        "Shared secret that signs webhooks (HMAC-SHA256, `Tipmeter-Signature` header).",
+    ),
+    Variable(
+        "TIPMETER_WEBHOOK_ATTEMPTS_MAX",
+        "webhook_attempts_max",
+        integer(1, 100),
+        "Delivery attempts per webhook (exponential backoff from 1 s, at most 1 h apart) "
+        "before it goes to the dead-letter stream.",
+    ),
+    Variable(
+        "TIPMETER_SANDBOX_PORT",
+        "sandbox_port",
+        integer(1, 65535),
+        "Port `tipmeter sandbox-gateway` listens on (on TIPMETER_HOST).",
+    ),
+    Variable(
+        "TIPMETER_SANDBOX_LATENCY_MS",
+        "sandbox_latency_ms",
+        integer(0, 60_000),
+        "Delay the sandbox gateway adds to every call (for load and crash tests).",
     ),
 )
 

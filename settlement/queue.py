@@ -66,3 +66,17 @@ async def request_settlement(meter: Meter, ref: TabRef, reason: FreezeReason) ->
 def is_request_accepted(result: FreezeResult) -> bool:
     """True when the tab is (or was already) on its way to settlement."""
     return result.code in (Code.APPLIED, Code.DUPLICATE)
+
+
+async def schedule_look(store: Store, ref: TabRef, at_ms: int) -> None:
+    """Ask the sweeper to look at ``ref`` by ``at_ms`` (only ever moves its next look earlier).
+
+    The sweeper finds every trigger within ``recheck_max_ms`` on its own; a caller that knows a
+    trigger's time sooner — the server, when a tip's reply shows the tab exhausted, knows that
+    ``cap_reached`` falls due at ``now + cap_grace_ms`` — makes it fire on time.
+    """
+    shard = keys.tab_index(keys.tab_index_shard(ref.customer))
+    with translated():
+        await store.client.zadd(
+            shard, {keys.tab_index_member(ref.customer, ref.tab_id): at_ms}, xx=True, lt=True
+        )

@@ -22,7 +22,11 @@ token                               behaviour
 
 Faults (:meth:`SandboxGateway.inject`): ``timeout_after_commit`` (the operation is recorded,
 then the call raises GatewayUnavailable), ``fail_before_commit`` (the call raises
-GatewayUnavailable and records nothing), ``slow`` (the call waits ``slow_s`` first).
+GatewayUnavailable and records nothing), ``slow`` (the call waits ``slow_s`` first),
+``slow_after_commit`` (the operation is recorded, then the reply waits ``slow_s``: a caller
+killed meanwhile never learns the outcome) and ``hang`` (the call waits ``hang_s`` before
+anything, as a processor that stopped answering). ``latency_s`` delays every call, so that
+crash tests can kill callers while calls are in flight.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class Fault(StrEnum):
     TIMEOUT_AFTER_COMMIT = "timeout_after_commit"
     FAIL_BEFORE_COMMIT = "fail_before_commit"
     SLOW = "slow"
+    SLOW_AFTER_COMMIT = "slow_after_commit"
+    HANG = "hang"
 
 
 @dataclass
@@ -100,6 +106,8 @@ class SandboxGateway:
     clock: Clock = field(default_factory=SystemClock)
     hold_ttl_ms: int = HOLD_TTL_MS_DEFAULT
     slow_s: float = 2.0
+    hang_s: float = 3_600.0
+    latency_s: float = 0.0
     captures: list[CaptureLogEntry] = field(default_factory=list)
     _holds: dict[str, _HoldRecord] = field(default_factory=dict)
     _captures: dict[str, _CaptureRecord] = field(default_factory=dict)
@@ -113,8 +121,12 @@ class SandboxGateway:
     async def _before(self, operation: str) -> Fault | None:
         pending = self._faults.get(operation)
         fault = pending.pop(0) if pending else None
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         if fault is Fault.SLOW:
             await asyncio.sleep(self.slow_s)
+        if fault is Fault.HANG:
+            await asyncio.sleep(self.hang_s)
         if fault is Fault.FAIL_BEFORE_COMMIT:
             raise GatewayUnavailable(f"sandbox: {operation} failed before commit")
         return fault
@@ -127,10 +139,14 @@ class SandboxGateway:
             raise GatewayRequestError(f"idempotency key {key!r} reused with other parameters")
         return recorded[1]
 
-    def _commit(self, key: str, params: tuple[object, ...], result: R, fault: Fault | None) -> R:
+    async def _commit(
+        self, key: str, params: tuple[object, ...], result: R, fault: Fault | None
+    ) -> R:
         self._keys[key] = (params, result)
         if fault is Fault.TIMEOUT_AFTER_COMMIT:
             raise GatewayUnavailable("sandbox: committed, but the answer was lost")
+        if fault is Fault.SLOW_AFTER_COMMIT:
+            await asyncio.sleep(self.slow_s)
         return result
 
     @staticmethod
@@ -164,7 +180,7 @@ class SandboxGateway:
             expires = self.clock.now_ms() + self.hold_ttl_ms
             self._holds[auth_ref] = _HoldRecord(payment_method, amount_minor, currency, expires)
             result = Hold(Outcome.APPROVED, auth_ref, amount_minor, currency, expires)
-        return self._commit(idempotency_key, params, result, fault)
+        return await self._commit(idempotency_key, params, result, fault)
 
     async def increment(self, *, idempotency_key: str, auth_ref: str, amount_minor: int) -> Hold:
         """Raise a hold to a new total; ``tok_increment_decline`` declines."""
@@ -192,7 +208,7 @@ class SandboxGateway:
             result = Hold(
                 Outcome.APPROVED, auth_ref, amount_minor, hold.currency, hold.expires_at_ms
             )
-        return self._commit(idempotency_key, params, result, fault)
+        return await self._commit(idempotency_key, params, result, fault)
 
     async def capture(
         self, *, idempotency_key: str, auth_ref: str, amount_minor: int
@@ -224,7 +240,7 @@ class SandboxGateway:
             result = CaptureResult(
                 Outcome.APPROVED, capture_id, amount_minor, hold.amount_minor - amount_minor
             )
-        return self._commit(idempotency_key, params, result, fault)
+        return await self._commit(idempotency_key, params, result, fault)
 
     async def void(self, *, idempotency_key: str, auth_ref: str) -> VoidResult:
         """Release a hold that was not captured."""
@@ -238,7 +254,7 @@ class SandboxGateway:
             raise GatewayRequestError(f"hold {auth_ref!r} was captured; refund instead")
         hold.voided = True
         result = VoidResult(auth_ref=auth_ref, released_minor=hold.amount_minor)
-        return self._commit(idempotency_key, params, result, fault)
+        return await self._commit(idempotency_key, params, result, fault)
 
     async def refund(
         self, *, idempotency_key: str, capture_id: str, amount_minor: int
@@ -260,7 +276,7 @@ class SandboxGateway:
         result = RefundResult(
             self._id("re", idempotency_key), capture_id, amount_minor, capture.refunded_minor
         )
-        return self._commit(idempotency_key, params, result, fault)
+        return await self._commit(idempotency_key, params, result, fault)
 
     async def lookup(self, idempotency_key: str) -> Result | None:
         """The result recorded for ``idempotency_key``, if a call with it ever committed."""

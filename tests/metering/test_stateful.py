@@ -55,7 +55,7 @@ RATES = {
     "r1": {
         SessionKind.PRIVATE: Rate(600),
         SessionKind.SPY: Rate(7),
-        SessionKind.CAM2CAM: Rate(900),
+        SessionKind.CAM2CAM: Rate(30_000),  # 500 a second: reaches a small cap in a few ticks
     },
     "r2": {
         SessionKind.PRIVATE: Rate(6_000, minimum_s=3),
@@ -90,7 +90,12 @@ def _mostly(valid: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
 AMOUNTS = _mostly(
     st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=1, max_value=6_000))
 )
-CAPS = _mostly(st.integers(min_value=50, max_value=60_000))
+# Half the caps are small, so that tips and fast shows reach them within a few steps.
+CAPS = _mostly(
+    st.one_of(
+        st.integers(min_value=100, max_value=2_000), st.integers(min_value=50, max_value=60_000)
+    )
+)
 
 
 @dataclass
@@ -153,6 +158,7 @@ class MoneyCore(RuleBasedStateMachine):
             self.run(self.meter.rooms.set_payout_bp(room, bp))
             self.run(self.meter.sessions.set_rates(room, RATES[room]))
         self.sessions: dict[tuple[str, str], ModelSession] = {}
+        self.show_runs = 0
         self.model: dict[str, ModelTab] = {}
         self.open_tabs: dict[tuple[str, str], str] = {}
         self.applied: dict[tuple[str, str], ModelTip] = {}
@@ -358,6 +364,19 @@ class MoneyCore(RuleBasedStateMachine):
             tab.sessions.append(session_id)
             tab.accrued += price
 
+    @rule(tab_id=tabs)
+    def run_a_show_to_its_end(self, tab_id: str) -> None:
+        """Start a fast show on ``tab_id`` and tick once a second until it ends (at the cap,
+        unless the tab froze): the path a real show takes, step by step."""
+        self.show_runs += 1
+        session_id = f"run{self.show_runs}"
+        self.start_session(tab_id, session_id, "r1", SessionKind.CAM2CAM)
+        key = (self.model[tab_id].customer, session_id)
+        for _ in range(30):
+            if key not in self.sessions or not self.sessions[key].running:
+                return
+            self.tick(1_000)
+
     @rule(advance_ms=st.sampled_from(ADVANCES_MS))
     def tick(self, advance_ms: int) -> None:
         self.clock.advance(advance_ms)
@@ -458,7 +477,7 @@ def test_money_core_state_machine(redis_server: RedisServer) -> None:
     machine = MoneyCore.TestCase
     profile = settings()  # the profile loaded in tests/conftest.py
     machine.settings = settings(
-        profile, max_examples=max(profile.max_examples, 100), stateful_step_count=60
+        profile, max_examples=max(profile.max_examples, 200), stateful_step_count=60
     )
     machine().runTest()
     # The generator must have reached every outcome of a tip, a start and a tick, or the test

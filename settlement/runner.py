@@ -1,0 +1,61 @@
+"""Running a worker as its own process (``tipmeter worker``), from the server's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING, Any
+
+from metering.clock import SystemClock
+from metering.meter import Meter, open_store
+from metering.scripts import METERING_SCRIPTS
+from settlement.gateways import create_gateway
+from settlement.scripts import SETTLEMENT_SCRIPTS
+from settlement.worker import Worker
+
+if TYPE_CHECKING:
+    from server.config import Settings
+
+log = logging.getLogger("tipmeter.worker")
+
+
+async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, Any] | None:
+    """Connect, then settle until SIGINT/SIGTERM; with ``burst``, drain once and return a
+    report (statuses counted, entries acknowledged, left pending, dead-lettered)."""
+    clock = SystemClock()
+    store = await open_store(settings.redis_target(), (*METERING_SCRIPTS, *SETTLEMENT_SCRIPTS))
+    meter = Meter(store, clock=clock, limits=settings.limits())
+    try:
+        gateway = create_gateway(
+            settings.gateway,
+            clock=clock,
+            url=settings.gateway_url,
+            timeout_s=settings.gateway_timeout_ms / 1_000,
+            stripe_api_key=settings.stripe_api_key,
+        )
+        worker = Worker(
+            meter,
+            gateway,
+            config=settings.settlement_config(),
+            webhook_config=settings.webhook_config(),
+        )
+        if burst:
+            report = await worker.run_burst()
+            return {
+                "statuses": dict(report.statuses),
+                "acked": report.acked,
+                "left_pending": report.left_pending,
+                "dead_lettered": report.dead_lettered,
+            }
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("settlement worker running", extra={"fields": {"consumer": worker.consumer}})
+        await worker.run(stop)
+        log.info("settlement worker stopped")
+        return None
+    finally:
+        await meter.aclose()
+        await store.close()

@@ -1,0 +1,332 @@
+"""Settlement's Lua scripts, and one typed Python wrapper for each.
+
+The scripts live in ``settlement/lua/`` and share the money core's prelude. The wrappers build
+KEYS and ARGV (every key through :mod:`metering.keys`, every state through
+:mod:`metering.lifecycle`) and decode replies into :mod:`settlement.outcomes` types. The server
+registers :data:`SETTLEMENT_SCRIPTS` next to :data:`metering.scripts.METERING_SCRIPTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from metering import keys
+from metering.lifecycle import TabEvent, TabState, lua_states, sources, target
+from metering.outcomes import Tab, TabRef
+from metering.scripts import READ_TAB, decode_line
+from metering.store import BatchedScript, LuaScript, Store, as_int, as_text
+from settlement.outcomes import (
+    BeginResult,
+    RecordResult,
+    SettleCode,
+    SettlementOutcome,
+)
+
+LUA_DIR: Final = Path(__file__).parent / "lua"
+
+BEGIN_SETTLEMENT: Final = LuaScript.load("begin_settlement", directory=LUA_DIR)
+RECORD_SETTLEMENT: Final = LuaScript.load("record_settlement", directory=LUA_DIR)
+CREDIT_EARNINGS: Final = LuaScript.load("credit_earnings", directory=LUA_DIR)
+ENQUEUE_WEBHOOK: Final = LuaScript.load("enqueue_webhook", directory=LUA_DIR)
+CLAIM_WEBHOOKS: Final = LuaScript.load("claim_webhooks", directory=LUA_DIR)
+FINISH_WEBHOOK: Final = LuaScript.load("finish_webhook", directory=LUA_DIR)
+
+#: Every script of settlement; a Store that runs the worker registers these too.
+SETTLEMENT_SCRIPTS: Final = (
+    BEGIN_SETTLEMENT,
+    RECORD_SETTLEMENT,
+    CREDIT_EARNINGS,
+    ENQUEUE_WEBHOOK,
+    CLAIM_WEBHOOKS,
+    FINISH_WEBHOOK,
+)
+
+#: Which lifecycle event each outcome is.
+OUTCOME_EVENTS: Final[Mapping[SettlementOutcome, TabEvent]] = {
+    SettlementOutcome.CAPTURED: TabEvent.CAPTURE,
+    SettlementOutcome.DECLINED: TabEvent.DECLINE,
+    SettlementOutcome.VOIDED: TabEvent.VOID,
+    SettlementOutcome.EXPIRED: TabEvent.EXPIRE,
+}
+
+#: The state a settlement runs in: the target of the freeze.
+SETTLING: Final = target(TabEvent.FREEZE)
+
+
+async def begin_settlement(store: Store, ref: TabRef, *, key: str, now_ms: int) -> BeginResult:
+    """Run ``begin_settlement.lua``: fix the amount to settle and count an attempt."""
+    reply = await store.call(
+        BEGIN_SETTLEMENT,
+        [keys.tab(ref.customer, ref.tab_id)],
+        [key, now_ms, lua_states(frozenset({SETTLING}))],
+    )
+    return BeginResult(
+        code=SettleCode(as_text(reply[0])),
+        state=as_text(reply[1]),
+        amount_minor=as_int(reply[2]),
+        auth_ref=as_text(reply[3]),
+        capture_before_ms=as_int(reply[4]),
+        currency=as_text(reply[5]),
+        attempts=as_int(reply[6]),
+    )
+
+
+async def record_settlement(
+    store: Store,
+    ref: TabRef,
+    outcome: SettlementOutcome,
+    *,
+    now_ms: int,
+    captured_minor: int = 0,
+    capture_id: str = "",
+    released_minor: int = 0,
+    decline_reason: str = "",
+    retryable: bool = False,
+) -> RecordResult:
+    """Run ``record_settlement.lua``: give the tab its one outcome."""
+    event = OUTCOME_EVENTS[outcome]
+    reply = await store.call(
+        RECORD_SETTLEMENT,
+        [keys.tab(ref.customer, ref.tab_id)],
+        [
+            outcome.value,
+            lua_states(sources(event) & frozenset({SETTLING})),
+            target(event),
+            now_ms,
+            captured_minor,
+            capture_id,
+            released_minor,
+            decline_reason,
+            "1" if retryable else "0",
+        ],
+    )
+    return RecordResult(
+        code=SettleCode(as_text(reply[0])),
+        state=as_text(reply[1]),
+        outcome=as_text(reply[2]),
+        capture_id=as_text(reply[3]),
+        outcome_at_ms=as_int(reply[4]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRecord:
+    """What settlement wrote on a tab (all empty while nothing was written)."""
+
+    amount_minor: int | None = None
+    idempotency_key: str = ""
+    started_at_ms: int = 0
+    attempts: int = 0
+    outcome: SettlementOutcome | None = None
+    outcome_at_ms: int = 0
+    captured_minor: int = 0
+    capture_id: str = ""
+    released_minor: int = 0
+    decline_reason: str = ""
+    retryable: bool = False
+    followups_done: bool = False
+    dead_lettered_at_ms: int = 0
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
+    return {as_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _text(fields: Mapping[str, Any], name: str) -> str:
+    raw = fields.get(name)
+    return as_text(raw) if raw is not None else ""
+
+
+def _int(fields: Mapping[str, Any], name: str) -> int:
+    raw = fields.get(name)
+    return as_int(raw) if raw is not None and raw != b"" else 0
+
+
+def decode_record(fields: Mapping[str, Any]) -> SettlementRecord:
+    """Decode the settlement fields of a tab hash (as a ``{name: raw}`` mapping)."""
+    amount = fields.get("settle_amount")
+    outcome = _text(fields, "outcome")
+    return SettlementRecord(
+        amount_minor=as_int(amount) if amount is not None else None,
+        idempotency_key=_text(fields, "settle_key"),
+        started_at_ms=_int(fields, "settle_started_at"),
+        attempts=_int(fields, "settle_attempts"),
+        outcome=SettlementOutcome(outcome) if outcome else None,
+        outcome_at_ms=_int(fields, "outcome_at"),
+        captured_minor=_int(fields, "captured"),
+        capture_id=_text(fields, "capture_id"),
+        released_minor=_int(fields, "released"),
+        decline_reason=_text(fields, "decline_reason"),
+        retryable=_text(fields, "retryable") == "1",
+        followups_done=_text(fields, "followups_done") == "1",
+        dead_lettered_at_ms=_int(fields, "dead_lettered_at"),
+    )
+
+
+async def read_settlement(store: Store, ref: TabRef) -> tuple[Tab, SettlementRecord] | None:
+    """Read a tab, its lines and its settlement record from one instant (``read_tab.lua``).
+
+    None when there is no such tab.
+    """
+    fields_flat, lines_flat = await store.call(
+        READ_TAB, [keys.tab(ref.customer, ref.tab_id), keys.tab_lines(ref.customer, ref.tab_id)], []
+    )
+    if not fields_flat:
+        return None
+    f = _pairs(fields_flat)
+    lines = sorted(
+        (decode_line(line_id, packed) for line_id, packed in _pairs(lines_flat).items()),
+        key=lambda line: line.seq,
+    )
+    tab = Tab(
+        ref=ref,
+        currency=as_text(f["currency"]),
+        state=TabState(as_text(f["state"])),
+        cap_minor=as_int(f["cap"]),
+        accrued_minor=as_int(f["accrued"]),
+        version=as_int(f["ver"]),
+        auth_ref=as_text(f["auth_ref"]),
+        capture_before_ms=as_int(f["capture_before"]),
+        opened_at_ms=as_int(f["opened_at"]),
+        active_at_ms=as_int(f["active_at"]),
+        freeze_reason=_text(f, "freeze_reason"),
+        frozen_at_ms=_int(f, "frozen_at"),
+        exhausted_at_ms=_int(f, "exhausted_at"),
+        lines=tuple(lines),
+    )
+    return tab, decode_record(f)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditItem:
+    """One model's share of one capture, to be credited to that model's room."""
+
+    room: str
+    settlement_id: str
+    currency: str
+    share_minor: int
+    gross_minor: int
+    customer: str
+    tab_id: str
+    capture_id: str
+
+
+def _credit_keys(item: CreditItem) -> Sequence[str]:
+    return (
+        keys.room_earnings(item.room),
+        keys.room_ledger(item.room),
+        keys.room_credited(item.room),
+    )
+
+
+def _credit_args(item: CreditItem) -> Sequence[str | int]:
+    return (
+        item.settlement_id,
+        item.currency,
+        item.share_minor,
+        item.gross_minor,
+        item.customer,
+        item.tab_id,
+        item.capture_id,
+    )
+
+
+def _decode_credit(item: CreditItem, reply: Any) -> str | None:
+    code = SettleCode(as_text(reply[0]))
+    return as_text(reply[1]) if code is SettleCode.APPLIED else None
+
+
+CREDIT_EARNINGS_BATCHED: Final[BatchedScript[CreditItem, str | None]] = BatchedScript(
+    script=CREDIT_EARNINGS,
+    keys_per_item=3,
+    args_per_item=7,
+    item_keys=_credit_keys,
+    item_args=_credit_args,
+    decode=_decode_credit,
+)
+
+
+async def credit_earnings(
+    store: Store,
+    items: Sequence[CreditItem],
+    *,
+    now_ms: int,
+    ledger_max: int,
+    credited_window_ms: int,
+    credited_max: int,
+) -> list[str | None]:
+    """Run ``credit_earnings.lua``: each credit once; its ledger entry id, or None if the room
+    was credited for that settlement before."""
+    fixed = (now_ms, ledger_max, credited_window_ms, credited_max)
+    return await store.call_batched(CREDIT_EARNINGS_BATCHED, fixed, items)
+
+
+_WEBHOOK_QUEUE_KEYS: Final = (
+    keys.webhook_events(),
+    keys.webhook_attempts(),
+    keys.webhook_due(),
+    keys.webhook_sent(),
+)
+
+
+async def enqueue_webhook(
+    store: Store, *, event_id: str, body: bytes, now_ms: int, events_max: int
+) -> SettleCode:
+    """Run ``enqueue_webhook.lua``: queue an event once (applied, duplicate or busy)."""
+    reply = await store.call(
+        ENQUEUE_WEBHOOK, _WEBHOOK_QUEUE_KEYS, [event_id, body, now_ms, events_max]
+    )
+    return SettleCode(as_text(reply[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedWebhook:
+    """A webhook event leased to this deliverer."""
+
+    event_id: str
+    body: bytes
+    attempts: int
+
+
+async def claim_webhooks(
+    store: Store, *, now_ms: int, lease_ms: int, count_max: int
+) -> list[ClaimedWebhook]:
+    """Run ``claim_webhooks.lua``: the due events, each leased for ``lease_ms``."""
+    flat = await store.call(CLAIM_WEBHOOKS, _WEBHOOK_QUEUE_KEYS[:3], [now_ms, lease_ms, count_max])
+    return [
+        ClaimedWebhook(as_text(flat[i]), bytes(flat[i + 1]), as_int(flat[i + 2]))
+        for i in range(0, len(flat), 3)
+    ]
+
+
+async def finish_webhook(
+    store: Store,
+    *,
+    event_id: str,
+    delivered: bool,
+    now_ms: int,
+    next_attempt_ms: int,
+    sent_window_ms: int,
+    sent_max: int,
+    dead_max: int,
+    failure: str,
+) -> tuple[SettleCode, int]:
+    """Run ``finish_webhook.lua``: record one attempt; return the code and attempts so far."""
+    reply = await store.call(
+        FINISH_WEBHOOK,
+        [*_WEBHOOK_QUEUE_KEYS, keys.webhook_dead_letters()],
+        [
+            event_id,
+            "1" if delivered else "0",
+            now_ms,
+            next_attempt_ms,
+            sent_window_ms,
+            sent_max,
+            dead_max,
+            failure,
+        ],
+    )
+    return SettleCode(as_text(reply[0])), as_int(reply[1])

@@ -1,0 +1,179 @@
+"""Itemized statements: what a tab's one capture is made of, and who earns what from it.
+
+A statement is computed from the tab's lines, which cannot change once the tab is frozen, so it
+is the same whenever it is computed: before the capture (the worker derives the models' credits
+from it) and after (support reads it). It groups the lines the way a customer reads a bill:
+
+- one ``tip`` line per model: how many tips, their sum, the model's share;
+- one ``session`` line per model and per-minute rate: the seconds billed, their price.
+
+Invariant (checked, :class:`~settlement.errors.StatementMismatch` otherwise): the lines add up
+to the accrued amount, which is the amount captured; the models' shares plus the platform's
+share add up to the same amount, exactly, in integer minor units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from metering.keys import check_id
+from metering.lifecycle import TabState
+from metering.outcomes import Line, Tab, TabRef
+from metering.store import Store
+from settlement import scripts
+from settlement.errors import StatementMismatch
+from settlement.scripts import SettlementRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """One line of a statement: a model's tips, or a model's seconds at one rate."""
+
+    kind: str  # "tip" or "session"
+    room: str
+    amount_minor: int
+    share_minor: int
+    count: int = 0  # tips (kind "tip") or session lines (kind "session") grouped here
+    seconds: int = 0
+    rate_per_minute_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A tab's itemized statement and how its settlement ended (if it has).
+
+    ``total_minor`` is the sum of the lines and equals the tab's accrued amount; once the tab is
+    settled it equals ``captured_minor`` too.
+    """
+
+    ref: TabRef
+    currency: str
+    state: TabState
+    total_minor: int
+    lines: tuple[StatementLine, ...]
+    model_shares: tuple[tuple[str, int], ...]  # (room, share) sorted by room
+    platform_minor: int
+    freeze_reason: str = ""
+    outcome: str = ""
+    capture_id: str = ""
+    captured_minor: int = 0
+    settled_at_ms: int = 0
+    decline_reason: str = ""
+    retryable: bool = False
+
+
+def itemize(lines: Iterable[Line]) -> tuple[tuple[StatementLine, ...], tuple[tuple[str, int], ...]]:
+    """Group a tab's lines into statement lines, and sum each model's share.
+
+    Tips group per room; session lines per room and rate. Order: by room, tips first, then
+    sessions by rate — stable, so a statement reads the same every time.
+    """
+    groups: dict[tuple[str, str, int], list[Line]] = {}
+    shares: dict[str, int] = {}
+    for line in lines:
+        rate = line.rate_per_minute_minor if line.kind == "session" else 0
+        groups.setdefault((line.room, line.kind, rate), []).append(line)
+        shares[line.room] = shares.get(line.room, 0) + line.share_minor
+    items = []
+    for (room, kind, rate), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "tip", kv[0][1], kv[0][2])
+    ):
+        items.append(
+            StatementLine(
+                kind=kind,
+                room=room,
+                amount_minor=sum(line.amount_minor for line in group),
+                share_minor=sum(line.share_minor for line in group),
+                count=len(group),
+                seconds=sum(line.seconds for line in group),
+                rate_per_minute_minor=rate,
+            )
+        )
+    return tuple(items), tuple(sorted(shares.items()))
+
+
+def build_statement(tab: Tab, record: SettlementRecord) -> Statement:
+    """The statement of ``tab``; raise StatementMismatch if its lines do not explain it."""
+    items, shares = itemize(tab.lines)
+    total = sum(item.amount_minor for item in items)
+    share_total = sum(share for _, share in shares)
+    if total != tab.accrued_minor or not 0 <= share_total <= total:
+        raise StatementMismatch(
+            f"tab {tab.ref.customer}/{tab.ref.tab_id}: lines sum to {total}, shares to "
+            f"{share_total}, accrued is {tab.accrued_minor}"
+        )
+    if record.amount_minor is not None and record.amount_minor != total:
+        raise StatementMismatch(
+            f"tab {tab.ref.customer}/{tab.ref.tab_id}: settling {record.amount_minor}, "
+            f"lines sum to {total}"
+        )
+    return Statement(
+        ref=tab.ref,
+        currency=tab.currency,
+        state=tab.state,
+        total_minor=total,
+        lines=items,
+        model_shares=shares,
+        platform_minor=total - share_total,
+        freeze_reason=tab.freeze_reason,
+        outcome=record.outcome.value if record.outcome is not None else "",
+        capture_id=record.capture_id,
+        captured_minor=record.captured_minor,
+        settled_at_ms=record.outcome_at_ms,
+        decline_reason=record.decline_reason,
+        retryable=record.retryable,
+    )
+
+
+async def read_statement(store: Store, ref: TabRef) -> Statement | None:
+    """Read ``ref``'s itemized statement (any state; final once the tab has an outcome).
+
+    None when there is no such tab. Raises :class:`metering.errors.InvalidArgument` for a
+    malformed ref, :class:`metering.errors.StoreUnavailable` when Redis cannot be reached.
+    """
+    check_id("customer", ref.customer)
+    check_id("tab_id", ref.tab_id)
+    found = await scripts.read_settlement(store, ref)
+    if found is None:
+        return None
+    tab, record = found
+    return build_statement(tab, record)
+
+
+def statement_data(statement: Statement) -> dict[str, Any]:
+    """The statement as JSON-ready data (webhook payloads, the HTTP API): integers and text."""
+    return {
+        "customer": statement.ref.customer,
+        "tab_id": statement.ref.tab_id,
+        "currency": statement.currency,
+        "state": statement.state.value,
+        "outcome": statement.outcome,
+        "freeze_reason": statement.freeze_reason,
+        "total_minor": statement.total_minor,
+        "captured_minor": statement.captured_minor,
+        "capture_id": statement.capture_id,
+        "settled_at_ms": statement.settled_at_ms,
+        "decline_reason": statement.decline_reason,
+        "retryable": statement.retryable,
+        "platform_minor": statement.platform_minor,
+        "model_shares": [
+            {"room": room, "share_minor": share} for room, share in statement.model_shares
+        ],
+        "lines": [
+            {
+                "kind": line.kind,
+                "room": line.room,
+                "count": line.count,
+                "amount_minor": line.amount_minor,
+                "share_minor": line.share_minor,
+                **(
+                    {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
+                    if line.kind == "session"
+                    else {}
+                ),
+            }
+            for line in statement.lines
+        ],
+    }

@@ -1,0 +1,54 @@
+"""Builders shared by settlement's tests."""
+
+from __future__ import annotations
+
+from metering.meter import Meter
+from metering.outcomes import Code, TabRef
+from settlement.config import SettlementConfig
+from settlement.gateway import Gateway
+from settlement.sandbox import SandboxGateway
+from settlement.webhooks import WebhookConfig
+from settlement.worker import Worker
+
+#: Tight bounds so that reclaiming and dead-lettering happen within a test.
+FAST = SettlementConfig(
+    claim_idle_ms=100, gateway_timeout_s=0.05, deliveries_max=3, requeue_after_ms=60_000
+)
+
+
+async def open_backed_tab(
+    meter: Meter,
+    gateway: Gateway,
+    customer: str = "c1",
+    cap_minor: int = 5_000,
+    card: str = "tok_visa",
+    currency: str = "USD",
+) -> TabRef:
+    """Place a hold on the sandbox and open a tab on it; fail the test if either is refused."""
+    hold = await gateway.authorize(
+        idempotency_key=f"auth:{customer}:{currency}",
+        payment_method=card,
+        amount_minor=cap_minor,
+        currency=currency,
+    )
+    assert hold.approved, hold
+    result = await meter.tabs.open(
+        customer=customer,
+        currency=currency,
+        cap_minor=cap_minor,
+        auth_ref=hold.auth_ref,
+        capture_before_ms=hold.expires_at_ms,
+    )
+    assert result.code is Code.APPLIED, result
+    return TabRef(customer, result.tab_id)
+
+
+def make_worker(
+    meter: Meter,
+    gateway: SandboxGateway | Gateway,
+    config: SettlementConfig = FAST,
+    webhook_config: WebhookConfig | None = None,
+    consumer: str = "w1",
+) -> Worker:
+    """A worker with the test's bounds."""
+    return Worker(meter, gateway, config=config, webhook_config=webhook_config, consumer=consumer)

@@ -1,0 +1,186 @@
+"""kill -9 of real worker processes at each crash point: no double capture, nothing lost.
+
+Each test opens tabs on a separate ``tipmeter sandbox-gateway`` process, kills a ``tipmeter
+worker`` process at one point of the settlement of a tab, checks what that point left behind,
+then lets another worker finish and checks the invariants against the sandbox's capture log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from metering.clock import SystemClock
+from metering.lifecycle import FreezeReason, TabState
+from metering.meter import Meter
+from metering.outcomes import TabRef
+from metering.store import Store
+from settlement import scripts
+from settlement.config import CrashPoint
+from settlement.queue import request_settlement
+from settlement.sandbox import Fault
+from settlement.sandbox_http import HttpGateway
+from settlement.worker import capture_key
+from tests.settlement.crash_support import (
+    burst,
+    check_invariants,
+    open_tabs,
+    start_worker,
+    worker_env,
+)
+from tests.support.processes import TipmeterProcess
+
+pytestmark = pytest.mark.slow
+
+SEED = 20_261_122
+
+
+@pytest.fixture
+async def live_meter(store: Store) -> AsyncIterator[Meter]:
+    """The money core on the wall clock, like the worker processes."""
+    meter = Meter(store, clock=SystemClock())
+    try:
+        yield meter
+    finally:
+        await meter.aclose()
+
+
+async def _frozen_tabs(meter: Meter, gateway: HttpGateway, count: int) -> list[TabRef]:
+    rng = random.Random(SEED)
+    refs = await open_tabs(meter, gateway, count, rng)
+    for ref in refs:
+        await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    return refs
+
+
+async def _finish_and_check(
+    meter: Meter, gateway: HttpGateway, refs: list[TabRef], env: dict[str, str]
+) -> None:
+    await asyncio.sleep(1.1)  # the killed worker's entry becomes reclaimable
+    report = await asyncio.to_thread(burst, env)
+    assert report["left_pending"] == 0, report
+    assert report["dead_lettered"] == 0, report
+    findings = await check_invariants(meter, gateway, refs)
+    assert findings.clean, findings
+    assert findings.outcomes["settled"] + findings.outcomes["voided"] == len(refs)
+
+
+@pytest.mark.parametrize("point", list(CrashPoint))
+async def test_kill_at_each_crash_point(
+    point: CrashPoint,
+    live_meter: Meter,
+    redis_url: str,
+    sandbox_process: TipmeterProcess,
+    tmp_path: Path,
+) -> None:
+    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    refs = await _frozen_tabs(live_meter, gateway, 4)
+    env = worker_env(redis_url, sandbox_process.base_url)
+    # One tab at a time, so that exactly one tab reaches the point when the worker dies.
+    crashing = start_worker(
+        {**env, "TIPMETER_SETTLE_CRASH_POINT": point.value, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"},
+        tmp_path / "w.log",
+    )
+    assert await asyncio.to_thread(crashing.wait, 30) == -signal.SIGKILL
+
+    # What the point left behind: exactly one tab got that far.
+    records = [await scripts.read_settlement(live_meter.store, ref) for ref in refs]
+    begun = [r for r in records if r is not None and r[1].amount_minor is not None]
+    log = await gateway.capture_log()
+    assert len(begun) == 1
+    tab, record = begun[0]
+    if point is CrashPoint.BEFORE_GATEWAY:
+        assert tab.state is TabState.SETTLING
+        assert log == []
+    elif point is CrashPoint.AFTER_GATEWAY:
+        assert tab.state is TabState.SETTLING  # charged, but not recorded
+        assert len(log) == (1 if tab.accrued_minor else 0)
+    else:
+        assert tab.state in (TabState.SETTLED, TabState.VOIDED)
+        assert not record.followups_done
+
+    await _finish_and_check(live_meter, gateway, refs, env)
+
+
+async def _wait_until_begun(meter: Meter, ref: TabRef) -> None:
+    """Wait until a worker has recorded the amount of ``ref`` (it calls the gateway next)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = await scripts.read_settlement(meter.store, ref)
+        if found is not None and found[1].amount_minor is not None:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the worker never began the settlement")
+
+
+@pytest.mark.parametrize(
+    ("fault", "committed"), [(Fault.SLOW, False), (Fault.SLOW_AFTER_COMMIT, True)]
+)
+async def test_kill_while_the_gateway_call_is_in_flight(
+    fault: Fault,
+    committed: bool,
+    live_meter: Meter,
+    redis_url: str,
+    sandbox_process: TipmeterProcess,
+    tmp_path: Path,
+) -> None:
+    """An external kill -9, timed by the sandbox's slow replies (no hook involved)."""
+    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    refs = await _frozen_tabs(live_meter, gateway, 1)
+    tab = await live_meter.tabs.read(refs[0])
+    assert tab is not None
+    if tab.accrued_minor == 0:
+        pytest.fail("the seed must give the tab an amount to capture")
+    await gateway.inject("capture", fault)  # the sandbox then waits 2 s
+    env = worker_env(
+        redis_url, sandbox_process.base_url, gateway_timeout_ms="5000", settle_claim_idle_ms="6000"
+    )
+    worker = start_worker(env, tmp_path / "w.log")
+    try:
+        await _wait_until_begun(live_meter, refs[0])
+        await asyncio.sleep(0.5)  # inside the sandbox's 2 s wait
+        worker.send_signal(signal.SIGKILL)
+        assert await asyncio.to_thread(worker.wait, 10) == -signal.SIGKILL
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    found = await scripts.read_settlement(live_meter.store, refs[0])
+    assert found is not None
+    assert found[0].state is TabState.SETTLING  # killed before it learnt the outcome
+    assert (await gateway.lookup(capture_key(refs[0])) is not None) is committed
+    await asyncio.sleep(2)  # the sandbox finishes the slow call (and commits it) by itself
+    fast = worker_env(redis_url, sandbox_process.base_url)
+    await asyncio.sleep(1.1)
+    report = await asyncio.to_thread(burst, fast)
+    assert report["statuses"] == {"settled": 1}, report
+    findings = await check_invariants(live_meter, gateway, refs)
+    assert findings.clean, findings
+
+
+async def test_a_worker_settles_and_stops_cleanly_on_sigterm(
+    live_meter: Meter, redis_url: str, sandbox_process: TipmeterProcess, tmp_path: Path
+) -> None:
+    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    refs = await _frozen_tabs(live_meter, gateway, 3)
+    worker = start_worker(worker_env(redis_url, sandbox_process.base_url), tmp_path / "w.log")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            findings = await check_invariants(live_meter, gateway, refs)
+            if findings.clean:
+                break
+            await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert findings.clean, findings
+    assert "Traceback" not in (tmp_path / "w.log").read_text()
