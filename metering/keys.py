@@ -187,6 +187,8 @@ def owners() -> str:
 def owner_reaper(owner: str) -> str:
     """A short lock: the process reaping dead owner ``owner``'s sessions."""
     return f"{PREFIX}:{{own:{owner}}}:reaper"
+
+
 def settle_dead_letters() -> str:
     """The stream of settlement entries given up on after too many deliveries."""
     return f"{PREFIX}:{{settle}}:dead"

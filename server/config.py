@@ -85,6 +85,7 @@ class Settings:
             return self.allowed_origins
         own = {self.base_url, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
         return tuple(sorted(own))
+
     settle_idle_timeout_ms: int = 900_000
     settle_hold_margin_ms: int = 86_400_000
     settle_cap_grace_ms: int = 120_000
