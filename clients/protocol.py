@@ -156,7 +156,9 @@ class CloseCode(IntEnum):
 # Client → server
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class Tip:
     """Pay ``amount_minor`` of ``currency`` from the viewer's tab to ``room``'s model."""
 
@@ -235,7 +237,9 @@ ClientMessage: TypeAlias = (
 # Server → client
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class TabView:
     """A viewer's tab as the viewer sees it. ``version`` grows with every change."""
 
@@ -279,7 +283,9 @@ class SessionView:
     ended_at_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class TipReceipt:
     """What an applied tip got: its line number on the tab and when it was applied."""
 
@@ -301,7 +307,9 @@ class Welcome:
     earnings: dict[str, int] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class Result:
     """The reply to a state-changing message that took effect (now, or before: duplicate)."""
 

@@ -52,7 +52,9 @@ class TabRef:
     tab_id: str
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class Balance:
     """What a viewer watches live: the tab's state, cap and accrued amount.
 
@@ -72,7 +74,9 @@ class Balance:
         return max(self.cap_minor - self.accrued_minor, 0)
 
 
-NO_BALANCE = Balance(state=None, cap_minor=0, accrued_minor=0, version=0)
+def no_balance() -> Balance:
+    """The balance of a result that did not reach a tab."""
+    return Balance(state=None, cap_minor=0, accrued_minor=0, version=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,7 @@ class OpenResult:
 
     code: Code
     tab_id: str
-    balance: Balance = NO_BALANCE
+    balance: Balance = field(default_factory=no_balance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,7 @@ class CapResult:
     """Outcome of raising a tab's cap."""
 
     code: Code
-    balance: Balance = NO_BALANCE
+    balance: Balance = field(default_factory=no_balance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +101,14 @@ class FreezeResult:
     """Outcome of freezing a tab for settlement; reason and time are the original freeze's."""
 
     code: Code
-    balance: Balance = NO_BALANCE
+    balance: Balance = field(default_factory=no_balance)
     reason: str = ""
     frozen_at_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class RoomEventDraft:
     """An event queued in a customer's outbox, waiting to be relayed into its room."""
 
@@ -116,7 +122,9 @@ class RoomEventDraft:
     outbox_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class TipResult:
     """Outcome of a tip. ``balance`` is the tab after the tip (the original one on a duplicate).
 
@@ -125,7 +133,7 @@ class TipResult:
 
     code: Code
     tip_id: str
-    balance: Balance = NO_BALANCE
+    balance: Balance = field(default_factory=no_balance)
     seq: int = 0
     share_minor: int = 0
     applied_at_ms: int = 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -169,15 +168,7 @@ class Rooms:
         )
         # Only now may the outbox entries go: a crash before this line leaves them for
         # relay_pending, which relays them again harmlessly.
-        by_customer: dict[str, list[str]] = defaultdict(list)
-        for event in events:
-            if event.outbox_id:
-                by_customer[event.customer].append(event.outbox_id)
-        with translated():
-            async with self._store.client.pipeline(transaction=False) as pipe:
-                for customer, outbox_ids in by_customer.items():
-                    pipe.xdel(keys.outbox(customer), *outbox_ids)
-                await pipe.execute()
+        await scripts.ack_outbox(self._store, events)
         return ids
 
     async def relay_pending(self, customer: str) -> int:

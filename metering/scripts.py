@@ -37,9 +37,18 @@ FREEZE_TAB: Final = LuaScript.load("freeze_tab")
 READ_TAB: Final = LuaScript.load("read_tab")
 APPLY_TIPS: Final = LuaScript.load("apply_tips")
 RELAY_ROOM_EVENTS: Final = LuaScript.load("relay_room_events")
+ACK_OUTBOX: Final = LuaScript.load("ack_outbox")
 
 #: Every script of the money core; a Store registers these.
-METERING_SCRIPTS: Final = (OPEN_TAB, RAISE_CAP, FREEZE_TAB, READ_TAB, APPLY_TIPS, RELAY_ROOM_EVENTS)
+METERING_SCRIPTS: Final = (
+    OPEN_TAB,
+    RAISE_CAP,
+    FREEZE_TAB,
+    READ_TAB,
+    APPLY_TIPS,
+    RELAY_ROOM_EVENTS,
+    ACK_OUTBOX,
+)
 
 _SPENDABLE: Final = lua_states(sources(TabEvent.SPEND))
 
@@ -185,7 +194,9 @@ async def read_tab(store: Store, ref: TabRef) -> Tab | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class TipItem:
     """One validated tip, ready for ``apply_tips.lua``."""
 
@@ -226,11 +237,21 @@ def _tip_args(item: TipItem) -> Sequence[str | int]:
     )
 
 
+_CODE_OF: Final = {code.value.encode(): code for code in Code}
+_STATE_OF: Final[dict[bytes, TabState | None]] = {
+    **{state.value.encode(): state for state in TabState},
+    b"": None,
+}
+
+
 def _decode_tip(item: TipItem, reply: Any) -> TipResult:
-    code = Code(as_text(reply[0]))
-    if code is Code.ID_REUSED or len(reply) < 9:
+    # The hot path: replies are [code, state, cap, accrued, ver, seq, share, at, outbox, data]
+    # with integer replies already ints, so this avoids the general helpers.
+    code = _CODE_OF[reply[0]]
+    if len(reply) < 9:
         balance = _balance(reply) if len(reply) >= 5 else Balance(None, 0, 0, 0)
         return TipResult(code=code, tip_id=item.tip_id, balance=balance)
+    balance = Balance(_STATE_OF[reply[1]], reply[2], reply[3], reply[4])
     event = None
     if code is Code.APPLIED:
         event = RoomEventDraft(
@@ -238,18 +259,18 @@ def _decode_tip(item: TipItem, reply: Any) -> TipResult:
             room=item.room,
             event_key=f"tip:{item.customer}:{item.tip_id}",
             event_type="tip",
-            data=bytes(reply[9]),
+            data=reply[9],
             currency=item.currency,
-            earned_minor=as_int(reply[6]),
-            outbox_id=as_text(reply[8]),
+            earned_minor=reply[6],
+            outbox_id=reply[8].decode(),
         )
     return TipResult(
         code=code,
         tip_id=item.tip_id,
-        balance=_balance(reply),
-        seq=as_int(reply[5]),
-        share_minor=as_int(reply[6]),
-        applied_at_ms=as_int(reply[7]),
+        balance=balance,
+        seq=reply[5],
+        share_minor=reply[6],
+        applied_at_ms=reply[7],
         event=event,
     )
 
@@ -293,8 +314,7 @@ def _relay_args(event: RoomEventDraft) -> Sequence[str | int | bytes]:
 
 
 def _decode_relay(event: RoomEventDraft, reply: Any) -> str | None:
-    code = Code(as_text(reply[0]))
-    return as_text(reply[1]) if code is Code.APPLIED else None
+    return reply[1].decode() if reply[0] == b"applied" else None
 
 
 RELAY_ROOM_EVENTS_BATCHED: Final[BatchedScript[RoomEventDraft, str | None]] = BatchedScript(
@@ -314,3 +334,32 @@ async def relay_room_events(
     when it had been relayed before."""
     fixed = (now_ms, limits.room_events_max, limits.relayed_window_ms, limits.relayed_max)
     return await store.call_batched(RELAY_ROOM_EVENTS_BATCHED, fixed, events)
+
+
+def _ack_keys(event: RoomEventDraft) -> Sequence[str]:
+    return (keys.outbox(event.customer),)
+
+
+def _ack_args(event: RoomEventDraft) -> Sequence[str]:
+    return (event.outbox_id,)
+
+
+def _decode_ack(event: RoomEventDraft, reply: Any) -> bool:
+    return bool(reply == 1)
+
+
+ACK_OUTBOX_BATCHED: Final[BatchedScript[RoomEventDraft, bool]] = BatchedScript(
+    script=ACK_OUTBOX,
+    keys_per_item=1,
+    args_per_item=1,
+    item_keys=_ack_keys,
+    item_args=_ack_args,
+    decode=_decode_ack,
+)
+
+
+async def ack_outbox(store: Store, events: Sequence[RoomEventDraft]) -> None:
+    """Run ``ack_outbox.lua``: delete the outbox entries of events relayed into their rooms."""
+    relayed = [event for event in events if event.outbox_id]
+    if relayed:
+        await store.call_batched(ACK_OUTBOX_BATCHED, (), relayed)

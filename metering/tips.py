@@ -17,7 +17,9 @@ from metering.scripts import TipItem
 from metering.store import Store
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@dataclass(slots=True)
 class TipRequest:
     """A tip as the viewer asked for it. ``tip_id`` is minted by the client and kept until the
     tip is acknowledged, so a retry after any failure is harmless.

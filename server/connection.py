@@ -90,6 +90,8 @@ class Connection:
         self.closing = False
         self._queue: asyncio.Queue[bytes | str | _Close] = asyncio.Queue(send_queue_max)
         self._writer: asyncio.Task[None] | None = None
+        #: Held while a frame is being sent, by the writer or by a direct reply.
+        self._sending = asyncio.Lock()
 
     @property
     def currency(self) -> str:
@@ -102,8 +104,25 @@ class Connection:
 
     def send(self, message: ServerMessage, kind: str) -> None:
         """Encode ``message`` and queue it (``kind`` labels the metric)."""
-        self.metrics.messages_out.labels(kind).inc()
+        self.metrics.count_out(kind)
         self.send_frame(encode(message, self.codec))
+
+    async def reply(self, message: ServerMessage, kind: str) -> None:
+        """Send the answer to a client's message from its reader: at once when nothing is
+        queued (one task hop less on the hot path), else behind what is queued."""
+        self.metrics.count_out(kind)
+        frame = encode(message, self.codec)
+        if self.closing or not self._queue.empty() or self._sending.locked():
+            self.send_frame(frame)
+            return
+        async with self._sending:
+            try:
+                if self.codec.binary:
+                    await self.websocket.send({"type": "websocket.send", "bytes": frame})
+                else:
+                    await self.websocket.send({"type": "websocket.send", "text": frame})
+            except (OSError, RuntimeError):  # the client went away mid-send
+                self.closing = True
 
     def send_frame(self, frame: bytes | str) -> None:
         """Queue an encoded frame; drop the connection if its queue is full."""
@@ -188,10 +207,11 @@ class Connection:
                 if isinstance(frame, _Close):
                     await self._close(frame.code, frame.reason)
                     return
-                if binary:
-                    await send({"type": "websocket.send", "bytes": frame})
-                else:
-                    await send({"type": "websocket.send", "text": frame})
+                async with self._sending:
+                    if binary:
+                        await send({"type": "websocket.send", "bytes": frame})
+                    else:
+                        await send({"type": "websocket.send", "text": frame})
         except (OSError, RuntimeError):  # the client went away mid-send
             self.closing = True
 

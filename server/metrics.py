@@ -6,7 +6,7 @@ the number of time series is bounded.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -109,6 +109,35 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+
+        # Labelled children, looked up once: `labels()` validates and locks on every call, and
+        # these are counted on every message.
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def _child(self, metric: Counter, label: str) -> Any:
+        key = (metric._name, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        return child
+
+    def count_in(self, kind: str) -> None:
+        """A client message of ``kind`` arrived."""
+        self._child(self.messages_in, kind).inc()
+
+    def count_out(self, kind: str) -> None:
+        """A server message of ``kind`` was queued."""
+        self._child(self.messages_out, kind).inc()
+
+    def count_tip(self, outcome: str, currency: str, amount_minor: int) -> None:
+        """A tip was answered; those applied now add their amount."""
+        self._child(self.tips, outcome).inc()
+        if outcome == "applied":
+            self._child(self.tipped_minor, currency).inc(amount_minor)
+
+    def count_error(self, code: str) -> None:
+        """An error reply with ``code`` was sent."""
+        self._child(self.errors, code).inc()
 
     def observe_flush(self, operation: str, items: int, seconds: float) -> None:
         """Record one batched Redis round trip (the money core's observer hook)."""

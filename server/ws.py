@@ -237,7 +237,7 @@ async def _welcome(rt: Runtime, conn: Connection) -> bool:
 
 
 def _refuse(rt: Runtime, conn: Connection, code: ErrorCode, message: str, **extra: object) -> None:
-    rt.metrics.errors.labels(str(code)).inc()
+    rt.metrics.count_error(code.value)
     conn.send(Error(code=str(code), message=message, **extra), "error")  # type: ignore[arg-type]
 
 
@@ -261,7 +261,7 @@ async def _read(rt: Runtime, conn: Connection, errors: TokenBucket) -> None:
             continue
         decoded = decode_client(frame, codec)
         if isinstance(decoded, Invalid):
-            rt.metrics.messages_in.labels("invalid").inc()
+            rt.metrics.count_in("invalid")
             _refuse(rt, conn, decoded.code, decoded.message, id=decoded.id)
             if errors.take(now_s):
                 conn.close_soon(CloseCode.TOO_MANY_ERRORS, "too many errors")
@@ -269,7 +269,7 @@ async def _read(rt: Runtime, conn: Connection, errors: TokenBucket) -> None:
             continue
         match decoded:
             case Tip():
-                rt.metrics.messages_in.labels("tip").inc()
+                rt.metrics.count_in("tip")
                 wait_s = conn.tips.take(now_s)
                 if wait_s:
                     _refuse(
@@ -286,23 +286,23 @@ async def _read(rt: Runtime, conn: Connection, errors: TokenBucket) -> None:
                     continue
                 await _tip(rt, conn, decoded)
             case Subscribe():
-                rt.metrics.messages_in.labels("subscribe").inc()
+                rt.metrics.count_in("subscribe")
                 await _subscribe(rt, conn, decoded)
             case Unsubscribe():
-                rt.metrics.messages_in.labels("unsubscribe").inc()
+                rt.metrics.count_in("unsubscribe")
                 rt.hub.leave_room(conn, decoded.room)
                 conn.send(Unsubscribed(room=decoded.room, id=decoded.id), "unsubscribed")
             case Ping():
-                rt.metrics.messages_in.labels("ping").inc()
+                rt.metrics.count_in("ping")
                 conn.send(Pong(id=decoded.id, server_time_ms=rt.meter.clock.now_ms()), "pong")
             case SessionStart():
-                rt.metrics.messages_in.labels("session_start").inc()
+                rt.metrics.count_in("session_start")
                 await _guarded(rt, conn, decoded.id, _session_start(rt, conn, decoded))
             case SessionStop():
-                rt.metrics.messages_in.labels("session_stop").inc()
+                rt.metrics.count_in("session_stop")
                 await _guarded(rt, conn, decoded.id, _session_stop(rt, conn, decoded))
             case SetRates():
-                rt.metrics.messages_in.labels("set_rates").inc()
+                rt.metrics.count_in("set_rates")
                 await _guarded(rt, conn, decoded.id, _set_rates(rt, conn, decoded))
 
 
@@ -360,25 +360,24 @@ async def _tip(rt: Runtime, conn: Connection, tip: Tip) -> None:
     finally:
         conn.tips_in_flight -= 1
     if result is not None:
-        _answer_tip(rt, conn, tip, result)
+        await _answer_tip(rt, conn, tip, result)
     if not conn.tips_in_flight:
         conn.release_tab_push()
 
 
-def _answer_tip(rt: Runtime, conn: Connection, tip: Tip, result: TipResult) -> None:
+async def _answer_tip(rt: Runtime, conn: Connection, tip: Tip, result: TipResult) -> None:
     """Send the one reply a tip gets: a result, or an error with the tab's balance."""
-    rt.metrics.tips.labels(str(result.code)).inc()
+    rt.metrics.count_tip(result.code.value, tip.currency, tip.amount_minor)
     tab_id = conn.tab_id or ""
     view = _view(tab_id, conn.currency, result.balance) if tab_id else None
     if result.code.ok:
         if result.event is not None:
-            rt.metrics.tipped_minor.labels(tip.currency).inc(tip.amount_minor)
             rt.meter.rooms.relay_soon(result.event)
         if view is not None and view.version > conn.tab_version:
             conn.tab_version = view.version
         receipt = TipReceipt(seq=result.seq, applied_at_ms=result.applied_at_ms)
         status = "applied" if result.code is Code.APPLIED else "duplicate"
-        conn.send(Result(id=tip.id, status=status, tab=view, tip=receipt), "result")
+        await conn.reply(Result(id=tip.id, status=status, tab=view, tip=receipt), "result")
         return
     code = _TIP_ERRORS.get(result.code, ErrorCode.INTERNAL_ERROR)
     _refuse(rt, conn, code, _explain(code), id=tip.id, tab=view)
