@@ -27,8 +27,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 import msgpack
-import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
 from clients.protocol import TabView
@@ -40,6 +38,7 @@ from metering.store import RedisTarget, translated
 from server.connection import CATCH_UP_BUFFER_MAX, Connection
 from server.events import LiveEvent
 from server.metrics import Metrics
+from server.pubsub import Endpoint, PubSubError, PushConnection
 
 log = logging.getLogger("tipmeter.hub")
 
@@ -62,18 +61,21 @@ class ChannelListener:
     def __init__(
         self,
         name: str,
-        make_client: Callable[[], aioredis.Redis],
+        endpoint: Endpoint,
         on_message: OnMessage,
         on_resubscribed: OnResubscribed,
     ) -> None:
         self.name = name
-        self._make_client = make_client
+        self._endpoint = endpoint
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
         self.channels: set[str] = set()
-        self._pubsub: Any = None
+        self._conn: PushConnection | None = None
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._wakeup = asyncio.Event()
+        #: Held while subscriptions are sent, so that a channel added while the connection is
+        #: being made is either in the first batch or sent after it, never neither.
+        self._sending = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -97,14 +99,15 @@ class ChannelListener:
         if confirmed is None:
             confirmed = asyncio.get_running_loop().create_future()
             self._confirmations[channel] = confirmed
-            pubsub = self._pubsub
-            if pubsub is not None and pubsub.subscribed:
-                try:
-                    await pubsub.ssubscribe(channel)
-                except redis_errors.RedisError as exc:
-                    raise StoreUnavailable(f"could not subscribe {channel}: {exc}") from exc
-            else:
-                self._wakeup.set()
+            async with self._sending:
+                conn = self._conn
+                if conn is not None:
+                    try:
+                        await conn.subscribe([channel])
+                    except PubSubError as exc:
+                        raise StoreUnavailable(f"could not subscribe {channel}: {exc}") from exc
+                else:
+                    self._wakeup.set()  # the listener connects and sends it with the rest
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
                 await asyncio.shield(confirmed)
@@ -117,10 +120,11 @@ class ChannelListener:
         pending = self._confirmations.pop(channel, None)
         if pending is not None and not pending.done():
             pending.cancel()
-        pubsub = self._pubsub
-        if pubsub is not None and pubsub.subscribed:
-            with contextlib.suppress(redis_errors.RedisError):
-                await pubsub.sunsubscribe(channel)
+        async with self._sending:
+            conn = self._conn
+            if conn is not None and channel not in self.channels:
+                with contextlib.suppress(PubSubError):
+                    await conn.unsubscribe(channel)
 
     async def _run(self) -> None:
         backoff = RECONNECT_BACKOFF_S_MIN
@@ -130,22 +134,24 @@ class ChannelListener:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            client = self._make_client()
-            pubsub = client.pubsub()
+            conn: PushConnection | None = None
             try:
-                awaiting = set(self.channels)
-                for channel in awaiting:
-                    self._confirmations.setdefault(
-                        channel, asyncio.get_running_loop().create_future()
-                    )
-                await pubsub.ssubscribe(*awaiting)
-                self._pubsub = pubsub
-                async for message in pubsub.listen():
-                    kind = message["type"]
-                    channel = _text(message["channel"])
-                    if kind == "smessage":
-                        self._dispatch(channel, message["data"])
-                    elif kind == "ssubscribe":
+                conn = await PushConnection.open(self._endpoint)
+                async with self._sending:
+                    awaiting = set(self.channels)
+                    for channel in awaiting:
+                        self._confirmations.setdefault(
+                            channel, asyncio.get_running_loop().create_future()
+                        )
+                    await conn.subscribe(sorted(awaiting))
+                    self._conn = conn
+                while True:
+                    push = await conn.read()
+                    kind = push[0]
+                    if kind == b"smessage":
+                        self._dispatch(push[1].decode(), push[2])
+                    elif kind == b"ssubscribe":
+                        channel = push[1].decode()
                         confirmed = self._confirmations.pop(channel, None)
                         if confirmed is not None and not confirmed.done():
                             confirmed.set_result(None)
@@ -156,7 +162,7 @@ class ChannelListener:
                             task = asyncio.create_task(self._on_resubscribed(set(self.channels)))
                             self._background.add(task)
                             task.add_done_callback(self._background.discard)
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            except PubSubError as exc:
                 log.warning(
                     "pub/sub connection lost; reconnecting",
                     extra={"fields": {"node": self.name, "error": str(exc)}},
@@ -165,21 +171,15 @@ class ChannelListener:
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_S_MAX)
             finally:
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+                self._conn = None
+                if conn is not None:
+                    await conn.close()
 
     def _dispatch(self, channel: str, data: bytes) -> None:
         try:
             self._on_message(channel, data)
         except Exception:  # one bad message must not stop the listener
             log.exception("could not deliver a message", extra={"fields": {"channel": channel}})
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class _RoomFeed:
@@ -221,30 +221,19 @@ class Hub:
 
     def _listener_for(self, channel: str) -> ChannelListener:
         client = self._meter.store.client
+        timeout_s = self._target.connect_timeout_s
         if isinstance(client, RedisCluster):
             node = client.get_node_from_key(channel)
             if node is None:
                 raise StoreUnavailable(f"no cluster node serves {channel}")
-            name, host, port = node.name, node.host, int(node.port)
-            target = self._target
-
-            def make_client() -> aioredis.Redis:
-                return aioredis.Redis(
-                    host=host,
-                    port=port,
-                    socket_connect_timeout=target.connect_timeout_s,
-                )
+            name = node.name
+            endpoint = Endpoint(host=node.host, port=int(node.port), connect_timeout_s=timeout_s)
         else:
-            name, url = "standalone", self._target.url or ""
-
-            def make_client() -> aioredis.Redis:
-                return aioredis.Redis.from_url(
-                    url, socket_connect_timeout=self._target.connect_timeout_s
-                )
-
+            name = "standalone"
+            endpoint = Endpoint.from_url(self._target.url or "", connect_timeout_s=timeout_s)
         listener = self._listeners.get(name)
         if listener is None:
-            listener = ChannelListener(name, make_client, self._on_message, self._resync)
+            listener = ChannelListener(name, endpoint, self._on_message, self._resync)
             listener.start()
             self._listeners[name] = listener
         return listener
@@ -461,7 +450,7 @@ class Hub:
             return
         conn.cursors[live.room] = live.key
         self._metrics.events_delivered.inc()
-        self._metrics.messages_out.labels("event").inc()
+        self._metrics.count_out("event")
         conn.send_frame(live.frame(conn.audience, conn.codec))
 
 
