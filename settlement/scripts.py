@@ -90,7 +90,7 @@ async def record_settlement(
     event = OUTCOME_EVENTS[outcome]
     reply = await store.call(
         RECORD_SETTLEMENT,
-        [keys.tab(ref.customer, ref.tab_id)],
+        [keys.tab(ref.customer, ref.tab_id), keys.customer_channel(ref.customer)],
         [
             outcome.value,
             lua_states(sources(event) & frozenset({SETTLING})),
@@ -101,6 +101,7 @@ async def record_settlement(
             released_minor,
             decline_reason,
             "1" if retryable else "0",
+            ref.tab_id,
         ],
     )
     return RecordResult(
