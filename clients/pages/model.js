@@ -116,24 +116,29 @@ function onEvent(e) {
   const data = event.data;
   switch (event.event) {
     case "tip": {
+      const money = (amount) => formatMinor(amount, data.currency);
       const who = data.anonymous || !data.name ? "Anonymous" : data.name;
-      const share = data.share_minor === undefined ? "" : ` · your share ${formatMinor(data.share_minor, data.currency)}`;
+      const share = data.share_minor === undefined ? "" : ` · your share ${money(data.share_minor)}`;
       const message = data.message ? ` “${data.message}”` : "";
-      addFeed(event, `${who} tipped${message}${share}`, formatMinor(data.amount_minor, data.currency));
+      addFeed(event, `${who} tipped${message}${share}`, money(data.amount_minor));
       break;
     }
     case "session_started":
       if (page.sessions.size < SESSIONS_MAX) {
         page.sessions.set(data.session_id, data);
       }
-      addFeed(event, `A ${data.kind} show started at ${formatMinor(data.rate_per_minute_minor, data.currency)}/min`);
+      addFeed(
+        event,
+        `A ${data.kind} show started at ${formatMinor(data.rate_per_minute_minor, data.currency)}/min`,
+      );
       renderSessions();
       break;
     case "session_ended":
       page.sessions.delete(data.session_id);
       addFeed(
         event,
-        `A ${data.kind} show ended after ${data.seconds} s (${END_REASONS[data.end_reason] ?? data.end_reason})`,
+        `A ${data.kind} show ended after ${data.seconds} s ` +
+          `(${END_REASONS[data.end_reason] ?? data.end_reason})`,
         formatMinor(data.amount_minor, data.currency),
       );
       renderSessions();
@@ -173,7 +178,8 @@ async function saveRates(event) {
     if (rate === null || rate < low || rate > high) {
       say(
         $("rates-status"),
-        `The ${kind} price must be between ${formatMinor(low, currency)} and ${formatMinor(high, currency)} a minute.`,
+        `The ${kind} price must be between ${formatMinor(low, currency)} and ` +
+          `${formatMinor(high, currency)} a minute.`,
         "bad",
       );
       return;
@@ -192,6 +198,12 @@ async function saveRates(event) {
   try {
     await page.client.setRates(rates);
     say($("rates-status"), "Prices saved: later shows use them.", "ok");
+    remember(ratesKey(), {
+      private: $("rate-private").value,
+      spy: $("rate-spy").value,
+      cam2cam: $("rate-cam2cam").value,
+      minimum: $("rate-minimum").value,
+    });
   } catch (error) {
     say($("rates-status"), error.message, "bad");
   } finally {
@@ -207,6 +219,37 @@ async function makeOverlayLink() {
     say($("overlay-status"), "New link ready; the previous one no longer works.", "ok");
   } catch (error) {
     say($("overlay-status"), error.message, "bad");
+  }
+}
+
+/** The form's last saved prices are kept in this browser, so the form shows them next time
+ * (the protocol has no message that reads a room's prices back). */
+function ratesKey() {
+  return `tipmeter.console.${page.room}.rates`;
+}
+
+function remember(key, value) {
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // Without storage the form starts from the defaults; the prices themselves are saved.
+  }
+}
+
+function restoreRates() {
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(ratesKey()) ?? "null");
+  } catch {
+    saved = null;
+  }
+  if (saved === null || typeof saved !== "object") {
+    return;
+  }
+  for (const field of ["private", "spy", "cam2cam", "minimum"]) {
+    if (typeof saved[field] === "string") {
+      $(`rate-${field}`).value = saved[field];
+    }
   }
 }
 
@@ -227,6 +270,7 @@ async function main() {
   for (const node of document.querySelectorAll(".currency-code")) {
     node.textContent = config.currency;
   }
+  restoreRates();
   $("rates-form").addEventListener("submit", saveRates);
   $("overlay-create").addEventListener("click", makeOverlayLink);
 

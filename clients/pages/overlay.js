@@ -161,11 +161,14 @@ async function main() {
     return;
   }
   let client = null;
+  let revoked = false;
   const ticket = async () => {
     try {
       return (await backend("POST", "/overlay/ticket", { body: { room, token } })).ticket;
     } catch (error) {
       if (error.code === "invalid_token") {
+        // A revoked link never works again: stop instead of retrying forever.
+        revoked = true;
         problem("This overlay link no longer works: make a new one in the model console.");
         client?.close();
       }
@@ -178,7 +181,14 @@ async function main() {
     document.body.dataset.state = e.detail.state;
   });
   client.addEventListener("event", onEvent);
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (error) {
+    if (revoked) {
+      return; // the page already says why
+    }
+    throw error;
+  }
   await client.subscribe(room, { after: storedCursor() });
   document.body.dataset.ready = "true";
 }

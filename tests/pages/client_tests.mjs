@@ -146,7 +146,11 @@ export async function backoffIsFullJitterAndBounded() {
     same(backoffDelayMs(attempt, { random: () => 0 }), 0, "the lowest delay is 0");
     bounds.push(backoffDelayMs(attempt, { random: () => 0.999_999_9 }) + 1);
   }
-  same(bounds, [200, 400, 800, 1_600, 3_200, 6_400, 12_800, 15_000, 15_000, 15_000, 15_000, 15_000], "bounds");
+  same(
+    bounds,
+    [200, 400, 800, 1_600, 3_200, 6_400, 12_800, 15_000, 15_000, 15_000, 15_000, 15_000],
+    "the bound doubles from 200 ms up to 15 s",
+  );
   same(backoffDelayMs(1_000, { random: () => 0.5 }), 7_500, "a huge attempt stays at the cap");
   const spread = new Set(Array.from({ length: 200 }, () => backoffDelayMs(3)));
   check(spread.size > 50, "delays are spread over the whole range");
@@ -190,7 +194,8 @@ export async function keepsTheNewestTabAndDropsRepeatedEvents() {
   const seen = [];
   client.addEventListener("tab", (e) => seen.push(`${e.detail.tab_id}@${e.detail.version}`));
   const tab = (id, version, state = "open") => ({ type: "tab", tab: { tab_id: id, version, state } });
-  for (const message of [tab("a", 2), tab("a", 1), tab("a", 2), tab("a", 3), tab("b", 1), tab("a", 9, "settling")]) {
+  const pushes = [tab("a", 2), tab("a", 1), tab("a", 2), tab("a", 3), tab("b", 1), tab("a", 9, "settling")];
+  for (const message of pushes) {
     client._handle(message);
   }
   same(seen, ["a@2", "a@3", "b@1"], "older versions and a closed old tab are ignored");

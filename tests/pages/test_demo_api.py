@@ -4,18 +4,20 @@ within its bounds; the overlay's ticket exchange needs the room's current feed t
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from clients.tickets import Claims, Role, verify
 from server import demo_api
 from server.api import tab_id_for
 from server.config import Settings
 from server.embedded_redis import RedisServer
-from tests.pages.conftest import Site, unique
+from tests.pages.conftest import Pages, Site, unique
 from tests.support.processes import TICKET_SECRET, TipmeterProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -205,3 +207,22 @@ async def test_an_overlay_trades_its_feed_token_for_a_broadcast_ticket(site: Sit
     assert made["feed_url"].endswith(f"/events/{room}/{made['token']}/")
     for refused in (wrong, other_room, revoked):
         assert (refused.status_code, refused.json()["error"]["code"]) == (401, "invalid_token")
+
+
+async def test_the_pages_say_when_the_demo_backend_is_off(
+    redis_server: RedisServer, tmp_path: Path, pages: Pages
+) -> None:
+    server = TipmeterProcess(["serve"], {"TIPMETER_REDIS_URL": redis_server.url}, cwd=tmp_path)
+    server.start()
+    try:
+        for page_name in ("viewer", "model"):
+            page = await pages.open(
+                f"{server.base_url}/pages/{page_name}.html",
+                name=page_name,
+                allow=(re.compile(r"status of 404"),),
+            )
+            await expect(page.locator("#fatal")).to_have_text(
+                re.compile("demo backend is off on this server")
+            )
+    finally:
+        server.stop()

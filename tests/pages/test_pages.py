@@ -289,3 +289,56 @@ async def test_the_overlay_resumes_without_repeating_or_missing_alerts(
     await overlay.wait_for_timeout(500)  # nothing else arrives late
     await expect(log).to_have_count(1)
     assert await log.first.get_attribute("data-event-id") not in shown
+
+
+#: Every visible form control that has no label, and every button without an accessible name.
+UNLABELLED_JS = """() => [
+    ...[...document.querySelectorAll("input, select, textarea")]
+        .filter((c) => c.offsetParent !== null && c.labels.length === 0)
+        .map((c) => `control #${c.id}`),
+    ...[...document.querySelectorAll("button")]
+        .filter((b) => b.offsetParent !== null)
+        .filter((b) => !(b.getAttribute("aria-label") || b.textContent.trim()))
+        .map((b) => `button ${b.outerHTML}`),
+]"""
+
+
+async def test_the_pages_are_labelled_and_work_from_the_keyboard(pages: Pages, site: Site) -> None:
+    room, customer = unique("room"), unique("viewer")
+    model = await open_model_console(pages, site.base, room)
+    await set_private_rate(model, "7.25")
+    viewer = await open_viewer(pages, site.base, customer, room)
+    assert await viewer.evaluate(UNLABELLED_JS) == []
+
+    # Open a tab with Enter in the form, tip with the space bar, start a show with Enter.
+    await viewer.fill("#cap-input", "30")
+    await viewer.press("#cap-input", "Enter")
+    await expect(viewer.locator("#meter-card")).to_be_visible()
+    assert await viewer.evaluate(UNLABELLED_JS) == []
+    await viewer.locator("#tip-buttons button[data-amount-minor='1000']").focus()
+    await viewer.keyboard.press("Space")
+    await expect(viewer.locator("#tip-log li").first).to_have_attribute("data-status", "applied")
+    await viewer.locator("#show-start").focus()
+    await viewer.keyboard.press("Enter")
+    await expect(viewer.locator("#show-status")).to_contain_text("$7.25 a minute")
+    await viewer.locator("#show-stop").focus()
+    await viewer.keyboard.press("Enter")
+    await expect(viewer.locator("#session-end")).to_have_attribute("data-reason", "stopped")
+
+    assert await model.evaluate(UNLABELLED_JS) == []
+    # The console keeps the prices it saved last, in this browser, for the next visit.
+    await model.reload()
+    await expect(model.locator("body")).to_have_attribute("data-ready", "true")
+    await expect(model.locator("#rate-private")).to_have_value("7.25")
+
+
+async def test_an_overlay_link_that_does_not_work_says_so(pages: Pages, site: Site) -> None:
+    room = unique("room")
+    incomplete = await pages.open(f"{site.base}/pages/overlay.html", name="overlay")
+    await expect(incomplete.locator("#problem")).to_have_text(re.compile("incomplete"))
+    refused = (re.compile(r"status of 401"),)
+    revoked = await pages.open(
+        f"{site.base}/pages/overlay.html#room={room}&token=revoked", name="overlay", allow=refused
+    )
+    await expect(revoked.locator("#problem")).to_have_text(re.compile("no longer works"))
+    await expect(revoked.locator("body")).to_have_attribute("data-state", "closed")
