@@ -330,12 +330,8 @@ export class TipmeterClient extends EventTarget {
       clearTimeout(timer);
     }
     this._timers.clear();
-    const ws = this._ws;
-    this._ws = null;
-    if (ws !== null) {
-      detach(ws);
-      ws.close(1000, "closed by the client");
-    }
+    // End the connection in progress (its promise resolves, so the run loop can return).
+    this._abandonCurrent?.(reason, 1000);
     this._wake();
     const error = new DisconnectedError(`the client is closed: ${reason}`);
     for (const pending of this._pending.values()) {
@@ -416,14 +412,24 @@ export class TipmeterClient extends EventTarget {
       return { code: 1000, reason: "closed" };
     }
     const generation = ++this._generation;
-    const ws = new WebSocket(withTicket(this.url, ticket), [this._codec.subprotocol]);
+    let ws;
+    try {
+      ws = new WebSocket(withTicket(this.url, ticket), [this._codec.subprotocol]);
+    } catch (error) {
+      return { code: 0, reason: `cannot connect: ${error?.message ?? error}` };
+    }
     ws.binaryType = "arraybuffer";
     this._ws = ws;
     return new Promise((resolve) => {
       let welcomed = false;
       let heartbeat = null;
       let awaitingPong = null;
+      let finished = false;
       const finish = (code, reason) => {
+        if (finished) {
+          return;
+        }
+        finished = true;
         this._cancel(openTimer);
         this._cancel(heartbeat);
         this._cancel(awaitingPong);
@@ -444,14 +450,15 @@ export class TipmeterClient extends EventTarget {
           });
         });
       };
-      const abandon = (reason) => {
+      const abandon = (reason, code = 3000) => {
         // A dead network may never deliver the close handshake: stop waiting for it.
+        detach(ws);
         try {
-          ws.close(3000, reason.slice(0, 120));
+          ws.close(code, reason.slice(0, 120));
         } catch {
           // The socket is already closing.
         }
-        finish(1006, reason);
+        finish(code === 1000 ? 1000 : 1006, reason);
       };
       this._abandonCurrent = abandon;
       const openTimer = this._later(this._openTimeoutMs, () => {
@@ -586,8 +593,9 @@ export class TipmeterClient extends EventTarget {
         this._emit("session", message);
         break;
       case "drain":
+        // The server spreads its clients over a few seconds; never wait longer than the cap.
         this._drainDelayMs = Number.isSafeInteger(message.reconnect_after_ms)
-          ? message.reconnect_after_ms
+          ? Math.min(Math.max(0, message.reconnect_after_ms), this._backoff.maxMs)
           : null;
         this._emit("drain", message);
         break;

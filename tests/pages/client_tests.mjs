@@ -292,6 +292,28 @@ export async function queuesWhileDisconnectedWithinBounds({ directWs, customer, 
   check((await rejection(late)) instanceof DisconnectedError, "close() fails what waits");
   same(viewer.state, "closed", "closed for good");
   check((await rejection(viewer.tip(room, 100, "USD"))) instanceof DisconnectedError, "no sends after close");
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  same(source.calls, 1, "no connection is attempted after close()");
+}
+
+export async function followsADrainToAnotherServer({ drainingWs, customer, room }) {
+  await openTab(customer);
+  const source = tickets("viewer", customer);
+  const viewer = new TipmeterClient(drainingWs, source.fetch);
+  const drains = [];
+  viewer.addEventListener("drain", (e) => drains.push(e.detail.reconnect_after_ms));
+  const first = await viewer.connect();
+  try {
+    await window.tipmeterDrain(); // the proxy now leads elsewhere; this server drains
+    await until(() => drains.length === 1, "the drain message");
+    check(drains[0] >= 0 && drains[0] <= 5_000, "the server's delay");
+    await until(() => viewer.state === "open" && viewer.stats.reconnects === 1, "a reconnect", 9_000);
+    check(viewer.welcome.connection_id !== first.connection_id, "a new connection");
+    same((await viewer.tip(room, 250, "USD")).status, "applied", "the new server applies tips");
+    same(source.calls, 2, "one ticket per connection");
+  } finally {
+    viewer.close();
+  }
 }
 
 export async function aSilentConnectionIsDetectedAndReplaced({ proxiedWs, room }) {

@@ -5,6 +5,7 @@ each of its exports is one test here)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -13,7 +14,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page, Route
 
+from server.embedded_redis import RedisServer
 from tests.pages.conftest import NETWORK_FAILURES, Pages, Site, unique
+from tests.support.processes import TipmeterProcess
+from tests.support.proxy import Proxy
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -30,6 +34,8 @@ CLIENT_TESTS: Final = (
     "aSilentConnectionIsDetectedAndReplaced",
     "speaksMessagePack",
 )
+#: Tested on their own below, with servers of their own.
+CLIENT_TESTS_ALONE: Final = ("followsADrainToAnotherServer",)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -57,6 +63,14 @@ async def harness(pages: Pages, site: Site) -> AsyncIterator[Page]:
     yield page
 
 
+async def run_client_test(harness: Page, name: str, context: dict[str, str]) -> None:
+    """Run the export ``name`` of the test module in the page; its failure fails the test."""
+    await harness.evaluate(
+        "([name, context]) => import('/__tests__/client_tests.mjs').then((m) => m[name](context))",
+        [name, context],
+    )
+
+
 @pytest.mark.parametrize("name", CLIENT_TESTS)
 async def test_the_browser_client(harness: Page, site: Site, name: str) -> None:
     context = {
@@ -65,10 +79,7 @@ async def test_the_browser_client(harness: Page, site: Site, name: str) -> None:
         "customer": unique("viewer"),
         "room": unique("room"),
     }
-    await harness.evaluate(
-        "([name, context]) => import('/__tests__/client_tests.mjs').then((m) => m[name](context))",
-        [name, context],
-    )
+    await run_client_test(harness, name, context)
 
 
 async def test_every_export_of_the_test_module_runs() -> None:
@@ -77,4 +88,40 @@ async def test_every_export_of_the_test_module_runs() -> None:
         for line in TESTS_MODULE.read_text().splitlines()
         if line.startswith("export async function ")
     }
-    assert exported == set(CLIENT_TESTS)
+    assert exported == {*CLIENT_TESTS, *CLIENT_TESTS_ALONE}
+
+
+async def test_the_browser_client_follows_a_drain(
+    harness: Page, site: Site, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A server that drains sends `drain` and closes; the client comes back after the delay it
+    names, through a proxy that by then leads to another server."""
+    draining = TipmeterProcess(
+        ["serve"],
+        {
+            "TIPMETER_REDIS_URL": redis_server.url,
+            "TIPMETER_ALLOWED_ORIGINS": site.base,
+            "TIPMETER_DRAIN_DELAY_S": "0",
+        },
+        cwd=tmp_path,
+    ).start()
+    try:
+        async with Proxy(draining.port) as proxy:
+
+            async def drain() -> None:
+                proxy.target_port = site.server.port
+                draining.signal(signal.SIGTERM)
+
+            await harness.expose_function("tipmeterDrain", drain)
+            await run_client_test(
+                harness,
+                "followsADrainToAnotherServer",
+                {
+                    "drainingWs": f"ws://127.0.0.1:{proxy.port}/ws",
+                    "customer": unique("viewer"),
+                    "room": unique("room"),
+                },
+            )
+        assert draining.wait(30) == 0
+    finally:
+        draining.stop()
