@@ -68,6 +68,8 @@ const page = {
   show: null,
   /** The tab whose statement is shown, and how many times it was read. */
   statement: { tabId: null, polls: 0, timer: null },
+  /** A settled tab the viewer moved on from: its later updates do not bring its statement back. */
+  dismissedTabId: null,
 };
 
 function money(amountMinor) {
@@ -132,7 +134,9 @@ function renderTab(tab) {
   }
   if (!open) {
     $("raise-cap").hidden = true;
-    showStatement(tab.tab_id);
+    if (tab.tab_id !== page.dismissedTabId) {
+      showStatement(tab.tab_id);
+    }
   }
 }
 
@@ -256,18 +260,35 @@ function sessionEnded(event) {
   if (page.show !== null && session.session_id === page.show.id) {
     page.show = null;
   }
-  $("show-start").disabled = false;
-  $("show-stop").disabled = true;
   say(
     $("show-status"),
     `You watched ${duration(session.seconds)} for ${money(session.amount_minor)}.`,
   );
+  showEnd(session.end_reason, END_REASONS[session.end_reason]);
+}
+
+function showEnd(reason, text) {
+  $("show-start").disabled = false;
+  $("show-stop").disabled = true;
   const end = $("session-end");
-  end.dataset.reason = session.end_reason ?? "";
-  end.textContent = END_REASONS[session.end_reason] ?? `The show ended (${session.end_reason}).`;
-  end.className = `status ${session.end_reason === "stopped" ? "" : "bad"}`.trim();
+  end.dataset.reason = reason ?? "";
+  end.textContent = text ?? `The show ended (${reason}).`;
+  end.className = `status ${reason === "stopped" ? "" : "bad"}`.trim();
   end.hidden = false;
   $("raise-cap").hidden = true;
+}
+
+function reconnected() {
+  // The server ends a viewer's shows when her connection closes, and tells only that
+  // connection: a show still running here ended when the connection dropped.
+  if (page.show !== null) {
+    page.show = null;
+    say($("show-status"), "");
+    showEnd(
+      "viewer_left",
+      "The show ended when your connection dropped: you paid through the last second begun.",
+    );
+  }
 }
 
 // -- raising the cap ------------------------------------------------------------------------
@@ -426,6 +447,7 @@ function renderStatement(statement) {
 }
 
 function newTab() {
+  page.dismissedTabId = page.statement.tabId;
   hideStatement();
   $("open-tab").hidden = false;
   $("cap-input").focus();
@@ -488,6 +510,9 @@ async function main() {
   window.tipmeter = { client };
   bindStatePill(client, $("connection"));
   client.addEventListener("welcome", (event) => {
+    if (client.stats.connects > 1) {
+      reconnected();
+    }
     if (event.detail.tab === null && client.tab === null) {
       renderTab(null);
       $("open-tab").hidden = false;

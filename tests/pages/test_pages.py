@@ -248,6 +248,19 @@ async def test_a_dropped_network_resumes_without_a_double_tip(pages: Pages, site
     assert tab["accrued_minor"] == 600
     await expect(model.locator("#feed li[data-event='tip']")).to_have_count(2)
 
+    # A show does not outlive its viewer's connection: the page says so after reconnecting.
+    await viewer.click("#show-start")
+    await expect(model.locator("#sessions tbody tr")).to_have_count(1)
+    site.proxy.cut()
+    end = viewer.locator("#session-end")
+    await expect(end).to_have_attribute("data-reason", "viewer_left")
+    await expect(end).to_contain_text("when your connection dropped")
+    await expect(model.locator("#sessions tbody tr")).to_have_count(0)
+    await expect(model.locator("#feed li[data-event='session_ended']")).to_contain_text(
+        "the viewer left"
+    )
+    await expect(viewer.locator("#show-start")).to_be_enabled()
+
 
 async def test_the_overlay_resumes_without_repeating_or_missing_alerts(
     pages: Pages, site: Site
