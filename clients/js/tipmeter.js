@@ -552,6 +552,7 @@ export class TipmeterClient extends EventTarget {
   _resubscribe(room) {
     const id = newId("resub");
     this._request(id, () => this._subscribeMessage(room, id), { room }).catch((error) => {
+      this._forget(room, error);
       this._emit("error", { type: "error", id, code: error.code ?? "disconnected", message: error.message });
     });
   }
@@ -762,7 +763,26 @@ export class TipmeterClient extends EventTarget {
   subscribe(room, { after = null } = {}) {
     this.cursors.set(room, after);
     const id = newId("sub");
-    return this._request(id, () => this._subscribeMessage(room, id), { room });
+    return this._request(id, () => this._subscribeMessage(room, id), { room }).catch((error) => {
+      this._forget(room, error);
+      throw error;
+    });
+  }
+
+  /** A room the server refused to follow is not followed again on the next connection. */
+  _forget(room, error) {
+    if (error instanceof RefusedError && !this._pendingFor(room)) {
+      this.cursors.delete(room);
+    }
+  }
+
+  _pendingFor(room) {
+    for (const pending of this._pending.values()) {
+      if (pending.room === room) {
+        return true;
+      }
+    }
+    return false;
   }
 
   _subscribeMessage(room, id) {

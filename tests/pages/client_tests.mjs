@@ -247,6 +247,20 @@ export async function resumesRoomEventsAfterTheLastOne({ proxiedWs, directWs, ro
   }
 }
 
+export async function forgetsARoomItMayNotFollow({ directWs, room }) {
+  const model = new TipmeterClient(directWs, tickets("model", room).fetch);
+  await model.connect();
+  try {
+    const refused = await rejection(model.subscribe("demo-someone-else"));
+    check(refused instanceof RefusedError && refused.code === "not_allowed", "a model follows her room");
+    same([...model.cursors.keys()], [], "the refused room is not followed");
+    same((await model.subscribe(room)).type, "subscribed", "her own room");
+    same([...model.cursors.keys()], [room], "followed");
+  } finally {
+    model.close();
+  }
+}
+
 export async function resendsAnUnansweredTipWithTheSameId({ proxiedWs, customer, room }) {
   const tab = await openTab(customer);
   const viewer = new TipmeterClient(proxiedWs, tickets("viewer", customer).fetch);

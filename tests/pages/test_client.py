@@ -29,6 +29,7 @@ CLIENT_TESTS: Final = (
     "refusesFloatsBeforeSending",
     "keepsTheNewestTabAndDropsRepeatedEvents",
     "resumesRoomEventsAfterTheLastOne",
+    "forgetsARoomItMayNotFollow",
     "resendsAnUnansweredTipWithTheSameId",
     "queuesWhileDisconnectedWithinBounds",
     "aSilentConnectionIsDetectedAndReplaced",
