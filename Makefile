@@ -1,6 +1,7 @@
 # tipmeter — the two commands a new machine needs: `make run` and `make test`.
-# Both install what is missing first (a virtual environment with the pinned packages, and a
-# redis-server binary), so a fresh Debian machine with python3, make and root needs nothing else.
+# Both install what is missing first (a virtual environment with the pinned packages, a
+# redis-server binary, and the browser client's one npm package; `make test` also Chromium for
+# the browser tests), so a fresh Debian machine with python3, make and root needs nothing else.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,10 @@ STAMP := $(VENV)/.installed
 EXTRAS := server,loadtest,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-server run test lint typecheck pytest lock clean soak
+JS_DIR := clients/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
+
+.PHONY: help install redis-server npm js chromium run test lint typecheck pytest lock clean soak
 
 help:
 	@echo "make run     install what is missing, then run tipmeter on its embedded defaults"
@@ -27,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 		-c constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(STAMP) redis-server
+install: $(STAMP) redis-server js
 
 # redis-server is a system binary, not a Python package. Use the one on PATH (or the one that
 # TIPMETER_REDIS_SERVER_BIN names); as root on Debian, install the distribution's package.
@@ -45,6 +49,43 @@ redis-server:
 		exit 1; \
 	fi
 
+# npm installs the browser client's packages (@msgpack/msgpack's ES module build, which the
+# server serves to the pages). Use the npm on PATH; as root on Debian, install the distribution's.
+npm:
+	@if command -v npm >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing nodejs and npm with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends nodejs npm >/dev/null; \
+	else \
+		echo "npm is missing. Install Node.js and npm with your package manager" >&2; \
+		echo "(e.g. 'sudo apt-get install nodejs npm')." >&2; \
+		exit 1; \
+	fi
+
+# Exactly what package-lock.json pins, with no install scripts; again only when either file changes.
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json | npm
+	cd $(JS_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+js: $(JS_STAMP)
+
+# The browser tests drive Debian's Chromium (/usr/bin/chromium, or CHROMIUM_BIN) through
+# Playwright; no browser is ever downloaded. As root on Debian, install the distribution's.
+chromium:
+	@bin="$${CHROMIUM_BIN:-/usr/bin/chromium}"; \
+	if [ -x "$$bin" ]; then exit 0; fi; \
+	if [ -z "$${CHROMIUM_BIN:-}" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; \
+	else \
+		echo "$$bin is missing: the browser tests need Chromium. Install it with your package" >&2; \
+		echo "manager (e.g. 'sudo apt-get install chromium'), or set CHROMIUM_BIN to the path" >&2; \
+		echo "of a Chromium binary." >&2; \
+		exit 1; \
+	fi
+
 run: install
 	$(BIN)/tipmeter serve
 
@@ -55,7 +96,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: install
+pytest: install chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -70,4 +111,4 @@ lock: | $(BIN)/python
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^tipmeter' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .tipmeter
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .tipmeter $(JS_DIR)/node_modules

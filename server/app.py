@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, feed, health
+from server import api, demo_api, feed, health
 from server.config import Settings
 from server.errors import ConfigError
 from server.gateways import create_gateway
@@ -37,7 +37,8 @@ async def metrics_endpoint(request: Request) -> Response:
 def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False) -> Starlette:
     """Build the app. Redis is connected (and the scripts loaded) when its lifespan starts.
 
-    ``demo`` (the embedded default) prints how to connect once the app is up.
+    ``demo`` (the embedded default) prints how to connect once the app is up, and turns on the
+    web pages' demo backend unless ``TIPMETER_DEMO_API`` says otherwise.
     """
     if not settings.ticket_secrets or not settings.api_keys:
         raise ConfigError(
@@ -94,5 +95,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes(),
         *feed.routes(),
+        *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -70,6 +70,7 @@ class Settings:
     rate_max_minor: int = 100_000
     session_minimum_s_max: int = 3_600
     sessions_per_tab_max: int = 4
+    demo_api: str = "auto"
 
     @property
     def base_url(self) -> str:
@@ -645,6 +646,14 @@ VARIABLES: Final = (
         "sandbox_latency_ms",
         integer(0, 60_000),
         "Delay the sandbox gateway adds to every call (for load and crash tests).",
+    ),
+    Variable(
+        "TIPMETER_DEMO_API",
+        "demo_api",
+        choice("auto", "on", "off"),
+        "The web pages' demo backend (`/demo/…`: tickets, tabs, statements and settling for "
+        "`demo-` customers and rooms, with no API key). `auto`: on in the embedded default only; "
+        "`on`: also with a configured Redis (for tests; never in production); `off`: never.",
     ),
 )
 

@@ -67,6 +67,11 @@ tipmeter is running at {base}  (health: {base}/readyz, metrics: {base}/metrics)
   model ticket  (single use, 1 h):  {ws}?ticket={model}
   event feed for broadcast tools:   {base}/events/{DEMO_ROOM}/{feed_token}/
 
+  web pages (no API key in the browser; the demo backend plays the cam site's):
+    viewer:         {base}/pages/viewer.html
+    model console:  {base}/pages/model.html
+    OBS overlay:    {base}/pages/overlay.html#room={DEMO_ROOM}&token={feed_token}
+
   more tickets:  curl -s -X POST {base}/v1/tickets -H 'Authorization: Bearer {key}' \\
                    -d '{{"role": "viewer", "subject": "{DEMO_CUSTOMER}", "currency": "USD"}}'
   tip from Python:  see README.md, "Connect a client"

@@ -1,0 +1,527 @@
+/**
+ * The viewer page: open a Post Pay tab with a sandbox card, watch it live, tip, run a private
+ * show, raise the cap when credit runs low, and read the itemized statement after settling.
+ *
+ * Every amount is an integer of minor units from the server (or from `parseMinor` of what the
+ * viewer typed); `formatMinor` only renders. The tab shown is always the client's newest
+ * version (`client.tab`), so late or repeated pushes never move the meter backwards.
+ */
+
+import { formatMinor, newId, parseMinor } from "/js/tipmeter.js";
+import {
+  backend,
+  bindStatePill,
+  clock,
+  demoConfig,
+  el,
+  makeClient,
+  param,
+  say,
+  ticketProvider,
+  trim,
+} from "/pages/common.js";
+
+/** The one-click tips, in minor units. */
+const TIP_PRESETS_MINOR = [100, 500, 1_000, 2_500];
+/** What the raise-cap prompt offers to add to the cap, in minor units. */
+const RAISE_STEPS_MINOR = [500, 2_000, 5_000];
+/** Tips kept in the page's log. */
+const TIP_LOG_MAX = 50;
+/** While a statement is `settling`, it is read again this often, at most this many times. */
+const STATEMENT_POLL_MS = 1_000;
+const STATEMENT_POLLS_MAX = 30;
+
+const END_REASONS = {
+  cap_reached: "The show ended: your cap was reached. Raise it to start again.",
+  viewer_left: "The show ended: you left.",
+  model_left: "The show ended: the model left.",
+  settling: "The show ended: your tab is being settled.",
+  stopped: "The show was stopped.",
+  owner_lost: "The show ended: the server billing it went away. Nothing was billed after that.",
+};
+
+const ERRORS = {
+  over_cap: "This tip does not fit under your cap.",
+  no_open_tab: "You have no open tab.",
+  tab_not_open: "Your tab is being settled.",
+  amount_out_of_range: "That amount is outside the allowed tip range.",
+  rate_limited: "Too many tips at once; try again in a moment.",
+  model_offline: "The model is not online right now.",
+  sessions_full: "Your tab already funds as many shows as it may.",
+  card_declined: "The card was declined",
+  tab_already_open: "You already have an open tab.",
+  cap_out_of_range: "That cap is outside the allowed range.",
+  network_error: "The server is unreachable; try again.",
+};
+
+const $ = (id) => document.getElementById(id);
+
+const page = {
+  config: null,
+  client: null,
+  customer: "",
+  room: "",
+  currency: "USD",
+  /** The Idempotency-Key of the tab being opened, kept until the server answers. */
+  openKey: null,
+  /** The running show's id, its price and when it started (for display). */
+  show: null,
+  /** The tab whose statement is shown, and how many times it was read. */
+  statement: { tabId: null, polls: 0, timer: null },
+  /** A settled tab the viewer moved on from: its later updates do not bring its statement back. */
+  dismissedTabId: null,
+};
+
+function money(amountMinor) {
+  return formatMinor(amountMinor, page.currency);
+}
+
+function explain(error) {
+  const text = ERRORS[error.code] ?? error.message ?? String(error);
+  const reason = error.extra?.decline_reason;
+  return reason ? `${text}: ${reason.replaceAll("_", " ")}.` : text;
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) {
+    return "–";
+  }
+  const minutes = Math.floor(seconds / 60);
+  const rest = seconds % 60;
+  return minutes ? `${minutes} min ${String(rest).padStart(2, "0")} s` : `${rest} s`;
+}
+
+function setMinor(node, amountMinor) {
+  node.dataset.minor = String(amountMinor);
+  node.textContent = money(amountMinor);
+}
+
+// -- the tab --------------------------------------------------------------------------------
+
+function renderTab(tab) {
+  const open = tab !== null && tab.state === "open";
+  $("open-tab").hidden = open || !$("statement").hidden;
+  $("meter-card").hidden = tab === null;
+  $("tip-card").hidden = !open;
+  $("show-card").hidden = !open;
+  if (tab === null) {
+    $("raise-cap").hidden = true;
+    return;
+  }
+  if (open && page.statement.tabId !== null && page.statement.tabId !== tab.tab_id) {
+    hideStatement();
+  }
+  $("tab-state").textContent = tab.state;
+  $("tab-state").className = `tag ${open ? "ok" : "warn"}`;
+  setMinor($("accrued"), tab.accrued_minor);
+  setMinor($("cap"), tab.cap_minor);
+  setMinor($("remaining"), tab.remaining_minor);
+  $("seconds-left").textContent = duration(tab.seconds_left);
+  const percent = tab.cap_minor ? Math.floor((tab.accrued_minor * 100) / tab.cap_minor) : 0;
+  $("spent-bar").setAttribute("aria-valuenow", String(percent));
+  // Low: a tenth of the cap or less remains (compared in integers: remaining × 10 ≤ cap).
+  $("spent-bar").dataset.level =
+    tab.remaining_minor <= 0 ? "out" : tab.remaining_minor * 10 <= tab.cap_minor ? "low" : "ok";
+  $("spent-bar").firstElementChild.style.width = `${percent}%`;
+  $("burn").textContent = tab.burn_minor_per_minute
+    ? `Shows running: ${money(tab.burn_minor_per_minute)} a minute.`
+    : "Nothing is running.";
+  $("raise-open").disabled = !open;
+  $("settle-button").disabled = !open;
+  if (page.show !== null) {
+    const seconds = Math.max(0, Math.floor((Date.now() - page.show.startedLocalMs) / 1000));
+    say($("show-status"), `Show running for ${seconds} s at ${money(page.show.rate)} a minute.`, "ok");
+  }
+  if (!open) {
+    $("raise-cap").hidden = true;
+    if (tab.tab_id !== page.dismissedTabId) {
+      showStatement(tab.tab_id);
+    }
+  }
+}
+
+async function openTab(event) {
+  event.preventDefault();
+  const status = $("open-status");
+  const cap = parseMinor($("cap-input").value, page.currency);
+  const { cap_min_minor: low, cap_max_minor: high } = page.config;
+  if (cap === null || cap < low || cap > high) {
+    say(status, `Enter a cap between ${money(low)} and ${money(high)}.`, "bad");
+    return;
+  }
+  // The key is minted once and kept until the server answers, so a retry after a lost
+  // answer finds the same hold instead of placing a second one.
+  page.openKey ??= newId("open");
+  $("open-button").disabled = true;
+  say(status, "Authorizing…");
+  try {
+    const tab = await backend("POST", "/demo/tabs", {
+      body: { customer: page.customer, cap_minor: cap, payment_method: $("card-select").value },
+      headers: { "Idempotency-Key": page.openKey },
+    });
+    page.openKey = null;
+    say(status, `Tab opened with a cap of ${money(tab.cap_minor)}.`, "ok");
+    hideStatement();
+  } catch (error) {
+    if (error.status >= 400 && error.status < 500) {
+      page.openKey = null;
+    }
+    say(status, explain(error), "bad");
+  } finally {
+    $("open-button").disabled = false;
+  }
+}
+
+// -- tips -----------------------------------------------------------------------------------
+
+async function sendTip(amountMinor, message = "", anonymous = false) {
+  const id = newId("tip");
+  const tag = el("span", { class: "tag warn" }, "sending…");
+  const item = el(
+    "li",
+    { dataset: { tipId: id, amountMinor: String(amountMinor), status: "pending" } },
+    el("span", { class: "what" }, message ? `Tip: “${message}”` : "Tip"),
+    el("span", { class: "amount" }, money(amountMinor)),
+    tag,
+  );
+  $("tip-log").prepend(item);
+  trim($("tip-log"), TIP_LOG_MAX);
+  try {
+    const result = await page.client.tip(page.room, amountMinor, page.currency, { message, anonymous, id });
+    item.dataset.status = result.status;
+    tag.className = "tag ok";
+    // `duplicate`: the answer to the first send was lost; it was applied once, before.
+    tag.textContent = result.status === "applied" ? "applied" : "applied (confirmed after reconnect)";
+  } catch (error) {
+    item.dataset.status = "refused";
+    item.dataset.code = error.code ?? "error";
+    tag.className = "tag bad";
+    tag.textContent = explain(error);
+    if (error.code === "over_cap") {
+      openRaisePrompt(`${ERRORS.over_cap} Raise it to keep tipping?`);
+    }
+  }
+}
+
+function customTip(event) {
+  event.preventDefault();
+  const amount = parseMinor($("tip-amount").value, page.currency);
+  const { tip_min_minor: low, tip_max_minor: high } = page.config;
+  if (amount === null || amount < low || amount > high) {
+    $("tip-amount").setCustomValidity(`Between ${money(low)} and ${money(high)}`);
+    $("tip-amount").reportValidity();
+    return;
+  }
+  $("tip-amount").setCustomValidity("");
+  sendTip(amount, $("tip-message").value.trim(), $("tip-anonymous").checked);
+  $("tip-amount").value = "";
+  $("tip-message").value = "";
+}
+
+// -- the private show -----------------------------------------------------------------------
+
+async function startShow() {
+  const id = newId("show");
+  $("show-start").disabled = true;
+  $("session-end").hidden = true;
+  say($("show-status"), "Starting…");
+  try {
+    const result = await page.client.startSession(page.room, "private", { id });
+    const session = result.session;
+    page.show = { id, rate: session.rate_per_minute_minor, startedLocalMs: Date.now() };
+    $("show-stop").disabled = false;
+    say($("show-status"), `Show running at ${money(session.rate_per_minute_minor)} a minute.`, "ok");
+  } catch (error) {
+    $("show-start").disabled = false;
+    if (error.code === "insufficient_cap" && error.neededMinor) {
+      say($("show-status"), `Your cap needs ${money(error.neededMinor)} more to start.`, "bad");
+      openRaisePrompt("Raise your cap to start the show?");
+    } else {
+      say($("show-status"), explain(error), "bad");
+    }
+  }
+}
+
+async function stopShow() {
+  if (page.show === null) {
+    return;
+  }
+  $("show-stop").disabled = true;
+  try {
+    await page.client.stopSession(page.show.id);
+  } catch (error) {
+    $("show-stop").disabled = false;
+    say($("show-status"), explain(error), "bad");
+  }
+}
+
+function sessionEnded(event) {
+  const session = event.detail.session;
+  if (page.show !== null && session.session_id === page.show.id) {
+    page.show = null;
+  }
+  say(
+    $("show-status"),
+    `You watched ${duration(session.seconds)} for ${money(session.amount_minor)}.`,
+  );
+  showEnd(session.end_reason, END_REASONS[session.end_reason]);
+}
+
+function showEnd(reason, text) {
+  $("show-start").disabled = false;
+  $("show-stop").disabled = true;
+  const end = $("session-end");
+  end.dataset.reason = reason ?? "";
+  end.textContent = text ?? `The show ended (${reason}).`;
+  end.className = `status ${reason === "stopped" ? "" : "bad"}`.trim();
+  end.hidden = false;
+  $("raise-cap").hidden = true;
+}
+
+function reconnected() {
+  // The server ends a viewer's shows when her connection closes, and tells only that
+  // connection: a show still running here ended when the connection dropped.
+  if (page.show !== null) {
+    page.show = null;
+    say($("show-status"), "");
+    showEnd(
+      "viewer_left",
+      "The show ended when your connection dropped: you paid through the last second begun.",
+    );
+  }
+}
+
+// -- raising the cap ------------------------------------------------------------------------
+
+function openRaisePrompt(text) {
+  const prompt = $("raise-cap");
+  $("raise-text").textContent = text;
+  say($("raise-status"), "");
+  if (prompt.hidden) {
+    prompt.hidden = false;
+    prompt.querySelector("button")?.focus();
+  }
+}
+
+function onWarning(event) {
+  const { seconds_left: seconds } = event.detail;
+  openRaisePrompt(
+    `Only about ${duration(seconds)} left at the current rate. Raise your cap to keep the show going?`,
+  );
+}
+
+async function raiseBy(stepMinor) {
+  const tab = page.client.tab;
+  if (tab === null || tab.state !== "open") {
+    return;
+  }
+  const status = $("raise-status");
+  const cap = tab.cap_minor + stepMinor;
+  say(status, "Asking your card for the higher cap…");
+  try {
+    await backend(
+      "POST",
+      `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tab.tab_id)}/cap`,
+      { body: { cap_minor: cap } },
+    );
+    $("raise-cap").hidden = true;
+    say($("tab-status"), `Cap raised to ${money(cap)}.`, "ok");
+  } catch (error) {
+    say(status, explain(error), "bad");
+  }
+}
+
+// -- settling and the statement -------------------------------------------------------------
+
+async function settle() {
+  const tab = page.client.tab;
+  if (tab === null) {
+    return;
+  }
+  $("settle-button").disabled = true;
+  try {
+    await backend(
+      "POST",
+      `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tab.tab_id)}/settle`,
+    );
+    showStatement(tab.tab_id);
+  } catch (error) {
+    $("settle-button").disabled = false;
+    say($("tab-status"), explain(error), "bad");
+  }
+}
+
+function hideStatement() {
+  clearTimeout(page.statement.timer);
+  page.statement = { tabId: null, polls: 0, timer: null };
+  $("statement").hidden = true;
+}
+
+function showStatement(tabId) {
+  if (page.statement.tabId === tabId) {
+    return; // already shown (and read again while it settles)
+  }
+  clearTimeout(page.statement.timer);
+  page.statement = { tabId, polls: 0, timer: null };
+  readStatement(tabId);
+}
+
+async function readStatement(tabId) {
+  let statement;
+  try {
+    statement = await backend(
+      "GET",
+      `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tabId)}/statement`,
+    );
+  } catch (error) {
+    say($("tab-status"), explain(error), "bad");
+    return;
+  }
+  if (page.statement.tabId !== tabId) {
+    return;
+  }
+  renderStatement(statement);
+  page.statement.polls += 1;
+  if (statement.state === "settling" && page.statement.polls < STATEMENT_POLLS_MAX) {
+    page.statement.timer = setTimeout(() => readStatement(tabId), STATEMENT_POLL_MS);
+  }
+}
+
+const STATEMENT_STATES = {
+  open: "open",
+  settling: "settling: one charge is being taken",
+  settled: "settled",
+  failed: "the charge failed",
+  voided: "nothing to pay: the hold was released",
+};
+
+function renderStatement(statement) {
+  page.currency = statement.currency;
+  const section = $("statement");
+  section.dataset.tabId = statement.tab_id;
+  section.dataset.state = statement.state;
+  $("statement-state").textContent = STATEMENT_STATES[statement.state] ?? statement.state;
+  setMinor($("statement-total"), statement.total_minor);
+  const released = statement.cap_minor - statement.total_minor;
+  $("statement-note").textContent =
+    `${money(statement.cap_minor)} was authorized; one charge of ${money(statement.total_minor)} ` +
+    `is taken and ${money(released)} of the hold is released.`;
+  const rows = statement.lines.map((line) =>
+    el(
+      "tr",
+      { dataset: { kind: line.kind, amountMinor: String(line.amount_minor) } },
+      el("td", {}, line.seq),
+      el("td", {}, clock(line.at_ms)),
+      el(
+        "td",
+        {},
+        line.kind === "session"
+          ? `Show: ${duration(line.seconds)} at ${money(line.rate_per_minute_minor)} a minute`
+          : "Tip",
+      ),
+      el("td", {}, line.room),
+      el("td", { class: "num" }, money(line.amount_minor)),
+    ),
+  );
+  section.querySelector("#statement-lines tbody").replaceChildren(...rows);
+  // The lines must add up to the total: the page checks what it shows, in integers.
+  const sum = statement.lines.reduce((total, line) => total + line.amount_minor, 0);
+  setMinor($("statement-sum"), sum);
+  if (sum !== statement.total_minor) {
+    say($("tab-status"), "The statement's lines do not add up to its total.", "bad");
+  }
+  const models = statement.by_model.map((model) =>
+    el(
+      "tr",
+      { dataset: { room: model.room } },
+      el("td", {}, model.room),
+      el("td", { class: "num" }, money(model.tips_minor)),
+      el("td", { class: "num" }, money(model.sessions_minor)),
+      el("td", { class: "num" }, model.session_seconds),
+      el("td", { class: "num" }, money(model.total_minor)),
+    ),
+  );
+  section.querySelector("#statement-models tbody").replaceChildren(...models);
+  section.hidden = false;
+  $("open-tab").hidden = true;
+}
+
+function newTab() {
+  page.dismissedTabId = page.statement.tabId;
+  hideStatement();
+  $("open-tab").hidden = false;
+  $("cap-input").focus();
+}
+
+// -- start ----------------------------------------------------------------------------------
+
+function fatal(text) {
+  $("fatal").textContent = text;
+  $("fatal").hidden = false;
+}
+
+async function main() {
+  const config = await demoConfig();
+  if (config === null) {
+    fatal("The demo backend is off on this server: run `make run`, or set TIPMETER_DEMO_API=on.");
+    return;
+  }
+  page.config = config;
+  page.customer = param("customer", config.customer);
+  page.room = param("room", config.room);
+  page.currency = config.currency;
+  const name = param("name", "Demo Viewer");
+  $("who").textContent = `${name} (${page.customer})`;
+  $("room-name").textContent = page.room;
+  for (const node of document.querySelectorAll(".currency-code")) {
+    node.textContent = page.currency;
+  }
+  $("card-select").replaceChildren(
+    ...config.cards.map((card) => el("option", { value: card.token }, `${card.label} (${card.token})`)),
+  );
+  $("tip-buttons").replaceChildren(
+    ...TIP_PRESETS_MINOR.map((amount) =>
+      el(
+        "button",
+        { type: "button", dataset: { amountMinor: String(amount) }, onclick: () => sendTip(amount) },
+        money(amount),
+      ),
+    ),
+  );
+  $("raise-buttons").replaceChildren(
+    ...RAISE_STEPS_MINOR.map((step) =>
+      el("button", { type: "button", onclick: () => raiseBy(step) }, `+ ${money(step)}`),
+    ),
+  );
+  $("open-form").addEventListener("submit", openTab);
+  $("custom-tip").addEventListener("submit", customTip);
+  $("show-start").addEventListener("click", startShow);
+  $("show-stop").addEventListener("click", stopShow);
+  $("raise-open").addEventListener("click", () => openRaisePrompt("How much more may this tab spend?"));
+  $("raise-dismiss").addEventListener("click", () => {
+    $("raise-cap").hidden = true;
+  });
+  $("settle-button").addEventListener("click", settle);
+  $("new-tab").addEventListener("click", newTab);
+
+  const client = await makeClient(ticketProvider("viewer", page.customer, name));
+  page.client = client;
+  // A handle for the browser console (and the page's tests): the client and its counters.
+  window.tipmeter = { client };
+  bindStatePill(client, $("connection"));
+  client.addEventListener("welcome", (event) => {
+    if (client.stats.connects > 1) {
+      reconnected();
+    }
+    if (event.detail.tab === null && client.tab === null) {
+      renderTab(null);
+      $("open-tab").hidden = false;
+    }
+  });
+  client.addEventListener("tab", (event) => renderTab(event.detail));
+  client.addEventListener("warning", onWarning);
+  client.addEventListener("session", sessionEnded);
+  await client.connect();
+}
+
+main().catch((error) => fatal(`The page could not start: ${error.message}`));

@@ -1,0 +1,296 @@
+"""What a browser needs from this server: the ES-module client, the web pages, and a demo
+backend that plays the cam site's backend for those pages.
+
+Theory of operation. The pages (``clients/pages/``: viewer, model console, broadcast overlay)
+and the client (``clients/js/tipmeter.js``) are plain files served as they are — no build step.
+MessagePack's ES module build comes from ``clients/js/node_modules`` (``npm ci`` run by
+``make``); without it only the msgpack option of the client is missing.
+
+A browser must never hold the cam site's API key. On a real site, the site's own backend opens
+tabs, mints tickets and settles with its key; for the demo pages, the routes under ``/demo/``
+do that job. Each one checks its input, then hands a request to the very handler of the HTTP
+API (``server.api``) that the cam-site backend would call, so the demo opens a tab, raises a
+cap or settles exactly as production does. Because they need no key, they are
+
+- enabled only in the embedded default (``tipmeter serve`` with no Redis configured) or with
+  ``TIPMETER_DEMO_API=on``, and answer ``404 demo_disabled`` otherwise (``TIPMETER_DEMO_API=off``
+  turns them off everywhere);
+- limited to customers and rooms whose id starts with :data:`DEMO_ID_PREFIX`, so turning them
+  on by mistake exposes no real customer's tab;
+- bounded: bodies of at most :data:`DEMO_BODY_BYTES_MAX` bytes, tickets of
+  :data:`DEMO_TICKET_TTL_S` seconds, caps and amounts within the server's own limits (the API
+  handlers enforce those).
+
+One route is not a demo: ``POST /overlay/ticket`` exchanges a room's event-feed token (the
+secret in a broadcast overlay's link, see ``POST /v1/rooms/{room}/feed-token``) for a ticket of
+one ``broadcast`` connection, so an overlay follows the room over the WebSocket — amounts in
+minor units with their currency, resumed after the last event shown — with nothing more
+secret than the feed token it already holds. It is always on: the token is its credential.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message
+
+import clients
+from clients.tickets import Role
+from metering.keys import is_id
+from server import api
+from server.api import ApiError
+from server.config import Settings
+from server.runtime import Runtime
+
+#: Where the browser's files live (inside the ``clients`` package, so an install carries them).
+CLIENTS_DIR: Final = Path(clients.__file__).resolve().parent
+PAGES_DIR: Final = CLIENTS_DIR / "pages"
+JS_CLIENT_FILE: Final = CLIENTS_DIR / "js" / "tipmeter.js"
+MSGPACK_ESM_DIR: Final = CLIENTS_DIR / "js" / "node_modules" / "@msgpack" / "msgpack" / "dist.esm"
+
+#: Demo endpoints act only on customers and rooms whose id starts with this.
+DEMO_ID_PREFIX: Final = "demo-"
+#: Largest body a demo endpoint reads (its bodies are a handful of short fields).
+DEMO_BODY_BYTES_MAX: Final = 2_048
+#: Life of a ticket the demo mints: long enough to connect, and a ticket opens one connection.
+DEMO_TICKET_TTL_S: Final = 60
+#: Life of a broadcast ticket an overlay gets for its feed token (one connection each).
+OVERLAY_TICKET_TTL_S: Final = 60
+#: Longest feed token accepted (the server mints 32 characters).
+FEED_TOKEN_CHARS_MAX: Final = 128
+#: The demo's currency (the pages format amounts of any ISO-4217 currency).
+DEMO_CURRENCY: Final = "USD"
+#: The customer and room the pages use when the URL names none (as ``make run`` prints).
+DEMO_CUSTOMER_DEFAULT: Final = "demo-viewer"
+DEMO_ROOM_DEFAULT: Final = "demo-model"
+#: The sandbox gateway's test cards the viewer page offers, with what each one does.
+SANDBOX_CARDS: Final = (
+    ("tok_visa", "Visa: approves everything"),
+    ("tok_mastercard", "Mastercard: approves everything"),
+    ("tok_decline_insufficient_funds", "Declined: insufficient funds"),
+    ("tok_decline_expired_card", "Declined: expired card"),
+    ("tok_decline_do_not_honor", "Declined: do not honor"),
+    ("tok_increment_decline", "Approves, but declines a higher cap"),
+    ("tok_capture_decline_insufficient_funds", "Approves, but the capture is declined"),
+)
+
+# Module scripts must be served with a JavaScript type; some systems map .mjs to nothing.
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/javascript", ".mjs")
+
+
+def enabled(settings: Settings, *, embedded: bool) -> bool:
+    """Tell whether the demo backend runs: ``TIPMETER_DEMO_API``, where ``auto`` means only in
+    the embedded default (``embedded``)."""
+    if settings.demo_api == "auto":
+        return embedded
+    return settings.demo_api == "on"
+
+
+def is_demo_id(value: object) -> bool:
+    """Tell whether ``value`` is an id the demo may act on (a valid id with the demo prefix)."""
+    return is_id(value) and isinstance(value, str) and value.startswith(DEMO_ID_PREFIX)
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, reading at most DEMO_BODY_BYTES_MAX bytes."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > DEMO_BODY_BYTES_MAX:
+            raise ApiError(413, "body_too_large", f"bodies are at most {DEMO_BODY_BYTES_MAX} bytes")
+    try:
+        value = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "malformed_body", "the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "malformed_body", "the body must be a JSON object")
+    return value
+
+
+def _handed_on(request: Request, body: dict[str, Any] | None = None) -> Request:
+    """A copy of ``request`` for an API handler: the same path parameters and Idempotency-Key,
+    and ``body`` (already checked) as its JSON body."""
+    raw = orjson.dumps(body) if body is not None else b""
+    headers = [(k, v) for k, v in request.scope["headers"] if k == b"idempotency-key"]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return Request({**request.scope, "headers": headers}, receive)
+
+
+def _demo_path(request: Request) -> None:
+    """Refuse a path whose customer or room is not a demo one."""
+    for name in ("customer", "room"):
+        value = request.path_params.get(name)
+        if value is not None and not is_demo_id(value):
+            raise ApiError(
+                403, "not_a_demo_id", f"the demo acts on ids starting {DEMO_ID_PREFIX!r} only"
+            )
+
+
+async def demo_config(request: Request, rt: Runtime) -> Response:
+    """``GET /demo/config``: what the pages need to know (defaults, limits, test cards)."""
+    limits = rt.meter.limits
+    return JSONResponse(
+        {
+            "customer": DEMO_CUSTOMER_DEFAULT,
+            "room": DEMO_ROOM_DEFAULT,
+            "id_prefix": DEMO_ID_PREFIX,
+            "currency": DEMO_CURRENCY,
+            "cards": [{"token": token, "label": label} for token, label in SANDBOX_CARDS],
+            "cap_min_minor": limits.cap_min_minor,
+            "cap_max_minor": limits.cap_max_minor,
+            "tip_min_minor": limits.tip_min_minor,
+            "tip_max_minor": limits.tip_max_minor,
+            "rate_min_minor": limits.rate_min_minor,
+            "rate_max_minor": limits.rate_max_minor,
+        }
+    )
+
+
+async def demo_ticket(request: Request, rt: Runtime) -> Response:
+    """``POST /demo/tickets`` ``{"role", "subject", "name"}``: a ticket for one connection of a
+    demo viewer (in the demo currency), a demo room's model, or a broadcast tool."""
+    body = await _read_json(request)
+    if not is_demo_id(body.get("subject")):
+        raise ApiError(403, "not_a_demo_id", f"subject must start with {DEMO_ID_PREFIX!r}")
+    ticket = {
+        "role": body.get("role"),
+        "subject": body["subject"],
+        "name": body.get("name", ""),
+        "ttl_s": min(DEMO_TICKET_TTL_S, rt.settings.ticket_ttl_s_max),
+    }
+    if body.get("role") == "viewer":
+        ticket["currency"] = DEMO_CURRENCY
+    return await api.mint_ticket(_handed_on(request, ticket), rt)
+
+
+async def demo_open_tab(request: Request, rt: Runtime) -> Response:
+    """``POST /demo/tabs``: ``POST /v1/tabs`` for a demo customer (same body and
+    ``Idempotency-Key``; the currency defaults to the demo's)."""
+    body = await _read_json(request)
+    if not is_demo_id(body.get("customer")):
+        raise ApiError(403, "not_a_demo_id", f"customer must start with {DEMO_ID_PREFIX!r}")
+    body.setdefault("currency", DEMO_CURRENCY)
+    return await api.open_tab(_handed_on(request, body), rt)
+
+
+async def demo_statement(request: Request, rt: Runtime) -> Response:
+    """``GET /demo/customers/{customer}/tabs/{tab_id}/statement``: the itemized statement."""
+    _demo_path(request)
+    return await api.read_statement(_handed_on(request), rt)
+
+
+async def demo_raise_cap(request: Request, rt: Runtime) -> Response:
+    """``POST /demo/customers/{customer}/tabs/{tab_id}/cap`` ``{"cap_minor"}``: raise the cap."""
+    _demo_path(request)
+    body = await _read_json(request)
+    return await api.raise_cap(_handed_on(request, {"cap_minor": body.get("cap_minor")}), rt)
+
+
+async def demo_settle(request: Request, rt: Runtime) -> Response:
+    """``POST /demo/customers/{customer}/tabs/{tab_id}/settle``: freeze and queue settlement."""
+    _demo_path(request)
+    return await api.settle_tab(_handed_on(request), rt)
+
+
+async def demo_feed_token(request: Request, rt: Runtime) -> Response:
+    """``POST /demo/rooms/{room}/feed-token``: a new event-feed token for a demo room (the
+    overlay's link; the previous token stops working)."""
+    _demo_path(request)
+    return await api.create_feed_token(_handed_on(request), rt)
+
+
+async def overlay_ticket(request: Request, rt: Runtime) -> Response:
+    """``POST /overlay/ticket`` ``{"room", "token"}``: a ticket for one ``broadcast``
+    connection following ``room``, for the holder of the room's current feed token."""
+    body = await _read_json(request)
+    room, token = body.get("room"), body.get("token")
+    valid = (
+        is_id(room)
+        and isinstance(room, str)
+        and isinstance(token, str)
+        and 0 < len(token) <= FEED_TOKEN_CHARS_MAX
+        and await api.feed_token_valid(rt, room, token)
+    )
+    if not valid:
+        raise ApiError(401, "invalid_token", "unknown room or feed token")
+    ticket, expires_at_ms = rt.tickets.mint(
+        role=Role.BROADCAST, subject=str(room), ttl_ms=OVERLAY_TICKET_TTL_S * 1000
+    )
+    return JSONResponse({"ticket": ticket, "expires_at_ms": expires_at_ms}, status_code=201)
+
+
+def _only_if(is_enabled: bool, handler: api.Handler) -> api.Handler:
+    """``handler`` when the demo runs; otherwise a handler that refuses with demo_disabled."""
+
+    async def refuse(request: Request, rt: Runtime) -> Response:
+        raise ApiError(
+            404,
+            "demo_disabled",
+            "the demo backend is off: it runs in the embedded default (tipmeter serve with no "
+            "Redis configured) or with TIPMETER_DEMO_API=on",
+        )
+
+    return handler if is_enabled else refuse
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse("/pages/", status_code=307)
+
+
+async def _js_client(request: Request) -> Response:
+    return FileResponse(JS_CLIENT_FILE, media_type="text/javascript")
+
+
+def routes(*, demo_enabled: bool) -> list[BaseRoute]:
+    """The pages, the client, msgpack's ES module, the overlay's ticket exchange and (when
+    ``demo_enabled``) the demo API."""
+    demo = [
+        ("GET", "/demo/config", "demo_config", demo_config),
+        ("POST", "/demo/tickets", "demo_ticket", demo_ticket),
+        ("POST", "/demo/tabs", "demo_open_tab", demo_open_tab),
+        (
+            "GET",
+            "/demo/customers/{customer}/tabs/{tab_id}/statement",
+            "demo_statement",
+            demo_statement,
+        ),
+        ("POST", "/demo/customers/{customer}/tabs/{tab_id}/cap", "demo_raise_cap", demo_raise_cap),
+        ("POST", "/demo/customers/{customer}/tabs/{tab_id}/settle", "demo_settle", demo_settle),
+        ("POST", "/demo/rooms/{room}/feed-token", "demo_feed_token", demo_feed_token),
+    ]
+    return [
+        Route("/", _home, methods=["GET"]),
+        Route("/js/tipmeter.js", _js_client, methods=["GET"]),
+        Mount("/js/vendor/msgpack", StaticFiles(directory=MSGPACK_ESM_DIR, check_dir=False)),
+        Mount("/pages", StaticFiles(directory=PAGES_DIR, html=True)),
+        Route(
+            "/overlay/ticket",
+            api.endpoint("overlay_ticket", overlay_ticket, authenticated=False),
+            methods=["POST"],
+        ),
+        *(
+            Route(
+                path,
+                api.endpoint(name, _only_if(demo_enabled, handler), authenticated=False),
+                methods=[method],
+            )
+            for method, path, name, handler in demo
+        ),
+    ]

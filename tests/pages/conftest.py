@@ -1,0 +1,214 @@
+"""Fixtures for the browser tests: one real ``tipmeter serve`` process on loopback with its demo
+backend on, a TCP proxy in front of it (to drop the network at the worst moment), and Debian's
+headless Chromium driven by Playwright — the system browser, never a downloaded one.
+
+Everything async here lives in one event loop for the whole session (``loop_scope="session"``)
+because a Playwright browser and the proxy's sockets belong to the loop that made them; the
+test modules mark their tests with the same loop scope.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+
+from server.embedded_redis import RedisServer, free_port
+from tests.support.processes import API_KEY, TipmeterProcess
+from tests.support.proxy import Proxy
+
+#: Debian's chromium package (installed by `make test`); CHROMIUM_BIN points elsewhere if needed.
+CHROMIUM_BIN: Final = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+#: Flags for a quiet, deterministic headless browser that talks only to loopback.
+CHROMIUM_ARGS: Final = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+#: Where the tests leave a screenshot of each page (the README shows them).
+SCREENSHOTS_DIR: Final = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: Longest wait of a UI assertion, in milliseconds.
+UI_TIMEOUT_MS: Final = 10_000
+#: Console errors Chromium itself logs when a test cuts the network on purpose.
+NETWORK_FAILURES: Final = (
+    re.compile(r"WebSocket connection to '.*' failed"),
+    re.compile(r"Failed to load resource: net::ERR_"),
+    re.compile(r"WebSocket is closed before the connection is established"),
+)
+
+
+@dataclass
+class Site:
+    """The server under test, the proxy in front of it, and the origins pages load from."""
+
+    server: TipmeterProcess
+    proxy: Proxy
+
+    @property
+    def base(self) -> str:
+        """The server, reached directly."""
+        return self.server.base_url
+
+    @property
+    def proxied(self) -> str:
+        """The server, reached through the proxy (pages loaded from here can lose the network)."""
+        return f"http://127.0.0.1:{self.proxy.port}"
+
+    def api(self) -> httpx.AsyncClient:
+        """The HTTP API with the cam-site backend's key (what the browser never holds)."""
+        return httpx.AsyncClient(
+            base_url=self.base, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        )
+
+    async def tab(self, customer: str, tab_id: str) -> dict[str, Any]:
+        """A tab with its lines, read through the HTTP API."""
+        async with self.api() as http:
+            response = await http.get(f"/v1/customers/{customer}/tabs/{tab_id}")
+        assert response.status_code == 200, response.text
+        tab: dict[str, Any] = response.json()
+        return tab
+
+    async def statement(self, customer: str, tab_id: str) -> dict[str, Any]:
+        """A tab's itemized statement, read through the HTTP API."""
+        async with self.api() as http:
+            response = await http.get(f"/v1/customers/{customer}/tabs/{tab_id}/statement")
+        assert response.status_code == 200, response.text
+        statement: dict[str, Any] = response.json()
+        return statement
+
+
+def unique(kind: str) -> str:
+    """A fresh demo id (``demo-<kind>-<hex>``): tests share one Redis and never collide."""
+    return f"demo-{kind}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def chromium_bin() -> str:
+    """The system Chromium; fails with what to do when it is missing."""
+    if not Path(CHROMIUM_BIN).exists():
+        pytest.fail(
+            f"{CHROMIUM_BIN} is missing: run `make chromium` (Debian's chromium package), or set "
+            "CHROMIUM_BIN to a Chromium binary"
+        )
+    return CHROMIUM_BIN
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def site(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Site]:
+    """``tipmeter serve`` on the session's Redis with the demo backend on, behind a proxy.
+
+    The proxy listens before the server starts, so the server can allow the proxy's origin
+    (pages loaded through it open their WebSocket through it too).
+    """
+    port = free_port()
+    async with Proxy(port) as proxy:
+        origins = f"http://127.0.0.1:{port},http://127.0.0.1:{proxy.port}"
+        server = TipmeterProcess(
+            ["serve"],
+            {
+                "TIPMETER_REDIS_URL": redis_server.url,
+                "TIPMETER_DEMO_API": "on",
+                "TIPMETER_ALLOWED_ORIGINS": origins,
+            },
+            cwd=tmp_path_factory.mktemp("pages"),
+            port=port,
+        ).start()
+        try:
+            yield Site(server, proxy)
+        finally:
+            server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser(chromium_bin: str) -> AsyncIterator[Browser]:
+    """One headless Chromium for the session (each test gets fresh contexts: no shared state)."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_bin, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class Pages:
+    """Browser pages of one test, each in its own context (its own storage and network), with
+    everything they logged. At the end of the test none may have logged an error."""
+
+    browser: Browser
+    contexts: list[BrowserContext] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern[str]] = field(default_factory=list)
+
+    async def open(
+        self,
+        url: str,
+        *,
+        name: str,
+        viewport: tuple[int, int] = (1280, 900),
+        allow: Sequence[re.Pattern[str]] = (),
+    ) -> Page:
+        """A new context and page at ``url``; ``allow`` lists console errors it may log (the
+        browser's own reports of a network the test cut on purpose)."""
+        context = await self.browser.new_context(
+            viewport={"width": viewport[0], "height": viewport[1]}, color_scheme="dark"
+        )
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        self.contexts.append(context)
+        page = await context.new_page()
+        self.watch(page, name, allow)
+        await page.goto(url)
+        return page
+
+    def watch(self, page: Page, name: str, allow: Sequence[re.Pattern[str]] = ()) -> None:
+        """Record ``page``'s console errors and uncaught exceptions."""
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error" and not any(p.search(message.text) for p in allow):
+                self.errors.append(f"{name}: console error: {message.text}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"{name}: uncaught: {error}"))
+
+    async def close(self) -> None:
+        """Close every context."""
+        for context in self.contexts:
+            await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pages(browser: Browser, site: Site) -> AsyncIterator[Pages]:
+    """This test's pages; fails the test if any of them logged an error."""
+    site.proxy.swallow_downstream = False
+    opened = Pages(browser)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+        site.proxy.swallow_downstream = False
+    assert not opened.errors, "the pages logged errors:\n" + "\n".join(opened.errors)
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """The folder for the README's screenshots."""
+    SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS_DIR
