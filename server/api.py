@@ -35,7 +35,10 @@ from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
 from server.runtime import Runtime, runtime
 from settlement.gateway import GatewayError, GatewayUnavailable
+from settlement.lookup import find_capture
 from settlement.queue import request_settlement
+from settlement.scripts import read_settlement
+from settlement.statements import Statement, build_statement, statement_data
 
 log = logging.getLogger("tipmeter.api")
 
@@ -284,9 +287,10 @@ async def open_tab(request: Request, rt: Runtime) -> Response:
     return JSONResponse(tab_json(tab), status_code=201 if opened.code is Code.APPLIED else 200)
 
 
-def statement_json(tab: Tab) -> dict[str, Any]:
-    """A tab's itemized statement: every line, the totals per model (tips; session seconds at
-    their rate), the platform's part, and the total — which is what is captured."""
+def statement_json(tab: Tab, statement: Statement) -> dict[str, Any]:
+    """A tab's itemized statement: every line, the lines grouped (per model; sessions per rate),
+    the totals per model, the platform's part, the total — which is what is captured — and, once
+    settled, how the settlement ended."""
     by_room: dict[str, dict[str, int]] = {}
     for line in tab.lines:
         room = by_room.setdefault(
@@ -306,24 +310,35 @@ def statement_json(tab: Tab) -> dict[str, Any]:
             room["tips_minor"] += line.amount_minor
         room["total_minor"] += line.amount_minor
         room["share_minor"] += line.share_minor
-    total = sum(line.amount_minor for line in tab.lines)
-    shares = sum(room["share_minor"] for room in by_room.values())
+    settled = statement_data(statement)
     return {
-        "tab_id": tab.ref.tab_id,
-        "customer": tab.ref.customer,
-        "currency": tab.currency,
-        "state": str(tab.state),
+        **settled,
         "cap_minor": tab.cap_minor,
-        "total_minor": total,
-        "platform_minor": total - shares,
         "lines": tab_json(tab)["lines"],
+        "groups": settled["lines"],
         "by_model": [{"room": room, **sums} for room, sums in sorted(by_room.items())],
     }
 
 
 async def read_statement(request: Request, rt: Runtime) -> Response:
     """``GET …/statement``: the tab's itemized statement (total = what is captured)."""
-    return JSONResponse(statement_json(await _read_tab(rt, _path_ref(request))))
+    ref = _path_ref(request)
+    found = await read_settlement(rt.store, ref)
+    if found is None:
+        raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
+    tab, record = found
+    return JSONResponse(statement_json(tab, build_statement(tab, record)))
+
+
+async def read_capture(request: Request, rt: Runtime) -> Response:
+    """``GET /v1/captures/{capture_id}``: the statement of the tab a capture settled (support's
+    "find my payment", from the id on the card statement or the processor's dashboard)."""
+    capture_id = request.path_params["capture_id"]
+    statement = await find_capture(rt.store, capture_id)
+    tab = None if statement is None else await rt.meter.tabs.read(statement.ref)
+    if statement is None or tab is None:
+        raise ApiError(404, "capture_not_found", f"no capture {capture_id}")
+    return JSONResponse(statement_json(tab, statement))
 
 
 async def read_tab(request: Request, rt: Runtime) -> Response:
@@ -481,6 +496,11 @@ def routes() -> list[Route]:
             "/v1/customers/{customer}/tabs/{tab_id}/settle",
             endpoint("settle_tab", settle_tab),
             methods=["POST"],
+        ),
+        Route(
+            "/v1/captures/{capture_id}",
+            endpoint("read_capture", read_capture),
+            methods=["GET"],
         ),
         Route("/v1/tickets", endpoint("mint_ticket", mint_ticket), methods=["POST"]),
         Route("/v1/rooms/{room}/payout", endpoint("set_payout", set_payout), methods=["PUT"]),

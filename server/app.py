@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -18,13 +19,16 @@ from metering.meter import CORE_SCRIPTS, Meter, open_store
 from server import api, demo_api, feed, health
 from server.config import Settings
 from server.errors import ConfigError
-from server.gateways import create_gateway
 from server.hub import Hub
 from server.metrics import Metrics
 from server.runtime import Runtime, runtime
 from server.scheduler import Scheduler
 from server.tickets import TicketGate
+from server.triggers import CapWatch
 from server.ws import websocket_endpoint
+from settlement.gateways import create_gateway
+from settlement.scripts import SETTLEMENT_SCRIPTS
+from settlement.worker import Worker
 
 log = logging.getLogger("tipmeter.app")
 
@@ -38,7 +42,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
     """Build the app. Redis is connected (and the scripts loaded) when its lifespan starts.
 
     ``demo`` (the embedded default) prints how to connect once the app is up, and turns on the
-    web pages' demo backend unless ``TIPMETER_DEMO_API`` says otherwise.
+    web pages' demo backend and the in-process settlement worker unless ``TIPMETER_DEMO_API``
+    and ``TIPMETER_WORKER`` say otherwise.
     """
     if not settings.ticket_secrets or not settings.api_keys:
         raise ConfigError(
@@ -48,11 +53,28 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         target = settings.redis_target()
-        store = await open_store(target, CORE_SCRIPTS)
+        store = await open_store(target, (*CORE_SCRIPTS, *SETTLEMENT_SCRIPTS))
         metrics = Metrics()
         meter = Meter(store, clock=clock, limits=settings.limits(), observe=metrics.observe_flush)
+        # One gateway serves the holds the API places and the worker's captures: the in-process
+        # sandbox keeps its holds in this process's memory, so both must be the same object.
+        gateway = create_gateway(
+            settings.gateway,
+            clock=meter.clock,
+            url=settings.gateway_url,
+            timeout_s=settings.gateway_timeout_ms / 1_000,
+            stripe_api_key=settings.stripe_api_key,
+        )
         hub = Hub(meter, target, metrics)
-        scheduler = Scheduler(meter, metrics, tick_ms=settings.tick_ms)
+        cap_watch = CapWatch(
+            store,
+            meter.clock,
+            grace_ms=settings.settle_cap_grace_ms,
+            tip_min_minor=settings.tip_min_minor,
+        )
+        scheduler = Scheduler(
+            meter, metrics, tick_ms=settings.tick_ms, on_exhausted=cap_watch.exhausted
+        )
         rt = Runtime(
             settings=settings,
             store=store,
@@ -66,14 +88,31 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
                 issuers=settings.ticket_issuers,
                 ttl_ms_max=settings.ticket_ttl_s_max * 1000,
             ),
-            gateway=create_gateway(settings, meter.clock),
+            gateway=gateway,
             metrics=metrics,
+            cap_watch=cap_watch,
         )
         app.state.runtime = rt
         scheduler.start()
+        worker_stop = asyncio.Event()
+        worker_task: asyncio.Task[None] | None = None
+        if settings.worker_in_process(embedded=demo):
+            worker = Worker(
+                meter,
+                gateway,
+                config=settings.settlement_config(),
+                webhook_config=settings.webhook_config(),
+            )
+            worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
         log.info(
             "ready",
-            extra={"fields": {"redis_cluster": store.is_cluster, "owner": scheduler.owner}},
+            extra={
+                "fields": {
+                    "redis_cluster": store.is_cluster,
+                    "owner": scheduler.owner,
+                    "settlement_worker": worker_task is not None,
+                }
+            },
         )
         if demo:
             from server.demo import introduce
@@ -83,7 +122,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
         try:
             yield
         finally:
+            worker_stop.set()
+            if worker_task is not None:
+                await worker_task
             await scheduler.stop()
+            await cap_watch.aclose()
             await hub.stop()
             await meter.aclose()
             await store.close()

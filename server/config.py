@@ -71,6 +71,7 @@ class Settings:
     session_minimum_s_max: int = 3_600
     sessions_per_tab_max: int = 4
     demo_api: str = "auto"
+    worker: str = "auto"
 
     @property
     def base_url(self) -> str:
@@ -110,6 +111,13 @@ class Settings:
     def embedded_redis(self) -> bool:
         """True when no Redis is configured: the server then starts its own."""
         return self.redis_url is None and not self.redis_cluster_nodes
+
+    def worker_in_process(self, *, embedded: bool) -> bool:
+        """Tell whether the server runs a settlement worker itself: ``TIPMETER_WORKER``, where
+        ``auto`` means only in the embedded default (``embedded``)."""
+        if self.worker == "auto":
+            return embedded
+        return self.worker == "on"
 
     def limits(self) -> Limits:
         """The money core's bounds, from these settings."""
@@ -646,6 +654,14 @@ VARIABLES: Final = (
         "sandbox_latency_ms",
         integer(0, 60_000),
         "Delay the sandbox gateway adds to every call (for load and crash tests).",
+    ),
+    Variable(
+        "TIPMETER_WORKER",
+        "worker",
+        choice("auto", "on", "off"),
+        "Run a settlement worker inside the server process. `auto`: in the embedded default only "
+        "(`make run` settles tabs by itself); `on`: also with a configured Redis; `off`: run "
+        "`tipmeter worker` processes instead (production).",
     ),
     Variable(
         "TIPMETER_DEMO_API",

@@ -85,11 +85,22 @@ _STATEMENT = {
     "type": "object",
     "required": [
         "tab_id",
+        "customer",
         "currency",
         "state",
+        "cap_minor",
         "total_minor",
         "platform_minor",
+        "outcome",
+        "freeze_reason",
+        "captured_minor",
+        "capture_id",
+        "settled_at_ms",
+        "decline_reason",
+        "retryable",
+        "model_shares",
         "lines",
+        "groups",
         "by_model",
     ],
     "properties": {
@@ -100,7 +111,41 @@ _STATEMENT = {
         "cap_minor": _MINOR,
         "total_minor": _MINOR,
         "platform_minor": _MINOR,
+        "outcome": {
+            "type": "string",
+            "enum": ["", "captured", "declined", "voided", "expired"],
+            "description": "How the settlement ended; empty until it has.",
+        },
+        "freeze_reason": {"type": "string"},
+        "captured_minor": _MINOR,
+        "capture_id": {"type": "string"},
+        "settled_at_ms": {"type": "integer"},
+        "decline_reason": {"type": "string"},
+        "retryable": {"type": "boolean"},
+        "model_shares": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"room": _ID, "share_minor": _MINOR},
+            },
+        },
         "lines": {"type": "array", "items": _LINE},
+        "groups": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kind", "room", "count", "amount_minor", "share_minor"],
+                "properties": {
+                    "kind": {"type": "string", "enum": ["tip", "session"]},
+                    "room": _ID,
+                    "count": {"type": "integer"},
+                    "amount_minor": _MINOR,
+                    "share_minor": _MINOR,
+                    "seconds": {"type": "integer"},
+                    "rate_per_minute_minor": _MINOR,
+                },
+            },
+        },
         "by_model": {
             "type": "array",
             "items": {
@@ -128,7 +173,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Invalid input (code names the field's problem).",
         401: "Missing or wrong API key (`unauthorized`).",
         402: "The card was declined (`card_declined`, with `decline_reason`).",
-        404: "No such tab (`tab_not_found`).",
+        404: "No such tab (`tab_not_found`) or capture (`capture_not_found`).",
         409: "Conflict: `tab_already_open` (with `tab_id`), `tab_not_open`, `cap_not_raised`, "
         "`idempotency_key_reused`.",
         413: "Body larger than 16 KiB (`body_too_large`).",
@@ -202,11 +247,29 @@ def document(server_url: str) -> dict[str, Any]:
             },
             "/v1/customers/{customer}/tabs/{tab_id}/statement": {
                 "get": {
-                    "summary": "The tab's itemized statement: lines, totals per model, total.",
+                    "summary": "The tab's itemized statement: lines, totals per model, total, "
+                    "and how its settlement ended.",
                     "parameters": _TAB_PATH_PARAMS,
                     "responses": {
                         "200": _json(_STATEMENT, "The statement."),
                         **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
+            "/v1/captures/{capture_id}": {
+                "get": {
+                    "summary": "Find a payment: the statement of the tab a capture settled.",
+                    "parameters": [
+                        {
+                            "name": "capture_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "maxLength": 255},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_STATEMENT, "The statement of the settled tab."),
+                        **_errors(401, 404, 503),
                     },
                 }
             },

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from server.connection import Connection
     from server.hub import Hub
     from server.scheduler import Scheduler
+    from server.triggers import CapWatch
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class Runtime:
     tickets: TicketGate
     gateway: Gateway
     metrics: Metrics
+    cap_watch: CapWatch
     connections: set[Connection] = field(default_factory=set)
     #: Set whenever the last connection closes (the drain waits on it).
     no_connections: asyncio.Event = field(default_factory=asyncio.Event)

@@ -30,6 +30,7 @@ from typing import Final
 
 from metering.errors import StoreError
 from metering.meter import Meter
+from metering.outcomes import TabRef
 from metering.sessions import EndReason, SessionRef, TickResult
 from server.metrics import Metrics
 
@@ -64,12 +65,15 @@ class Scheduler:
         *,
         tick_ms: int = 1_000,
         on_tick: Callable[[float, float], None] | None = None,
+        on_exhausted: Callable[[TabRef], None] | None = None,
     ) -> None:
         self.meter = meter
         self.metrics = metrics
         self.tick_ms = tick_ms
         #: Told (lag in seconds, duration in seconds) after every tick; benchmarks use it.
         self.on_tick = on_tick
+        #: Told the tab of every session that ended ``cap_reached`` (the cap ran out).
+        self.on_exhausted = on_exhausted
         self.owner = new_owner_id()
         self.owned: dict[tuple[str, str], Owned] = {}
         #: Model connections here: connection id → room (their presence is renewed each tick).
@@ -112,6 +116,8 @@ class Scheduler:
         self.metrics.sessions.set(len(self.owned))
         self.metrics.sessions_ended.labels(reason).inc()
         self._ended_since_tick.append(owned)
+        if reason == "cap_reached" and self.on_exhausted is not None:
+            self.on_exhausted(TabRef(owned.ref.customer, owned.ref.tab_id))
         if owned.on_end is not None:
             owned.on_end(owned.ref, reason)
 
