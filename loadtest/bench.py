@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
+import contextlib
+import functools
+import os
+import platform
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +27,8 @@ from typing import Final
 import redis
 
 from clients.tickets import Role, mint
-from loadtest import procs
-from loadtest.generator import closed_loop, percentile
+from loadtest import bench_sessions, bench_settle, procs
+from loadtest.generator import closed_loop, fan_out, hold_idle, percentile
 from metering.meter import Meter, open_store
 from metering.store import RedisTarget
 from server.embedded_redis import RedisServer, free_port
@@ -155,34 +159,312 @@ async def tips_product(
     )
 
 
-async def run(quick: bool) -> None:
-    """Every scenario, then the report."""
-    connections = 20 if quick else 200
-    seconds, warmup_s = (2.0, 0.5) if quick else (15.0, 3.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path("reports") / time.strftime("bench-%Y%m%d-%H%M%S")
-        work.mkdir(parents=True, exist_ok=True)
-        del tmp
-        redis_server = RedisServer(work / "redis", port=free_port(), persistent=False)
-        redis_server.start()
-        try:
-            base = await tips_baseline(redis_server.url, work, connections, seconds, warmup_s)
-            print("baseline", base)
-            product = await tips_product(redis_server.url, work, connections, seconds, warmup_s)
-            print("product", product)
-        finally:
-            redis_server.stop()
+@dataclass
+class Delivery:
+    """Cross-process fan-out: a tip on process A reaching a model's console on process B."""
+
+    offered_tips_per_s: float
+    acked_tips_per_s: float
+    p50_ms: float
+    p99_ms: float
+    delivered: int
+    sent: int
+
+
+async def fan_out_product(
+    redis_url: str, work: Path, tips_per_s: float, viewers: int, seconds: float, warmup_s: float
+) -> Delivery:
+    """Viewers on process A tip one room at ``tips_per_s`` (open loop); the room's model follows
+    it on process B. Latency: from the viewer's send to the event's arrival at the model."""
+    _flush(redis_url)
+    customers = [f"fan{n}" for n in range(viewers)]
+    await _open_tabs(redis_url, customers)
+    env = {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}
+    a = procs.tipmeter(env, free_port(), work / "fanout-a.log")
+    b = procs.tipmeter(env, free_port(), work / "fanout-b.log")
+    try:
+        a.wait_listening()
+        b.wait_listening()
+        run = await fan_out(
+            [
+                f"ws://127.0.0.1:{a.port}/ws?ticket={_ticket(Role.VIEWER, c, 'USD')}"
+                for c in customers
+            ],
+            f"ws://127.0.0.1:{b.port}/ws?ticket={_ticket(Role.MODEL, ROOM)}",
+            room=ROOM,
+            tips_per_s=tips_per_s,
+            seconds=seconds,
+            warmup_s=warmup_s,
+        )
+    finally:
+        a.stop()
+        b.stop()
+    return Delivery(
+        tips_per_s,
+        run.acked / (seconds + warmup_s),
+        percentile(run.delivered_ms, 0.5),
+        percentile(run.delivered_ms, 0.99),
+        len(run.delivered_ms),
+        run.sent,
+    )
+
+
+@dataclass
+class Idle:
+    """Memory an idle connection costs a server process."""
+
+    connections: int
+    rss_before_mib: float
+    rss_after_mib: float
+
+    @property
+    def kib_per_connection(self) -> float:
+        """Resident memory per connection, in KiB."""
+        return (self.rss_after_mib - self.rss_before_mib) * 1024 / self.connections
+
+
+async def _idle(child: procs.Child, urls: list[str], welcome: bool, warm: int) -> Idle:
+    """Open ``warm`` connections (so the code paths are loaded), then the rest; measure."""
+    child.wait_listening()
+    first = await hold_idle(urls[:warm], welcome=welcome)
+    await asyncio.sleep(1.0)
+    before = child.rss_bytes()
+    rest = await hold_idle(urls[warm:], welcome=welcome)
+    await asyncio.sleep(2.0)
+    after = child.rss_bytes()
+    await asyncio.gather(*(ws.close() for ws in (*first, *rest)), return_exceptions=True)
+    return Idle(len(rest), before / 2**20, after / 2**20)
+
+
+async def idle_product(redis_url: str, work: Path, connections: int) -> Idle:
+    """``connections`` viewers, each with an open tab (so each follows its tab's changes), idle."""
+    _flush(redis_url)
+    customers = [f"idle{n}" for n in range(connections)]
+    await _open_tabs(redis_url, customers)
+    child = procs.tipmeter(
+        {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}, free_port(), work / "idle.log"
+    )
+    try:
+        urls = [
+            f"ws://127.0.0.1:{child.port}/ws?ticket={_ticket(Role.VIEWER, c, 'USD')}"
+            for c in customers
+        ]
+        return await _idle(child, urls, welcome=True, warm=min(100, connections // 10))
+    finally:
+        child.stop()
+
+
+async def idle_baseline(redis_url: str, work: Path, connections: int) -> Idle:
+    """The baseline's cost of an idle connection (its bare WebSocket)."""
+    child = procs.baseline(redis_url, free_port(), work / "baseline-idle.log")
+    try:
+        urls = [f"ws://127.0.0.1:{child.port}/ws"] * connections
+        return await _idle(child, urls, welcome=False, warm=min(100, connections // 10))
+    finally:
+        child.stop()
+
+
+@dataclass
+class Plan:
+    """The sizes of one run."""
+
+    connections: int
+    seconds: float
+    warmup_s: float
+    fan_out_tips_per_s: float
+    fan_out_viewers: int
+    sessions: int
+    session_seconds: float
+    idle_connections: int
+    settle_tabs: int
+
+
+FULL: Final = Plan(200, 15.0, 3.0, 1_000.0, 100, 10_000, 30.0, 10_000, 5_000)
+QUICK: Final = Plan(10, 1.0, 0.3, 50.0, 5, 50, 2.0, 50, 50)
+
+
+@dataclass
+class Report:
+    """Every figure of one run."""
+
+    plan: Plan
+    baseline: Throughput
+    product: Throughput
+    fan_out: Delivery
+    sessions: bench_sessions.Figures
+    idle_product: Idle
+    idle_baseline: Idle
+    settle: bench_settle.Figures
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "–"
+
+
+def table(r: Report) -> str:
+    """The report as one Markdown table: figure, product, baseline, ratio, target."""
+    p, b = r.product, r.baseline
+    rows = [
+        ("figure", "tipmeter", "baseline", "ratio", "target"),
+        ("---", "---:", "---:", "---:", "---"),
+        (
+            f"tips/s acknowledged, {r.plan.connections} connections",
+            f"{p.tips_per_s:,.0f}",
+            f"{b.tips_per_s:,.0f}",
+            _ratio(p.tips_per_s, b.tips_per_s),
+            "≥ 0.80×",
+        ),
+        ("ack latency p50", f"{p.p50_ms:.1f} ms", f"{b.p50_ms:.1f} ms", "", ""),
+        ("ack latency p99", f"{p.p99_ms:.1f} ms", f"{b.p99_ms:.1f} ms", "", "≤ 50 ms"),
+        (
+            "server CPU (share of one core)",
+            f"{p.server_cpu_pct:.0f} %",
+            f"{b.server_cpu_pct:.0f} %",
+            "",
+            "",
+        ),
+        (
+            "server CPU per acknowledged tip",
+            f"{_us_per_tip(p):.0f} µs",
+            f"{_us_per_tip(b):.0f} µs",
+            _ratio(_us_per_tip(p), _us_per_tip(b)),
+            "",
+        ),
+        (
+            f"fan-out A → B p99 at {r.fan_out.offered_tips_per_s:,.0f} tips/s "
+            f"({r.fan_out.delivered:,} delivered)",
+            f"{r.fan_out.p99_ms:.1f} ms (p50 {r.fan_out.p50_ms:.1f})",
+            "",
+            "",
+            "≤ 100 ms",
+        ),
+        (
+            f"{r.sessions.sessions:,} metered sessions: tick lag p99",
+            f"{r.sessions.lag_p99_ms:.1f} ms (CPU {r.sessions.cpu_process_pct:.0f} %)",
+            "",
+            "",
+            "≤ 100 ms",
+        ),
+        (
+            f"RSS per idle connection, {r.idle_product.connections:,} connections",
+            f"{r.idle_product.kib_per_connection:.1f} KiB",
+            f"{r.idle_baseline.kib_per_connection:.1f} KiB",
+            _ratio(r.idle_product.kib_per_connection, r.idle_baseline.kib_per_connection),
+            "≤ 30 KiB",
+        ),
+        (
+            f"settlement, one worker, {r.settle.tabs:,} tabs (HTTP sandbox)",
+            f"{r.settle.tabs_per_s:,.0f} tabs/s",
+            "",
+            "",
+            "≥ 500 tabs/s",
+        ),
+    ]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def _us_per_tip(t: Throughput) -> float:
+    return t.server_cpu_pct / 100 / t.tips_per_s * 1e6 if t.tips_per_s else 0.0
+
+
+def machine() -> str:
+    """One line naming the machine the run was on."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    version = next((w.split("=")[1] for w in redis_version if w.startswith("v=")), "?")
+    return (
+        f"{os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, redis-server {version}"
+    )
+
+
+def write_report(text: str, path: Path) -> None:
+    """Replace the text between the markers of ``path`` (create the file if it is missing)."""
+    block = f"{BEGIN}\n{text}{END}"
+    if path.exists():
+        current = path.read_text()
+        if BEGIN in current and END in current:
+            head, _, rest = current.partition(BEGIN)
+            _, _, tail = rest.partition(END)
+            path.write_text(head + block + tail)
+            return
+    path.write_text(f"# Benchmarks\n\n{block}\n")
+
+
+BEGIN: Final = "<!-- bench:begin -->"
+END: Final = "<!-- bench:end -->"
+
+
+async def run(plan: Plan, work: Path) -> Report:
+    """Every scenario, one after the other (they would steal each other's CPU)."""
+    redis_server = RedisServer(work / "redis", port=free_port(), persistent=False)
+    redis_server.start()
+    try:
+        url = redis_server.url
+        say = functools.partial(print, flush=True)
+        say("tips: baseline …")
+        base = await tips_baseline(url, work, plan.connections, plan.seconds, plan.warmup_s)
+        say("tips: tipmeter …")
+        product = await tips_product(url, work, plan.connections, plan.seconds, plan.warmup_s)
+        say("fan-out …")
+        fan = await fan_out_product(
+            url, work, plan.fan_out_tips_per_s, plan.fan_out_viewers, plan.seconds, plan.warmup_s
+        )
+        say("idle connections …")
+        idle_p = await idle_product(url, work, plan.idle_connections)
+        idle_b = await idle_baseline(url, work, plan.idle_connections)
+        say("sessions …")
+        _flush(url)
+        sessions = await bench_sessions.run(plan.sessions, plan.session_seconds, url)
+    finally:
+        redis_server.stop()
+    say("settlement …")
+    settle = await bench_settle.run_with_own_redis(plan.settle_tabs)
+    return Report(plan, base, product, fan, sessions, idle_p, idle_b, settle)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark."""
+    """Run the benchmark; print the table; write it to docs/benchmarks.md (full runs only)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: seconds, tiny numbers")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="the Markdown file to write the table into (default: docs/benchmarks.md for a "
+        "full run, nothing for --quick)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(run(args.quick))
+    plan = QUICK if args.quick else FULL
+    work = Path("reports") / time.strftime("bench-%Y%m%d-%H%M%S")
+    work.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(run(plan, work))
+    text = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}"
+        f"{' (quick smoke run: tiny numbers, not figures)' if args.quick else ''}.\n\n"
+        + table(report)
+    )
+    print()
+    print(text)
+    output = args.output if args.output is not None else (None if args.quick else DOC)
+    if output is not None:
+        write_report(text, output)
+        print(f"written to {output}")
+    (work / "report.md").write_text(text)
     return 0
+
+
+DOC: Final = Path("docs/benchmarks.md")
 
 
 if __name__ == "__main__":

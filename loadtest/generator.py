@@ -88,3 +88,123 @@ async def closed_loop(
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
     return tally, seconds
+
+
+@dataclass
+class FanOut:
+    """What an open-loop fan-out run measured: tips sent, their acknowledgements, and how long
+    each took to reach the model's console (from the viewer's send)."""
+
+    sent: int = 0
+    acked: int = 0
+    refused: int = 0
+    delivered_ms: list[float] = field(default_factory=list)
+
+
+async def _pace_tips(
+    ws: ClientConnection,
+    prefix: str,
+    room: str,
+    interval_s: float,
+    offset_s: float,
+    until: float,
+    sent_at: dict[str, float],
+    run: FanOut,
+) -> None:
+    """Send a tip every ``interval_s`` (open loop: never waiting for an answer) until ``until``."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + offset_s
+    n = 0
+    while due < until:
+        await asyncio.sleep(max(due - loop.time(), 0))
+        n += 1
+        tip_id = f"{prefix}-{n}"
+        frame = orjson.dumps(
+            {"type": "tip", "id": tip_id, "room": room, "amount_minor": 1, "currency": "USD"}
+        ).decode()
+        sent_at[tip_id] = time.perf_counter()
+        await ws.send(frame)
+        run.sent += 1
+        due += interval_s
+
+
+async def _count_answers(ws: ClientConnection, run: FanOut) -> None:
+    async for frame in ws:
+        kind = orjson.loads(frame).get("type")
+        if kind == "result":
+            run.acked += 1
+        elif kind == "error":
+            run.refused += 1
+
+
+async def _watch_room(
+    ws: ClientConnection, sent_at: dict[str, float], run: FanOut, measure_from: float
+) -> None:
+    async for frame in ws:
+        message = orjson.loads(frame)
+        if message.get("type") != "event":
+            continue
+        started = sent_at.pop(message["data"]["tip_id"], None)
+        if started is not None and time.monotonic() >= measure_from:
+            run.delivered_ms.append((time.perf_counter() - started) * 1000)
+
+
+async def fan_out(
+    viewer_urls: list[str],
+    model_url: str,
+    *,
+    room: str,
+    tips_per_s: float,
+    seconds: float,
+    warmup_s: float,
+) -> FanOut:
+    """Viewers (on one server) tip ``room`` at ``tips_per_s`` in all, spread evenly; a model's
+    console (on another) follows the room. Returns the delivery latencies after ``warmup_s``."""
+    model = await open_connection(model_url, welcome=True)
+    await model.send(orjson.dumps({"type": "subscribe", "id": "sub", "room": room}).decode())
+    while orjson.loads(await model.recv()).get("type") != "subscribed":
+        pass
+    viewers = await asyncio.gather(*(open_connection(url, welcome=True) for url in viewer_urls))
+    run = FanOut()
+    sent_at: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    until = loop.time() + warmup_s + seconds
+    interval_s = len(viewers) / tips_per_s
+    watcher = asyncio.create_task(_watch_room(model, sent_at, run, time.monotonic() + warmup_s))
+    readers = [asyncio.create_task(_count_answers(ws, run)) for ws in viewers]
+    try:
+        await asyncio.gather(
+            *(
+                _pace_tips(
+                    ws,
+                    f"v{i}",
+                    room,
+                    interval_s,
+                    i * interval_s / len(viewers),
+                    until,
+                    sent_at,
+                    run,
+                )
+                for i, ws in enumerate(viewers)
+            )
+        )
+        await asyncio.sleep(1.0)  # the last tips' deliveries
+    finally:
+        for task in (watcher, *readers):
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in (model, *viewers)), return_exceptions=True)
+        await asyncio.gather(watcher, *readers, return_exceptions=True)
+    return run
+
+
+async def hold_idle(
+    urls: list[str], *, welcome: bool, concurrency: int = 200
+) -> list[ClientConnection]:
+    """Open one connection per URL (``concurrency`` handshakes at a time) and return them open."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(url: str) -> ClientConnection:
+        async with gate:
+            return await open_connection(url, welcome)
+
+    return list(await asyncio.gather(*(one(url) for url in urls)))
