@@ -114,6 +114,12 @@ def customer_channel(customer: str) -> str:
     return f"{PREFIX}:{customer_tag(customer)}:live"
 
 
+def customer_devices(customer: str) -> str:
+    """How many of ``customer``'s connections each server process holds (process id → count):
+    a tip's new balance is announced on the live channel only if another device may want it."""
+    return f"{PREFIX}:{customer_tag(customer)}:devices"
+
+
 def room_events(room: str) -> str:
     """The bounded stream of ``room``'s events; its entry ids are the resume cursors."""
     return f"{PREFIX}:{room_tag(room)}:events"

@@ -53,7 +53,7 @@ METERING_SCRIPTS: Final = (
 _SPENDABLE: Final = lua_states(sources(TabEvent.SPEND))
 
 
-def _balance(reply: Sequence[Any]) -> Balance:
+def _balance(reply: Sequence[Any], burn: int = 0) -> Balance:
     """Decode ``state, cap, accrued, ver`` (positions 1–4 of every tab reply)."""
     state = as_text(reply[1])
     return Balance(
@@ -61,6 +61,7 @@ def _balance(reply: Sequence[Any]) -> Balance:
         cap_minor=as_int(reply[2]),
         accrued_minor=as_int(reply[3]),
         version=as_int(reply[4]),
+        burn_minor_per_minute=burn,
     )
 
 
@@ -219,6 +220,7 @@ def _tip_keys(item: TipItem) -> Sequence[str]:
         keys.op(item.customer, item.tip_id),
         keys.outbox(item.customer),
         keys.customer_channel(item.customer),
+        keys.customer_devices(item.customer),
     )
 
 
@@ -245,13 +247,17 @@ _STATE_OF: Final[dict[bytes, TabState | None]] = {
 
 
 def _decode_tip(item: TipItem, reply: Any) -> TipResult:
-    # The hot path: replies are [code, state, cap, accrued, ver, seq, share, at, outbox, data]
-    # with integer replies already ints, so this avoids the general helpers.
+    # The hot path: replies are [code, state, cap, accrued, ver, seq, share, at, outbox, data,
+    # burn] with integer replies already ints, so this avoids the general helpers.
     code = _CODE_OF[reply[0]]
-    if len(reply) < 9:
-        balance = _balance(reply) if len(reply) >= 5 else Balance(None, 0, 0, 0)
+    size = len(reply)
+    if size < 9:
+        if size < 5:
+            return TipResult(code=code, tip_id=item.tip_id, balance=Balance(None, 0, 0, 0))
+        balance = _balance(reply, burn=reply[5] if size == 6 else 0)
         return TipResult(code=code, tip_id=item.tip_id, balance=balance)
-    balance = Balance(_STATE_OF[reply[1]], reply[2], reply[3], reply[4])
+    burn = reply[10] if size > 10 else 0
+    balance = Balance(_STATE_OF[reply[1]], reply[2], reply[3], reply[4], burn)
     event = None
     if code is Code.APPLIED:
         event = RoomEventDraft(
@@ -277,7 +283,7 @@ def _decode_tip(item: TipItem, reply: Any) -> TipResult:
 
 APPLY_TIPS_BATCHED: Final[BatchedScript[TipItem, TipResult]] = BatchedScript(
     script=APPLY_TIPS,
-    keys_per_item=5,
+    keys_per_item=6,
     args_per_item=10,
     item_keys=_tip_keys,
     item_args=_tip_args,

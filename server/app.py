@@ -22,7 +22,7 @@ from server.errors import ConfigError
 from server.hub import Hub
 from server.metrics import Metrics
 from server.runtime import Runtime, runtime
-from server.scheduler import Scheduler
+from server.scheduler import Scheduler, new_owner_id
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
@@ -65,7 +65,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
             timeout_s=settings.gateway_timeout_ms / 1_000,
             stripe_api_key=settings.stripe_api_key,
         )
-        hub = Hub(meter, target, metrics)
+        owner = new_owner_id()
+        hub = Hub(meter, target, metrics, owner)
         cap_watch = CapWatch(
             store,
             meter.clock,
@@ -73,7 +74,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
             tip_min_minor=settings.tip_min_minor,
         )
         scheduler = Scheduler(
-            meter, metrics, tick_ms=settings.tick_ms, on_exhausted=cap_watch.exhausted
+            meter, metrics, tick_ms=settings.tick_ms, on_exhausted=cap_watch.exhausted, owner=owner
         )
         rt = Runtime(
             settings=settings,

@@ -31,7 +31,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from clients.protocol import TabView
 from metering import keys, rooms
-from metering.errors import StoreUnavailable
+from metering.devices import record_devices
+from metering.errors import StoreError, StoreUnavailable
 from metering.meter import Meter
 from metering.outcomes import TabRef
 from metering.store import RedisTarget, translated
@@ -194,10 +195,13 @@ class _RoomFeed:
 class Hub:
     """This process's subscriptions, and delivery to its connections."""
 
-    def __init__(self, meter: Meter, target: RedisTarget, metrics: Metrics) -> None:
+    def __init__(self, meter: Meter, target: RedisTarget, metrics: Metrics, owner: str) -> None:
         self._meter = meter
         self._target = target
         self._metrics = metrics
+        #: This process's id in the customers' device counts (metering/devices.py).
+        self._owner = owner
+        self._device_locks: dict[str, asyncio.Lock] = {}
         self._listeners: dict[str, ChannelListener] = {}
         self._rooms: dict[str, _RoomFeed] = {}
         self._customers: dict[str, set[Connection]] = {}
@@ -267,6 +271,8 @@ class Hub:
         members.add(conn)
         self._customer_of_channel[channel] = customer
         try:
+            # Counted before the caller reads the tab for the welcome (see metering/devices.py).
+            await self._record_devices(customer)
             await self._listener_for(channel).subscribe(channel)
         except BaseException:
             self.unfollow_customer(conn)
@@ -278,12 +284,39 @@ class Hub:
         members = self._customers.get(customer)
         if members is None:
             return
+        if conn not in members:
+            return
         members.discard(conn)
+        self._soon(self._record_devices_quietly(customer))
         if not members:
             del self._customers[customer]
             channel = keys.customer_channel(customer)
             self._customer_of_channel.pop(channel, None)
             self._soon(self._listener_for(channel).unsubscribe(channel))
+
+    async def _record_devices(self, customer: str) -> None:
+        """Record this process's count of ``customer``'s devices. Writes for one customer are
+        serialized and each counts when it runs, so the last one written is the current count
+        (a late write of an older, lower count would hide a device from announcements)."""
+        lock = self._device_locks.setdefault(customer, asyncio.Lock())
+        try:
+            async with lock:
+                count = len(self._customers.get(customer, ()))
+                await record_devices(self._meter.store, customer, self._owner, count)
+        finally:
+            if not lock.locked() and customer not in self._customers:
+                self._device_locks.pop(customer, None)
+
+    async def _record_devices_quietly(self, customer: str) -> None:
+        """:meth:`_record_devices`, logging a failure (a count left too high only costs
+        announcements nobody needed)."""
+        try:
+            await self._record_devices(customer)
+        except StoreError as exc:
+            log.warning(
+                "could not record a customer's devices",
+                extra={"fields": {"customer": customer, "why": repr(exc)}},
+            )
 
     def _deliver_tab(self, customer: str, tab: TabView) -> None:
         for conn in self._customers.get(customer, ()):

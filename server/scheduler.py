@@ -66,6 +66,7 @@ class Scheduler:
         tick_ms: int = 1_000,
         on_tick: Callable[[float, float], None] | None = None,
         on_exhausted: Callable[[TabRef], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.meter = meter
         self.metrics = metrics
@@ -74,7 +75,8 @@ class Scheduler:
         self.on_tick = on_tick
         #: Told the tab of every session that ended ``cap_reached`` (the cap ran out).
         self.on_exhausted = on_exhausted
-        self.owner = new_owner_id()
+        #: This process's id: on session leases, and in the customers' device counts.
+        self.owner = owner if owner is not None else new_owner_id()
         self.owned: dict[tuple[str, str], Owned] = {}
         #: Model connections here: connection id → room (their presence is renewed each tick).
         self.models: dict[str, str] = {}

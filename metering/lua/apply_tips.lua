@@ -9,15 +9,19 @@
 -- Tips are batched: one call carries any number of tips, each with its own four keys. On Redis
 -- Cluster a batch only carries tips whose keys share one slot (metering/batch.py groups them).
 --
--- KEYS, 5 per tip: [1] tab hash  [2] tab lines hash  [3] op record  [4] customer outbox stream
---   [5] customer live channel (the new balance is announced there)
+-- KEYS, 6 per tip: [1] tab hash  [2] tab lines hash  [3] op record  [4] customer outbox stream
+--   [5] customer live channel  [6] customer devices hash (metering/devices.py): the new balance
+--   is announced on the channel unless the customer has exactly one device (the tipping one,
+--   which learns it from this reply)
 -- ARGV: [1] now_ms  [2] op_ttl_ms  [3] lines_max  [4] outbox_max  [5] spendable states
 --   [6] exhausted_below_minor: once less than this remains, the tab is marked exhausted (the
 --       settlement trigger `cap_reached`, recorded in the same step as the spend that causes it)
 --   then 10 per tip: customer, tip_id, tab_id, room, amount_minor, currency, payout_bp,
 --   viewer name ('' when anonymous), anonymous ('1' or '0'), message
--- Returns one array per tip: {code, state, cap, accrued, ver, seq, share, at_ms, outbox_id, data}
---   (fields past `ver` only for applied and duplicate). Codes, in order of precedence:
+-- Returns one array per tip: {code, state, cap, accrued, ver, seq, share, at_ms, outbox_id, data,
+--   burn} for applied and duplicate (burn, the tab's running sessions' per-minute rates, only
+--   for applied); {code, state, cap, accrued, ver, burn} for refusals read from the tab;
+--   {code, state, cap, accrued, ver} for the others. Codes, in order of precedence:
 --   duplicate       the tip id was applied before; the original result is returned
 --   id_reused       the tip id was applied before with another tab, room or amount
 --   tab_not_found   no such tab
@@ -28,14 +32,23 @@
 --   lines_full      the tab has lines_max lines already
 --   busy            the outbox is full (relaying is behind); retry with the same id
 --   applied
--- Cost: O(1) per tip: 2 HMGET, 3 HSET, 1 HINCRBY, 1 XLEN, 1 XADD, 1 PEXPIRE, 1 SPUBLISH.
+-- Cost: O(1) per tip: 2 HMGET, 3 HSET, 1 HINCRBY, 1 XLEN, 1 XADD, 1 PEXPIRE, 1 HVALS (of one
+-- field per server process) and, with several devices, 1 SPUBLISH.
 
 local now_ms, op_ttl_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lines_max, outbox_max, spendable = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local exhausted_below = tonumber(ARGV[6])
 local FIXED, PER_TIP = 6, 10
 
-local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, a)
+local function devices(devices_key)
+  local n = 0
+  for _, count in ipairs(redis.call('HVALS', devices_key)) do
+    n = n + tonumber(count)
+  end
+  return n
+end
+
+local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, devices_key, a)
   local customer, tip_id, tab_id, room = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local amount, currency, payout_bp = tonumber(ARGV[a + 5]), ARGV[a + 6], tonumber(ARGV[a + 7])
   local name, anon, message = ARGV[a + 8], ARGV[a + 9] == '1', ARGV[a + 10]
@@ -56,24 +69,25 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, a)
     return {'tab_not_found', '', 0, 0, 0}
   end
   local state, cap, accrued, ver = t[1], tonumber(t[2]), tonumber(t[3]), tonumber(t[4])
+  local burn = tonumber(t[7] or '0')
   if t[5] ~= currency then
-    return {'currency_mismatch', state, cap, accrued, ver}
+    return {'currency_mismatch', state, cap, accrued, ver, burn}
   end
   if not in_states(spendable, state) then
-    return {'tab_not_open', state, cap, accrued, ver}
+    return {'tab_not_open', state, cap, accrued, ver, burn}
   end
   if not is_amount(amount) or amount == 0 then
-    return {'invalid_amount', state, cap, accrued, ver}
+    return {'invalid_amount', state, cap, accrued, ver, burn}
   end
   if accrued + amount > cap then
-    return {'over_cap', state, cap, accrued, ver}
+    return {'over_cap', state, cap, accrued, ver, burn}
   end
   local seq = tonumber(t[6]) + 1
   if seq > lines_max then
-    return {'lines_full', state, cap, accrued, ver}
+    return {'lines_full', state, cap, accrued, ver, burn}
   end
   if redis.call('XLEN', outbox_key) >= outbox_max then
-    return {'busy', state, cap, accrued, ver}
+    return {'busy', state, cap, accrued, ver, burn}
   end
 
   local share = floor_div(amount * payout_bp, 10000)
@@ -95,14 +109,16 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, a)
     'state', state, 'cap', int(cap), 'accrued', int(accrued), 'ver', int(ver),
     'seq', int(seq), 'share', int(share), 'at', int(now_ms), 'outbox', outbox_id)
   redis.call('PEXPIRE', op_key, op_ttl_ms)
-  announce_tab(channel, tab_id, currency, state, cap, accrued, ver, tonumber(t[7] or '0'))
-  return {'applied', state, cap, accrued, ver, seq, share, now_ms, outbox_id, data}
+  if devices(devices_key) ~= 1 then
+    announce_tab(channel, tab_id, currency, state, cap, accrued, ver, burn)
+  end
+  return {'applied', state, cap, accrued, ver, seq, share, now_ms, outbox_id, data, burn}
 end
 
 local results = {}
 for i = 0, (#ARGV - FIXED) / PER_TIP - 1 do
-  local k = 5 * i
+  local k = 6 * i
   results[i + 1] = apply_tip(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
-    FIXED + PER_TIP * i)
+    KEYS[k + 6], FIXED + PER_TIP * i)
 end
 return results

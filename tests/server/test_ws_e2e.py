@@ -7,6 +7,7 @@ import json
 from collections import Counter
 
 import pytest
+import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
@@ -15,6 +16,7 @@ from clients.errors import HandshakeRefused, Refused
 from clients.protocol import Codec, RoomEvent, TabUpdate
 from clients.sdk import Client
 from clients.tickets import Role
+from metering import keys
 from tests.server.conftest import api, next_of, open_tab, read_tab
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.proxy import Proxy
@@ -169,6 +171,38 @@ async def test_a_viewer_sees_its_tab_change_from_another_device_and_from_the_api
         with pytest.raises(Refused) as refused:
             await paying.tip("alice", 1, "USD")
         assert refused.value.code == "tab_not_open"
+
+
+async def test_devices_are_counted_so_a_second_device_hears_the_first(
+    servers: Pair, redis_url: str
+) -> None:
+    a, _ = servers
+    await open_tab(a, "hal", cap_minor=1_000)
+    counts = redis.asyncio.Redis.from_url(redis_url)
+    devices = keys.customer_devices("hal")
+    try:
+        async with Client(a.ws_url, viewer_ticket("hal")) as paying:
+            [only] = (await counts.hgetall(devices)).values()
+            assert only == b"1"  # one device: its tips are not announced
+            await paying.tip("alice", 100, "USD")
+            async with Client(a.ws_url, viewer_ticket("hal")) as joining:
+                [both] = (await counts.hgetall(devices)).values()
+                assert both == b"2"
+                await paying.tip("alice", 150, "USD")
+                update = await next_of(joining, TabUpdate)
+                assert update.tab.accrued_minor == 250
+            for _ in range(50):  # the count drops in the background once a device leaves
+                if list((await counts.hgetall(devices)).values()) == [b"1"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert list((await counts.hgetall(devices)).values()) == [b"1"]
+        for _ in range(50):
+            if not await counts.exists(devices):
+                break
+            await asyncio.sleep(0.05)
+        assert not await counts.exists(devices)
+    finally:
+        await counts.aclose()
 
 
 async def test_over_the_cap_is_refused_with_the_balance(servers: Pair) -> None:
