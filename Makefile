@@ -13,13 +13,14 @@ EXTRAS := server,loadtest,dev
 JS_DIR := clients/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: help install redis-server npm js chromium run test lint typecheck pytest lock clean soak
+.PHONY: help install redis-server npm js chromium run test lint typecheck pytest lock clean soak bench
 
 help:
 	@echo "make run     install what is missing, then run tipmeter on its embedded defaults"
 	@echo "make test    install what is missing, then run ruff, mypy --strict and pytest"
 	@echo "make lock    re-pin constraints.txt from a fresh resolve (needs the package index)"
 	@echo "make soak    settlement soak: 200+ kill -9 of workers under load, then the invariants"
+	@echo "make bench   the benchmark against the in-repo baseline; writes docs/benchmarks.md"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +106,11 @@ test: lint typecheck pytest
 # double captures, lost minor units and non-terminal tabs (all must be 0) and the seed.
 soak: install
 	$(BIN)/python -m tests.settlement.soak --kills 200
+
+# The benchmark (about ten minutes): every figure of docs/benchmarks.md, measured in one run
+# next to the in-repo baseline, with the machine; the table there is replaced.
+bench: install
+	$(BIN)/python -m loadtest.bench
 
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
