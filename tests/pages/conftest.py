@@ -39,8 +39,12 @@ CHROMIUM_ARGS: Final = (
     "--disable-component-update",
     "--disable-sync",
 )
-#: Where the tests leave a screenshot of each page (the README shows them).
-SCREENSHOTS_DIR: Final = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: The repository's root (a relative TIPMETER_SCREENSHOTS is taken from here).
+REPO_DIR: Final = Path(__file__).resolve().parents[2]
+#: Names the folder to keep the pages' screenshots in (`make screenshots` sets it to
+#: docs/screenshots, which the README shows). Unset, screenshots go to each test's own temporary
+#: folder, so a test run never rewrites a tracked file.
+SCREENSHOTS_ENV: Final = "TIPMETER_SCREENSHOTS"
 #: Longest wait of a UI assertion, in milliseconds.
 UI_TIMEOUT_MS: Final = 10_000
 #: Console errors Chromium itself logs when a test cuts the network on purpose.
@@ -207,8 +211,12 @@ async def pages(browser: Browser, site: Site) -> AsyncIterator[Pages]:
     assert not opened.errors, "the pages logged errors:\n" + "\n".join(opened.errors)
 
 
-@pytest.fixture(scope="session")
-def screenshots() -> Path:
-    """The folder for the README's screenshots."""
-    SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS_DIR
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where this test leaves its screenshots: the folder TIPMETER_SCREENSHOTS names (`make
+    screenshots`), otherwise the test's ``tmp_path`` — the screenshot is still taken, which
+    proves the page renders, but the repository is left as it was."""
+    named = os.environ.get(SCREENSHOTS_ENV, "")
+    folder = REPO_DIR / named if named else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

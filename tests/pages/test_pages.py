@@ -1,7 +1,8 @@
 """The web pages in a real headless Chromium against a real ``tipmeter serve`` process: a viewer
 tips and the model console and the overlay show it; a private show runs to the cap and the
 statement adds up; a network that drops mid-tip never tips twice; the overlay resumes without
-repeating or missing an alert. Each page leaves its screenshot in docs/screenshots/."""
+repeating or missing an alert. The tests marked ``screenshots`` take the README's screenshots
+(kept in docs/screenshots/ only by `make screenshots`; see the ``screenshots`` fixture)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ DECLINED: tuple[re.Pattern[str], ...] = (
 )
 
 
+@pytest.mark.screenshots
 async def test_a_tip_shows_on_the_model_console_and_the_overlay(
     pages: Pages, site: Site, screenshots: Path
 ) -> None:
@@ -81,6 +83,7 @@ async def test_a_tip_shows_on_the_model_console_and_the_overlay(
     await overlay.screenshot(path=screenshots / "overlay.png", omit_background=True)
 
 
+@pytest.mark.screenshots
 async def test_a_private_show_runs_to_the_cap_and_the_statement_adds_up(
     pages: Pages, site: Site, screenshots: Path
 ) -> None:
