@@ -1,6 +1,6 @@
 """The demo backend and what the server serves to browsers, over real HTTP: the demo runs only
-where it may, acts only on demo ids, goes through the HTTP API's own handlers, and stays
-within its bounds; the overlay's ticket exchange needs the room's current feed token."""
+where it may, acts only on demo ids, runs the HTTP API's own operations, and stays within
+its bounds; the overlay's ticket exchange needs the room's current feed token."""
 
 from __future__ import annotations
 
