@@ -13,7 +13,8 @@ EXTRAS := server,loadtest,dev
 JS_DIR := clients/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: help install redis-server npm js chromium run test lint typecheck pytest lock clean soak bench
+.PHONY: help install redis-server npm js chromium run test lint typecheck pytest lock clean soak \
+	bench screenshots
 
 help:
 	@echo "make run     install what is missing, then run tipmeter on its embedded defaults"
@@ -21,6 +22,7 @@ help:
 	@echo "make lock    re-pin constraints.txt from a fresh resolve (needs the package index)"
 	@echo "make soak    settlement soak: 200+ kill -9 of workers under load, then the invariants"
 	@echo "make bench   the benchmark against the in-repo baseline; writes docs/benchmarks.md"
+	@echo "make screenshots  retake the README's screenshots of the pages (docs/screenshots/)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +103,11 @@ pytest: install chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The README's screenshots: only the browser tests that take them, told to keep them in
+# docs/screenshots/ (every other run leaves them in pytest's temporary folders).
+screenshots: install chromium
+	TIPMETER_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/pages -m screenshots -q
 
 # Settlement soak: at least 200 random kill -9 of worker processes under load; prints the
 # double captures, lost minor units and non-terminal tabs (all must be 0) and the seed.

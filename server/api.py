@@ -8,6 +8,14 @@ at most :data:`BODY_BYTES_MAX` bytes, with strict integers for money. Errors are
 Opening a tab is idempotent by the ``Idempotency-Key`` header: the tab id is derived from the
 customer and that key, and the gateway hold from the tab id, so a retry after any failure finds
 the same hold and the same tab, and never places a second hold.
+
+Each operation (:func:`open_tab`, :func:`read_tab`, :func:`raise_cap`, :func:`settle_tab`,
+:func:`tab_statement`, :func:`capture_statement`, :func:`mint_ticket`,
+:func:`create_feed_token`) is a plain async function of the runtime and plain arguments that
+returns its result or raises :class:`ApiError`. It checks its arguments as they come from a
+request (a float amount is ``invalid_amount``, not a crash), so the thin HTTP handlers
+(``handle_…``) only read the request and shape the answer, and the web pages' demo backend
+(``server.demo_api``) calls the very same operations.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -48,6 +57,12 @@ BODY_BYTES_MAX: Final = 16_384
 IDEMPOTENCY_KEY_CHARS_MAX: Final = 64
 #: Longest a gateway call may take before the request answers 503 (retry with the same key).
 GATEWAY_TIMEOUT_S: Final = 15.0
+#: Life of a minted ticket when the request names none, in seconds.
+TICKET_TTL_S_DEFAULT: Final = 60
+#: Longest display name a ticket carries, in characters.
+TICKET_NAME_CHARS_MAX: Final = 64
+#: Longest card token (the gateway's payment method) a tab is opened with.
+PAYMENT_METHOD_CHARS_MAX: Final = 128
 
 Handler = Callable[[Request, Runtime], Awaitable[Response]]
 
@@ -135,32 +150,52 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return value
 
 
-def _field_id(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
+def field(body: dict[str, Any], name: str, default: Any = None) -> Any:
+    """A field of a JSON body as it came, unchecked (``default`` when absent): the operations
+    below check their arguments themselves, with the error codes of the HTTP API."""
+    return body.get(name, default)
+
+
+def _check_id(value: object, name: str) -> str:
     if not is_id(value):
         raise ApiError(400, "invalid_id", f"{name} must match [A-Za-z0-9_.-]{{1,64}}")
     return str(value)
 
 
-def _field_amount(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
+def _check_amount(value: object, name: str) -> int:
     if not is_amount(value):
         raise ApiError(400, "invalid_amount", f"{name} must be an integer number of minor units")
     return value
 
 
-def _field_currency(body: dict[str, Any]) -> str:
-    value = body.get("currency")
+def _check_currency(value: object) -> str:
     if not is_currency(value):
         raise ApiError(400, "invalid_currency", "currency must be an accepted ISO-4217 code")
     return value
 
 
-def _path_ref(request: Request) -> TabRef:
-    customer, tab_id = request.path_params["customer"], request.path_params["tab_id"]
-    if not (is_id(customer) and is_id(tab_id)):
+def _check_idempotency_key(value: object) -> str:
+    if not is_id(value):
+        raise ApiError(
+            400, "idempotency_key_required", "send an Idempotency-Key header ([A-Za-z0-9_.-]{1,64})"
+        )
+    return str(value)
+
+
+def _check_ref(ref: TabRef) -> TabRef:
+    if not (is_id(ref.customer) and is_id(ref.tab_id)):
         raise ApiError(400, "invalid_id", "ids match [A-Za-z0-9_.-]{1,64}")
-    return TabRef(customer, tab_id)
+    return ref
+
+
+def _check_room(value: object) -> str:
+    if not is_id(value):
+        raise ApiError(400, "invalid_id", "room ids match [A-Za-z0-9_.-]{1,64}")
+    return str(value)
+
+
+def _path_ref(request: Request) -> TabRef:
+    return _check_ref(TabRef(request.path_params["customer"], request.path_params["tab_id"]))
 
 
 def tab_json(tab: Tab) -> dict[str, Any]:
@@ -200,11 +235,37 @@ def tab_json(tab: Tab) -> dict[str, Any]:
     }
 
 
-async def _read_tab(rt: Runtime, ref: TabRef) -> Tab:
-    tab = await rt.meter.tabs.read(ref)
-    if tab is None:
-        raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
-    return tab
+def statement_json(tab: Tab, statement: Statement) -> dict[str, Any]:
+    """A tab's itemized statement: every line, the lines grouped (per model; sessions per rate),
+    the totals per model, the platform's part, the total — which is what is captured — and, once
+    settled, how the settlement ended."""
+    by_room: dict[str, dict[str, int]] = {}
+    for line in tab.lines:
+        room = by_room.setdefault(
+            line.room,
+            {
+                "tips_minor": 0,
+                "sessions_minor": 0,
+                "session_seconds": 0,
+                "total_minor": 0,
+                "share_minor": 0,
+            },
+        )
+        if line.kind == "session":
+            room["sessions_minor"] += line.amount_minor
+            room["session_seconds"] += line.seconds
+        else:
+            room["tips_minor"] += line.amount_minor
+        room["total_minor"] += line.amount_minor
+        room["share_minor"] += line.share_minor
+    settled = statement_data(statement)
+    return {
+        **settled,
+        "cap_minor": tab.cap_minor,
+        "lines": tab_json(tab)["lines"],
+        "groups": settled["lines"],
+        "by_model": [{"room": room, **sums} for room, sums in sorted(by_room.items())],
+    }
 
 
 def tab_id_for(customer: str, idempotency_key: str) -> str:
@@ -213,19 +274,47 @@ def tab_id_for(customer: str, idempotency_key: str) -> str:
     return "tab_" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def open_tab(request: Request, rt: Runtime) -> Response:
-    """``POST /v1/tabs``: authorize a hold for the cap, then open the tab."""
-    idempotency_key = request.headers.get("idempotency-key", "")
-    if not is_id(idempotency_key):
-        raise ApiError(
-            400, "idempotency_key_required", "send an Idempotency-Key header ([A-Za-z0-9_.-]{1,64})"
-        )
-    body = await _json_body(request)
-    customer = _field_id(body, "customer")
-    currency = _field_currency(body)
-    cap = _field_amount(body, "cap_minor")
-    payment_method = body.get("payment_method")
-    if not (isinstance(payment_method, str) and 0 < len(payment_method) <= 128):
+def feed_token_hash(token: str) -> str:
+    """What is stored of a feed token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- operations: plain arguments in, a result out, ApiError for every refusal ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What :func:`open_tab` did: the tab, and whether this call opened it (``False``: a retry
+    with the same Idempotency-Key found the tab an earlier call opened)."""
+
+    tab: Tab
+    created: bool
+
+
+async def open_tab(
+    rt: Runtime,
+    *,
+    idempotency_key: str,
+    customer: str,
+    currency: str,
+    cap_minor: int,
+    payment_method: str,
+) -> Opened:
+    """Authorize a hold of ``cap_minor`` on ``payment_method``, then open the tab.
+
+    Idempotent by ``idempotency_key``: the tab id is derived from the customer and the key and
+    the hold's key from the tab id, so a retry finds the same hold and the same tab. Each
+    argument is checked as it comes from a request (``idempotency_key_required``,
+    ``invalid_id``, ``invalid_currency``, ``invalid_amount``, ``invalid_field``,
+    ``cap_out_of_range``, in that order).
+    """
+    _check_idempotency_key(idempotency_key)
+    customer = _check_id(customer, "customer")
+    currency = _check_currency(currency)
+    cap = _check_amount(cap_minor, "cap_minor")
+    if not (
+        isinstance(payment_method, str) and 0 < len(payment_method) <= PAYMENT_METHOD_CHARS_MAX
+    ):
         raise ApiError(400, "invalid_field", "payment_method must be the gateway's card token")
     limits = rt.meter.limits
     if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
@@ -242,7 +331,7 @@ async def open_tab(request: Request, rt: Runtime) -> Response:
             raise ApiError(
                 409, "idempotency_key_reused", "this key opened a tab in another currency"
             )
-        return JSONResponse(tab_json(existing), status_code=200)
+        return Opened(existing, created=False)
     other = await rt.meter.tabs.find_open(customer, currency)
     if other is not None:
         raise ApiError(409, "tab_already_open", "the customer has an open tab", tab_id=other)
@@ -283,75 +372,26 @@ async def open_tab(request: Request, rt: Runtime) -> Response:
         )
     if not opened.code.ok:
         raise _code_error(opened.code, "the tab could not be opened")
-    tab = await _read_tab(rt, ref)
-    return JSONResponse(tab_json(tab), status_code=201 if opened.code is Code.APPLIED else 200)
+    return Opened(await read_tab(rt, ref), created=opened.code is Code.APPLIED)
 
 
-def statement_json(tab: Tab, statement: Statement) -> dict[str, Any]:
-    """A tab's itemized statement: every line, the lines grouped (per model; sessions per rate),
-    the totals per model, the platform's part, the total — which is what is captured — and, once
-    settled, how the settlement ended."""
-    by_room: dict[str, dict[str, int]] = {}
-    for line in tab.lines:
-        room = by_room.setdefault(
-            line.room,
-            {
-                "tips_minor": 0,
-                "sessions_minor": 0,
-                "session_seconds": 0,
-                "total_minor": 0,
-                "share_minor": 0,
-            },
-        )
-        if line.kind == "session":
-            room["sessions_minor"] += line.amount_minor
-            room["session_seconds"] += line.seconds
-        else:
-            room["tips_minor"] += line.amount_minor
-        room["total_minor"] += line.amount_minor
-        room["share_minor"] += line.share_minor
-    settled = statement_data(statement)
-    return {
-        **settled,
-        "cap_minor": tab.cap_minor,
-        "lines": tab_json(tab)["lines"],
-        "groups": settled["lines"],
-        "by_model": [{"room": room, **sums} for room, sums in sorted(by_room.items())],
-    }
-
-
-async def read_statement(request: Request, rt: Runtime) -> Response:
-    """``GET …/statement``: the tab's itemized statement (total = what is captured)."""
-    ref = _path_ref(request)
-    found = await read_settlement(rt.store, ref)
-    if found is None:
+async def read_tab(rt: Runtime, ref: TabRef) -> Tab:
+    """The tab ``ref`` with its itemized lines (``tab_not_found`` if there is none)."""
+    tab = await rt.meter.tabs.read(_check_ref(ref))
+    if tab is None:
         raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
-    tab, record = found
-    return JSONResponse(statement_json(tab, build_statement(tab, record)))
+    return tab
 
 
-async def read_capture(request: Request, rt: Runtime) -> Response:
-    """``GET /v1/captures/{capture_id}``: the statement of the tab a capture settled (support's
-    "find my payment", from the id on the card statement or the processor's dashboard)."""
-    capture_id = request.path_params["capture_id"]
-    statement = await find_capture(rt.store, capture_id)
-    tab = None if statement is None else await rt.meter.tabs.read(statement.ref)
-    if statement is None or tab is None:
-        raise ApiError(404, "capture_not_found", f"no capture {capture_id}")
-    return JSONResponse(statement_json(tab, statement))
+async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
+    """Raise the tab's hold through the gateway to ``cap_minor``, then its cap; return the tab.
 
-
-async def read_tab(request: Request, rt: Runtime) -> Response:
-    """``GET /v1/customers/{customer}/tabs/{tab_id}``: the tab with its itemized lines."""
-    return JSONResponse(tab_json(await _read_tab(rt, _path_ref(request))))
-
-
-async def raise_cap(request: Request, rt: Runtime) -> Response:
-    """``POST …/cap``: raise the hold through the gateway, then the tab's cap."""
-    ref = _path_ref(request)
-    body = await _json_body(request)
-    cap = _field_amount(body, "cap_minor")
-    tab = await _read_tab(rt, ref)
+    Raising to the current cap is a harmless repeat; a lower cap is ``cap_not_raised``, a
+    declined increment ``card_declined`` (the cap stays).
+    """
+    _check_ref(ref)
+    cap = _check_amount(cap_minor, "cap_minor")
+    tab = await read_tab(rt, ref)
     limits = rt.meter.limits
     if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
         raise ApiError(400, "cap_out_of_range", f"cap_minor must be at most {limits.cap_max_minor}")
@@ -382,79 +422,161 @@ async def raise_cap(request: Request, rt: Runtime) -> Response:
         )
         if not raised.code.ok:
             raise _code_error(raised.code, "the cap could not be raised")
-    return JSONResponse(tab_json(await _read_tab(rt, ref)))
+    return await read_tab(rt, ref)
 
 
-async def settle_tab(request: Request, rt: Runtime) -> Response:
-    """``POST …/settle``: freeze the tab now and queue its settlement (202)."""
-    ref = _path_ref(request)
-    result = await request_settlement(rt.meter, ref, FreezeReason.MERCHANT)
+async def settle_tab(rt: Runtime, ref: TabRef) -> Tab:
+    """Freeze the tab now (reason ``merchant``) and queue its settlement; return the tab, now
+    ``settling``. Asking again is harmless."""
+    result = await request_settlement(rt.meter, _check_ref(ref), FreezeReason.MERCHANT)
     if not result.code.ok:
         raise _code_error(result.code, "the tab cannot be settled now")
-    return JSONResponse(tab_json(await _read_tab(rt, ref)), status_code=202)
+    return await read_tab(rt, ref)
+
+
+async def tab_statement(rt: Runtime, ref: TabRef) -> dict[str, Any]:
+    """The tab's itemized statement (see :func:`statement_json`; total = what is captured)."""
+    found = await read_settlement(rt.store, _check_ref(ref))
+    if found is None:
+        raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
+    tab, record = found
+    return statement_json(tab, build_statement(tab, record))
+
+
+async def capture_statement(rt: Runtime, capture_id: str) -> dict[str, Any]:
+    """The statement of the tab a capture settled (support's "find my payment", from the id on
+    the card statement or the processor's dashboard); ``capture_not_found`` otherwise."""
+    statement = await find_capture(rt.store, capture_id)
+    tab = None if statement is None else await rt.meter.tabs.read(statement.ref)
+    if statement is None or tab is None:
+        raise ApiError(404, "capture_not_found", f"no capture {capture_id}")
+    return statement_json(tab, statement)
 
 
 _TICKET_ROLES: Final = {role.value: role for role in Role}
 
 
-async def mint_ticket(request: Request, rt: Runtime) -> Response:
-    """``POST /v1/tickets``: a short-lived, single-use ticket for one WebSocket connection."""
-    body = await _json_body(request)
-    role = _TICKET_ROLES.get(body.get("role"))  # type: ignore[arg-type]
-    if role is None:
+async def mint_ticket(
+    rt: Runtime,
+    *,
+    role: str,
+    subject: str,
+    name: str = "",
+    currency: str = "",
+    ttl_s: int = TICKET_TTL_S_DEFAULT,
+) -> dict[str, Any]:
+    """A short-lived, single-use ticket for one WebSocket connection:
+    ``{"ticket", "expires_at_ms", "ws_url"}``. ``currency`` is a viewer's only (and required
+    for one); ``ttl_s`` is at most ``TIPMETER_TICKET_TTL_S_MAX``."""
+    checked_role = _TICKET_ROLES.get(role) if isinstance(role, str) else None
+    if checked_role is None:
         raise ApiError(400, "invalid_field", "role must be viewer, model or broadcast")
-    subject = _field_id(body, "subject")
-    name = body.get("name", "")
-    if not (isinstance(name, str) and len(name) <= 64 and name.isprintable()):
-        raise ApiError(400, "invalid_field", "name must be printable, at most 64 characters")
-    currency = ""
-    if role is Role.VIEWER:
-        currency = _field_currency(body)
-    ttl_s = body.get("ttl_s", 60)
-    if not (type(ttl_s) is int and 1 <= ttl_s <= rt.settings.ticket_ttl_s_max):
+    subject = _check_id(subject, "subject")
+    if not (isinstance(name, str) and len(name) <= TICKET_NAME_CHARS_MAX and name.isprintable()):
         raise ApiError(
-            400, "invalid_field", f"ttl_s must be within 1..{rt.settings.ticket_ttl_s_max}"
+            400,
+            "invalid_field",
+            f"name must be printable, at most {TICKET_NAME_CHARS_MAX} characters",
         )
+    currency = _check_currency(currency) if checked_role is Role.VIEWER else ""
+    ttl_s_max = rt.settings.ticket_ttl_s_max
+    if not (type(ttl_s) is int and 1 <= ttl_s <= ttl_s_max):
+        raise ApiError(400, "invalid_field", f"ttl_s must be within 1..{ttl_s_max}")
     ticket, expires = rt.tickets.mint(
-        role=role, subject=subject, ttl_ms=ttl_s * 1000, name=name, currency=currency
+        role=checked_role, subject=subject, ttl_ms=ttl_s * 1000, name=name, currency=currency
     )
     ws_url = rt.settings.base_url.replace("http", "ws", 1) + "/ws"
-    return JSONResponse(
-        {"ticket": ticket, "expires_at_ms": expires, "ws_url": ws_url}, status_code=201
-    )
+    return {"ticket": ticket, "expires_at_ms": expires, "ws_url": ws_url}
 
 
-async def set_payout(request: Request, rt: Runtime) -> Response:
-    """``PUT /v1/rooms/{room}/payout``: the model's share of later charges, in basis points."""
-    room = request.path_params["room"]
-    if not is_id(room):
-        raise ApiError(400, "invalid_id", "room ids match [A-Za-z0-9_.-]{1,64}")
-    body = await _json_body(request)
-    payout_bp = body.get("payout_bp")
-    if not (type(payout_bp) is int and 0 <= payout_bp <= 10_000):
-        raise ApiError(400, "invalid_field", "payout_bp must be an integer in 0..10000")
-    await rt.meter.rooms.set_payout_bp(room, payout_bp)
-    return JSONResponse({"room": room, "payout_bp": payout_bp})
-
-
-def feed_token_hash(token: str) -> str:
-    """What is stored of a feed token: its SHA-256, hex."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def create_feed_token(request: Request, rt: Runtime) -> Response:
-    """``POST /v1/rooms/{room}/feed-token``: a new token for the room's event feed (the old
-    one stops working)."""
-    room = request.path_params["room"]
-    if not is_id(room):
-        raise ApiError(400, "invalid_id", "room ids match [A-Za-z0-9_.-]{1,64}")
+async def create_feed_token(rt: Runtime, room: str) -> dict[str, Any]:
+    """A new token for the room's event feed (the previous one stops working):
+    ``{"room", "token", "feed_url"}``."""
+    room = _check_room(room)
     token = secrets.token_urlsafe(24)
     with translated():
         await rt.store.client.hset(
             keys.room_profile(room), "feed_token_sha256", feed_token_hash(token)
         )
     feed_url = f"{rt.settings.base_url}/events/{room}/{token}/"
-    return JSONResponse({"room": room, "token": token, "feed_url": feed_url}, status_code=201)
+    return {"room": room, "token": token, "feed_url": feed_url}
+
+
+# -- HTTP handlers: read the request, call the operation, shape the answer ----------------------
+
+
+async def handle_open_tab(request: Request, rt: Runtime) -> Response:
+    """``POST /v1/tabs``: authorize a hold for the cap, then open the tab (201; 200 for a
+    retry with the same Idempotency-Key)."""
+    idempotency_key = _check_idempotency_key(request.headers.get("idempotency-key", ""))
+    body = await _json_body(request)
+    opened = await open_tab(
+        rt,
+        idempotency_key=idempotency_key,
+        customer=field(body, "customer"),
+        currency=field(body, "currency"),
+        cap_minor=field(body, "cap_minor"),
+        payment_method=field(body, "payment_method"),
+    )
+    return JSONResponse(tab_json(opened.tab), status_code=201 if opened.created else 200)
+
+
+async def handle_read_tab(request: Request, rt: Runtime) -> Response:
+    """``GET /v1/customers/{customer}/tabs/{tab_id}``: the tab with its itemized lines."""
+    return JSONResponse(tab_json(await read_tab(rt, _path_ref(request))))
+
+
+async def handle_read_statement(request: Request, rt: Runtime) -> Response:
+    """``GET …/statement``: the tab's itemized statement (total = what is captured)."""
+    return JSONResponse(await tab_statement(rt, _path_ref(request)))
+
+
+async def handle_read_capture(request: Request, rt: Runtime) -> Response:
+    """``GET /v1/captures/{capture_id}``: the statement of the tab a capture settled."""
+    return JSONResponse(await capture_statement(rt, request.path_params["capture_id"]))
+
+
+async def handle_raise_cap(request: Request, rt: Runtime) -> Response:
+    """``POST …/cap``: raise the hold through the gateway, then the tab's cap."""
+    ref = _path_ref(request)
+    body = await _json_body(request)
+    return JSONResponse(tab_json(await raise_cap(rt, ref, field(body, "cap_minor"))))
+
+
+async def handle_settle_tab(request: Request, rt: Runtime) -> Response:
+    """``POST …/settle``: freeze the tab now and queue its settlement (202)."""
+    tab = await settle_tab(rt, _path_ref(request))
+    return JSONResponse(tab_json(tab), status_code=202)
+
+
+async def handle_mint_ticket(request: Request, rt: Runtime) -> Response:
+    """``POST /v1/tickets``: a short-lived, single-use ticket for one WebSocket connection."""
+    body = await _json_body(request)
+    minted = await mint_ticket(
+        rt,
+        role=field(body, "role"),
+        subject=field(body, "subject"),
+        name=field(body, "name", ""),
+        currency=field(body, "currency"),
+        ttl_s=field(body, "ttl_s", TICKET_TTL_S_DEFAULT),
+    )
+    return JSONResponse(minted, status_code=201)
+
+
+async def handle_set_payout(request: Request, rt: Runtime) -> Response:
+    """``PUT /v1/rooms/{room}/payout``: the model's share of later charges, in basis points."""
+    room = _check_room(request.path_params["room"])
+    body = await _json_body(request)
+    payout_bp = field(body, "payout_bp")
+    if not (type(payout_bp) is int and 0 <= payout_bp <= 10_000):
+        raise ApiError(400, "invalid_field", "payout_bp must be an integer in 0..10000")
+    await rt.meter.rooms.set_payout_bp(room, payout_bp)
+    return JSONResponse({"room": room, "payout_bp": payout_bp})
+
+
+async def handle_create_feed_token(request: Request, rt: Runtime) -> Response:
+    """``POST /v1/rooms/{room}/feed-token``: a new token for the room's event feed."""
+    return JSONResponse(await create_feed_token(rt, request.path_params["room"]), status_code=201)
 
 
 async def feed_token_valid(rt: Runtime, room: str, token: str) -> bool:
@@ -476,37 +598,39 @@ async def openapi_document(request: Request, rt: Runtime) -> Response:
 def routes() -> list[Route]:
     """The HTTP API's routes."""
     return [
-        Route("/v1/tabs", endpoint("open_tab", open_tab), methods=["POST"]),
+        Route("/v1/tabs", endpoint("open_tab", handle_open_tab), methods=["POST"]),
         Route(
             "/v1/customers/{customer}/tabs/{tab_id}",
-            endpoint("read_tab", read_tab),
+            endpoint("read_tab", handle_read_tab),
             methods=["GET"],
         ),
         Route(
             "/v1/customers/{customer}/tabs/{tab_id}/statement",
-            endpoint("read_statement", read_statement),
+            endpoint("read_statement", handle_read_statement),
             methods=["GET"],
         ),
         Route(
             "/v1/customers/{customer}/tabs/{tab_id}/cap",
-            endpoint("raise_cap", raise_cap),
+            endpoint("raise_cap", handle_raise_cap),
             methods=["POST"],
         ),
         Route(
             "/v1/customers/{customer}/tabs/{tab_id}/settle",
-            endpoint("settle_tab", settle_tab),
+            endpoint("settle_tab", handle_settle_tab),
             methods=["POST"],
         ),
         Route(
             "/v1/captures/{capture_id}",
-            endpoint("read_capture", read_capture),
+            endpoint("read_capture", handle_read_capture),
             methods=["GET"],
         ),
-        Route("/v1/tickets", endpoint("mint_ticket", mint_ticket), methods=["POST"]),
-        Route("/v1/rooms/{room}/payout", endpoint("set_payout", set_payout), methods=["PUT"]),
+        Route("/v1/tickets", endpoint("mint_ticket", handle_mint_ticket), methods=["POST"]),
+        Route(
+            "/v1/rooms/{room}/payout", endpoint("set_payout", handle_set_payout), methods=["PUT"]
+        ),
         Route(
             "/v1/rooms/{room}/feed-token",
-            endpoint("create_feed_token", create_feed_token),
+            endpoint("create_feed_token", handle_create_feed_token),
             methods=["POST"],
         ),
         Route(

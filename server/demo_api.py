@@ -8,9 +8,11 @@ MessagePack's ES module build comes from ``clients/js/node_modules`` (``npm ci``
 
 A browser must never hold the cam site's API key. On a real site, the site's own backend opens
 tabs, mints tickets and settles with its key; for the demo pages, the routes under ``/demo/``
-do that job. Each one checks its input, then hands a request to the very handler of the HTTP
-API (``server.api``) that the cam-site backend would call, so the demo opens a tab, raises a
-cap or settles exactly as production does. Because they need no key, they are
+do that job. Each one checks what is the demo's to check (demo ids, its own bounds), then calls
+the very operation of the HTTP API (``server.api.open_tab``, ``raise_cap``, ``settle_tab``,
+``tab_statement``, ``mint_ticket``, ``create_feed_token``) that a request of the cam-site
+backend runs, so the demo opens a tab, raises a cap or settles exactly as production does, with
+the same checks and error codes. Because they need no key, they are
 
 - enabled only in the embedded default (``tipmeter serve`` with no Redis configured) or with
   ``TIPMETER_DEMO_API=on``, and answer ``404 demo_disabled`` otherwise (``TIPMETER_DEMO_API=off``
@@ -39,11 +41,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Message
 
 import clients
 from clients.tickets import Role
 from metering.keys import is_id
+from metering.outcomes import TabRef
 from server import api
 from server.api import ApiError
 from server.config import Settings
@@ -115,22 +117,10 @@ async def _read_json(request: Request) -> dict[str, Any]:
     return value
 
 
-def _handed_on(request: Request, body: dict[str, Any] | None = None) -> Request:
-    """A copy of ``request`` for an API handler: the same path parameters and Idempotency-Key,
-    and ``body`` (already checked) as its JSON body."""
-    raw = orjson.dumps(body) if body is not None else b""
-    headers = [(k, v) for k, v in request.scope["headers"] if k == b"idempotency-key"]
-    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if delivered:
-            return {"type": "http.disconnect"}
-        delivered = True
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    return Request({**request.scope, "headers": headers}, receive)
+def _demo_ref(request: Request) -> TabRef:
+    """The tab the path names, refused unless its customer is a demo one."""
+    _demo_path(request)
+    return TabRef(request.path_params["customer"], request.path_params["tab_id"])
 
 
 def _demo_path(request: Request) -> None:
@@ -167,53 +157,64 @@ async def demo_ticket(request: Request, rt: Runtime) -> Response:
     """``POST /demo/tickets`` ``{"role", "subject", "name"}``: a ticket for one connection of a
     demo viewer (in the demo currency), a demo room's model, or a broadcast tool."""
     body = await _read_json(request)
-    if not is_demo_id(body.get("subject")):
+    subject = body.get("subject")
+    if not is_demo_id(subject):
         raise ApiError(403, "not_a_demo_id", f"subject must start with {DEMO_ID_PREFIX!r}")
-    ticket = {
-        "role": body.get("role"),
-        "subject": body["subject"],
-        "name": body.get("name", ""),
-        "ttl_s": min(DEMO_TICKET_TTL_S, rt.settings.ticket_ttl_s_max),
-    }
-    if body.get("role") == "viewer":
-        ticket["currency"] = DEMO_CURRENCY
-    return await api.mint_ticket(_handed_on(request, ticket), rt)
+    role = api.field(body, "role")
+    minted = await api.mint_ticket(
+        rt,
+        role=role,
+        subject=str(subject),
+        name=api.field(body, "name", ""),
+        currency=DEMO_CURRENCY if role == "viewer" else "",
+        ttl_s=min(DEMO_TICKET_TTL_S, rt.settings.ticket_ttl_s_max),
+    )
+    return JSONResponse(minted, status_code=201)
 
 
 async def demo_open_tab(request: Request, rt: Runtime) -> Response:
     """``POST /demo/tabs``: ``POST /v1/tabs`` for a demo customer (same body and
     ``Idempotency-Key``; the currency defaults to the demo's)."""
     body = await _read_json(request)
-    if not is_demo_id(body.get("customer")):
+    customer = body.get("customer")
+    if not is_demo_id(customer):
         raise ApiError(403, "not_a_demo_id", f"customer must start with {DEMO_ID_PREFIX!r}")
-    body.setdefault("currency", DEMO_CURRENCY)
-    return await api.open_tab(_handed_on(request, body), rt)
+    opened = await api.open_tab(
+        rt,
+        idempotency_key=request.headers.get("idempotency-key", ""),
+        customer=str(customer),
+        currency=api.field(body, "currency", DEMO_CURRENCY),
+        cap_minor=api.field(body, "cap_minor"),
+        payment_method=api.field(body, "payment_method"),
+    )
+    return JSONResponse(api.tab_json(opened.tab), status_code=201 if opened.created else 200)
 
 
 async def demo_statement(request: Request, rt: Runtime) -> Response:
     """``GET /demo/customers/{customer}/tabs/{tab_id}/statement``: the itemized statement."""
-    _demo_path(request)
-    return await api.read_statement(_handed_on(request), rt)
+    return JSONResponse(await api.tab_statement(rt, _demo_ref(request)))
 
 
 async def demo_raise_cap(request: Request, rt: Runtime) -> Response:
     """``POST /demo/customers/{customer}/tabs/{tab_id}/cap`` ``{"cap_minor"}``: raise the cap."""
-    _demo_path(request)
+    ref = _demo_ref(request)
     body = await _read_json(request)
-    return await api.raise_cap(_handed_on(request, {"cap_minor": body.get("cap_minor")}), rt)
+    return JSONResponse(api.tab_json(await api.raise_cap(rt, ref, api.field(body, "cap_minor"))))
 
 
 async def demo_settle(request: Request, rt: Runtime) -> Response:
     """``POST /demo/customers/{customer}/tabs/{tab_id}/settle``: freeze and queue settlement."""
-    _demo_path(request)
-    return await api.settle_tab(_handed_on(request), rt)
+    tab = await api.settle_tab(rt, _demo_ref(request))
+    return JSONResponse(api.tab_json(tab), status_code=202)
 
 
 async def demo_feed_token(request: Request, rt: Runtime) -> Response:
     """``POST /demo/rooms/{room}/feed-token``: a new event-feed token for a demo room (the
     overlay's link; the previous token stops working)."""
     _demo_path(request)
-    return await api.create_feed_token(_handed_on(request), rt)
+    return JSONResponse(
+        await api.create_feed_token(rt, request.path_params["room"]), status_code=201
+    )
 
 
 async def overlay_ticket(request: Request, rt: Runtime) -> Response:

@@ -1,12 +1,16 @@
 """The OpenAPI 3.1 document of the HTTP API (served at ``/openapi.json``).
 
 Written out by hand, next to the routes it describes; a test checks that every route of the
-app is in it and that every documented path exists.
+app is in it and that every documented path exists. Left out on purpose: health and metrics
+(for operators, see docs/server.md), the pages and their files, and the web pages' demo
+backend (``/demo/…``, see docs/pages.md), which is off in production.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from server.demo_api import DEMO_BODY_BYTES_MAX, FEED_TOKEN_CHARS_MAX, OVERLAY_TICKET_TTL_S
 
 _ERROR = {
     "type": "object",
@@ -208,7 +212,8 @@ def document(server_url: str) -> dict[str, Any]:
             "title": "tipmeter HTTP API",
             "version": "1",
             "description": "Post Pay tabs, connection tickets and rooms, for the cam-site "
-            "backend. Amounts are integers in minor units. See docs/http-api.md.",
+            "backend; the broadcast overlay's ticket exchange. Amounts are integers in minor "
+            "units. See docs/http-api.md.",
         },
         "servers": [{"url": server_url}],
         "components": {
@@ -398,6 +403,47 @@ def document(server_url: str) -> dict[str, Any]:
                         ),
                         **_errors(400, 503),
                         "401": _json(_ERROR, "Unknown room or token (`invalid_token`)."),
+                    },
+                }
+            },
+            "/overlay/ticket": {
+                "post": {
+                    "summary": "Trade a room's event-feed token for a ticket of one `broadcast` "
+                    f"WebSocket connection, valid {OVERLAY_TICKET_TTL_S} s (how the broadcast "
+                    "overlay follows the room; the feed token is the credential).",
+                    "security": [],
+                    "requestBody": _body(
+                        {
+                            "room": _ID,
+                            "token": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": FEED_TOKEN_CHARS_MAX,
+                            },
+                        },
+                        ["room", "token"],
+                    ),
+                    "responses": {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "required": ["ticket", "expires_at_ms"],
+                                "properties": {
+                                    "ticket": {"type": "string"},
+                                    "expires_at_ms": {"type": "integer"},
+                                },
+                            },
+                            "The ticket.",
+                        ),
+                        "400": _json(_ERROR, "The body is not a JSON object (`malformed_body`)."),
+                        "401": _json(
+                            _ERROR, "Unknown room, or not its current feed token (`invalid_token`)."
+                        ),
+                        "413": _json(
+                            _ERROR,
+                            f"Body larger than {DEMO_BODY_BYTES_MAX} bytes (`body_too_large`).",
+                        ),
+                        "503": _json(_ERROR, "Redis is unavailable (`unavailable`): retry."),
                     },
                 }
             },

@@ -1,6 +1,7 @@
 /**
  * The viewer page: open a Post Pay tab with a sandbox card, watch it live, tip, run a private
- * show, raise the cap when credit runs low, and read the itemized statement after settling.
+ * show, raise the cap when credit runs low, and read the itemized statement after settling,
+ * with how the settlement ended (the charge and its capture id, or why the card declined it).
  *
  * Every amount is an integer of minor units from the server (or from `parseMinor` of what the
  * viewer typed); `formatMinor` only renders. The tab shown is always the client's newest
@@ -27,9 +28,13 @@ const TIP_PRESETS_MINOR = [100, 500, 1_000, 2_500];
 const RAISE_STEPS_MINOR = [500, 2_000, 5_000];
 /** Tips kept in the page's log. */
 const TIP_LOG_MAX = 50;
-/** While a statement is `settling`, it is read again this often, at most this many times. */
-const STATEMENT_POLL_MS = 1_000;
-const STATEMENT_POLLS_MAX = 30;
+/**
+ * While a statement is `settling`, the server's `tab` message announces the outcome and the
+ * statement is read again at once. In case that message cannot arrive (the connection is
+ * down), the statement is also read again this often, at most this many times.
+ */
+const STATEMENT_POLL_MS = 5_000;
+const STATEMENT_POLLS_MAX = 12;
 
 const END_REASONS = {
   cap_reached: "The show ended: your cap was reached. Raise it to start again.",
@@ -66,11 +71,20 @@ const page = {
   openKey: null,
   /** The running show's id, its price and when it started (for display). */
   show: null,
-  /** The tab whose statement is shown, and how many times it was read. */
-  statement: { tabId: null, polls: 0, timer: null },
+  /** The statement shown: see `noStatement`. */
+  statement: noStatement(null),
   /** A settled tab the viewer moved on from: its later updates do not bring its statement back. */
   dismissedTabId: null,
 };
+
+/**
+ * What the page knows of the statement it shows: the tab, the state it shows, the reads
+ * started and the newest one rendered (an older read answering late is dropped), the
+ * fallback reads done and the timer of the next.
+ */
+function noStatement(tabId) {
+  return { tabId, state: null, reads: 0, rendered: 0, polls: 0, timer: null };
+}
 
 function money(amountMinor) {
   return formatMinor(amountMinor, page.currency);
@@ -112,7 +126,7 @@ function renderTab(tab) {
     hideStatement();
   }
   $("tab-state").textContent = tab.state;
-  $("tab-state").className = `tag ${open ? "ok" : "warn"}`;
+  $("tab-state").className = `tag ${open ? "ok" : (STATEMENT_STATES[tab.state]?.[1] ?? "warn")}`.trim();
   setMinor($("accrued"), tab.accrued_minor);
   setMinor($("cap"), tab.cap_minor);
   setMinor($("remaining"), tab.remaining_minor);
@@ -135,7 +149,7 @@ function renderTab(tab) {
   if (!open) {
     $("raise-cap").hidden = true;
     if (tab.tab_id !== page.dismissedTabId) {
-      showStatement(tab.tab_id);
+      showStatement(tab.tab_id, "tab", tab.state);
     }
   }
 }
@@ -344,7 +358,7 @@ async function settle() {
       "POST",
       `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tab.tab_id)}/settle`,
     );
-    showStatement(tab.tab_id);
+    showStatement(tab.tab_id, "settle");
   } catch (error) {
     $("settle-button").disabled = false;
     say($("tab-status"), explain(error), "bad");
@@ -353,20 +367,30 @@ async function settle() {
 
 function hideStatement() {
   clearTimeout(page.statement.timer);
-  page.statement = { tabId: null, polls: 0, timer: null };
+  page.statement = noStatement(null);
   $("statement").hidden = true;
 }
 
-function showStatement(tabId) {
+/**
+ * Show the statement of `tabId`, read because of `why`: "settle" (the viewer ended the tab)
+ * or "tab" (the server announced the tab's new `state`). A statement already shown is read
+ * again when the announced state is not the one it shows: that is how the settlement's
+ * outcome appears as soon as the server records it.
+ */
+function showStatement(tabId, why, state = null) {
   if (page.statement.tabId === tabId) {
-    return; // already shown (and read again while it settles)
+    if (state !== null && state !== page.statement.state) {
+      readStatement(tabId, why);
+    }
+    return;
   }
   clearTimeout(page.statement.timer);
-  page.statement = { tabId, polls: 0, timer: null };
-  readStatement(tabId);
+  page.statement = noStatement(tabId);
+  readStatement(tabId, why);
 }
 
-async function readStatement(tabId) {
+async function readStatement(tabId, why) {
+  const read = ++page.statement.reads;
   let statement;
   try {
     statement = await backend(
@@ -374,38 +398,100 @@ async function readStatement(tabId) {
       `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tabId)}/statement`,
     );
   } catch (error) {
-    say($("tab-status"), explain(error), "bad");
+    if (page.statement.tabId === tabId) {
+      say($("tab-status"), explain(error), "bad");
+    }
     return;
   }
-  if (page.statement.tabId !== tabId) {
-    return;
+  if (page.statement.tabId !== tabId || read <= page.statement.rendered) {
+    return; // another tab's, or older than the statement shown
   }
-  renderStatement(statement);
-  page.statement.polls += 1;
+  page.statement.rendered = read;
+  page.statement.state = statement.state;
+  renderStatement(statement, why);
+  clearTimeout(page.statement.timer);
   if (statement.state === "settling" && page.statement.polls < STATEMENT_POLLS_MAX) {
-    page.statement.timer = setTimeout(() => readStatement(tabId), STATEMENT_POLL_MS);
+    page.statement.polls += 1;
+    page.statement.timer = setTimeout(() => readStatement(tabId, "poll"), STATEMENT_POLL_MS);
   }
 }
 
+/** The statement's state as its tag shows it: [text, tone]. */
 const STATEMENT_STATES = {
-  open: "open",
-  settling: "settling: one charge is being taken",
-  settled: "settled",
-  failed: "the charge failed",
-  voided: "nothing to pay: the hold was released",
+  open: ["open", ""],
+  settling: ["settling", "warn"],
+  settled: ["settled", "ok"],
+  failed: ["payment declined", "bad"],
+  voided: ["nothing to pay", "ok"],
+  expired: ["hold expired", "bad"],
 };
 
-function renderStatement(statement) {
+/** How the settlement ended, in the viewer's words: [text, tone]. */
+function outcomeText(statement) {
+  const total = money(statement.total_minor);
+  switch (statement.outcome) {
+    case "captured":
+      return [`Paid: one charge of ${money(statement.captured_minor)} was taken from your card.`, "ok"];
+    case "declined": {
+      const reason = statement.decline_reason ? statement.decline_reason.replaceAll("_", " ") : "no reason given";
+      return [`Payment declined: ${reason}. Nothing was charged.`, "bad"];
+    }
+    case "voided":
+      return ["Nothing to pay: the hold on your card was released.", "ok"];
+    case "expired":
+      return [`The hold on your card expired before the charge of ${total} was taken: nothing was charged.`, "bad"];
+    default:
+      return statement.state === "settling" ? [`Taking one charge of ${total}…`, ""] : ["", ""];
+  }
+}
+
+/** What happened to the hold on the viewer's card. */
+function holdText(statement) {
+  const cap = money(statement.cap_minor);
+  switch (statement.outcome) {
+    case "captured": {
+      const released = statement.cap_minor - statement.captured_minor;
+      return released > 0
+        ? `${cap} was authorized; one charge of ${money(statement.captured_minor)} was taken and ` +
+            `${money(released)} of the hold was released.`
+        : `${cap} was authorized and charged in full.`;
+    }
+    case "declined":
+      return `${cap} was authorized; the charge of ${money(statement.total_minor)} for the lines below was declined.`;
+    case "voided":
+      return `${cap} was authorized and nothing was spent.`;
+    case "expired":
+      return `${cap} was authorized; the hold expired before it could be charged.`;
+    default:
+      return (
+        `${cap} was authorized; one charge of ${money(statement.total_minor)} is being taken ` +
+        `and ${money(statement.cap_minor - statement.total_minor)} of the hold will be released.`
+      );
+  }
+}
+
+function renderStatement(statement, why) {
   page.currency = statement.currency;
   const section = $("statement");
   section.dataset.tabId = statement.tab_id;
   section.dataset.state = statement.state;
-  $("statement-state").textContent = STATEMENT_STATES[statement.state] ?? statement.state;
+  section.dataset.outcome = statement.outcome;
+  // What made the page read this version: "settle", "tab" (the server's announcement) or "poll".
+  section.dataset.readOn = why;
+  const [stateText, stateTone] = STATEMENT_STATES[statement.state] ?? [statement.state, ""];
+  $("statement-state").textContent = stateText;
+  $("statement-state").className = `tag ${stateTone}`.trim();
   setMinor($("statement-total"), statement.total_minor);
-  const released = statement.cap_minor - statement.total_minor;
-  $("statement-note").textContent =
-    `${money(statement.cap_minor)} was authorized; one charge of ${money(statement.total_minor)} ` +
-    `is taken and ${money(released)} of the hold is released.`;
+  const [outcome, tone] = outcomeText(statement);
+  say($("statement-outcome"), outcome, tone);
+  $("statement-payment").hidden = statement.outcome === "";
+  setMinor($("statement-captured"), statement.captured_minor);
+  $("statement-capture-id").textContent = statement.capture_id || "–";
+  $("statement-note").textContent = holdText(statement);
+  // One charge of exactly the total, or none: the page checks what it shows, in integers.
+  if (statement.outcome === "captured" && statement.captured_minor !== statement.total_minor) {
+    say($("tab-status"), "The charge differs from the statement's total.", "bad");
+  }
   const rows = statement.lines.map((line) =>
     el(
       "tr",

@@ -1,6 +1,8 @@
 """Fixtures for the browser tests: one real ``tipmeter serve`` process on loopback with its demo
-backend on, a TCP proxy in front of it (to drop the network at the worst moment), and Debian's
-headless Chromium driven by Playwright — the system browser, never a downloaded one.
+backend and its settlement worker on (so "End and pay" really captures, through the same
+in-process sandbox gateway that placed the hold), on a Redis of its own, a TCP proxy in front
+of it (to drop the network at the worst moment), and Debian's headless Chromium driven by
+Playwright — the system browser, never a downloaded one.
 
 Everything async here lives in one event loop for the whole session (``loop_scope="session"``)
 because a Playwright browser and the proxy's sockets belong to the loop that made them; the
@@ -9,9 +11,11 @@ test modules mark their tests with the same loop scope.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +26,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
-from server.embedded_redis import RedisServer, free_port
+from server.embedded_redis import free_port
 from tests.support.processes import API_KEY, TipmeterProcess
 from tests.support.proxy import Proxy
+from tests.support.redis_procs import start_standalone
 
 #: Debian's chromium package (installed by `make test`); CHROMIUM_BIN points elsewhere if needed.
 CHROMIUM_BIN: Final = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
@@ -39,10 +44,18 @@ CHROMIUM_ARGS: Final = (
     "--disable-component-update",
     "--disable-sync",
 )
-#: Where the tests leave a screenshot of each page (the README shows them).
-SCREENSHOTS_DIR: Final = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: The repository's root (a relative TIPMETER_SCREENSHOTS is taken from here).
+REPO_DIR: Final = Path(__file__).resolve().parents[2]
+#: Names the folder to keep the pages' screenshots in (`make screenshots` sets it to
+#: docs/screenshots, which the README shows). Unset, screenshots go to each test's own temporary
+#: folder, so a test run never rewrites a tracked file.
+SCREENSHOTS_ENV: Final = "TIPMETER_SCREENSHOTS"
 #: Longest wait of a UI assertion, in milliseconds.
 UI_TIMEOUT_MS: Final = 10_000
+#: Tab states a settlement ends in (the statement's ``outcome`` is set in each).
+SETTLED_STATES: Final = ("settled", "failed", "voided", "expired")
+#: Longest wait for the settlement worker to record a tab's outcome, in seconds.
+SETTLE_TIMEOUT_S: Final = 15.0
 #: Console errors Chromium itself logs when a test cuts the network on purpose.
 NETWORK_FAILURES: Final = (
     re.compile(r"WebSocket connection to '.*' failed"),
@@ -90,6 +103,26 @@ class Site:
         statement: dict[str, Any] = response.json()
         return statement
 
+    async def settled_statement(self, customer: str, tab_id: str) -> dict[str, Any]:
+        """A tab's statement once the settlement worker recorded its outcome; fails after
+        :data:`SETTLE_TIMEOUT_S`."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while True:
+            statement = await self.statement(customer, tab_id)
+            if statement["state"] in SETTLED_STATES:
+                return statement
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tab {tab_id} not settled: {statement['state']}")
+            await asyncio.sleep(0.1)
+
+    async def capture(self, capture_id: str) -> dict[str, Any]:
+        """The statement support finds from a capture id (``GET /v1/captures/{id}``)."""
+        async with self.api() as http:
+            response = await http.get(f"/v1/captures/{capture_id}")
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
 
 def unique(kind: str) -> str:
     """A fresh demo id (``demo-<kind>-<hex>``): tests share one Redis and never collide."""
@@ -108,31 +141,36 @@ def chromium_bin() -> str:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def site(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Site]:
-    """``tipmeter serve`` on the session's Redis with the demo backend on, behind a proxy.
+async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    """``tipmeter serve`` with the demo backend and a settlement worker on, behind a proxy.
 
-    The proxy listens before the server starts, so the server can allow the proxy's origin
-    (pages loaded through it open their WebSocket through it too).
+    It has a Redis of its own: its worker and sweeper settle every tab they find, so on the
+    session's shared Redis they would take other tests' tabs (whose holds this process's
+    sandbox gateway never placed). The proxy listens before the server starts, so the server
+    can allow the proxy's origin (pages loaded through it open their WebSocket through it too).
     """
+    redis = start_standalone(tmp_path_factory.mktemp("pages-redis"))
     port = free_port()
-    async with Proxy(port) as proxy:
-        origins = f"http://127.0.0.1:{port},http://127.0.0.1:{proxy.port}"
-        server = TipmeterProcess(
-            ["serve"],
-            {
-                "TIPMETER_REDIS_URL": redis_server.url,
-                "TIPMETER_DEMO_API": "on",
-                "TIPMETER_ALLOWED_ORIGINS": origins,
-            },
-            cwd=tmp_path_factory.mktemp("pages"),
-            port=port,
-        ).start()
-        try:
-            yield Site(server, proxy)
-        finally:
-            server.stop()
+    try:
+        async with Proxy(port) as proxy:
+            origins = f"http://127.0.0.1:{port},http://127.0.0.1:{proxy.port}"
+            server = TipmeterProcess(
+                ["serve"],
+                {
+                    "TIPMETER_REDIS_URL": redis.url,
+                    "TIPMETER_DEMO_API": "on",
+                    "TIPMETER_WORKER": "on",
+                    "TIPMETER_ALLOWED_ORIGINS": origins,
+                },
+                cwd=tmp_path_factory.mktemp("pages"),
+                port=port,
+            ).start()
+            try:
+                yield Site(server, proxy)
+            finally:
+                server.stop()
+    finally:
+        redis.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -207,8 +245,12 @@ async def pages(browser: Browser, site: Site) -> AsyncIterator[Pages]:
     assert not opened.errors, "the pages logged errors:\n" + "\n".join(opened.errors)
 
 
-@pytest.fixture(scope="session")
-def screenshots() -> Path:
-    """The folder for the README's screenshots."""
-    SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS_DIR
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where this test leaves its screenshots: the folder TIPMETER_SCREENSHOTS names (`make
+    screenshots`), otherwise the test's ``tmp_path`` — the screenshot is still taken, which
+    proves the page renders, but the repository is left as it was."""
+    named = os.environ.get(SCREENSHOTS_ENV, "")
+    folder = REPO_DIR / named if named else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,7 +1,9 @@
-"""The web pages in a real headless Chromium against a real ``tipmeter serve`` process: a viewer
-tips and the model console and the overlay show it; a private show runs to the cap and the
-statement adds up; a network that drops mid-tip never tips twice; the overlay resumes without
-repeating or missing an alert. Each page leaves its screenshot in docs/screenshots/."""
+"""The web pages in a real headless Chromium against a real ``tipmeter serve`` process (with its
+settlement worker): a viewer tips and the model console and the overlay show it; a private show
+runs to the cap, the tab settles and the statement adds up to the one charge; a declined
+capture says why; a network that drops mid-tip never tips twice; the overlay resumes without
+repeating or missing an alert. The tests marked ``screenshots`` take the README's screenshots
+(kept in docs/screenshots/ only by `make screenshots`; see the ``screenshots`` fixture)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ DECLINED: tuple[re.Pattern[str], ...] = (
 )
 
 
+@pytest.mark.screenshots
 async def test_a_tip_shows_on_the_model_console_and_the_overlay(
     pages: Pages, site: Site, screenshots: Path
 ) -> None:
@@ -81,6 +84,7 @@ async def test_a_tip_shows_on_the_model_console_and_the_overlay(
     await overlay.screenshot(path=screenshots / "overlay.png", omit_background=True)
 
 
+@pytest.mark.screenshots
 async def test_a_private_show_runs_to_the_cap_and_the_statement_adds_up(
     pages: Pages, site: Site, screenshots: Path
 ) -> None:
@@ -117,6 +121,14 @@ async def test_a_private_show_runs_to_the_cap_and_the_statement_adds_up(
     statement = viewer.locator("#statement")
     await expect(statement).to_be_visible()
     await expect(statement).to_have_attribute("data-tab-id", tab_id)
+    # The settlement worker takes the one charge; the page shows it, with its capture id.
+    await expect(statement).to_have_attribute("data-state", "settled")
+    await expect(statement).to_have_attribute("data-outcome", "captured")
+    await expect(viewer.locator("#statement-state")).to_have_text("settled")
+    await expect(viewer.locator("#statement-outcome")).to_have_text(
+        "Paid: one charge of $5.00 was taken from your card."
+    )
+    await expect(viewer.locator("#tab-state")).to_have_text("settled")
     rows = viewer.locator("#statement-lines tbody tr")
     await expect(rows).to_have_count(2)
     shown = [int(v) for v in await rows.evaluate_all("rs => rs.map(r => r.dataset.amountMinor)")]
@@ -129,12 +141,20 @@ async def test_a_private_show_runs_to_the_cap_and_the_statement_adds_up(
     await expect(viewer.locator(f"#statement-models tr[data-room='{room}']")).to_contain_text(
         "$5.00"
     )
-    # `settling` until a settlement worker captures the charge, then `settled`.
-    await expect(viewer.locator("#statement-state")).to_contain_text(re.compile("settl"))
+    assert await minor(viewer, "#statement-captured") == 500
+    await expect(viewer.locator("#statement-note")).to_have_text(
+        "$5.00 was authorized and charged in full."
+    )
 
-    # The statement the page shows is the HTTP API's, and it adds up.
-    api = await site.statement(customer, tab_id)
-    assert api["state"] in ("settling", "settled")
+    # The statement the page shows is the HTTP API's: settled, captured in full, and it adds up.
+    api = await site.settled_statement(customer, tab_id)
+    assert (api["state"], api["outcome"], api["freeze_reason"]) == (
+        "settled",
+        "captured",
+        "merchant",
+    )
+    assert api["captured_minor"] == api["total_minor"] == 500
+    await expect(viewer.locator("#statement-capture-id")).to_have_text(api["capture_id"])
     assert [line["amount_minor"] for line in api["lines"]] == shown
     assert sum(line["amount_minor"] for line in api["lines"]) == api["total_minor"] == 500
     (by_model,) = api["by_model"]
@@ -142,6 +162,8 @@ async def test_a_private_show_runs_to_the_cap_and_the_statement_adds_up(
     assert (by_model["tips_minor"], by_model["sessions_minor"]) == (100, 400)
     assert by_model["session_seconds"] == 4
     assert by_model["share_minor"] + api["platform_minor"] == api["total_minor"]
+    # Support finds the payment from the capture id the page shows.
+    assert await site.capture(api["capture_id"]) == api
     await viewer.screenshot(path=screenshots / "viewer-statement.png", full_page=True)
 
     # A settled tab takes no more tips; a new tab can be opened from the statement.
@@ -200,6 +222,59 @@ async def test_a_declined_card_is_explained_and_opens_no_tab(pages: Pages, site:
     )
     await open_tab(viewer, "25")
     await expect(viewer.locator("#cap")).to_have_text("$25.00")
+
+
+async def test_a_declined_capture_says_why_and_charges_nothing(pages: Pages, site: Site) -> None:
+    room, customer = unique("room"), unique("viewer")
+    viewer = await open_viewer(pages, site.base, customer, room)
+    # This sandbox card approves the hold and declines its capture at settlement.
+    tab_id = await open_tab(viewer, "20.00", card="tok_capture_decline_insufficient_funds")
+    await tip_preset(viewer, 500)
+    await viewer.click("#settle-button")
+
+    statement = viewer.locator("#statement")
+    await expect(statement).to_have_attribute("data-state", "failed")
+    await expect(statement).to_have_attribute("data-outcome", "declined")
+    await expect(viewer.locator("#statement-state")).to_have_text("payment declined")
+    await expect(viewer.locator("#statement-outcome")).to_have_text(
+        "Payment declined: insufficient funds. Nothing was charged."
+    )
+    await expect(viewer.locator("#statement-capture-id")).to_have_text("–")
+    assert await minor(viewer, "#statement-captured") == 0
+    assert await minor(viewer, "#statement-total") == 500
+    await expect(viewer.locator("#tab-state")).to_have_text("failed")
+    await expect(viewer.locator("#tip-card")).to_be_hidden()
+
+    api = await site.settled_statement(customer, tab_id)
+    assert (api["state"], api["outcome"], api["decline_reason"]) == (
+        "failed",
+        "declined",
+        "insufficient_funds",
+    )
+    assert (api["total_minor"], api["captured_minor"], api["capture_id"]) == (500, 0, "")
+
+
+async def test_a_tab_the_cam_site_settles_shows_its_outcome_as_announced(
+    pages: Pages, site: Site
+) -> None:
+    room, customer = unique("room"), unique("viewer")
+    viewer = await open_viewer(pages, site.base, customer, room)
+    tab_id = await open_tab(viewer, "30.00")
+    await tip_preset(viewer, 1_000)
+    # The cam site's backend settles the tab; the viewer clicks nothing. The page learns it from
+    # the server's `tab` messages and reads the statement at once, long before its fallback
+    # read (every 5 s) would.
+    async with site.api() as http:
+        queued = await http.post(f"/v1/customers/{customer}/tabs/{tab_id}/settle")
+    assert queued.status_code == 202, queued.text
+    statement = viewer.locator("#statement")
+    await expect(statement).to_have_attribute("data-outcome", "captured")
+    await expect(statement).to_have_attribute("data-read-on", "tab")
+    await expect(viewer.locator("#tab-state")).to_have_text("settled")
+    await expect(viewer.locator("#tip-card")).to_be_hidden()
+    api = await site.settled_statement(customer, tab_id)
+    assert api["captured_minor"] == 1_000
+    await expect(viewer.locator("#statement-capture-id")).to_have_text(api["capture_id"])
 
 
 async def test_a_dropped_network_resumes_without_a_double_tip(pages: Pages, site: Site) -> None:
