@@ -145,6 +145,19 @@ class Backend:
             self._http = kind(self._host, self._port, timeout=self.timeout_s)
         return self._http
 
+    def _send(
+        self, method: str, path: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        connection = self._connection()
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+
+    def _unreachable(self, exc: Exception) -> BackendError:
+        self.close()
+        code = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+        return BackendError(0, code, str(exc))
+
     def _call(
         self,
         method: str,
@@ -158,30 +171,30 @@ class Backend:
             payload = orjson.dumps(body)
             sent["Content-Type"] = "application/json"
         try:
-            connection = self._connection()
-            connection.request(method, path, body=payload, headers=sent)
-            response = connection.getresponse()
-            raw = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            # The kept-alive connection may have been closed by the server: a new one next time.
+            status, raw = self._send(method, path, payload, sent)
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            # The server closes kept-alive connections that idle (uvicorn: after 5 s): send it
+            # again once on a new one. Every call here is safe to repeat (idempotency keys).
             self.close()
-            code = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
-            raise BackendError(0, code, str(exc)) from exc
+            try:
+                status, raw = self._send(method, path, payload, sent)
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
         try:
             answer = orjson.loads(raw)
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise BackendError(
-                response.status, "malformed_answer", raw[:200].decode(errors="replace")
-            )
-        if response.status >= 400:
+            raise BackendError(status, "malformed_answer", raw[:200].decode(errors="replace"))
+        if status >= 400:
             error = answer.get("error")
             if not isinstance(error, dict):
-                raise BackendError(response.status, "malformed_answer", str(answer)[:200])
+                raise BackendError(status, "malformed_answer", str(answer)[:200])
             tab_id = error.get("tab_id")
             raise BackendError(
-                response.status,
+                status,
                 str(error.get("code")),
                 str(error.get("message", "")),
                 tab_id if isinstance(tab_id, str) else None,

@@ -303,7 +303,9 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     stats = reports / f"{CSV_PREFIX}_stats.csv"
     if stats.exists():
         print(summary(read_stats(stats)))
-    print(f"loadtest: reports in {reports}/ ({CSV_PREFIX}_stats.csv, {HTML_NAME} …)")
+        print(f"loadtest: reports in {reports}/ ({CSV_PREFIX}_stats.csv, {HTML_NAME} …)")
+    else:
+        print(f"loadtest: no report was written (logs in {reports}/)", file=sys.stderr)
     return status
 
 
