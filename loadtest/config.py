@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
-    """What the locust users do. Every field is one ``LOADTEST_<FIELD>`` variable."""
+    """What the locust users do; :data:`KNOBS` names the variable that sets each field."""
 
     seed: int = 1
     rooms: int = 4
@@ -94,8 +94,9 @@ class LoadConfig:
         return f"lt{self.run_id}-{kind}{index}"
 
     def show_cost_minor(self) -> int:
-        """What one show of ``show_s`` seconds costs at ``show_rate_minor`` a minute, with a
-        second to spare for the tick in progress when it is stopped (rounded up)."""
+        """What one show of ``show_s`` seconds costs at ``show_rate_minor`` a minute, rounded up,
+        with two seconds to spare: a fraction of a second in ``show_s``, and the second in
+        progress when the show is stopped (seconds are billed in advance)."""
         seconds = int(self.show_s) + 2
         return -(-self.show_rate_minor * seconds // 60)
 
