@@ -125,3 +125,16 @@ lock: | $(BIN)/python
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .tipmeter $(JS_DIR)/node_modules
+
+# Load test: starts tipmeter (with its own redis-server), runs locust headless against it for
+# LOADTEST_TIME, writes locust's CSV and HTML report to LOADTEST_REPORTS, stops the server.
+# The users' settings are LOADTEST_* environment variables (docs/loadtest.md).
+LOADTEST_TIME ?= 60s
+LOADTEST_USERS ?= 50
+LOADTEST_SPAWN_RATE ?= 10
+LOADTEST_REPORTS ?= reports/loadtest
+
+.PHONY: loadtest
+loadtest: install
+	$(BIN)/python -m loadtest.run --time "$(LOADTEST_TIME)" --users "$(LOADTEST_USERS)" \
+		--spawn-rate "$(LOADTEST_SPAWN_RATE)" --reports "$(LOADTEST_REPORTS)"

@@ -31,12 +31,16 @@ from clients.protocol import (
     Invalid,
     Ping,
     Pong,
+    RateView,
     Result,
     ServerMessage,
     SessionStart,
     SessionStop,
+    SetRates,
     Subscribe,
     Subscribed,
+    TabUpdate,
+    TabView,
     Tip,
     Welcome,
     decode_server,
@@ -66,6 +70,9 @@ class SyncClient:
         self.origin = origin
         self.open_timeout_s = open_timeout_s
         self.welcome: Welcome | None = None
+        #: The viewer's tab as last seen (welcome, results, refusals and pushes), as in the
+        #: asyncio client: a newer ``version``, or another ``tab_id``, replaces it.
+        self.tab: TabView | None = None
         self._ws: ClientConnection | None = None
         self._stack = contextlib.ExitStack()
         self._backlog: collections.deque[ServerMessage] = collections.deque(maxlen=BACKLOG_MAX)
@@ -122,7 +129,15 @@ class SyncClient:
         message = decode_server(frame, self.codec)
         if isinstance(message, Invalid):
             raise Disconnected(f"invalid frame from the server: {message.message}")
+        tab = message.tab if isinstance(message, Welcome | Result | Error | TabUpdate) else None
+        if tab is not None:
+            self._see_tab(tab)
         return message
+
+    def _see_tab(self, tab: TabView) -> None:
+        current = self.tab
+        if current is None or current.tab_id != tab.tab_id or tab.version > current.version:
+            self.tab = tab
 
     def send(self, message: ClientMessage) -> None:
         """Send one message."""
@@ -192,6 +207,15 @@ class SyncClient:
         """Stop a session."""
         op_id = new_id("stop")
         self.send(SessionStop(id=op_id, session_id=session_id))
+        answer = self._answer(op_id, timeout_s)
+        if not isinstance(answer, Result):
+            raise Disconnected(f"unexpected answer {answer!r}")
+        return answer
+
+    def set_rates(self, rates: dict[str, RateView], timeout_s: float = 10.0) -> Result:
+        """Set the room's prices by kind of show (models only); Refused on an error reply."""
+        op_id = new_id("rates")
+        self.send(SetRates(id=op_id, rates=rates))
         answer = self._answer(op_id, timeout_s)
         if not isinstance(answer, Result):
             raise Disconnected(f"unexpected answer {answer!r}")
