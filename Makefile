@@ -22,6 +22,7 @@ help:
 	@echo "make lock    re-pin constraints.txt from a fresh resolve (needs the package index)"
 	@echo "make soak    settlement soak: 200+ kill -9 of workers under load, then the invariants"
 	@echo "make bench   the benchmark against the in-repo baseline; writes docs/benchmarks.md"
+	@echo "make loadtest  locust, headless, against a local tipmeter; CSV and HTML in reports/"
 	@echo "make screenshots  retake the README's screenshots of the pages (docs/screenshots/)"
 
 $(BIN)/python:

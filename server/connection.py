@@ -1,9 +1,10 @@
 """One accepted WebSocket: who it speaks for, what it follows, and its bounded send queue.
 
-Every frame for a connection goes through :meth:`Connection.send_frame`, which never blocks: it
-puts the frame on the connection's queue, and the connection's own writer task sends it. A
-client that reads too slowly fills its queue; it is then dropped (close code 4008) instead of
-slowing the fan-out for everyone else.
+Every pushed frame goes through :meth:`Connection.send_frame`, which never blocks: it puts the
+frame on the connection's queue, and a writer task sends it. The writer exists only while the
+queue has frames (an idle connection holds no task: at 10,000 connections the difference is
+measurable). A client that reads too slowly fills its queue; it is then dropped (close code
+4008) instead of slowing the fan-out for everyone else.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from clients.protocol import (
     CloseCode,
@@ -32,6 +34,9 @@ from server.metrics import Metrics
 from server.ratelimit import TokenBucket
 
 log = logging.getLogger("tipmeter.ws")
+
+#: What a send raises when the client is gone (uvicorn's transport, starlette's wrapper).
+GONE: Final = (OSError, RuntimeError, WebSocketDisconnect)
 
 #: Events buffered for one room while a connection catches up on its backlog.
 CATCH_UP_BUFFER_MAX: Final = 1_000
@@ -88,8 +93,12 @@ class Connection:
         self.warned_at: int | None = None
         self.errors = 0
         self.closing = False
-        self._queue: asyncio.Queue[bytes | str | _Close] = asyncio.Queue(send_queue_max)
+        self._frames: deque[bytes | str | _Close] = deque()
+        self._frames_max = send_queue_max
+        #: The task sending queued frames; None while the queue is empty.
         self._writer: asyncio.Task[None] | None = None
+        #: Set once the connection is closed or over: nothing more is sent.
+        self._done = False
         #: Held while a frame is being sent, by the writer or by a direct reply.
         self._sending = asyncio.Lock()
 
@@ -97,10 +106,6 @@ class Connection:
     def currency(self) -> str:
         """The currency of the viewer's tab (empty for other roles)."""
         return self.claims.currency
-
-    def start(self) -> None:
-        """Start the writer task."""
-        self._writer = asyncio.create_task(self._write())
 
     def send(self, message: ServerMessage, kind: str) -> None:
         """Encode ``message`` and queue it (``kind`` labels the metric)."""
@@ -112,7 +117,7 @@ class Connection:
         queued (one task hop less on the hot path), else behind what is queued."""
         self.metrics.count_out(kind)
         frame = encode(message, self.codec)
-        if self.closing or not self._queue.empty() or self._sending.locked():
+        if self.closing or self._frames or self._sending.locked():
             self.send_frame(frame)
             return
         async with self._sending:
@@ -121,19 +126,26 @@ class Connection:
                     await self.websocket.send({"type": "websocket.send", "bytes": frame})
                 else:
                     await self.websocket.send({"type": "websocket.send", "text": frame})
-            except (OSError, RuntimeError):  # the client went away mid-send
+            except GONE:  # the client went away mid-send
                 self.closing = True
 
     def send_frame(self, frame: bytes | str) -> None:
         """Queue an encoded frame; drop the connection if its queue is full."""
         if self.closing:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if not self._queue(frame):
             self.metrics.slow_consumers.inc()
             log.info("slow consumer dropped", extra={"fields": {"connection": self.id}})
             self.abort(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    def _queue(self, item: bytes | str | _Close) -> bool:
+        """Append ``item`` and make sure a writer runs; False if the queue is full."""
+        if len(self._frames) >= self._frames_max:
+            return False
+        self._frames.append(item)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        return True
 
     def offer_tab(self, tab: TabView) -> None:
         """Push a tab balance to a viewer if it is news: a newer version of its tab, or a new
@@ -177,18 +189,18 @@ class Connection:
         """Send what is queued, then close with ``code``."""
         if self.closing:
             return
-        try:
-            self._queue.put_nowait(_Close(code, reason))
-        except asyncio.QueueFull:
+        if not self._queue(_Close(code, reason)):
             self.abort(code, reason)
             return
         self.closing = True
 
     def abort(self, code: int, reason: str = "") -> None:
         """Close with ``code`` now, dropping whatever is queued."""
-        if self.closing and self._writer is None:
+        if self._done:
             return
         self.closing = True
+        self._done = True
+        self._frames.clear()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
@@ -201,10 +213,13 @@ class Connection:
     async def _write(self) -> None:
         send = self.websocket.send
         binary = self.codec.binary
+        frames = self._frames
         try:
-            while True:
-                frame = await self._queue.get()
+            while frames:
+                frame = frames.popleft()
                 if isinstance(frame, _Close):
+                    self._done = True
+                    frames.clear()
                     await self._close(frame.code, frame.reason)
                     return
                 async with self._sending:
@@ -212,12 +227,18 @@ class Connection:
                         await send({"type": "websocket.send", "bytes": frame})
                     else:
                         await send({"type": "websocket.send", "text": frame})
-        except (OSError, RuntimeError):  # the client went away mid-send
+        except GONE:  # the client went away mid-send
             self.closing = True
+            frames.clear()
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def stop(self) -> None:
         """Stop the writer (the connection is over)."""
         self.closing = True
+        self._done = True
+        self._frames.clear()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()

@@ -112,7 +112,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     rt.no_connections.clear()
     gauge = rt.metrics.connections.labels(str(claims.role))
     gauge.inc()
-    conn.start()
     try:
         if await _welcome(rt, conn):
             await _read(rt, conn, errors)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+
 from clients.protocol import Codec, Pong
 from clients.tickets import Claims, Role
 from server.connection import Connection
@@ -47,8 +49,6 @@ async def test_a_client_that_does_not_read_is_dropped_with_4008() -> None:
     stuck, healthy = StuckSocket(), StuckSocket()
     healthy.release.set()
     slow, fast = _connection(stuck, metrics), _connection(healthy, metrics)
-    slow.start()
-    fast.start()
     for n in range(10):  # the writer holds one, the queue four: the sixth frame overflows
         for conn in (slow, fast):
             conn.send(Pong(id=f"p{n}", server_time_ms=n), "pong")
@@ -66,10 +66,47 @@ async def test_close_soon_sends_what_is_queued_first() -> None:
     socket = StuckSocket()
     socket.release.set()
     conn = _connection(socket, Metrics(), queue_max=8)
-    conn.start()
     conn.send(Pong(id="p", server_time_ms=1), "pong")
     conn.close_soon(1001, "draining")
     await asyncio.sleep(0.01)
     assert len(socket.sent) == 1
     assert socket.closed_with == 1001
+    await conn.stop()
+
+
+def _writing(conn: Connection) -> bool:
+    return conn._writer is not None
+
+
+async def test_an_idle_connection_holds_no_writer_task() -> None:
+    socket = StuckSocket()
+    socket.release.set()
+    conn = _connection(socket, Metrics(), queue_max=8)
+    assert not _writing(conn)
+    conn.send(Pong(id="p1", server_time_ms=1), "pong")
+    conn.send(Pong(id="p2", server_time_ms=2), "pong")
+    assert _writing(conn)
+    await asyncio.sleep(0.01)
+    assert len(socket.sent) == 2
+    assert not _writing(conn)  # the queue drained: the writer is gone
+    conn.send(Pong(id="p3", server_time_ms=3), "pong")  # and comes back for the next frame
+    await asyncio.sleep(0.01)
+    assert [m["text"] for m in socket.sent][-1].count('"p3"') == 1
+    await conn.stop()
+
+
+class GoneSocket(StuckSocket):
+    """A WebSocket whose client vanished: sending raises what starlette raises then."""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        raise WebSocketDisconnect(1006)
+
+
+async def test_a_client_gone_mid_send_just_ends_the_connection() -> None:
+    conn = _connection(GoneSocket(), Metrics(), queue_max=8)
+    conn.send(Pong(id="p1", server_time_ms=1), "pong")
+    await asyncio.sleep(0.01)
+    assert conn.closing
+    assert not _writing(conn)
+    await conn.reply(Pong(id="p2", server_time_ms=2), "pong")  # neither raises
     await conn.stop()

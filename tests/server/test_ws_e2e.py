@@ -177,15 +177,15 @@ async def test_devices_are_counted_so_a_second_device_hears_the_first(
     servers: Pair, redis_url: str
 ) -> None:
     a, _ = servers
-    await open_tab(a, "hal", cap_minor=1_000)
+    await open_tab(a, "hank", cap_minor=1_000)
     counts = redis.asyncio.Redis.from_url(redis_url)
-    devices = keys.customer_devices("hal")
+    devices = keys.customer_devices("hank")
     try:
-        async with Client(a.ws_url, viewer_ticket("hal")) as paying:
+        async with Client(a.ws_url, viewer_ticket("hank")) as paying:
             [only] = (await counts.hgetall(devices)).values()
             assert only == b"1"  # one device: its tips are not announced
             await paying.tip("alice", 100, "USD")
-            async with Client(a.ws_url, viewer_ticket("hal")) as joining:
+            async with Client(a.ws_url, viewer_ticket("hank")) as joining:
                 [both] = (await counts.hgetall(devices)).values()
                 assert both == b"2"
                 await paying.tip("alice", 150, "USD")
