@@ -51,6 +51,37 @@ class _Close:
 class Connection:
     """The server's side of one client connection."""
 
+    # Slots: at 10,000 connections a per-instance dict is a measurable share of the memory.
+    __slots__ = (
+        "_done",
+        "_frames",
+        "_frames_max",
+        "_sending",
+        "_writer",
+        "audience",
+        "buffers",
+        "claims",
+        "closing",
+        "codec",
+        "cursors",
+        "errors",
+        "frames",
+        "id",
+        "metrics",
+        "role",
+        "sessions",
+        "subject",
+        "tab_id",
+        "tab_version",
+        "tab_waiting",
+        "tips",
+        "tips_in_flight",
+        "warned_at",
+        "warning_seconds",
+        "websocket",
+        "welcomed",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -93,14 +124,16 @@ class Connection:
         self.warned_at: int | None = None
         self.errors = 0
         self.closing = False
-        self._frames: deque[bytes | str | _Close] = deque()
+        #: Frames waiting to be sent (made on first use: most connections never queue one).
+        self._frames: deque[bytes | str | _Close] | None = None
         self._frames_max = send_queue_max
         #: The task sending queued frames; None while the queue is empty.
         self._writer: asyncio.Task[None] | None = None
         #: Set once the connection is closed or over: nothing more is sent.
         self._done = False
-        #: Held while a frame is being sent, by the writer or by a direct reply.
-        self._sending = asyncio.Lock()
+        #: True while a frame is being sent, by the writer or by a direct reply (one at a time:
+        #: a direct reply goes out only when nothing is queued or being sent).
+        self._sending = False
 
     @property
     def currency(self) -> str:
@@ -117,17 +150,21 @@ class Connection:
         queued (one task hop less on the hot path), else behind what is queued."""
         self.metrics.count_out(kind)
         frame = encode(message, self.codec)
-        if self.closing or self._frames or self._sending.locked():
+        if self.closing or self._frames or self._sending:
             self.send_frame(frame)
             return
-        async with self._sending:
-            try:
-                if self.codec.binary:
-                    await self.websocket.send({"type": "websocket.send", "bytes": frame})
-                else:
-                    await self.websocket.send({"type": "websocket.send", "text": frame})
-            except GONE:  # the client went away mid-send
-                self.closing = True
+        self._sending = True
+        try:
+            if self.codec.binary:
+                await self.websocket.send({"type": "websocket.send", "bytes": frame})
+            else:
+                await self.websocket.send({"type": "websocket.send", "text": frame})
+        except GONE:  # the client went away mid-send
+            self.closing = True
+        finally:
+            self._sending = False
+        if self._frames and self._writer is None and not self._done:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
     def send_frame(self, frame: bytes | str) -> None:
         """Queue an encoded frame; drop the connection if its queue is full."""
@@ -139,11 +176,15 @@ class Connection:
             self.abort(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     def _queue(self, item: bytes | str | _Close) -> bool:
-        """Append ``item`` and make sure a writer runs; False if the queue is full."""
-        if len(self._frames) >= self._frames_max:
+        """Append ``item`` and make sure it will be sent (by a writer, or after the direct reply
+        being sent); False if the queue is full."""
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._frames_max:
             return False
-        self._frames.append(item)
-        if self._writer is None:
+        frames.append(item)
+        if self._writer is None and not self._sending:
             self._writer = asyncio.get_running_loop().create_task(self._write())
         return True
 
@@ -200,7 +241,7 @@ class Connection:
             return
         self.closing = True
         self._done = True
-        self._frames.clear()
+        self._frames = None
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
@@ -213,23 +254,26 @@ class Connection:
     async def _write(self) -> None:
         send = self.websocket.send
         binary = self.codec.binary
-        frames = self._frames
         try:
-            while frames:
+            while frames := self._frames:
                 frame = frames.popleft()
                 if isinstance(frame, _Close):
                     self._done = True
-                    frames.clear()
+                    self._frames = None
                     await self._close(frame.code, frame.reason)
                     return
-                async with self._sending:
+                self._sending = True
+                try:
                     if binary:
                         await send({"type": "websocket.send", "bytes": frame})
                     else:
                         await send({"type": "websocket.send", "text": frame})
+                finally:
+                    self._sending = False
+            self._frames = None  # drained: an idle connection keeps no queue
         except GONE:  # the client went away mid-send
             self.closing = True
-            frames.clear()
+            self._frames = None
         finally:
             if self._writer is asyncio.current_task():
                 self._writer = None
@@ -238,7 +282,7 @@ class Connection:
         """Stop the writer (the connection is over)."""
         self.closing = True
         self._done = True
-        self._frames.clear()
+        self._frames = None
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()

@@ -192,6 +192,16 @@ class _RoomFeed:
         self.waiters: set[asyncio.Event] = set()
 
 
+class _DeviceLock:
+    """Serializes the writes of one customer's device count; kept while anyone uses it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Hub:
     """This process's subscriptions, and delivery to its connections."""
 
@@ -201,7 +211,7 @@ class Hub:
         self._metrics = metrics
         #: This process's id in the customers' device counts (metering/devices.py).
         self._owner = owner
-        self._device_locks: dict[str, asyncio.Lock] = {}
+        self._device_locks: dict[str, _DeviceLock] = {}
         self._listeners: dict[str, ChannelListener] = {}
         self._rooms: dict[str, _RoomFeed] = {}
         self._customers: dict[str, set[Connection]] = {}
@@ -298,14 +308,18 @@ class Hub:
         """Record this process's count of ``customer``'s devices. Writes for one customer are
         serialized and each counts when it runs, so the last one written is the current count
         (a late write of an older, lower count would hide a device from announcements)."""
-        lock = self._device_locks.setdefault(customer, asyncio.Lock())
+        entry = self._device_locks.get(customer)
+        if entry is None:
+            entry = self._device_locks[customer] = _DeviceLock()
+        entry.users += 1
         try:
-            async with lock:
+            async with entry.lock:
                 count = len(self._customers.get(customer, ()))
                 await record_devices(self._meter.store, customer, self._owner, count)
         finally:
-            if not lock.locked() and customer not in self._customers:
-                self._device_locks.pop(customer, None)
+            entry.users -= 1
+            if not entry.users:  # nobody holds or waits for it: it may go
+                del self._device_locks[customer]
 
     async def _record_devices_quietly(self, customer: str) -> None:
         """:meth:`_record_devices`, logging a failure (a count left too high only costs
