@@ -28,7 +28,14 @@ import redis
 
 from clients.tickets import Role, mint
 from loadtest import bench_sessions, bench_settle, procs
-from loadtest.generator import closed_loop, fan_out, hold_idle, percentile
+from loadtest.generator import (
+    closed_loop,
+    fan_out,
+    hold_idle,
+    percentile,
+    tip_steadily,
+    watch_room,
+)
 from metering.meter import Meter, open_store
 from metering.store import RedisTarget
 from server.embedded_redis import RedisServer, free_port
@@ -222,6 +229,58 @@ async def fan_out_product(
 
 
 @dataclass
+class Delivered:
+    """What showing room events to viewers costs the process that holds the viewers."""
+
+    watchers: int
+    frames: int
+    cpu_s: float
+
+    @property
+    def us_per_frame(self) -> float:
+        """Server CPU per event frame delivered to one viewer, in µs."""
+        return self.cpu_s / self.frames * 1e6 if self.frames else 0.0
+
+
+async def delivery_cost(
+    redis_url: str, work: Path, watchers: int, tips_per_s: float, seconds: float
+) -> Delivered:
+    """``watchers`` viewers on process B follow a room that one viewer on process A tips at
+    ``tips_per_s``; B's CPU over the event frames its viewers received."""
+    _flush(redis_url)
+    await _open_tabs(redis_url, ["payer"])
+    env = {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}
+    a = procs.tipmeter(env, free_port(), work / "delivery-a.log")
+    b = procs.tipmeter(env, free_port(), work / "delivery-b.log")
+    try:
+        a.wait_listening()
+        b.wait_listening()
+        sockets, counter = await watch_room(
+            [
+                f"ws://127.0.0.1:{b.port}/ws?ticket={_ticket(Role.VIEWER, f'watcher{n}', 'USD')}"
+                for n in range(watchers)
+            ],
+            ROOM,
+        )
+        await asyncio.sleep(1.0)
+        counter[0] = 0
+        cpu0 = b.cpu_s()
+        await tip_steadily(
+            f"ws://127.0.0.1:{a.port}/ws?ticket={_ticket(Role.VIEWER, 'payer', 'USD')}",
+            ROOM,
+            tips_per_s,
+            seconds,
+        )
+        cpu = b.cpu_s() - cpu0
+        frames = counter[0]
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    finally:
+        a.stop()
+        b.stop()
+    return Delivered(watchers, frames, cpu)
+
+
+@dataclass
 class Idle:
     """Memory an idle connection costs a server process."""
 
@@ -289,10 +348,12 @@ class Plan:
     session_seconds: float
     idle_connections: int
     settle_tabs: int
+    watchers: int
+    watched_tips_per_s: float
 
 
-FULL: Final = Plan(200, 15.0, 3.0, 1_000.0, 100, 10_000, 30.0, 10_000, 5_000)
-QUICK: Final = Plan(10, 1.0, 0.3, 50.0, 5, 50, 2.0, 50, 50)
+FULL: Final = Plan(200, 15.0, 3.0, 1_000.0, 100, 10_000, 30.0, 10_000, 5_000, 500, 50.0)
+QUICK: Final = Plan(10, 1.0, 0.3, 50.0, 5, 50, 2.0, 50, 50, 10, 10.0)
 
 
 @dataclass
@@ -303,6 +364,7 @@ class Report:
     baseline: Throughput
     product: Throughput
     fan_out: Delivery
+    delivered: Delivered
     sessions: bench_sessions.Figures
     idle_product: Idle
     idle_baseline: Idle
@@ -358,6 +420,14 @@ def table(r: Report) -> str:
             "≤ 100 ms",
         ),
         (
+            f"server CPU per room event shown to a viewer ({r.delivered.watchers} viewers, "
+            f"{r.delivered.frames:,} frames)",
+            f"{r.delivered.us_per_frame:.1f} µs",
+            "",
+            "",
+            "",
+        ),
+        (
             f"{r.sessions.sessions:,} metered sessions: tick lag p99",
             f"{r.sessions.lag_p99_ms:.1f} ms",
             "",
@@ -372,7 +442,7 @@ def table(r: Report) -> str:
             "",
         ),
         (
-            f"RSS per idle connection, {r.idle_product.connections:,} connections",
+            f"RSS per idle connection, {r.plan.idle_connections:,} connections",
             f"{r.idle_product.kib_per_connection:.1f} KiB",
             f"{r.idle_baseline.kib_per_connection:.1f} KiB",
             _ratio(r.idle_product.kib_per_connection, r.idle_baseline.kib_per_connection),
@@ -444,6 +514,10 @@ async def run(plan: Plan, work: Path) -> Report:
         fan = await fan_out_product(
             url, work, plan.fan_out_tips_per_s, plan.fan_out_viewers, plan.seconds, plan.warmup_s
         )
+        say("delivery to viewers …")
+        delivered = await delivery_cost(
+            url, work, plan.watchers, plan.watched_tips_per_s, plan.seconds / 2
+        )
         say("idle connections …")
         idle_p = await idle_product(url, work, plan.idle_connections)
         idle_b = await idle_baseline(url, work, plan.idle_connections)
@@ -454,7 +528,7 @@ async def run(plan: Plan, work: Path) -> Report:
         redis_server.stop()
     say("settlement …")
     settle = await bench_settle.run_with_own_redis(plan.settle_tabs)
-    return Report(plan, base, product, fan, sessions, idle_p, idle_b, settle)
+    return Report(plan, base, product, fan, delivered, sessions, idle_p, idle_b, settle)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,3 +208,43 @@ async def hold_idle(
             return await open_connection(url, welcome)
 
     return list(await asyncio.gather(*(one(url) for url in urls)))
+
+
+async def _count_events(ws: ClientConnection, counter: list[int]) -> None:
+    async for frame in ws:
+        if orjson.loads(frame).get("type") == "event":
+            counter[0] += 1
+
+
+async def watch_room(urls: list[str], room: str) -> tuple[list[ClientConnection], list[int]]:
+    """Connect viewers that follow ``room`` and count the events they receive (in the returned
+    one-element list, updated in the background until the connections close)."""
+    watchers = await hold_idle(urls, welcome=True)
+    subscribe = orjson.dumps({"type": "subscribe", "id": "watch", "room": room}).decode()
+    for ws in watchers:
+        await ws.send(subscribe)
+    counter = [0]
+    for ws in watchers:
+        task = asyncio.create_task(_count_events(ws, counter))
+        _WATCHING.add(task)
+        task.add_done_callback(_WATCHING.discard)
+    return watchers, counter
+
+
+_WATCHING: set[asyncio.Task[None]] = set()
+
+
+async def tip_steadily(url: str, room: str, tips_per_s: float, seconds: float) -> int:
+    """One viewer tips ``room`` at ``tips_per_s`` for ``seconds`` (answers read and dropped)."""
+    ws = await open_connection(url, welcome=True)
+    run = FanOut()
+    reader = asyncio.create_task(_count_answers(ws, run))
+    loop = asyncio.get_running_loop()
+    try:
+        await _pace_tips(ws, "steady", room, 1 / tips_per_s, 0.0, loop.time() + seconds, {}, run)
+        await asyncio.sleep(0.5)
+    finally:
+        reader.cancel()
+        await ws.close()
+        await asyncio.gather(reader, return_exceptions=True)
+    return run.sent

@@ -14,8 +14,9 @@ ROWS = (
     "ack latency p99",
     "server CPU per acknowledged tip",
     "fan-out A → B p99 at 50 tips/s",
+    "server CPU per room event shown to a viewer (10 viewers",
     "50 metered sessions: tick lag p99",
-    "RSS per idle connection",
+    "RSS per idle connection, 50 connections",
     "settlement, one worker, 50 tabs",
 )
 
@@ -44,6 +45,9 @@ def test_the_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     product, baseline = (int(n.replace(",", "")) for n in tips.groups())
     assert product > 0
     assert baseline > 0
+    frames = re.search(r"\(10 viewers, ([\d,]+) frames\)", table)
+    assert frames is not None
+    assert int(frames.group(1).replace(",", "")) > 0
     settled = re.search(r"\| ([\d,]+) tabs/s \|", table)
     assert settled is not None
     assert int(settled.group(1).replace(",", "")) > 0
