@@ -132,15 +132,17 @@ def endpoint(
     return serve
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request, bytes_max: int = BODY_BYTES_MAX) -> dict[str, Any]:
+    """The request's body as a JSON object, reading at most ``bytes_max`` bytes (413 past it;
+    400 ``malformed_body`` for anything but a JSON object)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > BODY_BYTES_MAX:
-        raise ApiError(413, "body_too_large", f"bodies are at most {BODY_BYTES_MAX} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > bytes_max:
+        raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > BODY_BYTES_MAX:
-            raise ApiError(413, "body_too_large", f"bodies are at most {BODY_BYTES_MAX} bytes")
+        if len(body) > bytes_max:
+            raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
     try:
         value = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError:
@@ -509,7 +511,7 @@ async def handle_open_tab(request: Request, rt: Runtime) -> Response:
     """``POST /v1/tabs``: authorize a hold for the cap, then open the tab (201; 200 for a
     retry with the same Idempotency-Key)."""
     idempotency_key = _check_idempotency_key(request.headers.get("idempotency-key", ""))
-    body = await _json_body(request)
+    body = await json_body(request)
     opened = await open_tab(
         rt,
         idempotency_key=idempotency_key,
@@ -539,7 +541,7 @@ async def handle_read_capture(request: Request, rt: Runtime) -> Response:
 async def handle_raise_cap(request: Request, rt: Runtime) -> Response:
     """``POST …/cap``: raise the hold through the gateway, then the tab's cap."""
     ref = _path_ref(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     return JSONResponse(tab_json(await raise_cap(rt, ref, field(body, "cap_minor"))))
 
 
@@ -551,7 +553,7 @@ async def handle_settle_tab(request: Request, rt: Runtime) -> Response:
 
 async def handle_mint_ticket(request: Request, rt: Runtime) -> Response:
     """``POST /v1/tickets``: a short-lived, single-use ticket for one WebSocket connection."""
-    body = await _json_body(request)
+    body = await json_body(request)
     minted = await mint_ticket(
         rt,
         role=field(body, "role"),
@@ -566,7 +568,7 @@ async def handle_mint_ticket(request: Request, rt: Runtime) -> Response:
 async def handle_set_payout(request: Request, rt: Runtime) -> Response:
     """``PUT /v1/rooms/{room}/payout``: the model's share of later charges, in basis points."""
     room = _check_room(request.path_params["room"])
-    body = await _json_body(request)
+    body = await json_body(request)
     payout_bp = field(body, "payout_bp")
     if not (type(payout_bp) is int and 0 <= payout_bp <= 10_000):
         raise ApiError(400, "invalid_field", "payout_bp must be an integer in 0..10000")

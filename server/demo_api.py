@@ -36,7 +36,6 @@ import mimetypes
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -103,18 +102,7 @@ def is_demo_id(value: object) -> bool:
 
 async def _read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object, reading at most DEMO_BODY_BYTES_MAX bytes."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > DEMO_BODY_BYTES_MAX:
-            raise ApiError(413, "body_too_large", f"bodies are at most {DEMO_BODY_BYTES_MAX} bytes")
-    try:
-        value = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "malformed_body", "the body is not JSON") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, "malformed_body", "the body must be a JSON object")
-    return value
+    return await api.json_body(request, DEMO_BODY_BYTES_MAX)
 
 
 def _demo_ref(request: Request) -> TabRef:

@@ -61,6 +61,22 @@ export async function demoConfig() {
   }
 }
 
+/** Show ``text`` in the page's #fatal banner: the page cannot go on. */
+export function fatal(text) {
+  const banner = document.getElementById("fatal");
+  banner.textContent = text;
+  banner.hidden = false;
+}
+
+/** The demo backend's settings, or null (after saying why on the page) when it is off. */
+export async function demoConfigOrExplain() {
+  const config = await demoConfig();
+  if (config === null) {
+    fatal("The demo backend is off on this server: run `make run`, or set TIPMETER_DEMO_API=on.");
+  }
+  return config;
+}
+
 /** A function that fetches a fresh single-use ticket each time it is called. */
 export function ticketProvider(role, subject, name = "") {
   return async () => (await backend("POST", "/demo/tickets", { body: { role, subject, name } })).ticket;

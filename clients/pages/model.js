@@ -16,8 +16,9 @@ import {
   backend,
   bindStatePill,
   clock,
-  demoConfig,
+  demoConfigOrExplain,
   el,
+  fatal,
   makeClient,
   param,
   say,
@@ -253,15 +254,9 @@ function restoreRates() {
   }
 }
 
-function fatal(text) {
-  $("fatal").textContent = text;
-  $("fatal").hidden = false;
-}
-
 async function main() {
-  const config = await demoConfig();
+  const config = await demoConfigOrExplain();
   if (config === null) {
-    fatal("The demo backend is off on this server: run `make run`, or set TIPMETER_DEMO_API=on.");
     return;
   }
   page.config = config;

@@ -13,8 +13,9 @@ import {
   backend,
   bindStatePill,
   clock,
-  demoConfig,
+  demoConfigOrExplain,
   el,
+  fatal,
   makeClient,
   param,
   say,
@@ -541,15 +542,9 @@ function newTab() {
 
 // -- start ----------------------------------------------------------------------------------
 
-function fatal(text) {
-  $("fatal").textContent = text;
-  $("fatal").hidden = false;
-}
-
 async function main() {
-  const config = await demoConfig();
+  const config = await demoConfigOrExplain();
   if (config === null) {
-    fatal("The demo backend is off on this server: run `make run`, or set TIPMETER_DEMO_API=on.");
     return;
   }
   page.config = config;
