@@ -57,6 +57,7 @@ async def introduce(rt: Runtime) -> str:
     base = rt.settings.base_url
     ws = base.replace("http", "ws", 1) + "/ws"
     key = rt.settings.api_keys[0]
+    tab_url = f"{base}/v1/customers/{DEMO_CUSTOMER}/tabs/{tab_id}"
     return f"""
 tipmeter is running at {base}  (health: {base}/readyz, metrics: {base}/metrics)
 
@@ -74,5 +75,8 @@ tipmeter is running at {base}  (health: {base}/readyz, metrics: {base}/metrics)
 
   more tickets:  curl -s -X POST {base}/v1/tickets -H 'Authorization: Bearer {key}' \\
                    -d '{{"role": "viewer", "subject": "{DEMO_CUSTOMER}", "currency": "USD"}}'
+  settle the demo tab (one capture; the worker runs in this process), then read its statement:
+    curl -s -X POST {tab_url}/settle -H 'Authorization: Bearer {key}'
+    curl -s {tab_url}/statement -H 'Authorization: Bearer {key}'
   tip from Python:  see README.md, "Connect a client"
 """

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -96,3 +98,32 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
     ).start()
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+def test_the_embedded_default_settles_what_its_introduction_says(tmp_path: Path) -> None:
+    """`make run` runs a settlement worker in the server: the printed commands settle the demo
+    tab, and its statement shows how the settlement ended."""
+    server = TipmeterProcess(
+        ["serve"], {"TIPMETER_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path
+    ).start()
+    try:
+        output = server.output()
+        settle = re.search(r"curl -s -X POST (\S+/settle) -H 'Authorization: Bearer (\S+)'", output)
+        assert settle is not None, output
+        url, key = settle.groups()
+        headers = {"Authorization": f"Bearer {key}"}
+        assert httpx.post(url, headers=headers).status_code == 202
+        statement_url = url.removesuffix("/settle") + "/statement"
+        assert f"curl -s {statement_url}" in output
+        deadline = time.monotonic() + 15
+        while (statement := httpx.get(statement_url, headers=headers).json())["state"] not in (
+            "settled",
+            "voided",
+        ):
+            assert time.monotonic() < deadline, statement
+            time.sleep(0.1)
+        # Nothing was spent on the demo tab: the hold is released, nothing captured.
+        assert (statement["state"], statement["outcome"]) == ("voided", "voided")
+        assert statement["captured_minor"] == statement["total_minor"] == 0
+    finally:
+        server.stop()
