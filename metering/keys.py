@@ -15,7 +15,7 @@ key                                      type    what it holds
 ``tm:{c:C}:op:ID``                        hash    result of applied operation ID (idempotency)
 ``tm:{c:C}:outbox``                       stream  C's room events not yet relayed to rooms
 ``tm:{c:C}:live``                         channel sharded pub/sub: C's tab balances as they change
-``tm:{c:C}:devices``                      hash    server process → how many of C's connections it holds
+``tm:{c:C}:devices``                      hash    server process → its count of C's connections
 ``tm:{c:C}:sess:S``                       hash    session S of customer C (billed seconds, lease …)
 ``tm:{r:R}:events``                       stream  room R's events, bounded, ids are cursors
 ``tm:{r:R}:relayed``                      zset    event keys already relayed into R (dedupe)
