@@ -166,6 +166,13 @@ def decode_line(line_id: str, packed: bytes) -> Line:
 
 async def read_tab(store: Store, ref: TabRef) -> Tab | None:
     """Run ``read_tab.lua``: the tab and its lines from one instant, or None if there is none."""
+    found = await read_tab_fields(store, ref)
+    return None if found is None else found[0]
+
+
+async def read_tab_fields(store: Store, ref: TabRef) -> tuple[Tab, dict[str, Any]] | None:
+    """:func:`read_tab`, with the tab hash's raw fields too (``{name: raw}``: settlement reads
+    its own fields from the same instant)."""
     fields_flat, lines_flat = await store.call(
         READ_TAB, [keys.tab(ref.customer, ref.tab_id), keys.tab_lines(ref.customer, ref.tab_id)], []
     )
@@ -176,7 +183,7 @@ async def read_tab(store: Store, ref: TabRef) -> Tab | None:
         (decode_line(line_id, packed) for line_id, packed in _pairs(lines_flat).items()),
         key=lambda line: line.seq,
     )
-    return Tab(
+    tab = Tab(
         ref=ref,
         currency=as_text(f["currency"]),
         state=TabState(as_text(f["state"])),
@@ -193,6 +200,7 @@ async def read_tab(store: Store, ref: TabRef) -> Tab | None:
         burn_minor_per_minute=as_int(f.get("burn", 0)),
         lines=tuple(lines),
     )
+    return tab, f
 
 
 # Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass

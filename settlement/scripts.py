@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from metering import keys
-from metering.lifecycle import TabEvent, TabState, lua_states, sources, target
+from metering.lifecycle import TabEvent, lua_states, sources, target
 from metering.outcomes import Tab, TabRef
-from metering.scripts import READ_TAB, decode_line
+from metering.scripts import read_tab_fields
 from metering.store import BatchedScript, LuaScript, Store, as_int, as_text
 from settlement.outcomes import (
     BeginResult,
@@ -132,10 +132,6 @@ class SettlementRecord:
     dead_lettered_at_ms: int = 0
 
 
-def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
-    return {as_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
-
-
 def _text(fields: Mapping[str, Any], name: str) -> str:
     raw = fields.get(name)
     return as_text(raw) if raw is not None else ""
@@ -172,33 +168,11 @@ async def read_settlement(store: Store, ref: TabRef) -> tuple[Tab, SettlementRec
 
     None when there is no such tab.
     """
-    fields_flat, lines_flat = await store.call(
-        READ_TAB, [keys.tab(ref.customer, ref.tab_id), keys.tab_lines(ref.customer, ref.tab_id)], []
-    )
-    if not fields_flat:
+    found = await read_tab_fields(store, ref)
+    if found is None:
         return None
-    f = _pairs(fields_flat)
-    lines = sorted(
-        (decode_line(line_id, packed) for line_id, packed in _pairs(lines_flat).items()),
-        key=lambda line: line.seq,
-    )
-    tab = Tab(
-        ref=ref,
-        currency=as_text(f["currency"]),
-        state=TabState(as_text(f["state"])),
-        cap_minor=as_int(f["cap"]),
-        accrued_minor=as_int(f["accrued"]),
-        version=as_int(f["ver"]),
-        auth_ref=as_text(f["auth_ref"]),
-        capture_before_ms=as_int(f["capture_before"]),
-        opened_at_ms=as_int(f["opened_at"]),
-        active_at_ms=as_int(f["active_at"]),
-        freeze_reason=_text(f, "freeze_reason"),
-        frozen_at_ms=_int(f, "frozen_at"),
-        exhausted_at_ms=_int(f, "exhausted_at"),
-        lines=tuple(lines),
-    )
-    return tab, decode_record(f)
+    tab, fields = found
+    return tab, decode_record(fields)
 
 
 @dataclass(frozen=True, slots=True)
