@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,19 +182,32 @@ class Store:
         if len(calls) == 1:
             keys, args = calls[0]
             return [await self.call(script, keys, args)]
-        replies: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
-        for attempt in range(2):
+
+        async def send(batch: Sequence[tuple[Sequence[str], Sequence[Arg]]]) -> list[Any]:
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for index in pending:
-                        keys, args = calls[index]
+                    for keys, args in batch:
                         # The raw command: redis-py's cluster pipeline refuses its evalsha() helper,
                         # but routes EVALSHA by its first key like any keyed command.
                         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                    answers = await pipe.execute(raise_on_error=False)
+                    answers: list[Any] = await pipe.execute(raise_on_error=False)
+                    return answers
             except redis_errors.RedisError as exc:
                 raise _translate(exc) from exc
+
+        return await self._reloading(calls, send)
+
+    async def _reloading(
+        self,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        send: Callable[[Sequence[tuple[Sequence[str], Sequence[Arg]]]], Awaitable[list[Any]]],
+    ) -> list[Any]:
+        """Send ``calls`` with ``send`` (one answer per call, errors as values); if Redis lost
+        the scripts (NOSCRIPT), load them again and resend only the calls that met it, once."""
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            answers = await send([calls[i] for i in pending])
             missing: list[int] = []
             for index, answer in zip(pending, answers, strict=True):
                 if isinstance(answer, redis_errors.NoScriptError) and attempt == 0:
@@ -223,23 +236,9 @@ class Store:
         client = self.client
         if isinstance(client, RedisCluster):  # pragma: no cover - callers check is_cluster
             raise StoreError("the packed lane is for a single node")
-        replies: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
-        for attempt in range(2):
-            answers = await self._send_packed(client, script.sha, [calls[i] for i in pending])
-            missing: list[int] = []
-            for index, answer in zip(pending, answers, strict=True):
-                if isinstance(answer, redis_errors.NoScriptError) and attempt == 0:
-                    missing.append(index)
-                elif isinstance(answer, redis_errors.RedisError):
-                    raise _translate(answer) from answer
-                else:
-                    replies[index] = answer
-            if not missing:
-                break
-            await self.load_scripts()
-            pending = missing
-        return replies
+        return await self._reloading(
+            calls, lambda batch: self._send_packed(client, script.sha, batch)
+        )
 
     async def _send_packed(
         self,
