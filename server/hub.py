@@ -34,7 +34,7 @@ from metering import keys, rooms
 from metering.devices import record_devices
 from metering.errors import StoreError, StoreUnavailable
 from metering.meter import Meter
-from metering.outcomes import TabRef
+from metering.outcomes import Balance, TabRef
 from metering.store import RedisTarget, translated
 from server.connection import CATCH_UP_BUFFER_MAX, Connection
 from server.events import LiveEvent
@@ -523,9 +523,16 @@ async def current_tab(meter: Meter, customer: str, currency: str) -> TabView | N
     if found is None:
         return None
     tab_currency, balance = found
+    return tab_view(tab_id, tab_currency, balance)
+
+
+def tab_view(tab_id: str, currency: str, balance: Balance) -> TabView | None:
+    """A tab's balance as its viewer sees it (None for a result that reached no tab)."""
+    if balance.state is None:
+        return None
     return TabView(
         tab_id=tab_id,
-        currency=tab_currency,
+        currency=currency,
         state=str(balance.state),
         cap_minor=balance.cap_minor,
         accrued_minor=balance.accrued_minor,

@@ -52,11 +52,11 @@ from clients.tickets import Claims, Role, TicketProblem
 from metering.errors import StoreError, StoreUnavailable
 from metering.keys import is_id
 from metering.money import is_currency
-from metering.outcomes import Balance, Code, TabRef, TipResult
+from metering.outcomes import Code, TabRef, TipResult
 from metering.sessions import EndReason, Rate, SessionKind, SessionRef
 from metering.tips import TipRequest
 from server.connection import Connection
-from server.hub import current_tab
+from server.hub import current_tab, tab_view
 from server.ratelimit import TokenBucket
 from server.runtime import Runtime, runtime
 
@@ -309,20 +309,6 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000 + 0.999))
 
 
-def _view(tab_id: str, currency: str, balance: Balance) -> TabView | None:
-    if balance.state is None:
-        return None
-    return TabView(
-        tab_id=tab_id,
-        currency=currency,
-        state=str(balance.state),
-        cap_minor=balance.cap_minor,
-        accrued_minor=balance.accrued_minor,
-        version=balance.version,
-        burn_minor_per_minute=balance.burn_minor_per_minute,
-    )
-
-
 async def _tip(rt: Runtime, conn: Connection, tip: Tip) -> None:
     """Apply a tip and answer it exactly once."""
     if conn.role is not Role.VIEWER:
@@ -368,7 +354,7 @@ async def _answer_tip(rt: Runtime, conn: Connection, tip: Tip, result: TipResult
     """Send the one reply a tip gets: a result, or an error with the tab's balance."""
     rt.metrics.count_tip(result.code.value, tip.currency, tip.amount_minor)
     tab_id = conn.tab_id or ""
-    view = _view(tab_id, conn.currency, result.balance) if tab_id else None
+    view = tab_view(tab_id, conn.currency, result.balance) if tab_id else None
     if result.code.ok:
         if result.event is not None:
             rt.meter.rooms.relay_soon(result.event)
@@ -548,7 +534,7 @@ async def _session_start(rt: Runtime, conn: Connection, message: SessionStart) -
         _refuse(rt, conn, ErrorCode.NO_OPEN_TAB, "the customer has no open tab", id=message.id)
         return
     conn.tab_id = tab_id
-    view = _view(tab_id, conn.currency, result.balance)
+    view = tab_view(tab_id, conn.currency, result.balance)
     if not result.code.ok:
         code = _SESSION_ERRORS.get(result.code, ErrorCode.INTERNAL_ERROR)
         needed = result.needed_minor if code is ErrorCode.INSUFFICIENT_CAP else None
