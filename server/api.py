@@ -43,7 +43,7 @@ from metering.money import is_amount, is_currency
 from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
 from server.runtime import Runtime, runtime
-from settlement.gateway import GatewayError, GatewayUnavailable
+from settlement.gateway import GatewayError, GatewayUnavailable, Hold
 from settlement.lookup import find_capture
 from settlement.queue import request_settlement
 from settlement.scripts import read_settlement
@@ -337,24 +337,16 @@ async def open_tab(
     other = await rt.meter.tabs.find_open(customer, currency)
     if other is not None:
         raise ApiError(409, "tab_already_open", "the customer has an open tab", tab_id=other)
-    try:
-        hold = await rt.gateway.authorize(
+    hold = await _approved_hold(
+        rt.gateway.authorize(
             idempotency_key=f"auth:{tab_id}",
             payment_method=payment_method,
             amount_minor=cap,
             currency=currency,
-        )
-    except GatewayUnavailable:
-        raise ApiError(503, "gateway_unavailable", "retry with the same Idempotency-Key") from None
-    except GatewayError as exc:
-        raise ApiError(400, "gateway_refused", str(exc)) from None
-    if not hold.approved:
-        raise ApiError(
-            402,
-            "card_declined",
-            "the card was declined",
-            decline_reason=str(hold.decline_reason),
-        )
+        ),
+        retry="retry with the same Idempotency-Key",
+        declined="the card was declined",
+    )
     opened = await rt.meter.tabs.open(
         customer=customer,
         currency=currency,
@@ -375,6 +367,20 @@ async def open_tab(
     if not opened.code.ok:
         raise _code_error(opened.code, "the tab could not be opened")
     return Opened(await read_tab(rt, ref), created=opened.code is Code.APPLIED)
+
+
+async def _approved_hold(call: Awaitable[Hold], *, retry: str, declined: str) -> Hold:
+    """Await a gateway call that places or raises a hold: 503 ``gateway_unavailable`` (with
+    ``retry``) or 400 ``gateway_refused`` if it fails, 402 ``card_declined`` if declined."""
+    try:
+        hold = await call
+    except GatewayUnavailable:
+        raise ApiError(503, "gateway_unavailable", retry) from None
+    except GatewayError as exc:
+        raise ApiError(400, "gateway_refused", str(exc)) from None
+    if not hold.approved:
+        raise ApiError(402, "card_declined", declined, decline_reason=str(hold.decline_reason))
+    return hold
 
 
 async def read_tab(rt: Runtime, ref: TabRef) -> Tab:
@@ -402,23 +408,15 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     if cap < tab.cap_minor:
         raise ApiError(409, "cap_not_raised", "a cap only grows", cap_minor=tab.cap_minor)
     if cap > tab.cap_minor:
-        try:
-            hold = await rt.gateway.increment(
+        hold = await _approved_hold(
+            rt.gateway.increment(
                 idempotency_key=f"increment:{ref.tab_id}:{cap}",
                 auth_ref=tab.auth_ref,
                 amount_minor=cap,
-            )
-        except GatewayUnavailable:
-            raise ApiError(503, "gateway_unavailable", "retry the same request") from None
-        except GatewayError as exc:
-            raise ApiError(400, "gateway_refused", str(exc)) from None
-        if not hold.approved:
-            raise ApiError(
-                402,
-                "card_declined",
-                "the card declined the higher hold",
-                decline_reason=str(hold.decline_reason),
-            )
+            ),
+            retry="retry the same request",
+            declined="the card declined the higher hold",
+        )
         raised = await rt.meter.tabs.raise_cap(
             ref, cap_minor=cap, auth_ref=hold.auth_ref, capture_before_ms=hold.expires_at_ms
         )
