@@ -113,22 +113,21 @@ def _redis_cpu_s(redis_url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def tips_baseline(
-    redis_url: str, work: Path, connections: int, seconds: float, warmup_s: float
+async def _closed_loop_on(
+    child: procs.Child,
+    redis_url: str,
+    urls: list[str],
+    *,
+    welcome: bool,
+    seconds: float,
+    warmup_s: float,
 ) -> Throughput:
-    """The baseline under ``connections`` closed-loop clients."""
-    _flush(redis_url)
-    port = free_port()
-    child = procs.baseline(redis_url, port, work / "baseline.log")
+    """Run the closed loop against ``child`` (stopped afterwards) and measure it."""
     try:
         child.wait_listening()
         cpu0, redis0 = child.cpu_s(), _redis_cpu_s(redis_url)
         tally, window = await closed_loop(
-            [f"ws://127.0.0.1:{port}/ws"] * connections,
-            room=ROOM,
-            seconds=seconds,
-            warmup_s=warmup_s,
-            welcome=False,
+            urls, room=ROOM, seconds=seconds, warmup_s=warmup_s, welcome=welcome
         )
         cpu = (child.cpu_s() - cpu0) / (window + warmup_s) * 100
         redis_cpu = (_redis_cpu_s(redis_url) - redis0) / (window + warmup_s) * 100
@@ -141,6 +140,19 @@ async def tips_baseline(
         cpu,
         redis_cpu,
         tally.refused,
+    )
+
+
+async def tips_baseline(
+    redis_url: str, work: Path, connections: int, seconds: float, warmup_s: float
+) -> Throughput:
+    """The baseline under ``connections`` closed-loop clients."""
+    _flush(redis_url)
+    port = free_port()
+    child = procs.baseline(redis_url, port, work / "baseline.log")
+    urls = [f"ws://127.0.0.1:{port}/ws"] * connections
+    return await _closed_loop_on(
+        child, redis_url, urls, welcome=False, seconds=seconds, warmup_s=warmup_s
     )
 
 
@@ -155,26 +167,9 @@ async def tips_product(
     child = procs.tipmeter(
         {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}, port, work / "product.log"
     )
-    try:
-        child.wait_listening()
-        urls = [
-            f"ws://127.0.0.1:{port}/ws?ticket={_ticket(Role.VIEWER, c, 'USD')}" for c in customers
-        ]
-        cpu0, redis0 = child.cpu_s(), _redis_cpu_s(redis_url)
-        tally, window = await closed_loop(
-            urls, room=ROOM, seconds=seconds, warmup_s=warmup_s, welcome=True
-        )
-        cpu = (child.cpu_s() - cpu0) / (window + warmup_s) * 100
-        redis_cpu = (_redis_cpu_s(redis_url) - redis0) / (window + warmup_s) * 100
-    finally:
-        child.stop()
-    return Throughput(
-        tally.acked / window,
-        percentile(tally.latencies_ms, 0.5),
-        percentile(tally.latencies_ms, 0.99),
-        cpu,
-        redis_cpu,
-        tally.refused,
+    urls = [f"ws://127.0.0.1:{port}/ws?ticket={_ticket(Role.VIEWER, c, 'USD')}" for c in customers]
+    return await _closed_loop_on(
+        child, redis_url, urls, welcome=True, seconds=seconds, warmup_s=warmup_s
     )
 
 
