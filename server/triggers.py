@@ -38,11 +38,11 @@ class CapWatch:
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
-    def tip_applied(self, ref: TabRef, result: TipResult) -> None:
-        """Look at a tip's result: if it was applied now and left less than the smallest tip,
-        the tab is exhausted."""
+    def tip_applied(self, customer: str, tab_id: str, result: TipResult) -> None:
+        """Look at a tip's result (on the hot path: nothing is built unless it matters): if it
+        was applied now and left less than the smallest tip, the tab is exhausted."""
         if result.code is Code.APPLIED and result.balance.remaining_minor < self._tip_min_minor:
-            self.exhausted(ref)
+            self.exhausted(TabRef(customer, tab_id))
 
     def exhausted(self, ref: TabRef) -> None:
         """Ask the sweeper to look at ``ref`` once its grace period is over."""

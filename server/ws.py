@@ -358,7 +358,7 @@ async def _answer_tip(rt: Runtime, conn: Connection, tip: Tip, result: TipResult
     if result.code.ok:
         if result.event is not None:
             rt.meter.rooms.relay_soon(result.event)
-            rt.cap_watch.tip_applied(TabRef(conn.subject, tab_id), result)
+            rt.cap_watch.tip_applied(conn.subject, tab_id, result)
         if view is not None and view.version > conn.tab_version:
             conn.tab_version = view.version
         receipt = TipReceipt(seq=result.seq, applied_at_ms=result.applied_at_ms)
