@@ -13,11 +13,12 @@ EXTRAS := server,loadtest,dev
 JS_DIR := clients/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: help install redis-server npm js chromium run test lint typecheck pytest lock clean soak \
+.PHONY: help install redis-server postgresql npm js chromium run test lint typecheck pytest lock clean soak \
 	bench screenshots
 
 help:
 	@echo "make run     install what is missing, then run tipmeter on its embedded defaults"
+	@echo "            (its own redis-server and PostgreSQL, data in .tipmeter/)"
 	@echo "make test    install what is missing, then run ruff, mypy --strict and pytest"
 	@echo "make lock    re-pin constraints.txt from a fresh resolve (needs the package index)"
 	@echo "make soak    settlement soak: 200+ kill -9 of workers under load, then the invariants"
@@ -35,7 +36,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 		-c constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(STAMP) redis-server js
+install: $(STAMP) redis-server postgresql js
 
 # redis-server is a system binary, not a Python package. Use the one on PATH (or the one that
 # TIPMETER_REDIS_SERVER_BIN names); as root on Debian, install the distribution's package.
@@ -50,6 +51,34 @@ redis-server:
 		echo "redis-server (7.x) is missing. Install it with your package manager" >&2; \
 		echo "(e.g. 'sudo apt-get install redis-server'), or set TIPMETER_REDIS_SERVER_BIN" >&2; \
 		echo "to the path of a redis-server binary." >&2; \
+		exit 1; \
+	fi
+
+# PostgreSQL (15 or newer) keeps the ledger of record. tipmeter runs Debian's server binaries
+# (/usr/lib/postgresql/<version>/bin) as a private child process, as it runs redis-server; as
+# root on Debian, install the distribution's package when no server binary is found. The
+# package's own cluster is not used (nor needed): it is told not to create one.
+postgresql:
+	@bin="$${TIPMETER_POSTGRES_BIN_DIR:-}"; \
+	if [ -n "$$bin" ]; then \
+		if [ -x "$$bin/postgres" ] && [ -x "$$bin/initdb" ]; then exit 0; fi; \
+		echo "TIPMETER_POSTGRES_BIN_DIR=$$bin holds no postgres and initdb binaries" >&2; \
+		exit 1; \
+	fi; \
+	for found in /usr/lib/postgresql/*/bin/postgres; do \
+		if [ -x "$$found" ]; then exit 0; fi; \
+	done; \
+	if command -v postgres >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing postgresql with apt-get"; \
+		mkdir -p /etc/postgresql-common/createcluster.d; \
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/tipmeter.conf; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql >/dev/null; \
+	else \
+		echo "PostgreSQL (15 or newer) is missing. Install it with your package manager" >&2; \
+		echo "(e.g. 'sudo apt-get install postgresql'), set TIPMETER_POSTGRES_BIN_DIR to the" >&2; \
+		echo "folder of its postgres and initdb, or set TIPMETER_DATABASE_URL to a server." >&2; \
 		exit 1; \
 	fi
 

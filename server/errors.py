@@ -13,3 +13,7 @@ class ConfigError(ServerError, ValueError):
 
 class EmbeddedRedisError(ServerError):
     """The private redis-server of the embedded default could not be started or stopped."""
+
+
+class EmbeddedPostgresError(ServerError):
+    """The private PostgreSQL of the embedded default could not be found, started or stopped."""
