@@ -38,7 +38,10 @@ from loadtest.generator import (
 )
 from metering.meter import Meter, open_store
 from metering.store import RedisTarget
+from server.embedded_postgres import PostgresServer
 from server.embedded_redis import RedisServer, free_port
+from settlement.ledger.db import DatabaseConfig
+from settlement.ledger.ledger import Ledger
 
 SECRET: Final = "bench-ticket-secret-0123456789abcdefgh"
 API_KEY: Final = "bench-api-key-0123456789abcdefghijklmn"
@@ -56,7 +59,14 @@ PRODUCT_ENV: Final = {
     "TIPMETER_CONNECTIONS_MAX": "15000",
     "TIPMETER_LOG_LEVEL": "warning",
     "TIPMETER_DRAIN_DELAY_S": "0",
+    # The in-process sandbox needs the in-process worker (the tabs here are never settled).
+    "TIPMETER_WORKER": "on",
 }
+
+
+def product_env(redis_url: str, database_url: str) -> dict[str, str]:
+    """The product's environment on the benchmark's Redis and ledger database."""
+    return {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url, "TIPMETER_DATABASE_URL": database_url}
 
 
 @dataclass
@@ -157,16 +167,19 @@ async def tips_baseline(
 
 
 async def tips_product(
-    redis_url: str, work: Path, connections: int, seconds: float, warmup_s: float
+    redis_url: str,
+    database_url: str,
+    work: Path,
+    connections: int,
+    seconds: float,
+    warmup_s: float,
 ) -> Throughput:
     """The product under ``connections`` closed-loop viewers, each tipping from its own tab."""
     _flush(redis_url)
     customers = [f"viewer{n}" for n in range(connections)]
     await _open_tabs(redis_url, customers)
     port = free_port()
-    child = procs.tipmeter(
-        {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}, port, work / "product.log"
-    )
+    child = procs.tipmeter(product_env(redis_url, database_url), port, work / "product.log")
     urls = [f"ws://127.0.0.1:{port}/ws?ticket={_ticket(Role.VIEWER, c, 'USD')}" for c in customers]
     return await _closed_loop_on(
         child, redis_url, urls, welcome=True, seconds=seconds, warmup_s=warmup_s
@@ -186,14 +199,20 @@ class Delivery:
 
 
 async def fan_out_product(
-    redis_url: str, work: Path, tips_per_s: float, viewers: int, seconds: float, warmup_s: float
+    redis_url: str,
+    database_url: str,
+    work: Path,
+    tips_per_s: float,
+    viewers: int,
+    seconds: float,
+    warmup_s: float,
 ) -> Delivery:
     """Viewers on process A tip one room at ``tips_per_s`` (open loop); the room's model follows
     it on process B. Latency: from the viewer's send to the event's arrival at the model."""
     _flush(redis_url)
     customers = [f"fan{n}" for n in range(viewers)]
     await _open_tabs(redis_url, customers)
-    env = {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}
+    env = product_env(redis_url, database_url)
     a = procs.tipmeter(env, free_port(), work / "fanout-a.log")
     b = procs.tipmeter(env, free_port(), work / "fanout-b.log")
     try:
@@ -238,13 +257,18 @@ class Delivered:
 
 
 async def delivery_cost(
-    redis_url: str, work: Path, watchers: int, tips_per_s: float, seconds: float
+    redis_url: str,
+    database_url: str,
+    work: Path,
+    watchers: int,
+    tips_per_s: float,
+    seconds: float,
 ) -> Delivered:
     """``watchers`` viewers on process B follow a room that one viewer on process A tips at
     ``tips_per_s``; B's CPU over the event frames its viewers received."""
     _flush(redis_url)
     await _open_tabs(redis_url, ["payer"])
-    env = {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}
+    env = product_env(redis_url, database_url)
     a = procs.tipmeter(env, free_port(), work / "delivery-a.log")
     b = procs.tipmeter(env, free_port(), work / "delivery-b.log")
     try:
@@ -302,14 +326,12 @@ async def _idle(child: procs.Child, urls: list[str], welcome: bool, warm: int) -
     return Idle(len(rest), before / 2**20, after / 2**20)
 
 
-async def idle_product(redis_url: str, work: Path, connections: int) -> Idle:
+async def idle_product(redis_url: str, database_url: str, work: Path, connections: int) -> Idle:
     """``connections`` viewers, each with an open tab (so each follows its tab's changes), idle."""
     _flush(redis_url)
     customers = [f"idle{n}" for n in range(connections)]
     await _open_tabs(redis_url, customers)
-    child = procs.tipmeter(
-        {**PRODUCT_ENV, "TIPMETER_REDIS_URL": redis_url}, free_port(), work / "idle.log"
-    )
+    child = procs.tipmeter(product_env(redis_url, database_url), free_port(), work / "idle.log")
     try:
         urls = [
             f"ws://127.0.0.1:{child.port}/ws?ticket={_ticket(Role.VIEWER, c, 'USD')}"
@@ -497,29 +519,40 @@ END: Final = "<!-- bench:end -->"
 async def run(plan: Plan, work: Path) -> Report:
     """Every scenario, one after the other (they would steal each other's CPU)."""
     redis_server = RedisServer(work / "redis", port=free_port(), persistent=False)
+    postgres = PostgresServer(work, ephemeral=True, durable=False)
     redis_server.start()
     try:
+        postgres.start()
+        db = postgres.url
+        await (await Ledger.open(DatabaseConfig(url=db), migrate_schema=True)).close()
         url = redis_server.url
         say = functools.partial(print, flush=True)
         say("tips: baseline …")
         base = await tips_baseline(url, work, plan.connections, plan.seconds, plan.warmup_s)
         say("tips: tipmeter …")
-        product = await tips_product(url, work, plan.connections, plan.seconds, plan.warmup_s)
+        product = await tips_product(url, db, work, plan.connections, plan.seconds, plan.warmup_s)
         say("fan-out …")
         fan = await fan_out_product(
-            url, work, plan.fan_out_tips_per_s, plan.fan_out_viewers, plan.seconds, plan.warmup_s
+            url,
+            db,
+            work,
+            plan.fan_out_tips_per_s,
+            plan.fan_out_viewers,
+            plan.seconds,
+            plan.warmup_s,
         )
         say("delivery to viewers …")
         delivered = await delivery_cost(
-            url, work, plan.watchers, plan.watched_tips_per_s, plan.seconds / 2
+            url, db, work, plan.watchers, plan.watched_tips_per_s, plan.seconds / 2
         )
         say("idle connections …")
-        idle_p = await idle_product(url, work, plan.idle_connections)
+        idle_p = await idle_product(url, db, work, plan.idle_connections)
         idle_b = await idle_baseline(url, work, plan.idle_connections)
         say("sessions …")
         _flush(url)
         sessions = await bench_sessions.run(plan.sessions, plan.session_seconds, url)
     finally:
+        postgres.stop()
         redis_server.stop()
     say("settlement …")
     settle = await bench_settle.run_with_own_redis(plan.settle_tabs)

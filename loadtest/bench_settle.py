@@ -29,7 +29,10 @@ from metering.outcomes import Code, TabRef
 from metering.scripts import METERING_SCRIPTS
 from metering.store import RedisTarget
 from metering.tips import TipRequest
+from server.embedded_postgres import PostgresServer
 from server.embedded_redis import RedisServer, free_port
+from settlement.ledger.db import DatabaseConfig
+from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox_http import HttpGateway
 from settlement.scripts import SETTLEMENT_SCRIPTS
@@ -85,8 +88,10 @@ async def _prepare(meter: Meter, gateway: HttpGateway, n: int) -> TabRef:
     return ref
 
 
-async def run(tabs: int, redis_url: str, sandbox_url: str) -> Figures:
-    """Prepare ``tabs`` frozen tabs, settle them with one burst worker, check, and measure."""
+async def run(tabs: int, redis_url: str, sandbox_url: str, database_url: str) -> Figures:
+    """Prepare ``tabs`` frozen tabs, settle them with one burst worker (each outcome written to
+    the ledger of record), check, and measure."""
+    ledger = await Ledger.open(DatabaseConfig(url=database_url), migrate_schema=True)
     store = await open_store(RedisTarget(url=redis_url), (*METERING_SCRIPTS, *SETTLEMENT_SCRIPTS))
     meter = Meter(store, clock=SystemClock())
     gateway = HttpGateway(sandbox_url, timeout_s=10)
@@ -98,7 +103,7 @@ async def run(tabs: int, redis_url: str, sandbox_url: str) -> Figures:
                 return await _prepare(meter, gateway, n)
 
         refs = await asyncio.gather(*(prepare(n) for n in range(tabs)))
-        worker = Worker(meter, gateway, consumer="bench")
+        worker = Worker(meter, gateway, ledger=ledger, processor="sandbox-http", consumer="bench")
         started = time.perf_counter()
         report = await worker.run_burst(sweep=False)
         seconds = time.perf_counter() - started
@@ -120,6 +125,7 @@ async def run(tabs: int, redis_url: str, sandbox_url: str) -> Figures:
     finally:
         await meter.aclose()
         await store.close()
+        await ledger.close()
 
 
 @contextlib.asynccontextmanager
@@ -156,14 +162,17 @@ async def sandbox_gateway(work: Path) -> AsyncIterator[str]:
 
 
 async def run_with_own_redis(tabs: int) -> Figures:
-    """Start a private redis-server and sandbox gateway, run, stop them."""
+    """Start a private redis-server, PostgreSQL and sandbox gateway, run, stop them."""
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis", port=free_port(), persistent=False)
+        postgres = PostgresServer(Path(tmp), ephemeral=True)
         redis.start()
         try:
+            postgres.start()
             async with sandbox_gateway(Path(tmp)) as url:
-                return await run(tabs, redis.url, url)
+                return await run(tabs, redis.url, url, postgres.url)
         finally:
+            postgres.stop()
             redis.stop()
 
 

@@ -64,10 +64,9 @@ class Child:
 
 
 def tipmeter(env: Mapping[str, str], port: int, log: Path) -> Child:
-    """``tipmeter serve`` with ``env``."""
-    return Child(
-        [str(VENV_BIN / "tipmeter"), "serve"], {**env, "TIPMETER_PORT": str(port)}, port, log
-    )
+    """``tipmeter serve`` with ``env`` (and a data folder of its own beside ``log``)."""
+    own = {"TIPMETER_PORT": str(port), "TIPMETER_DATA_DIR": str(log.parent / f"data-{port}")}
+    return Child([str(VENV_BIN / "tipmeter"), "serve"], {**env, **own}, port, log)
 
 
 def baseline(redis_url: str, port: int, log: Path) -> Child:

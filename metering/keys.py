@@ -29,9 +29,6 @@ key                                      type    what it holds
 ``tm:{own:O}:sessions``                   set     "C/S/T" of the sessions process O bills
 ``tm:{owners}:beats``                     zset    billing process → last heartbeat (ms)
 ``tm:{settle}:dead``                      stream  settlement entries given up on (dead letters)
-``tm:{r:R}:ledger``                       stream  R's settled earnings, one entry per settlement
-``tm:{r:R}:credited``                     zset    settlement ids already credited to R (dedupe)
-``tm:{cap:X}:capture``                    string  "C/T": the tab that capture id X settled
 ``tm:{hooks}:events``                     hash    webhook event id → signed-later body (JSON)
 ``tm:{hooks}:attempts``                   hash    webhook event id → delivery attempts so far
 ``tm:{hooks}:due``                        zset    webhook event id → next delivery time (ms)
@@ -42,7 +39,6 @@ key                                      type    what it holds
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from typing import Final
@@ -199,26 +195,6 @@ def owner_reaper(owner: str) -> str:
 def settle_dead_letters() -> str:
     """The stream of settlement entries given up on after too many deliveries."""
     return f"{PREFIX}:{{settle}}:dead"
-
-
-def room_ledger(room: str) -> str:
-    """The bounded stream of ``room``'s settled earnings: one entry per settlement credited."""
-    return f"{PREFIX}:{room_tag(room)}:ledger"
-
-
-def room_credited(room: str) -> str:
-    """The sorted set of settlement ids already credited to ``room``, scored by credit time."""
-    return f"{PREFIX}:{room_tag(room)}:credited"
-
-
-def capture_lookup(capture_id: str) -> str:
-    """The string naming the tab (``customer/tab_id``) that capture ``capture_id`` settled.
-
-    Capture ids come from the gateway, so the key carries a digest of the id rather than the
-    id itself: no gateway id can break out of its hash tag, and lookups spread over a cluster.
-    """
-    digest = hashlib.sha256(capture_id.encode()).hexdigest()[:32]
-    return f"{PREFIX}:{{cap:{digest}}}:capture"
 
 
 def webhook_events() -> str:

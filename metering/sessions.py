@@ -50,6 +50,10 @@ REAP_BATCH_MAX: Final = 500
 REAPER_LOCK_MS: Final = 10_000
 
 
+#: What a session's line id on its tab starts with (``_sessions.lua`` writes ``sess:<id>``).
+SESSION_LINE_PREFIX: Final = "sess:"
+
+
 class SessionKind(StrEnum):
     """The kinds of metered show."""
 

@@ -44,9 +44,10 @@ from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
 from server.runtime import Runtime, runtime
 from settlement.gateway import GatewayError, GatewayUnavailable, Hold
-from settlement.lookup import find_capture
+from settlement.ledger.errors import LedgerUnavailable
+from settlement.ledger.holds import HoldRecord
 from settlement.queue import request_settlement
-from settlement.scripts import read_settlement
+from settlement.scripts import SettlementRecord, read_settlement
 from settlement.statements import Statement, build_statement, statement_data
 
 log = logging.getLogger("tipmeter.api")
@@ -61,6 +62,8 @@ GATEWAY_TIMEOUT_S: Final = 15.0
 TICKET_TTL_S_DEFAULT: Final = 60
 #: Longest display name a ticket carries, in characters.
 TICKET_NAME_CHARS_MAX: Final = 64
+#: Longest capture id accepted (processors' ids are far shorter).
+CAPTURE_ID_CHARS_MAX: Final = 255
 #: Longest card token (the gateway's payment method) a tab is opened with.
 PAYMENT_METHOD_CHARS_MAX: Final = 128
 
@@ -123,6 +126,10 @@ def endpoint(
             response = error.response()
         except StoreUnavailable:
             response = ApiError(503, "unavailable", "Redis is unavailable; retry").response()
+        except LedgerUnavailable:
+            response = ApiError(
+                503, "ledger_unavailable", "the ledger database is unavailable; retry"
+            ).response()
         except StoreError:
             log.exception("request failed", extra={"fields": {"route": name}})
             response = ApiError(500, "internal_error", "internal error; retry").response()
@@ -347,6 +354,22 @@ async def open_tab(
         retry="retry with the same Idempotency-Key",
         declined="the card was declined",
     )
+    # The hold is recorded before the tab exists: the ledger knows every hold a tab could
+    # be charged on (and the card on file), and a retry with the same key records nothing new.
+    await rt.ledger.record_hold(
+        HoldRecord(
+            idempotency_key=f"auth:{tab_id}",
+            ref=ref,
+            processor=rt.settings.gateway,
+            auth_ref=hold.auth_ref,
+            payment_method=payment_method,
+            kind="authorize",
+            currency=currency,
+            amount_minor=cap,
+            expires_at_ms=hold.expires_at_ms,
+            recorded_at_ms=rt.meter.clock.now_ms(),
+        )
+    )
     opened = await rt.meter.tabs.open(
         customer=customer,
         currency=currency,
@@ -384,11 +407,22 @@ async def _approved_hold(call: Awaitable[Hold], *, retry: str, declined: str) ->
 
 
 async def read_tab(rt: Runtime, ref: TabRef) -> Tab:
-    """The tab ``ref`` with its itemized lines (``tab_not_found`` if there is none)."""
+    """The tab ``ref`` with its itemized lines (``tab_not_found`` if there is none): from Redis
+    while it lives there, from the ledger once its keys have expired."""
     tab = await rt.meter.tabs.read(_check_ref(ref))
     if tab is None:
-        raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
+        tab, _ = await _settled(rt, ref)
     return tab
+
+
+async def _settled(rt: Runtime, ref: TabRef) -> tuple[Tab, SettlementRecord]:
+    """A tab and its settlement record: Redis first (one snapshot), then the ledger."""
+    found = await read_settlement(rt.store, ref)
+    if found is None:
+        found = await rt.ledger.read_tab(ref)
+    if found is None:
+        raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
+    return found
 
 
 async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
@@ -408,14 +442,25 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     if cap < tab.cap_minor:
         raise ApiError(409, "cap_not_raised", "a cap only grows", cap_minor=tab.cap_minor)
     if cap > tab.cap_minor:
+        key = f"increment:{ref.tab_id}:{cap}"
         hold = await _approved_hold(
-            rt.gateway.increment(
-                idempotency_key=f"increment:{ref.tab_id}:{cap}",
-                auth_ref=tab.auth_ref,
-                amount_minor=cap,
-            ),
+            rt.gateway.increment(idempotency_key=key, auth_ref=tab.auth_ref, amount_minor=cap),
             retry="retry the same request",
             declined="the card declined the higher hold",
+        )
+        await rt.ledger.record_hold(
+            HoldRecord(
+                idempotency_key=key,
+                ref=ref,
+                processor=rt.settings.gateway,
+                auth_ref=hold.auth_ref,
+                payment_method="",
+                kind="increment",
+                currency=tab.currency,
+                amount_minor=cap,
+                expires_at_ms=hold.expires_at_ms,
+                recorded_at_ms=rt.meter.clock.now_ms(),
+            )
         )
         raised = await rt.meter.tabs.raise_cap(
             ref, cap_minor=cap, auth_ref=hold.auth_ref, capture_before_ms=hold.expires_at_ms
@@ -436,21 +481,47 @@ async def settle_tab(rt: Runtime, ref: TabRef) -> Tab:
 
 async def tab_statement(rt: Runtime, ref: TabRef) -> dict[str, Any]:
     """The tab's itemized statement (see :func:`statement_json`; total = what is captured)."""
-    found = await read_settlement(rt.store, _check_ref(ref))
-    if found is None:
-        raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
-    tab, record = found
+    tab, record = await _settled(rt, _check_ref(ref))
     return statement_json(tab, build_statement(tab, record))
 
 
 async def capture_statement(rt: Runtime, capture_id: str) -> dict[str, Any]:
     """The statement of the tab a capture settled (support's "find my payment", from the id on
     the card statement or the processor's dashboard); ``capture_not_found`` otherwise."""
-    statement = await find_capture(rt.store, capture_id)
-    tab = None if statement is None else await rt.meter.tabs.read(statement.ref)
-    if statement is None or tab is None:
+    ref = None
+    if type(capture_id) is str and 0 < len(capture_id) <= CAPTURE_ID_CHARS_MAX:
+        ref = await rt.ledger.find_capture(capture_id)
+    if ref is None:
         raise ApiError(404, "capture_not_found", f"no capture {capture_id}")
-    return statement_json(tab, statement)
+    tab, record = await _settled(rt, ref)
+    return statement_json(tab, build_statement(tab, record))
+
+
+async def room_earnings(rt: Runtime, room: str) -> dict[str, Any]:
+    """A model room's earnings: what settled tabs paid it, per currency, from the ledger (the
+    model's share is what the platform owes her; ``pending_minor`` waits for collection),
+    and the live figure of what is accrued on tabs not settled yet, from Redis."""
+    room = _check_room(room)
+    settled = await rt.ledger.room_earnings(room)
+    live = await rt.meter.rooms.earnings(room)
+    return {
+        "room": room,
+        "settled": [
+            {
+                "currency": e.currency,
+                "gross_minor": e.gross_minor,
+                "share_minor": e.share_minor,
+                "pending_minor": e.pending_minor,
+                "settlements": e.settlements,
+            }
+            for e in settled
+        ],
+        "accrued": {
+            name.removeprefix("accrued:"): value
+            for name, value in sorted(live.items())
+            if name.startswith("accrued:")
+        },
+    }
 
 
 _TICKET_ROLES: Final = {role.value: role for role in Role}
@@ -534,6 +605,11 @@ async def handle_read_statement(request: Request, rt: Runtime) -> Response:
 async def handle_read_capture(request: Request, rt: Runtime) -> Response:
     """``GET /v1/captures/{capture_id}``: the statement of the tab a capture settled."""
     return JSONResponse(await capture_statement(rt, request.path_params["capture_id"]))
+
+
+async def handle_room_earnings(request: Request, rt: Runtime) -> Response:
+    """``GET /v1/rooms/{room}/earnings``."""
+    return JSONResponse(await room_earnings(rt, request.path_params["room"]))
 
 
 async def handle_raise_cap(request: Request, rt: Runtime) -> Response:
@@ -627,6 +703,11 @@ def routes() -> list[Route]:
         Route("/v1/tickets", endpoint("mint_ticket", handle_mint_ticket), methods=["POST"]),
         Route(
             "/v1/rooms/{room}/payout", endpoint("set_payout", handle_set_payout), methods=["PUT"]
+        ),
+        Route(
+            "/v1/rooms/{room}/earnings",
+            endpoint("room_earnings", handle_room_earnings),
+            methods=["GET"],
         ),
         Route(
             "/v1/rooms/{room}/feed-token",

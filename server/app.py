@@ -26,7 +26,8 @@ from server.scheduler import Scheduler, new_owner_id
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
-from settlement.gateways import create_gateway
+from settlement.gateways import SANDBOX_JOURNAL, close_gateway, create_gateway
+from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
 
@@ -38,12 +39,20 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    demo: bool = False,
+    migrate: bool = False,
+) -> Starlette:
     """Build the app. Redis is connected (and the scripts loaded) when its lifespan starts.
 
     ``demo`` (the embedded default) prints how to connect once the app is up, and turns on the
     web pages' demo backend and the in-process settlement worker unless ``TIPMETER_DEMO_API``
-    and ``TIPMETER_WORKER`` say otherwise.
+    and ``TIPMETER_WORKER`` say otherwise. ``migrate`` applies missing ledger migrations at
+    start (the embedded database); otherwise a schema behind this code stops the start with
+    "run tipmeter migrate".
     """
     if not settings.ticket_secrets or not settings.api_keys:
         raise ConfigError(
@@ -53,6 +62,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         target = settings.redis_target()
+        ledger = await Ledger.open(settings.database_config(), migrate_schema=migrate)
         store = await open_store(target, (*CORE_SCRIPTS, *SETTLEMENT_SCRIPTS))
         metrics = Metrics()
         meter = Meter(store, clock=clock, limits=settings.limits(), observe=metrics.observe_flush)
@@ -64,6 +74,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
             url=settings.gateway_url,
             timeout_s=settings.gateway_timeout_ms / 1_000,
             stripe_api_key=settings.stripe_api_key,
+            journal_path=settings.data_dir / SANDBOX_JOURNAL,
         )
         owner = new_owner_id()
         hub = Hub(meter, target, metrics, owner)
@@ -90,6 +101,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
                 ttl_ms_max=settings.ticket_ttl_s_max * 1000,
             ),
             gateway=gateway,
+            ledger=ledger,
             metrics=metrics,
             cap_watch=cap_watch,
         )
@@ -101,6 +113,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
             worker = Worker(
                 meter,
                 gateway,
+                ledger=ledger,
+                processor=settings.gateway,
                 config=settings.settlement_config(),
                 webhook_config=settings.webhook_config(),
             )
@@ -131,6 +145,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
             await hub.stop()
             await meter.aclose()
             await store.close()
+            await ledger.close()
+            close_gateway(gateway)
 
     routes: list[BaseRoute] = [
         Route("/livez", health.livez, methods=["GET"]),

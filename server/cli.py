@@ -17,6 +17,7 @@ from typing import Final
 from server import logs
 from server.config import Settings, render_markdown
 from server.errors import ServerError
+from settlement.errors import SettlementError
 
 log = logging.getLogger("tipmeter")
 
@@ -44,7 +45,10 @@ def _serve(settings: Settings) -> int:
     from server.runtime import Runtime
 
     demo = settings.embedded_redis
+    migrate = settings.embedded_postgres
     with contextlib.ExitStack() as stack:
+        if settings.embedded_postgres:
+            settings = _start_postgres(settings, stack)
         if settings.embedded_redis:
             settings = _with_dev_keys(settings)
             redis = RedisServer(settings.data_dir, binary=settings.redis_server_bin)
@@ -55,7 +59,7 @@ def _serve(settings: Settings) -> int:
                 "embedded redis-server started",
                 extra={"fields": {"data_dir": str(redis.data_dir), "url": redis.url}},
             )
-        app = create_app(settings, demo=demo)
+        app = create_app(settings, demo=demo, migrate=migrate)
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -90,6 +94,20 @@ def _serve(settings: Settings) -> int:
         return 0 if server.started else 1
 
 
+def _start_postgres(settings: Settings, stack: contextlib.ExitStack) -> Settings:
+    """Start the embedded PostgreSQL (stopped when ``stack`` closes); the settings with its URL."""
+    from server.embedded_postgres import PostgresServer
+
+    postgres = PostgresServer(settings.data_dir, bin_dir=settings.postgres_bin_dir)
+    postgres.start()
+    stack.callback(postgres.stop)
+    log.info(
+        "embedded postgres started",
+        extra={"fields": {"cluster": str(postgres.cluster_dir), "user": postgres.user}},
+    )
+    return dataclasses.replace(settings, database_url=postgres.url)
+
+
 #: Allocations between two young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD: Final = 20_000
 
@@ -113,10 +131,10 @@ def _worker(settings: Settings, burst: bool) -> int:
 
     from settlement.runner import run_worker
 
-    if settings.embedded_redis:
+    if settings.embedded_redis or settings.embedded_postgres:
         print(
-            "tipmeter worker: set TIPMETER_REDIS_URL (or TIPMETER_REDIS_CLUSTER_NODES); the "
-            "embedded server runs its own worker",
+            "tipmeter worker: set TIPMETER_REDIS_URL (or TIPMETER_REDIS_CLUSTER_NODES) and "
+            "TIPMETER_DATABASE_URL; the embedded server runs its own worker",
             file=sys.stderr,
         )
         return 2
@@ -126,15 +144,67 @@ def _worker(settings: Settings, burst: bool) -> int:
     return 0
 
 
+def _migrate(settings: Settings) -> int:
+    """Apply the ledger's missing migrations (the embedded database's, with no URL set)."""
+    import asyncio
+
+    from settlement.ledger.ledger import Ledger
+
+    with contextlib.ExitStack() as stack:
+        if settings.embedded_postgres:
+            settings = _start_postgres(settings, stack)
+
+        async def run() -> list[int]:
+            ledger = await Ledger.open(settings.database_config(), migrate_schema=True)
+            try:
+                return await ledger.migrate()
+            finally:
+                await ledger.close()
+
+        applied = asyncio.run(run())
+    from settlement.ledger.migrate import SCHEMA_VERSION
+
+    print(f"tipmeter migrate: the ledger schema is at version {SCHEMA_VERSION}")
+    return 0 if applied is not None else 1
+
+
+def _reconcile(settings: Settings, since: str, until: str, as_json: bool) -> int:
+    """Compare the ledger, Redis and the processor; print every mismatch (status 1 if any)."""
+    import asyncio
+
+    import orjson
+
+    from server.reconcile import parse_instant, run_reconcile
+
+    try:
+        since_at, until_at = parse_instant(since), parse_instant(until)
+    except ValueError as exc:
+        print(f"tipmeter reconcile: {exc}", file=sys.stderr)
+        return 2
+    if until_at <= since_at:
+        print("tipmeter reconcile: --until must be after --since", file=sys.stderr)
+        return 2
+    report = asyncio.run(run_reconcile(settings, since_at, until_at))
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.as_data()).decode() + "\n")
+    else:
+        sys.stdout.write(report.render())
+    return 1 if report.mismatches else 0
+
+
 def _sandbox_gateway(settings: Settings) -> int:
     """Serve the sandbox gateway over HTTP until SIGINT/SIGTERM."""
     import uvicorn
 
     from metering.clock import SystemClock
     from settlement.sandbox import SandboxGateway
-    from settlement.sandbox_http import create_app
+    from settlement.sandbox_http import SANDBOX_HTTP_JOURNAL, create_app
 
-    gateway = SandboxGateway(clock=SystemClock(), latency_s=settings.sandbox_latency_ms / 1_000)
+    gateway = SandboxGateway(
+        clock=SystemClock(),
+        latency_s=settings.sandbox_latency_ms / 1_000,
+        journal_path=settings.data_dir / SANDBOX_HTTP_JOURNAL,
+    )
     config = uvicorn.Config(
         create_app(gateway),
         host=settings.host,
@@ -174,6 +244,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sandbox-gateway", help="serve the sandbox payment gateway over HTTP"
     )
     sandbox.add_argument("--port", type=int, help="overrides TIPMETER_SANDBOX_PORT")
+    commands.add_parser(
+        "migrate", help="apply the ledger database's missing schema migrations, then exit"
+    )
+    reconcile = commands.add_parser(
+        "reconcile", help="compare the ledger, Redis and the processor; print every mismatch"
+    )
+    reconcile.add_argument(
+        "--since", required=True, help="start of the window (ISO 8601, e.g. 2026-11-01)"
+    )
+    reconcile.add_argument("--until", required=True, help="end of the window (exclusive)")
+    reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
     try:
@@ -194,6 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _worker(settings, args.burst)
         except ServerError as exc:
+            print(f"tipmeter: {exc}", file=sys.stderr)
+            return 1
+    if args.command in ("migrate", "reconcile"):
+        try:
+            if args.command == "migrate":
+                return _migrate(settings)
+            return _reconcile(settings, args.since, args.until, args.json)
+        except ServerError as exc:
+            print(f"tipmeter: {exc}", file=sys.stderr)
+            return 1
+        except SettlementError as exc:
             print(f"tipmeter: {exc}", file=sys.stderr)
             return 1
     if args.command == "sandbox-gateway":

@@ -19,6 +19,7 @@ from metering.store import RedisTarget
 from server.errors import ConfigError
 from settlement.config import CrashPoint, SettlementConfig
 from settlement.gateways import GATEWAY_KINDS
+from settlement.ledger.db import DatabaseConfig
 from settlement.webhooks import WebhookConfig
 
 PREFIX: Final = "TIPMETER_"
@@ -72,6 +73,10 @@ class Settings:
     sessions_per_tab_max: int = 4
     demo_api: str = "auto"
     worker: str = "auto"
+    database_url: str | None = None
+    database_connections_max: int = 10
+    postgres_bin_dir: str | None = None
+    redis_retention_s: int = 86_400
 
     @property
     def base_url(self) -> str:
@@ -106,6 +111,17 @@ class Settings:
     webhook_attempts_max: int = 10
     sandbox_port: int = 8100
     sandbox_latency_ms: int = 0
+
+    @property
+    def embedded_postgres(self) -> bool:
+        """True when no database is configured: the server starts its own PostgreSQL."""
+        return self.database_url is None
+
+    def database_config(self) -> DatabaseConfig:
+        """Where the ledger is. Raises ConfigError in the embedded default (no URL yet)."""
+        if self.database_url is None:
+            raise ConfigError("no database configured: start the embedded one first")
+        return DatabaseConfig(url=self.database_url, connections_max=self.database_connections_max)
 
     @property
     def embedded_redis(self) -> bool:
@@ -149,6 +165,7 @@ class Settings:
             deliveries_max=self.settle_deliveries_max,
             concurrency_max=self.settle_concurrency_max,
             gateway_timeout_s=self.gateway_timeout_ms / 1_000,
+            retention_ms=self.redis_retention_s * 1_000,
             crash_point=CrashPoint(self.settle_crash_point) if self.settle_crash_point else None,
         )
 
@@ -200,7 +217,26 @@ class Settings:
             raise ConfigError(str(exc)) from None
         if settings.webhook_url is not None and not settings.webhook_secret:
             raise ConfigError(f"{PREFIX}WEBHOOK_URL needs {PREFIX}WEBHOOK_SECRET to sign with")
+        settings.validate()
         return settings
+
+    def validate(self) -> None:
+        """Refuse combinations of settings that cannot work, naming the settings."""
+        if self.session_lease_ms < 2 * self.tick_ms:
+            raise ConfigError(
+                f"{PREFIX}SESSION_LEASE_MS ({self.session_lease_ms}) must be at least twice "
+                f"{PREFIX}TICK_MS ({self.tick_ms}): a lease renewed once a tick would lapse "
+                "between two ticks, and live shows would end as owner_lost"
+            )
+        if self.gateway == "sandbox" and not self.worker_in_process(embedded=self.embedded_redis):
+            raise ConfigError(
+                f"{PREFIX}GATEWAY=sandbox keeps its holds inside this process, so a separate "
+                f"worker ({PREFIX}WORKER={self.worker} with {PREFIX}REDIS_URL or "
+                f"{PREFIX}REDIS_CLUSTER_NODES set) could never capture them: set "
+                f"{PREFIX}WORKER=on, "
+                f"or use {PREFIX}GATEWAY=sandbox-http (a shared `tipmeter sandbox-gateway`) "
+                "or a real processor"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -662,6 +698,33 @@ VARIABLES: Final = (
         "Run a settlement worker inside the server process. `auto`: in the embedded default only "
         "(`make run` settles tabs by itself); `on`: also with a configured Redis; `off`: run "
         "`tipmeter worker` processes instead (production).",
+    ),
+    Variable(
+        "TIPMETER_DATABASE_URL",
+        "database_url",
+        text,
+        "The ledger's PostgreSQL (`postgresql://user@host/db`, libpq's URL form). Unset: the "
+        "server starts its own private PostgreSQL in the data folder.",
+    ),
+    Variable(
+        "TIPMETER_DATABASE_CONNECTIONS_MAX",
+        "database_connections_max",
+        integer(1, 1_000),
+        "Connections one process opens to the ledger database at most.",
+    ),
+    Variable(
+        "TIPMETER_POSTGRES_BIN_DIR",
+        "postgres_bin_dir",
+        text,
+        "Folder of the embedded PostgreSQL's `postgres` and `initdb`. Unset: the newest "
+        "`/usr/lib/postgresql/<version>/bin`, else `PATH`.",
+    ),
+    Variable(
+        "TIPMETER_REDIS_RETENTION_S",
+        "redis_retention_s",
+        integer(1, 30 * 86_400),
+        "How long a settled (or failed, voided, expired) tab's Redis keys live once the ledger "
+        "holds its outcome; the ledger answers after that.",
     ),
     Variable(
         "TIPMETER_DEMO_API",

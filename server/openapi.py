@@ -181,7 +181,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Conflict: `tab_already_open` (with `tab_id`), `tab_not_open`, `cap_not_raised`, "
         "`idempotency_key_reused`.",
         413: "Body larger than 16 KiB (`body_too_large`).",
-        503: "Redis or the gateway is unavailable (`unavailable`, `gateway_unavailable`): retry.",
+        503: "Redis, the ledger database or the gateway is unavailable (`unavailable`, "
+        "`ledger_unavailable`, `gateway_unavailable`): retry.",
     }
     return {str(code): _json(_ERROR, text[code]) for code in codes}
 
@@ -341,6 +342,43 @@ def document(server_url: str) -> dict[str, Any]:
                     "responses": {
                         "200": _json({"type": "object"}, "The new payout rate."),
                         **_errors(400, 401, 413, 503),
+                    },
+                }
+            },
+            "/v1/rooms/{room}/earnings": {
+                "get": {
+                    "summary": "The model's earnings: settled (from the ledger) per currency, "
+                    "and accrued on tabs not settled yet.",
+                    "parameters": _ROOM_PARAM,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["room", "settled", "accrued"],
+                                "properties": {
+                                    "room": _ID,
+                                    "settled": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "currency": {"type": "string"},
+                                                "gross_minor": {"type": "integer"},
+                                                "share_minor": {"type": "integer"},
+                                                "pending_minor": {"type": "integer"},
+                                                "settlements": {"type": "integer"},
+                                            },
+                                        },
+                                    },
+                                    "accrued": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                    },
+                                },
+                            },
+                            "The room's earnings.",
+                        ),
+                        **_errors(400, 401, 503),
                     },
                 }
             },

@@ -14,6 +14,7 @@ from server.config import Settings
 from server.metrics import Metrics
 from server.tickets import TicketGate
 from settlement.gateway import Gateway
+from settlement.ledger.ledger import Ledger
 
 if TYPE_CHECKING:
     from server.connection import Connection
@@ -33,6 +34,7 @@ class Runtime:
     scheduler: Scheduler
     tickets: TicketGate
     gateway: Gateway
+    ledger: Ledger
     metrics: Metrics
     cap_watch: CapWatch
     connections: set[Connection] = field(default_factory=set)

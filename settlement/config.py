@@ -18,7 +18,8 @@ class CrashPoint(StrEnum):
 
     BEFORE_GATEWAY = "before_gateway"  # the amount is recorded; the gateway was not called
     AFTER_GATEWAY = "after_gateway"  # the gateway committed; the outcome is not recorded
-    AFTER_RECORD = "after_record"  # the outcome is recorded; follow-ups and ack are not done
+    AFTER_RECORD = "after_record"  # the outcome is in Redis; the ledger write is not done
+    AFTER_LEDGER = "after_ledger"  # the outcome is in the ledger; the tab is not retired
 
 
 def crash_if(configured: CrashPoint | None, point: CrashPoint) -> None:
@@ -68,13 +69,11 @@ class SettlementConfig:
     gateway_timeout_s: float = 20.0
     #: Dead letters kept (approximate trimming).
     dead_letters_max: int = 100_000
-    #: Ledger entries kept per room, and how long / how many settlement ids a room remembers
-    #: to refuse a second credit.
-    ledger_max: int = 1_000_000
-    credited_window_ms: int = 30 * 24 * 3_600_000
-    credited_max: int = 1_000_000
-    #: How long a capture id stays findable by support (the lookup key's lifetime).
-    capture_lookup_ttl_ms: int = 400 * 24 * 3_600_000
+    #: How long a terminal tab's Redis keys (tab, lines, shows) live once its outcome is in
+    #: the ledger; readers use the ledger after that. A tip's idempotency record is a key of
+    #: its own with its own lifetime (``metering.keys.OP_TTL_MS``), so a retry is answered
+    #: ``duplicate`` whatever this is.
+    retention_ms: int = 24 * 3_600_000
     #: Crash tests only (None in production).
     crash_point: CrashPoint | None = None
 
@@ -94,6 +93,7 @@ class SettlementConfig:
             "block_ms",
             "sweep_interval_ms",
             "sweep_batch_max",
+            "retention_ms",
         )
         for name in positive:
             if getattr(self, name) <= 0:

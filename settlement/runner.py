@@ -11,6 +11,7 @@ from metering.clock import SystemClock
 from metering.meter import Meter, open_store
 from metering.scripts import METERING_SCRIPTS
 from settlement.gateways import create_gateway
+from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
 
@@ -24,6 +25,7 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, An
     """Connect, then settle until SIGINT/SIGTERM; with ``burst``, drain once and return a
     report (statuses counted, entries acknowledged, left pending, dead-lettered)."""
     clock = SystemClock()
+    ledger = await Ledger.open(settings.database_config())
     store = await open_store(settings.redis_target(), (*METERING_SCRIPTS, *SETTLEMENT_SCRIPTS))
     meter = Meter(store, clock=clock, limits=settings.limits())
     try:
@@ -37,6 +39,8 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, An
         worker = Worker(
             meter,
             gateway,
+            ledger=ledger,
+            processor=settings.gateway,
             config=settings.settlement_config(),
             webhook_config=settings.webhook_config(),
         )
@@ -59,3 +63,4 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, An
     finally:
         await meter.aclose()
         await store.close()
+        await ledger.close()

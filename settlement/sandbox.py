@@ -32,10 +32,16 @@ crash tests can kill callers while calls are in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
 import hashlib
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar
+from pathlib import Path
+from typing import IO, Any, Final, TypeVar
+
+import orjson
 
 from metering.clock import Clock, SystemClock
 from metering.money import is_currency, is_positive_amount
@@ -113,6 +119,25 @@ class SandboxGateway:
     _captures: dict[str, _CaptureRecord] = field(default_factory=dict)
     _keys: dict[str, tuple[tuple[object, ...], Result]] = field(default_factory=dict)
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
+    #: Where every committed call is appended (one JSON line each), replayed at start: the
+    #: processor's own record survives a restart. None: memory only (tests of one process).
+    journal_path: Path | None = None
+    _journal: IO[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.journal_path is not None:
+            self._journal = _open_journal(self.journal_path)
+            for line in self._journal.read().splitlines():
+                if line.strip():
+                    key, params, result = _decode_entry(line)
+                    self._apply(params, result)
+                    self._keys[key] = (params, result)
+
+    def close(self) -> None:
+        """Close the journal (the lock on it is released)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def inject(self, operation: str, fault: Fault, times: int = 1) -> None:
         """Make the next ``times`` calls of ``operation`` (``"capture"`` …) fail with ``fault``."""
@@ -142,6 +167,11 @@ class SandboxGateway:
     async def _commit(
         self, key: str, params: tuple[object, ...], result: R, fault: Fault | None
     ) -> R:
+        # Journal first: what the processor answered is on disk before anyone learns of it.
+        if self._journal is not None:
+            self._journal.write(_encode_entry(key, params, result) + b"\n")
+            self._journal.flush()
+        self._apply(params, result)
         self._keys[key] = (params, result)
         if fault is Fault.TIMEOUT_AFTER_COMMIT:
             raise GatewayUnavailable("sandbox: committed, but the answer was lost")
@@ -158,6 +188,34 @@ class SandboxGateway:
         if hold is None:
             raise GatewayRequestError(f"no hold {auth_ref!r}")
         return hold
+
+    def _apply(self, params: tuple[object, ...], result: Result) -> None:
+        """Change the processor's state by one committed call: the one place that does, so
+        replaying the journal rebuilds exactly the state the calls built."""
+        operation = params[0]
+        if isinstance(result, Hold) and result.approved and operation == "authorize":
+            self._holds[result.auth_ref] = _HoldRecord(
+                str(params[1]), result.amount_minor, result.currency, result.expires_at_ms
+            )
+        elif isinstance(result, Hold) and result.approved and operation == "increment":
+            self._holds[result.auth_ref].amount_minor = result.amount_minor
+        elif isinstance(result, CaptureResult) and result.approved:
+            auth_ref, key = str(params[1]), str(params[3])
+            hold = self._holds[auth_ref]
+            hold.capture_id = result.capture_id
+            hold.captured_minor = result.amount_minor
+            self._captures[result.capture_id] = _CaptureRecord(
+                auth_ref, result.amount_minor, hold.currency
+            )
+            self.captures.append(
+                CaptureLogEntry(
+                    result.capture_id, auth_ref, result.amount_minor, hold.currency, key
+                )
+            )
+        elif isinstance(result, VoidResult):
+            self._holds[result.auth_ref].voided = True
+        elif isinstance(result, RefundResult):
+            self._captures[result.capture_id].refunded_minor = result.refunded_total_minor
 
     async def authorize(
         self, *, idempotency_key: str, payment_method: str, amount_minor: int, currency: str
@@ -178,7 +236,6 @@ class SandboxGateway:
         else:
             auth_ref = self._id("auth", idempotency_key)
             expires = self.clock.now_ms() + self.hold_ttl_ms
-            self._holds[auth_ref] = _HoldRecord(payment_method, amount_minor, currency, expires)
             result = Hold(Outcome.APPROVED, auth_ref, amount_minor, currency, expires)
         return await self._commit(idempotency_key, params, result, fault)
 
@@ -204,7 +261,6 @@ class SandboxGateway:
                 DeclineReason.INSUFFICIENT_FUNDS,
             )
         else:
-            hold.amount_minor = amount_minor
             result = Hold(
                 Outcome.APPROVED, auth_ref, amount_minor, hold.currency, hold.expires_at_ms
             )
@@ -214,7 +270,7 @@ class SandboxGateway:
         self, *, idempotency_key: str, auth_ref: str, amount_minor: int
     ) -> CaptureResult:
         """Capture once and release the rest; ``tok_capture_decline_<reason>`` declines."""
-        params: tuple[object, ...] = ("capture", auth_ref, amount_minor)
+        params: tuple[object, ...] = ("capture", auth_ref, amount_minor, idempotency_key)
         fault = await self._before("capture")
         replayed = self._replay(idempotency_key, params)
         if isinstance(replayed, CaptureResult):
@@ -231,12 +287,6 @@ class SandboxGateway:
             result = CaptureResult(Outcome.DECLINED, decline_reason=reason)
         else:
             capture_id = self._id("cap", idempotency_key)
-            hold.capture_id = capture_id
-            hold.captured_minor = amount_minor
-            self._captures[capture_id] = _CaptureRecord(auth_ref, amount_minor, hold.currency)
-            self.captures.append(
-                CaptureLogEntry(capture_id, auth_ref, amount_minor, hold.currency, idempotency_key)
-            )
             result = CaptureResult(
                 Outcome.APPROVED, capture_id, amount_minor, hold.amount_minor - amount_minor
             )
@@ -252,7 +302,6 @@ class SandboxGateway:
         hold = self._hold(auth_ref)
         if hold.capture_id:
             raise GatewayRequestError(f"hold {auth_ref!r} was captured; refund instead")
-        hold.voided = True
         result = VoidResult(auth_ref=auth_ref, released_minor=hold.amount_minor)
         return await self._commit(idempotency_key, params, result, fault)
 
@@ -272,11 +321,17 @@ class SandboxGateway:
             raise GatewayRequestError("a refund takes a positive amount")
         if capture.refunded_minor + amount_minor > capture.amount_minor:
             raise GatewayRequestError("refunds would exceed the capture")
-        capture.refunded_minor += amount_minor
         result = RefundResult(
-            self._id("re", idempotency_key), capture_id, amount_minor, capture.refunded_minor
+            self._id("re", idempotency_key),
+            capture_id,
+            amount_minor,
+            capture.refunded_minor + amount_minor,
         )
         return await self._commit(idempotency_key, params, result, fault)
+
+    async def listed_captures(self) -> list[CaptureLogEntry]:
+        """Every capture committed, in commit order (for reconciliation)."""
+        return list(self.captures)
 
     async def lookup(self, idempotency_key: str) -> Result | None:
         """The result recorded for ``idempotency_key``, if a call with it ever committed."""
@@ -299,3 +354,46 @@ def _declined_by(card: str, prefix: str) -> DeclineReason | None:
         return DeclineReason(card.removeprefix(prefix))
     except ValueError:
         return None
+
+
+_RESULT_TYPES: Final[dict[str, type[Result]]] = {
+    "hold": Hold,
+    "capture": CaptureResult,
+    "void": VoidResult,
+    "refund": RefundResult,
+}
+_RESULT_NAMES: Final = {kind: name for name, kind in _RESULT_TYPES.items()}
+
+
+def _encode_entry(key: str, params: tuple[object, ...], result: Result) -> bytes:
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return orjson.dumps(
+        {"key": key, "params": list(params), "type": _RESULT_NAMES[type(result)], "result": fields}
+    )
+
+
+def _decode_entry(line: bytes) -> tuple[str, tuple[object, ...], Result]:
+    entry = orjson.loads(line)
+    fields: dict[str, Any] = dict(entry["result"])
+    if "outcome" in fields:
+        fields["outcome"] = Outcome(fields["outcome"])
+    if fields.get("decline_reason") is not None:
+        fields["decline_reason"] = DeclineReason(fields["decline_reason"])
+    result = _RESULT_TYPES[entry["type"]](**fields)
+    return str(entry["key"]), tuple(entry["params"]), result
+
+
+def _open_journal(path: Path) -> IO[bytes]:
+    """Open (or create) the journal for reading and appending, locked to this process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    journal = path.open("a+b")
+    try:
+        fcntl.flock(journal, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        journal.close()
+        raise GatewayRequestError(
+            f"another process keeps the sandbox journal {path}; one sandbox per journal"
+        ) from None
+    os.chmod(path, 0o600)
+    journal.seek(0)
+    return journal

@@ -48,7 +48,10 @@ from settlement.gateway import (
     RefundResult,
     VoidResult,
 )
-from settlement.sandbox import Fault, SandboxGateway
+from settlement.sandbox import CaptureLogEntry, Fault, SandboxGateway
+
+#: The ``tipmeter sandbox-gateway`` process's journal, in its data folder.
+SANDBOX_HTTP_JOURNAL: Final = "sandbox-gateway.jsonl"
 
 Result = Hold | CaptureResult | VoidResult | RefundResult
 R = TypeVar("R", Hold, CaptureResult, VoidResult, RefundResult)
@@ -272,6 +275,10 @@ class HttpGateway:
         """The sandbox's capture log (ground truth in crash tests), in commit order."""
         captures: list[dict[str, Any]] = (await self._send("GET", "/v1/captures"))["captures"]
         return captures
+
+    async def listed_captures(self) -> list[CaptureLogEntry]:
+        """Every capture the sandbox committed, in commit order (for reconciliation)."""
+        return [CaptureLogEntry(**entry) for entry in await self.capture_log()]
 
     async def inject(self, operation: str, fault: Fault, times: int = 1) -> None:
         """Make the sandbox's next ``times`` calls of ``operation`` fail with ``fault``."""

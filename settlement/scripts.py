@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from metering import keys
-from metering.lifecycle import TabEvent, lua_states, sources, target
+from metering.lifecycle import TabEvent, TabState, lua_states, sources, target
 from metering.outcomes import Tab, TabRef
 from metering.scripts import read_tab_fields
-from metering.store import BatchedScript, LuaScript, Store, as_int, as_text
+from metering.store import LuaScript, Store, as_int, as_text
 from settlement.outcomes import (
     BeginResult,
     RecordResult,
@@ -29,7 +29,7 @@ LUA_DIR: Final = Path(__file__).parent / "lua"
 
 BEGIN_SETTLEMENT: Final = LuaScript.load("begin_settlement", directory=LUA_DIR)
 RECORD_SETTLEMENT: Final = LuaScript.load("record_settlement", directory=LUA_DIR)
-CREDIT_EARNINGS: Final = LuaScript.load("credit_earnings", directory=LUA_DIR)
+RETIRE_TAB: Final = LuaScript.load("retire_tab", directory=LUA_DIR)
 ENQUEUE_WEBHOOK: Final = LuaScript.load("enqueue_webhook", directory=LUA_DIR)
 CLAIM_WEBHOOKS: Final = LuaScript.load("claim_webhooks", directory=LUA_DIR)
 FINISH_WEBHOOK: Final = LuaScript.load("finish_webhook", directory=LUA_DIR)
@@ -38,7 +38,7 @@ FINISH_WEBHOOK: Final = LuaScript.load("finish_webhook", directory=LUA_DIR)
 SETTLEMENT_SCRIPTS: Final = (
     BEGIN_SETTLEMENT,
     RECORD_SETTLEMENT,
-    CREDIT_EARNINGS,
+    RETIRE_TAB,
     ENQUEUE_WEBHOOK,
     CLAIM_WEBHOOKS,
     FINISH_WEBHOOK,
@@ -54,6 +54,9 @@ OUTCOME_EVENTS: Final[Mapping[SettlementOutcome, TabEvent]] = {
 
 #: The state a settlement runs in: the target of the freeze.
 SETTLING: Final = target(TabEvent.FREEZE)
+#: The states whose keys may expire once the ledger holds the outcome: every state after
+#: settling (the targets of the settlement outcomes, and what collection may lead them to).
+RETIRABLE: Final = frozenset(TabState) - {TabState.OPEN, SETTLING}
 
 
 async def begin_settlement(store: Store, ref: TabRef, *, key: str, now_ms: int) -> BeginResult:
@@ -130,6 +133,8 @@ class SettlementRecord:
     retryable: bool = False
     followups_done: bool = False
     dead_lettered_at_ms: int = 0
+    #: The processor holding the tab's authorization ('' on tabs opened before it was kept).
+    processor: str = ""
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str:
@@ -160,6 +165,7 @@ def decode_record(fields: Mapping[str, Any]) -> SettlementRecord:
         retryable=_text(fields, "retryable") == "1",
         followups_done=_text(fields, "followups_done") == "1",
         dead_lettered_at_ms=_int(fields, "dead_lettered_at"),
+        processor=_text(fields, "processor"),
     )
 
 
@@ -175,68 +181,22 @@ async def read_settlement(store: Store, ref: TabRef) -> tuple[Tab, SettlementRec
     return tab, decode_record(fields)
 
 
-@dataclass(frozen=True, slots=True)
-class CreditItem:
-    """One model's share of one capture, to be credited to that model's room."""
-
-    room: str
-    settlement_id: str
-    currency: str
-    share_minor: int
-    gross_minor: int
-    customer: str
-    tab_id: str
-    capture_id: str
-
-
-def _credit_keys(item: CreditItem) -> Sequence[str]:
-    return (
-        keys.room_earnings(item.room),
-        keys.room_ledger(item.room),
-        keys.room_credited(item.room),
+async def retire_tab(
+    store: Store, ref: TabRef, session_ids: Sequence[str], *, retention_ms: int
+) -> SettleCode:
+    """Run ``retire_tab.lua``: mark the follow-ups done and let the tab's keys (and those of
+    the shows it paid for) expire after ``retention_ms``. Call it only once the outcome is in
+    the ledger of record."""
+    reply = await store.call(
+        RETIRE_TAB,
+        [
+            keys.tab(ref.customer, ref.tab_id),
+            keys.tab_lines(ref.customer, ref.tab_id),
+            *(keys.session(ref.customer, sid) for sid in session_ids),
+        ],
+        [retention_ms, lua_states(RETIRABLE)],
     )
-
-
-def _credit_args(item: CreditItem) -> Sequence[str | int]:
-    return (
-        item.settlement_id,
-        item.currency,
-        item.share_minor,
-        item.gross_minor,
-        item.customer,
-        item.tab_id,
-        item.capture_id,
-    )
-
-
-def _decode_credit(item: CreditItem, reply: Any) -> str | None:
-    code = SettleCode(as_text(reply[0]))
-    return as_text(reply[1]) if code is SettleCode.APPLIED else None
-
-
-CREDIT_EARNINGS_BATCHED: Final[BatchedScript[CreditItem, str | None]] = BatchedScript(
-    script=CREDIT_EARNINGS,
-    keys_per_item=3,
-    args_per_item=7,
-    item_keys=_credit_keys,
-    item_args=_credit_args,
-    decode=_decode_credit,
-)
-
-
-async def credit_earnings(
-    store: Store,
-    items: Sequence[CreditItem],
-    *,
-    now_ms: int,
-    ledger_max: int,
-    credited_window_ms: int,
-    credited_max: int,
-) -> list[str | None]:
-    """Run ``credit_earnings.lua``: each credit once; its ledger entry id, or None if the room
-    was credited for that settlement before."""
-    fixed = (now_ms, ledger_max, credited_window_ms, credited_max)
-    return await store.call_batched(CREDIT_EARNINGS_BATCHED, fixed, items)
+    return SettleCode(as_text(reply[0]))
 
 
 _WEBHOOK_QUEUE_KEYS: Final = (

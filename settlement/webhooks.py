@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,6 +34,7 @@ from metering.clock import Clock
 from metering.store import Store
 from settlement import http, scripts
 from settlement.errors import InvalidSignature
+from settlement.ledger.deliveries import Delivery
 from settlement.outcomes import SettleCode
 
 log = logging.getLogger("tipmeter.webhooks")
@@ -174,9 +175,17 @@ class DeliveryReport:
 class Deliverer:
     """Delivers due webhook events, signing each attempt with the time it is sent."""
 
-    def __init__(self, store: Store, clock: Clock, config: WebhookConfig) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: WebhookConfig,
+        *,
+        on_delivered: Callable[[Delivery], Awaitable[object]] | None = None,
+    ) -> None:
         if config.url is None:
             raise ValueError("webhooks are off: no URL configured")
+        self._on_delivered = on_delivered
         self._store = store
         self._clock = clock
         self._config = config
@@ -213,6 +222,10 @@ class Deliverer:
             )
             if failure is None:
                 delivered += 1
+                if self._on_delivered is not None:
+                    await self._on_delivered(
+                        _delivery(event.event_id, event.body, attempts, now_ms)
+                    )
             elif last:
                 dead += 1
                 log.error(
@@ -240,3 +253,11 @@ class Deliverer:
         if 200 <= reply.status < 300:
             return None
         return f"HTTP {reply.status}"
+
+
+def _delivery(event_id: str, body: bytes, attempts: int, now_ms: int) -> Delivery:
+    """The ledger's record of a delivered event (its type and subject read from its body)."""
+    event: dict[str, Any] = orjson.loads(body)
+    data = event.get("data") or {}
+    subject = f"{data.get('customer', '')}/{data.get('tab_id', '')}"
+    return Delivery(event_id, str(event.get("type", "")), subject, attempts, now_ms)

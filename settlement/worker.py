@@ -16,9 +16,11 @@ step for the tab is recorded in Redis:
 4. **Record the outcome** (``record_settlement.lua``): settled with the capture id, failed with
    the decline reason and whether card-network rules allow a retry, voided, or expired — the
    one state change that takes the tab out of ``settling``.
-5. **Follow-ups**, each idempotent by the settlement id: the capture-id lookup, each model's
-   share credited to the model's earnings ledger (``credit_earnings.lua``), the webhook queued
-   (``enqueue_webhook.lua``); then the tab is marked done.
+5. **Follow-ups**, each idempotent by the settlement id: the outcome, the itemized lines, the
+   shows and each model's share written to the ledger of record in PostgreSQL (one
+   transaction, unique by settlement id: :mod:`settlement.ledger`), the webhook queued
+   (``enqueue_webhook.lua``); then ``retire_tab.lua`` marks the follow-ups done and lets the
+   tab's Redis keys expire after the retention (readers fall back to the ledger).
 6. **Acknowledge**: ``XACK`` and ``XDEL`` the entry.
 
 A worker may die anywhere. Its pending entries are reclaimed (``XAUTOCLAIM``) by any worker once
@@ -33,9 +35,10 @@ A hold about to expire is never captured: within :attr:`SettlementConfig.capture
 ``capture_before`` the tab becomes ``expired`` — unless an earlier attempt may have reached the
 processor, in which case the worker looks the capture up by its key and records what it finds.
 
-``GatewayUnavailable`` (and an unreachable Redis) leaves the entry pending: it is retried with
-the same key after the claim bound. :meth:`Worker.run_burst` drains the queue once and returns,
-which makes tests deterministic; :meth:`Worker.run` loops until its stop event is set.
+``GatewayUnavailable`` (and an unreachable Redis or ledger database) leaves the entry pending:
+it is retried with the same key after the claim bound. :meth:`Worker.run_burst` drains the queue
+once and returns, which makes tests deterministic; :meth:`Worker.run` loops until its stop event
+is set.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from metering.keys import is_id
 from metering.lifecycle import TabState
 from metering.meter import Meter
 from metering.outcomes import Tab, TabRef
+from metering.sessions import SESSION_LINE_PREFIX
 from metering.store import as_text, stream_entries, translated
 from settlement import scripts, webhooks
 from settlement.config import CrashPoint, SettlementConfig, crash_if
@@ -69,8 +73,11 @@ from settlement.gateway import (
     Gateway,
     GatewayUnavailable,
 )
+from settlement.ledger.errors import LedgerUnavailable
+from settlement.ledger.ledger import Ledger
+from settlement.ledger.settlements import SettlementFacts, ShowFacts
 from settlement.outcomes import SettleCode, SettlementOutcome
-from settlement.scripts import CreditItem, SettlementRecord
+from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
 from settlement.sweeper import Sweeper
 from settlement.webhooks import Deliverer, WebhookConfig
@@ -148,6 +155,8 @@ class Worker:
         meter: Meter,
         gateway: Gateway,
         *,
+        ledger: Ledger,
+        processor: str = "sandbox",
         config: SettlementConfig | None = None,
         webhook_config: WebhookConfig | None = None,
         consumer: str | None = None,
@@ -156,12 +165,17 @@ class Worker:
         self.store = meter.store
         self.clock = meter.clock
         self.gateway = gateway
+        self.ledger = ledger
+        #: The processor recorded for tabs that do not name theirs.
+        self.processor = processor
         self.config = config if config is not None else SettlementConfig()
         self.webhook_config = webhook_config if webhook_config is not None else WebhookConfig()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.sweeper = Sweeper(meter, self.config)
         self.deliverer = (
-            Deliverer(self.store, self.clock, self.webhook_config)
+            Deliverer(
+                self.store, self.clock, self.webhook_config, on_delivered=ledger.record_delivery
+            )
             if self.webhook_config.enabled
             else None
         )
@@ -296,7 +310,7 @@ class Worker:
             return
         try:
             status = await self.settle_tab(ref)
-        except (GatewayUnavailable, StoreUnavailable) as exc:
+        except (GatewayUnavailable, StoreUnavailable, LedgerUnavailable) as exc:
             log.warning(
                 "settlement deferred", extra={"fields": {"tab": _describe(ref), "why": str(exc)}}
             )
@@ -463,38 +477,17 @@ class Worker:
         ref = tab.ref
         sid = settlement_id(ref)
         statement = build_statement(tab, record)
-        now_ms = self.clock.now_ms()
-        if record.outcome is SettlementOutcome.CAPTURED:
-            with translated():
-                await self.store.client.set(
-                    keys.capture_lookup(record.capture_id),
-                    sid,
-                    px=self.config.capture_lookup_ttl_ms,
-                )
-            gross: Counter[str] = Counter()
-            for line in statement.lines:
-                gross[line.room] += line.amount_minor
-            credits = [
-                CreditItem(
-                    room=room,
-                    settlement_id=sid,
-                    currency=tab.currency,
-                    share_minor=share,
-                    gross_minor=gross[room],
-                    customer=ref.customer,
-                    tab_id=ref.tab_id,
-                    capture_id=record.capture_id,
-                )
-                for room, share in statement.model_shares
-            ]
-            await scripts.credit_earnings(
-                self.store,
-                credits,
-                now_ms=now_ms,
-                ledger_max=self.config.ledger_max,
-                credited_window_ms=self.config.credited_window_ms,
-                credited_max=self.config.credited_max,
+        shows = await self._shows(tab)
+        await self.ledger.record_settlement(
+            SettlementFacts(
+                tab=tab,
+                record=record,
+                statement=statement,
+                processor=record.processor or self.processor,
+                shows=tuple(shows),
             )
+        )
+        crash_if(self.config.crash_point, CrashPoint.AFTER_LEDGER)
         if self.webhook_config.enabled:
             ok = record.outcome in (SettlementOutcome.CAPTURED, SettlementOutcome.VOIDED)
             event_type = webhooks.TAB_SETTLED if ok else webhooks.TAB_SETTLEMENT_FAILED
@@ -504,13 +497,45 @@ class Worker:
                 event_type,
                 sid,
                 statement_data(statement),
-                now_ms,
+                self.clock.now_ms(),
             )
             if code is SettleCode.BUSY:
                 return False
-        with translated():
-            await self.store.client.hset(keys.tab(ref.customer, ref.tab_id), "followups_done", "1")
+        # The ledger holds the outcome now: the tab's keys may expire (readers fall back to
+        # the ledger), and marking the follow-ups done takes the tab out of the sweeper's way.
+        await scripts.retire_tab(
+            self.store,
+            ref,
+            [show.session_id for show in shows],
+            retention_ms=self.config.retention_ms,
+        )
         return True
+
+    async def _shows(self, tab: Tab) -> list[ShowFacts]:
+        """The shows a tab paid for, read from their session hashes (one per session line)."""
+        shows = []
+        for line in tab.lines:
+            if line.kind != "session":
+                continue
+            session_id = line.line_id.removeprefix(SESSION_LINE_PREFIX)
+            view = await self.meter.sessions.read(tab.ref.customer, session_id)
+            if view is None:
+                continue  # expired with an earlier retirement; the line itself is recorded
+            shows.append(
+                ShowFacts(
+                    session_id=session_id,
+                    room=view.room,
+                    kind=view.kind,
+                    rate_per_minute_minor=view.rate_per_minute_minor,
+                    minimum_s=view.minimum_s,
+                    started_at_ms=view.started_at_ms,
+                    ended_at_ms=view.ended_at_ms,
+                    billed_s=view.billed_s,
+                    amount_minor=view.amount_minor,
+                    end_reason=view.reason,
+                )
+            )
+        return shows
 
     # -- loops -------------------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ from metering.limits import Limits
 from metering.meter import Meter, open_store
 from metering.store import RedisTarget, Store
 from server.embedded_redis import RedisServer
+from settlement.ledger.db import DatabaseConfig
+from settlement.ledger.ledger import Ledger
+from tests.support import postgres
 from tests.support.redis_procs import LocalCluster, start_standalone
 
 # Property tests are seeded: `make test` runs the same examples every time (derandomized from
@@ -109,3 +112,24 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the session's PostgreSQL server (if a test started it), whatever the outcome."""
+    postgres.stop_shared()
+
+
+@pytest.fixture
+def database_url() -> str:
+    """A fresh database on the session's real PostgreSQL server, with the current schema."""
+    return postgres.fresh_database()
+
+
+@pytest.fixture
+async def ledger(database_url: str) -> AsyncIterator[Ledger]:
+    """The ledger of record on a fresh database."""
+    ledger = await Ledger.open(DatabaseConfig(url=database_url, connections_max=4))
+    try:
+        yield ledger
+    finally:
+        await ledger.close()

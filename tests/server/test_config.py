@@ -27,6 +27,7 @@ def test_values_are_parsed() -> None:
             "TIPMETER_REDIS_CLUSTER_NODES": "127.0.0.1:7000, 127.0.0.1:7001",
             "TIPMETER_LOG_LEVEL": "DEBUG",
             "TIPMETER_TIP_MAX_MINOR": "5000",
+            "TIPMETER_WORKER": "on",
             "UNRELATED": "x",
         }
     )
@@ -45,6 +46,18 @@ def test_values_are_parsed() -> None:
         ({"TIPMETER_TIP_MIN_MINOR": "1.5"}, "TIPMETER_TIP_MIN_MINOR"),
         ({"TIPMETER_LOG_LEVEL": "loud"}, "expected one of debug, info, warning, error"),
         ({"TIPMETER_PROT": "1"}, "unknown setting(s) TIPMETER_PROT"),
+        (
+            {"TIPMETER_REDIS_URL": "redis://x", "TIPMETER_WORKER": "off"},
+            "TIPMETER_GATEWAY=sandbox keeps its holds inside this process",
+        ),
+        (
+            {"TIPMETER_REDIS_URL": "redis://x"},
+            "set TIPMETER_WORKER=on, or use TIPMETER_GATEWAY=sandbox-http",
+        ),
+        (
+            {"TIPMETER_TICK_MS": "2000", "TIPMETER_SESSION_LEASE_MS": "3000"},
+            "TIPMETER_SESSION_LEASE_MS (3000) must be at least twice TIPMETER_TICK_MS (2000)",
+        ),
         (
             {"TIPMETER_REDIS_URL": "redis://x", "TIPMETER_REDIS_CLUSTER_NODES": "a:1"},
             "exclusive",

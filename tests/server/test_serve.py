@@ -51,7 +51,11 @@ def test_a_configured_url_is_used_as_is(tmp_path: Path, redis_url: str) -> None:
     ).start()
     try:
         assert httpx.get(f"{server.base_url}/readyz").json() == {"status": "ready"}
-        assert not (tmp_path / "unused").exists()
+        # No redis-server of its own: the data folder holds no socket and no append-only file
+        # (only the in-process sandbox's journal).
+        unused = tmp_path / "unused"
+        assert not (unused / "redis.sock").exists()
+        assert not list(unused.glob("appendonly*"))
     finally:
         server.stop()
 

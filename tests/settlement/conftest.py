@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from metering.clock import FakeClock
-from metering.meter import open_store
-from metering.scripts import METERING_SCRIPTS
+from metering.meter import CORE_SCRIPTS, open_store
 from metering.store import RedisTarget, Store
 from server.embedded_redis import free_port
 from settlement.sandbox import SandboxGateway
@@ -20,7 +19,7 @@ from tests.support.processes import TipmeterProcess
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[Store]:
     """A Store on the standalone server with the money core's and settlement's scripts."""
-    store = await open_store(RedisTarget(url=redis_url), (*METERING_SCRIPTS, *SETTLEMENT_SCRIPTS))
+    store = await open_store(RedisTarget(url=redis_url), (*CORE_SCRIPTS, *SETTLEMENT_SCRIPTS))
     try:
         yield store
     finally:

@@ -19,11 +19,14 @@ import orjson
 
 from metering.lifecycle import TabState
 from metering.meter import Meter
-from metering.outcomes import Code, TabRef
+from metering.outcomes import Code, Tab, TabRef
 from metering.tips import TipRequest
 from settlement import scripts
+from settlement.ledger import journal
+from settlement.ledger.ledger import Ledger
 from settlement.sandbox_http import HttpGateway
-from settlement.statements import read_statement
+from settlement.scripts import SettlementRecord
+from settlement.statements import build_statement, read_statement
 from settlement.worker import capture_key
 
 TIPMETER = str(Path(sys.executable).parent / "tipmeter")
@@ -31,8 +34,11 @@ ROOMS = ("roomA", "roomB", "roomC")
 DECLINING_CARDS = ("tok_capture_decline_insufficient_funds", "tok_capture_decline_stolen_card")
 
 
-def worker_env(redis_url: str, sandbox_url: str, **settings: str) -> dict[str, str]:
-    """The environment of a worker process on ``redis_url`` and the HTTP sandbox.
+def worker_env(
+    redis_url: str, sandbox_url: str, database_url: str, **settings: str
+) -> dict[str, str]:
+    """The environment of a worker process on ``redis_url``, the HTTP sandbox and the ledger
+    at ``database_url``.
 
     The claim bound is the smallest allowed (1 s), so a killed worker's entries are taken over
     quickly; the gateway bound stays below it, as the settings require.
@@ -41,6 +47,7 @@ def worker_env(redis_url: str, sandbox_url: str, **settings: str) -> dict[str, s
     env.update(
         {
             "TIPMETER_REDIS_URL": redis_url,
+            "TIPMETER_DATABASE_URL": database_url,
             "TIPMETER_GATEWAY": "sandbox-http",
             "TIPMETER_GATEWAY_URL": sandbox_url,
             "TIPMETER_GATEWAY_TIMEOUT_MS": "800",
@@ -120,6 +127,9 @@ class Findings:
     not_terminal: int = 0
     wrong_amounts: int = 0
     earnings_off_minor: int = 0
+    #: Settlements whose ledger record (missing, other outcome or amount, unbalanced journal)
+    #: disagrees with Redis and the processor.
+    ledger_off: int = 0
     tabs: int = 0
     captured_minor: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -133,17 +143,22 @@ class Findings:
             or self.not_terminal
             or self.wrong_amounts
             or self.earnings_off_minor
+            or self.ledger_off
         )
 
 
-async def check_invariants(meter: Meter, gateway: HttpGateway, refs: list[TabRef]) -> Findings:
-    """Compare Redis with the sandbox's capture log.
+async def check_invariants(
+    meter: Meter, gateway: HttpGateway, refs: list[TabRef], ledger: Ledger
+) -> Findings:
+    """Compare Redis and the ledger of record with the sandbox's capture log.
 
     - one capture per tab at most (counted per hold and per idempotency key in the log);
     - conservation: each tab's accrued amount is captured (settled) or explicitly owed (failed,
       expired) or zero (voided); nothing accrued is unaccounted for;
     - every tab is terminal for settlement (not open, not settling);
-    - the models' settled earnings equal the sum of the shares of the captured tabs.
+    - the models' settled earnings equal the sum of the shares of the captured tabs;
+    - the ledger holds exactly one settlement per tab with Redis's outcome and amounts, its
+      journal balances, and capture = Σ lines = accrued, shares + platform = capture.
     """
     findings = Findings(tabs=len(refs))
     log = await gateway.capture_log()
@@ -164,6 +179,7 @@ async def check_invariants(meter: Meter, gateway: HttpGateway, refs: list[TabRef
         findings.captured_minor += captured
         if tab.state in (TabState.OPEN, TabState.SETTLING) or not record.followups_done:
             findings.not_terminal += 1
+        findings.ledger_off += await _ledger_disagrees(ledger, tab, record, captured)
         if tab.state is TabState.SETTLED:
             statement = await read_statement(meter.store, ref)
             assert statement is not None
@@ -184,6 +200,35 @@ async def check_invariants(meter: Meter, gateway: HttpGateway, refs: list[TabRef
         else:
             findings.lost_minor += tab.accrued_minor
     for room in ROOMS:
-        earned = (await meter.rooms.earnings(room)).get("settled:USD", 0)
-        findings.earnings_off_minor += abs(earned - shares[room])
+        earned = 0
+        for earnings in await ledger.room_earnings(room):
+            earned += earnings.share_minor if earnings.currency == "USD" else 0
+        payable = -await ledger.account_balance(journal.model_payable(room, "USD"))
+        findings.earnings_off_minor += abs(earned - shares[room]) + abs(payable - shares[room])
+    async with ledger.database.connection() as conn:
+        findings.ledger_off += len(await journal.unbalanced_entries(conn))
     return findings
+
+
+async def _ledger_disagrees(
+    ledger: Ledger, tab: Tab, record: SettlementRecord, captured: int
+) -> int:
+    """1 if the ledger's record of a settled tab disagrees with Redis or the processor."""
+    if tab.state in (TabState.OPEN, TabState.SETTLING):
+        return 0
+    found = await ledger.read_tab(tab.ref)
+    if found is None:
+        return 1
+    kept, kept_record = found
+    statement = build_statement(kept, kept_record)  # raises if the lines do not add up
+    same = (
+        kept.state is tab.state
+        and kept.accrued_minor == tab.accrued_minor
+        and kept.lines == tab.lines
+        and kept_record.outcome is record.outcome
+        and kept_record.captured_minor == record.captured_minor == captured
+        and kept_record.capture_id == record.capture_id
+        and statement.platform_minor + sum(s for _, s in statement.model_shares)
+        == kept.accrued_minor
+    )
+    return 0 if same else 1

@@ -6,6 +6,7 @@ from metering.meter import Meter
 from metering.outcomes import Code, TabRef
 from settlement.config import SettlementConfig
 from settlement.gateway import Gateway
+from settlement.ledger.ledger import Ledger
 from settlement.sandbox import SandboxGateway
 from settlement.webhooks import WebhookConfig
 from settlement.worker import Worker
@@ -46,9 +47,25 @@ async def open_backed_tab(
 def make_worker(
     meter: Meter,
     gateway: SandboxGateway | Gateway,
+    ledger: Ledger,
     config: SettlementConfig = FAST,
     webhook_config: WebhookConfig | None = None,
     consumer: str = "w1",
 ) -> Worker:
     """A worker with the test's bounds."""
-    return Worker(meter, gateway, config=config, webhook_config=webhook_config, consumer=consumer)
+    return Worker(
+        meter,
+        gateway,
+        ledger=ledger,
+        config=config,
+        webhook_config=webhook_config,
+        consumer=consumer,
+    )
+
+
+async def settled_share(ledger: Ledger, room: str, currency: str = "USD") -> int:
+    """The model's share of ``room``'s captured tabs in ``currency``, as the ledger records it."""
+    for earnings in await ledger.room_earnings(room):
+        if earnings.currency == currency:
+            return earnings.share_minor
+    return 0

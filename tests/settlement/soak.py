@@ -34,8 +34,11 @@ from metering.meter import Meter, open_store
 from metering.outcomes import TabRef
 from metering.scripts import METERING_SCRIPTS
 from metering.store import RedisTarget
+from server.embedded_postgres import PostgresServer
 from server.embedded_redis import free_port
 from settlement.config import CrashPoint
+from settlement.ledger.db import DatabaseConfig
+from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox_http import HttpGateway
 from settlement.scripts import SETTLEMENT_SCRIPTS
@@ -78,14 +81,14 @@ async def _load(
 
 
 async def _throughput(
-    meter: Meter, gateway: HttpGateway, tabs: int, seed: int
+    meter: Meter, gateway: HttpGateway, ledger: Ledger, tabs: int, seed: int
 ) -> tuple[float, list[TabRef]]:
     """Settle ``tabs`` frozen tabs with one in-process burst worker; return tabs per second
     (and the tabs, which the invariants check with the others)."""
     refs = await open_tabs(meter, gateway, tabs, random.Random(seed), prefix="tp")
     for ref in refs:
         await request_settlement(meter, ref, FreezeReason.MERCHANT)
-    worker = Worker(meter, gateway, consumer="throughput")
+    worker = Worker(meter, gateway, ledger=ledger, processor="sandbox-http", consumer="throughput")
     started = time.perf_counter()
     report = await worker.run_burst(sweep=False)
     elapsed = time.perf_counter() - started
@@ -104,9 +107,13 @@ async def soak(
     """Run the soak; return what the invariants found."""
     rng = random.Random(seed)
     redis = start_standalone(workdir)
+    postgres = PostgresServer(workdir, ephemeral=True, durable=False)
+    postgres.start()
+    database_url = postgres.url
+    ledger = await Ledger.open(DatabaseConfig(url=database_url), migrate_schema=True)
     sandbox_port = free_port()
     sandbox_log = (workdir / "sandbox.log").open("ab")
-    sandbox_env = worker_env(redis.url, "") | {
+    sandbox_env = worker_env(redis.url, "", database_url) | {
         "TIPMETER_SANDBOX_PORT": str(sandbox_port),
         "TIPMETER_SANDBOX_LATENCY_MS": str(latency_ms),
     }
@@ -122,11 +129,11 @@ async def soak(
                 await gateway.capture_log()
                 break
             await asyncio.sleep(0.05)
-        env = worker_env(redis.url, sandbox_url)
+        env = worker_env(redis.url, sandbox_url, database_url)
         refs: list[TabRef] = []
         load_refs: list[TabRef] = []
         if throughput_tabs:
-            rate, settled = await _throughput(meter, gateway, throughput_tabs, seed)
+            rate, settled = await _throughput(meter, gateway, ledger, throughput_tabs, seed)
             refs.extend(settled)
             print(
                 f"burst throughput: {rate:.0f} tabs/s ({throughput_tabs} tabs, one worker, "
@@ -171,7 +178,7 @@ async def soak(
             report = await asyncio.to_thread(burst, env)
             if report["left_pending"] == 0 and report["acked"] == 0:
                 break
-        findings = await check_invariants(meter, gateway, refs)
+        findings = await check_invariants(meter, gateway, refs, ledger)
         print(f"tabs: {findings.tabs}; outcomes: {dict(findings.outcomes)}")
         print(f"captured: {findings.captured_minor} minor units")
         print(f"double captures in the sandbox log: {findings.double_captures}")
@@ -179,6 +186,7 @@ async def soak(
         print(f"tabs not terminal after the kills stopped: {findings.not_terminal}")
         print(f"captures not equal to the statement: {findings.wrong_amounts}")
         print(f"model earnings off by (minor units): {findings.earnings_off_minor}")
+        print(f"settlements the ledger disagrees on (or lacks): {findings.ledger_off}")
         return findings
     finally:
         for worker in workers:
@@ -189,6 +197,8 @@ async def soak(
         sandbox.terminate()
         sandbox.wait(10)
         sandbox_log.close()
+        await ledger.close()
+        postgres.stop()
         redis.stop()
 
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.crc import key_slot
 
 from metering.clock import FakeClock
 from metering.lifecycle import FreezeReason, TabState
 from metering.meter import Meter, open_store
 from metering.scripts import METERING_SCRIPTS
 from metering.store import RedisTarget
-from settlement.lookup import find_capture
+from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox import SandboxGateway
-from settlement.scripts import SETTLEMENT_SCRIPTS, CreditItem, _credit_keys
+from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.webhooks import WebhookConfig
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker, open_backed_tab
+from tests.settlement.helpers import make_worker, open_backed_tab, settled_share
 from tests.settlement.receiver import receiving
 
 pytestmark = pytest.mark.slow
@@ -37,12 +36,9 @@ async def cluster_meter(cluster_nodes: tuple[str, ...], clock: FakeClock) -> Asy
         await store.close()
 
 
-def test_the_keys_of_a_credit_share_the_rooms_slot() -> None:
-    item = CreditItem("room7", "c1/t1", "USD", 60, 100, "c1", "t1", "cap_1")
-    assert len({key_slot(k.encode()) for k in _credit_keys(item)}) == 1
-
-
-async def test_settlement_on_a_cluster(cluster_meter: Meter, clock: FakeClock) -> None:
+async def test_settlement_on_a_cluster(
+    cluster_meter: Meter, clock: FakeClock, ledger: Ledger
+) -> None:
     meter = cluster_meter
     gateway = SandboxGateway(clock=clock)
     refs = []
@@ -53,7 +49,7 @@ async def test_settlement_on_a_cluster(cluster_meter: Meter, clock: FakeClock) -
         refs.append(ref)
     async with receiving() as receiver:
         config = WebhookConfig(url=receiver.url, secret="s")
-        report = await make_worker(meter, gateway, webhook_config=config).run_burst()
+        report = await make_worker(meter, gateway, ledger, webhook_config=config).run_burst()
     assert report.statuses == {"settled": 12}
     assert len(receiver.received) == 12
     assert len(gateway.captures) == 12
@@ -61,9 +57,8 @@ async def test_settlement_on_a_cluster(cluster_meter: Meter, clock: FakeClock) -
         tab = await meter.tabs.read(ref)
         assert tab is not None
         assert tab.state is TabState.SETTLED
-    statement = await find_capture(meter.store, gateway.captures[0].capture_id)
-    assert statement is not None
+    assert await ledger.find_capture(gateway.captures[0].capture_id) in refs
     settled = 0
     for r in range(5):
-        settled += (await meter.rooms.earnings(f"room{r}")).get("settled:USD", 0)
+        settled += await settled_share(ledger, f"room{r}")
     assert settled == sum((100 + n) * 6_000 // 10_000 for n in range(12))

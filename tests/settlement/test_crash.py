@@ -23,6 +23,7 @@ from metering.outcomes import TabRef
 from metering.store import Store
 from settlement import scripts
 from settlement.config import CrashPoint
+from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox import Fault
 from settlement.sandbox_http import HttpGateway
@@ -60,13 +61,13 @@ async def _frozen_tabs(meter: Meter, gateway: HttpGateway, count: int) -> list[T
 
 
 async def _finish_and_check(
-    meter: Meter, gateway: HttpGateway, refs: list[TabRef], env: dict[str, str]
+    meter: Meter, gateway: HttpGateway, refs: list[TabRef], env: dict[str, str], ledger: Ledger
 ) -> None:
     await asyncio.sleep(1.1)  # the killed worker's entry becomes reclaimable
     report = await asyncio.to_thread(burst, env)
     assert report["left_pending"] == 0, report
     assert report["dead_lettered"] == 0, report
-    findings = await check_invariants(meter, gateway, refs)
+    findings = await check_invariants(meter, gateway, refs, ledger)
     assert findings.clean, findings
     assert findings.outcomes["settled"] + findings.outcomes["voided"] == len(refs)
 
@@ -78,10 +79,12 @@ async def test_kill_at_each_crash_point(
     redis_url: str,
     sandbox_process: TipmeterProcess,
     tmp_path: Path,
+    database_url: str,
+    ledger: Ledger,
 ) -> None:
     gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
     refs = await _frozen_tabs(live_meter, gateway, 4)
-    env = worker_env(redis_url, sandbox_process.base_url)
+    env = worker_env(redis_url, sandbox_process.base_url, database_url)
     # One tab at a time, so that exactly one tab reaches the point when the worker dies.
     crashing = start_worker(
         {**env, "TIPMETER_SETTLE_CRASH_POINT": point.value, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"},
@@ -104,8 +107,11 @@ async def test_kill_at_each_crash_point(
     else:
         assert tab.state in (TabState.SETTLED, TabState.VOIDED)
         assert not record.followups_done
+        # Between the two stores: the outcome is in Redis; the ledger has it only after.
+        in_ledger = await ledger.read_tab(tab.ref) is not None
+        assert in_ledger is (point is CrashPoint.AFTER_LEDGER)
 
-    await _finish_and_check(live_meter, gateway, refs, env)
+    await _finish_and_check(live_meter, gateway, refs, env, ledger)
 
 
 async def _wait_until_begun(meter: Meter, ref: TabRef) -> None:
@@ -130,6 +136,8 @@ async def test_kill_while_the_gateway_call_is_in_flight(
     redis_url: str,
     sandbox_process: TipmeterProcess,
     tmp_path: Path,
+    database_url: str,
+    ledger: Ledger,
 ) -> None:
     """An external kill -9, timed by the sandbox's slow replies (no hook involved)."""
     gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
@@ -140,7 +148,11 @@ async def test_kill_while_the_gateway_call_is_in_flight(
         pytest.fail("the seed must give the tab an amount to capture")
     await gateway.inject("capture", fault)  # the sandbox then waits 2 s
     env = worker_env(
-        redis_url, sandbox_process.base_url, gateway_timeout_ms="5000", settle_claim_idle_ms="6000"
+        redis_url,
+        sandbox_process.base_url,
+        database_url,
+        gateway_timeout_ms="5000",
+        settle_claim_idle_ms="6000",
     )
     worker = start_worker(env, tmp_path / "w.log")
     try:
@@ -156,24 +168,31 @@ async def test_kill_while_the_gateway_call_is_in_flight(
     assert found[0].state is TabState.SETTLING  # killed before it learnt the outcome
     assert (await gateway.lookup(capture_key(refs[0])) is not None) is committed
     await asyncio.sleep(2)  # the sandbox finishes the slow call (and commits it) by itself
-    fast = worker_env(redis_url, sandbox_process.base_url)
+    fast = worker_env(redis_url, sandbox_process.base_url, database_url)
     await asyncio.sleep(1.1)
     report = await asyncio.to_thread(burst, fast)
     assert report["statuses"] == {"settled": 1}, report
-    findings = await check_invariants(live_meter, gateway, refs)
+    findings = await check_invariants(live_meter, gateway, refs, ledger)
     assert findings.clean, findings
 
 
 async def test_a_worker_settles_and_stops_cleanly_on_sigterm(
-    live_meter: Meter, redis_url: str, sandbox_process: TipmeterProcess, tmp_path: Path
+    live_meter: Meter,
+    redis_url: str,
+    sandbox_process: TipmeterProcess,
+    tmp_path: Path,
+    database_url: str,
+    ledger: Ledger,
 ) -> None:
     gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
     refs = await _frozen_tabs(live_meter, gateway, 3)
-    worker = start_worker(worker_env(redis_url, sandbox_process.base_url), tmp_path / "w.log")
+    worker = start_worker(
+        worker_env(redis_url, sandbox_process.base_url, database_url), tmp_path / "w.log"
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            findings = await check_invariants(live_meter, gateway, refs)
+            findings = await check_invariants(live_meter, gateway, refs, ledger)
             if findings.clean:
                 break
             await asyncio.sleep(0.05)

@@ -9,6 +9,7 @@ from metering.meter import Meter
 from metering.outcomes import TabRef
 from metering.store import stream_entries
 from settlement.config import SettlementConfig
+from settlement.ledger.ledger import Ledger
 from settlement.queue import schedule_look
 from settlement.sandbox import SandboxGateway
 from settlement.sweeper import Sweeper
@@ -125,7 +126,7 @@ async def test_an_entry_without_a_tab_is_dropped_only_after_the_grace(
 
 
 async def test_a_frozen_tab_that_was_never_queued_is_queued(
-    meter: Meter, gateway: SandboxGateway, clock: FakeClock
+    meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
     """The process that froze the tab died before queueing it: the sweeper recovers it."""
     sweeper = Sweeper(meter, CONFIG)
@@ -137,7 +138,7 @@ async def test_a_frozen_tab_that_was_never_queued_is_queued(
     assert (await sweeper.sweep()).requeued == 1
     assert await _queued(meter) == [(ref.tab_id.encode(), b"sweep")]
     assert (await sweeper.sweep()).requeued == 0  # not again before the next bound
-    report = await make_worker(meter, gateway, FAST).run_burst(sweep=False)
+    report = await make_worker(meter, gateway, ledger, FAST).run_burst(sweep=False)
     assert report.statuses == {"settled": 1}
     # Settled and done: the next look removes it from the index.
     clock.advance(CONFIG.requeue_after_ms)
@@ -146,12 +147,12 @@ async def test_a_frozen_tab_that_was_never_queued_is_queued(
 
 
 async def test_a_settled_tab_with_follow_ups_undone_is_queued_again(
-    meter: Meter, gateway: SandboxGateway, clock: FakeClock
+    meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 100))
     await meter.tabs.freeze(ref, FreezeReason.MERCHANT)
-    worker = make_worker(meter, gateway, FAST)
+    worker = make_worker(meter, gateway, ledger, FAST)
     await worker.settle_tab(ref)
     # As if the worker died after recording the outcome, before its follow-ups.
     await meter.store.client.hdel(keys.tab(ref.customer, ref.tab_id), "followups_done")
@@ -173,14 +174,14 @@ async def test_the_sweep_relays_events_a_crashed_server_left_behind(
 
 
 async def test_idle_to_settled_end_to_end_on_the_fake_clock(
-    meter: Meter, gateway: SandboxGateway, clock: FakeClock
+    meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 100))
     config = SettlementConfig(
         idle_timeout_ms=CONFIG.idle_timeout_ms, claim_idle_ms=100, gateway_timeout_s=0.05
     )
-    worker = make_worker(meter, gateway, config)
+    worker = make_worker(meter, gateway, ledger, config)
     assert (await worker.run_burst()).statuses == {}
     clock.advance(CONFIG.idle_timeout_ms)
     report = await worker.run_burst()

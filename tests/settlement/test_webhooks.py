@@ -15,6 +15,7 @@ from metering.meter import Meter
 from metering.store import stream_entries
 from settlement import webhooks
 from settlement.errors import InvalidSignature
+from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox import SandboxGateway
 from settlement.webhooks import Deliverer, WebhookConfig, sign, verify_signature
@@ -70,14 +71,14 @@ def test_a_rotated_secret_verifies_with_either_signature() -> None:
 
 
 async def test_a_settled_tab_is_announced_once_signed(
-    meter: Meter, gateway: SandboxGateway, clock: FakeClock
+    meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 420, room="roomA"))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     async with receiving() as receiver:
         config = WebhookConfig(url=receiver.url, secret=SECRET)
-        worker = make_worker(meter, gateway, webhook_config=config)
+        worker = make_worker(meter, gateway, ledger, webhook_config=config)
         await worker.run_burst()
         await worker.settle_tab(ref)  # again: nothing new is queued
         await worker.run_burst()
@@ -99,14 +100,14 @@ async def test_a_settled_tab_is_announced_once_signed(
 
 
 async def test_a_declined_capture_is_announced_as_failed(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway, card="tok_capture_decline_expired_card")
     await meter.tip(ref, tip("t1", 100))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     async with receiving() as receiver:
         config = WebhookConfig(url=receiver.url, secret=SECRET)
-        await make_worker(meter, gateway, webhook_config=config).run_burst()
+        await make_worker(meter, gateway, ledger, webhook_config=config).run_burst()
     event = orjson.loads(receiver.received[0].body)
     assert event["type"] == "tab.settlement_failed"
     assert (event["data"]["decline_reason"], event["data"]["retryable"]) == (

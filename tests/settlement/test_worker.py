@@ -12,14 +12,14 @@ from metering.outcomes import TabRef
 from metering.store import stream_entries
 from settlement import scripts
 from settlement.gateway import CaptureResult, DeclineReason
-from settlement.lookup import find_capture
+from settlement.ledger.ledger import Ledger
 from settlement.outcomes import SettleCode, SettlementOutcome
 from settlement.queue import enqueue, request_settlement
 from settlement.sandbox import Fault, SandboxGateway
-from settlement.statements import read_statement
+from settlement.statements import build_statement, read_statement
 from settlement.worker import SettleStatus, capture_key
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker, open_backed_tab
+from tests.settlement.helpers import make_worker, open_backed_tab, settled_share
 
 
 async def _state(meter: Meter, ref: TabRef) -> TabState:
@@ -34,7 +34,7 @@ async def _pending(meter: Meter) -> int:
 
 
 async def test_a_settled_tab_is_captured_once_itemized_and_credited(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     await meter.rooms.set_payout_bp("roomA", 6_000)
     await meter.rooms.set_payout_bp("roomB", 5_000)
@@ -42,7 +42,7 @@ async def test_a_settled_tab_is_captured_once_itemized_and_credited(
     for n, (room, amount) in enumerate([("roomA", 300), ("roomB", 250), ("roomA", 101)]):
         assert (await meter.tip(ref, tip(f"t{n}", amount, room=room))).code.ok
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
-    worker = make_worker(meter, gateway)
+    worker = make_worker(meter, gateway, ledger)
 
     report = await worker.run_burst()
 
@@ -63,10 +63,13 @@ async def test_a_settled_tab_is_captured_once_itemized_and_credited(
     # 60 % of 300 and of 101 (floored), 50 % of 250: shares + platform = capture.
     assert statement.model_shares == (("roomA", 180 + 60), ("roomB", 125))
     assert statement.platform_minor == 651 - 240 - 125
-    assert (await meter.rooms.earnings("roomA"))["settled:USD"] == 240
-    assert (await meter.rooms.earnings("roomB"))["settled:USD"] == 125
-    assert await find_capture(meter.store, statement.capture_id) == statement
-    assert await find_capture(meter.store, "cap_unknown") is None
+    assert await settled_share(ledger, "roomA") == 240
+    assert await settled_share(ledger, "roomB") == 125
+    assert await ledger.find_capture(statement.capture_id) == ref
+    assert await ledger.find_capture("cap_unknown") is None
+    recorded = await ledger.read_tab(ref)
+    assert recorded is not None
+    assert build_statement(*recorded) == statement
     assert await meter.store.client.xlen(keys.settle_queue()) == 0
 
     # Everything again: queued twice more, settled by hand — nothing changes.
@@ -76,22 +79,22 @@ async def test_a_settled_tab_is_captured_once_itemized_and_credited(
     assert again.statuses == {"done_before": 2}
     assert await worker.settle_tab(ref) is SettleStatus.DONE_BEFORE
     assert len(gateway.captures) == 1
-    assert (await meter.rooms.earnings("roomA"))["settled:USD"] == 240
-    assert await meter.store.client.xlen(keys.room_ledger("roomA")) == 1
+    assert await settled_share(ledger, "roomA") == 240
+    assert [e.settlements for e in await ledger.room_earnings("roomA")] == [1]
 
 
 async def test_repeating_every_step_by_hand_changes_nothing(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 500))
     await request_settlement(meter, ref, FreezeReason.CUSTOMER_ENDED)
-    worker = make_worker(meter, gateway)
+    worker = make_worker(meter, gateway, ledger)
     assert await worker.settle_tab(ref) is SettleStatus.SETTLED
     for _ in range(2):
         assert await worker.settle_tab(ref) is SettleStatus.DONE_BEFORE
     assert len(gateway.captures) == 1
-    assert (await meter.rooms.earnings("room1"))["settled:USD"] == 300
+    assert await settled_share(ledger, "room1") == 300
     first = await scripts.begin_settlement(meter.store, ref, key="k", now_ms=0)
     assert first.code is SettleCode.TAB_NOT_SETTLING
     again = await scripts.record_settlement(
@@ -117,10 +120,12 @@ async def test_a_capture_of_another_amount_is_never_recorded(
     assert await _state(meter, ref) is TabState.SETTLING
 
 
-async def test_nothing_accrued_voids_the_hold(meter: Meter, gateway: SandboxGateway) -> None:
+async def test_nothing_accrued_voids_the_hold(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
+) -> None:
     ref = await open_backed_tab(meter, gateway)
     await request_settlement(meter, ref, FreezeReason.CUSTOMER_ENDED)
-    report = await make_worker(meter, gateway).run_burst()
+    report = await make_worker(meter, gateway, ledger).run_burst()
     assert report.statuses == {"voided": 1}
     assert gateway.captures == []
     tab = await meter.tabs.read(ref)
@@ -132,7 +137,7 @@ async def test_nothing_accrued_voids_the_hold(meter: Meter, gateway: SandboxGate
 
 
 async def test_a_declined_capture_fails_the_tab_with_what_collection_needs(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     stolen = await open_backed_tab(meter, gateway, "c1", card="tok_capture_decline_stolen_card")
     broke = await open_backed_tab(
@@ -141,7 +146,7 @@ async def test_a_declined_capture_fails_the_tab_with_what_collection_needs(
     for ref in (stolen, broke):
         await meter.tip(ref, tip("t1", 700))
         await request_settlement(meter, ref, FreezeReason.CAP_REACHED)
-    report = await make_worker(meter, gateway).run_burst()
+    report = await make_worker(meter, gateway, ledger).run_burst()
     assert report.statuses == {"failed": 2}
     assert gateway.captures == []
     for ref, reason, retryable in (
@@ -163,13 +168,13 @@ async def test_a_declined_capture_fails_the_tab_with_what_collection_needs(
 
 
 async def test_timeout_after_commit_is_retried_with_the_same_key(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 400))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     gateway.inject("capture", Fault.TIMEOUT_AFTER_COMMIT)
-    worker = make_worker(meter, gateway)
+    worker = make_worker(meter, gateway, ledger)
     first = await worker.run_burst()
     assert (first.statuses, first.left_pending) == ({"retry_later": 1}, 1)
     assert len(gateway.captures) == 1  # committed, but the worker does not know it
@@ -177,20 +182,22 @@ async def test_timeout_after_commit_is_retried_with_the_same_key(
     assert await _pending(meter) == 1
 
     await asyncio.sleep(0.15)  # past the claim bound (real Redis idle time)
-    second = await make_worker(meter, gateway, consumer="w2").run_burst()
+    second = await make_worker(meter, gateway, ledger, consumer="w2").run_burst()
     assert second.statuses == {"settled": 1}
     assert len(gateway.captures) == 1
     assert await _state(meter, ref) is TabState.SETTLED
     assert await _pending(meter) == 0
 
 
-async def test_failure_before_commit_then_success(meter: Meter, gateway: SandboxGateway) -> None:
+async def test_failure_before_commit_then_success(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
+) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 400))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     gateway.inject("capture", Fault.FAIL_BEFORE_COMMIT)
     gateway.slow_s = 0.2
-    worker = make_worker(meter, gateway)
+    worker = make_worker(meter, gateway, ledger)
     assert (await worker.run_burst()).left_pending == 1
     assert gateway.captures == []
     await asyncio.sleep(0.15)
@@ -202,7 +209,7 @@ async def test_failure_before_commit_then_success(meter: Meter, gateway: Sandbox
 
 
 async def test_no_capture_is_attempted_on_an_expired_hold(
-    meter: Meter, gateway: SandboxGateway, clock: FakeClock
+    meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 400))
@@ -211,7 +218,7 @@ async def test_no_capture_is_attempted_on_an_expired_hold(
     assert tab is not None
     clock.advance(tab.capture_before_ms - clock.now_ms())  # the hold lapses now
     gateway.inject("capture", Fault.FAIL_BEFORE_COMMIT)  # would show up as retry_later
-    report = await make_worker(meter, gateway).run_burst(sweep=False)
+    report = await make_worker(meter, gateway, ledger).run_burst(sweep=False)
     assert report.statuses == {"expired": 1}
     assert await gateway.lookup(capture_key(ref)) is None
     found = await scripts.read_settlement(meter.store, ref)
@@ -221,24 +228,24 @@ async def test_no_capture_is_attempted_on_an_expired_hold(
 
 
 async def test_an_earlier_capture_is_found_when_the_hold_has_expired_since(
-    meter: Meter, gateway: SandboxGateway, clock: FakeClock
+    meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 400))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     gateway.inject("capture", Fault.TIMEOUT_AFTER_COMMIT)
-    assert (await make_worker(meter, gateway).run_burst()).left_pending == 1
+    assert (await make_worker(meter, gateway, ledger).run_burst()).left_pending == 1
     tab = await meter.tabs.read(ref)
     assert tab is not None
     clock.advance(tab.capture_before_ms - clock.now_ms() + 1)
     await asyncio.sleep(0.15)
-    report = await make_worker(meter, gateway, consumer="w2").run_burst(sweep=False)
+    report = await make_worker(meter, gateway, ledger, consumer="w2").run_burst(sweep=False)
     assert report.statuses == {"settled": 1}
     assert len(gateway.captures) == 1
 
 
 async def test_a_refused_request_is_dead_lettered_after_the_bound(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     result = await meter.tabs.open(
         customer="c9",
@@ -250,7 +257,7 @@ async def test_a_refused_request_is_dead_lettered_after_the_bound(
     ref = TabRef("c9", result.tab_id)
     await meter.tip(ref, tip("t1", 100))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
-    worker = make_worker(meter, gateway)
+    worker = make_worker(meter, gateway, ledger)
     dead = 0
     for _ in range(4):  # deliveries_max is 3
         report = await worker.run_burst(sweep=False)
@@ -267,21 +274,23 @@ async def test_a_refused_request_is_dead_lettered_after_the_bound(
 
 
 async def test_a_malformed_entry_is_dead_lettered_at_once(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     await meter.store.client.xadd(keys.settle_queue(), {"customer": "a:b", "tab": "x"})
-    report = await make_worker(meter, gateway).run_burst(sweep=False)
+    report = await make_worker(meter, gateway, ledger).run_burst(sweep=False)
     assert report.dead_lettered == 1
     assert await meter.store.client.xlen(keys.settle_dead_letters()) == 1
     assert await meter.store.client.xlen(keys.settle_queue()) == 0
 
 
-async def test_run_stops_on_its_event(meter: Meter, gateway: SandboxGateway) -> None:
+async def test_run_stops_on_its_event(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
+) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 250))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     stop = asyncio.Event()
-    worker = make_worker(meter, gateway)
+    worker = make_worker(meter, gateway, ledger)
     task = asyncio.create_task(worker.run(stop))
     for _ in range(100):
         if await _state(meter, ref) is TabState.SETTLED:
@@ -293,12 +302,12 @@ async def test_run_stops_on_its_event(meter: Meter, gateway: SandboxGateway) -> 
 
 
 async def test_a_long_gateway_outage_does_not_dead_letter(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
     ref = await open_backed_tab(meter, gateway)
     await meter.tip(ref, tip("t1", 400))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
-    worker = make_worker(meter, gateway)  # deliveries_max is 3
+    worker = make_worker(meter, gateway, ledger)  # deliveries_max is 3
     gateway.inject("capture", Fault.FAIL_BEFORE_COMMIT, times=6)
     for _ in range(6):
         report = await worker.run_burst(sweep=False)
@@ -309,9 +318,9 @@ async def test_a_long_gateway_outage_does_not_dead_letter(
 
 
 async def test_the_loop_recreates_a_lost_consumer_group(
-    meter: Meter, gateway: SandboxGateway
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
-    worker = make_worker(meter, gateway)
+    worker = make_worker(meter, gateway, ledger)
     await worker.setup()
     await meter.store.client.delete(keys.settle_queue())  # as after a restart without data
     ref = await open_backed_tab(meter, gateway)

@@ -14,6 +14,7 @@ import httpx
 
 from clients.tickets import Role, mint
 from server.embedded_redis import free_port
+from tests.support import postgres
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -28,6 +29,8 @@ TEST_ENV = {
     "TIPMETER_TIPS_BURST_MAX": "1000",
     "TIPMETER_FRAMES_PER_S_MAX": "5000",
     "TIPMETER_DRAIN_DELAY_S": "0",
+    # The in-process sandbox keeps its holds in the server's memory, so the server settles.
+    "TIPMETER_WORKER": "on",
 }
 
 
@@ -70,6 +73,12 @@ class TipmeterProcess:
             "TIPMETER_PORT": str(self.port),
             **env,
         }
+        # Each process its own data folder (the in-process sandbox's journal is locked to one
+        # process), as each host of a deployment has.
+        self.env.setdefault("TIPMETER_DATA_DIR", str(cwd / f"data-{self.port}"))
+        if "TIPMETER_DATABASE_URL" not in self.env and args[:1] != ["sandbox-gateway"]:
+            # A fresh database on the session's PostgreSQL, as a deployment's would be.
+            self.env["TIPMETER_DATABASE_URL"] = postgres.fresh_database("srv")
         self.cwd = cwd
         self.log_path = cwd / f"tipmeter-{self.port}.log"
         self.out_path = cwd / f"tipmeter-{self.port}.out"
