@@ -177,6 +177,8 @@ class Tab:
     exhausted_at_ms: int = 0
     #: The per-minute rates of the tab's running sessions, summed.
     burn_minor_per_minute: int = 0
+    #: The processor holding the authorization ("" : the deployment's first processor).
+    processor: str = ""
     lines: tuple[Line, ...] = field(default=())
 
     @property

@@ -75,6 +75,8 @@ async def open_tab(
     auth_ref: str,
     capture_before_ms: int,
     now_ms: int,
+    processor: str = "",
+    processor_tried: str = "",
 ) -> OpenResult:
     """Run ``open_tab.lua``: open a tab unless one is open for the customer and currency."""
     reply = await store.call(
@@ -84,7 +86,18 @@ async def open_tab(
             keys.open_tab(customer, currency),
             keys.customer_channel(customer),
         ],
-        [tab_id, customer, currency, cap_minor, auth_ref, capture_before_ms, now_ms, TabState.OPEN],
+        [
+            tab_id,
+            customer,
+            currency,
+            cap_minor,
+            auth_ref,
+            capture_before_ms,
+            now_ms,
+            TabState.OPEN,
+            processor,
+            processor_tried,
+        ],
     )
     return OpenResult(
         code=Code(as_text(reply[0])), tab_id=as_text(reply[5]), balance=_balance(reply)
@@ -198,6 +211,7 @@ async def read_tab_fields(store: Store, ref: TabRef) -> tuple[Tab, dict[str, Any
         frozen_at_ms=as_int(f.get("frozen_at", 0)),
         exhausted_at_ms=as_int(f.get("exhausted_at", 0)),
         burn_minor_per_minute=as_int(f.get("burn", 0)),
+        processor=as_text(f.get("processor", b"")),
         lines=tuple(lines),
     )
     return tab, f

@@ -27,7 +27,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -43,8 +43,10 @@ from metering.money import is_amount, is_currency
 from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
 from server.runtime import Runtime, runtime
-from settlement.gateway import GatewayError, GatewayUnavailable, Hold
+from settlement.gateway import Gateway, GatewayError, GatewayUnavailable, Hold, Outcome
 from settlement.lookup import find_capture
+from settlement.processors.cascade import RoutedHold, place_hold
+from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.queue import request_settlement
 from settlement.scripts import read_settlement
 from settlement.statements import Statement, build_statement, statement_data
@@ -61,10 +63,13 @@ GATEWAY_TIMEOUT_S: Final = 15.0
 TICKET_TTL_S_DEFAULT: Final = 60
 #: Longest display name a ticket carries, in characters.
 TICKET_NAME_CHARS_MAX: Final = 64
+#: Length of a customer's country code (ISO 3166 alpha-2).
+_COUNTRY_CHARS: Final = 2
 #: Longest card token (the gateway's payment method) a tab is opened with.
 PAYMENT_METHOD_CHARS_MAX: Final = 128
 
 Handler = Callable[[Request, Runtime], Awaitable[Response]]
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -216,6 +221,7 @@ def tab_json(tab: Tab) -> dict[str, Any]:
         "active_at_ms": tab.active_at_ms,
         "freeze_reason": tab.freeze_reason or None,
         "frozen_at_ms": tab.frozen_at_ms or None,
+        "processor": tab.processor,
         "lines": [
             {
                 "kind": line.kind,
@@ -301,11 +307,17 @@ async def open_tab(
     currency: str,
     cap_minor: int,
     payment_method: str,
+    country: str = "",
+    processor: str = "",
 ) -> Opened:
     """Authorize a hold of ``cap_minor`` on ``payment_method``, then open the tab.
 
-    Idempotent by ``idempotency_key``: the tab id is derived from the customer and the key and
-    the hold's key from the tab id, so a retry finds the same hold and the same tab. Each
+    The processor is routed (``country``, the currency, an explicit ``processor``; see
+    docs/processors.md) and recorded on the tab: every later call for the tab goes there. A
+    processor that authorizes less than asked (a partial authorization) sets the cap to what it
+    authorized. Idempotent by ``idempotency_key``: the tab id is derived from the customer and
+    the key and the hold's key from the tab id, so a retry finds the same hold and the same tab
+    (after a 3-D Secure challenge, the retry finds the hold the customer completed). Each
     argument is checked as it comes from a request (``idempotency_key_required``,
     ``invalid_id``, ``invalid_currency``, ``invalid_amount``, ``invalid_field``,
     ``cap_out_of_range``, in that order).
@@ -325,6 +337,10 @@ async def open_tab(
             "cap_out_of_range",
             f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
         )
+    if not (isinstance(country, str) and (country == "" or _is_country(country))):
+        raise ApiError(400, "invalid_field", "country must be an ISO 3166 alpha-2 code")
+    if not (isinstance(processor, str) and (processor == "" or is_id(processor))):
+        raise ApiError(400, "invalid_field", "processor must name a configured processor")
     tab_id = tab_id_for(customer, idempotency_key)
     ref = TabRef(customer, tab_id)
     existing = await rt.meter.tabs.read(ref)
@@ -337,30 +353,47 @@ async def open_tab(
     other = await rt.meter.tabs.find_open(customer, currency)
     if other is not None:
         raise ApiError(409, "tab_already_open", "the customer has an open tab", tab_id=other)
-    hold = await _approved_hold(
-        rt.gateway.authorize(
+    request = RouteRequest(
+        route_key=tab_id, currency=currency, country=country.upper(), preferred=processor
+    )
+    routed = await _answered(
+        place_hold(
+            rt.processors,
+            request,
             idempotency_key=f"auth:{tab_id}",
             payment_method=payment_method,
             amount_minor=cap,
             currency=currency,
         ),
         retry="retry with the same Idempotency-Key",
-        declined="the card was declined",
     )
+    hold = _approved(routed.hold, declined="the card was declined", routed=routed)
+    gateway = rt.processors.for_processor(routed.processor)
+    if hold.amount_minor < limits.cap_min_minor:
+        # A partial authorization too small for a tab: release it rather than open a tab the
+        # viewer could not use.
+        await _void_quietly(gateway, tab_id, hold)
+        raise ApiError(
+            402,
+            "card_declined",
+            "the card authorized less than the smallest cap",
+            decline_reason="partial_authorization",
+            authorized_minor=hold.amount_minor,
+        )
     opened = await rt.meter.tabs.open(
         customer=customer,
         currency=currency,
-        cap_minor=cap,
+        # The cap is what the processor authorized: a partial authorization lowers it.
+        cap_minor=min(cap, hold.amount_minor),
         auth_ref=hold.auth_ref,
         capture_before_ms=hold.expires_at_ms,
         tab_id=tab_id,
+        processor=routed.processor,
+        processor_tried=routed.tried_text,
     )
     if opened.code is Code.TAB_ALREADY_OPEN:
         # Another request opened a tab between our check and our open: release this hold.
-        try:
-            await rt.gateway.void(idempotency_key=f"void:{tab_id}", auth_ref=hold.auth_ref)
-        except GatewayError:
-            log.warning("could not void a surplus hold", extra={"fields": {"tab": tab_id}})
+        await _void_quietly(gateway, tab_id, hold)
         raise ApiError(
             409, "tab_already_open", "the customer has an open tab", tab_id=opened.tab_id
         )
@@ -369,17 +402,59 @@ async def open_tab(
     return Opened(await read_tab(rt, ref), created=opened.code is Code.APPLIED)
 
 
-async def _approved_hold(call: Awaitable[Hold], *, retry: str, declined: str) -> Hold:
-    """Await a gateway call that places or raises a hold: 503 ``gateway_unavailable`` (with
-    ``retry``) or 400 ``gateway_refused`` if it fails, 402 ``card_declined`` if declined."""
+def _is_country(value: str) -> bool:
+    return len(value) == _COUNTRY_CHARS and value.isascii() and value.isalpha()
+
+
+async def _void_quietly(gateway: Gateway, tab_id: str, hold: Hold) -> None:
     try:
-        hold = await call
+        await gateway.void(idempotency_key=f"void:{tab_id}", auth_ref=hold.auth_ref)
+    except GatewayError:
+        log.warning("could not void a surplus hold", extra={"fields": {"tab": tab_id}})
+
+
+async def _answered(call: Awaitable[T], *, retry: str) -> T:
+    """Await a gateway call: 503 ``gateway_unavailable`` (with ``retry``) or 400
+    ``gateway_refused`` if it fails, 422 ``no_processor`` if no processor may serve it."""
+    try:
+        return await call
     except GatewayUnavailable:
         raise ApiError(503, "gateway_unavailable", retry) from None
     except GatewayError as exc:
         raise ApiError(400, "gateway_refused", str(exc)) from None
+    except NoProcessor as exc:
+        raise ApiError(422, "no_processor", str(exc)) from None
+
+
+def _approved(hold: Hold, *, declined: str, routed: RoutedHold | None = None) -> Hold:
+    """``hold`` if approved; else 402 ``card_declined``, or 402 ``customer_action_required``
+    with what the page needs for a 3-D Secure challenge."""
+    where: dict[str, Any] = {}
+    if routed is not None:
+        where = {"processor": routed.processor, "tried": routed.tried_text}
+    if hold.outcome is Outcome.ACTION_REQUIRED and hold.action is not None:
+        raise ApiError(
+            402,
+            "customer_action_required",
+            "the customer must complete a 3-D Secure challenge; then repeat this request with "
+            "the same Idempotency-Key",
+            action={
+                "kind": hold.action.kind,
+                "client_secret": hold.action.client_secret,
+                "redirect_url": hold.action.redirect_url,
+            },
+            processor_ref=hold.processor_ref,
+            **where,
+        )
     if not hold.approved:
-        raise ApiError(402, "card_declined", declined, decline_reason=str(hold.decline_reason))
+        raise ApiError(
+            402,
+            "card_declined",
+            declined,
+            decline_reason=str(hold.decline_reason),
+            processor_ref=hold.processor_ref,
+            **where,
+        )
     return hold
 
 
@@ -408,13 +483,23 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     if cap < tab.cap_minor:
         raise ApiError(409, "cap_not_raised", "a cap only grows", cap_minor=tab.cap_minor)
     if cap > tab.cap_minor:
-        hold = await _approved_hold(
-            rt.gateway.increment(
-                idempotency_key=f"increment:{ref.tab_id}:{cap}",
-                auth_ref=tab.auth_ref,
-                amount_minor=cap,
+        gateway = rt.processors.for_processor(tab.processor)
+        if not gateway.capabilities.incremental_authorization:
+            raise ApiError(
+                409,
+                "increment_unsupported",
+                "the processor holding this tab cannot raise a hold; settle it and open another",
+                processor=tab.processor,
+            )
+        hold = _approved(
+            await _answered(
+                gateway.increment(
+                    idempotency_key=f"increment:{ref.tab_id}:{cap}",
+                    auth_ref=tab.auth_ref,
+                    amount_minor=cap,
+                ),
+                retry="retry the same request",
             ),
-            retry="retry the same request",
             declined="the card declined the higher hold",
         )
         raised = await rt.meter.tabs.raise_cap(
@@ -517,6 +602,8 @@ async def handle_open_tab(request: Request, rt: Runtime) -> Response:
         currency=field(body, "currency"),
         cap_minor=field(body, "cap_minor"),
         payment_method=field(body, "payment_method"),
+        country=field(body, "country", ""),
+        processor=field(body, "processor", ""),
     )
     return JSONResponse(tab_json(opened.tab), status_code=201 if opened.created else 200)
 

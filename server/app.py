@@ -26,7 +26,6 @@ from server.scheduler import Scheduler, new_owner_id
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
-from settlement.gateways import create_gateway
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
 
@@ -56,15 +55,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
         store = await open_store(target, (*CORE_SCRIPTS, *SETTLEMENT_SCRIPTS))
         metrics = Metrics()
         meter = Meter(store, clock=clock, limits=settings.limits(), observe=metrics.observe_flush)
-        # One gateway serves the holds the API places and the worker's captures: the in-process
-        # sandbox keeps its holds in this process's memory, so both must be the same object.
-        gateway = create_gateway(
-            settings.gateway,
-            clock=meter.clock,
-            url=settings.gateway_url,
-            timeout_s=settings.gateway_timeout_ms / 1_000,
-            stripe_api_key=settings.stripe_api_key,
-        )
+        # One registry serves the holds the API places and the worker's captures: the
+        # in-process sandbox keeps its holds in this process's memory, so both must share it.
+        processors = settings.processor_registry(meter.clock)
         owner = new_owner_id()
         hub = Hub(meter, target, metrics, owner)
         cap_watch = CapWatch(
@@ -89,7 +82,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
                 issuers=settings.ticket_issuers,
                 ttl_ms_max=settings.ticket_ttl_s_max * 1000,
             ),
-            gateway=gateway,
+            processors=processors,
             metrics=metrics,
             cap_watch=cap_watch,
         )
@@ -100,7 +93,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
         if settings.worker_in_process(embedded=demo):
             worker = Worker(
                 meter,
-                gateway,
+                processors,
                 config=settings.settlement_config(),
                 webhook_config=settings.webhook_config(),
             )

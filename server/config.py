@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.store import RedisTarget
 from server.errors import ConfigError
 from settlement.config import CrashPoint, SettlementConfig
-from settlement.gateways import GATEWAY_KINDS
+from settlement.errors import SettlementMisuse
+from settlement.processors.registry import LEGACY_KINDS, ProcessorRegistry, kind_fields
+from settlement.processors.settings import (
+    LIST_VARIABLE,
+    ProcessorSpec,
+    legacy_processor,
+    parse_processors,
+)
+from settlement.processors.settings import PREFIX as PROCESSOR_PREFIX
 from settlement.webhooks import WebhookConfig
 
 PREFIX: Final = "TIPMETER_"
@@ -101,6 +110,10 @@ class Settings:
     gateway_url: str | None = None
     gateway_timeout_ms: int = 20_000
     stripe_api_key: str | None = None
+    processor_names: tuple[str, ...] = ()
+    processors_cascade_max: int = 0
+    #: Read from ``TIPMETER_PROCESSOR_<NAME>_<FIELD>`` (see settlement.processors.settings).
+    processors: tuple[ProcessorSpec, ...] = ()
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_attempts_max: int = 10
@@ -152,6 +165,27 @@ class Settings:
             crash_point=CrashPoint(self.settle_crash_point) if self.settle_crash_point else None,
         )
 
+    def processor_specs(self) -> tuple[ProcessorSpec, ...]:
+        """The processors serving this deployment: the named list, or else the one the
+        single-gateway settings describe."""
+        if self.processors:
+            return self.processors
+        return (
+            legacy_processor(
+                self.gateway, url=self.gateway_url, stripe_api_key=self.stripe_api_key
+            ),
+        )
+
+    def processor_registry(self, clock: Clock) -> ProcessorRegistry:
+        """Build every processor (one registry per process: the in-process sandbox keeps its
+        holds in memory, so the API and the worker of one process must share it)."""
+        return ProcessorRegistry.build(
+            self.processor_specs(),
+            clock=clock,
+            timeout_s=self.gateway_timeout_ms / 1_000,
+            cascade_max=self.processors_cascade_max,
+        )
+
     def webhook_config(self) -> WebhookConfig:
         """Where settlement webhooks go (off without a URL)."""
         return WebhookConfig(
@@ -175,7 +209,11 @@ class Settings:
         """Read every ``TIPMETER_*`` variable of ``env``; unknown ones are an error."""
         values: dict[str, Any] = {}
         known = {var.name for var in VARIABLES}
-        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+        unknown = sorted(
+            k
+            for k in env
+            if k.startswith(PREFIX) and k not in known and not k.startswith(PROCESSOR_PREFIX)
+        )
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; see README.md")
         for var in VARIABLES:
@@ -186,7 +224,21 @@ class Settings:
                 values[var.field] = var.parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{var.name}={raw!r}: {exc}") from None
+        try:
+            values["processors"] = parse_processors(env, kind_fields())
+        except SettlementMisuse as exc:
+            raise ConfigError(str(exc)) from None
+        if values["processors"] and env.get(f"{PREFIX}GATEWAY"):
+            raise ConfigError(
+                f"{LIST_VARIABLE} and {PREFIX}GATEWAY are exclusive: name the processors, or "
+                "configure the one gateway"
+            )
         settings = cls(**values)
+        try:
+            # Build them once now, so a missing or malformed field stops the start, naming it.
+            settings.processor_registry(SystemClock())
+        except SettlementMisuse as exc:
+            raise ConfigError(str(exc)) from None
         if settings.tips_burst_max < settings.tips_per_s_max:
             raise ConfigError(f"{PREFIX}TIPS_BURST_MAX must be at least {PREFIX}TIPS_PER_S_MAX")
         if settings.redis_url is not None and settings.redis_cluster_nodes:
@@ -602,7 +654,7 @@ VARIABLES: Final = (
     Variable(
         "TIPMETER_GATEWAY",
         "gateway",
-        choice(*GATEWAY_KINDS),
+        choice(*LEGACY_KINDS),
         "Payment gateway of the worker: `sandbox` (in-process), `sandbox-http` "
         "(a `tipmeter sandbox-gateway` process) or `stripe`.",
     ),
@@ -610,7 +662,8 @@ VARIABLES: Final = (
         "TIPMETER_GATEWAY_URL",
         "gateway_url",
         text,
-        "Base URL of the `sandbox-http` gateway, e.g. `http://127.0.0.1:8100`.",
+        "Base URL of the `sandbox-http` gateway, e.g. `http://127.0.0.1:8100` (for `stripe`: "
+        "the API's base URL, for emulators; unset: Stripe's).",
     ),
     Variable(
         "TIPMETER_GATEWAY_TIMEOUT_MS",
@@ -623,6 +676,22 @@ VARIABLES: Final = (
         "stripe_api_key",
         text,
         "Secret key of the `stripe` gateway.",
+    ),
+    Variable(
+        "TIPMETER_PROCESSORS",
+        "processor_names",
+        comma_list,
+        "Names of the processors serving this deployment (e.g. `eu,us,segpay`); each one is "
+        "set by `TIPMETER_PROCESSOR_<NAME>_<FIELD>` variables (`KIND`, `CURRENCIES`, "
+        "`COUNTRIES`, `PRODUCTS`, `WEIGHT`, the kind's own: docs/processors.md). Unset: the "
+        "`TIPMETER_GATEWAY` settings describe the one processor.",
+    ),
+    Variable(
+        "TIPMETER_PROCESSORS_CASCADE_MAX",
+        "processors_cascade_max",
+        integer(0, 31),
+        "Further eligible processors a hold is tried at after a soft decline (never after a "
+        "hard one). 0: no cascading.",
     ),
     Variable(
         "TIPMETER_WEBHOOK_URL",

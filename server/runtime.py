@@ -14,6 +14,7 @@ from server.config import Settings
 from server.metrics import Metrics
 from server.tickets import TicketGate
 from settlement.gateway import Gateway
+from settlement.processors.registry import ProcessorRegistry
 
 if TYPE_CHECKING:
     from server.connection import Connection
@@ -32,13 +33,19 @@ class Runtime:
     hub: Hub
     scheduler: Scheduler
     tickets: TicketGate
-    gateway: Gateway
+    #: Every processor; each tab's calls go to the one named on it.
+    processors: ProcessorRegistry
     metrics: Metrics
     cap_watch: CapWatch
     connections: set[Connection] = field(default_factory=set)
     #: Set whenever the last connection closes (the drain waits on it).
     no_connections: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
+
+    @property
+    def gateway(self) -> Gateway:
+        """The first processor (the demo's, and a one-processor deployment's only one)."""
+        return self.processors.default
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

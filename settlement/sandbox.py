@@ -15,7 +15,15 @@ token                               behaviour
 ``tok_capture_decline_<reason>``    the hold is approved; its capture is declined
 ``tok_increment_decline``           the hold is approved; raising it is declined
                                     (``insufficient_funds``)
+``tok_3ds``                         the hold needs the customer (3-D Secure):
+                                    ``action_required``; once :meth:`SandboxGateway.
+                                    complete_action` ran, the same request finds it approved
 ==================================  ========================================================
+
+A sandbox can also be given a behaviour of its own, so that two sandboxes serve one deployment
+as two different processors would: ``decline_holds`` declines every hold with that reason (a
+processor whose acquirer refuses the traffic), and ``incremental=False`` makes it a processor
+without incremental authorization (a raise then takes a second hold).
 
 ``<reason>`` is any :class:`~settlement.gateway.DeclineReason` value, e.g.
 ``tok_decline_insufficient_funds`` or ``tok_capture_decline_stolen_card``.
@@ -40,7 +48,11 @@ from typing import Final, TypeVar
 from metering.clock import Clock, SystemClock
 from metering.money import is_currency, is_positive_amount
 from settlement.gateway import (
+    Authorization,
+    AuthorizationStatus,
+    Capabilities,
     CaptureResult,
+    CustomerAction,
     DeclineReason,
     GatewayRequestError,
     GatewayUnavailable,
@@ -54,6 +66,7 @@ from settlement.gateway import (
 HOLD_TTL_MS_DEFAULT: Final = 7 * 24 * 3600 * 1000
 APPROVING_CARDS: Final = frozenset({"tok_visa", "tok_mastercard"})
 INCREMENT_DECLINE_CARD: Final = "tok_increment_decline"
+ACTION_CARD: Final = "tok_3ds"
 
 Result = Hold | CaptureResult | VoidResult | RefundResult
 R = TypeVar("R", Hold, CaptureResult, VoidResult, RefundResult)
@@ -78,6 +91,7 @@ class _HoldRecord:
     captured_minor: int = 0
     voided: bool = False
     capture_id: str = ""
+    action_pending: bool = False
 
 
 @dataclass
@@ -108,11 +122,29 @@ class SandboxGateway:
     slow_s: float = 2.0
     hang_s: float = 3_600.0
     latency_s: float = 0.0
+    #: Decline every hold with this reason (a processor of another behaviour).
+    decline_holds: DeclineReason | None = None
+    #: Whether holds can be raised in place (incremental authorization).
+    incremental: bool = True
     captures: list[CaptureLogEntry] = field(default_factory=list)
     _holds: dict[str, _HoldRecord] = field(default_factory=dict)
     _captures: dict[str, _CaptureRecord] = field(default_factory=dict)
     _keys: dict[str, tuple[tuple[object, ...], Result]] = field(default_factory=dict)
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Everything, but incremental authorization only if ``incremental``."""
+        return Capabilities(incremental_authorization=self.incremental, customer_action=True)
+
+    def complete_action(self, auth_ref: str) -> bool:
+        """The customer passed the 3-D Secure challenge of hold ``auth_ref`` (False: no such
+        pending hold)."""
+        hold = self._holds.get(auth_ref)
+        if hold is None or not hold.action_pending:
+            return False
+        hold.action_pending = False
+        return True
 
     def inject(self, operation: str, fault: Fault, times: int = 1) -> None:
         """Make the next ``times`` calls of ``operation`` (``"capture"`` …) fail with ``fault``."""
@@ -169,18 +201,67 @@ class SandboxGateway:
         fault = await self._before("authorize")
         replayed = self._replay(idempotency_key, params)
         if isinstance(replayed, Hold):
-            return replayed
+            return self._after_action(idempotency_key, replayed)
         reason = _declined_by(payment_method, "tok_decline_")
         if reason is None and not _known_card(payment_method):
             reason = DeclineReason.INVALID_CARD
+        if reason is None and self.decline_holds is not None:
+            reason = self.decline_holds
         if reason is not None:
-            result = Hold(outcome=Outcome.DECLINED, currency=currency, decline_reason=reason)
+            result = Hold(
+                outcome=Outcome.DECLINED,
+                currency=currency,
+                decline_reason=reason,
+                processor_ref=self._id("decl", idempotency_key),
+                decline_code=reason.value,
+            )
         else:
             auth_ref = self._id("auth", idempotency_key)
             expires = self.clock.now_ms() + self.hold_ttl_ms
-            self._holds[auth_ref] = _HoldRecord(payment_method, amount_minor, currency, expires)
-            result = Hold(Outcome.APPROVED, auth_ref, amount_minor, currency, expires)
+            record = _HoldRecord(payment_method, amount_minor, currency, expires)
+            self._holds[auth_ref] = record
+            if payment_method == ACTION_CARD:
+                record.action_pending = True
+                action = CustomerAction(
+                    "redirect", client_secret=f"{auth_ref}_secret", redirect_url=f"/3ds/{auth_ref}"
+                )
+                result = Hold(
+                    Outcome.ACTION_REQUIRED,
+                    auth_ref,
+                    amount_minor,
+                    currency,
+                    processor_ref=auth_ref,
+                    action=action,
+                )
+            else:
+                result = Hold(
+                    Outcome.APPROVED,
+                    auth_ref,
+                    amount_minor,
+                    currency,
+                    expires,
+                    processor_ref=auth_ref,
+                )
         return await self._commit(idempotency_key, params, result, fault)
+
+    def _after_action(self, key: str, replayed: Hold) -> Hold:
+        """A repeated hold request after the customer completed its challenge: approved now."""
+        if replayed.outcome is not Outcome.ACTION_REQUIRED:
+            return replayed
+        record = self._holds[replayed.auth_ref]
+        if record.action_pending:
+            return replayed
+        approved = Hold(
+            Outcome.APPROVED,
+            replayed.auth_ref,
+            record.amount_minor,
+            record.currency,
+            record.expires_at_ms,
+            processor_ref=replayed.auth_ref,
+        )
+        params = self._keys[key][0]
+        self._keys[key] = (params, approved)
+        return approved
 
     async def increment(self, *, idempotency_key: str, auth_ref: str, amount_minor: int) -> Hold:
         """Raise a hold to a new total; ``tok_increment_decline`` declines."""
@@ -190,6 +271,8 @@ class SandboxGateway:
         if isinstance(replayed, Hold):
             return replayed
         hold = self._hold(auth_ref)
+        if not self.incremental:
+            raise GatewayRequestError("this processor has no incremental authorization")
         if hold.voided or hold.capture_id:
             raise GatewayRequestError(f"hold {auth_ref!r} is closed")
         if not is_positive_amount(amount_minor) or amount_minor < hold.amount_minor:
@@ -202,11 +285,17 @@ class SandboxGateway:
                 hold.currency,
                 hold.expires_at_ms,
                 DeclineReason.INSUFFICIENT_FUNDS,
+                processor_ref=auth_ref,
             )
         else:
             hold.amount_minor = amount_minor
             result = Hold(
-                Outcome.APPROVED, auth_ref, amount_minor, hold.currency, hold.expires_at_ms
+                Outcome.APPROVED,
+                auth_ref,
+                amount_minor,
+                hold.currency,
+                hold.expires_at_ms,
+                processor_ref=auth_ref,
             )
         return await self._commit(idempotency_key, params, result, fault)
 
@@ -220,6 +309,8 @@ class SandboxGateway:
         if isinstance(replayed, CaptureResult):
             return replayed
         hold = self._hold(auth_ref)
+        if hold.action_pending:
+            raise GatewayRequestError(f"hold {auth_ref!r} waits for the customer's action")
         if hold.voided or hold.capture_id:
             raise GatewayRequestError(f"hold {auth_ref!r} was already captured or voided")
         if not is_positive_amount(amount_minor) or amount_minor > hold.amount_minor:
@@ -228,7 +319,12 @@ class SandboxGateway:
             raise GatewayRequestError(f"hold {auth_ref!r} expired before its capture")
         reason = _declined_by(hold.card, "tok_capture_decline_")
         if reason is not None:
-            result = CaptureResult(Outcome.DECLINED, decline_reason=reason)
+            result = CaptureResult(
+                Outcome.DECLINED,
+                decline_reason=reason,
+                processor_ref=auth_ref,
+                decline_code=reason.value,
+            )
         else:
             capture_id = self._id("cap", idempotency_key)
             hold.capture_id = capture_id
@@ -238,7 +334,11 @@ class SandboxGateway:
                 CaptureLogEntry(capture_id, auth_ref, amount_minor, hold.currency, idempotency_key)
             )
             result = CaptureResult(
-                Outcome.APPROVED, capture_id, amount_minor, hold.amount_minor - amount_minor
+                Outcome.APPROVED,
+                capture_id,
+                amount_minor,
+                hold.amount_minor - amount_minor,
+                processor_ref=capture_id,
             )
         return await self._commit(idempotency_key, params, result, fault)
 
@@ -253,7 +353,9 @@ class SandboxGateway:
         if hold.capture_id:
             raise GatewayRequestError(f"hold {auth_ref!r} was captured; refund instead")
         hold.voided = True
-        result = VoidResult(auth_ref=auth_ref, released_minor=hold.amount_minor)
+        result = VoidResult(
+            auth_ref=auth_ref, released_minor=hold.amount_minor, processor_ref=auth_ref
+        )
         return await self._commit(idempotency_key, params, result, fault)
 
     async def refund(
@@ -273,8 +375,9 @@ class SandboxGateway:
         if capture.refunded_minor + amount_minor > capture.amount_minor:
             raise GatewayRequestError("refunds would exceed the capture")
         capture.refunded_minor += amount_minor
+        refund_id = self._id("re", idempotency_key)
         result = RefundResult(
-            self._id("re", idempotency_key), capture_id, amount_minor, capture.refunded_minor
+            refund_id, capture_id, amount_minor, capture.refunded_minor, processor_ref=refund_id
         )
         return await self._commit(idempotency_key, params, result, fault)
 
@@ -283,11 +386,38 @@ class SandboxGateway:
         recorded = self._keys.get(idempotency_key)
         return recorded[1] if recorded is not None else None
 
+    async def lookup_authorization(self, auth_ref: str) -> Authorization | None:
+        """Where hold ``auth_ref`` stands now."""
+        await self._before("lookup_authorization")
+        hold = self._holds.get(auth_ref)
+        if hold is None:
+            return None
+        if hold.capture_id:
+            status = AuthorizationStatus.CAPTURED
+        elif hold.voided:
+            status = AuthorizationStatus.VOIDED
+        elif hold.action_pending:
+            status = AuthorizationStatus.ACTION_REQUIRED
+        elif self.clock.now_ms() >= hold.expires_at_ms:
+            status = AuthorizationStatus.EXPIRED
+        else:
+            status = AuthorizationStatus.HELD
+        return Authorization(
+            auth_ref=auth_ref,
+            status=status,
+            amount_minor=hold.amount_minor,
+            currency=hold.currency,
+            captured_minor=hold.captured_minor,
+            capture_id=hold.capture_id,
+            expires_at_ms=hold.expires_at_ms,
+            processor_ref=auth_ref,
+        )
+
 
 def _known_card(card: str) -> bool:
     return (
         card in APPROVING_CARDS
-        or card == INCREMENT_DECLINE_CARD
+        or card in (INCREMENT_DECLINE_CARD, ACTION_CARD)
         or _declined_by(card, "tok_capture_decline_") is not None
     )
 

@@ -6,6 +6,7 @@ from metering.meter import Meter
 from metering.outcomes import Code, TabRef
 from settlement.config import SettlementConfig
 from settlement.gateway import Gateway
+from settlement.processors.registry import ProcessorRegistry
 from settlement.sandbox import SandboxGateway
 from settlement.webhooks import WebhookConfig
 from settlement.worker import Worker
@@ -45,7 +46,7 @@ async def open_backed_tab(
 
 def make_worker(
     meter: Meter,
-    gateway: SandboxGateway | Gateway,
+    gateway: SandboxGateway | Gateway | ProcessorRegistry,
     config: SettlementConfig = FAST,
     webhook_config: WebhookConfig | None = None,
     consumer: str = "w1",
