@@ -18,6 +18,7 @@ import argparse
 import hashlib
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import parse_qsl
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,6 +28,8 @@ from starlette.routing import Route
 
 from settlement.processors.segpay import SegpayWire, dollars, minor_of
 
+#: Largest request body read.
+BODY_BYTES_MAX: Final = 16_384
 #: Requests remembered for ``/emulator/requests``.
 REQUEST_LOG_MAX: Final = 10_000
 
@@ -61,7 +64,10 @@ def create_app(state: EmulatorState) -> Starlette:
         host = request.client.host if request.client is not None else ""
         if host not in state.allowed_hosts:
             return PlainTextResponse("not whitelisted", status_code=403)
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        raw = await request.body()
+        if len(raw) > BODY_BYTES_MAX:
+            return PlainTextResponse("body too large", status_code=413)
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         path = request.url.path
         if len(state.requests) < REQUEST_LOG_MAX:
             state.requests.append({"path": path, **form})
