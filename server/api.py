@@ -267,8 +267,23 @@ def statement_json(tab: Tab, statement: Statement) -> dict[str, Any]:
         room["total_minor"] += line.amount_minor
         room["share_minor"] += line.share_minor
     settled = statement_data(statement)
+    extra: dict[str, Any] = {}
+    if tab.second_holds:
+        extra["authorizations"] = [
+            {
+                "auth_ref": tab.auth_ref,
+                "amount_minor": tab.cap_minor - sum(h.amount_minor for h in tab.second_holds),
+            },
+            *({"auth_ref": h.auth_ref, "amount_minor": h.amount_minor} for h in tab.second_holds),
+        ]
+        extra["note"] = (
+            f"The cap was raised by {len(tab.second_holds)} further authorization(s) at a "
+            "processor that cannot raise one in place: the tab settles with one capture per "
+            f"authorization, up to {len(tab.second_holds) + 1} charges on the card statement."
+        )
     return {
         **settled,
+        **extra,
         "cap_minor": tab.cap_minor,
         "lines": tab_json(tab)["lines"],
         "groups": settled["lines"],
@@ -390,6 +405,7 @@ async def open_tab(
         tab_id=tab_id,
         processor=routed.processor,
         processor_tried=routed.tried_text,
+        payment_method=payment_method,
     )
     if opened.code is Code.TAB_ALREADY_OPEN:
         # Another request opened a tab between our check and our open: release this hold.
@@ -470,7 +486,8 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     """Raise the tab's hold through the gateway to ``cap_minor``, then its cap; return the tab.
 
     Raising to the current cap is a harmless repeat; a lower cap is ``cap_not_raised``, a
-    declined increment ``card_declined`` (the cap stays).
+    declined increment ``card_declined`` (the cap stays). At a processor without incremental
+    authorization the raise is a second hold under the same tab (one capture per hold).
     """
     _check_ref(ref)
     cap = _check_amount(cap_minor, "cap_minor")
@@ -485,12 +502,8 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     if cap > tab.cap_minor:
         gateway = rt.processors.for_processor(tab.processor)
         if not gateway.capabilities.incremental_authorization:
-            raise ApiError(
-                409,
-                "increment_unsupported",
-                "the processor holding this tab cannot raise a hold; settle it and open another",
-                processor=tab.processor,
-            )
+            await _raise_by_second_hold(rt, gateway, tab, cap)
+            return await read_tab(rt, ref)
         hold = _approved(
             await _answered(
                 gateway.increment(
@@ -508,6 +521,54 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
         if not raised.code.ok:
             raise _code_error(raised.code, "the cap could not be raised")
     return await read_tab(rt, ref)
+
+
+async def _raise_by_second_hold(rt: Runtime, gateway: Gateway, tab: Tab, cap: int) -> None:
+    """Raise the cap at a processor without incremental authorization: a second hold of the
+    difference on the same payment method, recorded beside the first (the tab then settles
+    with one capture per hold, and its statement says so)."""
+    ref = tab.ref
+    extra = cap - tab.cap_minor
+    if not tab.payment_method:
+        raise ApiError(
+            409,
+            "increment_unsupported",
+            "the processor holding this tab cannot raise a hold, and the tab keeps no payment "
+            "method for a second one; settle it and open another",
+            processor=tab.processor,
+        )
+    hold = _approved(
+        await _answered(
+            gateway.authorize(
+                idempotency_key=f"auth:{ref.tab_id}:raise:{cap}",
+                payment_method=tab.payment_method,
+                amount_minor=extra,
+                currency=tab.currency,
+            ),
+            retry="retry the same request",
+        ),
+        declined="the card declined the second hold",
+    )
+    if hold.amount_minor != extra:
+        await _void_quietly(gateway, f"{ref.tab_id}:raise:{cap}", hold)
+        raise ApiError(
+            402,
+            "card_declined",
+            "the card authorized less than the raise",
+            decline_reason="partial_authorization",
+            authorized_minor=hold.amount_minor,
+        )
+    raised = await rt.meter.tabs.raise_cap(
+        ref,
+        cap_minor=cap,
+        auth_ref=hold.auth_ref,
+        capture_before_ms=hold.expires_at_ms,
+        second_hold_minor=extra,
+    )
+    if not raised.code.ok:
+        # The tab stopped being open meanwhile: the second hold backs nothing.
+        await _void_quietly(gateway, f"{ref.tab_id}:raise:{cap}", hold)
+        raise _code_error(raised.code, "the cap could not be raised")
 
 
 async def settle_tab(rt: Runtime, ref: TabRef) -> Tab:

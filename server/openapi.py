@@ -130,6 +130,15 @@ _STATEMENT = {
         "settled_at_ms": {"type": "integer"},
         "decline_reason": {"type": "string"},
         "retryable": {"type": "boolean"},
+        "authorizations": {
+            "type": "array",
+            "description": "Only for a tab raised by further holds: one capture per hold.",
+            "items": {
+                "type": "object",
+                "properties": {"auth_ref": {"type": "string"}, "amount_minor": _MINOR},
+            },
+        },
+        "note": {"type": "string"},
         "model_shares": {
             "type": "array",
             "items": {

@@ -75,6 +75,7 @@ from settlement.gateway import (
     GatewayUnavailable,
 )
 from settlement.outcomes import SettleCode, SettlementOutcome
+from settlement.processors import holds
 from settlement.processors.registry import ProcessorRegistry
 from settlement.scripts import CreditItem, SettlementRecord
 from settlement.statements import build_statement, statement_data
@@ -411,7 +412,11 @@ class Worker:
         now_ms = self.clock.now_ms()
         if amount == 0:
             released = 0
-            if now_ms < begin.capture_before_ms:
+            if now_ms < begin.capture_before_ms and tab.second_holds:
+                released = await holds.void_parts(
+                    gateway, tab, begin.auth_ref, void_key=void_key(ref), call=self._call
+                )
+            elif now_ms < begin.capture_before_ms:
                 voided = await self._call(
                     gateway.void(idempotency_key=void_key(ref), auth_ref=begin.auth_ref)
                 )
@@ -422,7 +427,10 @@ class Worker:
             return True
         if now_ms >= begin.capture_before_ms - self.config.capture_guard_ms:
             prior = None
-            if begin.attempts > 1:
+            if begin.attempts > 1 and tab.second_holds:
+                split = holds.parts(tab, begin.auth_ref, amount)
+                prior = await holds.captured_parts(gateway, split, call=self._call)
+            elif begin.attempts > 1:
                 # An earlier attempt may have captured in time; the hold's processor tells.
                 found = await self._call(gateway.lookup_authorization(begin.auth_ref))
                 prior = found.capture_result() if found is not None else None
@@ -431,11 +439,21 @@ class Worker:
             else:
                 await self._record(ref, SettlementOutcome.EXPIRED, decline_reason="hold_expired")
             return True
-        result = await self._call(
-            gateway.capture(
-                idempotency_key=capture_key(ref), auth_ref=begin.auth_ref, amount_minor=amount
+        if tab.second_holds:
+            # Raised by a second hold at a processor without increments: one capture per hold.
+            result = await holds.capture_parts(
+                gateway,
+                holds.parts(tab, begin.auth_ref, amount),
+                capture_key=capture_key(ref),
+                void_key=void_key(ref),
+                call=self._call,
             )
-        )
+        else:
+            result = await self._call(
+                gateway.capture(
+                    idempotency_key=capture_key(ref), auth_ref=begin.auth_ref, amount_minor=amount
+                )
+            )
         crash_if(self.config.crash_point, CrashPoint.AFTER_GATEWAY)
         await self._record_capture(ref, result)
         return True

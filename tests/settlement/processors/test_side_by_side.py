@@ -215,3 +215,48 @@ async def test_routing_refuses_what_no_processor_serves(deployment: Deployment) 
     assert (status, body["error"]["code"]) == (422, "no_processor")
     status, body = await _open(deployment, "c-usd2", "USD", "847263533", processor="alpha")
     assert (status, body["error"]["code"]) == (422, "no_processor")
+
+
+async def _raise(d: Deployment, tab: dict[str, Any], cap: int) -> tuple[int, dict[str, Any]]:
+    path = f"/v1/customers/{tab['customer']}/tabs/{tab['tab_id']}/cap"
+    async with api(d.server) as http:
+        response = await http.post(path, json={"cap_minor": cap})
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
+
+
+@pytest.mark.parametrize(
+    ("customer", "currency", "card", "processor"),
+    [("c-raise-b", "EUR", "tok_visa", "beta"), ("c-raise-s", "USD", "847263533", "segpay")],
+)
+async def test_without_increments_a_raise_is_a_second_hold_and_each_hold_is_captured(
+    deployment: Deployment, customer: str, currency: str, card: str, processor: str
+) -> None:
+    d = deployment
+    status, tab = await _open(d, customer, currency, card, processor=processor)
+    assert status == 201, tab
+    status, raised = await _raise(d, tab, 8_000)
+    assert (status, raised["cap_minor"]) == (200, 8_000), raised
+    assert (await _raise(d, tab, 8_000))[0] == 200  # a repeat places no third hold
+    with redis.Redis.from_url(d.redis_url) as client:
+        fields = client.hgetall(keys.tab(customer, tab["tab_id"]))
+    second = [k.decode().removeprefix("hold:") for k in fields if k.startswith(b"hold:")]
+    assert len(second) == 1
+    first = fields[b"auth_ref"].decode()
+
+    statement = await _spend_and_settle(d, tab, 6_500)  # more than the first hold's 5,000
+
+    assert (statement["state"], statement["captured_minor"]) == ("settled", 6_500)
+    assert [a["amount_minor"] for a in statement["authorizations"]] == [5_000, 3_000]
+    assert "one capture per authorization" in statement["note"]
+    if processor == "beta":
+        log = [(c["auth_ref"], c["amount_minor"]) for c in await d.beta.capture_log()]
+        assert (first, 5_000) in log
+        assert (second[0], 1_500) in log
+    else:
+        captures = [
+            (r["transactionid"], r["amount"])
+            for r in d.segpay.requests()
+            if r["path"] == SegpayWire.CAPTURE_PATH and r["transactionid"] in (first, second[0])
+        ]
+        assert captures == [(first, "50.00"), (second[0], "15.00")]
