@@ -150,6 +150,9 @@ class Hold:
     processor_ref: str = ""
     #: The processor's raw decline code, as it sent it.
     decline_code: str = ""
+    #: The card network's merchant advice code, when sent (Mastercard's override the retry
+    #: category: settlement.retry_rules.MASTERCARD_ADVICE).
+    advice_code: str = ""
     #: Set when ``outcome`` is ACTION_REQUIRED.
     action: CustomerAction | None = None
 
@@ -170,6 +173,7 @@ class CaptureResult:
     decline_reason: DeclineReason | None = None
     processor_ref: str = ""
     decline_code: str = ""
+    advice_code: str = ""
 
     @property
     def approved(self) -> bool:

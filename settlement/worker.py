@@ -77,6 +77,7 @@ from settlement.gateway import (
 from settlement.outcomes import SettleCode, SettlementOutcome
 from settlement.processors import holds
 from settlement.processors.registry import ProcessorRegistry
+from settlement.retry_rules import rule_for
 from settlement.scripts import CreditItem, SettlementRecord
 from settlement.statements import build_statement, statement_data
 from settlement.sweeper import Sweeper
@@ -469,8 +470,10 @@ class Worker:
             )
             return
         reason = result.decline_reason or DeclineReason.DO_NOT_HONOR
+        # The one table of card-network rules decides, with the network's advice when sent.
+        retryable = rule_for(reason, mastercard_advice=result.advice_code).retryable
         await self._record(
-            ref, SettlementOutcome.DECLINED, decline_reason=reason.value, retryable=reason.retryable
+            ref, SettlementOutcome.DECLINED, decline_reason=reason.value, retryable=retryable
         )
 
     async def _record(self, ref: TabRef, outcome: SettlementOutcome, **fields: Any) -> None:

@@ -10,6 +10,8 @@ What this package owns:
 - :mod:`settlement.processors.routing` — which processors may serve a new tab, in order;
 - :mod:`settlement.processors.cascade` — placing a hold, trying the next eligible processor
   after a soft decline (never after a hard one), recording what was tried;
+- :mod:`settlement.processors.holds` — settling a tab raised by a second hold (at a processor
+  without incremental authorization): one capture per hold;
 - adapters: :mod:`settlement.processors.stripe` (PaymentIntents, manual capture) and
   :mod:`settlement.processors.segpay` (Segpay Post Pay), with
   :mod:`settlement.processors.segpay_emulator`, the local process that speaks Segpay's

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from settlement.gateway import Hold, Outcome
 from settlement.processors.registry import ProcessorRegistry
 from settlement.processors.routing import RouteRequest
-from settlement.retry_rules import may_cascade
+from settlement.retry_rules import rule_for
 
 #: Longest record of attempts kept on a tab (bounded by the processors a deployment may name).
 TRIED_CHARS_MAX = 1_024
@@ -81,10 +81,8 @@ async def place_hold(
         reason = hold.decline_reason.value if hold.decline_reason is not None else ""
         tried.append(Attempt(name, hold.outcome, reason))
         last = index == len(order) - 1
-        if (
-            hold.outcome is not Outcome.DECLINED
-            or last
-            or not may_cascade(reason or "unrecognized")
-        ):
+        # The one table of card-network rules decides, with the network's advice when sent.
+        cascades = rule_for(reason or "unrecognized", mastercard_advice=hold.advice_code).cascades
+        if hold.outcome is not Outcome.DECLINED or last or not cascades:
             return RoutedHold(name, hold, tuple(tried))
     raise AssertionError("unreachable: route() returns at least one processor")

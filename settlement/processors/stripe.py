@@ -293,6 +293,7 @@ class StripeGateway:
             decline_reason=decline_reason(code),
             processor_ref=intent_id,
             decline_code=code,
+            advice_code=_advice_code(exc),
         )
 
     async def _cancel_quietly(self, intent_id: str, key: str) -> None:
@@ -368,6 +369,7 @@ class StripeGateway:
                 decline_reason=decline_reason(code),
                 processor_ref=auth_ref,
                 decline_code=code,
+                advice_code=_advice_code(exc),
             )
         except stripe.StripeError as exc:
             raise _translate(exc) from exc
@@ -387,6 +389,7 @@ class StripeGateway:
                 decline_reason=decline_reason(code),
                 processor_ref=auth_ref,
                 decline_code=code,
+                advice_code=_advice_code(exc),
             )
         except stripe.StripeError as exc:
             if not (_server_error(exc) or _unexpected_state(exc)):
@@ -536,6 +539,11 @@ def _decline_code(exc: stripe.CardError) -> str:
     error = _opt(exc.json_body, "error") or {}
     code = error.get("decline_code") or error.get("code") or exc.code or ""
     return str(code)
+
+
+def _advice_code(exc: stripe.CardError) -> str:
+    """The card network's advice code Stripe relays (``network_advice_code``)."""
+    return str(_opt(exc.json_body, "error", "network_advice_code") or "")
 
 
 def _header(exc: stripe.StripeError, name: str) -> str | None:

@@ -8,6 +8,7 @@ client matters (the base URL from the settings), a loopback receiver stands in f
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +22,7 @@ from metering.lifecycle import FreezeReason
 from metering.meter import Meter
 from metering.outcomes import Code, TabRef
 from server.config import Settings
+from settlement import scripts
 from settlement.gateway import (
     AuthorizationStatus,
     DeclineReason,
@@ -209,17 +211,7 @@ async def test_a_committed_capture_with_a_malformed_reply_never_dead_letters_the
     broken = intent("succeeded")
     del broken["amount_received"]
     gw, _ = gateway(lambda m, p, q: (200, broken))
-    opened = await meter.tabs.open(
-        customer="c1",
-        currency="USD",
-        cap_minor=5_000,
-        auth_ref="pi_3Nx",
-        capture_before_ms=clock.now_ms() + 86_400_000,
-    )
-    assert opened.code is Code.APPLIED
-    ref = TabRef("c1", opened.tab_id)
-    assert (await meter.tip(ref, tip("t1", 500))).code.ok
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    await _settling_tab(meter, clock, "c1")
     report = await make_worker(meter, gw).run_burst(sweep=False)
     assert report.statuses == {"retry_later": 1}
     assert (report.left_pending, report.dead_lettered) == (1, 0)
@@ -348,3 +340,54 @@ async def test_the_base_url_comes_from_the_settings() -> None:
             await gw.void(idempotency_key="void:x", auth_ref="pi_1")
     assert receiver.received[0].path == "/v1/payment_intents/pi_1/cancel"
     assert receiver.received[0].headers["authorization"] == "Bearer sk_test_1"
+
+
+async def _settling_tab(meter: Meter, clock: FakeClock, customer: str) -> TabRef:
+    """A tab held by the intent ``pi_3Nx``, with 500 spent, frozen for settlement."""
+    opened = await meter.tabs.open(
+        customer=customer,
+        currency="USD",
+        cap_minor=5_000,
+        auth_ref="pi_3Nx",
+        capture_before_ms=clock.now_ms() + 86_400_000,
+    )
+    assert opened.code is Code.APPLIED
+    ref = TabRef(customer, opened.tab_id)
+    assert (await meter.tip(ref, tip("t1", 500))).code.ok
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    return ref
+
+
+@pytest.mark.parametrize(("advice", "retryable"), [("", True), ("03", False), ("21", False)])
+async def test_a_mastercard_advice_code_decides_whether_a_declined_capture_is_retried(
+    meter: Meter, clock: FakeClock, advice: str, retryable: bool
+) -> None:
+    declined = {
+        "error": {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "do_not_honor",
+            "network_advice_code": advice or None,
+            "message": "Your card was declined.",
+        }
+    }
+    gw, _ = gateway(lambda m, p, q: (402, declined))
+    ref = await _settling_tab(meter, clock, "c-mac")
+    assert (await make_worker(meter, gw).run_burst(sweep=False)).statuses == {"failed": 1}
+    found = await scripts.read_settlement(meter.store, ref)
+    assert found is not None
+    assert (found[1].decline_reason, found[1].retryable) == ("do_not_honor", retryable)
+
+
+async def test_a_revoked_key_never_dead_letters_a_queued_tab(
+    meter: Meter, clock: FakeClock
+) -> None:
+    revoked = {"error": {"type": "invalid_request_error", "message": "Expired API Key provided"}}
+    gw, _ = gateway(lambda m, p, q: (401, revoked))
+    await _settling_tab(meter, clock, "c-401")
+    worker = make_worker(meter, gw)  # deliveries_max is 3
+    for _ in range(5):
+        report = await worker.run_burst(sweep=False)
+        assert report.statuses == {"retry_later": 1}
+        assert report.dead_lettered == 0
+        await asyncio.sleep(0.12)  # past the claim bound: the next burst takes it again

@@ -164,3 +164,81 @@ async def test_a_tab_at_a_processor_no_longer_configured_waits_instead_of_dead_l
     # The processor's settings are back: the tab settles there.
     restored = make_worker(meter, registry)
     assert (await restored.run_burst(sweep=False)).statuses == {"settled": 1}
+
+
+async def _raised_by_second_hold(
+    meter: Meter, clock: FakeClock, second_card: str
+) -> tuple[TabRef, SandboxGateway, str, str]:
+    """A tab at a sandbox without increments, raised from 5,000 to 8,000 by a second hold."""
+    flat = SandboxGateway(clock=clock, incremental=False)
+    first = await flat.authorize(
+        idempotency_key="auth:tab_m", payment_method="tok_visa", amount_minor=5_000, currency="USD"
+    )
+    opened = await meter.tabs.open(
+        customer="cm",
+        currency="USD",
+        cap_minor=5_000,
+        auth_ref=first.auth_ref,
+        capture_before_ms=first.expires_at_ms,
+        tab_id="tab_m",
+        payment_method="tok_visa",
+    )
+    assert opened.code is Code.APPLIED
+    second = await flat.authorize(
+        idempotency_key="auth:tab_m:raise:8000",
+        payment_method=second_card,
+        amount_minor=3_000,
+        currency="USD",
+    )
+    ref = TabRef("cm", "tab_m")
+    raised = await meter.tabs.raise_cap(
+        ref,
+        cap_minor=8_000,
+        auth_ref=second.auth_ref,
+        capture_before_ms=second.expires_at_ms,
+        second_hold_minor=3_000,
+    )
+    assert raised.code is Code.APPLIED
+    tab = await meter.tabs.read(ref)
+    assert tab is not None
+    assert (tab.auth_ref, [h.auth_ref for h in tab.second_holds]) == (
+        first.auth_ref,
+        [second.auth_ref],
+    )
+    return ref, flat, first.auth_ref, second.auth_ref
+
+
+async def test_a_tab_within_its_first_hold_captures_there_and_releases_the_second(
+    meter: Meter, clock: FakeClock
+) -> None:
+    ref, flat, first, second = await _raised_by_second_hold(meter, clock, "tok_visa")
+    assert (await meter.tip(ref, tip("t1", 1_200))).code.ok
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    report = await make_worker(meter, ProcessorRegistry.single(flat)).run_burst()
+    assert report.statuses == {"settled": 1}
+    assert [(c.auth_ref, c.amount_minor) for c in flat.captures] == [(first, 1_200)]
+    released = await flat.lookup_authorization(second)
+    assert released is not None
+    assert released.status is AuthorizationStatus.VOIDED
+
+
+async def test_a_decline_after_a_committed_capture_waits_for_an_operator(
+    meter: Meter, clock: FakeClock
+) -> None:
+    ref, flat, first, _ = await _raised_by_second_hold(
+        meter, clock, "tok_capture_decline_insufficient_funds"
+    )
+    assert (await meter.tip(ref, tip("t1", 6_000))).code.ok
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    worker = make_worker(meter, ProcessorRegistry.single(flat))
+    report = await worker.run_burst()
+    # Neither settled nor failed: 5,000 moved on the first hold, 1,000 could not.
+    assert (report.acked, report.left_pending) == (0, 1)
+    assert [(c.auth_ref, c.amount_minor) for c in flat.captures] == [(first, 5_000)]
+    tab = await meter.tabs.read(ref)
+    assert tab is not None
+    assert tab.state.value == "settling"
+    await asyncio.sleep(0.12)  # past FAST's claim bound: the next burst takes the entry again
+    again = await worker.run_burst()
+    assert again.left_pending == 1
+    assert len(flat.captures) == 1  # the first capture was replayed, never repeated
