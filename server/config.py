@@ -31,6 +31,8 @@ from settlement.processors.settings import PREFIX as PROCESSOR_PREFIX
 from settlement.webhooks import WebhookConfig
 
 PREFIX: Final = "TIPMETER_"
+#: The single-gateway settings that a named list of processors replaces.
+SINGLE_GATEWAY_VARIABLES: Final = ("GATEWAY", "GATEWAY_URL", "STRIPE_API_KEY")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +230,13 @@ class Settings:
             values["processors"] = parse_processors(env, kind_fields())
         except SettlementMisuse as exc:
             raise ConfigError(str(exc)) from None
-        if values["processors"] and env.get(f"{PREFIX}GATEWAY"):
+        single = [
+            f"{PREFIX}{name}" for name in SINGLE_GATEWAY_VARIABLES if env.get(f"{PREFIX}{name}")
+        ]
+        if values["processors"] and single:
             raise ConfigError(
-                f"{LIST_VARIABLE} and {PREFIX}GATEWAY are exclusive: name the processors, or "
-                "configure the one gateway"
+                f"{LIST_VARIABLE} and {', '.join(single)} are exclusive: name the processors "
+                "(each with its own URL and key), or configure the one gateway"
             )
         settings = cls(**values)
         try:

@@ -60,8 +60,9 @@ class ProcessorSpec:
 
     name: str
     kind: str
-    #: The kind's own fields (``URL``, ``API_KEY`` …), as written.
-    options: Mapping[str, str] = field(default_factory=dict)
+    #: The kind's own fields (``URL``, ``API_KEY`` …), as written (out of the repr, which
+    #: ``tipmeter config`` prints: they hold secrets).
+    options: Mapping[str, str] = field(default_factory=dict, repr=False)
     currencies: frozenset[str] = frozenset()
     countries: frozenset[str] = frozenset()
     products: frozenset[str] = frozenset()

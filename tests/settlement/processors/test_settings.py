@@ -71,6 +71,7 @@ def test_the_single_gateway_settings_are_a_list_of_one() -> None:
         ({"TIPMETER_PROCESSORS": "eu,eu"}, "TIPMETER_PROCESSORS"),
         ({"TIPMETER_PROCESSORS": "eu,Bad-Name"}, "TIPMETER_PROCESSORS"),
         ({"TIPMETER_GATEWAY": "stripe"}, "TIPMETER_GATEWAY"),
+        ({"TIPMETER_STRIPE_API_KEY": "sk_1"}, "TIPMETER_STRIPE_API_KEY"),
     ],
 )
 def test_a_bad_processor_setting_stops_the_start_naming_it(
@@ -80,6 +81,17 @@ def test_a_bad_processor_setting_stops_the_start_naming_it(
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({k: v for k, v in env.items() if v})
     assert named in str(caught.value)
+
+
+def test_a_processors_secrets_stay_out_of_its_repr() -> None:
+    settings = Settings.from_env(
+        {
+            "TIPMETER_PROCESSORS": "s",
+            "TIPMETER_PROCESSOR_S_KIND": "stripe",
+            "TIPMETER_PROCESSOR_S_API_KEY": "sk_live_secret",
+        }
+    )
+    assert "sk_live_secret" not in repr(settings.processors)
 
 
 def test_a_stripe_processor_needs_its_key_and_takes_a_base_url() -> None:
