@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from settlement.gateway import Hold, Outcome
 from settlement.processors.registry import ProcessorRegistry
-from settlement.processors.routing import RouteRequest
+from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.retry_rules import rule_for
 
 #: Longest record of attempts kept on a tab (bounded by the processors a deployment may name).
@@ -71,7 +71,8 @@ async def place_hold(
     """
     order = registry.route(request)[: 1 + registry.cascade_max]
     tried: list[Attempt] = []
-    for index, name in enumerate(order):
+    routed: RoutedHold | None = None
+    for name in order:
         hold = await registry.for_processor(name).authorize(
             idempotency_key=idempotency_key,
             payment_method=payment_method,
@@ -80,9 +81,11 @@ async def place_hold(
         )
         reason = hold.decline_reason.value if hold.decline_reason is not None else ""
         tried.append(Attempt(name, hold.outcome, reason))
-        last = index == len(order) - 1
+        routed = RoutedHold(name, hold, tuple(tried))
         # The one table of card-network rules decides, with the network's advice when sent.
         cascades = rule_for(reason or "unrecognized", mastercard_advice=hold.advice_code).cascades
-        if hold.outcome is not Outcome.DECLINED or last or not cascades:
-            return RoutedHold(name, hold, tuple(tried))
-    raise AssertionError("unreachable: route() returns at least one processor")
+        if hold.outcome is not Outcome.DECLINED or not cascades:
+            break
+    if routed is None:
+        raise NoProcessor("no processor to ask")  # route() never answers an empty order
+    return routed
