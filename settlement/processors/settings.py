@@ -19,7 +19,8 @@ field               meaning
 and the kind's own fields (``URL``, ``API_KEY``, ``ETICKET_ID`` …), listed with the kind in
 the registry. Without ``TIPMETER_PROCESSORS``, the single-gateway settings
 (``TIPMETER_GATEWAY``, ``TIPMETER_GATEWAY_URL``, ``TIPMETER_STRIPE_API_KEY``) describe one
-processor named :data:`DEFAULT_NAME`, so older deployments run unchanged.
+processor named after its kind (``sandbox``, ``sandbox-http``, ``stripe``: the name the ledger
+records for it), so older deployments run unchanged.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ from settlement.errors import SettlementMisuse
 
 PREFIX: Final = "TIPMETER_PROCESSOR_"
 LIST_VARIABLE: Final = "TIPMETER_PROCESSORS"
-#: The processor the single-gateway settings describe (and tabs opened before processors had
-#: names settle at).
-DEFAULT_NAME: Final = "default"
+#: The name of a gateway given alone (a worker built with one gateway, as in tests).
+DEFAULT_NAME: Final = "sandbox"
 #: What a processor may sell.
 PRODUCTS: Final = frozenset({"tab", "membership"})
 #: Processors one deployment may name.
@@ -186,4 +186,4 @@ def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: in
 def legacy_processor(kind: str, *, url: str | None, stripe_api_key: str | None) -> ProcessorSpec:
     """The one processor the single-gateway settings describe (``TIPMETER_GATEWAY`` …)."""
     options = {k: v for k, v in (("URL", url), ("API_KEY", stripe_api_key)) if v}
-    return ProcessorSpec(name=DEFAULT_NAME, kind=kind, options=options, legacy=True)
+    return ProcessorSpec(name=kind, kind=kind, options=options, legacy=True)

@@ -8,7 +8,6 @@ import pytest
 from metering.clock import FakeClock
 from server.config import Settings
 from server.errors import ConfigError
-from settlement.processors.settings import DEFAULT_NAME
 
 TWO = {
     "TIPMETER_PROCESSORS": "eu,segpay",
@@ -51,7 +50,12 @@ def test_the_single_gateway_settings_are_a_list_of_one() -> None:
         {"TIPMETER_GATEWAY": "sandbox-http", "TIPMETER_GATEWAY_URL": "http://x"}
     )
     (only,) = settings.processor_specs()
-    assert (only.name, only.kind, only.options["URL"]) == (DEFAULT_NAME, "sandbox-http", "http://x")
+    # Named after its kind: what the ledger records as the processor of a single gateway.
+    assert (only.name, only.kind, only.options["URL"]) == (
+        "sandbox-http",
+        "sandbox-http",
+        "http://x",
+    )
     assert Settings.from_env({}).processor_specs()[0].kind == "sandbox"
 
 
