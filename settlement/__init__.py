@@ -21,6 +21,7 @@ Exceptions::
     ├── StatementMismatch                  the lines do not explain the amount: never settled
     ├── InvalidSignature                   a webhook delivery failed verification
     ├── NoProcessor                        no configured processor may serve a new tab
+    ├── PartialCapture                     some holds of a tab captured, a later one declined
     └── HttpFailure                        an HTTP exchange did not complete (settlement.http)
 
     GatewayError                          (settlement.gateway; raised by every adapter)

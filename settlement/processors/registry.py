@@ -196,6 +196,10 @@ class ProcessorRegistry:
         """The gateway of the processor that holds a tab (its ``processor`` field)."""
         return self.processor(name).gateway
 
+    def gateways(self) -> dict[str, Gateway]:
+        """Every processor's gateway by name (what reconciliation walks)."""
+        return {name: p.gateway for name, p in self._by_name.items()}
+
     @property
     def default(self) -> Gateway:
         """The first processor's gateway."""

@@ -41,6 +41,7 @@ def test_a_named_list_of_processors_is_read_with_each_ones_settings() -> None:
     )
     registry = settings.processor_registry(FakeClock())
     assert registry.names == ("eu", "segpay")
+    assert list(registry.gateways()) == ["eu", "segpay"]
     assert registry.cascade_max == 1
     assert not registry.for_processor("eu").capabilities.incremental_authorization
 
