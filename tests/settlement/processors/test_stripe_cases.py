@@ -391,3 +391,19 @@ async def test_a_revoked_key_never_dead_letters_a_queued_tab(
         assert report.statuses == {"retry_later": 1}
         assert report.dead_lettered == 0
         await asyncio.sleep(0.12)  # past the claim bound: the next burst takes it again
+
+
+async def test_an_authorization_answered_500_is_found_by_its_key_in_the_metadata() -> None:
+    error = {"error": {"type": "api_error", "message": "saved"}}
+    found = {"object": "search_result", "data": [intent("requires_capture")], "has_more": False}
+    gw, client = gateway(sequence((500, error), (200, found)))
+    hold = await _authorize(gw)
+    assert (hold.approved, hold.auth_ref) == (True, "pi_3Nx")
+    method, path, params, _ = client.requests[1]
+    assert (method, path) == ("get", "/v1/payment_intents/search")
+    assert params["query"] == [f"metadata['{AUTH_KEY_METADATA}']:'auth:tab_1'"]
+    # Not (yet) in the index: unavailable, the caller retries the same request.
+    empty = {"object": "search_result", "data": [], "has_more": False}
+    gw, _ = gateway(sequence((500, error), (200, empty)))
+    with pytest.raises(GatewayUnavailable):
+        await _authorize(gw)
