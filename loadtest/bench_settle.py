@@ -103,7 +103,7 @@ async def run(tabs: int, redis_url: str, sandbox_url: str, database_url: str) ->
                 return await _prepare(meter, gateway, n)
 
         refs = await asyncio.gather(*(prepare(n) for n in range(tabs)))
-        worker = Worker(meter, gateway, ledger=ledger, processor="sandbox-http", consumer="bench")
+        worker = Worker(meter, gateway, ledger=ledger, consumer="bench")
         started = time.perf_counter()
         report = await worker.run_burst(sweep=False)
         seconds = time.perf_counter() - started

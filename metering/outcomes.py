@@ -157,6 +157,16 @@ class Line:
 
 
 @dataclass(frozen=True, slots=True)
+class SecondHold:
+    """A further hold under a tab, placed to raise its cap at a processor that cannot raise a
+    hold in place; the tab settles with one capture per hold."""
+
+    auth_ref: str
+    amount_minor: int
+    capture_before_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tab:
     """A tab as read in one consistent snapshot, with its itemized lines in order."""
 
@@ -177,6 +187,14 @@ class Tab:
     exhausted_at_ms: int = 0
     #: The per-minute rates of the tab's running sessions, summed.
     burn_minor_per_minute: int = 0
+    #: The processor holding the authorization ("" : the deployment's first processor).
+    processor: str = ""
+    #: The cap the tab opened with: the amount of the first hold (``auth_ref``).
+    opened_cap_minor: int = 0
+    #: The card token (or stored purchase) the first hold was placed on.
+    payment_method: str = ""
+    #: Further holds, where the processor raised the cap by a second authorization.
+    second_holds: tuple[SecondHold, ...] = ()
     lines: tuple[Line, ...] = field(default=())
 
     @property

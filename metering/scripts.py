@@ -25,6 +25,7 @@ from metering.outcomes import (
     Line,
     OpenResult,
     RoomEventDraft,
+    SecondHold,
     Tab,
     TabRef,
     TipResult,
@@ -75,6 +76,9 @@ async def open_tab(
     auth_ref: str,
     capture_before_ms: int,
     now_ms: int,
+    processor: str = "",
+    processor_tried: str = "",
+    payment_method: str = "",
 ) -> OpenResult:
     """Run ``open_tab.lua``: open a tab unless one is open for the customer and currency."""
     reply = await store.call(
@@ -84,7 +88,19 @@ async def open_tab(
             keys.open_tab(customer, currency),
             keys.customer_channel(customer),
         ],
-        [tab_id, customer, currency, cap_minor, auth_ref, capture_before_ms, now_ms, TabState.OPEN],
+        [
+            tab_id,
+            customer,
+            currency,
+            cap_minor,
+            auth_ref,
+            capture_before_ms,
+            now_ms,
+            TabState.OPEN,
+            processor,
+            processor_tried,
+            payment_method,
+        ],
     )
     return OpenResult(
         code=Code(as_text(reply[0])), tab_id=as_text(reply[5]), balance=_balance(reply)
@@ -99,8 +115,10 @@ async def raise_cap(
     auth_ref: str,
     capture_before_ms: int,
     now_ms: int,
+    second_hold_minor: int = 0,
 ) -> CapResult:
-    """Run ``raise_cap.lua``: raise the cap of an open tab to ``cap_minor``."""
+    """Run ``raise_cap.lua``: raise the cap of an open tab to ``cap_minor`` (with
+    ``second_hold_minor``, ``auth_ref`` is a second hold of that amount beside the first)."""
     reply = await store.call(
         RAISE_CAP,
         [keys.tab(ref.customer, ref.tab_id), keys.customer_channel(ref.customer)],
@@ -111,6 +129,8 @@ async def raise_cap(
             now_ms,
             lua_states(sources(TabEvent.RAISE_CAP)),
             ref.tab_id,
+            "second" if second_hold_minor else "",
+            second_hold_minor,
         ],
     )
     return CapResult(code=Code(as_text(reply[0])), balance=_balance(reply))
@@ -198,9 +218,24 @@ async def read_tab_fields(store: Store, ref: TabRef) -> tuple[Tab, dict[str, Any
         frozen_at_ms=as_int(f.get("frozen_at", 0)),
         exhausted_at_ms=as_int(f.get("exhausted_at", 0)),
         burn_minor_per_minute=as_int(f.get("burn", 0)),
+        processor=as_text(f.get("processor", b"")),
+        opened_cap_minor=as_int(f.get("opened_cap", 0)),
+        payment_method=as_text(f.get("payment_method", b"")),
+        second_holds=_second_holds(f),
         lines=tuple(lines),
     )
     return tab, f
+
+
+def _second_holds(fields: dict[str, Any]) -> tuple[SecondHold, ...]:
+    """The ``hold:<auth_ref>`` fields of a tab hash, earliest expiry first."""
+    holds = []
+    for name, value in fields.items():
+        text = as_text(name)
+        if text.startswith("hold:"):
+            amount, _, expires = as_text(value).partition(":")
+            holds.append(SecondHold(text.removeprefix("hold:"), int(amount), int(expires)))
+    return tuple(sorted(holds, key=lambda h: (h.capture_before_ms, h.auth_ref)))
 
 
 # Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass

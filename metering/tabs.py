@@ -17,6 +17,8 @@ from metering.store import Store, as_int, as_text, translated
 
 #: Longest gateway authorization reference accepted.
 AUTH_REF_CHARS_MAX: Final = 128
+#: Longest processor name, or record of processors tried, a tab keeps.
+PROCESSOR_TEXT_CHARS_MAX: Final = 1_024
 
 
 def new_tab_id() -> str:
@@ -54,11 +56,17 @@ class Tabs:
         auth_ref: str,
         capture_before_ms: int,
         tab_id: str | None = None,
+        processor: str = "",
+        processor_tried: str = "",
+        payment_method: str = "",
     ) -> OpenResult:
         """Open a tab for ``customer`` in ``currency`` with a spending cap of ``cap_minor``.
 
         ``auth_ref`` is the gateway's reference of the hold that backs the cap, valid until
-        ``capture_before_ms``. Pass the same ``tab_id`` to retry safely.
+        ``capture_before_ms``, at ``processor`` (every later call for the tab goes there;
+        ``processor_tried`` records the processors asked, see :mod:`settlement.processors`;
+        ``payment_method`` is kept for a second hold where that processor cannot raise one).
+        Pass the same ``tab_id`` to retry safely.
 
         Codes, in order: invalid_currency, invalid_amount, cap_out_of_range, duplicate,
         id_reused, tab_already_open (``tab_id`` then names the open tab), applied.
@@ -66,6 +74,15 @@ class Tabs:
         check_id("customer", customer)
         tab_id = check_id("tab_id", tab_id if tab_id is not None else new_tab_id())
         _check_text("auth_ref", auth_ref, AUTH_REF_CHARS_MAX)
+        for name, value in (
+            ("processor", processor),
+            ("processor_tried", processor_tried),
+            ("payment_method", payment_method),
+        ):
+            if type(value) is not str or len(value) > PROCESSOR_TEXT_CHARS_MAX:
+                raise InvalidArgument(
+                    f"{name} must be a string of at most {PROCESSOR_TEXT_CHARS_MAX} chars"
+                )
         if not is_currency(currency):
             return OpenResult(code=Code.INVALID_CURRENCY, tab_id=tab_id)
         refused = self._cap_code(cap_minor)
@@ -93,6 +110,9 @@ class Tabs:
             auth_ref=auth_ref,
             capture_before_ms=capture_before_ms,
             now_ms=now_ms,
+            processor=processor,
+            processor_tried=processor_tried,
+            payment_method=payment_method,
         )
 
     async def _index(self, customer: str, tab_id: str, due_ms: int) -> None:
@@ -103,9 +123,20 @@ class Tabs:
             )
 
     async def raise_cap(
-        self, ref: TabRef, *, cap_minor: int, auth_ref: str, capture_before_ms: int
+        self,
+        ref: TabRef,
+        *,
+        cap_minor: int,
+        auth_ref: str,
+        capture_before_ms: int,
+        second_hold_minor: int = 0,
     ) -> CapResult:
         """Raise ``ref``'s cap to ``cap_minor`` (an absolute target, so repeats are harmless).
+
+        ``auth_ref`` is the raised hold; with ``second_hold_minor``, it is a second hold of that
+        amount under the tab instead (its processor cannot raise a hold in place), recorded
+        beside the first (:attr:`Tab.second_holds`): the tab then settles with one capture per
+        hold.
 
         Codes, in order: invalid_amount, cap_out_of_range, tab_not_found, tab_not_open,
         duplicate (the cap is already ``cap_minor``), cap_not_raised, applied.
@@ -117,6 +148,8 @@ class Tabs:
             return CapResult(code=refused)
         if not is_amount(capture_before_ms):
             raise InvalidArgument("capture_before_ms must be a time in milliseconds")
+        if not is_amount(second_hold_minor):
+            raise InvalidArgument("second_hold_minor must be an amount in minor units")
         return await scripts.raise_cap(
             self._store,
             ref,
@@ -124,6 +157,7 @@ class Tabs:
             auth_ref=auth_ref,
             capture_before_ms=capture_before_ms,
             now_ms=self._clock.now_ms(),
+            second_hold_minor=second_hold_minor,
         )
 
     async def freeze(self, ref: TabRef, reason: FreezeReason | str) -> FreezeResult:

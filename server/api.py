@@ -27,7 +27,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -43,9 +43,11 @@ from metering.money import is_amount, is_currency
 from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
 from server.runtime import Runtime, runtime
-from settlement.gateway import GatewayError, GatewayUnavailable, Hold
+from settlement.gateway import Gateway, GatewayError, GatewayUnavailable, Hold, Outcome
 from settlement.ledger.errors import LedgerUnavailable
 from settlement.ledger.holds import HoldRecord
+from settlement.processors.cascade import RoutedHold, place_hold
+from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.queue import request_settlement
 from settlement.scripts import SettlementRecord, read_settlement
 from settlement.statements import Statement, build_statement, statement_data
@@ -64,10 +66,13 @@ TICKET_TTL_S_DEFAULT: Final = 60
 TICKET_NAME_CHARS_MAX: Final = 64
 #: Longest capture id accepted (processors' ids are far shorter).
 CAPTURE_ID_CHARS_MAX: Final = 255
+#: Length of a customer's country code (ISO 3166 alpha-2).
+_COUNTRY_CHARS: Final = 2
 #: Longest card token (the gateway's payment method) a tab is opened with.
 PAYMENT_METHOD_CHARS_MAX: Final = 128
 
 Handler = Callable[[Request, Runtime], Awaitable[Response]]
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -223,6 +228,7 @@ def tab_json(tab: Tab) -> dict[str, Any]:
         "active_at_ms": tab.active_at_ms,
         "freeze_reason": tab.freeze_reason or None,
         "frozen_at_ms": tab.frozen_at_ms or None,
+        "processor": tab.processor,
         "lines": [
             {
                 "kind": line.kind,
@@ -268,8 +274,23 @@ def statement_json(tab: Tab, statement: Statement) -> dict[str, Any]:
         room["total_minor"] += line.amount_minor
         room["share_minor"] += line.share_minor
     settled = statement_data(statement)
+    extra: dict[str, Any] = {}
+    if tab.second_holds:
+        extra["authorizations"] = [
+            {
+                "auth_ref": tab.auth_ref,
+                "amount_minor": tab.cap_minor - sum(h.amount_minor for h in tab.second_holds),
+            },
+            *({"auth_ref": h.auth_ref, "amount_minor": h.amount_minor} for h in tab.second_holds),
+        ]
+        extra["note"] = (
+            f"The cap was raised by {len(tab.second_holds)} further authorization(s) at a "
+            "processor that cannot raise one in place: the tab settles with one capture per "
+            f"authorization, up to {len(tab.second_holds) + 1} charges on the card statement."
+        )
     return {
         **settled,
+        **extra,
         "cap_minor": tab.cap_minor,
         "lines": tab_json(tab)["lines"],
         "groups": settled["lines"],
@@ -308,11 +329,17 @@ async def open_tab(
     currency: str,
     cap_minor: int,
     payment_method: str,
+    country: str = "",
+    processor: str = "",
 ) -> Opened:
     """Authorize a hold of ``cap_minor`` on ``payment_method``, then open the tab.
 
-    Idempotent by ``idempotency_key``: the tab id is derived from the customer and the key and
-    the hold's key from the tab id, so a retry finds the same hold and the same tab. Each
+    The processor is routed (``country``, the currency, an explicit ``processor``; see
+    docs/processors.md) and recorded on the tab: every later call for the tab goes there. A
+    processor that authorizes less than asked (a partial authorization) sets the cap to what it
+    authorized. Idempotent by ``idempotency_key``: the tab id is derived from the customer and
+    the key and the hold's key from the tab id, so a retry finds the same hold and the same tab
+    (after a 3-D Secure challenge, the retry finds the hold the customer completed). Each
     argument is checked as it comes from a request (``idempotency_key_required``,
     ``invalid_id``, ``invalid_currency``, ``invalid_amount``, ``invalid_field``,
     ``cap_out_of_range``, in that order).
@@ -332,6 +359,10 @@ async def open_tab(
             "cap_out_of_range",
             f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
         )
+    if not (isinstance(country, str) and (country == "" or _is_country(country))):
+        raise ApiError(400, "invalid_field", "country must be an ISO 3166 alpha-2 code")
+    if not (isinstance(processor, str) and (processor == "" or is_id(processor))):
+        raise ApiError(400, "invalid_field", "processor must name a configured processor")
     tab_id = tab_id_for(customer, idempotency_key)
     ref = TabRef(customer, tab_id)
     existing = await rt.meter.tabs.read(ref)
@@ -344,46 +375,53 @@ async def open_tab(
     other = await rt.meter.tabs.find_open(customer, currency)
     if other is not None:
         raise ApiError(409, "tab_already_open", "the customer has an open tab", tab_id=other)
-    hold = await _approved_hold(
-        rt.gateway.authorize(
+    request = RouteRequest(
+        route_key=tab_id, currency=currency, country=country.upper(), preferred=processor
+    )
+    routed = await _answered(
+        place_hold(
+            rt.processors,
+            request,
             idempotency_key=f"auth:{tab_id}",
             payment_method=payment_method,
             amount_minor=cap,
             currency=currency,
         ),
         retry="retry with the same Idempotency-Key",
-        declined="the card was declined",
     )
+    hold = _approved(routed.hold, declined="the card was declined", routed=routed)
+    gateway = rt.processors.for_processor(routed.processor)
+    if hold.amount_minor < limits.cap_min_minor:
+        # A partial authorization too small for a tab: release it rather than open a tab the
+        # viewer could not use.
+        await _void_quietly(gateway, tab_id, hold)
+        raise ApiError(
+            402,
+            "card_declined",
+            "the card authorized less than the smallest cap",
+            decline_reason="partial_authorization",
+            authorized_minor=hold.amount_minor,
+        )
     # The hold is recorded before the tab exists: the ledger knows every hold a tab could
     # be charged on (and the card on file), and a retry with the same key records nothing new.
-    await rt.ledger.record_hold(
-        HoldRecord(
-            idempotency_key=f"auth:{tab_id}",
-            ref=ref,
-            processor=rt.settings.gateway,
-            auth_ref=hold.auth_ref,
-            payment_method=payment_method,
-            kind="authorize",
-            currency=currency,
-            amount_minor=cap,
-            expires_at_ms=hold.expires_at_ms,
-            recorded_at_ms=rt.meter.clock.now_ms(),
-        )
+    await _record_hold(
+        rt, ref, routed.processor, f"auth:{tab_id}", hold, payment_method, currency=currency
     )
     opened = await rt.meter.tabs.open(
         customer=customer,
         currency=currency,
-        cap_minor=cap,
+        # The cap is what the processor authorized: a partial authorization lowers it.
+        cap_minor=min(cap, hold.amount_minor),
         auth_ref=hold.auth_ref,
         capture_before_ms=hold.expires_at_ms,
         tab_id=tab_id,
+        processor=routed.processor,
+        processor_tried=routed.tried_text,
+        payment_method=payment_method,
     )
     if opened.code is Code.TAB_ALREADY_OPEN:
         # Another request opened a tab between our check and our open: release this hold.
-        try:
-            await rt.gateway.void(idempotency_key=f"void:{tab_id}", auth_ref=hold.auth_ref)
-        except GatewayError:
-            log.warning("could not void a surplus hold", extra={"fields": {"tab": tab_id}})
+        await _void_quietly(gateway, tab_id, hold)
         raise ApiError(
             409, "tab_already_open", "the customer has an open tab", tab_id=opened.tab_id
         )
@@ -392,17 +430,59 @@ async def open_tab(
     return Opened(await read_tab(rt, ref), created=opened.code is Code.APPLIED)
 
 
-async def _approved_hold(call: Awaitable[Hold], *, retry: str, declined: str) -> Hold:
-    """Await a gateway call that places or raises a hold: 503 ``gateway_unavailable`` (with
-    ``retry``) or 400 ``gateway_refused`` if it fails, 402 ``card_declined`` if declined."""
+def _is_country(value: str) -> bool:
+    return len(value) == _COUNTRY_CHARS and value.isascii() and value.isalpha()
+
+
+async def _void_quietly(gateway: Gateway, tab_id: str, hold: Hold) -> None:
     try:
-        hold = await call
+        await gateway.void(idempotency_key=f"void:{tab_id}", auth_ref=hold.auth_ref)
+    except GatewayError:
+        log.warning("could not void a surplus hold", extra={"fields": {"tab": tab_id}})
+
+
+async def _answered(call: Awaitable[T], *, retry: str) -> T:
+    """Await a gateway call: 503 ``gateway_unavailable`` (with ``retry``) or 400
+    ``gateway_refused`` if it fails, 422 ``no_processor`` if no processor may serve it."""
+    try:
+        return await call
     except GatewayUnavailable:
         raise ApiError(503, "gateway_unavailable", retry) from None
     except GatewayError as exc:
         raise ApiError(400, "gateway_refused", str(exc)) from None
+    except NoProcessor as exc:
+        raise ApiError(422, "no_processor", str(exc)) from None
+
+
+def _approved(hold: Hold, *, declined: str, routed: RoutedHold | None = None) -> Hold:
+    """``hold`` if approved; else 402 ``card_declined``, or 402 ``customer_action_required``
+    with what the page needs for a 3-D Secure challenge."""
+    where: dict[str, Any] = {}
+    if routed is not None:
+        where = {"processor": routed.processor, "tried": routed.tried_text}
+    if hold.outcome is Outcome.ACTION_REQUIRED and hold.action is not None:
+        raise ApiError(
+            402,
+            "customer_action_required",
+            "the customer must complete a 3-D Secure challenge; then repeat this request with "
+            "the same Idempotency-Key",
+            action={
+                "kind": hold.action.kind,
+                "client_secret": hold.action.client_secret,
+                "redirect_url": hold.action.redirect_url,
+            },
+            processor_ref=hold.processor_ref,
+            **where,
+        )
     if not hold.approved:
-        raise ApiError(402, "card_declined", declined, decline_reason=str(hold.decline_reason))
+        raise ApiError(
+            402,
+            "card_declined",
+            declined,
+            decline_reason=str(hold.decline_reason),
+            processor_ref=hold.processor_ref,
+            **where,
+        )
     return hold
 
 
@@ -429,7 +509,8 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     """Raise the tab's hold through the gateway to ``cap_minor``, then its cap; return the tab.
 
     Raising to the current cap is a harmless repeat; a lower cap is ``cap_not_raised``, a
-    declined increment ``card_declined`` (the cap stays).
+    declined increment ``card_declined`` (the cap stays). At a processor without incremental
+    authorization the raise is a second hold under the same tab (one capture per hold).
     """
     _check_ref(ref)
     cap = _check_amount(cap_minor, "cap_minor")
@@ -442,25 +523,30 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     if cap < tab.cap_minor:
         raise ApiError(409, "cap_not_raised", "a cap only grows", cap_minor=tab.cap_minor)
     if cap > tab.cap_minor:
-        key = f"increment:{ref.tab_id}:{cap}"
-        hold = await _approved_hold(
-            rt.gateway.increment(idempotency_key=key, auth_ref=tab.auth_ref, amount_minor=cap),
-            retry="retry the same request",
+        gateway = rt.processors.for_processor(tab.processor)
+        if not gateway.capabilities.incremental_authorization:
+            await _raise_by_second_hold(rt, gateway, tab, cap)
+            return await read_tab(rt, ref)
+        hold = _approved(
+            await _answered(
+                gateway.increment(
+                    idempotency_key=f"increment:{ref.tab_id}:{cap}",
+                    auth_ref=tab.auth_ref,
+                    amount_minor=cap,
+                ),
+                retry="retry the same request",
+            ),
             declined="the card declined the higher hold",
         )
-        await rt.ledger.record_hold(
-            HoldRecord(
-                idempotency_key=key,
-                ref=ref,
-                processor=rt.settings.gateway,
-                auth_ref=hold.auth_ref,
-                payment_method="",
-                kind="increment",
-                currency=tab.currency,
-                amount_minor=cap,
-                expires_at_ms=hold.expires_at_ms,
-                recorded_at_ms=rt.meter.clock.now_ms(),
-            )
+        await _record_hold(
+            rt,
+            ref,
+            tab.processor,
+            f"increment:{ref.tab_id}:{cap}",
+            hold,
+            "",
+            currency=tab.currency,
+            kind="increment",
         )
         raised = await rt.meter.tabs.raise_cap(
             ref, cap_minor=cap, auth_ref=hold.auth_ref, capture_before_ms=hold.expires_at_ms
@@ -468,6 +554,92 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
         if not raised.code.ok:
             raise _code_error(raised.code, "the cap could not be raised")
     return await read_tab(rt, ref)
+
+
+async def _record_hold(
+    rt: Runtime,
+    ref: TabRef,
+    processor: str,
+    key: str,
+    hold: Hold,
+    payment_method: str,
+    *,
+    currency: str,
+    kind: str = "authorize",
+) -> None:
+    """Record an approved hold (or increment) in the ledger, once per idempotency key."""
+    await rt.ledger.record_hold(
+        HoldRecord(
+            idempotency_key=key,
+            ref=ref,
+            processor=processor or rt.processors.default_name,
+            auth_ref=hold.auth_ref,
+            payment_method=payment_method,
+            kind=kind,
+            currency=currency,
+            amount_minor=hold.amount_minor,
+            expires_at_ms=hold.expires_at_ms,
+            recorded_at_ms=rt.meter.clock.now_ms(),
+            processor_ref=hold.processor_ref,
+        )
+    )
+
+
+async def _raise_by_second_hold(rt: Runtime, gateway: Gateway, tab: Tab, cap: int) -> None:
+    """Raise the cap at a processor without incremental authorization: a second hold of the
+    difference on the same payment method, recorded beside the first (the tab then settles
+    with one capture per hold, and its statement says so)."""
+    ref = tab.ref
+    extra = cap - tab.cap_minor
+    if not tab.payment_method:
+        raise ApiError(
+            409,
+            "increment_unsupported",
+            "the processor holding this tab cannot raise a hold, and the tab keeps no payment "
+            "method for a second one; settle it and open another",
+            processor=tab.processor,
+        )
+    hold = _approved(
+        await _answered(
+            gateway.authorize(
+                idempotency_key=f"auth:{ref.tab_id}:raise:{cap}",
+                payment_method=tab.payment_method,
+                amount_minor=extra,
+                currency=tab.currency,
+            ),
+            retry="retry the same request",
+        ),
+        declined="the card declined the second hold",
+    )
+    if hold.amount_minor != extra:
+        await _void_quietly(gateway, f"{ref.tab_id}:raise:{cap}", hold)
+        raise ApiError(
+            402,
+            "card_declined",
+            "the card authorized less than the raise",
+            decline_reason="partial_authorization",
+            authorized_minor=hold.amount_minor,
+        )
+    await _record_hold(
+        rt,
+        ref,
+        tab.processor,
+        f"auth:{ref.tab_id}:raise:{cap}",
+        hold,
+        tab.payment_method,
+        currency=tab.currency,
+    )
+    raised = await rt.meter.tabs.raise_cap(
+        ref,
+        cap_minor=cap,
+        auth_ref=hold.auth_ref,
+        capture_before_ms=hold.expires_at_ms,
+        second_hold_minor=extra,
+    )
+    if not raised.code.ok:
+        # The tab stopped being open meanwhile: the second hold backs nothing.
+        await _void_quietly(gateway, f"{ref.tab_id}:raise:{cap}", hold)
+        raise _code_error(raised.code, "the cap could not be raised")
 
 
 async def settle_tab(rt: Runtime, ref: TabRef) -> Tab:
@@ -588,6 +760,8 @@ async def handle_open_tab(request: Request, rt: Runtime) -> Response:
         currency=field(body, "currency"),
         cap_minor=field(body, "cap_minor"),
         payment_method=field(body, "payment_method"),
+        country=field(body, "country", ""),
+        processor=field(body, "processor", ""),
     )
     return JSONResponse(tab_json(opened.tab), status_code=201 if opened.created else 200)
 

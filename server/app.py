@@ -26,7 +26,6 @@ from server.scheduler import Scheduler, new_owner_id
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
-from settlement.gateways import SANDBOX_JOURNAL, close_gateway, create_gateway
 from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
@@ -66,16 +65,10 @@ def create_app(
         store = await open_store(target, (*CORE_SCRIPTS, *SETTLEMENT_SCRIPTS))
         metrics = Metrics()
         meter = Meter(store, clock=clock, limits=settings.limits(), observe=metrics.observe_flush)
-        # One gateway serves the holds the API places and the worker's captures: the in-process
-        # sandbox keeps its holds in this process's memory, so both must be the same object.
-        gateway = create_gateway(
-            settings.gateway,
-            clock=meter.clock,
-            url=settings.gateway_url,
-            timeout_s=settings.gateway_timeout_ms / 1_000,
-            stripe_api_key=settings.stripe_api_key,
-            journal_path=settings.data_dir / SANDBOX_JOURNAL,
-        )
+        # One registry serves the holds the API places and the worker's captures: the
+        # in-process sandbox keeps its holds in this process (and its journal in the data
+        # folder, so a restart loses none), so both must share it.
+        processors = settings.processor_registry(meter.clock, durable=True)
         owner = new_owner_id()
         hub = Hub(meter, target, metrics, owner)
         cap_watch = CapWatch(
@@ -100,7 +93,7 @@ def create_app(
                 issuers=settings.ticket_issuers,
                 ttl_ms_max=settings.ticket_ttl_s_max * 1000,
             ),
-            gateway=gateway,
+            processors=processors,
             ledger=ledger,
             metrics=metrics,
             cap_watch=cap_watch,
@@ -112,9 +105,8 @@ def create_app(
         if settings.worker_in_process(embedded=demo):
             worker = Worker(
                 meter,
-                gateway,
+                processors,
                 ledger=ledger,
-                processor=settings.gateway,
                 config=settings.settlement_config(),
                 webhook_config=settings.webhook_config(),
             )
@@ -146,7 +138,7 @@ def create_app(
             await meter.aclose()
             await store.close()
             await ledger.close()
-            close_gateway(gateway)
+            processors.close()
 
     routes: list[BaseRoute] = [
         Route("/livez", health.livez, methods=["GET"]),

@@ -14,15 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.store import RedisTarget
 from server.errors import ConfigError
 from settlement.config import CrashPoint, SettlementConfig
-from settlement.gateways import GATEWAY_KINDS
+from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
+from settlement.processors.registry import LEGACY_KINDS, ProcessorRegistry, kind_fields
+from settlement.processors.settings import (
+    LIST_VARIABLE,
+    ProcessorSpec,
+    legacy_processor,
+    parse_processors,
+)
+from settlement.processors.settings import PREFIX as PROCESSOR_PREFIX
 from settlement.webhooks import WebhookConfig
 
 PREFIX: Final = "TIPMETER_"
+#: The single-gateway settings that a named list of processors replaces.
+SINGLE_GATEWAY_VARIABLES: Final = ("GATEWAY", "GATEWAY_URL", "STRIPE_API_KEY")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,10 @@ class Settings:
     gateway_url: str | None = None
     gateway_timeout_ms: int = 20_000
     stripe_api_key: str | None = None
+    processor_names: tuple[str, ...] = ()
+    processors_cascade_max: int = 0
+    #: Read from ``TIPMETER_PROCESSOR_<NAME>_<FIELD>`` (see settlement.processors.settings).
+    processors: tuple[ProcessorSpec, ...] = ()
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_attempts_max: int = 10
@@ -169,6 +184,30 @@ class Settings:
             crash_point=CrashPoint(self.settle_crash_point) if self.settle_crash_point else None,
         )
 
+    def processor_specs(self) -> tuple[ProcessorSpec, ...]:
+        """The processors serving this deployment: the named list, or else the one the
+        single-gateway settings describe."""
+        if self.processors:
+            return self.processors
+        return (
+            legacy_processor(
+                self.gateway, url=self.gateway_url, stripe_api_key=self.stripe_api_key
+            ),
+        )
+
+    def processor_registry(self, clock: Clock, *, durable: bool = False) -> ProcessorRegistry:
+        """Build every processor (one registry per process: the in-process sandbox keeps its
+        holds in this process, so the API and the worker of one process must share it).
+        ``durable``: in-process sandboxes keep their record in the data folder (a process
+        that serves; a check of the settings opens no file)."""
+        return ProcessorRegistry.build(
+            self.processor_specs(),
+            clock=clock,
+            timeout_s=self.gateway_timeout_ms / 1_000,
+            cascade_max=self.processors_cascade_max,
+            data_dir=self.data_dir if durable else None,
+        )
+
     def webhook_config(self) -> WebhookConfig:
         """Where settlement webhooks go (off without a URL)."""
         return WebhookConfig(
@@ -192,7 +231,11 @@ class Settings:
         """Read every ``TIPMETER_*`` variable of ``env``; unknown ones are an error."""
         values: dict[str, Any] = {}
         known = {var.name for var in VARIABLES}
-        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+        unknown = sorted(
+            k
+            for k in env
+            if k.startswith(PREFIX) and k not in known and not k.startswith(PROCESSOR_PREFIX)
+        )
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; see README.md")
         for var in VARIABLES:
@@ -203,7 +246,24 @@ class Settings:
                 values[var.field] = var.parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{var.name}={raw!r}: {exc}") from None
+        try:
+            values["processors"] = parse_processors(env, kind_fields())
+        except SettlementMisuse as exc:
+            raise ConfigError(str(exc)) from None
+        single = [
+            f"{PREFIX}{name}" for name in SINGLE_GATEWAY_VARIABLES if env.get(f"{PREFIX}{name}")
+        ]
+        if values["processors"] and single:
+            raise ConfigError(
+                f"{LIST_VARIABLE} and {', '.join(single)} are exclusive: name the processors "
+                "(each with its own URL and key), or configure the one gateway"
+            )
         settings = cls(**values)
+        try:
+            # Build them once now, so a missing or malformed field stops the start, naming it.
+            settings.processor_registry(SystemClock())
+        except SettlementMisuse as exc:
+            raise ConfigError(str(exc)) from None
         if settings.tips_burst_max < settings.tips_per_s_max:
             raise ConfigError(f"{PREFIX}TIPS_BURST_MAX must be at least {PREFIX}TIPS_PER_S_MAX")
         if settings.redis_url is not None and settings.redis_cluster_nodes:
@@ -228,7 +288,8 @@ class Settings:
                 f"{PREFIX}TICK_MS ({self.tick_ms}): a lease renewed once a tick would lapse "
                 "between two ticks, and live shows would end as owner_lost"
             )
-        if self.gateway == "sandbox" and not self.worker_in_process(embedded=self.embedded_redis):
+        in_process = any(spec.kind == "sandbox" for spec in self.processor_specs())
+        if in_process and not self.worker_in_process(embedded=self.embedded_redis):
             raise ConfigError(
                 f"{PREFIX}GATEWAY=sandbox keeps its holds inside this process, so a separate "
                 f"worker ({PREFIX}WORKER={self.worker} with {PREFIX}REDIS_URL or "
@@ -638,7 +699,7 @@ VARIABLES: Final = (
     Variable(
         "TIPMETER_GATEWAY",
         "gateway",
-        choice(*GATEWAY_KINDS),
+        choice(*LEGACY_KINDS),
         "Payment gateway of the worker: `sandbox` (in-process), `sandbox-http` "
         "(a `tipmeter sandbox-gateway` process) or `stripe`.",
     ),
@@ -646,7 +707,8 @@ VARIABLES: Final = (
         "TIPMETER_GATEWAY_URL",
         "gateway_url",
         text,
-        "Base URL of the `sandbox-http` gateway, e.g. `http://127.0.0.1:8100`.",
+        "Base URL of the `sandbox-http` gateway, e.g. `http://127.0.0.1:8100` (for `stripe`: "
+        "the API's base URL, for emulators; unset: Stripe's).",
     ),
     Variable(
         "TIPMETER_GATEWAY_TIMEOUT_MS",
@@ -659,6 +721,22 @@ VARIABLES: Final = (
         "stripe_api_key",
         text,
         "Secret key of the `stripe` gateway.",
+    ),
+    Variable(
+        "TIPMETER_PROCESSORS",
+        "processor_names",
+        comma_list,
+        "Names of the processors serving this deployment (e.g. `eu,us,segpay`); each one is "
+        "set by `TIPMETER_PROCESSOR_<NAME>_<FIELD>` variables (`KIND`, `CURRENCIES`, "
+        "`COUNTRIES`, `PRODUCTS`, `WEIGHT`, the kind's own: docs/processors.md). Unset: the "
+        "`TIPMETER_GATEWAY` settings describe the one processor.",
+    ),
+    Variable(
+        "TIPMETER_PROCESSORS_CASCADE_MAX",
+        "processors_cascade_max",
+        integer(0, 31),
+        "Further eligible processors a hold is tried at after a soft decline (never after a "
+        "hard one). 0: no cascading.",
     ),
     Variable(
         "TIPMETER_WEBHOOK_URL",

@@ -80,6 +80,10 @@ _TAB = {
         "active_at_ms": {"type": "integer"},
         "freeze_reason": {"type": ["string", "null"]},
         "frozen_at_ms": {"type": ["integer", "null"]},
+        "processor": {
+            "type": "string",
+            "description": "The processor holding the authorization (docs/processors.md).",
+        },
         "lines": {"type": "array", "items": _LINE},
     },
 }
@@ -126,6 +130,15 @@ _STATEMENT = {
         "settled_at_ms": {"type": "integer"},
         "decline_reason": {"type": "string"},
         "retryable": {"type": "boolean"},
+        "authorizations": {
+            "type": "array",
+            "description": "Only for a tab raised by further holds: one capture per hold.",
+            "items": {
+                "type": "object",
+                "properties": {"auth_ref": {"type": "string"}, "amount_minor": _MINOR},
+            },
+        },
+        "note": {"type": "string"},
         "model_shares": {
             "type": "array",
             "items": {
@@ -176,10 +189,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Invalid input (code names the field's problem).",
         401: "Missing or wrong API key (`unauthorized`).",
-        402: "The card was declined (`card_declined`, with `decline_reason`).",
+        402: "The card was declined (`card_declined`, with `decline_reason`), or the customer "
+        "must complete 3-D Secure (`customer_action_required`, with `action`).",
         404: "No such tab (`tab_not_found`) or capture (`capture_not_found`).",
         409: "Conflict: `tab_already_open` (with `tab_id`), `tab_not_open`, `cap_not_raised`, "
-        "`idempotency_key_reused`.",
+        "`idempotency_key_reused`, `increment_unsupported`.",
+        422: "No configured processor serves this request (`no_processor`).",
         413: "Body larger than 16 KiB (`body_too_large`).",
         503: "Redis, the ledger database or the gateway is unavailable (`unavailable`, "
         "`ledger_unavailable`, `gateway_unavailable`): retry.",
@@ -234,13 +249,22 @@ def document(server_url: str) -> dict[str, Any]:
                             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
                             "cap_minor": _MINOR,
                             "payment_method": {"type": "string", "maxLength": 128},
+                            "country": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z]{2}$",
+                                "description": "The customer's country, for routing.",
+                            },
+                            "processor": {
+                                "type": "string",
+                                "description": "The cam site's choice of processor.",
+                            },
                         },
                         ["customer", "currency", "cap_minor", "payment_method"],
                     ),
                     "responses": {
                         "201": _json(_TAB, "The tab is open."),
                         "200": _json(_TAB, "A retry with the same Idempotency-Key: the same tab."),
-                        **_errors(400, 401, 402, 409, 413, 503),
+                        **_errors(400, 401, 402, 409, 413, 422, 503),
                     },
                 }
             },

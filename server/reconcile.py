@@ -10,7 +10,6 @@ from metering.clock import SystemClock
 from metering.meter import CORE_SCRIPTS, open_store
 from server.config import Settings
 from server.errors import ConfigError
-from settlement.gateways import SANDBOX_JOURNAL, close_gateway, create_gateway
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.reconcile import ReconcileReport, reconcile
 
@@ -40,13 +39,8 @@ async def run_reconcile(settings: Settings, since: datetime, until: datetime) ->
         stack.push_async_callback(ledger.close)
         store = await open_store(settings.redis_target(), CORE_SCRIPTS)
         stack.push_async_callback(store.close)
-        gateway = create_gateway(
-            settings.gateway,
-            clock=SystemClock(),
-            url=settings.gateway_url,
-            timeout_s=settings.gateway_timeout_ms / 1_000,
-            stripe_api_key=settings.stripe_api_key,
-            journal_path=settings.data_dir / SANDBOX_JOURNAL,
-        )
-        stack.callback(close_gateway, gateway)
-        return await reconcile(ledger, store, {settings.gateway: gateway}, since, until)
+        # In-process sandboxes are read from their journal in the data folder (stop the server
+        # that keeps it first: a journal is locked to one process).
+        processors = settings.processor_registry(SystemClock(), durable=True)
+        stack.callback(processors.close)
+        return await reconcile(ledger, store, processors.gateways(), since, until)

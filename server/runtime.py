@@ -15,6 +15,7 @@ from server.metrics import Metrics
 from server.tickets import TicketGate
 from settlement.gateway import Gateway
 from settlement.ledger.ledger import Ledger
+from settlement.processors.registry import ProcessorRegistry
 
 if TYPE_CHECKING:
     from server.connection import Connection
@@ -33,7 +34,9 @@ class Runtime:
     hub: Hub
     scheduler: Scheduler
     tickets: TicketGate
-    gateway: Gateway
+    #: Every processor; each tab's calls go to the one named on it.
+    processors: ProcessorRegistry
+    #: The ledger of record (PostgreSQL).
     ledger: Ledger
     metrics: Metrics
     cap_watch: CapWatch
@@ -41,6 +44,11 @@ class Runtime:
     #: Set whenever the last connection closes (the drain waits on it).
     no_connections: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
+
+    @property
+    def gateway(self) -> Gateway:
+        """The first processor (the demo's, and a one-processor deployment's only one)."""
+        return self.processors.default
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

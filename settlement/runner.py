@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from metering.clock import SystemClock
 from metering.meter import Meter, open_store
 from metering.scripts import METERING_SCRIPTS
-from settlement.gateways import create_gateway
 from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
@@ -28,19 +27,12 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, An
     ledger = await Ledger.open(settings.database_config())
     store = await open_store(settings.redis_target(), (*METERING_SCRIPTS, *SETTLEMENT_SCRIPTS))
     meter = Meter(store, clock=clock, limits=settings.limits())
+    processors = settings.processor_registry(clock)
     try:
-        gateway = create_gateway(
-            settings.gateway,
-            clock=clock,
-            url=settings.gateway_url,
-            timeout_s=settings.gateway_timeout_ms / 1_000,
-            stripe_api_key=settings.stripe_api_key,
-        )
         worker = Worker(
             meter,
-            gateway,
+            processors,
             ledger=ledger,
-            processor=settings.gateway,
             config=settings.settlement_config(),
             webhook_config=settings.webhook_config(),
         )
@@ -64,3 +56,4 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, An
         await meter.aclose()
         await store.close()
         await ledger.close()
+        processors.close()

@@ -14,6 +14,10 @@ request                        body (JSON) — every POST carries an ``Idempoten
 ``POST /v1/void``              ``auth_ref``
 ``POST /v1/refund``            ``capture_id``, ``amount_minor``
 ``GET /v1/lookup?key=K``       — (``{"result": null}`` when K never committed)
+``GET /v1/authorizations/R``   — where hold R stands (``{"authorization": null}`` if unknown)
+``POST /v1/complete_action``   ``auth_ref``: the customer passed 3-D Secure (tests, pages)
+``POST /v1/behaviour``         ``decline_holds`` (a reason or null): this sandbox now behaves
+                               as another processor would (tests of routing and cascading)
 ``GET /v1/captures``           — the capture log, in commit order
 ``POST /v1/faults``            ``operation``, ``fault``, ``times``: inject faults (tests)
 =============================  ===========================================================
@@ -39,16 +43,24 @@ from starlette.routing import Route
 from metering.money import is_amount
 from settlement import http
 from settlement.gateway import (
+    Authorization,
+    AuthorizationStatus,
+    Capabilities,
     CaptureResult,
     DeclineReason,
     GatewayRequestError,
     GatewayUnavailable,
     Hold,
-    Outcome,
     RefundResult,
     VoidResult,
 )
-from settlement.sandbox import CaptureLogEntry, Fault, SandboxGateway
+from settlement.sandbox import (
+    CaptureLogEntry,
+    Fault,
+    SandboxGateway,
+    decode_result,
+    encode_result,
+)
 
 #: The ``tipmeter sandbox-gateway`` process's journal, in its data folder.
 SANDBOX_HTTP_JOURNAL: Final = "sandbox-gateway.jsonl"
@@ -60,38 +72,6 @@ R = TypeVar("R", Hold, CaptureResult, VoidResult, RefundResult)
 BODY_BYTES_MAX: Final = 65_536
 #: Largest capture log the client reads (a soak captures a few thousand).
 CAPTURE_LOG_BYTES_MAX: Final = 64 * 1_048_576
-
-_KINDS: Final[dict[type, str]] = {
-    Hold: "hold",
-    CaptureResult: "capture",
-    VoidResult: "void",
-    RefundResult: "refund",
-}
-
-
-def encode_result(result: Result | None) -> dict[str, Any] | None:
-    """A gateway result as JSON-ready data, tagged with its ``kind``."""
-    if result is None:
-        return None
-    return {"kind": _KINDS[type(result)], **asdict(result)}
-
-
-def decode_result(data: Any) -> Result | None:
-    """The inverse of :func:`encode_result`; raise GatewayRequestError if malformed."""
-    if data is None:
-        return None
-    try:
-        fields = dict(data)
-        kind = fields.pop("kind")
-        if kind in ("hold", "capture"):
-            fields["outcome"] = Outcome(fields["outcome"])
-            reason = fields.get("decline_reason")
-            fields["decline_reason"] = DeclineReason(reason) if reason else None
-        cls = {"hold": Hold, "capture": CaptureResult, "void": VoidResult, "refund": RefundResult}
-        result: Result = cls[kind](**fields)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GatewayRequestError(f"malformed gateway reply: {exc}") from exc
-    return result
 
 
 def _json(status: int, payload: Any) -> Response:
@@ -166,6 +146,25 @@ def create_app(gateway: SandboxGateway) -> Starlette:
         found = await gateway.lookup(request.query_params.get("key", ""))
         return _json(200, {"result": encode_result(found)})
 
+    async def authorization(request: Request) -> Response:
+        found = await gateway.lookup_authorization(request.path_params["auth_ref"])
+        return _json(200, {"authorization": asdict(found) if found is not None else None})
+
+    async def complete_action(request: Request) -> Response:
+        try:
+            done = gateway.complete_action(text(await body_of(request), "auth_ref"))
+        except ValueError as exc:
+            return _json(422, {"error": str(exc)})
+        return _json(200 if done else 404, {"ok": done})
+
+    async def behaviour(request: Request) -> Response:
+        try:
+            raw = (await body_of(request)).get("decline_holds")
+            gateway.decline_holds = DeclineReason(raw) if raw is not None else None
+        except ValueError as exc:
+            return _json(422, {"error": str(exc)})
+        return _json(200, {"ok": True})
+
     async def captures(request: Request) -> Response:
         return _json(200, {"captures": [asdict(entry) for entry in gateway.captures]})
 
@@ -185,6 +184,9 @@ def create_app(gateway: SandboxGateway) -> Starlette:
             Route("/v1/lookup", lookup, methods=["GET"]),
             Route("/v1/captures", captures, methods=["GET"]),
             Route("/v1/faults", faults, methods=["POST"]),
+            Route("/v1/complete_action", complete_action, methods=["POST"]),
+            Route("/v1/behaviour", behaviour, methods=["POST"]),
+            Route("/v1/authorizations/{auth_ref}", authorization, methods=["GET"]),
             Route("/v1/{operation}", operation, methods=["POST"]),
         ]
     )
@@ -197,9 +199,15 @@ class HttpGateway:
     call may have committed: retry with the same key); a 4xx raises GatewayRequestError.
     """
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float = 10.0, capabilities: Capabilities | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        #: As the process was started (the sandbox process cannot be asked).
+        self.capabilities = (
+            capabilities if capabilities is not None else Capabilities(customer_action=True)
+        )
 
     async def _send(
         self, method: str, path: str, body: dict[str, Any] | None = None, key: str = ""
@@ -271,6 +279,17 @@ class HttpGateway:
         reply = await self._send("GET", f"/v1/lookup?key={quote(idempotency_key, safe='')}")
         return decode_result(reply["result"])
 
+    async def lookup_authorization(self, auth_ref: str) -> Authorization | None:
+        """Where hold ``auth_ref`` stands now."""
+        reply = await self._send("GET", f"/v1/authorizations/{quote(auth_ref, safe='')}")
+        data = reply["authorization"]
+        if data is None:
+            return None
+        try:
+            return Authorization(**{**data, "status": AuthorizationStatus(data["status"])})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GatewayRequestError(f"malformed authorization: {exc}") from exc
+
     async def capture_log(self) -> list[dict[str, Any]]:
         """The sandbox's capture log (ground truth in crash tests), in commit order."""
         captures: list[dict[str, Any]] = (await self._send("GET", "/v1/captures"))["captures"]
@@ -279,6 +298,10 @@ class HttpGateway:
     async def listed_captures(self) -> list[CaptureLogEntry]:
         """Every capture the sandbox committed, in commit order (for reconciliation)."""
         return [CaptureLogEntry(**entry) for entry in await self.capture_log()]
+
+    async def behave(self, *, decline_holds: DeclineReason | None) -> None:
+        """Make the sandbox decline every hold with ``decline_holds`` (None: test cards)."""
+        await self._send("POST", "/v1/behaviour", {"decline_holds": decline_holds})
 
     async def inject(self, operation: str, fault: Fault, times: int = 1) -> None:
         """Make the sandbox's next ``times`` calls of ``operation`` fail with ``fault``."""

@@ -33,7 +33,11 @@ is moved to ``tm:{settle}:dead`` for an operator, and the tab is marked so the s
 
 A hold about to expire is never captured: within :attr:`SettlementConfig.capture_guard_ms` of
 ``capture_before`` the tab becomes ``expired`` — unless an earlier attempt may have reached the
-processor, in which case the worker looks the capture up by its key and records what it finds.
+processor, in which case the worker looks the hold up at its processor (read-after-write, by
+the authorization reference) and records the capture it finds.
+
+Every gateway call for a tab goes to the processor that holds its authorization, named on the
+tab when it opened (:meth:`settlement.processors.registry.ProcessorRegistry.for_processor`).
 
 ``GatewayUnavailable`` (and an unreachable Redis or ledger database) leaves the entry pending:
 it is retried with the same key after the claim bound. :meth:`Worker.run_burst` drains the queue
@@ -71,12 +75,16 @@ from settlement.gateway import (
     CaptureResult,
     DeclineReason,
     Gateway,
+    GatewayCredentialsRejected,
     GatewayUnavailable,
 )
 from settlement.ledger.errors import LedgerUnavailable
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.settlements import SettlementFacts, ShowFacts
 from settlement.outcomes import SettleCode, SettlementOutcome
+from settlement.processors import holds
+from settlement.processors.registry import ProcessorRegistry
+from settlement.retry_rules import rule_for
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
 from settlement.sweeper import Sweeper
@@ -153,10 +161,9 @@ class Worker:
     def __init__(
         self,
         meter: Meter,
-        gateway: Gateway,
+        gateway: Gateway | ProcessorRegistry,
         *,
         ledger: Ledger,
-        processor: str = "sandbox",
         config: SettlementConfig | None = None,
         webhook_config: WebhookConfig | None = None,
         consumer: str | None = None,
@@ -164,10 +171,11 @@ class Worker:
         self.meter = meter
         self.store = meter.store
         self.clock = meter.clock
-        self.gateway = gateway
+        #: Every processor; a single gateway serves as a registry of one.
+        self.processors = (
+            gateway if isinstance(gateway, ProcessorRegistry) else ProcessorRegistry.single(gateway)
+        )
         self.ledger = ledger
-        #: The processor recorded for tabs that do not name theirs.
-        self.processor = processor
         self.config = config if config is not None else SettlementConfig()
         self.webhook_config = webhook_config if webhook_config is not None else WebhookConfig()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -311,8 +319,15 @@ class Worker:
         try:
             status = await self.settle_tab(ref)
         except (GatewayUnavailable, StoreUnavailable, LedgerUnavailable) as exc:
-            log.warning(
-                "settlement deferred", extra={"fields": {"tab": _describe(ref), "why": str(exc)}}
+            # Rejected credentials fail every call until an operator fixes the key: the entry
+            # waits uncounted like in an outage, never dead-lettered, and the log says so loudly.
+            level = (
+                logging.ERROR if isinstance(exc, GatewayCredentialsRejected) else logging.WARNING
+            )
+            log.log(
+                level,
+                "settlement deferred",
+                extra={"fields": {"tab": _describe(ref), "why": str(exc)}},
             )
             status = SettleStatus.RETRY_LATER
         except Exception as exc:
@@ -404,13 +419,18 @@ class Worker:
         if begin.code is not SettleCode.APPLIED and begin.code is not SettleCode.DUPLICATE:
             return True  # recorded by another worker meanwhile: go on with the follow-ups
         crash_if(self.config.crash_point, CrashPoint.BEFORE_GATEWAY)
+        gateway = self.processors.for_processor(tab.processor)
         amount = begin.amount_minor
         now_ms = self.clock.now_ms()
         if amount == 0:
             released = 0
-            if now_ms < begin.capture_before_ms:
+            if now_ms < begin.capture_before_ms and tab.second_holds:
+                released = await holds.void_parts(
+                    gateway, tab, begin.auth_ref, void_key=void_key(ref), call=self._call
+                )
+            elif now_ms < begin.capture_before_ms:
                 voided = await self._call(
-                    self.gateway.void(idempotency_key=void_key(ref), auth_ref=begin.auth_ref)
+                    gateway.void(idempotency_key=void_key(ref), auth_ref=begin.auth_ref)
                 )
                 released = voided.released_minor
             # else: the hold has lapsed by itself; there is nothing left to release.
@@ -419,19 +439,33 @@ class Worker:
             return True
         if now_ms >= begin.capture_before_ms - self.config.capture_guard_ms:
             prior = None
-            if begin.attempts > 1:
-                # An earlier attempt may have captured in time; its key tells.
-                prior = await self._call(self.gateway.lookup(capture_key(ref)))
-            if isinstance(prior, CaptureResult):
+            if begin.attempts > 1 and tab.second_holds:
+                split = holds.parts(tab, begin.auth_ref, amount)
+                prior = await holds.captured_parts(gateway, split, call=self._call)
+            elif begin.attempts > 1:
+                # An earlier attempt may have captured in time; the hold's processor tells.
+                found = await self._call(gateway.lookup_authorization(begin.auth_ref))
+                prior = found.capture_result() if found is not None else None
+            if prior is not None:
                 await self._record_capture(ref, prior)
             else:
                 await self._record(ref, SettlementOutcome.EXPIRED, decline_reason="hold_expired")
             return True
-        result = await self._call(
-            self.gateway.capture(
-                idempotency_key=capture_key(ref), auth_ref=begin.auth_ref, amount_minor=amount
+        if tab.second_holds:
+            # Raised by a second hold at a processor without increments: one capture per hold.
+            result = await holds.capture_parts(
+                gateway,
+                holds.parts(tab, begin.auth_ref, amount),
+                capture_key=capture_key(ref),
+                void_key=void_key(ref),
+                call=self._call,
             )
-        )
+        else:
+            result = await self._call(
+                gateway.capture(
+                    idempotency_key=capture_key(ref), auth_ref=begin.auth_ref, amount_minor=amount
+                )
+            )
         crash_if(self.config.crash_point, CrashPoint.AFTER_GATEWAY)
         await self._record_capture(ref, result)
         return True
@@ -447,8 +481,10 @@ class Worker:
             )
             return
         reason = result.decline_reason or DeclineReason.DO_NOT_HONOR
+        # The one table of card-network rules decides, with the network's advice when sent.
+        retryable = rule_for(reason, mastercard_advice=result.advice_code).retryable
         await self._record(
-            ref, SettlementOutcome.DECLINED, decline_reason=reason.value, retryable=reason.retryable
+            ref, SettlementOutcome.DECLINED, decline_reason=reason.value, retryable=retryable
         )
 
     async def _record(self, ref: TabRef, outcome: SettlementOutcome, **fields: Any) -> None:
@@ -483,7 +519,7 @@ class Worker:
                 tab=tab,
                 record=record,
                 statement=statement,
-                processor=record.processor or self.processor,
+                processor=record.processor or self.processors.default_name,
                 shows=tuple(shows),
             )
         )

@@ -15,13 +15,16 @@ same answers once the Redis keys have expired.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from metering.lifecycle import TabState
-from metering.outcomes import Line, Tab, TabRef
+from metering.outcomes import Line, SecondHold, Tab, TabRef
 from settlement.ledger import journal
 from settlement.ledger.db import Connection
 from settlement.ledger.errors import LedgerMismatch
@@ -143,16 +146,19 @@ async def record(conn: Connection, facts: SettlementFacts) -> bool:
             """
             INSERT INTO settlements (
                 settlement_id, customer, tab_id, currency, processor, auth_ref, payment_method,
-                outcome, state, freeze_reason, cap_minor, accrued_minor, captured_minor,
+                second_holds, opened_cap_minor, outcome, state, freeze_reason, cap_minor,
+                accrued_minor, captured_minor,
                 released_minor, platform_minor, capture_id, processor_ref, idempotency_key,
                 attempts, decline_reason, retryable, tab_version, opened_at, active_at,
                 exhausted_at, frozen_at, capture_before, started_at, outcome_at)
             VALUES (
                 %(sid)s, %(customer)s, %(tab_id)s, %(currency)s, %(processor)s, %(auth_ref)s,
-                coalesce((SELECT payment_method FROM holds
+                coalesce(nullif(%(payment_method)s, ''),
+                         (SELECT payment_method FROM holds
                           WHERE customer = %(customer)s AND tab_id = %(tab_id)s
                           AND kind = 'authorize' ORDER BY recorded_at LIMIT 1), ''),
-                %(outcome)s, %(state)s, %(freeze_reason)s, %(cap)s, %(accrued)s, %(captured)s,
+                %(second_holds)s, %(opened_cap)s, %(outcome)s, %(state)s, %(freeze_reason)s,
+                %(cap)s, %(accrued)s, %(captured)s,
                 %(released)s, %(platform)s, %(capture_id)s, %(processor_ref)s,
                 %(idempotency_key)s, %(attempts)s, %(decline_reason)s, %(retryable)s,
                 %(version)s, %(opened_at)s, %(active_at)s, %(exhausted_at)s, %(frozen_at)s,
@@ -167,6 +173,9 @@ async def record(conn: Connection, facts: SettlementFacts) -> bool:
                 "currency": tab.currency,
                 "processor": facts.processor,
                 "auth_ref": tab.auth_ref,
+                "payment_method": tab.payment_method,
+                "second_holds": Jsonb([dataclasses.asdict(h) for h in tab.second_holds]),
+                "opened_cap": tab.opened_cap_minor,
                 "outcome": facts.outcome.value,
                 "state": tab.state.value,
                 "freeze_reason": tab.freeze_reason,
@@ -421,6 +430,10 @@ def _tab(row: dict[str, Any], ref: TabRef, lines: tuple[Line, ...]) -> Tab:
         frozen_at_ms=ms(row["frozen_at"]),
         exhausted_at_ms=ms(row["exhausted_at"]),
         burn_minor_per_minute=0,
+        processor=row["processor"],
+        opened_cap_minor=row["opened_cap_minor"],
+        payment_method=row["payment_method"],
+        second_holds=tuple(SecondHold(**hold) for hold in row["second_holds"]),
         lines=lines,
     )
 

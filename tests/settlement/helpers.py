@@ -7,6 +7,7 @@ from metering.outcomes import Code, TabRef
 from settlement.config import SettlementConfig
 from settlement.gateway import Gateway
 from settlement.ledger.ledger import Ledger
+from settlement.processors.registry import ProcessorRegistry
 from settlement.sandbox import SandboxGateway
 from settlement.webhooks import WebhookConfig
 from settlement.worker import Worker
@@ -46,7 +47,7 @@ async def open_backed_tab(
 
 def make_worker(
     meter: Meter,
-    gateway: SandboxGateway | Gateway,
+    gateway: SandboxGateway | Gateway | ProcessorRegistry,
     ledger: Ledger,
     config: SettlementConfig = FAST,
     webhook_config: WebhookConfig | None = None,

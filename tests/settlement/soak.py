@@ -88,7 +88,7 @@ async def _throughput(
     refs = await open_tabs(meter, gateway, tabs, random.Random(seed), prefix="tp")
     for ref in refs:
         await request_settlement(meter, ref, FreezeReason.MERCHANT)
-    worker = Worker(meter, gateway, ledger=ledger, processor="sandbox-http", consumer="throughput")
+    worker = Worker(meter, gateway, ledger=ledger, consumer="throughput")
     started = time.perf_counter()
     report = await worker.run_burst(sweep=False)
     elapsed = time.perf_counter() - started

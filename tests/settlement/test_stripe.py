@@ -16,7 +16,7 @@ import pytest
 import stripe
 
 from settlement.gateway import DeclineReason, GatewayRequestError, GatewayUnavailable, Outcome
-from settlement.stripe_gateway import CAPTURE_KEY_METADATA, StripeGateway, decline_reason
+from settlement.processors.stripe import CAPTURE_KEY_METADATA, StripeGateway, decline_reason
 from tests.settlement.receiver import receiving
 
 CAPTURE_BEFORE_S = 1_700_600_000
@@ -200,7 +200,9 @@ async def test_a_card_decline_is_an_outcome_with_its_reason() -> None:
         idempotency_key="a", payment_method="pm_x", amount_minor=100, currency="EUR"
     )
     assert hold.decline_reason is DeclineReason.STOLEN_CARD
-    assert decline_reason("something_new") is DeclineReason.DO_NOT_HONOR
+    # A code nobody classified is never retried (it used to become a retryable do_not_honor).
+    assert decline_reason("something_new") is DeclineReason.UNRECOGNIZED
+    assert not decline_reason("something_new").retryable
 
 
 @pytest.mark.parametrize(

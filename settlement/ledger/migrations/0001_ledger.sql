@@ -145,6 +145,10 @@ CREATE TABLE settlements (
     processor text NOT NULL,
     auth_ref text NOT NULL,
     payment_method text NOT NULL DEFAULT '',
+    -- Where a processor raised the cap by further holds: [{auth_ref, amount_minor,
+    -- capture_before_ms}], settled with one capture per hold (docs/processors.md).
+    second_holds jsonb NOT NULL DEFAULT '[]',
+    opened_cap_minor bigint NOT NULL DEFAULT 0 CHECK (opened_cap_minor >= 0),
     outcome text NOT NULL CHECK (outcome IN ('captured', 'declined', 'voided', 'expired')),
     state text NOT NULL,
     freeze_reason text NOT NULL DEFAULT '',

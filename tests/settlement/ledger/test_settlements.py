@@ -74,7 +74,10 @@ async def test_a_captured_tab_is_recorded_with_lines_shows_shares_and_two_entrie
     assert redis_found is not None
     assert ledger_found is not None
     # The ledger gives back the very tab and statement Redis held.
-    assert ledger_found[0] == dataclasses.replace(redis_found[0], burn_minor_per_minute=0)
+    # (A tab opened straight on the meter names no processor; the ledger names the default.)
+    assert ledger_found[0] == dataclasses.replace(
+        redis_found[0], burn_minor_per_minute=0, processor="sandbox"
+    )
     statement = build_statement(*ledger_found)
     assert statement == build_statement(*redis_found)
     total = 301 + 250 + view.amount_minor
