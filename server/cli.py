@@ -44,6 +44,7 @@ def _serve(settings: Settings) -> int:
     from server.embedded_redis import RedisServer
     from server.runtime import Runtime
 
+    settings.check_serving()
     demo = settings.embedded_redis
     migrate = settings.embedded_postgres
     with contextlib.ExitStack() as stack:

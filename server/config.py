@@ -288,6 +288,9 @@ class Settings:
                 f"{PREFIX}TICK_MS ({self.tick_ms}): a lease renewed once a tick would lapse "
                 "between two ticks, and live shows would end as owner_lost"
             )
+
+    def check_serving(self) -> None:
+        """Refuse, before ``tipmeter serve`` starts anything, settings it cannot serve with."""
         in_process = any(spec.kind == "sandbox" for spec in self.processor_specs())
         if in_process and not self.worker_in_process(embedded=self.embedded_redis):
             raise ConfigError(

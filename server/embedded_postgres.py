@@ -32,11 +32,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Final
 
 import psycopg
 
+from server.children import ChildServer, stop_child
 from server.errors import EmbeddedPostgresError
 
 #: The system user PostgreSQL runs as when tipmeter runs as root (Debian's package makes it).
@@ -94,7 +94,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
-class PostgresServer:
+class PostgresServer(ChildServer):
     """One PostgreSQL server as a child process (see the module docstring).
 
     ``data_dir`` is tipmeter's data folder; the cluster lives in ``data_dir/postgres`` (or
@@ -368,31 +368,13 @@ class PostgresServer:
     def stop(self, timeout_s: float = STOP_TIMEOUT_S_DEFAULT) -> None:
         """Stop the server (SIGINT: fast shutdown, which checkpoints); SIGKILL after a bound."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_child(process, timeout_s, signal.SIGINT)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
         if self.ephemeral and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @dataclass(frozen=True, slots=True)

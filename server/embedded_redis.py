@@ -23,9 +23,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Final
 
+from server.children import ChildServer, stop_child
 from server.errors import EmbeddedRedisError
 
 #: How long start() waits for redis-server to answer PING (it may be replaying its AOF).
@@ -69,7 +69,7 @@ def ping(*, port: int | None = None, unix_path: str | None = None, timeout_s: fl
         return False
 
 
-class RedisServer:
+class RedisServer(ChildServer):
     """One redis-server child process.
 
     ``port=None`` listens on a unix socket only (the embedded default); a port listens on
@@ -226,13 +226,7 @@ class RedisServer:
     def stop(self, timeout_s: float = STOP_TIMEOUT_S_DEFAULT) -> None:
         """Stop redis-server cleanly (SIGTERM makes it flush its AOF); SIGKILL after a bound."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_child(process, timeout_s, signal.SIGTERM)
         if process is not None and process.stderr is not None:
             process.stderr.close()
         if self._lock is not None:
@@ -244,16 +238,4 @@ class RedisServer:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
-        self.stop()
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         self.stop()

@@ -47,14 +47,6 @@ def test_values_are_parsed() -> None:
         ({"TIPMETER_LOG_LEVEL": "loud"}, "expected one of debug, info, warning, error"),
         ({"TIPMETER_PROT": "1"}, "unknown setting(s) TIPMETER_PROT"),
         (
-            {"TIPMETER_REDIS_URL": "redis://x", "TIPMETER_WORKER": "off"},
-            "TIPMETER_GATEWAY=sandbox keeps its holds inside this process",
-        ),
-        (
-            {"TIPMETER_REDIS_URL": "redis://x"},
-            "set TIPMETER_WORKER=on, or use TIPMETER_GATEWAY=sandbox-http",
-        ),
-        (
             {"TIPMETER_TICK_MS": "2000", "TIPMETER_SESSION_LEASE_MS": "3000"},
             "TIPMETER_SESSION_LEASE_MS (3000) must be at least twice TIPMETER_TICK_MS (2000)",
         ),
@@ -84,3 +76,26 @@ def test_the_readme_documents_every_variable_as_the_code_declares_it() -> None:
     )
     for var in VARIABLES:
         assert f"`{var.name}`" in readme
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TIPMETER_REDIS_URL": "redis://x", "TIPMETER_WORKER": "off"},
+            "TIPMETER_GATEWAY=sandbox keeps its holds inside this process",
+        ),
+        (
+            {"TIPMETER_REDIS_URL": "redis://x"},
+            "set TIPMETER_WORKER=on, or use TIPMETER_GATEWAY=sandbox-http",
+        ),
+    ],
+)
+def test_serving_with_settings_that_cannot_work_is_refused(
+    env: dict[str, str], message: str
+) -> None:
+    settings = Settings.from_env(env)  # fine for other commands (the sandbox process, migrate)
+    with pytest.raises(ConfigError) as caught:
+        settings.check_serving()
+    assert message in str(caught.value)
+    Settings.from_env({**env, "TIPMETER_WORKER": "on"}).check_serving()

@@ -113,7 +113,13 @@ async def soak(
     ledger = await Ledger.open(DatabaseConfig(url=database_url), migrate_schema=True)
     sandbox_port = free_port()
     sandbox_log = (workdir / "sandbox.log").open("ab")
-    sandbox_env = worker_env(redis.url, "", database_url) | {
+    # The sandbox process is the processor itself: none of the workers' gateway settings.
+    gateway_settings = ("TIPMETER_GATEWAY", "TIPMETER_GATEWAY_URL")
+    sandbox_env = {
+        k: v
+        for k, v in worker_env(redis.url, "", database_url).items()
+        if k not in gateway_settings
+    } | {
         "TIPMETER_SANDBOX_PORT": str(sandbox_port),
         "TIPMETER_SANDBOX_LATENCY_MS": str(latency_ms),
     }

@@ -7,16 +7,15 @@ test checks each request the SDK built — method, path, form parameters, idempo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-import orjson
 import pytest
-import stripe
 
 from settlement.gateway import DeclineReason, GatewayRequestError, GatewayUnavailable, Outcome
 from settlement.processors.stripe import CAPTURE_KEY_METADATA, StripeGateway, decline_reason
+from tests.settlement.processors.recording import Recording
 from tests.settlement.receiver import receiving
 
 CAPTURE_BEFORE_S = 1_700_600_000
@@ -56,32 +55,8 @@ def _intent(status: str, amount: int = 5_000, received: int = 0, **extra: Any) -
 Responder = Callable[[str, str, dict[str, list[str]]], tuple[int, dict[str, Any]]]
 
 
-class RecordingClient(stripe.HTTPClient):
-    """Records every request and answers with ``respond(method, path, params)``."""
-
-    name = "recording"
-
-    def __init__(self, respond: Responder) -> None:
-        super().__init__()
-        self.respond = respond
-        self.requests: list[tuple[str, str, dict[str, list[str]], Mapping[str, str]]] = []
-
-    async def request_async(
-        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
-    ) -> tuple[bytes, int, Mapping[str, str]]:
-        parts = urlsplit(url)
-        raw = post_data if method == "post" else parts.query
-        params = parse_qs(raw.decode() if isinstance(raw, bytes) else (raw or ""))
-        self.requests.append((method, parts.path, params, dict(headers)))
-        status, body = self.respond(method, parts.path, params)
-        return orjson.dumps(body), status, {"request-id": "req_1"}
-
-    async def close_async(self) -> None:
-        """Nothing to close."""
-
-
-def _gateway(respond: Responder) -> tuple[StripeGateway, RecordingClient]:
-    client = RecordingClient(respond)
+def _gateway(respond: Responder) -> tuple[StripeGateway, Recording]:
+    client = Recording(respond)
     return StripeGateway("sk_test_123", http_client=client), client
 
 

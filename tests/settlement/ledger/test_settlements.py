@@ -10,7 +10,7 @@ import pytest
 from metering.clock import FakeClock
 from metering.lifecycle import FreezeReason, TabState
 from metering.meter import Meter
-from metering.outcomes import TabRef
+from metering.outcomes import Tab, TabRef
 from metering.sessions import EndReason, Rate, SessionKind, SessionRef
 from settlement import scripts
 from settlement.ledger import journal
@@ -21,6 +21,7 @@ from settlement.ledger.settlements import SettlementFacts
 from settlement.outcomes import SettlementOutcome
 from settlement.queue import request_settlement
 from settlement.sandbox import SandboxGateway
+from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement
 from tests.metering.helpers import tip
 from tests.settlement.helpers import make_worker, open_backed_tab
@@ -164,16 +165,23 @@ async def test_a_voided_tab_is_recorded_without_an_entry(
     assert await _entries(ledger, f"{ref.customer}/{ref.tab_id}") == {}
 
 
-async def test_recording_again_writes_nothing_and_a_different_outcome_is_refused(
-    meter: Meter, gateway: SandboxGateway, ledger: Ledger
-) -> None:
+async def _settled_for(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger, amount_minor: int
+) -> tuple[Tab, SettlementRecord]:
+    """A tab with one tip of ``amount_minor``, settled by a worker; as Redis holds it."""
     ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 500))
+    await meter.tip(ref, tip("t1", amount_minor))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     await make_worker(meter, gateway, ledger).run_burst()
     found = await scripts.read_settlement(meter.store, ref)
     assert found is not None
-    tab, record = found
+    return found
+
+
+async def test_recording_again_writes_nothing_and_a_different_outcome_is_refused(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
+) -> None:
+    tab, record = await _settled_for(meter, gateway, ledger, 500)
     facts = SettlementFacts(tab, record, build_statement(tab, record), "sandbox")
     assert not await ledger.record_settlement(facts)
     altered = dataclasses.replace(
@@ -186,13 +194,7 @@ async def test_recording_again_writes_nothing_and_a_different_outcome_is_refused
 async def test_the_database_refuses_a_settlement_whose_lines_do_not_add_up(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 500))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
-    await make_worker(meter, gateway, ledger).run_burst()
-    found = await scripts.read_settlement(meter.store, ref)
-    assert found is not None
-    tab, record = found
+    tab, record = await _settled_for(meter, gateway, ledger, 500)
     statement = build_statement(tab, record)
     forged = dataclasses.replace(
         tab, ref=TabRef("c2", tab.ref.tab_id), accrued_minor=600, cap_minor=5_000

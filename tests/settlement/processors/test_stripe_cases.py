@@ -9,13 +9,9 @@ client matters (the base URL from the settings), a loopback receiver stands in f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import orjson
 import pytest
-import stripe
 
 from metering.clock import FakeClock
 from metering.lifecycle import FreezeReason
@@ -41,13 +37,11 @@ from settlement.processors.stripe import (
 from settlement.queue import request_settlement
 from tests.metering.helpers import tip
 from tests.settlement.helpers import make_worker
+from tests.settlement.processors.recording import Recording, Reply, Script
 from tests.settlement.receiver import receiving
 
 CAPTURE_BEFORE_S = 1_700_600_000
 CREATED_S = 1_700_000_000
-
-Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]]
-Script = Callable[[str, str, dict[str, list[str]]], Reply]
 
 
 def intent(status: str, amount: int = 5_000, **extra: Any) -> dict[str, Any]:
@@ -93,35 +87,6 @@ def card_error(decline_code: str, intent_id: str = "pi_declined") -> dict[str, A
             "payment_intent": intent("requires_payment_method", id=intent_id),
         }
     }
-
-
-class Recording(stripe.HTTPClient):
-    """Records every request; answers with the script's (status, body[, headers])."""
-
-    name = "recording"
-
-    def __init__(self, script: Script) -> None:
-        super().__init__()
-        self.script = script
-        self.requests: list[tuple[str, str, dict[str, list[str]], Mapping[str, str]]] = []
-
-    async def request_async(
-        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
-    ) -> tuple[bytes, int, Mapping[str, str]]:
-        parts = urlsplit(url)
-        raw = post_data if method == "post" else parts.query
-        params = parse_qs(raw.decode() if isinstance(raw, bytes) else (raw or ""))
-        self.requests.append((method, parts.path, params, dict(headers)))
-        reply = self.script(method, parts.path, params)
-        extra = reply[2] if len(reply) == 3 else {}
-        return orjson.dumps(reply[1]), reply[0], {"request-id": "req_1", **extra}
-
-    async def close_async(self) -> None:
-        """Nothing to close."""
-
-    def calls(self) -> list[tuple[str, str]]:
-        """(method, path) of every request, in order."""
-        return [(m, p) for m, p, _, _ in self.requests]
 
 
 def gateway(script: Script, clock: FakeClock | None = None) -> tuple[StripeGateway, Recording]:
