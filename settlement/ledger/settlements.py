@@ -135,7 +135,7 @@ def entries_for(facts: SettlementFacts) -> list[Entry]:
     ]
 
 
-async def record(conn: Connection, facts: SettlementFacts) -> bool:
+async def record(conn: Connection, facts: SettlementFacts, ids: journal.AccountIds) -> bool:
     """Write ``facts`` (see the module docstring) in one transaction; False if this settlement
     was recorded before (then nothing is written). Raises :class:`LedgerMismatch` if the
     earlier record has another outcome or amount."""
@@ -206,8 +206,7 @@ async def record(conn: Connection, facts: SettlementFacts) -> bool:
         await _write_lines(conn, sid, tab.lines)
         await _write_shows(conn, sid, facts.shows)
         await _write_earnings(conn, facts)
-        for entry in entries_for(facts):
-            await journal.post(conn, entry)
+        await journal.post(conn, entries_for(facts), ids)
     return True
 
 

@@ -28,9 +28,10 @@ async def test_a_balanced_entry_is_written_once(ledger: Ledger) -> None:
     )
     assert journal.balanced(entry.postings)
     async with ledger.database.connection() as conn, conn.transaction():
-        assert await journal.post(conn, entry)
+        assert await journal.post(conn, [entry], ledger.accounts) == ["e1"]
     async with ledger.database.connection() as conn, conn.transaction():
-        assert not await journal.post(conn, entry)  # idempotent by the client-minted id
+        # Idempotent by the client-minted id.
+        assert await journal.post(conn, [entry], ledger.accounts) == []
     assert await ledger.account_balance(owed) == 1_000
     assert await ledger.account_balance(journal.model_payable("roomA", "USD")) == -600
     async with ledger.database.connection() as conn:
@@ -56,7 +57,7 @@ async def test_the_database_refuses_an_unbalanced_entry(
     """Not Python: the deferred constraint trigger refuses it at commit, and nothing stays."""
     with pytest.raises(psycopg.errors.CheckViolation, match=message):
         async with ledger.database.connection() as conn, conn.transaction():
-            await journal.post(conn, _entry("bad", *postings))
+            await journal.post(conn, [_entry("bad", *postings)], journal.AccountIds())
     async with ledger.database.connection() as conn:
         cursor = await conn.execute("SELECT count(*) AS n FROM journal_entries")
         row = await cursor.fetchone()
@@ -66,7 +67,8 @@ async def test_the_database_refuses_an_unbalanced_entry(
 
 async def test_a_posting_in_another_currency_than_its_account_is_refused(ledger: Ledger) -> None:
     async with ledger.database.connection() as conn:
-        eur = await journal.account_id(conn, journal.platform_revenue("EUR"))
+        account = journal.platform_revenue("EUR")
+        eur = (await journal.AccountIds().resolve(conn, [account]))[account.code]
         with pytest.raises(psycopg.errors.ForeignKeyViolation):  # noqa: PT012 - one transaction
             async with conn.transaction():
                 await conn.execute(
@@ -88,7 +90,7 @@ async def test_the_journal_is_append_only(ledger: Ledger) -> None:
     )
     async with ledger.database.connection() as conn:
         async with conn.transaction():
-            await journal.post(conn, entry)
+            await journal.post(conn, [entry], ledger.accounts)
         for statement in (
             "UPDATE postings SET amount_minor = 11 WHERE entry_id = 'e1' AND posting_no = 1",
             "DELETE FROM postings WHERE entry_id = 'e1'",
