@@ -144,7 +144,7 @@ screenshots: install chromium
 soak: install
 	$(BIN)/python -m tests.settlement.soak --kills 200
 
-# The benchmark (about ten minutes): every figure of docs/benchmarks.md, measured in one run
+# The benchmark (about forty minutes): every figure of docs/benchmarks.md, measured in one run
 # next to the in-repo baseline, with the machine; the table there is replaced.
 bench: install
 	$(BIN)/python -m loadtest.bench

@@ -3,10 +3,11 @@
 Runs on this machine, in one go, each scenario with its own servers on loopback and one private
 redis-server: tips acknowledged per second and their latency at 200 connections (product and
 baseline, and their ratio), cross-process fan-out latency, 10,000 metered sessions' tick lag,
-memory per idle connection. Prints one table and writes it, with the machine it ran on, to
+memory per idle connection, settlement throughput, Redis memory after 100,000 settled tabs once
+their retention has passed. Prints one table and writes it, with the machine it ran on, to
 ``docs/benchmarks.md`` (between markers, so the analysis around it stays).
 
-    .venv/bin/python -m loadtest.bench            # the full run (a few minutes)
+    .venv/bin/python -m loadtest.bench            # the full run (about forty minutes)
     .venv/bin/python -m loadtest.bench --quick    # seconds, tiny numbers: a smoke run
 """
 
@@ -27,7 +28,7 @@ from typing import Final
 import redis
 
 from clients.tickets import Role, mint
-from loadtest import bench_sessions, bench_settle, procs
+from loadtest import bench_retention, bench_sessions, bench_settle, procs
 from loadtest.generator import (
     closed_loop,
     fan_out,
@@ -367,10 +368,14 @@ class Plan:
     settle_tabs: int
     watchers: int
     watched_tips_per_s: float
+    retention_lifecycles: int
+    retention_batch: int
 
 
-FULL: Final = Plan(200, 15.0, 3.0, 1_000.0, 100, 10_000, 30.0, 10_000, 5_000, 500, 50.0)
-QUICK: Final = Plan(10, 1.0, 0.3, 50.0, 5, 50, 2.0, 50, 50, 10, 10.0)
+FULL: Final = Plan(
+    200, 15.0, 3.0, 1_000.0, 100, 10_000, 30.0, 10_000, 5_000, 500, 50.0, 100_000, 1_000
+)
+QUICK: Final = Plan(10, 1.0, 0.3, 50.0, 5, 50, 2.0, 50, 50, 10, 10.0, 200, 50)
 
 
 @dataclass
@@ -386,6 +391,7 @@ class Report:
     idle_product: Idle
     idle_baseline: Idle
     settle: bench_settle.Figures
+    retention: bench_retention.Figures
 
 
 def _ratio(a: float, b: float) -> str:
@@ -472,8 +478,21 @@ def table(r: Report) -> str:
             "",
             "≥ 500 tabs/s",
         ),
+        _retention_row(r.retention),
     ]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def _retention_row(f: bench_retention.Figures) -> tuple[str, str, str, str, str]:
+    """Redis memory after the run's settled tabs, next to an empty server's."""
+    return (
+        f"Redis memory after {f.lifecycles:,} settled tabs, retention passed "
+        f"(at {f.halfway:,}: {f.halfway_bytes / 2**20:.2f} MiB)",
+        f"{f.after_bytes / 2**20:.2f} MiB",
+        f"{f.empty_bytes / 2**20:.2f} MiB (empty server)",
+        _ratio(f.after_bytes, f.empty_bytes),
+        "flat in the number of tabs",
+    )
 
 
 def _us_per_tip(cpu_pct: float, t: Throughput) -> float:
@@ -556,7 +575,11 @@ async def run(plan: Plan, work: Path) -> Report:
         redis_server.stop()
     say("settlement …")
     settle = await bench_settle.run_with_own_redis(plan.settle_tabs)
-    return Report(plan, base, product, fan, delivered, sessions, idle_p, idle_b, settle)
+    say("retention …")
+    retention = await bench_retention.run_with_own_servers(
+        plan.retention_lifecycles, plan.retention_batch
+    )
+    return Report(plan, base, product, fan, delivered, sessions, idle_p, idle_b, settle, retention)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ ROWS = (
     "50 metered sessions: tick lag p99",
     "RSS per idle connection, 50 connections",
     "settlement, one worker, 50 tabs",
+    "Redis memory after 200 settled tabs, retention passed (at 100: ",
 )
 
 
@@ -51,6 +52,14 @@ def test_the_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     settled = re.search(r"\| ([\d,]+) tabs/s \|", table)
     assert settled is not None
     assert int(settled.group(1).replace(",", "")) > 0
+    memory = re.search(
+        r"retention passed \(at 100: [\d.]+ MiB\) \| ([\d.]+) MiB "
+        r"\| ([\d.]+) MiB \(empty server\) \|",
+        table,
+    )
+    assert memory is not None
+    assert float(memory.group(1)) > 0
+    assert float(memory.group(2)) > 0
 
 
 def test_the_report_replaces_only_its_block(tmp_path: Path) -> None:
