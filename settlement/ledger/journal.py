@@ -109,62 +109,45 @@ def balanced(postings: Sequence[Posting]) -> bool:
     return all(total == 0 for total in totals.values())
 
 
-class AccountIds:
-    """Account ids by code, created on first use and remembered (an account never changes, so
-    the cache is never stale): a posting costs no look-up once its account is known."""
+async def post(conn: Connection, entries: Sequence[Entry]) -> None:
+    """Write ``entries`` and their postings in the caller's transaction.
 
-    #: Accounts remembered at most (then the cache starts again; ids are looked up anew).
-    CACHED_MAX = 100_000
-
-    def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-
-    async def resolve(self, conn: Connection, accounts: Sequence[Account]) -> dict[str, int]:
-        """The ids of ``accounts`` by code, creating the missing ones (safe under concurrent
-        first uses: two round trips for every unknown account together, none when known)."""
-        missing = {a.code: a for a in accounts if a.code not in self._ids}
-        if missing:
-            rows = list(missing.values())
-            await conn.execute(
-                """
-                INSERT INTO accounts (code, kind, currency, owner)
-                SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
-                ON CONFLICT (code) DO NOTHING
-                """,
-                (
-                    [a.code for a in rows],
-                    [a.kind.value for a in rows],
-                    [a.currency for a in rows],
-                    [a.owner for a in rows],
-                ),
-            )
-            cursor = await conn.execute(
-                "SELECT code, account_id FROM accounts WHERE code = ANY(%s)", (list(missing),)
-            )
-            if len(self._ids) + len(missing) > self.CACHED_MAX:
-                self._ids.clear()
-            for row in await cursor.fetchall():
-                self._ids[row["code"]] = int(row["account_id"])
-        return {a.code: self._ids[a.code] for a in accounts}
-
-
-async def post(conn: Connection, entries: Sequence[Entry], ids: AccountIds) -> list[str]:
-    """Write ``entries`` and their postings (in the caller's transaction); return the ids of
-    those written now (an entry whose id exists already is left as it is: entries are
-    idempotent by id). Round trips: one for the entries, one for all their postings.
-
-    Postings of zero are left out (a model with a 0 % share earns nothing, and the database
-    refuses zero postings); the balance is checked by the database at commit.
+    Idempotent by entry id: an entry that exists already, and its postings, are left as they
+    are. Accounts are created on first use. No statement needs the answer of another, so a
+    caller in pipeline mode sends them all in one round trip; postings name their account by
+    code and the database joins the id in. Postings of zero are left out (a model with a 0 %
+    share earns nothing, and the database refuses zero postings); the balance of each entry is
+    checked by the database at commit.
     """
-    if not entries:
-        return []
-    cursor = await conn.execute(
+    postings = [
+        (entry.entry_id, number, posting)
+        for entry in entries
+        for number, posting in enumerate(
+            (p for p in entry.postings if p.amount_minor != 0), start=1
+        )
+    ]
+    if not postings:
+        return
+    accounts = {p.account.code: p.account for _, _, p in postings}
+    await conn.execute(
+        """
+        INSERT INTO accounts (code, kind, currency, owner)
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
+        ON CONFLICT (code) DO NOTHING
+        """,
+        (
+            list(accounts),
+            [a.kind.value for a in accounts.values()],
+            [a.currency for a in accounts.values()],
+            [a.owner for a in accounts.values()],
+        ),
+    )
+    await conn.execute(
         """
         INSERT INTO journal_entries (entry_id, code, currency, settlement_id, posted_at)
         SELECT * FROM unnest(%s::text[], %s::smallint[], %s::char(3)[], %s::text[],
                              %s::timestamptz[])
         ON CONFLICT (entry_id) DO NOTHING
-        RETURNING entry_id
         """,
         (
             [e.entry_id for e in entries],
@@ -174,32 +157,23 @@ async def post(conn: Connection, entries: Sequence[Entry], ids: AccountIds) -> l
             [e.posted_at for e in entries],
         ),
     )
-    written = {row["entry_id"] for row in await cursor.fetchall()}
-    new = [e for e in entries if e.entry_id in written]
-    postings = [
-        (entry.entry_id, number, posting)
-        for entry in new
-        for number, posting in enumerate(
-            (p for p in entry.postings if p.amount_minor != 0), start=1
-        )
-    ]
-    if postings:
-        account_ids = await ids.resolve(conn, [p.account for _, _, p in postings])
-        await conn.execute(
-            """
-            INSERT INTO postings (entry_id, posting_no, account_id, currency, amount_minor)
-            SELECT * FROM unnest(%s::text[], %s::smallint[], %s::bigint[], %s::char(3)[],
-                                 %s::bigint[])
-            """,
-            (
-                [entry_id for entry_id, _, _ in postings],
-                [number for _, number, _ in postings],
-                [account_ids[p.account.code] for _, _, p in postings],
-                [p.account.currency for _, _, p in postings],
-                [p.amount_minor for _, _, p in postings],
-            ),
-        )
-    return [e.entry_id for e in new]
+    await conn.execute(
+        """
+        INSERT INTO postings (entry_id, posting_no, account_id, currency, amount_minor)
+        SELECT p.entry_id, p.posting_no, a.account_id, p.currency, p.amount_minor
+        FROM unnest(%s::text[], %s::smallint[], %s::text[], %s::char(3)[], %s::bigint[])
+            AS p (entry_id, posting_no, code, currency, amount_minor)
+        JOIN accounts a ON a.code = p.code
+        ON CONFLICT (entry_id, posting_no) DO NOTHING
+        """,
+        (
+            [entry_id for entry_id, _, _ in postings],
+            [number for _, number, _ in postings],
+            [p.account.code for _, _, p in postings],
+            [p.account.currency for _, _, p in postings],
+            [p.amount_minor for _, _, p in postings],
+        ),
+    )
 
 
 async def account_balance(conn: Connection, account: Account) -> int:

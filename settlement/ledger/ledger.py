@@ -19,8 +19,6 @@ class Ledger:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        #: Account ids, remembered across writes (accounts never change).
-        self.accounts = journal.AccountIds()
 
     @classmethod
     async def open(cls, config: DatabaseConfig, *, migrate_schema: bool = False) -> Ledger:
@@ -63,7 +61,7 @@ class Ledger:
     async def record_settlement(self, facts: SettlementFacts) -> bool:
         """Record a settled tab once (False: it was recorded before)."""
         async with self.database.connection() as conn:
-            return await settlements.record(conn, facts, self.accounts)
+            return await settlements.record(conn, facts)
 
     async def record_hold(self, hold: HoldRecord) -> bool:
         """Record an approved hold or increment once (False: recorded before)."""

@@ -135,7 +135,7 @@ def entries_for(facts: SettlementFacts) -> list[Entry]:
     ]
 
 
-async def record(conn: Connection, facts: SettlementFacts, ids: journal.AccountIds) -> bool:
+async def record(conn: Connection, facts: SettlementFacts) -> bool:
     """Write ``facts`` (see the module docstring) in one transaction; False if this settlement
     was recorded before (then nothing is written). Raises :class:`LedgerMismatch` if the
     earlier record has another outcome or amount."""
@@ -203,10 +203,12 @@ async def record(conn: Connection, facts: SettlementFacts, ids: journal.AccountI
         if await cursor.fetchone() is None:
             await _check_same(conn, facts)
             return False
-        await _write_lines(conn, sid, tab.lines)
-        await _write_shows(conn, sid, facts.shows)
-        await _write_earnings(conn, facts)
-        await journal.post(conn, entries_for(facts), ids)
+        # None of these needs another's answer: pipelined, they cost one round trip.
+        async with conn.pipeline():
+            await _write_lines(conn, sid, tab.lines)
+            await _write_shows(conn, sid, facts.shows)
+            await _write_earnings(conn, facts)
+            await journal.post(conn, entries_for(facts))
     return True
 
 
