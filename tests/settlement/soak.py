@@ -56,6 +56,8 @@ from tests.support.redis_procs import start_standalone
 
 #: Worker processes running at once during the kills.
 WORKERS: Final = 2
+#: How long one draining burst may take (it settles every tab the kills left behind).
+DRAIN_BURST_S_MAX: Final = 600
 #: Bursts after the kills, at most, to drain what the killed workers left.
 DRAIN_BURSTS_MAX: Final = 30
 #: Tabs the load keeps opening per wave.
@@ -181,7 +183,7 @@ async def soak(
         )
         for _ in range(DRAIN_BURSTS_MAX):
             await asyncio.sleep(1.1)  # the last killed workers' entries become reclaimable
-            report = await asyncio.to_thread(burst, env)
+            report = await asyncio.to_thread(burst, env, DRAIN_BURST_S_MAX)
             if report["left_pending"] == 0 and report["acked"] == 0:
                 break
         findings = await check_invariants(meter, gateway, refs, ledger)
