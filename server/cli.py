@@ -42,6 +42,7 @@ def _serve(settings: Settings) -> int:
     from server.drain import DrainingServer
     from server.embedded_redis import RedisServer
     from server.runtime import Runtime
+    from server.wsproto import TipmeterWebSocketProtocol
 
     demo = settings.embedded_redis
     with contextlib.ExitStack() as stack:
@@ -60,7 +61,7 @@ def _serve(settings: Settings) -> int:
             app,
             host=settings.host,
             port=settings.port,
-            ws="websockets-sansio",
+            ws=TipmeterWebSocketProtocol,
             ws_max_size=settings.frame_bytes_max,
             ws_ping_interval=settings.ping_interval_s,
             ws_ping_timeout=settings.ping_timeout_s,

@@ -117,6 +117,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await _read(rt, conn, errors)
     finally:
         await _leave(rt, conn)
+        await conn.flush()
         rt.hub.forget(conn)
         rt.connections.discard(conn)
         if not rt.connections:
@@ -126,7 +127,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _deny(websocket: WebSocket, rt: Runtime, status: int, code: str, message: str) -> None:
+    """Refuse the upgrade with an HTTP answer: one warning line, one metric, a JSON body."""
     rt.metrics.handshakes_refused.labels(code).inc()
+    client = websocket.client
+    log.warning(
+        "WebSocket handshake refused",
+        extra={
+            "fields": {"code": code, "status": status, "client": client.host if client else None}
+        },
+    )
     body = {"error": {"code": code, "message": message}}
     await websocket.send_denial_response(JSONResponse(body, status_code=status))
 
