@@ -59,6 +59,8 @@ class Settings:
     connections_max: int = 15_000
     ping_interval_s: int = 20
     ping_timeout_s: int = 20
+    show_ping_interval_ms: int = 1_000
+    show_ping_timeout_ms: int = 3_000
     drain_delay_s: int = 2
     drain_s_max: int = 30
     feed_timeout_s_max: int = 60
@@ -475,6 +477,18 @@ VARIABLES: Final = (
         "ping_timeout_s",
         integer(1, 3_600),
         "Seconds without a pong before the server drops a connection.",
+    ),
+    Variable(
+        "TIPMETER_SHOW_PING_INTERVAL_MS",
+        "show_ping_interval_ms",
+        integer(100, 60_000),
+        "Milliseconds between pings to a viewer whose connection funds a running show.",
+    ),
+    Variable(
+        "TIPMETER_SHOW_PING_TIMEOUT_MS",
+        "show_ping_timeout_ms",
+        integer(100, 60_000),
+        "Milliseconds without a pong before such a connection is dropped and its shows end.",
     ),
     Variable(
         "TIPMETER_DRAIN_DELAY_S",
