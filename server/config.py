@@ -406,7 +406,8 @@ VARIABLES: Final = (
         "TIPMETER_TICKET_TTL_S_MAX",
         "ticket_ttl_s_max",
         integer(5, 3_600),
-        "Longest life of a ticket the HTTP API mints, in seconds.",
+        "Longest life of a ticket (exp - iat), in seconds: the HTTP API mints none longer, "
+        "and the WebSocket endpoint refuses longer ones (ticket_lifetime_too_long).",
     ),
     Variable(
         "TIPMETER_API_KEYS",

@@ -171,7 +171,7 @@ async def _admit(rt: Runtime, websocket: WebSocket) -> tuple[Claims, Codec, bool
         await _deny(websocket, rt, 503, "unavailable", "cannot check tickets now; retry")
         return None
     if isinstance(claims, TicketProblem):
-        await _deny(websocket, rt, 401, str(claims), "the ticket is not valid for this server")
+        await _deny(websocket, rt, 401, str(claims), claims.explanation)
         return None
     viewer_ok = claims.role is not Role.VIEWER or is_currency(claims.currency)
     if not is_id(claims.subject) or not viewer_ok:

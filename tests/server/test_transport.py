@@ -17,8 +17,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from clients.tickets import Role
-from tests.support.processes import TipmeterProcess, ticket
+from clients.tickets import Role, TicketProblem, _sign
+from tests.support.processes import TICKET_SECRET, TipmeterProcess, ticket
 
 Pair = tuple[TipmeterProcess, TipmeterProcess]
 
@@ -127,6 +127,58 @@ async def test_the_rate_limit_close_and_every_error_before_it_reach_the_client(
     assert closed.rcvd is not None, "no close frame: the client saw 1006"
     assert closed.rcvd.code == 4029
     assert errors >= 21  # the burst of 20, and the error that closed it
+
+
+def _upgrade_headers() -> dict[str, str]:
+    return {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+
+
+def _signed_ticket(**claims: object) -> str:
+    now = time.time_ns() // 1_000_000
+    payload = {
+        "iss": "tipmeter",
+        "aud": "tipmeter",
+        "iat": now,
+        "exp": now + 60_000,
+        "jti": base64.urlsafe_b64encode(os.urandom(9)).decode(),
+        "role": "broadcast",
+        "sub": "odd-room",
+        **claims,
+    }
+    raw = json.dumps(payload).encode()
+    body = "v1." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return f"{body}.{_sign(TICKET_SECRET.encode(), body)}"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("ticket=v1.e30.%C3%A9%C3%A9", "ticket_malformed"),
+        ("ticket=" + _signed_ticket(exp=2**63), "ticket_malformed"),
+        ("ticket=" + _signed_ticket(iat=2**62, exp=2**62 + 1), "ticket_malformed"),
+        (
+            "ticket=" + _signed_ticket(iat=time.time_ns() // 1_000_000 + 3_600_000),
+            "ticket_not_yet_valid",
+        ),
+        (
+            "ticket=" + _signed_ticket(exp=time.time_ns() // 1_000_000 + 86_400_000),
+            "ticket_lifetime_too_long",
+        ),
+    ],
+)
+async def test_odd_tickets_get_their_code_not_a_crash(servers: Pair, query: str, code: str) -> None:
+    a, _ = servers
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{a.base_url}/ws?{query}", headers=_upgrade_headers())
+    assert response.status_code == 401, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"] == TicketProblem(code).explanation
 
 
 async def test_a_refused_handshake_writes_one_warning_line(servers: Pair) -> None:
