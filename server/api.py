@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from clients.protocol import DuplicateKey, loads_json
 from clients.tickets import Role
 from metering import keys
 from metering.errors import StoreError, StoreUnavailable
@@ -144,8 +145,10 @@ async def json_body(request: Request, bytes_max: int = BODY_BYTES_MAX) -> dict[s
         if len(body) > bytes_max:
             raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
     try:
-        value = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
+        value = loads_json(body or b"{}")
+    except DuplicateKey as exc:
+        raise ApiError(400, "duplicate_key", f"the body repeats a key: {exc}") from None
+    except ValueError:
         raise ApiError(400, "malformed_body", "the body is not JSON") from None
     if not isinstance(value, dict):
         raise ApiError(400, "malformed_body", "the body must be a JSON object")

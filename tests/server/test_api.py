@@ -75,6 +75,22 @@ async def test_bad_requests_get_a_code(
     assert response.json()["error"]["code"] == code
 
 
+async def test_a_body_that_repeats_a_key_is_refused(servers: Pair) -> None:
+    a, _ = servers
+    raw = (
+        '{"customer":"dup","currency":"USD","cap_minor":100,"cap_minor":1000000,'
+        '"payment_method":"tok_visa"}'
+    )
+    async with api(a) as http:
+        response = await http.post(
+            "/v1/tabs",
+            content=raw,
+            headers={"Idempotency-Key": "dup-1", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "duplicate_key"
+
+
 async def test_a_declined_card_says_why(servers: Pair) -> None:
     a, _ = servers
     async with api(a) as http:
