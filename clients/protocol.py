@@ -503,9 +503,18 @@ def is_amount(value: object) -> TypeGuard[int]:
     return type(value) is int and 0 <= value < AMOUNT_LIMIT_MINOR
 
 
+#: An event id's parts are below 2**64 (Redis stream ids), and its milliseconds below 2**64 - 1
+#: so that "after this id" is an id too (Redis refuses an interval that starts past the last).
+STREAM_MS_LIMIT: Final = 2**64 - 1
+STREAM_SEQ_LIMIT: Final = 2**64
+
+
 def is_stream_id(value: object) -> bool:
-    """Tell whether ``value`` is an event id (``<ms>-<seq>``)."""
-    return type(value) is str and _STREAM_ID.fullmatch(value) is not None
+    """Tell whether ``value`` is an event id (``<ms>-<seq>``) that a stream can hold."""
+    if type(value) is not str or _STREAM_ID.fullmatch(value) is None:
+        return False
+    ms, _, seq = value.partition("-")
+    return int(ms) < STREAM_MS_LIMIT and int(seq) < STREAM_SEQ_LIMIT
 
 
 def _text(obj: Mapping[str, Any], name: str, *, chars_max: int = MESSAGE_CHARS_MAX) -> str:

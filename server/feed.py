@@ -20,6 +20,7 @@ Events other than tips advance the cursor but are not listed (the shape has no p
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -36,6 +37,8 @@ from server.runtime import Runtime
 FEED_EVENTS_MAX: Final = 100
 #: The wait when the request gives no ``timeout``.
 FEED_TIMEOUT_S_DEFAULT: Final = 10
+#: A ``timeout``: ASCII digits, few enough to parse at once (the wait is capped anyway).
+_SECONDS: Final = re.compile(r"[0-9]{1,9}")
 
 
 def _user(event: rooms.RoomEvent) -> dict[str, Any]:
@@ -77,7 +80,7 @@ async def events_feed(request: Request, rt: Runtime) -> Response:
     if not is_id(room) or not await feed_token_valid(rt, room, token):
         raise ApiError(401, "invalid_token", "unknown room or feed token")
     raw_timeout = request.query_params.get("timeout", str(FEED_TIMEOUT_S_DEFAULT))
-    if not raw_timeout.isdigit():
+    if _SECONDS.fullmatch(raw_timeout) is None:  # not str.isdigit: "²" is a digit to it
         raise ApiError(400, "invalid_field", "timeout is a whole number of seconds")
     timeout_s = min(int(raw_timeout), rt.settings.feed_timeout_s_max)
     cursor = request.query_params.get("i")

@@ -40,6 +40,7 @@ from clients.protocol import (
     decode_client,
     decode_server,
     encode,
+    is_stream_id,
     to_map,
 )
 
@@ -188,6 +189,23 @@ def test_a_msgpack_frame_that_repeats_a_key_is_refused() -> None:
 def test_colons_in_strings_are_not_mistaken_for_repeated_keys() -> None:
     frame = _json(_tip(message="time: 10:30 :)", room="alice"))
     assert isinstance(decode_client(frame, Codec.JSON), Tip)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("0-0", True),
+        ("1700000000000-5", True),
+        ("18446744073709551614-18446744073709551615", True),
+        ("18446744073709551615-0", False),  # "after it" is past the last id Redis can hold
+        ("0-18446744073709551616", False),
+        ("99999999999999999999-0", False),
+        ("1-", False),
+        ("\u00b2-1", False),
+    ],
+)
+def test_event_ids_are_ids_a_stream_can_hold(value: str, valid: bool) -> None:
+    assert is_stream_id(value) is valid
 
 
 def test_a_refusal_names_the_message_it_refuses() -> None:

@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from clients.errors import Refused
 from clients.protocol import RateView, RoomEvent
 from clients.sdk import Client
 from clients.tickets import Role
@@ -303,6 +304,38 @@ async def test_the_feed_speaks_the_chaturbate_events_shape(servers: Pair) -> Non
             assert empty["events"] == []
             bad = await http.get(f"{a.base_url}/events/alice/wrong-token/")
             assert (bad.status_code, bad.json()["error"]["code"]) == (401, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "timeout=%C2%B2",
+        "timeout=99999999999999999999",
+        "i=99999999999999999999-0",
+        "i=18446744073709551615-0",
+        "i=0-18446744073709551616",
+    ],
+)
+async def test_odd_feed_queries_get_a_code_not_a_crash(servers: Pair, query: str) -> None:
+    a, _ = servers
+    async with api(a) as http:
+        token = (await http.post("/v1/rooms/odd-feed/feed-token")).json()
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{token['feed_url']}?{query}")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_field"
+
+
+async def test_a_cursor_past_the_last_possible_event_is_refused_on_subscribe(
+    servers: Pair,
+) -> None:
+    a, _ = servers
+    async with Client(a.ws_url, ticket(Role.BROADCAST, "odd-cursor")) as tool:
+        with pytest.raises(Refused) as refused:
+            await asyncio.wait_for(
+                tool.subscribe("odd-cursor", after="18446744073709551615-18446744073709551615"), 10
+            )
+    assert refused.value.code == "invalid_field"
 
 
 async def test_a_model_console_gets_earnings_in_its_welcome(servers: Pair) -> None:
