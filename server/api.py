@@ -40,6 +40,7 @@ from metering import keys
 from metering.errors import StoreError, StoreUnavailable
 from metering.keys import is_id
 from metering.lifecycle import FreezeReason, TabState
+from metering.limits import Limits
 from metering.money import is_amount, is_currency
 from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
@@ -81,6 +82,13 @@ class ApiError(Exception):
         """The JSON answer."""
         body = {"error": {"code": self.code, "message": str(self), **self.extra}}
         return JSONResponse(body, status_code=self.status)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """The answer to any error nothing else handled, on every route (HTTP API, feed, pages):
+    the documented JSON shape, never Starlette's plain-text page. The exception itself is
+    logged with its traceback by the server, once."""
+    return ApiError(500, "internal_error", "internal error; retry").response()
 
 
 _STATUS_OF: Final = {
@@ -171,6 +179,16 @@ def _check_amount(value: object, name: str) -> int:
     if not is_amount(value):
         raise ApiError(400, "invalid_amount", f"{name} must be an integer number of minor units")
     return value
+
+
+def _check_cap_range(cap: int, limits: Limits) -> None:
+    """The cap is within the site's bounds (opening a tab and raising its cap alike)."""
+    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
+        raise ApiError(
+            400,
+            "cap_out_of_range",
+            f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
+        )
 
 
 def _check_currency(value: object) -> str:
@@ -322,12 +340,7 @@ async def open_tab(
     ):
         raise ApiError(400, "invalid_field", "payment_method must be the gateway's card token")
     limits = rt.meter.limits
-    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
-        raise ApiError(
-            400,
-            "cap_out_of_range",
-            f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
-        )
+    _check_cap_range(cap, limits)
     tab_id = tab_id_for(customer, idempotency_key)
     ref = TabRef(customer, tab_id)
     existing = await rt.meter.tabs.read(ref)
@@ -404,8 +417,7 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     cap = _check_amount(cap_minor, "cap_minor")
     tab = await read_tab(rt, ref)
     limits = rt.meter.limits
-    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
-        raise ApiError(400, "cap_out_of_range", f"cap_minor must be at most {limits.cap_max_minor}")
+    _check_cap_range(cap, limits)
     if tab.state is not TabState.OPEN:
         raise ApiError(409, "tab_not_open", "only an open tab's cap can be raised")
     if cap < tab.cap_minor:

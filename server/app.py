@@ -141,4 +141,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
         *feed.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}
+    )

@@ -131,6 +131,42 @@ async def test_raise_cap_through_the_gateway(servers: Pair) -> None:
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "tab_not_found")
 
 
+async def test_a_cap_out_of_range_says_the_range(servers: Pair) -> None:
+    a, _ = servers
+    tab = await open_tab(a, "c2r", cap_minor=1_000)
+    async with api(a) as http:
+        zero = await http.post(f"/v1/customers/c2r/tabs/{tab['tab_id']}/cap", json={"cap_minor": 0})
+    assert zero.status_code == 400
+    assert zero.json()["error"] == {
+        "code": "cap_out_of_range",
+        "message": "cap_minor must be within 100..1000000",
+    }
+
+
+async def test_an_unhandled_error_answers_the_json_error_shape() -> None:
+    """Whatever raises in a route, the answer is the documented JSON error, not plain text."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from server.app import create_app
+    from server.config import Settings
+
+    app = create_app(Settings(ticket_secrets=("s" * 32,), api_keys=("k" * 32,)))
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    app.add_route("/boom", boom)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "internal error; retry"}
+    }
+
+
 async def test_a_declined_increment_keeps_the_old_cap(servers: Pair) -> None:
     a, _ = servers
     tab = await open_tab(a, "c3", cap_minor=1_000, card="tok_increment_decline")
