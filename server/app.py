@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -118,8 +117,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
         if demo:
             from server.demo import introduce
 
-            sys.stdout.write(await introduce(rt))
-            sys.stdout.flush()
+            # Printed by the server once it listens (server.drain), not now: with the port
+            # taken, a newcomer would read credentials of a server that never ran.
+            app.state.banner = await introduce(rt)
         try:
             yield
         finally:

@@ -13,3 +13,7 @@ class ConfigError(ServerError, ValueError):
 
 class EmbeddedRedisError(ServerError):
     """The private redis-server of the embedded default could not be started or stopped."""
+
+
+class ListenError(ServerError):
+    """The server cannot listen on its host and port (in use, not an address of this host)."""
