@@ -33,8 +33,13 @@ log = logging.getLogger("tipmeter.app")
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition of this process's metrics, for ``TIPMETER_METRICS_CLIENTS`` only."""
+    rt = runtime(request)
+    if not rt.settings.metrics_allowed(request.client.host if request.client else None):
+        return api.ApiError(
+            403, "metrics_not_allowed", "set TIPMETER_METRICS_CLIENTS to read /metrics from here"
+        ).response()
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False) -> Starlette:

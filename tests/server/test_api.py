@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -409,3 +410,15 @@ async def test_the_statement_itemizes_by_model_and_adds_up(servers: Pair) -> Non
     assert statement["platform_minor"] == statement["total_minor"] - sum(
         row["share_minor"] for row in statement["by_model"]
     )
+
+
+def test_metrics_answer_only_the_networks_allowed(tmp_path: Path, redis_url: str) -> None:
+    env = {"TIPMETER_REDIS_URL": redis_url, "TIPMETER_METRICS_CLIENTS": "10.0.0.0/8"}
+    closed = TipmeterProcess(["serve"], env, cwd=tmp_path).start()
+    try:
+        refused = httpx.get(f"{closed.base_url}/metrics", timeout=5)
+    finally:
+        closed.stop()
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "metrics_not_allowed"
+    assert "tipmeter_" not in refused.text
