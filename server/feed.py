@@ -14,8 +14,9 @@ shape, so a tool written for that API works by changing its base URL.
 with the events after ``i`` (without ``i``: only events that arrive from now on). When there are
 none, the request waits up to ``timeout`` seconds (capped by ``TIPMETER_FEED_TIMEOUT_S_MAX``)
 for one. Following ``nextUrl`` resumes exactly after the last event returned. ``tokens`` is the
-tip's amount in minor units divided by ``TIPMETER_FEED_MINOR_PER_TOKEN``, rounded down.
-Events other than tips advance the cursor but are not listed (the shape has no place for them).
+tip's amount in minor units divided by ``TIPMETER_FEED_MINOR_PER_TOKEN``, rounded down. Events
+other than tips, and tips worth less than one token, advance the cursor but are not listed (the
+shape has no place for them: its clients refuse ``"tokens": 0``).
 """
 
 from __future__ import annotations
@@ -56,8 +57,13 @@ def _user(event: rooms.RoomEvent) -> dict[str, Any]:
 
 
 def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[str, Any] | None:
-    """One room event in the feed's shape, or None for events the shape cannot carry."""
+    """One room event in the feed's shape, or None for events the shape cannot carry: events
+    other than tips, and tips worth less than one token (Chaturbate-style clients refuse
+    ``"tokens": 0`` and would stall on that page; rounding up would credit tokens never paid)."""
     if event.event_type != "tip":
+        return None
+    tokens = int(event.data.get("amount", 0)) // minor_per_token
+    if tokens < 1:
         return None
     return {
         "method": "tip",
@@ -66,7 +72,7 @@ def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[
             "broadcaster": room,
             "user": _user(event),
             "tip": {
-                "tokens": int(event.data.get("amount", 0)) // minor_per_token,
+                "tokens": tokens,
                 "isAnon": bool(event.data.get("anon")),
                 "message": str(event.data.get("message", "")),
             },

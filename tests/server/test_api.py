@@ -13,6 +13,8 @@ from clients.errors import Refused
 from clients.protocol import RateView, RoomEvent
 from clients.sdk import Client
 from clients.tickets import Role
+from metering.rooms import RoomEvent as RoomEventRecord
+from server.feed import feed_event
 from tests.server.conftest import api, next_of, open_tab
 from tests.support.processes import TipmeterProcess, ticket
 
@@ -422,3 +424,16 @@ def test_metrics_answer_only_the_networks_allowed(tmp_path: Path, redis_url: str
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "metrics_not_allowed"
     assert "tipmeter_" not in refused.text
+
+
+@pytest.mark.parametrize(("amount", "tokens"), [(1, None), (99, None), (100, 1), (250, 2)])
+def test_a_tip_worth_less_than_a_token_is_left_out_of_the_feed(
+    amount: int, tokens: int | None
+) -> None:
+    event = RoomEventRecord("1-0", "tip", {"amount": amount, "name": "Bob", "message": ""})
+    shaped = feed_event("alice", event, minor_per_token=100)
+    if tokens is None:
+        assert shaped is None
+    else:
+        assert shaped is not None
+        assert shaped["object"]["tip"]["tokens"] == tokens
