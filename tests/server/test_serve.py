@@ -205,3 +205,20 @@ def test_the_banner_tells_the_truth_and_its_readme_example_runs(tmp_path: Path) 
     assert lines[0] == "applied 4750"
     assert "RoomEvent" in lines[1]
     assert "'amount_minor': 250" in lines[1]
+
+
+def test_make_names_a_missing_redis_server_bin_instead_of_installing(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no" / "redis-server")
+    run = subprocess.run(
+        ["make", "--no-print-directory", "redis-server"],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "TIPMETER_REDIS_SERVER_BIN": missing},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode != 0
+    assert f"TIPMETER_REDIS_SERVER_BIN={missing}: no such program" in run.stderr
+    assert "apt-get" not in run.stdout
+    assert "installing" not in run.stdout
