@@ -39,10 +39,17 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 install: $(STAMP) redis-server postgresql js
 
 # redis-server is a system binary, not a Python package. Use the one on PATH (or the one that
-# TIPMETER_REDIS_SERVER_BIN names); as root on Debian, install the distribution's package.
+# TIPMETER_REDIS_SERVER_BIN names); as root on Debian, install the distribution's package. A
+# TIPMETER_REDIS_SERVER_BIN that names nothing runnable is a mistake to report, not a reason to
+# install a package that would not be used anyway.
 redis-server:
 	@bin="$${TIPMETER_REDIS_SERVER_BIN:-redis-server}"; \
 	if command -v "$$bin" >/dev/null 2>&1; then exit 0; fi; \
+	if [ -n "$${TIPMETER_REDIS_SERVER_BIN:-}" ]; then \
+		echo "TIPMETER_REDIS_SERVER_BIN=$$bin: no such program (missing, or not executable)." >&2; \
+		echo "Point it at a redis-server binary, or unset it to use the one on PATH." >&2; \
+		exit 1; \
+	fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing redis-server with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

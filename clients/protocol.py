@@ -23,6 +23,7 @@ The full reference, with examples in both encodings, is ``docs/protocol.md``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,20 +84,74 @@ class Codec(Enum):
         return orjson.dumps(obj).decode()
 
     def loads(self, frame: bytes | str) -> object:
-        """Decode one frame into Python values; raise ValueError if it is not well-formed."""
+        """Decode one frame into Python values; raise ValueError if it is not well-formed
+        (:class:`DuplicateKey` if a map repeats a key)."""
         if self is Codec.MSGPACK:
             if not isinstance(frame, bytes | bytearray):
                 raise ValueError("a msgpack connection carries binary frames")
             try:
-                return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+                return msgpack.unpackb(
+                    frame, raw=False, strict_map_key=True, object_pairs_hook=_unique_pairs
+                )
+            except DuplicateKey:
+                raise
             except Exception as exc:  # msgpack raises several unrelated types
                 raise ValueError(f"not msgpack: {exc}") from None
         if not isinstance(frame, str):
             raise ValueError("a JSON connection carries text frames")
+        return loads_json(frame)
+
+
+class DuplicateKey(ValueError):
+    """A map (JSON object, msgpack map) repeats a key. Decoders keep the last value, so
+    ``{"amount_minor": 1, "amount_minor": 99999}`` would be read differently by a proxy that
+    checks the first and a server that applies the last: such input is refused."""
+
+    def __init__(self, key: object) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """An ``object_pairs_hook``: the map of ``pairs``, or DuplicateKey."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[Any] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def _key_count(value: object) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_key_count(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_key_count(v) for v in value)
+    return 0
+
+
+def loads_json(text: str | bytes) -> object:
+    """Decode JSON strictly (orjson: integers stay integers, no NaN); raise ValueError if it
+    is not JSON, :class:`DuplicateKey` if an object repeats a key.
+
+    orjson keeps the last of repeated keys silently, so the input is checked too, cheaply:
+    every key is followed by exactly one ``:`` outside strings, so when the text holds no more
+    colons than the decoded value has keys, no key can have been dropped. Otherwise (a colon
+    in a string, or a repeated key) the standard library's decoder, which reports every pair,
+    settles it."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    colons = text.count(":") if isinstance(text, str) else text.count(b":")
+    if colons > _key_count(value):
         try:
-            return orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
+            json.loads(text, object_pairs_hook=_unique_pairs)
+        except RecursionError:
+            raise ValueError("not JSON: nested too deeply") from None
+    return value
 
 
 class ErrorCode(StrEnum):
@@ -104,6 +159,7 @@ class ErrorCode(StrEnum):
 
     # The frame itself.
     MALFORMED_FRAME = "malformed_frame"
+    DUPLICATE_KEY = "duplicate_key"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_FIELD = "invalid_field"
     INVALID_ID = "invalid_id"
@@ -447,9 +503,18 @@ def is_amount(value: object) -> TypeGuard[int]:
     return type(value) is int and 0 <= value < AMOUNT_LIMIT_MINOR
 
 
+#: An event id's parts are below 2**64 (Redis stream ids), and its milliseconds below 2**64 - 1
+#: so that "after this id" is an id too (Redis refuses an interval that starts past the last).
+STREAM_MS_LIMIT: Final = 2**64 - 1
+STREAM_SEQ_LIMIT: Final = 2**64
+
+
 def is_stream_id(value: object) -> bool:
-    """Tell whether ``value`` is an event id (``<ms>-<seq>``)."""
-    return type(value) is str and _STREAM_ID.fullmatch(value) is not None
+    """Tell whether ``value`` is an event id (``<ms>-<seq>``) that a stream can hold."""
+    if type(value) is not str or _STREAM_ID.fullmatch(value) is None:
+        return False
+    ms, _, seq = value.partition("-")
+    return int(ms) < STREAM_MS_LIMIT and int(seq) < STREAM_SEQ_LIMIT
 
 
 def _text(obj: Mapping[str, Any], name: str, *, chars_max: int = MESSAGE_CHARS_MAX) -> str:
@@ -586,6 +651,8 @@ def decode_client(frame: bytes | str, codec: Codec) -> ClientMessage | Invalid:
     """Decode a frame a client sent. Never raises: a bad frame becomes an :class:`Invalid`."""
     try:
         obj = _map(codec.loads(frame), "a message")
+    except DuplicateKey as exc:
+        return Invalid(ErrorCode.DUPLICATE_KEY, str(exc))
     except ValueError as exc:
         return Invalid(ErrorCode.MALFORMED_FRAME, str(exc))
     except _Refused as refused:
@@ -939,6 +1006,8 @@ def decode_server(frame: bytes | str, codec: Codec) -> ServerMessage | Invalid:
     """Decode a frame the server sent. Never raises: a bad frame becomes an :class:`Invalid`."""
     try:
         obj = _map(codec.loads(frame), "a message")
+    except DuplicateKey as exc:
+        return Invalid(ErrorCode.DUPLICATE_KEY, str(exc))
     except ValueError as exc:
         return Invalid(ErrorCode.MALFORMED_FRAME, str(exc))
     except _Refused as refused:

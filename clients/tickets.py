@@ -34,6 +34,14 @@ VERSION_PREFIX: Final = "v1."
 AUDIENCE: Final = "tipmeter"
 #: Longest ticket accepted, in characters: a bound on what the server parses.
 TICKET_CHARS_MAX: Final = 2_048
+#: Longest lifetime (``exp - iat``) accepted unless the verifier says otherwise (the server
+#: passes ``TIPMETER_TICKET_TTL_S_MAX``): a ticket is a credential for one connection, minted
+#: just before it, and its single-use record lives as long as it does.
+LIFETIME_MS_MAX_DEFAULT: Final = 300_000
+#: How far in the future ``iat`` may be (clock skew between the minting backend and the server).
+ISSUED_AT_SKEW_MS_MAX: Final = 30_000
+#: ``iat`` and ``exp`` are integers in ``[0, TIME_MS_LIMIT)``: exact in JSON everywhere.
+TIME_MS_LIMIT: Final = 2**53
 
 
 class Role(StrEnum):
@@ -53,7 +61,27 @@ class TicketProblem(StrEnum):
     WRONG_ISSUER = "ticket_wrong_issuer"
     WRONG_AUDIENCE = "ticket_wrong_audience"
     EXPIRED = "ticket_expired"
+    NOT_YET_VALID = "ticket_not_yet_valid"
+    LIFETIME_TOO_LONG = "ticket_lifetime_too_long"
     REUSED = "ticket_reused"
+
+    @property
+    def explanation(self) -> str:
+        """What is wrong, in a sentence for the refusal's message."""
+        return _EXPLANATIONS[self]
+
+
+_EXPLANATIONS: Final = {
+    TicketProblem.MISSING: "no ticket: pass one in the ticket query parameter",
+    TicketProblem.MALFORMED: "not a v1 ticket, or its claims are missing or of the wrong type",
+    TicketProblem.BAD_SIGNATURE: "the signature does not match any of this server's secrets",
+    TicketProblem.WRONG_ISSUER: "the issuer (iss) is not one this server accepts",
+    TicketProblem.WRONG_AUDIENCE: 'the audience (aud) is not "tipmeter"',
+    TicketProblem.EXPIRED: "the ticket expired (exp is past): mint a new one",
+    TicketProblem.NOT_YET_VALID: "the ticket is issued in the future (iat): check the clocks",
+    TicketProblem.LIFETIME_TOO_LONG: "exp - iat is longer than this server accepts",
+    TicketProblem.REUSED: "this ticket already opened a connection: mint one per connection",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +140,22 @@ def mint(
 
 
 def verify(
-    ticket: str | None, secrets_: tuple[bytes, ...], *, issuers: tuple[str, ...], now_ms: int
+    ticket: str | None,
+    secrets_: tuple[bytes, ...],
+    *,
+    issuers: tuple[str, ...],
+    now_ms: int,
+    lifetime_ms_max: int = LIFETIME_MS_MAX_DEFAULT,
 ) -> Claims | TicketProblem:
     """Check a ticket's form, signature (against any of ``secrets_``, for rotation), issuer,
-    audience and expiry. Single use is the server's part (it needs shared state)."""
+    audience, expiry and lifetime (``iat`` not in the future beyond the clock skew allowed,
+    ``exp - iat`` at most ``lifetime_ms_max``). Never raises, whatever the string. Single use
+    is the server's part (it needs shared state)."""
     if not ticket:
         return TicketProblem.MISSING
     if len(ticket) > TICKET_CHARS_MAX or not ticket.startswith(VERSION_PREFIX):
+        return TicketProblem.MALFORMED
+    if not ticket.isascii():  # hmac.compare_digest refuses non-ASCII str
         return TicketProblem.MALFORMED
     body, dot, signature = ticket.rpartition(".")
     if not dot or not body.startswith(VERSION_PREFIX):
@@ -146,6 +183,10 @@ def verify(
         return TicketProblem.WRONG_ISSUER
     if claims.expires_at_ms <= now_ms:
         return TicketProblem.EXPIRED
+    if claims.issued_at_ms > now_ms + ISSUED_AT_SKEW_MS_MAX:
+        return TicketProblem.NOT_YET_VALID
+    if claims.expires_at_ms - claims.issued_at_ms > lifetime_ms_max:
+        return TicketProblem.LIFETIME_TOO_LONG
     return claims
 
 
@@ -158,6 +199,6 @@ def _str(payload: dict[str, object], name: str) -> str:
 
 def _int(payload: dict[str, object], name: str) -> int:
     value = payload[name]
-    if type(value) is not int:
-        raise ValueError(f"{name} must be an integer")
+    if type(value) is not int or not 0 <= value < TIME_MS_LIMIT:
+        raise ValueError(f"{name} must be an integer in [0, 2**53)")
     return value

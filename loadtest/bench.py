@@ -90,7 +90,7 @@ def _ticket(role: Role, subject: str, currency: str = "") -> str:
         role=role,
         subject=subject,
         now_ms=now,
-        ttl_ms=3_600_000,
+        ttl_ms=300_000,  # the longest lifetime a server accepts by default
         currency=currency,
     )
 

@@ -366,6 +366,7 @@ class Sessions:
                 ref.session_id,
                 reason.value,
                 "1" if only_if_lease_lapsed else "0",
+                _SPENDABLE,
             ],
         )
         code = Code(as_text(reply[0]))

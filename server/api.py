@@ -34,11 +34,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from clients.protocol import DuplicateKey, loads_json
 from clients.tickets import Role
 from metering import keys
 from metering.errors import StoreError, StoreUnavailable
 from metering.keys import is_id
 from metering.lifecycle import FreezeReason, TabState
+from metering.limits import Limits
 from metering.money import is_amount, is_currency
 from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
@@ -88,6 +90,13 @@ class ApiError(Exception):
         """The JSON answer."""
         body = {"error": {"code": self.code, "message": str(self), **self.extra}}
         return JSONResponse(body, status_code=self.status)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """The answer to any error nothing else handled, on every route (HTTP API, feed, pages):
+    the documented JSON shape, never Starlette's plain-text page. The exception itself is
+    logged with its traceback by the server, once."""
+    return ApiError(500, "internal_error", "internal error; retry").response()
 
 
 _STATUS_OF: Final = {
@@ -156,8 +165,10 @@ async def json_body(request: Request, bytes_max: int = BODY_BYTES_MAX) -> dict[s
         if len(body) > bytes_max:
             raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
     try:
-        value = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
+        value = loads_json(body or b"{}")
+    except DuplicateKey as exc:
+        raise ApiError(400, "duplicate_key", f"the body repeats a key: {exc}") from None
+    except ValueError:
         raise ApiError(400, "malformed_body", "the body is not JSON") from None
     if not isinstance(value, dict):
         raise ApiError(400, "malformed_body", "the body must be a JSON object")
@@ -180,6 +191,16 @@ def _check_amount(value: object, name: str) -> int:
     if not is_amount(value):
         raise ApiError(400, "invalid_amount", f"{name} must be an integer number of minor units")
     return value
+
+
+def _check_cap_range(cap: int, limits: Limits) -> None:
+    """The cap is within the site's bounds (opening a tab and raising its cap alike)."""
+    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
+        raise ApiError(
+            400,
+            "cap_out_of_range",
+            f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
+        )
 
 
 def _check_currency(value: object) -> str:
@@ -353,12 +374,7 @@ async def open_tab(
     ):
         raise ApiError(400, "invalid_field", "payment_method must be the gateway's card token")
     limits = rt.meter.limits
-    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
-        raise ApiError(
-            400,
-            "cap_out_of_range",
-            f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
-        )
+    _check_cap_range(cap, limits)
     if not (isinstance(country, str) and (country == "" or _is_country(country))):
         raise ApiError(400, "invalid_field", "country must be an ISO 3166 alpha-2 code")
     if not (isinstance(processor, str) and (processor == "" or is_id(processor))):
@@ -516,8 +532,7 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     cap = _check_amount(cap_minor, "cap_minor")
     tab = await read_tab(rt, ref)
     limits = rt.meter.limits
-    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
-        raise ApiError(400, "cap_out_of_range", f"cap_minor must be at most {limits.cap_max_minor}")
+    _check_cap_range(cap, limits)
     if tab.state is not TabState.OPEN:
         raise ApiError(409, "tab_not_open", "only an open tab's cap can be raised")
     if cap < tab.cap_minor:

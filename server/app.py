@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,8 +33,13 @@ log = logging.getLogger("tipmeter.app")
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition of this process's metrics, for ``TIPMETER_METRICS_CLIENTS`` only."""
+    rt = runtime(request)
+    if not rt.settings.metrics_allowed(request.client.host if request.client else None):
+        return api.ApiError(
+            403, "metrics_not_allowed", "set TIPMETER_METRICS_CLIENTS to read /metrics from here"
+        ).response()
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(
@@ -124,8 +128,9 @@ def create_app(
         if demo:
             from server.demo import introduce
 
-            sys.stdout.write(await introduce(rt))
-            sys.stdout.flush()
+            # Printed by the server once it listens (server.drain), not now: with the port
+            # taken, a newcomer would read credentials of a server that never ran.
+            app.state.banner = await introduce(rt)
         try:
             yield
         finally:
@@ -149,4 +154,6 @@ def create_app(
         *feed.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from types import FrameType
@@ -16,7 +18,7 @@ from typing import Final
 
 from server import logs
 from server.config import Settings, render_markdown
-from server.errors import ServerError
+from server.errors import ListenError, ServerError
 from settlement.errors import SettlementError
 
 log = logging.getLogger("tipmeter")
@@ -43,11 +45,15 @@ def _serve(settings: Settings) -> int:
     from server.drain import DrainingServer
     from server.embedded_redis import RedisServer
     from server.runtime import Runtime
+    from server.wsproto import TipmeterWebSocketProtocol
 
     settings.check_serving()
     demo = settings.embedded_redis
     migrate = settings.embedded_postgres
+    # The port first: if it is taken, say so in one line before anything else starts.
+    listener = listen(settings.host, settings.port)
     with contextlib.ExitStack() as stack:
+        stack.callback(listener.close)
         if settings.embedded_postgres:
             settings = _start_postgres(settings, stack)
         if settings.embedded_redis:
@@ -65,7 +71,7 @@ def _serve(settings: Settings) -> int:
             app,
             host=settings.host,
             port=settings.port,
-            ws="websockets-sansio",
+            ws=TipmeterWebSocketProtocol,
             ws_max_size=settings.frame_bytes_max,
             ws_ping_interval=settings.ping_interval_s,
             ws_ping_timeout=settings.ping_timeout_s,
@@ -81,17 +87,13 @@ def _serve(settings: Settings) -> int:
             return value if isinstance(value, Runtime) else None
 
         server = DrainingServer(config, runtime_of)
-        log.info(
-            "serving",
-            extra={"fields": {"url": f"http://{settings.host}:{settings.port}"}},
-        )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again against
         # the handlers it found. Handlers that do nothing let run() return normally instead, so
         # the embedded redis-server is stopped below and the exit status says "clean".
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _ignore_signal)
         _tune_gc()
-        server.run()
+        server.run(sockets=[listener])
         return 0 if server.started else 1
 
 
@@ -107,6 +109,27 @@ def _start_postgres(settings: Settings, stack: contextlib.ExitStack) -> Settings
         extra={"fields": {"cluster": str(postgres.cluster_dir), "user": postgres.user}},
     )
     return dataclasses.replace(settings, database_url=postgres.url)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the server's listening socket; raise ListenError with a one-line reason."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"port {port} on {host} is in use (another tipmeter?): stop it, or set "
+                "TIPMETER_PORT (or --port) to a free port"
+            ) from None
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 #: Allocations between two young-generation collections (CPython's default is 700).

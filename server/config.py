@@ -9,6 +9,7 @@ variable, the value and what is expected.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,9 @@ class Settings:
     connections_max: int = 15_000
     ping_interval_s: int = 20
     ping_timeout_s: int = 20
+    show_ping_interval_ms: int = 1_000
+    show_ping_timeout_ms: int = 3_000
+    metrics_clients: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     drain_delay_s: int = 2
     drain_s_max: int = 30
     feed_timeout_s_max: int = 60
@@ -95,6 +99,15 @@ class Settings:
         if self.public_url is not None:
             return self.public_url.rstrip("/")
         return f"http://{self.host}:{self.port}"
+
+    def metrics_allowed(self, host: str | None) -> bool:
+        """Tell whether a client at ``host`` may read ``/metrics`` (``TIPMETER_METRICS_CLIENTS``:
+        by default this machine only, as Prometheus exporters usually are)."""
+        try:
+            address = ipaddress.ip_address(host or "")
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(net) for net in self.metrics_clients)
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -362,6 +375,15 @@ def comma_list(raw: str) -> tuple[str, ...]:
     return items
 
 
+def networks(raw: str) -> tuple[str, ...]:
+    """A parser for a comma-separated list of IP networks (``10.0.0.0/8``) or addresses."""
+    items = comma_list(raw)
+    try:
+        return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
+    except ValueError:
+        raise ValueError("expected comma-separated IP networks, e.g. 10.0.0.0/8,::1") from None
+
+
 SECRET_CHARS_MIN: Final = 32
 
 
@@ -504,7 +526,8 @@ VARIABLES: Final = (
         "TIPMETER_TICKET_TTL_S_MAX",
         "ticket_ttl_s_max",
         integer(5, 3_600),
-        "Longest life of a ticket the HTTP API mints, in seconds.",
+        "Longest life of a ticket (exp - iat), in seconds: the HTTP API mints none longer, "
+        "and the WebSocket endpoint refuses longer ones (ticket_lifetime_too_long).",
     ),
     Variable(
         "TIPMETER_API_KEYS",
@@ -575,6 +598,25 @@ VARIABLES: Final = (
         "ping_timeout_s",
         integer(1, 3_600),
         "Seconds without a pong before the server drops a connection.",
+    ),
+    Variable(
+        "TIPMETER_METRICS_CLIENTS",
+        "metrics_clients",
+        networks,
+        "IP networks allowed to read /metrics (others get 403 metrics_not_allowed); "
+        "0.0.0.0/0,::/0 for anyone.",
+    ),
+    Variable(
+        "TIPMETER_SHOW_PING_INTERVAL_MS",
+        "show_ping_interval_ms",
+        integer(100, 60_000),
+        "Milliseconds between pings to a viewer whose connection funds a running show.",
+    ),
+    Variable(
+        "TIPMETER_SHOW_PING_TIMEOUT_MS",
+        "show_ping_timeout_ms",
+        integer(100, 60_000),
+        "Milliseconds without a pong before such a connection is dropped and its shows end.",
     ),
     Variable(
         "TIPMETER_DRAIN_DELAY_S",

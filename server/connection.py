@@ -40,6 +40,9 @@ GONE: Final = (OSError, RuntimeError, WebSocketDisconnect)
 
 #: Events buffered for one room while a connection catches up on its backlog.
 CATCH_UP_BUFFER_MAX: Final = 1_000
+#: How long a connection that is over may take to send what it queued and its close frame (the
+#: error replies before a 4029, the close code itself) before it is cut.
+FLUSH_S_MAX: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +280,15 @@ class Connection:
         finally:
             if self._writer is asyncio.current_task():
                 self._writer = None
+
+    async def flush(self, timeout_s: float = FLUSH_S_MAX) -> None:
+        """Wait, at most ``timeout_s``, for the writer to send what is queued (and the close
+        frame :meth:`close_soon` queued): without this the app would return first, the
+        connection would end with 1006, and the client would never learn why it was closed."""
+        writer = self._writer
+        if writer is None or self._done:
+            return
+        await asyncio.wait({writer}, timeout=timeout_s)
 
     async def stop(self) -> None:
         """Stop the writer (the connection is over)."""

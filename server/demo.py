@@ -15,7 +15,8 @@ from server.runtime import Runtime
 DEMO_CUSTOMER: Final = "demo-viewer"
 DEMO_ROOM: Final = "demo-model"
 DEMO_CAP_MINOR: Final = 5_000
-#: Demo tickets last an hour (tickets the API mints are capped by TIPMETER_TICKET_TTL_S_MAX).
+#: Demo tickets last as long as the server accepts (TIPMETER_TICKET_TTL_S_MAX caps this): the
+#: banner says how long that is, and how to mint more.
 DEMO_TICKET_TTL_MS: Final = 3_600_000
 
 
@@ -41,7 +42,7 @@ async def introduce(rt: Runtime) -> str:
         )
         if opened.code is not Code.APPLIED:
             tab_id = opened.tab_id
-    viewer, _ = rt.tickets.mint(
+    viewer, expires_at_ms = rt.tickets.mint(
         role=Role.VIEWER,
         subject=DEMO_CUSTOMER,
         ttl_ms=DEMO_TICKET_TTL_MS,
@@ -49,6 +50,7 @@ async def introduce(rt: Runtime) -> str:
         currency="USD",
     )
     model, _ = rt.tickets.mint(role=Role.MODEL, subject=DEMO_ROOM, ttl_ms=DEMO_TICKET_TTL_MS)
+    life_s = (expires_at_ms - meter.clock.now_ms() + 500) // 1000
     feed_token = secrets.token_urlsafe(24)
     with translated():
         await rt.store.client.hset(
@@ -64,8 +66,10 @@ tipmeter is running at {base}  (health: {base}/readyz, metrics: {base}/metrics)
   API key (HTTP API, Authorization: Bearer …):  {key}
   demo viewer {DEMO_CUSTOMER!r} has tab {tab_id} with a USD cap of {DEMO_CAP_MINOR} minor units
 
-  viewer ticket (single use, 1 h):  {ws}?ticket={viewer}
-  model ticket  (single use, 1 h):  {ws}?ticket={model}
+  tickets (each opens one connection; valid for {life_s} s, TIPMETER_TICKET_TTL_S_MAX):
+    viewer ticket:  {viewer}
+    model ticket:   {model}
+    connect with:   {ws}?ticket=<ticket>
   event feed for broadcast tools:   {base}/events/{DEMO_ROOM}/{feed_token}/
 
   web pages (no API key in the browser; the demo backend plays the cam site's):
@@ -73,10 +77,13 @@ tipmeter is running at {base}  (health: {base}/readyz, metrics: {base}/metrics)
     model console:  {base}/pages/model.html
     OBS overlay:    {base}/pages/overlay.html#room={DEMO_ROOM}&token={feed_token}
 
-  more tickets:  curl -s -X POST {base}/v1/tickets -H 'Authorization: Bearer {key}' \\
-                   -d '{{"role": "viewer", "subject": "{DEMO_CUSTOMER}", "currency": "USD"}}'
+  more tickets (viewer, then model):
+    curl -s -X POST {base}/v1/tickets -H 'Authorization: Bearer {key}' \\
+      -d '{{"role": "viewer", "subject": "{DEMO_CUSTOMER}", "currency": "USD"}}'
+    curl -s -X POST {base}/v1/tickets -H 'Authorization: Bearer {key}' \\
+      -d '{{"role": "model", "subject": "{DEMO_ROOM}"}}'
   settle the demo tab (one capture; the worker runs in this process), then read its statement:
     curl -s -X POST {tab_url}/settle -H 'Authorization: Bearer {key}'
     curl -s {tab_url}/statement -H 'Authorization: Bearer {key}'
-  tip from Python:  see README.md, "Connect a client"
+  tip from Python:  python tip.py VIEWER_TICKET MODEL_TICKET  (README.md, "Connect a client")
 """

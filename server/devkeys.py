@@ -34,7 +34,7 @@ def load_or_create(data_dir: Path) -> DevKeys:
     keys = DevKeys(
         ticket_secret=secrets.token_urlsafe(32), api_key=f"tm_dev_{secrets.token_urlsafe(24)}"
     )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump({"ticket_secret": keys.ticket_secret, "api_key": keys.api_key}, out)

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -39,6 +41,19 @@ class DrainingServer(uvicorn.Server):
         """Remember the loop (signals arrive outside it), then serve."""
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)  # type: ignore[arg-type]
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does; once listening, say so, and print the embedded default's
+        introduction (``app.state.banner``), so it is only ever shown for a running server."""
+        await super().startup(sockets)
+        if not self.started:
+            return
+        names = [s.getsockname() for s in (sockets or [])]
+        log.info("listening", extra={"fields": {"sockets": [f"{n[0]}:{n[1]}" for n in names]}})
+        banner = getattr(getattr(self.config.app, "state", None), "banner", None)
+        if isinstance(banner, str):
+            sys.stdout.write(banner)
+            sys.stdout.flush()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First SIGTERM: drain. Anything else, or a second signal: uvicorn's own exit."""

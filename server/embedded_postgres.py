@@ -8,11 +8,12 @@ stops and, on Linux, told to stop by the kernel if tipmeter dies first.
 
 PostgreSQL refuses to run as root. When tipmeter runs as root, the server runs as an
 unprivileged system user (Debian's package creates ``postgres``); otherwise as the current
-user. That user may be unable to enter the folder the checkout sits in (``/root`` is 0700):
-then the cluster lives in a folder of its own under :data:`FALLBACK_ROOT_DEFAULT`, named by a
-digest of the data folder (the same data folder always finds the same cluster), and
-``postgres.location`` in the data folder says where. Tests use the same class with an ephemeral
-folder that is removed at stop.
+user, with the cluster in ``data_dir/postgres``. The data folder is private (0700, like the
+embedded redis-server keeps it), and the folder the checkout sits in may be too (``/root`` is
+0700), so a run-as user of its own cannot enter it: its cluster lives in a folder of its own
+under :data:`FALLBACK_ROOT_DEFAULT`, named by a digest of the data folder (the same data folder
+always finds the same cluster), and ``postgres.location`` in the data folder says where. Tests
+use the same class with an ephemeral folder that is removed at stop.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import IO, Final
 import psycopg
 
 from server.children import ChildServer, stop_child
+from server.embedded_redis import DATA_DIR_MODE
 from server.errors import EmbeddedPostgresError
 
 #: The system user PostgreSQL runs as when tipmeter runs as root (Debian's package makes it).
@@ -187,27 +189,19 @@ class PostgresServer(ChildServer):
             account = self._account()
             os.chown(path, account.pw_uid, account.pw_gid)
 
-    def _user_can_write(self, path: Path) -> bool:
-        if os.geteuid() != 0:
-            return os.access(path, os.W_OK | os.X_OK)
-        probe = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            ["/usr/bin/test", "-w", str(path), "-a", "-x", str(path)],
-            check=False,
-            user=self._as_user().uid,
-            group=self._as_user().gid,
-            extra_groups=self._as_user().extra_groups,
-        )
-        return probe.returncode == 0
-
     def _choose_root(self) -> Path:
         if self.ephemeral:
             root = Path(tempfile.mkdtemp(prefix="tipmeter-pg-"))
             self._give(root)
             return root
+        # The data folder is private to tipmeter's user (as the embedded redis-server keeps
+        # it): a run-as user of its own cannot enter it, and gets the fallback below.
+        self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+        self.data_dir.chmod(DATA_DIR_MODE)
         preferred = self.data_dir / "postgres"
-        preferred.mkdir(parents=True, exist_ok=True)
-        self._give(preferred)
-        if self._user_can_write(preferred):
+        if self.user == _current_user():
+            preferred.mkdir(exist_ok=True)
+            self._give(preferred)
             return preferred
         # The run-as user cannot reach the data folder (a private home folder): keep the
         # cluster where it can, at a place derived from the data folder, and say where.

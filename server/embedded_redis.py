@@ -37,8 +37,21 @@ UNIX_PATH_MAX: Final = 100
 _PR_SET_PDEATHSIG: Final = 1
 
 
+#: The data folder and everything in it are the owner's only: it holds the Redis data (tabs,
+#: customers), the development keys and the socket.
+DATA_DIR_MODE: Final = 0o700
+#: The umask of redis-server, so the files it writes (AOF, log, socket) are 0600 / 0700.
+CHILD_UMASK: Final = 0o077
+
+
+def _private_child() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Make the files redis-server creates private to their owner."""
+    os.umask(CHILD_UMASK)
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM this process when its parent dies."""
+    """Make the child's files private, and ask Linux to SIGTERM it when its parent dies."""
+    _private_child()
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -137,8 +150,10 @@ class RedisServer(ChildServer):
         return found
 
     def _take_lock(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = (self.data_dir / "tipmeter.lock").open("w")
+        self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+        self.data_dir.chmod(DATA_DIR_MODE)  # also a folder made before (or by someone else)
+        lock_fd = os.open(self.data_dir / "tipmeter.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        lock = os.fdopen(lock_fd, "w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -196,14 +211,21 @@ class RedisServer(ChildServer):
         self._take_lock()
         try:
             self._clear_orphan()
-            preexec = _die_with_parent if self.die_with_parent and sys.platform == "linux" else None
-            self.process = subprocess.Popen(  # noqa: S603 - argv is built here, no shell
-                self.command_line(binary),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                preexec_fn=preexec,  # safe here: called before any thread exists
-            )
+            linux = self.die_with_parent and sys.platform == "linux"
+            preexec = _die_with_parent if linux else _private_child
+            try:
+                self.process = subprocess.Popen(  # noqa: S603 - argv is built here, no shell
+                    self.command_line(binary),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    preexec_fn=preexec,  # safe here: called before any thread exists
+                )
+            except OSError as exc:  # not a program (exec format error), or not allowed
+                raise EmbeddedRedisError(
+                    f"{binary!r} cannot be run as redis-server ({exc.strerror or exc}); set "
+                    "TIPMETER_REDIS_SERVER_BIN to a redis-server binary"
+                ) from None
             deadline = time.monotonic() + timeout_s
             while not self._answers():
                 if self.process.poll() is not None:

@@ -17,3 +17,7 @@ class EmbeddedRedisError(ServerError):
 
 class EmbeddedPostgresError(ServerError):
     """The private PostgreSQL of the embedded default could not be found, started or stopped."""
+
+
+class ListenError(ServerError):
+    """The server cannot listen on its host and port (in use, not an address of this host)."""

@@ -14,12 +14,14 @@ shape, so a tool written for that API works by changing its base URL.
 with the events after ``i`` (without ``i``: only events that arrive from now on). When there are
 none, the request waits up to ``timeout`` seconds (capped by ``TIPMETER_FEED_TIMEOUT_S_MAX``)
 for one. Following ``nextUrl`` resumes exactly after the last event returned. ``tokens`` is the
-tip's amount in minor units divided by ``TIPMETER_FEED_MINOR_PER_TOKEN``, rounded down.
-Events other than tips advance the cursor but are not listed (the shape has no place for them).
+tip's amount in minor units divided by ``TIPMETER_FEED_MINOR_PER_TOKEN``, rounded down. Events
+other than tips, and tips worth less than one token, advance the cursor but are not listed (the
+shape has no place for them: its clients refuse ``"tokens": 0``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -36,6 +38,8 @@ from server.runtime import Runtime
 FEED_EVENTS_MAX: Final = 100
 #: The wait when the request gives no ``timeout``.
 FEED_TIMEOUT_S_DEFAULT: Final = 10
+#: A ``timeout``: ASCII digits, few enough to parse at once (the wait is capped anyway).
+_SECONDS: Final = re.compile(r"[0-9]{1,9}")
 
 
 def _user(event: rooms.RoomEvent) -> dict[str, Any]:
@@ -53,8 +57,13 @@ def _user(event: rooms.RoomEvent) -> dict[str, Any]:
 
 
 def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[str, Any] | None:
-    """One room event in the feed's shape, or None for events the shape cannot carry."""
+    """One room event in the feed's shape, or None for events the shape cannot carry: events
+    other than tips, and tips worth less than one token (Chaturbate-style clients refuse
+    ``"tokens": 0`` and would stall on that page; rounding up would credit tokens never paid)."""
     if event.event_type != "tip":
+        return None
+    tokens = int(event.data.get("amount", 0)) // minor_per_token
+    if tokens < 1:
         return None
     return {
         "method": "tip",
@@ -63,7 +72,7 @@ def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[
             "broadcaster": room,
             "user": _user(event),
             "tip": {
-                "tokens": int(event.data.get("amount", 0)) // minor_per_token,
+                "tokens": tokens,
                 "isAnon": bool(event.data.get("anon")),
                 "message": str(event.data.get("message", "")),
             },
@@ -77,7 +86,7 @@ async def events_feed(request: Request, rt: Runtime) -> Response:
     if not is_id(room) or not await feed_token_valid(rt, room, token):
         raise ApiError(401, "invalid_token", "unknown room or feed token")
     raw_timeout = request.query_params.get("timeout", str(FEED_TIMEOUT_S_DEFAULT))
-    if not raw_timeout.isdigit():
+    if _SECONDS.fullmatch(raw_timeout) is None:  # not str.isdigit: "²" is a digit to it
         raise ApiError(400, "invalid_field", "timeout is a whole number of seconds")
     timeout_s = min(int(raw_timeout), rt.settings.feed_timeout_s_max)
     cursor = request.query_params.get("i")

@@ -15,6 +15,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -32,15 +33,23 @@ SECRET_MARKERS: Final = (
 )
 REDACTED: Final = "[redacted]"
 
-_SECRET_PARAM: Final = re.compile(
-    r"([?&](?:ticket|token|api_key|key|secret|signature)=)[^&\s\"']+", re.IGNORECASE
-)
+#: Query parameters whose values are credentials, by their decoded, lower-cased name.
+SECRET_PARAMS: Final = frozenset({"ticket", "token", "api_key", "key", "secret", "signature"})
+_PARAM: Final = re.compile(r"([?&;])([^=&;\s\"'?]+)=([^&;\s\"']*)")
 _FEED_TOKEN: Final = re.compile(r"(/events/[^/\s]+/)[^/\s?\"']+")
+
+
+def _scrub_param(match: re.Match[str]) -> str:
+    # By the decoded name: "?%74icket=" is "?ticket=" to the server, and must be to us too.
+    name = unquote_plus(match.group(2)).strip().lower()
+    if name in SECRET_PARAMS:
+        return f"{match.group(1)}{match.group(2)}={REDACTED}"
+    return match.group(0)
 
 
 def scrub(text: str) -> str:
     """Replace credentials carried in URLs inside ``text``."""
-    text = _SECRET_PARAM.sub(rf"\1{REDACTED}", text)
+    text = _PARAM.sub(_scrub_param, text)
     return _FEED_TOKEN.sub(rf"\1{REDACTED}", text)
 
 

@@ -46,7 +46,13 @@ class TicketGate:
     async def admit(self, ticket: str | None) -> Claims | TicketProblem:
         """Verify ``ticket`` and claim its single use; the claims, or why it is refused."""
         now_ms = self._clock.now_ms()
-        result = verify(ticket, self._secrets, issuers=self._issuers, now_ms=now_ms)
+        result = verify(
+            ticket,
+            self._secrets,
+            issuers=self._issuers,
+            now_ms=now_ms,
+            lifetime_ms_max=self.ttl_ms_max,
+        )
         if isinstance(result, TicketProblem):
             return result
         life_ms = result.expires_at_ms - now_ms + USED_RECORD_EXTRA_MS

@@ -59,6 +59,7 @@ from server.connection import Connection
 from server.hub import current_tab, tab_view
 from server.ratelimit import TokenBucket
 from server.runtime import Runtime, runtime
+from server.wsproto import KEEPALIVE_EXTENSION
 
 log = logging.getLogger("tipmeter.ws")
 
@@ -117,6 +118,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await _read(rt, conn, errors)
     finally:
         await _leave(rt, conn)
+        await conn.flush()
         rt.hub.forget(conn)
         rt.connections.discard(conn)
         if not rt.connections:
@@ -126,7 +128,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _deny(websocket: WebSocket, rt: Runtime, status: int, code: str, message: str) -> None:
+    """Refuse the upgrade with an HTTP answer: one warning line, one metric, a JSON body."""
     rt.metrics.handshakes_refused.labels(code).inc()
+    client = websocket.client
+    log.warning(
+        "WebSocket handshake refused",
+        extra={
+            "fields": {"code": code, "status": status, "client": client.host if client else None}
+        },
+    )
     body = {"error": {"code": code, "message": message}}
     await websocket.send_denial_response(JSONResponse(body, status_code=status))
 
@@ -161,7 +171,7 @@ async def _admit(rt: Runtime, websocket: WebSocket) -> tuple[Claims, Codec, bool
         await _deny(websocket, rt, 503, "unavailable", "cannot check tickets now; retry")
         return None
     if isinstance(claims, TicketProblem):
-        await _deny(websocket, rt, 401, str(claims), "the ticket is not valid for this server")
+        await _deny(websocket, rt, 401, str(claims), claims.explanation)
         return None
     viewer_ok = claims.role is not Role.VIEWER or is_currency(claims.currency)
     if not is_id(claims.subject) or not viewer_ok:
@@ -482,11 +492,33 @@ async def _session_view(rt: Runtime, customer: str, session_id: str) -> SessionV
     )
 
 
+def _watch_liveness(rt: Runtime, conn: Connection) -> None:
+    """Ping a connection that funds a running show every ``TIPMETER_SHOW_PING_INTERVAL_MS``
+    and drop it ``TIPMETER_SHOW_PING_TIMEOUT_MS`` after a ping that got no pong; back to the
+    server's defaults once its shows are over.
+
+    Why: a viewer whose connection vanishes without a close (a phone out of coverage, a NAT
+    that forgot the flow) is billed until the server notices. With the default keepalive that
+    is up to 40 s; with this, a few seconds (docs/sessions.md). Other connections keep the
+    cheap default."""
+    extension = (conn.websocket.scope.get("extensions") or {}).get(KEEPALIVE_EXTENSION)
+    if not extension:
+        return  # a server other than tipmeter's own (a test client): nothing to tighten
+    if conn.sessions:
+        settings = rt.settings
+        extension["set"](
+            settings.show_ping_interval_ms / 1000, settings.show_ping_timeout_ms / 1000
+        )
+    else:
+        extension["set"](None, None)
+
+
 def _tell_ended(rt: Runtime, conn: Connection) -> Callable[[SessionRef, str], None]:
     """What the scheduler calls when a session of ``conn`` ends: push it to the viewer."""
 
     def ended(ref: SessionRef, reason: str) -> None:
         conn.sessions.pop(ref.session_id, None)
+        _watch_liveness(rt, conn)
 
         async def push() -> None:
             view = await _session_view(rt, ref.customer, ref.session_id)
@@ -545,6 +577,7 @@ async def _session_start(rt: Runtime, conn: Connection, message: SessionStart) -
     if session is not None and session.state == "running":
         conn.sessions[message.id] = ref
         rt.scheduler.add(ref, message.room, _tell_ended(rt, conn))
+        _watch_liveness(rt, conn)
     await rt.meter.rooms.relay_pending(conn.subject)
     status = "applied" if result.code is Code.APPLIED else "duplicate"
     conn.send(Result(id=message.id, status=status, tab=view, session=session), "result")

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -43,6 +44,8 @@ SIGNATURE_HEADER: Final = "Tipmeter-Signature"
 #: How far a delivery's timestamp may be from the receiver's clock, in seconds.
 REPLAY_WINDOW_S_DEFAULT: Final = 300
 SCHEME: Final = "v1"
+#: A header's timestamp: Unix seconds in ASCII digits.
+_TIMESTAMP: Final = re.compile(r"[0-9]{1,12}")
 
 TAB_SETTLED: Final = "tab.settled"
 TAB_SETTLEMENT_FAILED: Final = "tab.settlement_failed"
@@ -66,21 +69,21 @@ def verify_signature(
 
     ``body`` is the raw request body, exactly as received (not re-serialised JSON). ``now_s``
     is the receiver's clock in Unix seconds (``int(time.time())``). Any ``v1`` signature in the
-    header may match, so a secret can be rotated by signing with both for a while.
+    header may match, so a secret can be rotated by signing with both for a while. Spaces
+    around the comma-separated parts are ignored. Never raises anything but InvalidSignature,
+    whatever the header.
     """
-    timestamp: int | None = None
-    signatures: list[str] = []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
-        elif name == SCHEME and value:
-            signatures.append(value)
-    if timestamp is None or not signatures:
-        raise InvalidSignature("malformed signature header: no timestamp or no v1 signature")
+    fields = [part.strip().partition("=") for part in header.split(",")]
+    stamps = [value for name, _, value in fields if name == "t"]
+    signatures = [value.encode() for name, _, value in fields if name == SCHEME and value]
+    # Exactly one timestamp of ASCII digits (str.isdigit would pass "²", which int() refuses).
+    if len(stamps) != 1 or _TIMESTAMP.fullmatch(stamps[0]) is None or not signatures:
+        raise InvalidSignature("malformed signature header: one t=<seconds> and a v1= needed")
+    timestamp = int(stamps[0])
     if abs(now_s - timestamp) > window_s:
         raise InvalidSignature(f"timestamp outside the {window_s} s replay window")
-    expected = sign(body, secret, timestamp).rpartition("=")[2]
+    # Compared as bytes: compare_digest raises on a str that is not ASCII.
+    expected = sign(body, secret, timestamp).rpartition("=")[2].encode()
     if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
         raise InvalidSignature("signature does not match the body")
 

@@ -24,6 +24,27 @@ local function write_session_line(lines_key, sid, s, amount, seconds)
     bp = s.bp, share = floor_div(amount * s.bp, 10000), seconds = seconds, rate = s.rate}))
 end
 
+-- Bill a running session through the second begun at now_ms (prepaid:
+-- floor((now - started) / 1000) + 1 seconds), as far as the cap allows: billed only grows, and
+-- the amount is prorate(rate, billed), computed from the whole. k = {tab, lines, session};
+-- t = the tab's {cap, accrued}, updated. Returns changed (something was billed) and short (the
+-- seconds begun did not all fit under the cap).
+local function bill_through(k, sid, s, t, now_ms)
+  local target = math.max(floor_div(now_ms - s.started, 1000) + 1, s.billed)
+  local fits = seconds_within(s.rate, s.amount + t.cap - t.accrued)
+  local billed = math.min(target, fits)
+  local changed = false
+  if billed > s.billed then
+    local amount = prorate(s.rate, billed)
+    t.accrued = t.accrued + amount - s.amount
+    s.billed, s.amount, changed = billed, amount, true
+    redis.call('HSET', k.tab, 'accrued', int(t.accrued), 'active_at', int(now_ms))
+    redis.call('HSET', k.session, 'billed', int(billed), 'amount', int(amount))
+    write_session_line(k.lines, sid, s, amount, billed)
+  end
+  return changed, billed < target
+end
+
 -- Read a session's hash into a table (nil when there is no such session).
 local function read_session(key)
   local f = redis.call('HMGET', key, 'tab', 'room', 'kind', 'rate', 'min_s', 'bp', 'started',

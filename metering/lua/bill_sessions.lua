@@ -43,19 +43,12 @@ local function tick(k, customer, sid)
   elseif s.lease < now_ms then
     reason = 'owner_lost'
   else
-    local target = math.max(floor_div(now_ms - s.started, 1000) + 1, s.billed)
-    local fits = seconds_within(s.rate, s.amount + t.cap - t.accrued)
-    local billed = math.min(target, fits)
-    if billed > s.billed then
-      local amount = prorate(s.rate, billed)
-      t.accrued = t.accrued + amount - s.amount
-      s.billed, s.amount, changed = billed, amount, true
-      redis.call('HSET', k.tab, 'accrued', int(t.accrued), 'active_at', int(now_ms))
-      redis.call('HSET', k.session, 'billed', int(billed), 'amount', int(amount))
-      write_session_line(k.lines, sid, s, amount, billed)
+    local short
+    changed, short = bill_through(k, sid, s, t, now_ms)
+    if changed then
       ver = redis.call('HINCRBY', k.tab, 'ver', 1)
     end
-    if billed < target then
+    if short then
       reason = 'cap_reached'
       redis.call('HSETNX', k.tab, 'exhausted_at', int(now_ms))
     end

@@ -40,6 +40,7 @@ from clients.protocol import (
     decode_client,
     decode_server,
     encode,
+    is_stream_id,
     to_map,
 )
 
@@ -155,6 +156,56 @@ def test_json_frames_are_refused_with_a_code(frame: str, code: ErrorCode) -> Non
     decoded = decode_client(frame, Codec.JSON)
     assert isinstance(decoded, Invalid)
     assert decoded.code is code, decoded
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"tip","id":"t","room":"r","amount_minor":1,"amount_minor":99999,"currency":"USD"}',
+        '{"type":"tip","id":"t","room":"r:x","amount_minor":1,"amount_minor":2,"currency":"USD"}',
+        '{"type":"set_rates","id":"s","rates":{"private":{"rate_per_minute_minor":1,'
+        '"rate_per_minute_minor":2}}}',
+        '{"type":"ping","id":"p","type":"ping"}',
+    ],
+)
+def test_a_json_frame_that_repeats_a_key_is_refused(frame: str) -> None:
+    decoded = decode_client(frame, Codec.JSON)
+    assert isinstance(decoded, Invalid)
+    assert decoded.code is ErrorCode.DUPLICATE_KEY, decoded
+
+
+def test_a_msgpack_frame_that_repeats_a_key_is_refused() -> None:
+    # msgpack.packb cannot repeat a key: the map is written by hand (fixmap of 5 pairs).
+    pairs = [("type", "tip"), ("id", "t"), ("amount_minor", 1), ("amount_minor", 99_999)]
+    pairs.append(("currency", "USD"))
+    frame = bytes([0x80 | len(pairs)]) + b"".join(
+        msgpack.packb(k) + msgpack.packb(v) for k, v in pairs
+    )
+    decoded = decode_client(frame, Codec.MSGPACK)
+    assert isinstance(decoded, Invalid)
+    assert decoded.code is ErrorCode.DUPLICATE_KEY, decoded
+
+
+def test_colons_in_strings_are_not_mistaken_for_repeated_keys() -> None:
+    frame = _json(_tip(message="time: 10:30 :)", room="alice"))
+    assert isinstance(decode_client(frame, Codec.JSON), Tip)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("0-0", True),
+        ("1700000000000-5", True),
+        ("18446744073709551614-18446744073709551615", True),
+        ("18446744073709551615-0", False),  # "after it" is past the last id Redis can hold
+        ("0-18446744073709551616", False),
+        ("99999999999999999999-0", False),
+        ("1-", False),
+        ("\u00b2-1", False),
+    ],
+)
+def test_event_ids_are_ids_a_stream_can_hold(value: str, valid: bool) -> None:
+    assert is_stream_id(value) is valid
 
 
 def test_a_refusal_names_the_message_it_refuses() -> None:

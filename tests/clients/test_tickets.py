@@ -5,7 +5,18 @@ from __future__ import annotations
 import base64
 import json
 
-from clients.tickets import Claims, Role, TicketProblem, mint, verify
+import pytest
+
+from clients.tickets import (
+    ISSUED_AT_SKEW_MS_MAX,
+    LIFETIME_MS_MAX_DEFAULT,
+    Claims,
+    Role,
+    TicketProblem,
+    _sign,
+    mint,
+    verify,
+)
 
 SECRET = b"s" * 32
 NOW = 1_700_000_000_000
@@ -92,3 +103,63 @@ def test_a_signed_but_incomplete_payload_is_malformed() -> None:
     ).rstrip(b"=")
     ticket = f"{body}.{signature.decode()}"
     assert verify(ticket, (SECRET,), issuers=("tipmeter",), now_ms=NOW) is TicketProblem.MALFORMED
+
+
+def test_a_non_ascii_signature_is_refused_not_raised() -> None:
+    body = _mint().rsplit(".", 1)[0]
+    assert verify(f"{body}.\u00e9\u00e9", (SECRET,), issuers=("tipmeter",), now_ms=NOW) is (
+        TicketProblem.MALFORMED
+    )
+
+
+def _signed(payload: dict[str, object]) -> str:
+    body = "v1." + base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    return f"{body}.{_sign(SECRET, body)}"
+
+
+def _payload(**overrides: object) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "iss": "tipmeter",
+        "aud": "tipmeter",
+        "iat": NOW,
+        "exp": NOW + 60_000,
+        "jti": "j1",
+        "role": "viewer",
+        "sub": "c42",
+        "cur": "USD",
+    }
+    payload.update(overrides)
+    return payload
+
+
+@pytest.mark.parametrize("exp", [2**63, 2**64 + 5, 2**53])
+def test_times_beyond_2_to_the_53_are_malformed(exp: int) -> None:
+    ticket = _signed(_payload(exp=exp))
+    assert verify(ticket, (SECRET,), issuers=("tipmeter",), now_ms=NOW) is TicketProblem.MALFORMED
+
+
+def test_a_ticket_issued_in_the_future_is_not_yet_valid() -> None:
+    skew = ISSUED_AT_SKEW_MS_MAX
+    soon = _signed(_payload(iat=NOW + skew, exp=NOW + skew + 60_000))
+    later = _signed(_payload(iat=NOW + skew + 1, exp=NOW + skew + 60_000))
+    assert isinstance(verify(soon, (SECRET,), issuers=("tipmeter",), now_ms=NOW), Claims)
+    assert verify(later, (SECRET,), issuers=("tipmeter",), now_ms=NOW) is (
+        TicketProblem.NOT_YET_VALID
+    )
+
+
+def test_a_lifetime_above_the_maximum_is_refused() -> None:
+    at_max = _mint(ttl_ms=120_000)
+    over = _mint(ttl_ms=120_001)
+    kwargs = {"issuers": ("tipmeter",), "now_ms": NOW, "lifetime_ms_max": 120_000}
+    assert isinstance(verify(at_max, (SECRET,), **kwargs), Claims)  # type: ignore[arg-type]
+    assert verify(over, (SECRET,), **kwargs) is TicketProblem.LIFETIME_TOO_LONG  # type: ignore[arg-type]
+    default = _mint(ttl_ms=LIFETIME_MS_MAX_DEFAULT + 1)
+    assert verify(default, (SECRET,), issuers=("tipmeter",), now_ms=NOW) is (
+        TicketProblem.LIFETIME_TOO_LONG
+    )
+
+
+def test_every_problem_explains_itself_differently() -> None:
+    explanations = [problem.explanation for problem in TicketProblem]
+    assert len(set(explanations)) == len(TicketProblem)

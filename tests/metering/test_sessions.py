@@ -212,6 +212,64 @@ async def test_ending_is_once_and_stops_billing(meter: Meter, clock: FakeClock) 
     assert tab.balance.burn_minor_per_minute == 0
 
 
+@pytest.mark.parametrize("reason", [EndReason.STOPPED, EndReason.VIEWER_LEFT, EndReason.MODEL_LEFT])
+@pytest.mark.parametrize(
+    ("since_tick_ms", "billed_s"),
+    [(0, 2), (999, 2), (1_000, 3), (1_001, 3), (1_999, 3), (2_000, 4)],
+)
+async def test_a_stop_pays_through_the_last_second_begun(
+    meter: Meter, clock: FakeClock, reason: EndReason, since_tick_ms: int, billed_s: int
+) -> None:
+    """docs/sessions.md: prepaid through the last second begun, also when the show stops
+    between two ticks (the boundary: second n+1 begins at exactly n * 1000 ms)."""
+    ref = await open_tab(meter, cap_minor=10_000)
+    session = await _start(meter, ref)
+    clock.advance(1_000)
+    [ticked] = await _tick(meter, session)
+    assert ticked.billed_s == 2  # at 1.000 s: seconds 1 and 2 begun
+    clock.advance(since_tick_ms)
+    ended = await meter.sessions.end(session, reason)
+    assert (ended.code, ended.billed_s, ended.amount_minor) == (
+        Code.APPLIED,
+        billed_s,
+        prorate_minor(600, billed_s),
+    )
+    tab = await meter.tabs.read(ref)
+    assert tab is not None
+    [line] = tab.lines
+    assert tab.accrued_minor == line.amount_minor == prorate_minor(600, billed_s)
+    assert line.seconds == billed_s
+
+
+async def test_a_stop_pays_for_the_second_begun_only_as_far_as_the_cap_allows(
+    meter: Meter, clock: FakeClock
+) -> None:
+    ref = await open_tab(meter, cap_minor=100)  # ten seconds at 600 a minute
+    session = await _start(meter, ref)
+    for _ in range(9):
+        clock.advance(1_000)
+        await _tick(meter, session)
+    clock.advance(1_500)  # second 11 begun: it does not fit
+    ended = await meter.sessions.end(session, EndReason.STOPPED)
+    assert (ended.billed_s, ended.amount_minor) == (10, 100)
+
+
+async def test_the_reaper_and_settling_bill_nothing_after_the_last_tick(
+    meter: Meter, clock: FakeClock
+) -> None:
+    ref = await open_tab(meter, cap_minor=10_000)
+    session = await _start(meter, ref)
+    clock.advance(3_500)  # the lease lapsed: the owner was away
+    ended = await meter.sessions.end(session, EndReason.OWNER_LOST, only_if_lease_lapsed=True)
+    assert (ended.code, ended.billed_s) == (Code.APPLIED, 1)
+    other = await open_tab(meter, customer="c2", cap_minor=10_000)
+    frozen = await _start(meter, other, sid="s2")
+    await meter.tabs.freeze(other, "merchant")
+    clock.advance(500)
+    stopped = await meter.sessions.end(frozen, EndReason.STOPPED)
+    assert (stopped.code, stopped.billed_s) == (Code.APPLIED, 1)
+
+
 async def test_the_reaper_ends_a_dead_owners_sessions_once_their_leases_lapse(
     meter: Meter, clock: FakeClock
 ) -> None:

@@ -425,6 +425,18 @@ class MoneyCore(RuleBasedStateMachine):
         result = self.run(
             self.meter.sessions.end(SessionRef(s.customer, key[1], s.tab_id), EndReason.STOPPED)
         )
+        # A stop pays through the second begun, as far as the cap allows, while the owner's
+        # lease is alive and the tab accepts spending (docs/sessions.md).
+        tab = self.model[s.tab_id]
+        now = self.clock.now_ms()
+        if not tab.frozen and s.lease >= now:
+            target = max((now - s.started) // 1000 + 1, s.billed)
+            fits = (60 * (s.amount + tab.cap - tab.accrued + 1) - 1) // s.rate
+            billed = min(target, fits)
+            if billed > s.billed:
+                amount = prorate_minor(s.rate, billed)
+                tab.accrued += amount - s.amount
+                s.billed, s.amount = billed, amount
         assert (result.code, result.billed_s) == (Code.APPLIED, s.billed)
         s.running, s.reason = False, "stopped"
 

@@ -431,3 +431,100 @@ async def test_an_overlay_link_that_does_not_work_says_so(pages: Pages, site: Si
     )
     await expect(revoked.locator("#problem")).to_have_text(re.compile("no longer works"))
     await expect(revoked.locator("body")).to_have_attribute("data-state", "closed")
+
+
+async def test_the_pages_cannot_be_framed_and_run_under_a_strict_policy(
+    pages: Pages, site: Site
+) -> None:
+    """Every page is served with a Content-Security-Policy (own scripts and styles only, no
+    inline ones) and frame-ancestors 'none': Chromium refuses to show the viewer page inside
+    another site's frame (clickjacking the tip button). The other page tests run the pages
+    under that policy: a violation is a console error, which fails them."""
+    refusals: list[str] = []
+    allowed = (re.compile("frame-ancestors"), re.compile("status of 404"))  # and no favicon
+    framing = await pages.open(f"{site.base}/livez", name="framing site", allow=allowed)
+    framing.on(
+        "console",
+        lambda message: (
+            refusals.append(message.text) if "frame-ancestors" in message.text else None
+        ),
+    )
+    await framing.set_content(f'<iframe id="f" src="{site.base}/pages/viewer.html"></iframe>')
+    for _ in range(100):
+        if refusals:
+            break
+        await asyncio.sleep(0.05)
+    assert refusals, "Chromium showed the viewer page inside another page's frame"
+    assert "'none'" in refusals[0]
+
+
+async def test_a_refused_tip_keeps_the_list_readable_and_anonymous_tips_are_marked(
+    pages: Pages, site: Site
+) -> None:
+    """On a phone-sized page, a refused tip's long explanation wraps below the tip instead of
+    squeezing "Tip" into a column of letters, clipping the message or stretching the pills;
+    an anonymous tip says so in the list."""
+    room, customer = unique("room"), unique("viewer")
+    await open_model_console(pages, site.base, room)
+    query = f"customer={customer}&room={room}&name=Bob"
+    viewer = await pages.open(
+        f"{site.base}/pages/viewer.html?{query}", name="viewer", viewport=(360, 800)
+    )
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
+    await open_tab(viewer, "1.00")
+    await viewer.fill("#tip-amount", "0.50")
+    await viewer.check("#tip-anonymous")
+    await viewer.click("#tip-send")
+    first = viewer.locator("#tip-log li").first
+    await expect(first).to_have_attribute("data-status", "applied")
+    await expect(first).to_have_attribute("data-anonymous", "true")
+    await expect(first.locator(".tag.anonymous")).to_have_text("anonymous")
+    await viewer.fill("#tip-amount", "5.00")
+    await viewer.fill("#tip-message", "a message long enough to need a second line here")
+    await viewer.click("#tip-send")
+    refused = viewer.locator("#tip-log li").first
+    await expect(refused).to_have_attribute("data-status", "refused")
+    boxes = await refused.evaluate(
+        """(li) => {
+            const box = (n) => { const r = n.getBoundingClientRect();
+                return {left: r.left, right: r.right, top: r.top, height: r.height}; };
+            const what = li.querySelector('.what');
+            const tag = li.querySelector('.tag.bad');
+            const line = parseFloat(getComputedStyle(what).lineHeight);
+            return {li: box(li), what: box(what), tag: box(tag), line,
+                    whatWidth: what.getBoundingClientRect().width,
+                    tagClipped: tag.scrollWidth > tag.clientWidth + 1,
+                    whatClipped: what.scrollWidth > what.clientWidth + 1,
+                    tagLines: Math.round(tag.getBoundingClientRect().height /
+                                         parseFloat(getComputedStyle(tag).lineHeight))};
+        }"""
+    )
+    assert boxes["whatWidth"] >= 80, boxes  # "Tip: “a message…”" is not a column of letters
+    assert not boxes["whatClipped"], boxes
+    assert not boxes["tagClipped"], boxes
+    assert boxes["tag"]["right"] <= boxes["li"]["right"] + 1, boxes
+    assert boxes["tagLines"] <= 2, boxes  # as tall as its text, not stretched
+
+
+async def test_the_manual_raise_panel_is_not_a_warning(pages: Pages, site: Site) -> None:
+    room, customer = unique("room"), unique("viewer")
+    await open_model_console(pages, site.base, room)
+    viewer = await open_viewer(pages, site.base, customer, room)
+    await open_tab(viewer, "50.00")
+    await viewer.click("#raise-open")
+    await expect(viewer.locator("#raise-cap")).to_be_visible()
+    await expect(viewer.locator("#raise-title")).to_have_text("Raise your cap")
+
+
+async def test_the_overlay_link_is_shown_whole_and_can_be_copied(pages: Pages, site: Site) -> None:
+    room = unique("room")
+    model = await open_model_console(pages, site.base, room)
+    await model.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.base)
+    link = await overlay_link(model)
+    clipped = await model.locator("#overlay-link").evaluate(
+        "(box) => box.scrollHeight > box.clientHeight + 1 || box.scrollWidth > box.clientWidth + 1"
+    )
+    assert not clipped, "the overlay link is cut off"
+    await model.click("#overlay-copy")
+    await expect(model.locator("#overlay-status")).to_have_text(re.compile("copied"))
+    assert await model.evaluate("() => navigator.clipboard.readText()") == link

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from clients.errors import Refused
 from clients.protocol import RateView, RoomEvent
 from clients.sdk import Client
 from clients.tickets import Role
+from metering.rooms import RoomEvent as RoomEventRecord
+from server.feed import feed_event
 from tests.server.conftest import api, next_of, open_tab
 from tests.support.processes import TipmeterProcess, ticket
 
@@ -75,6 +79,22 @@ async def test_bad_requests_get_a_code(
     assert response.json()["error"]["code"] == code
 
 
+async def test_a_body_that_repeats_a_key_is_refused(servers: Pair) -> None:
+    a, _ = servers
+    raw = (
+        '{"customer":"dup","currency":"USD","cap_minor":100,"cap_minor":1000000,'
+        '"payment_method":"tok_visa"}'
+    )
+    async with api(a) as http:
+        response = await http.post(
+            "/v1/tabs",
+            content=raw,
+            headers={"Idempotency-Key": "dup-1", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "duplicate_key"
+
+
 async def test_a_declined_card_says_why(servers: Pair) -> None:
     a, _ = servers
     async with api(a) as http:
@@ -112,6 +132,42 @@ async def test_raise_cap_through_the_gateway(servers: Pair) -> None:
     assert (lower.status_code, lower.json()["error"]["code"]) == (409, "cap_not_raised")
     assert (float_cap.status_code, float_cap.json()["error"]["code"]) == (400, "invalid_amount")
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "tab_not_found")
+
+
+async def test_a_cap_out_of_range_says_the_range(servers: Pair) -> None:
+    a, _ = servers
+    tab = await open_tab(a, "c2r", cap_minor=1_000)
+    async with api(a) as http:
+        zero = await http.post(f"/v1/customers/c2r/tabs/{tab['tab_id']}/cap", json={"cap_minor": 0})
+    assert zero.status_code == 400
+    assert zero.json()["error"] == {
+        "code": "cap_out_of_range",
+        "message": "cap_minor must be within 100..1000000",
+    }
+
+
+async def test_an_unhandled_error_answers_the_json_error_shape() -> None:
+    """Whatever raises in a route, the answer is the documented JSON error, not plain text."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from server.app import create_app
+    from server.config import Settings
+
+    app = create_app(Settings(ticket_secrets=("s" * 32,), api_keys=("k" * 32,)))
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    app.add_route("/boom", boom)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "internal error; retry"}
+    }
 
 
 async def test_a_declined_increment_keeps_the_old_cap(servers: Pair) -> None:
@@ -289,6 +345,38 @@ async def test_the_feed_speaks_the_chaturbate_events_shape(servers: Pair) -> Non
             assert (bad.status_code, bad.json()["error"]["code"]) == (401, "invalid_token")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "timeout=%C2%B2",
+        "timeout=99999999999999999999",
+        "i=99999999999999999999-0",
+        "i=18446744073709551615-0",
+        "i=0-18446744073709551616",
+    ],
+)
+async def test_odd_feed_queries_get_a_code_not_a_crash(servers: Pair, query: str) -> None:
+    a, _ = servers
+    async with api(a) as http:
+        token = (await http.post("/v1/rooms/odd-feed/feed-token")).json()
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{token['feed_url']}?{query}")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_field"
+
+
+async def test_a_cursor_past_the_last_possible_event_is_refused_on_subscribe(
+    servers: Pair,
+) -> None:
+    a, _ = servers
+    async with Client(a.ws_url, ticket(Role.BROADCAST, "odd-cursor")) as tool:
+        with pytest.raises(Refused) as refused:
+            await asyncio.wait_for(
+                tool.subscribe("odd-cursor", after="18446744073709551615-18446744073709551615"), 10
+            )
+    assert refused.value.code == "invalid_field"
+
+
 async def test_a_model_console_gets_earnings_in_its_welcome(servers: Pair) -> None:
     a, b = servers
     await open_tab(a, "c8")
@@ -324,3 +412,28 @@ async def test_the_statement_itemizes_by_model_and_adds_up(servers: Pair) -> Non
     assert statement["platform_minor"] == statement["total_minor"] - sum(
         row["share_minor"] for row in statement["by_model"]
     )
+
+
+def test_metrics_answer_only_the_networks_allowed(tmp_path: Path, redis_url: str) -> None:
+    env = {"TIPMETER_REDIS_URL": redis_url, "TIPMETER_METRICS_CLIENTS": "10.0.0.0/8"}
+    closed = TipmeterProcess(["serve"], env, cwd=tmp_path).start()
+    try:
+        refused = httpx.get(f"{closed.base_url}/metrics", timeout=5)
+    finally:
+        closed.stop()
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "metrics_not_allowed"
+    assert "tipmeter_" not in refused.text
+
+
+@pytest.mark.parametrize(("amount", "tokens"), [(1, None), (99, None), (100, 1), (250, 2)])
+def test_a_tip_worth_less_than_a_token_is_left_out_of_the_feed(
+    amount: int, tokens: int | None
+) -> None:
+    event = RoomEventRecord("1-0", "tip", {"amount": amount, "name": "Bob", "message": ""})
+    shaped = feed_event("alice", event, minor_per_token=100)
+    if tokens is None:
+        assert shaped is None
+    else:
+        assert shaped is not None
+        assert shaped["object"]["tip"]["tokens"] == tokens

@@ -42,6 +42,27 @@ def test_a_missing_binary_says_what_to_do(data_dir: Path) -> None:
         RedisServer(data_dir, binary="no-such-redis-server").start()
 
 
+def test_an_executable_that_is_not_a_program_says_so(data_dir: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "fake-redis-server"
+    fake.write_text("this is not a program\n")
+    fake.chmod(0o755)
+    with pytest.raises(EmbeddedRedisError, match="cannot be run as redis-server"):
+        RedisServer(data_dir, binary=str(fake)).start()
+
+
+def test_the_data_folder_is_private_to_its_owner(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    with RedisServer(data_dir) as server, redis.Redis(unix_socket_path=server.unix_path) as r:
+        r.set("k", "v")
+        r.execute_command("BGREWRITEAOF")
+    paths = [data_dir, *data_dir.rglob("*")]
+    assert len(paths) > 3  # the lock, the log, the append-only files
+    readable = {str(p): oct(p.stat().st_mode & 0o777) for p in paths if p.stat().st_mode & 0o077}
+    assert readable == {}
+
+
 def test_a_long_data_dir_falls_back_to_a_short_socket_path(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     with RedisServer(deep) as server:

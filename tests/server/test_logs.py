@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import orjson
+import pytest
 
-from server.logs import JsonFormatter, redact, scrub
+from server.logs import REDACTED, JsonFormatter, redact, scrub
 
 
 def test_credential_fields_are_redacted() -> None:
@@ -24,6 +25,22 @@ def test_urls_in_messages_are_scrubbed() -> None:
     line = '127.0.0.1:5 - "WebSocket /ws?ticket=v1.abc.def&x=1" [accepted]'
     assert scrub(line) == '127.0.0.1:5 - "WebSocket /ws?ticket=[redacted]&x=1" [accepted]'
     assert scrub("GET /events/alice/s3cr3t-T0ken/?i=1-0") == "GET /events/alice/[redacted]/?i=1-0"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "%74icket=SECRET",
+        "%54ICKET=SECRET",
+        "tic%6Bet=SECRET",
+        "x=1&%74oken=SECRET",
+        "Ticket=SECRET",
+    ],
+)
+def test_credentials_are_scrubbed_by_the_decoded_parameter_name(query: str) -> None:
+    line = f'127.0.0.1:5 - "WebSocket /ws?{query}" 401'
+    assert "SECRET" not in scrub(line)
+    assert REDACTED in scrub(line)
 
 
 def test_a_record_is_one_json_object() -> None:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -131,3 +138,91 @@ def test_the_embedded_default_settles_what_its_introduction_says(tmp_path: Path)
         assert statement["captured_minor"] == statement["total_minor"] == 0
     finally:
         server.stop()
+
+
+def test_a_port_in_use_is_one_line_and_no_banner(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = tmp_path / "data"
+        server = TipmeterProcess(
+            ["serve"], {"TIPMETER_DATA_DIR": str(data)}, cwd=tmp_path, port=port
+        )
+        server.start(ready_path=None)
+        assert server.wait() == 1
+    assert server.output() == ""  # no credentials of a server that is not running
+    last = server.log().strip().splitlines()[-1]
+    assert last == (
+        f"tipmeter: port {port} on 127.0.0.1 is in use (another tipmeter?): stop it, or set "
+        "TIPMETER_PORT (or --port) to a free port"
+    )
+    assert "Traceback" not in server.log()
+    assert not any(data.glob("appendonly*")), "nothing was started"
+
+
+def _claims(ticket: str) -> dict[str, Any]:
+    payload = ticket.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
+
+
+def test_the_banner_tells_the_truth_and_its_readme_example_runs(tmp_path: Path) -> None:
+    server = TipmeterProcess(
+        ["serve"], {"TIPMETER_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path
+    ).start()
+    try:
+        deadline = time.monotonic() + 10
+        while "model ticket:" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        banner = server.output()
+        assert "valid for 300 s" in banner
+        viewer = re.search(r"viewer ticket:\s+(v1\.\S+)", banner)
+        model = re.search(r"model ticket:\s+(v1\.\S+)", banner)
+        assert viewer is not None, banner
+        assert model is not None, banner
+        for found in (viewer, model):
+            claims = _claims(found.group(1))
+            assert claims["exp"] - claims["iat"] == 300_000
+        assert '"role": "model", "subject": "demo-model"' in banner
+        # The README's example, as written, with the two bare tickets of the banner.
+        readme = (Path(__file__).parents[2] / "README.md").read_text()
+        section = readme.split("## Connect a client", 1)[1]
+        example = re.search(r"```python\n(.*?)```", section, flags=re.S)
+        assert example is not None
+        script = tmp_path / "tip.py"
+        script.write_text(example.group(1))
+        run = subprocess.run(
+            [sys.executable, str(script), viewer.group(1), model.group(1)],
+            env={**os.environ, "TIPMETER_WS_URL": server.ws_url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "applied 4750"
+    assert "RoomEvent" in lines[1]
+    assert "'amount_minor': 250" in lines[1]
+
+
+def test_make_names_a_missing_redis_server_bin_instead_of_installing(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no" / "redis-server")
+    run = subprocess.run(
+        ["make", "--no-print-directory", "redis-server"],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "TIPMETER_REDIS_SERVER_BIN": missing},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode != 0
+    assert f"TIPMETER_REDIS_SERVER_BIN={missing}: no such program" in run.stderr
+    assert "apt-get" not in run.stdout
+    assert "installing" not in run.stdout

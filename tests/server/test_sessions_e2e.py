@@ -17,6 +17,7 @@ from metering.meter import open_store
 from metering.store import RedisTarget
 from tests.server.conftest import api, next_of, open_tab, read_tab
 from tests.support.processes import TipmeterProcess, ticket
+from tests.support.proxy import Proxy
 
 Pair = tuple[TipmeterProcess, TipmeterProcess]
 
@@ -190,3 +191,35 @@ async def test_a_killed_owner_is_reaped_within_the_bound(servers: Pair, tmp_path
         assert billed_through_ms <= killed_at + 1_500
     finally:
         doomed.stop()
+
+
+async def test_a_viewer_that_vanishes_without_a_close_stops_paying_within_the_bound(
+    servers: Pair,
+) -> None:
+    """docs/sessions.md: a connection funding a show that stops answering pings (here: a proxy
+    that stops forwarding the server's bytes, so no ping arrives and no pong comes back) is
+    dropped, and the show ended ``viewer_left``, within the show liveness bound (5 s)."""
+    a, b = servers
+    await open_tab(a, "vanya", cap_minor=100_000)
+    async with model(b) as alice, Proxy(a.port) as proxy:
+        await set_rates(alice, 600)
+        client = Client(
+            f"ws://127.0.0.1:{proxy.port}/ws",
+            ticket(Role.VIEWER, "vanya", currency="USD", name="vanya"),
+        )
+        client.reconnect = False
+        await client.connect()
+        try:
+            await start_show(client, "show-vanish")
+            await next_of(client, TabUpdate, timeout_s=3)
+            proxy.swallow_downstream = True
+            vanished = time.monotonic()
+            state = await session_of(a, "vanya", "show-vanish")
+            while state["state"] == "running" and time.monotonic() - vanished < 15:
+                await asyncio.sleep(0.1)
+                state = await session_of(a, "vanya", "show-vanish")
+            ended_after_s = time.monotonic() - vanished
+        finally:
+            await client.close()
+    assert (state["state"], state["reason"]) == ("ended", "viewer_left")
+    assert ended_after_s < 6.5, f"billed for {ended_after_s:.1f} s after the viewer vanished"

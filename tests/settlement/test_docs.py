@@ -36,3 +36,27 @@ def test_the_integrators_example_verifies_and_refuses() -> None:
     assert not handle(body, stale, "whsec")
     assert not verify(body, stale, "whsec")
     assert not verify(body, "garbage", "whsec")
+
+
+def test_both_checks_agree_and_never_raise_on_odd_headers() -> None:
+    namespace: dict[str, Any] = {}
+    exec(_blocks("python")[0], namespace)  # noqa: S102 - the docs' own example, run as written
+    handle, verify = namespace["handle"], namespace["verify"]
+    body = b'{"id":"evt_1"}'
+    now = int(time.time())
+    good = sign(body, "whsec", now)
+    stamp, mac = good.split(",")
+    cases = {
+        good: True,
+        f"{stamp}, {mac}": True,  # a space after the comma
+        f" {stamp} , {mac} ": True,
+        f"t=\u00b2,{mac}": False,  # str.isdigit() says yes, int() raises
+        f"{stamp},v1=\u00e9\u00e9": False,  # compare_digest raises on non-ASCII str
+        f"{stamp},{stamp},{mac}": False,  # two timestamps
+        f"{stamp}": False,
+        "": False,
+        f"t={now}{'9' * 30},{mac}": False,
+    }
+    for header, accepted in cases.items():
+        assert handle(body, header, "whsec") is accepted, header
+        assert verify(body, header, "whsec") is accepted, header
