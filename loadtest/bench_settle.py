@@ -136,6 +136,8 @@ async def sandbox_gateway(work: Path) -> AsyncIterator[str]:
     env |= {
         "TIPMETER_SANDBOX_PORT": str(port),
         "TIPMETER_LOG_LEVEL": "warning",
+        # A journal of its own for this run (the sandbox keeps its record across restarts).
+        "TIPMETER_DATA_DIR": str(work / "sandbox-data"),
     }
     with (work / "sandbox.log").open("ab") as log:
         process = await asyncio.create_subprocess_exec(

@@ -56,6 +56,8 @@ from tests.support.redis_procs import start_standalone
 
 #: Worker processes running at once during the kills.
 WORKERS: Final = 2
+#: How long the sandbox gateway process may take to answer (a loaded machine starts slowly).
+SANDBOX_START_S_MAX: Final = 60
 #: How long one draining burst may take (it settles every tab the kills left behind).
 DRAIN_BURST_S_MAX: Final = 600
 #: Bursts after the kills, at most, to drain what the killed workers left.
@@ -123,6 +125,8 @@ async def soak(
         if k not in gateway_settings
     } | {
         "TIPMETER_SANDBOX_PORT": str(sandbox_port),
+        # A journal of its own for this run (the sandbox keeps its record across restarts).
+        "TIPMETER_DATA_DIR": str(workdir / "sandbox-data"),
         "TIPMETER_SANDBOX_LATENCY_MS": str(latency_ms),
     }
     sandbox = _start_sandbox(sandbox_env, sandbox_log)
@@ -132,10 +136,17 @@ async def soak(
     gateway = HttpGateway(sandbox_url, timeout_s=5)
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + SANDBOX_START_S_MAX
+        while True:
             with contextlib.suppress(Exception):
                 await gateway.capture_log()
                 break
+            if sandbox.poll() is not None or time.monotonic() > deadline:
+                sandbox_log.flush()
+                raise RuntimeError(
+                    "the sandbox gateway did not start:\n"
+                    + (workdir / "sandbox.log").read_text(errors="replace")[-2000:]
+                )
             await asyncio.sleep(0.05)
         env = worker_env(redis.url, sandbox_url, database_url)
         refs: list[TabRef] = []
