@@ -416,12 +416,12 @@ async def _subscribe(rt: Runtime, conn: Connection, message: Subscribe) -> None:
     if room in conn.cursors:
         rt.hub.leave_room(conn, room)
     try:
-        gap, backlog = await rt.hub.join_room(conn, room, message.after)
+        gap = await rt.hub.join_room(conn, room, message.after)
     except StoreError:
         _refuse(rt, conn, ErrorCode.UNAVAILABLE, "cannot follow the room now; retry", id=message.id)
         return
     conn.send(Subscribed(room=room, id=message.id, gap=gap), "subscribed")
-    rt.hub.deliver_backlog(conn, room, backlog)
+    rt.hub.start_catch_up(conn, room)
 
 
 def drain_connections(rt: Runtime) -> int:

@@ -88,3 +88,27 @@ async def test_two_processes_on_a_redis_cluster(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_backlog_longer_than_the_send_queue_arrives_whole(servers: Pair) -> None:
+    """600 events behind (more than the 256-frame send queue): the backlog arrives in order,
+    all of it, before the live events, and the client is never dropped as a slow consumer."""
+    a, b = servers
+    await open_tab(a, "rita", cap_minor=1_000_000)
+    async with Client(a.ws_url, ticket(Role.VIEWER, "rita", currency="USD")) as viewer:
+        results = await asyncio.gather(
+            *(viewer.tip("alice", 1, "USD", tip_id=f"back-{n}") for n in range(600))
+        )
+        assert {r.status for r in results} == {"applied"}
+        async with Client(b.ws_url, ticket(Role.MODEL, "alice")) as model:
+            # From the room's start: "0-0" is before every event id.
+            subscribed = await model.subscribe("alice", after="0-0")
+            assert not subscribed.gap
+            await viewer.tip("alice", 2, "USD", tip_id="back-live")
+            tip_ids = [
+                (await next_of(model, RoomEvent, timeout_s=10)).data["tip_id"] for _ in range(601)
+            ]
+            assert model.stats.reconnects == 0
+    assert sorted(tip_ids[:600]) == sorted(f"back-{n}" for n in range(600))
+    assert len(set(tip_ids)) == 601
+    assert tip_ids[-1] == "back-live"
