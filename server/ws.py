@@ -337,6 +337,8 @@ async def _tip(rt: Runtime, conn: Connection, tip: Tip) -> None:
         result = await _apply(rt, conn, request)
     except StoreUnavailable:
         result = None
+        # The tip may have applied with its answer lost: its room event may wait in the outbox.
+        rt.meter.rooms.owe(conn.subject)
         _refuse(rt, conn, ErrorCode.UNAVAILABLE, "Redis is unavailable; retry", id=tip.id)
     except StoreError:
         result = None
@@ -359,6 +361,9 @@ async def _answer_tip(rt: Runtime, conn: Connection, tip: Tip, result: TipResult
         if result.event is not None:
             rt.meter.rooms.relay_soon(result.event)
             rt.cap_watch.tip_applied(conn.subject, tab_id, result)
+        elif result.code is Code.DUPLICATE:
+            # The first try may have applied without being relayed (its answer was lost).
+            rt.meter.rooms.owe(conn.subject)
         if view is not None and view.version > conn.tab_version:
             conn.tab_version = view.version
         receipt = TipReceipt(seq=result.seq, applied_at_ms=result.applied_at_ms)
