@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -124,13 +124,23 @@ def create_app(settings: Settings, *, clock: Clock | None = None, demo: bool = F
             yield
         finally:
             worker_stop.set()
-            if worker_task is not None:
-                await worker_task
-            await scheduler.stop()
-            await cap_watch.aclose()
-            await hub.stop()
-            await meter.aclose()
-            await store.close()
+            # Each step runs whatever the one before met: Redis may have gone and come back
+            # (connections torn down under redis-py), and a shutdown must still release all.
+            steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("settlement worker", lambda: worker_task if worker_task else asyncio.sleep(0)),
+                ("scheduler", scheduler.stop),
+                ("cap watch", cap_watch.aclose),
+                ("hub", hub.stop),
+                ("meter", meter.aclose),
+                ("store", store.close),
+            ]
+            for name, step in steps:
+                try:
+                    await step()
+                except Exception as exc:
+                    log.warning(
+                        "shutdown step failed", extra={"fields": {"step": name, "error": repr(exc)}}
+                    )
 
     routes: list[BaseRoute] = [
         Route("/livez", health.livez, methods=["GET"]),

@@ -252,6 +252,8 @@ class Hub:
         #: must read the stream even without a cursor, because a listener failed meanwhile).
         self._catchups: dict[tuple[Connection, str], _CatchUp] = {}
         self._joining: dict[tuple[Connection, str], bool] = {}
+        #: Channels a recovery is subscribing again (see :meth:`_recover`).
+        self._recovering: set[str] = set()
         self._background: set[asyncio.Future[None]] = set()
         self._stopping = False
 
@@ -312,7 +314,11 @@ class Hub:
                 feed.fresh.clear()
                 for conn in feed.members:
                     self._hold(conn, feed.room)
-        self._soon(self._recover(channels))
+        # A recovery already under way retries its channels itself (with its growing backoff).
+        fresh = channels - self._recovering
+        if fresh:
+            self._recovering |= fresh
+            self._soon(self._recover(fresh))
 
     async def _recover(self, channels: set[str]) -> None:
         """Subscribe ``channels`` again until each is confirmed on a live connection (after a
@@ -320,40 +326,45 @@ class Hub:
         up. Runs until done: Redis may take a while to come back."""
         backoff = RECONNECT_BACKOFF_S_MIN
         pending = channels
-        while True:
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            pending = {
-                c for c in pending if c in self._room_of_channel or c in self._customer_of_channel
-            }
-            if not pending:
-                return
-            client = self._meter.store.client
-            try:
-                if isinstance(client, RedisCluster):
-                    await client.nodes_manager.initialize()  # where every slot lives now
-                targets = {channel: self._listener_for(channel) for channel in sorted(pending)}
-            except (RedisError, StoreError, OSError) as exc:
-                log.warning("cannot subscribe yet", extra={"fields": {"error": repr(exc)}})
+        try:
+            while pending:
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                pending = await self._subscribe_again(pending)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_S_MAX)
-                continue
-            outcomes = await asyncio.gather(
-                *(listener.subscribe(channel) for channel, listener in targets.items()),
-                return_exceptions=True,
-            )
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException) and not isinstance(outcome, StoreError):
-                    raise outcome
-            done = {
-                channel
-                for (channel, listener), outcome in zip(targets.items(), outcomes, strict=True)
-                if outcome is None and not listener.dead
-            }
-            self._resync(done)
-            pending -= done
-            if not pending:
-                log.info("pub/sub subscribed again", extra={"fields": {"channels": len(done)}})
-                return
-            backoff = min(backoff * 2, RECONNECT_BACKOFF_S_MAX)
+        finally:
+            self._recovering -= channels
+
+    async def _subscribe_again(self, channels: set[str]) -> set[str]:
+        """One try of :meth:`_recover`; returns the channels still to subscribe."""
+        pending = {
+            c for c in channels if c in self._room_of_channel or c in self._customer_of_channel
+        }
+        if not pending:
+            return pending
+        client = self._meter.store.client
+        try:
+            if isinstance(client, RedisCluster):
+                await client.nodes_manager.initialize()  # where every slot lives now
+            targets = {channel: self._listener_for(channel) for channel in sorted(pending)}
+        except (RedisError, StoreError, OSError) as exc:
+            log.warning("cannot subscribe yet", extra={"fields": {"error": repr(exc)}})
+            return pending
+        outcomes = await asyncio.gather(
+            *(listener.subscribe(channel) for channel, listener in targets.items()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, StoreError):
+                raise outcome
+        done = {
+            channel
+            for (channel, listener), outcome in zip(targets.items(), outcomes, strict=True)
+            if outcome is None and not listener.dead
+        }
+        self._resync(done)
+        if done == pending:
+            log.info("pub/sub subscribed again", extra={"fields": {"channels": len(done)}})
+        return pending - done
 
     def _on_message(self, channel: str, data: bytes) -> None:
         room = self._room_of_channel.get(channel)

@@ -157,7 +157,10 @@ async def _admit(rt: Runtime, websocket: WebSocket) -> tuple[Claims, Codec, bool
         return None
     try:
         claims = await rt.tickets.admit(websocket.query_params.get("ticket"))
-    except StoreUnavailable:
+    except StoreError as exc:
+        # Any Redis trouble (unreachable, out of memory, a cluster mid-failover) is the
+        # server's, not the client's: a retryable refusal, never a bare 500.
+        log.warning("handshake refused: Redis failed", extra={"fields": {"error": repr(exc)}})
         await _deny(websocket, rt, 503, "unavailable", "cannot check tickets now; retry")
         return None
     if isinstance(claims, TicketProblem):

@@ -60,6 +60,14 @@ def _wait_for_failover(cluster: LocalCluster, timeout_s: float = 30) -> None:
             time.sleep(0.1)
 
 
+def _wait_for_rejoin(cluster: LocalCluster, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    with redis.Redis(port=cluster.nodes[1].tcp_port) as client:
+        while b"fail" in client.execute_command("CLUSTER", "NODES"):
+            assert time.monotonic() < deadline, "the killed node did not rejoin"
+            time.sleep(0.1)
+
+
 async def _tip_until_applied(viewer: Client, room: str, tip_id: str) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -120,6 +128,14 @@ async def test_fan_out_survives_a_primary_killed(own_cluster: LocalCluster, tmp_
             await _next_event(model, "after")
             for client in (phone, laptop, model):
                 assert client.stats.reconnects == 0
+
+            # The killed node comes back (as a replica); the servers then shut down cleanly.
+            await asyncio.to_thread(own_cluster.nodes[0].start)
+            await asyncio.to_thread(_wait_for_rejoin, own_cluster)
+            await _tip_until_applied(phone, room, "rejoined")
+        for server in (a, b):
+            assert server.stop() == 0
+            assert "Application shutdown failed" not in server.log()
     finally:
         a.stop()
         b.stop()
