@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import clients
 from clients.tickets import Role
@@ -239,6 +240,40 @@ def _only_if(is_enabled: bool, handler: api.Handler) -> api.Handler:
     return handler if is_enabled else refuse
 
 
+#: What the pages may load and who may frame them. Everything comes from this server (scripts,
+#: styles, the WebSocket); no inline script or style; no page may be framed (clickjacking the
+#: tip button), not even by this server.
+PAGES_CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+#: The headers every page and script is served with.
+PAGE_HEADERS: Final = (
+    (b"content-security-policy", PAGES_CSP.encode()),
+    (b"x-frame-options", b"DENY"),  # frame-ancestors, for browsers that predate it
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class WithPageHeaders:
+    """An ASGI wrapper that adds :data:`PAGE_HEADERS` to every HTTP response of ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve ``scope`` with ``app``, adding the headers to its response's start."""
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *PAGE_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 async def _home(request: Request) -> Response:
     return RedirectResponse("/pages/", status_code=307)
 
@@ -267,8 +302,11 @@ def routes(*, demo_enabled: bool) -> list[BaseRoute]:
     return [
         Route("/", _home, methods=["GET"]),
         Route("/js/tipmeter.js", _js_client, methods=["GET"]),
-        Mount("/js/vendor/msgpack", StaticFiles(directory=MSGPACK_ESM_DIR, check_dir=False)),
-        Mount("/pages", StaticFiles(directory=PAGES_DIR, html=True)),
+        Mount(
+            "/js/vendor/msgpack",
+            WithPageHeaders(StaticFiles(directory=MSGPACK_ESM_DIR, check_dir=False)),
+        ),
+        Mount("/pages", WithPageHeaders(StaticFiles(directory=PAGES_DIR, html=True))),
         Route(
             "/overlay/ticket",
             api.endpoint("overlay_ticket", overlay_ticket, authenticated=False),

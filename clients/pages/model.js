@@ -216,11 +216,32 @@ async function makeOverlayLink() {
   try {
     const answer = await backend("POST", `/demo/rooms/${encodeURIComponent(page.room)}/feed-token`);
     const fragment = new URLSearchParams({ room: page.room, token: answer.token });
-    $("overlay-link").value = `${location.origin}/pages/overlay.html#${fragment}`;
+    const link = $("overlay-link");
+    link.value = `${location.origin}/pages/overlay.html#${fragment}`;
+    // As tall as the link: all of it shows, however narrow the card.
+    link.style.height = "auto";
+    link.style.height = `${link.scrollHeight + 2}px`;
+    $("overlay-copy").disabled = false;
     say($("overlay-status"), "New link ready; the previous one no longer works.", "ok");
   } catch (error) {
     say($("overlay-status"), error.message, "bad");
   }
+}
+
+/** Copy the overlay link (the whole of it: it is long, and a partial link does not work). */
+async function copyOverlayLink() {
+  const link = $("overlay-link");
+  try {
+    await navigator.clipboard.writeText(link.value);
+  } catch {
+    // No clipboard API here (not a secure context, or no permission): copy the selection.
+    link.select();
+    if (!document.execCommand("copy")) {
+      say($("overlay-status"), "Copy it by hand: the link is selected.", "bad");
+      return;
+    }
+  }
+  say($("overlay-status"), "Link copied: paste it as an OBS browser source.", "ok");
 }
 
 /** The form's last saved prices are kept in this browser, so the form shows them next time
@@ -268,6 +289,7 @@ async function main() {
   restoreRates();
   $("rates-form").addEventListener("submit", saveRates);
   $("overlay-create").addEventListener("click", makeOverlayLink);
+  $("overlay-copy").addEventListener("click", copyOverlayLink);
 
   const client = await makeClient(ticketProvider("model", page.room));
   page.client = client;

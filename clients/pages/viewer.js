@@ -58,6 +58,12 @@ const ERRORS = {
   tab_already_open: "You already have an open tab.",
   cap_out_of_range: "That cap is outside the allowed range.",
   network_error: "The server is unreachable; try again.",
+  gateway_refused: "The payment provider refused this request; try again in a moment.",
+  gateway_unavailable: "The payment provider is unreachable; try again in a moment.",
+  cap_not_raised: "Your cap is already higher than that.",
+  tab_not_found: "This tab no longer exists.",
+  unavailable: "The server is busy; try again in a moment.",
+  insufficient_cap: "Your cap is too low to start.",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -91,8 +97,13 @@ function money(amountMinor) {
   return formatMinor(amountMinor, page.currency);
 }
 
+/**
+ * What a viewer reads about an error: the page's own sentence for its code. A server's or a
+ * gateway's message is for developers ("no hold 'auth_…'") and never reaches a viewer; an
+ * unknown code gets a general sentence.
+ */
 function explain(error) {
-  const text = ERRORS[error.code] ?? error.message ?? String(error);
+  const text = ERRORS[error.code] ?? "Something went wrong; try again in a moment.";
   const reason = error.extra?.decline_reason;
   return reason ? `${text}: ${reason.replaceAll("_", " ")}.` : text;
 }
@@ -197,8 +208,12 @@ async function sendTip(amountMinor, message = "", anonymous = false) {
     { dataset: { tipId: id, amountMinor: String(amountMinor), status: "pending" } },
     el("span", { class: "what" }, message ? `Tip: “${message}”` : "Tip"),
     el("span", { class: "amount" }, money(amountMinor)),
+    ...(anonymous ? [el("span", { class: "tag anonymous" }, "anonymous")] : []),
     tag,
   );
+  if (anonymous) {
+    item.dataset.anonymous = "true";
+  }
   $("tip-log").prepend(item);
   trim($("tip-log"), TIP_LOG_MAX);
   try {
@@ -308,8 +323,13 @@ function reconnected() {
 
 // -- raising the cap ------------------------------------------------------------------------
 
-function openRaisePrompt(text) {
+/** The prompt's title: a warning when credit runs low, plain when the viewer asked for it. */
+const RAISE_TITLE_LOW = "Running low";
+const RAISE_TITLE_ASKED = "Raise your cap";
+
+function openRaisePrompt(text, title = RAISE_TITLE_LOW) {
   const prompt = $("raise-cap");
+  $("raise-title").textContent = title;
   $("raise-text").textContent = text;
   say($("raise-status"), "");
   if (prompt.hidden) {
@@ -578,7 +598,9 @@ async function main() {
   $("custom-tip").addEventListener("submit", customTip);
   $("show-start").addEventListener("click", startShow);
   $("show-stop").addEventListener("click", stopShow);
-  $("raise-open").addEventListener("click", () => openRaisePrompt("How much more may this tab spend?"));
+  $("raise-open").addEventListener("click", () =>
+    openRaisePrompt("How much more may this tab spend?", RAISE_TITLE_ASKED),
+  );
   $("raise-dismiss").addEventListener("click", () => {
     $("raise-cap").hidden = true;
   });
