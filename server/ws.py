@@ -167,7 +167,10 @@ async def _admit(rt: Runtime, websocket: WebSocket) -> tuple[Claims, Codec, bool
         return None
     try:
         claims = await rt.tickets.admit(websocket.query_params.get("ticket"))
-    except StoreUnavailable:
+    except StoreError as exc:
+        # Any Redis trouble (unreachable, out of memory, a cluster mid-failover) is the
+        # server's, not the client's: a retryable refusal, never a bare 500.
+        log.warning("handshake refused: Redis failed", extra={"fields": {"error": repr(exc)}})
         await _deny(websocket, rt, 503, "unavailable", "cannot check tickets now; retry")
         return None
     if isinstance(claims, TicketProblem):
@@ -347,6 +350,8 @@ async def _tip(rt: Runtime, conn: Connection, tip: Tip) -> None:
         result = await _apply(rt, conn, request)
     except StoreUnavailable:
         result = None
+        # The tip may have applied with its answer lost: its room event may wait in the outbox.
+        rt.meter.rooms.owe(conn.subject)
         _refuse(rt, conn, ErrorCode.UNAVAILABLE, "Redis is unavailable; retry", id=tip.id)
     except StoreError:
         result = None
@@ -369,6 +374,9 @@ async def _answer_tip(rt: Runtime, conn: Connection, tip: Tip, result: TipResult
         if result.event is not None:
             rt.meter.rooms.relay_soon(result.event)
             rt.cap_watch.tip_applied(conn.subject, tab_id, result)
+        elif result.code is Code.DUPLICATE:
+            # The first try may have applied without being relayed (its answer was lost).
+            rt.meter.rooms.owe(conn.subject)
         if view is not None and view.version > conn.tab_version:
             conn.tab_version = view.version
         receipt = TipReceipt(seq=result.seq, applied_at_ms=result.applied_at_ms)
@@ -426,12 +434,12 @@ async def _subscribe(rt: Runtime, conn: Connection, message: Subscribe) -> None:
     if room in conn.cursors:
         rt.hub.leave_room(conn, room)
     try:
-        gap, backlog = await rt.hub.join_room(conn, room, message.after)
+        gap = await rt.hub.join_room(conn, room, message.after)
     except StoreError:
         _refuse(rt, conn, ErrorCode.UNAVAILABLE, "cannot follow the room now; retry", id=message.id)
         return
     conn.send(Subscribed(room=room, id=message.id, gap=gap), "subscribed")
-    rt.hub.deliver_backlog(conn, room, backlog)
+    rt.hub.start_catch_up(conn, room)
 
 
 def drain_connections(rt: Runtime) -> int:
