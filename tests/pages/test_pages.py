@@ -528,3 +528,22 @@ async def test_the_overlay_link_is_shown_whole_and_can_be_copied(pages: Pages, s
     await model.click("#overlay-copy")
     await expect(model.locator("#overlay-status")).to_have_text(re.compile("copied"))
     assert await model.evaluate("() => navigator.clipboard.readText()") == link
+
+
+async def test_a_gateway_error_never_reaches_the_viewer_verbatim(pages: Pages, site: Site) -> None:
+    """After a server restart the in-process sandbox has forgotten the tab's hold, so raising
+    the cap fails in the gateway ("no hold 'auth_…'"): the viewer reads the page's sentence."""
+    room, customer = unique("room"), unique("viewer")
+    allow = (*NETWORK_FAILURES, re.compile(r"status of 400"))
+    viewer = await open_viewer(pages, site.base, customer, room, allow=allow)
+    await open_tab(viewer, "50.00")
+    site.server.stop()
+    site.server.start()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
+    await viewer.click("#raise-open")
+    await viewer.locator("#raise-buttons button").first.click()
+    status = viewer.locator("#raise-status")
+    await expect(status).to_have_text(re.compile("payment provider refused"))
+    text = await status.text_content() or ""
+    assert "auth_" not in text
+    assert "no hold" not in text
