@@ -126,6 +126,9 @@ function setMinor(node, amountMinor) {
 
 function renderTab(tab) {
   const open = tab !== null && tab.state === "open";
+  if (open && $("show-card").hidden) {
+    showPrice();
+  }
   $("open-tab").hidden = open || !$("statement").hidden;
   $("meter-card").hidden = tab === null;
   $("tip-card").hidden = !open;
@@ -250,6 +253,23 @@ function customTip(event) {
 
 // -- the private show -----------------------------------------------------------------------
 
+/** Show the private show's price before it starts: read the room's prices (again after a
+ * show, in case the model changed them). */
+async function showPrice() {
+  let rates;
+  try {
+    rates = await backend("GET", `/demo/rooms/${encodeURIComponent(page.room)}/rates`);
+  } catch {
+    return; // the price shows once a show starts
+  }
+  const { rate_per_minute_minor: rate, minimum_s: minimum } = rates.rates.private;
+  const price = $("show-price");
+  price.dataset.minor = String(rate);
+  price.textContent = minimum
+    ? `Price: ${money(rate)} a minute, at least ${duration(minimum)} (charged at the start).`
+    : `Price: ${money(rate)} a minute.`;
+}
+
 async function startShow() {
   const id = newId("show");
   $("show-start").disabled = true;
@@ -295,6 +315,7 @@ function sessionEnded(event) {
     `You watched ${duration(session.seconds)} for ${money(session.amount_minor)}.`,
   );
   showEnd(session.end_reason, END_REASONS[session.end_reason]);
+  showPrice();
 }
 
 function showEnd(reason, text) {

@@ -547,3 +547,15 @@ async def test_a_gateway_error_never_reaches_the_viewer_verbatim(pages: Pages, s
     text = await status.text_content() or ""
     assert "auth_" not in text
     assert "no hold" not in text
+
+
+async def test_the_viewer_sees_the_shows_price_before_it_starts(pages: Pages, site: Site) -> None:
+    room, customer = unique("room"), unique("viewer")
+    model = await open_model_console(pages, site.base, room)
+    await set_private_rate(model, "9.00")
+    viewer = await open_viewer(pages, site.base, customer, room)
+    await open_tab(viewer, "50.00")
+    price = viewer.locator("#show-price")
+    await expect(price).to_have_attribute("data-minor", "900")
+    await expect(price).to_have_text("Price: $9.00 a minute.")
+    await expect(viewer.locator("#show-start")).to_be_enabled()
