@@ -559,3 +559,28 @@ async def test_the_viewer_sees_the_shows_price_before_it_starts(pages: Pages, si
     await expect(price).to_have_attribute("data-minor", "900")
     await expect(price).to_have_text("Price: $9.00 a minute.")
     await expect(viewer.locator("#show-start")).to_be_enabled()
+
+
+async def test_a_reload_shows_the_last_tab_instead_of_offering_a_new_one(
+    pages: Pages, site: Site
+) -> None:
+    """The welcome carries only an open tab: after a reload, a tab that is settling or settled
+    shows its statement (from this browser's memory of it) before a new tab is offered."""
+    room, customer = unique("room"), unique("viewer")
+    await open_model_console(pages, site.base, room)
+    viewer = await open_viewer(pages, site.base, customer, room)
+    tab_id = await open_tab(viewer, "50.00")
+    await tip_preset(viewer, 500)
+    await viewer.click("#settle-button")
+    await expect(viewer.locator("#statement")).to_be_visible()
+    await viewer.reload()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
+    await expect(viewer.locator("#statement")).to_be_visible()
+    await expect(viewer.locator("#statement")).to_have_attribute("data-tab-id", tab_id)
+    await expect(viewer.locator("#open-tab")).to_be_hidden()
+    await viewer.click("#new-tab")
+    await expect(viewer.locator("#open-tab")).to_be_visible()
+    await viewer.reload()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
+    await expect(viewer.locator("#open-tab")).to_be_visible()
+    await expect(viewer.locator("#statement")).to_be_hidden()
