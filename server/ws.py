@@ -218,6 +218,7 @@ async def _welcome(rt: Runtime, conn: Connection) -> bool:
             if tab is not None:
                 conn.tab_id, conn.tab_version = tab.tab_id, tab.version
         elif conn.role is Role.MODEL:
+            _watch_liveness(rt, conn)
             rt.scheduler.models[conn.id] = conn.subject
             await rt.meter.sessions.mark_present(
                 [(conn.subject, conn.id)], rt.meter.limits.lease_ms
@@ -501,18 +502,21 @@ async def _session_view(rt: Runtime, customer: str, session_id: str) -> SessionV
 
 
 def _watch_liveness(rt: Runtime, conn: Connection) -> None:
-    """Ping a connection that funds a running show every ``TIPMETER_SHOW_PING_INTERVAL_MS``
-    and drop it ``TIPMETER_SHOW_PING_TIMEOUT_MS`` after a ping that got no pong; back to the
-    server's defaults once its shows are over.
+    """Ping a connection that funds a running show, and every model console, every
+    ``TIPMETER_SHOW_PING_INTERVAL_MS`` and drop it ``TIPMETER_SHOW_PING_TIMEOUT_MS`` after a
+    ping that got no pong; a viewer's goes back to the server's defaults once its shows are
+    over.
 
     Why: a viewer whose connection vanishes without a close (a phone out of coverage, a NAT
-    that forgot the flow) is billed until the server notices. With the default keepalive that
-    is up to 40 s; with this, a few seconds (docs/sessions.md). Other connections keep the
-    cheap default."""
+    that forgot the flow) is billed until the server notices, and so is every viewer of a
+    model whose console vanished (her process keeps her present while the connection lasts).
+    With the default keepalive that is up to 40 s; with this, a few seconds
+    (docs/sessions.md). Other connections (many viewers, broadcast tools) keep the cheap
+    default; model consoles are one per room."""
     extension = (conn.websocket.scope.get("extensions") or {}).get(KEEPALIVE_EXTENSION)
     if not extension:
         return  # a server other than tipmeter's own (a test client): nothing to tighten
-    if conn.sessions:
+    if conn.sessions or conn.role is Role.MODEL:
         settings = rt.settings
         extension["set"](
             settings.show_ping_interval_ms / 1000, settings.show_ping_timeout_ms / 1000

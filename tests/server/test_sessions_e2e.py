@@ -251,3 +251,29 @@ async def test_after_a_reconnect_the_viewer_reads_how_its_show_ended(servers: Pa
             with pytest.raises(Refused) as refused:
                 await second.stop_session("no-such-show")
             assert refused.value.code == "session_not_found"
+
+
+async def test_a_model_whose_console_vanishes_ends_her_shows_within_the_bound(
+    servers: Pair,
+) -> None:
+    """A model console is watched as closely as a viewer funding a show: one that stops
+    answering pings (a proxy that stops forwarding) is dropped, and her shows end
+    ``model_left``, within the same bound."""
+    a, b = servers
+    await open_tab(a, "mira", cap_minor=100_000)
+    async with Proxy(b.port) as proxy:
+        console = Client(f"ws://127.0.0.1:{proxy.port}/ws", ticket(Role.MODEL, "vanishing"))
+        console.reconnect = False
+        await console.connect()
+        try:
+            await set_rates(console, 600)
+            async with viewer(a, "mira") as mira:
+                await start_show(mira, "show-model-vanish", room="vanishing")
+                proxy.swallow_downstream = True
+                vanished = time.monotonic()
+                ended = await next_of(mira, SessionUpdate, timeout_s=15)
+                ended_after_s = time.monotonic() - vanished
+        finally:
+            await console.close()
+    assert ended.session.end_reason == "model_left"
+    assert ended_after_s < 6.5, f"billed for {ended_after_s:.1f} s after the model vanished"
