@@ -415,7 +415,12 @@ class Client:
         return answer
 
     async def stop_session(self, session_id: str) -> Result:
-        """Stop a session (the viewer who started it, or the room's model)."""
+        """Stop a session (the viewer who started it, or the room's model).
+
+        For a session that had ended already (its ``session`` message may have gone to a lost
+        connection) the answer is ``duplicate`` with the session as it ended: its
+        ``end_reason`` says how the show ended.
+        """
         op_id = new_id("stop")
         answer = await self._request(SessionStop(id=op_id, session_id=session_id), op_id)
         if not isinstance(answer, Result):

@@ -13,6 +13,9 @@ an event caused by spending — a tip — reaches its room in two steps:
 Step 2 is idempotent by event key, so it may run any number of times: right after the tip (the
 normal path), again after a crash between relaying and deleting, or from
 :meth:`Rooms.relay_pending`, which drains what a crashed process left in a customer's outbox.
+A process also keeps a note of the customers whose outbox it may have left an event in (a relay
+that failed, a tip whose answer was lost, a retry answered ``duplicate``) and relays them
+itself with :meth:`Rooms.relay_owed`, so no event waits for a settlement worker's sweeper.
 An event is never lost and never appears twice; it may appear late, and carries its own ``at``
 time.
 
@@ -51,6 +54,11 @@ PAYOUT_CACHE_ROOMS_MAX: Final = 100_000
 READ_COUNT_MAX: Final = 1_000
 #: Outbox entries one :meth:`Rooms.relay_pending` call drains at most.
 PENDING_COUNT_MAX: Final = 1_000
+#: Customers one process remembers to relay for (:meth:`Rooms.owe`); past it, the settlement
+#: worker's sweeper relays the rest.
+OWED_CUSTOMERS_MAX: Final = 100_000
+#: Customers one :meth:`Rooms.relay_owed` call relays for at most.
+OWED_PER_CALL_MAX: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +82,6 @@ class EventPage:
 
     events: list[RoomEvent]
     gap: bool = False
-
-
-def _report_relay_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning(
-            "relay failed; the event waits in the outbox for relay_pending",
-            exc_info=future.exception(),
-        )
 
 
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
@@ -135,6 +135,8 @@ class Rooms:
         self._clock = clock
         self._limits = limits
         self._payout_cache: dict[str, tuple[int, int]] = {}
+        #: Customers whose outbox this process may have left an event in (insertion-ordered).
+        self._owed: dict[str, None] = {}
         self._coalescer: Coalescer[RoomEventDraft, str | None] | None = (
             Coalescer(self._relay_batch, on_flush=observer_for(observe, "relay_room_events"))
             if coalesce
@@ -151,16 +153,53 @@ class Rooms:
         """Relay ``event`` with the next flush, without waiting for it.
 
         For the hot path: the tip is already acknowledged. Should this relay fail (Redis
-        unreachable), the event stays in the customer's outbox for :meth:`relay_pending`.
+        unreachable), the event stays in the customer's outbox and the customer is owed a relay
+        (:meth:`relay_owed`).
         """
+
+        def report(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.warning(
+                    "relay failed; the event waits in the outbox",
+                    extra={"fields": {"error": repr(future.exception())}},
+                )
+                self.owe(event.customer)
+
         if self._coalescer is None:
-            task = asyncio.ensure_future(self._relay_batch([event]))
-            task.add_done_callback(_report_relay_failure)
+            asyncio.ensure_future(self._relay_batch([event])).add_done_callback(report)
             return
         try:
-            self._coalescer.enqueue(event).add_done_callback(_report_relay_failure)
+            self._coalescer.enqueue(event).add_done_callback(report)
         except StoreUnavailable:
-            log.warning("relay queue full; the event waits in the outbox", exc_info=True)
+            log.warning("relay queue full; the event waits in the outbox")
+            self.owe(event.customer)
+
+    def owe(self, customer: str) -> None:
+        """Note that ``customer``'s outbox may hold an event this process left behind (a relay
+        that failed, a tip answered ``unavailable`` that may have applied, a retry answered
+        ``duplicate``): :meth:`relay_owed` relays it."""
+        if customer in self._owed:
+            return
+        if len(self._owed) >= OWED_CUSTOMERS_MAX:
+            log.warning("too many outboxes owed a relay; the sweeper relays the rest")
+            return
+        self._owed[customer] = None
+
+    @property
+    def owed(self) -> int:
+        """How many customers are owed a relay."""
+        return len(self._owed)
+
+    async def relay_owed(self) -> int:
+        """Relay the outboxes of customers owed a relay (at most OWED_PER_CALL_MAX of them);
+        return how many entries were relayed. On a Redis error they stay owed."""
+        customers = list(self._owed)[:OWED_PER_CALL_MAX]
+        if not customers:
+            return 0
+        relayed = await self.relay_pending_many(customers)
+        for customer in customers:
+            self._owed.pop(customer, None)
+        return relayed
 
     async def _relay_batch(self, events: Sequence[RoomEventDraft]) -> list[str | None]:
         ids = await scripts.relay_room_events(

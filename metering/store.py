@@ -101,7 +101,7 @@ class Store:
         try:
             for script, _ in self._scripts.values():
                 await self.client.script_load(script.source)
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, AttributeError) as exc:
             raise _translate(exc) from exc
 
     async def scripts_loaded(self) -> bool:
@@ -109,7 +109,7 @@ class Store:
         shas = [script.sha for script, _ in self._scripts.values()]
         try:
             found = await self.client.script_exists(*shas)
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, AttributeError) as exc:
             raise _translate(exc) from exc
         return all(found)
 
@@ -117,7 +117,7 @@ class Store:
         """Tell whether Redis answers (every node, on a cluster)."""
         try:
             return bool(await self.client.ping())
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, AttributeError) as exc:
             raise _translate(exc) from exc
 
     async def call(self, script: LuaScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
@@ -125,7 +125,7 @@ class Store:
         _, registered = self._scripts[script.name]
         try:
             return await registered(keys=list(keys), args=list(args))
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, AttributeError) as exc:
             raise _translate(exc) from exc
 
     async def call_batched(
@@ -192,7 +192,7 @@ class Store:
                         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                     answers: list[Any] = await pipe.execute(raise_on_error=False)
                     return answers
-            except redis_errors.RedisError as exc:
+            except (redis_errors.RedisError, AttributeError) as exc:
                 raise _translate(exc) from exc
 
         return await self._reloading(calls, send)
@@ -249,7 +249,7 @@ class Store:
         pool = client.connection_pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, AttributeError) as exc:
             raise _translate(exc) from exc
         try:
             await conn.send_packed_command(
@@ -265,7 +265,7 @@ class Store:
                 except redis_errors.ResponseError as error:
                     answers.append(error)
             return answers
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, AttributeError) as exc:
             await conn.disconnect()
             raise _translate(exc) from exc
         except BaseException:
@@ -325,11 +325,18 @@ def translated() -> Iterator[None]:
     """Turn redis-py exceptions raised inside the block into the money core's exceptions."""
     try:
         yield
-    except redis_errors.RedisError as exc:
+    except (redis_errors.RedisError, AttributeError) as exc:
         raise _translate(exc) from exc
 
 
-def _translate(exc: redis_errors.RedisError) -> StoreError:
+def _translate(exc: redis_errors.RedisError | AttributeError) -> StoreError:
+    if isinstance(exc, AttributeError):
+        # redis-py tears a connection down under a command still using it (a cluster client
+        # closes a failed node's connections, in use or not): the command then meets
+        # ``None.writelines``. The command may or may not have run, like any lost connection.
+        if "'NoneType'" not in str(exc):
+            raise exc
+        return StoreUnavailable(f"Redis connection torn down mid-command: {exc}")
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
         return StoreUnavailable(f"Redis unavailable: {exc}")
     if isinstance(exc, redis_errors.ClusterError) and "down" in str(exc).lower():

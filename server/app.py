@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -135,14 +135,24 @@ def create_app(
             yield
         finally:
             worker_stop.set()
-            if worker_task is not None:
-                await worker_task
-            await scheduler.stop()
-            await cap_watch.aclose()
-            await hub.stop()
-            await meter.aclose()
-            await store.close()
-            await ledger.close()
+            # Each step runs whatever the one before met: Redis may have gone and come back
+            # (connections torn down under redis-py), and a shutdown must still release all.
+            steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("settlement worker", lambda: worker_task if worker_task else asyncio.sleep(0)),
+                ("scheduler", scheduler.stop),
+                ("cap watch", cap_watch.aclose),
+                ("hub", hub.stop),
+                ("meter", meter.aclose),
+                ("store", store.close),
+                ("ledger", ledger.close),
+            ]
+            for name, step in steps:
+                try:
+                    await step()
+                except Exception as exc:
+                    log.warning(
+                        "shutdown step failed", extra={"fields": {"step": name, "error": repr(exc)}}
+                    )
             processors.close()
 
     routes: list[BaseRoute] = [

@@ -610,7 +610,8 @@ VARIABLES: Final = (
         "TIPMETER_SHOW_PING_INTERVAL_MS",
         "show_ping_interval_ms",
         integer(100, 60_000),
-        "Milliseconds between pings to a viewer whose connection funds a running show.",
+        "Milliseconds between pings to a viewer whose connection funds a running show, and to "
+        "a model console.",
     ),
     Variable(
         "TIPMETER_SHOW_PING_TIMEOUT_MS",

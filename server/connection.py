@@ -38,7 +38,8 @@ log = logging.getLogger("tipmeter.ws")
 #: What a send raises when the client is gone (uvicorn's transport, starlette's wrapper).
 GONE: Final = (OSError, RuntimeError, WebSocketDisconnect)
 
-#: Events buffered for one room while a connection catches up on its backlog.
+#: Live events held for one room while a connection catches up on its backlog; past it they
+#: are dropped and read from the room's stream instead (never a reason to drop the client).
 CATCH_UP_BUFFER_MAX: Final = 1_000
 #: How long a connection that is over may take to send what it queued and its close frame (the
 #: error replies before a 4029, the close code itself) before it is cut.
@@ -57,6 +58,7 @@ class Connection:
     # Slots: at 10,000 connections a per-instance dict is a measurable share of the memory.
     __slots__ = (
         "_done",
+        "_drained",
         "_frames",
         "_frames_max",
         "_sending",
@@ -134,9 +136,16 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         #: Set once the connection is closed or over: nothing more is sent.
         self._done = False
+        #: Set by the writer whenever the queue shrinks, for :meth:`wait_for_room`.
+        self._drained: asyncio.Event | None = None
         #: True while a frame is being sent, by the writer or by a direct reply (one at a time:
         #: a direct reply goes out only when nothing is queued or being sent).
         self._sending = False
+
+    @property
+    def send_queue_max(self) -> int:
+        """How many frames the send queue holds at most."""
+        return self._frames_max
 
     @property
     def currency(self) -> str:
@@ -190,6 +199,26 @@ class Connection:
         if self._writer is None and not self._sending:
             self._writer = asyncio.get_running_loop().create_task(self._write())
         return True
+
+    async def wait_for_room(self, frames: int) -> bool:
+        """Wait until the send queue can take ``frames`` more frames; False once the connection
+        is closing. A backlog is sent a page at a time behind this wait, so however long it is
+        it never overflows the queue: the client's reading paces it."""
+        frames = min(frames, self._frames_max)
+        while not self.closing and not self._done:
+            queued = len(self._frames) if self._frames is not None else 0
+            if queued + frames <= self._frames_max:
+                return True
+            drained = self._drained
+            if drained is None:
+                drained = self._drained = asyncio.Event()
+            drained.clear()
+            await drained.wait()
+        return False
+
+    def _signal_drained(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
 
     def offer_tab(self, tab: TabView) -> None:
         """Push a tab balance to a viewer if it is news: a newer version of its tab, or a new
@@ -248,6 +277,7 @@ class Connection:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
+        self._signal_drained()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -273,6 +303,7 @@ class Connection:
                         await send({"type": "websocket.send", "text": frame})
                 finally:
                     self._sending = False
+                self._signal_drained()
             self._frames = None  # drained: an idle connection keeps no queue
         except GONE:  # the client went away mid-send
             self.closing = True
@@ -280,6 +311,7 @@ class Connection:
         finally:
             if self._writer is asyncio.current_task():
                 self._writer = None
+            self._signal_drained()
 
     async def flush(self, timeout_s: float = FLUSH_S_MAX) -> None:
         """Wait, at most ``timeout_s``, for the writer to send what is queued (and the close
@@ -296,6 +328,7 @@ class Connection:
         self._done = True
         self._frames = None
         writer, self._writer = self._writer, None
+        self._signal_drained()
         if writer is not None:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -206,6 +206,24 @@ async def demo_feed_token(request: Request, rt: Runtime) -> Response:
     )
 
 
+async def demo_rates(request: Request, rt: Runtime) -> Response:
+    """``GET /demo/rooms/{room}/rates``: a demo room's price of each kind of show, so the viewer
+    page shows what a show costs before it starts (the protocol has no message that reads it)."""
+    _demo_path(request)
+    rates = await rt.meter.sessions.rates(request.path_params["room"])
+    return JSONResponse(
+        {
+            "rates": {
+                str(kind): {
+                    "rate_per_minute_minor": rate.rate_per_minute_minor,
+                    "minimum_s": rate.minimum_s,
+                }
+                for kind, rate in rates.items()
+            }
+        }
+    )
+
+
 async def overlay_ticket(request: Request, rt: Runtime) -> Response:
     """``POST /overlay/ticket`` ``{"room", "token"}``: a ticket for one ``broadcast``
     connection following ``room``, for the holder of the room's current feed token."""
@@ -298,6 +316,7 @@ def routes(*, demo_enabled: bool) -> list[BaseRoute]:
         ("POST", "/demo/customers/{customer}/tabs/{tab_id}/cap", "demo_raise_cap", demo_raise_cap),
         ("POST", "/demo/customers/{customer}/tabs/{tab_id}/settle", "demo_settle", demo_settle),
         ("POST", "/demo/rooms/{room}/feed-token", "demo_feed_token", demo_feed_token),
+        ("GET", "/demo/rooms/{room}/rates", "demo_rates", demo_rates),
     ]
     return [
         Route("/", _home, methods=["GET"]),

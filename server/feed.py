@@ -8,10 +8,12 @@ shape, so a tool written for that API works by changing its base URL.
                             "user": {"username": …, "inFanclub": false, "hasTokens": true,
                                      "isMod": false, "recentTips": "none", "gender": "",
                                      "subgender": ""},
-                            "tip": {"tokens": <int>, "isAnon": <bool>, "message": "…"}}}],
+                            "tip": {"tokens": <int>, "isAnon": <bool>, "message": "…",
+                                    "tipId": "<the tip's id>"}}}],
      "nextUrl": "<base>/events/<room>/<token>/?i=<last id>&timeout=<seconds>"}
 
-with the events after ``i`` (without ``i``: only events that arrive from now on). When there are
+with the events after ``i`` (without ``i``: only events that arrive from now on; ``i=0-0``:
+from the room's start, every event it still keeps). When there are
 none, the request waits up to ``timeout`` seconds (capped by ``TIPMETER_FEED_TIMEOUT_S_MAX``)
 for one. Following ``nextUrl`` resumes exactly after the last event returned. ``tokens`` is the
 tip's amount in minor units divided by ``TIPMETER_FEED_MINOR_PER_TOKEN``, rounded down. Events
@@ -75,6 +77,9 @@ def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[
                 "tokens": tokens,
                 "isAnon": bool(event.data.get("anon")),
                 "message": str(event.data.get("message", "")),
+                # Not in the Chaturbate shape (its tools ignore it): the client-minted tip id,
+                # to match a feed event with the tip it reports.
+                "tipId": str(event.data.get("tip_id", "")),
             },
         },
     }

@@ -7,14 +7,24 @@ customers it has connections for — one :class:`ChannelListener` (one Redis con
 Redis node, since a shard channel lives on the node of its slot — and hands each message to the
 connections that follow it, encoded once per audience and codec.
 
-Pub/sub delivers at most once: a message published while a listener is reconnecting is lost.
-Room streams make that harmless. Each connection keeps a cursor per room (the id of the last
-event it got); joining a room, and every reconnect of a listener, *catches up* from the stream
-(``XRANGE`` after the cursor) while live messages for that connection and room are held back;
-then the held-back messages newer than the cursor follow. Every event is delivered in order,
-once, with no gap — up to the stream's bound, past which the client is told ``gap``. Tab
-balances need no history: after a reconnect each viewer is sent its tab's current balance,
-and versions drop anything stale.
+Pub/sub delivers at most once: a message published while a listener is down is lost. Room
+streams make that harmless. Each connection keeps a cursor per room (the id of the last event
+it got). Joining a room, and every failure of a listener, starts a *catch-up* for that
+connection and room: live messages are held back while the stream is read after the cursor
+(``XRANGE``), a page at a time as the client reads, so a backlog of any length fits the
+connection's send queue; the stream is read again until a short page comes back with nothing
+that may have been missed since (a listener failed, held-back messages overflowed their bound),
+and then the held-back messages newer than the cursor follow, in the same step. Every event is
+delivered in order, once, with no gap — up to the stream's bound, past which the client is told
+``gap``. A catch-up retries while Redis answers errors (it may be loading its data after a
+restart): nothing is skipped for good.
+
+A listener lives as long as its connection. On any failure — the connection breaks, Redis
+answers an error (``MOVED`` after a failover), a slot moves away — the hub marks its rooms
+*stale* (no catch-up may finish: live messages are being lost), refreshes the cluster's map of
+slots, subscribes the channels again on the nodes that serve them now, and only then lets the
+catch-ups finish. Tab balances need no history: after a resubscription each viewer is sent
+its tab's current balance, and versions drop anything stale.
 """
 
 from __future__ import annotations
@@ -23,13 +33,16 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from asyncio import current_task
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import hiredis
 import msgpack
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
-from clients.protocol import TabView
+from clients.protocol import CloseCode, TabView
 from metering import keys, rooms
 from metering.devices import record_devices
 from metering.errors import StoreError, StoreUnavailable
@@ -48,37 +61,39 @@ SUBSCRIBE_TIMEOUT_S: Final = 5.0
 #: Backoff between reconnects of a listener (doubling, with jitter).
 RECONNECT_BACKOFF_S_MIN: Final = 0.05
 RECONNECT_BACKOFF_S_MAX: Final = 5.0
-#: Events one catch-up reads per round trip, and at most in all; past that: a gap.
+#: Events one catch-up reads per round trip at most (and at most half the send queue).
 CATCH_UP_PAGE_EVENTS: Final = 500
-CATCH_UP_EVENTS_MAX: Final = 5_000
 
 OnMessage = Callable[[str, bytes], None]
-OnResubscribed = Callable[[set[str]], Coroutine[Any, Any, None]]
 
 
 class ChannelListener:
-    """One Redis connection subscribed to the shard channels of one node."""
+    """One Redis connection subscribed to shard channels of one node.
+
+    It lives as long as its connection: on any failure (the connection breaks, Redis answers
+    an error, a slot moves away) it tells the hub, which takes its channels back, and ends. The
+    hub then subscribes them again wherever they live now (see :meth:`Hub._recover`).
+    """
 
     def __init__(
         self,
         name: str,
         endpoint: Endpoint,
         on_message: OnMessage,
-        on_resubscribed: OnResubscribed,
+        on_failed: Callable[[ChannelListener], None],
     ) -> None:
         self.name = name
         self._endpoint = endpoint
         self._on_message = on_message
-        self._on_resubscribed = on_resubscribed
+        self._on_failed = on_failed
         self.channels: set[str] = set()
+        self.dead = False
         self._conn: PushConnection | None = None
         self._confirmations: dict[str, asyncio.Future[None]] = {}
-        self._wakeup = asyncio.Event()
         #: Held while subscriptions are sent, so that a channel added while the connection is
         #: being made is either in the first batch or sent after it, never neither.
         self._sending = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Start the listening task."""
@@ -86,13 +101,17 @@ class ChannelListener:
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
+        self.dead = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def subscribe(self, channel: str) -> None:
-        """Subscribe to ``channel`` and return once Redis confirmed it."""
+        """Subscribe to ``channel`` and return once Redis confirmed it; raise StoreUnavailable
+        if it cannot be confirmed."""
+        if self.dead:
+            raise StoreUnavailable(f"the listener of {self.name} is gone")
         if channel in self.channels and channel not in self._confirmations:
             return
         self.channels.add(channel)
@@ -107,8 +126,7 @@ class ChannelListener:
                         await conn.subscribe([channel])
                     except PubSubError as exc:
                         raise StoreUnavailable(f"could not subscribe {channel}: {exc}") from exc
-                else:
-                    self._wakeup.set()  # the listener connects and sends it with the rest
+                # else: the listener is connecting and sends it with the rest
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
                 await asyncio.shield(confirmed)
@@ -128,53 +146,50 @@ class ChannelListener:
                     await conn.unsubscribe(channel)
 
     async def _run(self) -> None:
-        backoff = RECONNECT_BACKOFF_S_MIN
-        lost = False
-        while True:
-            if not self.channels:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            conn: PushConnection | None = None
-            try:
-                conn = await PushConnection.open(self._endpoint)
-                async with self._sending:
-                    awaiting = set(self.channels)
-                    for channel in awaiting:
-                        self._confirmations.setdefault(
-                            channel, asyncio.get_running_loop().create_future()
-                        )
-                    await conn.subscribe(sorted(awaiting))
-                    self._conn = conn
-                while True:
-                    push = await conn.read()
-                    kind = push[0]
-                    if kind == b"smessage":
-                        self._dispatch(push[1].decode(), push[2])
-                    elif kind == b"ssubscribe":
-                        channel = push[1].decode()
-                        confirmed = self._confirmations.pop(channel, None)
-                        if confirmed is not None and not confirmed.done():
-                            confirmed.set_result(None)
-                        awaiting.discard(channel)
-                        if lost and not awaiting:
-                            lost = False
-                            backoff = RECONNECT_BACKOFF_S_MIN
-                            task = asyncio.create_task(self._on_resubscribed(set(self.channels)))
-                            self._background.add(task)
-                            task.add_done_callback(self._background.discard)
-            except PubSubError as exc:
-                log.warning(
-                    "pub/sub connection lost; reconnecting",
-                    extra={"fields": {"node": self.name, "error": str(exc)}},
-                )
-                lost = True
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, RECONNECT_BACKOFF_S_MAX)
-            finally:
-                self._conn = None
-                if conn is not None:
-                    await conn.close()
+        conn: PushConnection | None = None
+        try:
+            conn = await PushConnection.open(self._endpoint)
+            async with self._sending:
+                if self.channels:
+                    await conn.subscribe(sorted(self.channels))
+                self._conn = conn
+            while True:
+                self._handle(await conn.read())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever broke, the hub subscribes the channels again
+            log.warning(
+                "pub/sub connection lost; subscribing again",
+                extra={"fields": {"node": self.name, "error": repr(exc)}},
+            )
+        finally:
+            self.dead = True
+            self._conn = None
+            confirmations, self._confirmations = self._confirmations, {}
+            for confirmed in confirmations.values():
+                if not confirmed.done():
+                    confirmed.set_exception(StoreUnavailable(f"pub/sub on {self.name} failed"))
+                    confirmed.exception()  # retrieved here: a waiter may have timed out
+            if conn is not None:
+                await conn.close()
+        self._on_failed(self)
+
+    def _handle(self, push: Any) -> None:
+        """Act on one push; raise PubSubError for anything that calls for a new connection."""
+        if isinstance(push, hiredis.ReplyError):
+            raise PubSubError(f"Redis answered {push}")
+        if not isinstance(push, list) or len(push) < 2:
+            raise PubSubError(f"unexpected reply {push!r}")
+        kind = push[0]
+        if kind == b"smessage":
+            self._dispatch(push[1].decode(), push[2])
+        elif kind == b"ssubscribe":
+            confirmed = self._confirmations.pop(push[1].decode(), None)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+        elif kind == b"sunsubscribe" and push[1].decode() in self.channels:
+            # Redis unsubscribed us (the channel's slot moved to another node).
+            raise PubSubError(f"Redis unsubscribed {push[1].decode()}")
 
     def _dispatch(self, channel: str, data: bytes) -> None:
         try:
@@ -184,12 +199,28 @@ class ChannelListener:
 
 
 class _RoomFeed:
-    __slots__ = ("members", "room", "waiters")
+    __slots__ = ("fresh", "members", "room", "stale", "waiters")
 
     def __init__(self, room: str) -> None:
         self.room = room
         self.members: set[Connection] = set()
         self.waiters: set[asyncio.Event] = set()
+        #: True while the room's channel is not subscribed after a listener failed: live
+        #: events may be lost, so no catch-up may end (``fresh`` is set once it is back).
+        self.stale = False
+        self.fresh = asyncio.Event()
+        self.fresh.set()
+
+
+class _CatchUp:
+    """One connection catching up on one room: ``dirty`` says the stream must be read again
+    before the live events held back may follow."""
+
+    __slots__ = ("dirty", "task")
+
+    def __init__(self, dirty: bool) -> None:
+        self.dirty = dirty
+        self.task: asyncio.Task[None] | None = None
 
 
 class _DeviceLock:
@@ -217,17 +248,32 @@ class Hub:
         self._customers: dict[str, set[Connection]] = {}
         self._room_of_channel: dict[str, str] = {}
         self._customer_of_channel: dict[str, str] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        #: Connections catching up on a room, and those joining one (True: the join's catch-up
+        #: must read the stream even without a cursor, because a listener failed meanwhile).
+        self._catchups: dict[tuple[Connection, str], _CatchUp] = {}
+        self._joining: dict[tuple[Connection, str], bool] = {}
+        #: Channels a recovery is subscribing again (see :meth:`_recover`).
+        self._recovering: set[str] = set()
+        self._background: set[asyncio.Future[None]] = set()
+        self._stopping = False
 
-    def _soon(self, work: Awaitable[None]) -> None:
+    def _soon(self, work: Awaitable[None]) -> asyncio.Future[None]:
         """Run ``work`` in the background, keeping a reference until it is done."""
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def stop(self) -> None:
-        """Stop every listener."""
-        for listener in self._listeners.values():
+        """Stop every listener, recovery and catch-up."""
+        self._stopping = True
+        tasks = [*self._background, *(s.task for s in self._catchups.values() if s.task)]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for listener in list(self._listeners.values()):
             await listener.stop()
         self._listeners.clear()
 
@@ -246,11 +292,79 @@ class Hub:
             name = "standalone"
             endpoint = Endpoint.from_url(self._target.url or "", connect_timeout_s=timeout_s)
         listener = self._listeners.get(name)
-        if listener is None:
-            listener = ChannelListener(name, endpoint, self._on_message, self._resync)
+        if listener is None or listener.dead:
+            listener = ChannelListener(name, endpoint, self._on_message, self._on_listener_failed)
             listener.start()
             self._listeners[name] = listener
         return listener
+
+    def _on_listener_failed(self, listener: ChannelListener) -> None:
+        """A listener's connection failed: hold its rooms back and subscribe its channels
+        again, wherever they live now."""
+        if self._listeners.get(listener.name) is listener:
+            del self._listeners[listener.name]
+        channels = set(listener.channels)
+        if self._stopping or not channels:
+            return
+        for channel in channels:
+            room = self._room_of_channel.get(channel)
+            feed = self._rooms.get(room) if room is not None else None
+            if feed is not None:
+                feed.stale = True
+                feed.fresh.clear()
+                for conn in feed.members:
+                    self._hold(conn, feed.room)
+        # A recovery already under way retries its channels itself (with its growing backoff).
+        fresh = channels - self._recovering
+        if fresh:
+            self._recovering |= fresh
+            self._soon(self._recover(fresh))
+
+    async def _recover(self, channels: set[str]) -> None:
+        """Subscribe ``channels`` again until each is confirmed on a live connection (after a
+        cluster failover, on the node that serves its slot now), then catch their followers
+        up. Runs until done: Redis may take a while to come back."""
+        backoff = RECONNECT_BACKOFF_S_MIN
+        pending = channels
+        try:
+            while pending:
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                pending = await self._subscribe_again(pending)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_S_MAX)
+        finally:
+            self._recovering -= channels
+
+    async def _subscribe_again(self, channels: set[str]) -> set[str]:
+        """One try of :meth:`_recover`; returns the channels still to subscribe."""
+        pending = {
+            c for c in channels if c in self._room_of_channel or c in self._customer_of_channel
+        }
+        if not pending:
+            return pending
+        client = self._meter.store.client
+        try:
+            if isinstance(client, RedisCluster):
+                await client.nodes_manager.initialize()  # where every slot lives now
+            targets = {channel: self._listener_for(channel) for channel in sorted(pending)}
+        except (RedisError, StoreError, OSError) as exc:
+            log.warning("cannot subscribe yet", extra={"fields": {"error": repr(exc)}})
+            return pending
+        outcomes = await asyncio.gather(
+            *(listener.subscribe(channel) for channel, listener in targets.items()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, StoreError):
+                raise outcome
+        done = {
+            channel
+            for (channel, listener), outcome in zip(targets.items(), outcomes, strict=True)
+            if outcome is None and not listener.dead
+        }
+        self._resync(done)
+        if done == pending:
+            log.info("pub/sub subscribed again", extra={"fields": {"channels": len(done)}})
+        return pending - done
 
     def _on_message(self, channel: str, data: bytes) -> None:
         room = self._room_of_channel.get(channel)
@@ -261,15 +375,20 @@ class Hub:
         if customer is not None:
             self._deliver_tab(customer, _decode_tab(data))
 
-    async def _resync(self, channels: set[str]) -> None:
-        """After a listener reconnected: catch every follower up on what it may have missed."""
+    def _resync(self, channels: set[str]) -> None:
+        """``channels`` are subscribed again: catch every follower up on what it may have
+        missed meanwhile, and send every viewer its tab's current balance."""
         for channel in channels:
             room = self._room_of_channel.get(channel)
-            if room is not None and room in self._rooms:
-                await self._catch_up(room, list(self._rooms[room].members))
+            feed = self._rooms.get(room) if room is not None else None
+            if feed is not None:
+                feed.stale = False
+                feed.fresh.set()
+                for conn in feed.members:
+                    self._hold(conn, feed.room)
             customer = self._customer_of_channel.get(channel)
             if customer is not None:
-                await self._refresh_tabs(customer)
+                self._soon(self._refresh_tabs_until_done(customer))
 
     # -- customers (viewers' tabs) ------------------------------------------------------------
 
@@ -302,7 +421,12 @@ class Hub:
             del self._customers[customer]
             channel = keys.customer_channel(customer)
             self._customer_of_channel.pop(channel, None)
-            self._soon(self._listener_for(channel).unsubscribe(channel))
+            self._unsubscribe_soon(channel)
+
+    def _unsubscribe_soon(self, channel: str) -> None:
+        for listener in self._listeners.values():
+            if channel in listener.channels:
+                self._soon(listener.unsubscribe(channel))
 
     async def _record_devices(self, customer: str) -> None:
         """Record this process's count of ``customer``'s devices. Writes for one customer are
@@ -344,6 +468,22 @@ class Hub:
             if view is not None:
                 self._deliver_tab(customer, view)
 
+    async def _refresh_tabs_until_done(self, customer: str) -> None:
+        """:meth:`_refresh_tabs`, again after a backoff while Redis answers errors (it may be
+        loading its data after a restart)."""
+        backoff = RECONNECT_BACKOFF_S_MIN
+        while customer in self._customers:
+            try:
+                await self._refresh_tabs(customer)
+                return
+            except StoreError as exc:
+                log.warning(
+                    "could not refresh a tab; retrying",
+                    extra={"fields": {"customer": customer, "error": repr(exc)}},
+                )
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, RECONNECT_BACKOFF_S_MAX)
+
     # -- rooms ------------------------------------------------------------------------------
 
     async def _acquire_room(self, room: str) -> _RoomFeed:
@@ -363,48 +503,68 @@ class Hub:
         del self._rooms[room]
         channel = keys.room_channel(room)
         self._room_of_channel.pop(channel, None)
-        self._soon(self._listener_for(channel).unsubscribe(channel))
+        self._unsubscribe_soon(channel)
 
-    async def join_room(
-        self, conn: Connection, room: str, after: str | None
-    ) -> tuple[bool, list[rooms.RoomEvent]]:
+    async def join_room(self, conn: Connection, room: str, after: str | None) -> bool:
         """Start following ``room`` for ``conn`` from the cursor ``after`` (None: from now).
 
-        Returns whether events after the cursor were lost (trimmed from the stream, or more
-        than CATCH_UP_EVENTS_MAX behind) and the backlog to hand to :meth:`deliver_backlog`.
-        Until then, live events for ``conn`` and ``room`` are held back.
+        Returns whether events after the cursor were lost (trimmed from the stream). Live events
+        for ``conn`` and ``room`` are held back until :meth:`start_catch_up` has sent the
+        backlog; the caller answers ``subscribed`` in between.
         """
         channel = keys.room_channel(room)
         feed = await self._acquire_room(room)
         feed.members.add(conn)
         conn.buffers[room] = []
+        self._joining[(conn, room)] = after is not None
         try:
             await self._listener_for(channel).subscribe(channel)
             with translated():
                 if after is None:
                     latest = await self._meter.rooms.latest_id(room)
                     conn.cursors[room] = rooms.parse_stream_id(latest) if latest else (0, 0)
-                    return False, []
+                    return False
                 conn.cursors[room] = rooms.parse_stream_id(after)
-                trimmed = (await self._meter.rooms.read(room, after=after, count=1)).gap
-                backlog, overflow = await self._read_backlog(room, after)
+                return (await self._meter.rooms.read(room, after=after, count=1)).gap
         except BaseException:
             self.leave_room(conn, room)
             raise
-        return trimmed or overflow, backlog
 
-    def deliver_backlog(self, conn: Connection, room: str, backlog: list[rooms.RoomEvent]) -> None:
-        """Send ``conn`` the backlog :meth:`join_room` read, then the live events held back."""
-        lives = [LiveEvent(room, event) for event in backlog]
-        for live in lives:
-            self._send_event(conn, live)
-        for live in conn.buffers.pop(room, []):
-            self._send_event(conn, live)
+    def start_catch_up(self, conn: Connection, room: str) -> None:
+        """Send ``conn`` the backlog of the room it just joined, page by page as it reads,
+        then the live events held back meanwhile."""
+        key = (conn, room)
+        if key not in self._joining:
+            return
+        read = self._joining.pop(key)
+        self._start(conn, room, _CatchUp(dirty=read))
+
+    def _start(self, conn: Connection, room: str, state: _CatchUp) -> None:
+        self._catchups[(conn, room)] = state
+        state.task = asyncio.get_running_loop().create_task(self._catch_up(conn, room, state))
+
+    def _hold(self, conn: Connection, room: str) -> None:
+        """Hold ``room``'s live events for ``conn`` until a catch-up read the stream again."""
+        key = (conn, room)
+        if room not in conn.cursors and key not in self._joining:
+            return
+        state = self._catchups.get(key)
+        if state is not None:
+            state.dirty = True
+        elif key in self._joining:
+            self._joining[key] = True
+        else:
+            conn.buffers.setdefault(room, [])
+            self._start(conn, room, _CatchUp(dirty=True))
 
     def leave_room(self, conn: Connection, room: str) -> None:
         """Stop delivering ``room``'s events to ``conn``."""
         conn.cursors.pop(room, None)
         conn.buffers.pop(room, None)
+        self._joining.pop((conn, room), None)
+        state = self._catchups.pop((conn, room), None)
+        if state is not None and state.task is not None and state.task is not current_task():
+            state.task.cancel()
         feed = self._rooms.get(room)
         if feed is not None:
             feed.members.discard(conn)
@@ -436,45 +596,73 @@ class Hub:
 
     def forget(self, conn: Connection) -> None:
         """Drop every subscription of ``conn`` (it closed)."""
-        for room in list(conn.cursors):
+        for room in {*conn.cursors, *(r for c, r in self._joining if c is conn)}:
             self.leave_room(conn, room)
         if conn.currency:
             self.unfollow_customer(conn)
 
-    async def _read_backlog(self, room: str, after: str) -> tuple[list[rooms.RoomEvent], bool]:
-        """The room's events after ``after``, oldest first, at most CATCH_UP_EVENTS_MAX of them
-        (the newest); True with them when there were more."""
-        events: list[rooms.RoomEvent] = []
-        overflow = False
-        while True:
-            page = await self._meter.rooms.read(room, after=after, count=CATCH_UP_PAGE_EVENTS)
-            events.extend(page.events)
-            if len(events) > CATCH_UP_EVENTS_MAX:
-                del events[: len(events) - CATCH_UP_EVENTS_MAX]
-                overflow = True
-            if len(page.events) < CATCH_UP_PAGE_EVENTS:
-                return events, overflow
-            after = page.events[-1].event_id
+    async def _catch_up(self, conn: Connection, room: str, state: _CatchUp) -> None:
+        """Deliver what ``conn`` has not seen of ``room`` from its stream, a page at a time as
+        the client reads (so a backlog of any length fits the send queue), then the live
+        events held back meanwhile.
 
-    async def _catch_up(self, room: str, conns: list[Connection]) -> None:
-        """After a listener reconnected: deliver what ``conns`` missed of ``room``, holding
-        live events back meanwhile, then the held-back ones."""
-        conns = [c for c in conns if room in c.cursors and room not in c.buffers]
-        if not conns:
-            return
-        for conn in conns:
-            conn.buffers[room] = []
-        backlog: list[rooms.RoomEvent] = []
+        The stream is read again as long as something may be missing from what was read: a
+        full page, a listener that failed (``dirty``), held-back events dropped for space. It
+        retries while Redis answers errors (it may be loading its data after a restart); the
+        held-back events wait, and past their bound they are read from the stream instead.
+        """
+        key = (conn, room)
+        page_events = max(1, min(CATCH_UP_PAGE_EVENTS, conn.send_queue_max // 2))
+        backoff = RECONNECT_BACKOFF_S_MIN
+
+        def current() -> bool:
+            return self._catchups.get(key) is state and room in conn.cursors
+
         try:
-            oldest = min(conn.cursors[room] for conn in conns)
-            backlog, _ = await self._read_backlog(room, f"{oldest[0]}-{oldest[1]}")
-        except StoreUnavailable:
-            # Redis is away again: the next reconnect of the listener catches up once more.
-            log.warning("catch-up failed", extra={"fields": {"room": room}})
+            while current():
+                feed = self._rooms.get(room)
+                if feed is None:
+                    return
+                if feed.stale:
+                    await feed.fresh.wait()
+                    continue
+                if not state.dirty:
+                    # Caught up: the held-back events follow, in the same step (no await).
+                    for live in conn.buffers.pop(room, []):
+                        self._send_event(conn, live)
+                    return
+                if not await conn.wait_for_room(page_events) or not current():
+                    return
+                state.dirty = False
+                ms, seq = conn.cursors[room]
+                try:
+                    page = await self._meter.rooms.read(
+                        room, after=f"{ms}-{seq}", count=page_events
+                    )
+                except StoreError as exc:
+                    state.dirty = True
+                    log.warning(
+                        "catch-up failed; retrying",
+                        extra={"fields": {"room": room, "error": repr(exc)}},
+                    )
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, RECONNECT_BACKOFF_S_MAX)
+                    continue
+                backoff = RECONNECT_BACKOFF_S_MIN
+                if not current():
+                    return
+                for event in page.events:
+                    self._send_event(conn, LiveEvent(room, event))
+                if len(page.events) >= page_events:
+                    state.dirty = True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("catch-up broke", extra={"fields": {"room": room}})
+            conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
-            for conn in conns:
-                if room in conn.buffers:
-                    self.deliver_backlog(conn, room, backlog)
+            if self._catchups.get(key) is state:
+                del self._catchups[key]
 
     def _deliver_room_event(self, room: str, live: LiveEvent) -> None:
         feed = self._rooms.get(room)
@@ -489,7 +677,9 @@ class Hub:
             elif len(held) < CATCH_UP_BUFFER_MAX:
                 held.append(live)
             else:
-                conn.abort(4008, "slow consumer")
+                # No room to hold more: drop what is held and read it all from the stream.
+                held.clear()
+                self._hold(conn, room)
 
     def _send_event(self, conn: Connection, live: LiveEvent) -> None:
         cursor = conn.cursors.get(live.room)

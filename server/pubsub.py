@@ -18,11 +18,21 @@ from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+from redis.crc import key_slot
 
 #: Bytes read from the socket at a time.
 READ_CHUNK_BYTES: Final = 65_536
 #: Channels named in one SSUBSCRIBE command at most.
 CHANNELS_PER_COMMAND: Final = 500
+
+
+def _by_slot(channels: list[str]) -> list[list[str]]:
+    """``channels`` grouped by hash slot, in their order: a cluster refuses one SSUBSCRIBE
+    naming channels of different slots (CROSSSLOT), even on the node that serves them all."""
+    groups: dict[int, list[str]] = {}
+    for channel in channels:
+        groups.setdefault(key_slot(channel.encode()), []).append(channel)
+    return list(groups.values())
 
 
 class PubSubError(Exception):
@@ -116,11 +126,13 @@ class PushConnection:
             raise PubSubError(f"send failed: {exc}") from exc
 
     async def subscribe(self, channels: list[str]) -> None:
-        """SSUBSCRIBE to ``channels`` (the confirmations arrive as pushes)."""
+        """SSUBSCRIBE to ``channels``, one command per hash slot (the confirmations arrive as
+        pushes)."""
         await self.send(
             *(
-                ("SSUBSCRIBE", *channels[i : i + CHANNELS_PER_COMMAND])
-                for i in range(0, len(channels), CHANNELS_PER_COMMAND)
+                ("SSUBSCRIBE", *group[i : i + CHANNELS_PER_COMMAND])
+                for group in _by_slot(channels)
+                for i in range(0, len(group), CHANNELS_PER_COMMAND)
             )
         )
 

@@ -9,7 +9,10 @@ catches up exactly because it is computed from the elapsed time) the scheduler:
    slot and 256 sessions, all in one pipeline), which also renews this process's leases;
 2. renews this process's heartbeat and the presence of its model connections;
 3. ends the sessions whose model is gone (``model_left``);
-4. reaps the sessions of billing processes that stopped sending heartbeats (``owner_lost``).
+4. reaps the sessions of billing processes that stopped sending heartbeats (``owner_lost``);
+5. relays the room events this process left in customers' outboxes (a relay that failed, a tip
+   answered ``unavailable`` or ``duplicate``: :meth:`metering.rooms.Rooms.relay_owed`), so
+   they reach their rooms without a settlement worker.
 
 Sessions that end (in the tick or otherwise) are forgotten and their room events relayed; the
 viewer's connection, if it is here, is told why.
@@ -175,6 +178,7 @@ class Scheduler:
         )
         await self._check_models()
         await self._reap()
+        await self.meter.rooms.relay_owed()
 
     def _on_stopped(self, owned: Owned, result: TickResult) -> None:
         if result.status == "not_owner":

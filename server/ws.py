@@ -167,7 +167,10 @@ async def _admit(rt: Runtime, websocket: WebSocket) -> tuple[Claims, Codec, bool
         return None
     try:
         claims = await rt.tickets.admit(websocket.query_params.get("ticket"))
-    except StoreUnavailable:
+    except StoreError as exc:
+        # Any Redis trouble (unreachable, out of memory, a cluster mid-failover) is the
+        # server's, not the client's: a retryable refusal, never a bare 500.
+        log.warning("handshake refused: Redis failed", extra={"fields": {"error": repr(exc)}})
         await _deny(websocket, rt, 503, "unavailable", "cannot check tickets now; retry")
         return None
     if isinstance(claims, TicketProblem):
@@ -215,6 +218,7 @@ async def _welcome(rt: Runtime, conn: Connection) -> bool:
             if tab is not None:
                 conn.tab_id, conn.tab_version = tab.tab_id, tab.version
         elif conn.role is Role.MODEL:
+            _watch_liveness(rt, conn)
             rt.scheduler.models[conn.id] = conn.subject
             await rt.meter.sessions.mark_present(
                 [(conn.subject, conn.id)], rt.meter.limits.lease_ms
@@ -347,6 +351,8 @@ async def _tip(rt: Runtime, conn: Connection, tip: Tip) -> None:
         result = await _apply(rt, conn, request)
     except StoreUnavailable:
         result = None
+        # The tip may have applied with its answer lost: its room event may wait in the outbox.
+        rt.meter.rooms.owe(conn.subject)
         _refuse(rt, conn, ErrorCode.UNAVAILABLE, "Redis is unavailable; retry", id=tip.id)
     except StoreError:
         result = None
@@ -369,6 +375,9 @@ async def _answer_tip(rt: Runtime, conn: Connection, tip: Tip, result: TipResult
         if result.event is not None:
             rt.meter.rooms.relay_soon(result.event)
             rt.cap_watch.tip_applied(conn.subject, tab_id, result)
+        elif result.code is Code.DUPLICATE:
+            # The first try may have applied without being relayed (its answer was lost).
+            rt.meter.rooms.owe(conn.subject)
         if view is not None and view.version > conn.tab_version:
             conn.tab_version = view.version
         receipt = TipReceipt(seq=result.seq, applied_at_ms=result.applied_at_ms)
@@ -426,12 +435,12 @@ async def _subscribe(rt: Runtime, conn: Connection, message: Subscribe) -> None:
     if room in conn.cursors:
         rt.hub.leave_room(conn, room)
     try:
-        gap, backlog = await rt.hub.join_room(conn, room, message.after)
+        gap = await rt.hub.join_room(conn, room, message.after)
     except StoreError:
         _refuse(rt, conn, ErrorCode.UNAVAILABLE, "cannot follow the room now; retry", id=message.id)
         return
     conn.send(Subscribed(room=room, id=message.id, gap=gap), "subscribed")
-    rt.hub.deliver_backlog(conn, room, backlog)
+    rt.hub.start_catch_up(conn, room)
 
 
 def drain_connections(rt: Runtime) -> int:
@@ -493,18 +502,21 @@ async def _session_view(rt: Runtime, customer: str, session_id: str) -> SessionV
 
 
 def _watch_liveness(rt: Runtime, conn: Connection) -> None:
-    """Ping a connection that funds a running show every ``TIPMETER_SHOW_PING_INTERVAL_MS``
-    and drop it ``TIPMETER_SHOW_PING_TIMEOUT_MS`` after a ping that got no pong; back to the
-    server's defaults once its shows are over.
+    """Ping a connection that funds a running show, and every model console, every
+    ``TIPMETER_SHOW_PING_INTERVAL_MS`` and drop it ``TIPMETER_SHOW_PING_TIMEOUT_MS`` after a
+    ping that got no pong; a viewer's goes back to the server's defaults once its shows are
+    over.
 
     Why: a viewer whose connection vanishes without a close (a phone out of coverage, a NAT
-    that forgot the flow) is billed until the server notices. With the default keepalive that
-    is up to 40 s; with this, a few seconds (docs/sessions.md). Other connections keep the
-    cheap default."""
+    that forgot the flow) is billed until the server notices, and so is every viewer of a
+    model whose console vanished (her process keeps her present while the connection lasts).
+    With the default keepalive that is up to 40 s; with this, a few seconds
+    (docs/sessions.md). Other connections (many viewers, broadcast tools) keep the cheap
+    default; model consoles are one per room."""
     extension = (conn.websocket.scope.get("extensions") or {}).get(KEEPALIVE_EXTENSION)
     if not extension:
         return  # a server other than tipmeter's own (a test client): nothing to tighten
-    if conn.sessions:
+    if conn.sessions or conn.role is Role.MODEL:
         settings = rt.settings
         extension["set"](
             settings.show_ping_interval_ms / 1000, settings.show_ping_timeout_ms / 1000

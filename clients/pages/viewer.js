@@ -126,6 +126,9 @@ function setMinor(node, amountMinor) {
 
 function renderTab(tab) {
   const open = tab !== null && tab.state === "open";
+  if (open && $("show-card").hidden) {
+    showPrice();
+  }
   $("open-tab").hidden = open || !$("statement").hidden;
   $("meter-card").hidden = tab === null;
   $("tip-card").hidden = !open;
@@ -137,6 +140,7 @@ function renderTab(tab) {
   if (open && page.statement.tabId !== null && page.statement.tabId !== tab.tab_id) {
     hideStatement();
   }
+  rememberTab(tab.tab_id);
   $("tab-state").textContent = tab.state;
   $("tab-state").className = `tag ${open ? "ok" : (STATEMENT_STATES[tab.state]?.[1] ?? "warn")}`.trim();
   setMinor($("accrued"), tab.accrued_minor);
@@ -250,6 +254,23 @@ function customTip(event) {
 
 // -- the private show -----------------------------------------------------------------------
 
+/** Show the private show's price before it starts: read the room's prices (again after a
+ * show, in case the model changed them). */
+async function showPrice() {
+  let rates;
+  try {
+    rates = await backend("GET", `/demo/rooms/${encodeURIComponent(page.room)}/rates`);
+  } catch {
+    return; // the price shows once a show starts
+  }
+  const { rate_per_minute_minor: rate, minimum_s: minimum } = rates.rates.private;
+  const price = $("show-price");
+  price.dataset.minor = String(rate);
+  price.textContent = minimum
+    ? `Price: ${money(rate)} a minute, at least ${duration(minimum)} (charged at the start).`
+    : `Price: ${money(rate)} a minute.`;
+}
+
 async function startShow() {
   const id = newId("show");
   $("show-start").disabled = true;
@@ -295,6 +316,7 @@ function sessionEnded(event) {
     `You watched ${duration(session.seconds)} for ${money(session.amount_minor)}.`,
   );
   showEnd(session.end_reason, END_REASONS[session.end_reason]);
+  showPrice();
 }
 
 function showEnd(reason, text) {
@@ -419,7 +441,12 @@ async function readStatement(tabId, why) {
       `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tabId)}/statement`,
     );
   } catch (error) {
-    if (page.statement.tabId === tabId) {
+    if (page.statement.tabId === tabId && why === "restore") {
+      // The remembered tab is gone (or not this customer's): offer a new one.
+      forgetLastTab();
+      hideStatement();
+      $("open-tab").hidden = false;
+    } else if (page.statement.tabId === tabId) {
       say($("tab-status"), explain(error), "bad");
     }
     return;
@@ -555,9 +582,46 @@ function renderStatement(statement, why) {
 
 function newTab() {
   page.dismissedTabId = page.statement.tabId;
+  forgetLastTab();
   hideStatement();
   $("open-tab").hidden = false;
   $("cap-input").focus();
+}
+
+// -- the last tab, across reloads ------------------------------------------------------------
+
+/**
+ * The server's `welcome` carries only an open tab: a tab that is settling, or settled while the
+ * page was closed (or the server restarting), would vanish on a reload, and the page would offer
+ * a new one as if nothing had happened. The page keeps the id of the last tab it showed in this
+ * browser and, with no open tab, shows that tab's statement first; "Open a new tab" moves on.
+ */
+function lastTabKey() {
+  return `tipmeter.viewer.${page.customer}.last-tab`;
+}
+
+function rememberTab(tabId) {
+  try {
+    localStorage.setItem(lastTabKey(), tabId);
+  } catch {
+    // storage refused (private mode): the page works, without this memory
+  }
+}
+
+function forgetLastTab() {
+  try {
+    localStorage.removeItem(lastTabKey());
+  } catch {
+    // as above
+  }
+}
+
+function lastTab() {
+  try {
+    return localStorage.getItem(lastTabKey());
+  } catch {
+    return null;
+  }
 }
 
 // -- start ----------------------------------------------------------------------------------
@@ -618,7 +682,12 @@ async function main() {
     }
     if (event.detail.tab === null && client.tab === null) {
       renderTab(null);
-      $("open-tab").hidden = false;
+      const last = lastTab();
+      if (last !== null && last !== page.dismissedTabId && page.statement.tabId === null) {
+        showStatement(last, "restore");
+      } else if (page.statement.tabId === null) {
+        $("open-tab").hidden = false;
+      }
     }
   });
   client.addEventListener("tab", (event) => renderTab(event.detail));

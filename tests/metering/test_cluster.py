@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 
 from metering.clock import FakeClock
+from metering.errors import StoreUnavailable
 from metering.meter import Meter, open_store
 from metering.outcomes import Code
-from metering.store import RedisTarget
+from metering.store import RedisTarget, translated
 from tests.metering.helpers import open_tab, tip
 
 pytestmark = pytest.mark.slow
@@ -76,3 +78,33 @@ async def test_scripts_flushed_from_the_cluster_are_loaded_again(
     finally:
         await meter.aclose()
         await store.close()
+
+
+async def test_connections_torn_down_mid_command_are_store_unavailable(
+    cluster_nodes: tuple[str, ...],
+) -> None:
+    """redis-py's cluster client closes a node's connections, in use or not, when it meets a
+    failed node; a command caught in between must fail as StoreUnavailable (retryable), never
+    as an AttributeError on the torn-down connection."""
+    store = await open_store(RedisTarget(cluster_nodes=cluster_nodes))
+    outcomes: Counter[str] = Counter()
+
+    async def one(n: int) -> None:
+        try:
+            with translated():
+                await store.client.set(f"torn{n}", n)
+            outcomes["ok"] += 1
+        except StoreUnavailable:
+            outcomes["unavailable"] += 1
+
+    try:
+        for round_ in range(40):
+            tasks = [asyncio.create_task(one(n)) for n in range(50)]
+            for _ in range(round_ % 12):
+                await asyncio.sleep(0)  # let the commands get to different points
+            await store.client.aclose()  # what redis-py does on a failed node
+            await asyncio.gather(*tasks)
+    finally:
+        await store.close()
+    assert outcomes["ok"] > 0
+    assert set(outcomes) <= {"ok", "unavailable"}

@@ -528,3 +528,59 @@ async def test_the_overlay_link_is_shown_whole_and_can_be_copied(pages: Pages, s
     await model.click("#overlay-copy")
     await expect(model.locator("#overlay-status")).to_have_text(re.compile("copied"))
     assert await model.evaluate("() => navigator.clipboard.readText()") == link
+
+
+async def test_a_gateway_error_never_reaches_the_viewer_verbatim(pages: Pages, site: Site) -> None:
+    """After a server restart the in-process sandbox has forgotten the tab's hold, so raising
+    the cap fails in the gateway ("no hold 'auth_…'"): the viewer reads the page's sentence."""
+    room, customer = unique("room"), unique("viewer")
+    allow = (*NETWORK_FAILURES, re.compile(r"status of 400"))
+    viewer = await open_viewer(pages, site.base, customer, room, allow=allow)
+    await open_tab(viewer, "50.00")
+    site.server.stop()
+    site.server.start()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
+    await viewer.click("#raise-open")
+    await viewer.locator("#raise-buttons button").first.click()
+    status = viewer.locator("#raise-status")
+    await expect(status).to_have_text(re.compile("payment provider refused"))
+    text = await status.text_content() or ""
+    assert "auth_" not in text
+    assert "no hold" not in text
+
+
+async def test_the_viewer_sees_the_shows_price_before_it_starts(pages: Pages, site: Site) -> None:
+    room, customer = unique("room"), unique("viewer")
+    model = await open_model_console(pages, site.base, room)
+    await set_private_rate(model, "9.00")
+    viewer = await open_viewer(pages, site.base, customer, room)
+    await open_tab(viewer, "50.00")
+    price = viewer.locator("#show-price")
+    await expect(price).to_have_attribute("data-minor", "900")
+    await expect(price).to_have_text("Price: $9.00 a minute.")
+    await expect(viewer.locator("#show-start")).to_be_enabled()
+
+
+async def test_a_reload_shows_the_last_tab_instead_of_offering_a_new_one(
+    pages: Pages, site: Site
+) -> None:
+    """The welcome carries only an open tab: after a reload, a tab that is settling or settled
+    shows its statement (from this browser's memory of it) before a new tab is offered."""
+    room, customer = unique("room"), unique("viewer")
+    await open_model_console(pages, site.base, room)
+    viewer = await open_viewer(pages, site.base, customer, room)
+    tab_id = await open_tab(viewer, "50.00")
+    await tip_preset(viewer, 500)
+    await viewer.click("#settle-button")
+    await expect(viewer.locator("#statement")).to_be_visible()
+    await viewer.reload()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
+    await expect(viewer.locator("#statement")).to_be_visible()
+    await expect(viewer.locator("#statement")).to_have_attribute("data-tab-id", tab_id)
+    await expect(viewer.locator("#open-tab")).to_be_hidden()
+    await viewer.click("#new-tab")
+    await expect(viewer.locator("#open-tab")).to_be_visible()
+    await viewer.reload()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
+    await expect(viewer.locator("#open-tab")).to_be_visible()
+    await expect(viewer.locator("#statement")).to_be_hidden()

@@ -303,8 +303,8 @@ async def test_the_feed_speaks_the_chaturbate_events_shape(servers: Pair) -> Non
     assert token["feed_url"] == f"{a.base_url}/events/alice/{token['token']}/"
     await open_tab(a, "c7")
     async with Client(a.ws_url, ticket(Role.VIEWER, "c7", currency="USD", name="Bob")) as viewer:
-        await viewer.tip("alice", 25, "USD", message="nice")
-        await viewer.tip("alice", 30, "USD", anonymous=True)
+        await viewer.tip("alice", 25, "USD", message="nice", tip_id="feed-1")
+        await viewer.tip("alice", 30, "USD", anonymous=True, tip_id="feed-2")
         async with httpx.AsyncClient() as http:
             first = (
                 await http.get(
@@ -312,8 +312,8 @@ async def test_the_feed_speaks_the_chaturbate_events_shape(servers: Pair) -> Non
                 )
             ).json()
             assert [e["object"]["tip"] for e in first["events"]] == [
-                {"tokens": 25, "isAnon": False, "message": "nice"},
-                {"tokens": 30, "isAnon": True, "message": ""},
+                {"tokens": 25, "isAnon": False, "message": "nice", "tipId": "feed-1"},
+                {"tokens": 30, "isAnon": True, "message": "", "tipId": "feed-2"},
             ]
             event = first["events"][0]
             assert event["method"] == "tip"

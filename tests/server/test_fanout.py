@@ -12,6 +12,10 @@ from clients.protocol import RoomEvent
 from clients.sdk import Client
 from clients.sync import SyncClient
 from clients.tickets import Role
+from metering.meter import Meter, open_store
+from metering.outcomes import Code, TabRef
+from metering.store import RedisTarget
+from metering.tips import TipRequest
 from tests.server.conftest import next_of, open_tab
 from tests.support.processes import TipmeterProcess, ticket
 
@@ -88,3 +92,56 @@ async def test_two_processes_on_a_redis_cluster(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_backlog_longer_than_the_send_queue_arrives_whole(servers: Pair) -> None:
+    """600 events behind (more than the 256-frame send queue): the backlog arrives in order,
+    all of it, before the live events, and the client is never dropped as a slow consumer."""
+    a, b = servers
+    await open_tab(a, "rita", cap_minor=1_000_000)
+    async with Client(a.ws_url, ticket(Role.VIEWER, "rita", currency="USD")) as viewer:
+        results = await asyncio.gather(
+            *(viewer.tip("alice", 1, "USD", tip_id=f"back-{n}") for n in range(600))
+        )
+        assert {r.status for r in results} == {"applied"}
+        async with Client(b.ws_url, ticket(Role.MODEL, "alice")) as model:
+            # From the room's start: "0-0" is before every event id.
+            subscribed = await model.subscribe("alice", after="0-0")
+            assert not subscribed.gap
+            await viewer.tip("alice", 2, "USD", tip_id="back-live")
+            tip_ids = [
+                (await next_of(model, RoomEvent, timeout_s=10)).data["tip_id"] for _ in range(601)
+            ]
+            assert model.stats.reconnects == 0
+    assert sorted(tip_ids[:600]) == sorted(f"back-{n}" for n in range(600))
+    assert len(set(tip_ids)) == 601
+    assert tip_ids[-1] == "back-live"
+
+
+async def test_an_event_left_in_the_outbox_is_relayed_by_the_servers(
+    servers: Pair, redis_url: str
+) -> None:
+    """A tip applied whose answer was lost (its relay too) is retried and answered duplicate:
+    its room event, left in the customer's outbox, reaches the room with no worker running."""
+    a, b = servers
+    tab = await open_tab(a, "sam", cap_minor=10_000)
+    store = await open_store(RedisTarget(url=redis_url))
+    meter = Meter(store, coalesce=False)
+    try:
+        first = await meter.tips.apply(
+            TabRef("sam", tab["tab_id"]),
+            TipRequest(tip_id="lost-1", room="alice", amount_minor=300, currency="USD"),
+        )
+        assert first.code is Code.APPLIED  # and never relayed: the process "died" here
+    finally:
+        await meter.aclose()
+        await store.close()
+    async with (
+        Client(b.ws_url, ticket(Role.MODEL, "alice")) as model,
+        Client(a.ws_url, ticket(Role.VIEWER, "sam", currency="USD")) as viewer,
+    ):
+        await model.subscribe("alice")
+        retried = await viewer.tip("alice", 300, "USD", tip_id="lost-1")
+        assert retried.status == "duplicate"
+        event = await next_of(model, RoomEvent, timeout_s=10)
+    assert (event.data["tip_id"], event.data["amount_minor"]) == ("lost-1", 300)

@@ -223,3 +223,57 @@ async def test_a_viewer_that_vanishes_without_a_close_stops_paying_within_the_bo
             await client.close()
     assert (state["state"], state["reason"]) == ("ended", "viewer_left")
     assert ended_after_s < 6.5, f"billed for {ended_after_s:.1f} s after the viewer vanished"
+
+
+async def test_after_a_reconnect_the_viewer_reads_how_its_show_ended(servers: Pair) -> None:
+    """The end message went to a connection that is gone: on a new connection, session_stop
+    with the show's id answers how it ended (and stops it if it still runs)."""
+    a, b = servers
+    await open_tab(a, "uma", cap_minor=100_000)
+    async with model(b) as alice:
+        await set_rates(alice, 600)
+        async with viewer(a, "uma") as first:
+            await first.start_session("alice", "private", session_id="show-gone")
+            stopped = await alice.stop_session("show-gone")  # the model ends it meanwhile
+            assert stopped.session is not None
+        async with viewer(b, "uma") as second:
+            answer = await second.stop_session("show-gone")
+            assert answer.status == "duplicate"
+            assert answer.session is not None
+            assert (answer.session.state, answer.session.end_reason) == ("ended", "stopped")
+            # A show still running on another device is stopped from this one.
+            async with viewer(a, "uma") as other_device:
+                await other_device.start_session("alice", "private", session_id="show-two")
+                ended = await second.stop_session("show-two")
+            assert ended.status == "applied"
+            assert ended.session is not None
+            assert ended.session.end_reason == "stopped"
+            with pytest.raises(Refused) as refused:
+                await second.stop_session("no-such-show")
+            assert refused.value.code == "session_not_found"
+
+
+async def test_a_model_whose_console_vanishes_ends_her_shows_within_the_bound(
+    servers: Pair,
+) -> None:
+    """A model console is watched as closely as a viewer funding a show: one that stops
+    answering pings (a proxy that stops forwarding) is dropped, and her shows end
+    ``model_left``, within the same bound."""
+    a, b = servers
+    await open_tab(a, "mira", cap_minor=100_000)
+    async with Proxy(b.port) as proxy:
+        console = Client(f"ws://127.0.0.1:{proxy.port}/ws", ticket(Role.MODEL, "vanishing"))
+        console.reconnect = False
+        await console.connect()
+        try:
+            await set_rates(console, 600)
+            async with viewer(a, "mira") as mira:
+                await start_show(mira, "show-model-vanish", room="vanishing")
+                proxy.swallow_downstream = True
+                vanished = time.monotonic()
+                ended = await next_of(mira, SessionUpdate, timeout_s=15)
+                ended_after_s = time.monotonic() - vanished
+        finally:
+            await console.close()
+    assert ended.session.end_reason == "model_left"
+    assert ended_after_s < 6.5, f"billed for {ended_after_s:.1f} s after the model vanished"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -18,7 +19,7 @@ from tests.support import postgres
 
 def _empty_database() -> str:
     server = postgres.shared_server()
-    return server.create_database(f"empty_{id(object())}")
+    return server.create_database(f"empty_{uuid.uuid4().hex}")
 
 
 async def test_several_processes_migrating_at_once_apply_each_migration_once() -> None:
