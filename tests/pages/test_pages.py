@@ -531,13 +531,15 @@ async def test_the_overlay_link_is_shown_whole_and_can_be_copied(pages: Pages, s
 
 
 async def test_a_gateway_error_never_reaches_the_viewer_verbatim(pages: Pages, site: Site) -> None:
-    """After a server restart the in-process sandbox has forgotten the tab's hold, so raising
-    the cap fails in the gateway ("no hold 'auth_…'"): the viewer reads the page's sentence."""
+    """A processor that lost the tab's hold (here: the sandbox restarted without its journal)
+    refuses the raise in its own words ("no hold 'auth_…'"): the viewer reads the page's
+    sentence instead."""
     room, customer = unique("room"), unique("viewer")
     allow = (*NETWORK_FAILURES, re.compile(r"status of 400"))
     viewer = await open_viewer(pages, site.base, customer, room, allow=allow)
     await open_tab(viewer, "50.00")
     site.server.stop()
+    (Path(site.server.env["TIPMETER_DATA_DIR"]) / "sandbox.jsonl").unlink()
     site.server.start()
     await expect(viewer.locator("#connection")).to_have_attribute("data-state", "open")
     await viewer.click("#raise-open")
