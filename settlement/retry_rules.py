@@ -89,10 +89,13 @@ RULES: Final[Mapping[str, RetryRule]] = {
     "restricted_card": _NEVER,
     "security_violation": _NEVER,
     "unrecognized": _NEVER,
-    # Not a decline: the hold lapsed before its capture. Charging the card on file again is a
-    # new authorization, which may approve; it counts against the reattempt limit all the same.
-    "hold_expired": _LATER_NO_CASCADE,
 }
+
+#: Reasons to charge a card again that are not declines (kept apart so that :data:`RULES`
+#: stays exactly the decline reasons). ``hold_expired``: the hold lapsed before its capture;
+#: charging the card on file again is a new authorization, which may approve, and it counts
+#: against the reattempt limit all the same.
+NOT_DECLINES: Final[Mapping[str, RetryRule]] = {"hold_expired": _LATER_NO_CASCADE}
 
 #: Mastercard merchant advice codes (MAC) and the category each imposes, whatever the reason.
 MASTERCARD_ADVICE: Final[Mapping[str, RetryCategory]] = {
@@ -160,7 +163,7 @@ def rule_for(reason: DeclineReason | str, *, mastercard_advice: str = "") -> Ret
     Unknown reasons are "never": retrying a decline nobody classified risks the network's
     penalties, while not retrying only costs a payment link.
     """
-    rule = RULES.get(str(reason), _NEVER)
+    rule = RULES.get(str(reason)) or NOT_DECLINES.get(str(reason), _NEVER)
     advised = MASTERCARD_ADVICE.get(mastercard_advice)
     if advised is not None and advised is not rule.category:
         return RetryRule(advised, cascades=rule.cascades and advised is RetryCategory.LATER)

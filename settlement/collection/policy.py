@@ -77,7 +77,7 @@ def retry_table_markdown() -> str:
         "| decline reason | category | Visa category | automatic retry |",
         "| --- | --- | --- | --- |",
     ]
-    for reason, rule in retry_rules.RULES.items():
+    for reason, rule in {**retry_rules.RULES, **retry_rules.NOT_DECLINES}.items():
         visa = int(retry_rules.visa_category(reason))
         retried = "yes" if rule.retryable else "no"
         rows.append(f"| `{reason}` | {rule.category} | {visa} | {retried} |")
