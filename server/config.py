@@ -9,6 +9,8 @@ variable, the value and what is expected.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,7 @@ class Settings:
     processors: tuple[ProcessorSpec, ...] = ()
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    paylink_secret: str | None = None
     webhook_attempts_max: int = 10
     sandbox_port: int = 8100
     sandbox_latency_ms: int = 0
@@ -215,6 +218,16 @@ class Settings:
             secret=self.webhook_secret or "",
             attempts_max=self.webhook_attempts_max,
         )
+
+    def paylink_key(self) -> str:
+        """The secret pay links are signed with (derived from the first ticket secret when
+        ``TIPMETER_PAYLINK_SECRET`` is unset, so a link is never signed with a known key)."""
+        if self.paylink_secret:
+            return self.paylink_secret
+        if not self.ticket_secrets:
+            return ""
+        key = self.ticket_secrets[0].encode()
+        return hmac.new(key, b"tipmeter paylink", hashlib.sha256).hexdigest()
 
     def redis_target(self) -> RedisTarget:
         """Where Redis is. Raises ConfigError in the embedded default (no URL is known yet)."""
@@ -749,6 +762,13 @@ VARIABLES: Final = (
         "webhook_secret",
         text,
         "Shared secret that signs webhooks (HMAC-SHA256, `Tipmeter-Signature` header).",
+    ),
+    Variable(
+        "TIPMETER_PAYLINK_SECRET",
+        "paylink_secret",
+        text,
+        "Secret that signs collection pay links (docs/collection.md). Unset: derived from the "
+        "first ticket secret.",
     ),
     Variable(
         "TIPMETER_WEBHOOK_ATTEMPTS_MAX",

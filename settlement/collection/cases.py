@@ -554,3 +554,15 @@ async def count_link(conn: Connection, link_id: str, *, opened: bool, failed: bo
         """,
         (int(opened), int(failed), link_id),
     )
+
+
+async def statement_lines(conn: Connection, settlement_id: str) -> list[tuple[str, str, int]]:
+    """The itemized lines a case's debt is made of: ``(kind, room, amount_minor)``, in order."""
+    cursor = await conn.execute(
+        """
+        SELECT kind, room, amount_minor FROM settlement_lines
+        WHERE settlement_id = %s ORDER BY seq, line_id
+        """,
+        (settlement_id,),
+    )
+    return [(row["kind"], row["room"], int(row["amount_minor"])) for row in await cursor.fetchall()]

@@ -400,7 +400,7 @@ class Collector:
                 link_id=link_id,
                 case_id=case_id,
                 digest=links.token_digest(token),
-                expires_at=at(now_ms + limits.expiry_h * 3_600_000),
+                expires_at=at(now_ms + limits.expiry_s * 1_000),
                 opens_max=limits.opens_max,
                 failed_max=limits.failed_max,
                 now=now,
@@ -436,6 +436,17 @@ class Collector:
             if refusal is None:
                 await cases.count_link(conn, link.link_id, opened=True, failed=False)
             return case, refusal
+
+    async def check_link(self, token: str, now_ms: int) -> LinkRefusal | None:
+        """Why a link cannot take a card now (None: it can), without counting an open."""
+        async with self.ledger.database.connection() as conn:
+            found = await self._link(conn, token, lock=False)
+        if found is None:
+            return LinkRefusal.NOT_FOUND
+        link, case = found
+        if case.state is CaseState.PAID or case.state is CaseState.WRITTEN_OFF:
+            return LinkRefusal.CLOSED
+        return links.usable(link, now_ms, opening=False)
 
     async def pay_link(self, token: str, payment_method: str, now_ms: int) -> ChargeResult:
         """The customer pays through a link with ``payment_method``."""
@@ -538,6 +549,24 @@ class Collector:
             report.paid += 1
 
     # -- reading -----------------------------------------------------------------------------
+
+    async def statement(self, case: Case) -> list[tuple[str, str, int]]:
+        """The itemized lines of a case's debt (one line of the whole amount without any)."""
+        async with self.ledger.database.connection() as conn:
+            lines = await cases.statement_lines(conn, case.settlement_id)
+        return lines or [("tip", case.customer, case.amount_minor)]
+
+    async def latest_attempt(self, case_id: str) -> cases.Attempt | None:
+        """The newest attempt of a case."""
+        async with self.ledger.database.connection() as conn:
+            tried = await cases.attempts(conn, case_id)
+        return tried[-1] if tried else None
+
+    async def find_by_token(self, token: str) -> Case | None:
+        """The case a valid token belongs to (None: unknown or forged), without counting."""
+        async with self.ledger.database.connection() as conn:
+            found = await self._link(conn, token, lock=False)
+        return found[1] if found is not None else None
 
     async def case(self, case_id: str) -> dict[str, Any] | None:
         """A case, its attempts and its history, as the API shows them."""

@@ -6,9 +6,9 @@ secret) of the link id, the case and the customer, so a token cannot be guessed,
 moved to another case. The ledger keeps only the token's SHA-256 (to find the link), never the
 token; nothing logs it (the pay pages' routes are left out of the access log).
 
-Limits, each with a named default: the expiry in hours, the number of opens (or none), and the
-number of failed card attempts. :func:`usable` decides, in one place, whether a link may still
-be used, and says why not in the words the page shows.
+Limits, each with a named default: the expiry (in hours, or seconds), the number of opens (or
+none), and the number of failed card attempts. :func:`usable` decides, in one place, whether a
+link may still be used, and says why not in the words the page shows.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Final
 
 #: A link lasts this many hours unless the merchant says otherwise.
 LINK_EXPIRY_H_DEFAULT: Final = 72
+_HOUR_S: Final = 3_600
 #: Opens of the link page allowed (None: any number).
 LINK_OPENS_MAX_DEFAULT: Final[int | None] = 20
 #: Declined card attempts through one link before it stops taking cards.
@@ -44,7 +45,8 @@ class LinkRefusal(StrEnum):
 class LinkLimits:
     """A link's limits."""
 
-    expiry_h: int = LINK_EXPIRY_H_DEFAULT
+    #: Lifetime in seconds (links are set in hours; seconds serve a link read out on a call).
+    expiry_s: int = LINK_EXPIRY_H_DEFAULT * _HOUR_S
     opens_max: int | None = LINK_OPENS_MAX_DEFAULT
     failed_max: int = LINK_FAILED_MAX_DEFAULT
 

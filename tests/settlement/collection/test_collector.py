@@ -159,7 +159,7 @@ async def test_a_link_says_plainly_when_it_expired_and_the_case_moves_on(
     sid = await failed_tab(meter, gateway, ledger, reason="expired_card")
     collector = _collector(gateway, ledger)
     await collector.open_cases(clock.now_ms())
-    token = await collector.create_link(case_id_of(sid), clock.now_ms(), LinkLimits(expiry_h=1))
+    token = await collector.create_link(case_id_of(sid), clock.now_ms(), LinkLimits(expiry_s=3_600))
     clock.advance(3_600_000)
     assert (await collector.open_link(token, clock.now_ms()))[1] is LinkRefusal.EXPIRED
     assert (await collector.pay_link(token, "tok_visa", clock.now_ms())).code is ChargeCode.CLOSED
