@@ -99,20 +99,22 @@ def _case(row: dict[str, Any]) -> Case:
     )
 
 
-async def unopened_failures(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    """Declined or expired settlements with money owed and no case yet (oldest first)."""
+async def unopened_failures(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Declined or expired settlements with money owed and no case yet, settled by ``now``
+    (oldest first)."""
     cursor = await conn.execute(
         """
         SELECT s.settlement_id, s.customer, s.currency, s.accrued_minor, s.processor,
                s.payment_method, s.outcome, s.decline_reason, s.outcome_at
         FROM settlements s
         WHERE s.outcome IN ('declined', 'expired') AND s.accrued_minor > 0
+          AND s.outcome_at <= %s
           AND NOT EXISTS (SELECT 1 FROM collection_cases c
                           WHERE c.settlement_id = s.settlement_id)
         ORDER BY s.outcome_at
         LIMIT %s
         """,
-        (limit,),
+        (now, limit),
     )
     return list(await cursor.fetchall())
 
@@ -189,14 +191,17 @@ async def without_retry(conn: Connection, states: tuple[str, ...], limit: int) -
     return [row["case_id"] for row in await cursor.fetchall()]
 
 
-async def in_flight(conn: Connection, limit: int) -> list[tuple[str, int]]:
-    """Attempts whose outcome is unknown (the processor did not answer): to be run again."""
+async def in_flight(conn: Connection, stale_before: datetime, limit: int) -> list[tuple[str, int]]:
+    """Attempts to run again: those whose outcome is unknown (the processor did not answer),
+    and those left ``pending`` since before ``stale_before`` (their caller died). A pending
+    attempt younger than that is some caller's, running now: it is left alone."""
     cursor = await conn.execute(
         """
         SELECT case_id, attempt_no FROM collection_attempts
-        WHERE status IN ('pending', 'unknown') ORDER BY started_at LIMIT %s
+        WHERE status = 'unknown' OR (status = 'pending' AND started_at < %s)
+        ORDER BY started_at LIMIT %s
         """,
-        (limit,),
+        (stale_before, limit),
     )
     return [(row["case_id"], int(row["attempt_no"])) for row in await cursor.fetchall()]
 
@@ -300,10 +305,12 @@ async def finish_attempt(
         """
         UPDATE collection_attempts
         SET status = %s, decline_reason = %s, advice_code = %s, capture_id = %s,
-            finished_at = %s
+            finished_at = %s,
+            finished_seq = CASE WHEN %s IN ('approved', 'declined')
+                                THEN nextval('collection_attempts_finished') END
         WHERE case_id = %s AND attempt_no = %s
         """,
-        (status, decline_reason, advice_code, capture_id or None, now, case_id, attempt_no),
+        (status, decline_reason, advice_code, capture_id or None, now, status, case_id, attempt_no),
     )
 
 
@@ -566,3 +573,53 @@ async def statement_lines(conn: Connection, settlement_id: str) -> list[tuple[st
         (settlement_id,),
     )
     return [(row["kind"], row["room"], int(row["amount_minor"])) for row in await cursor.fetchall()]
+
+
+async def card_last_decline(conn: Connection, payment_method: str) -> tuple[str, str, int] | None:
+    """The newest automatic retry of a card (every case), if it was declined:
+    ``(reason, advice code, started ms)``. A card's advice code binds every case of the card."""
+    cursor = await conn.execute(
+        """
+        SELECT status, decline_reason, advice_code, started_at FROM collection_attempts
+        WHERE source = 'retry' AND payment_method = %s AND finished_seq IS NOT NULL
+        ORDER BY finished_seq DESC LIMIT 1
+        """,
+        (payment_method,),
+    )
+    row = await cursor.fetchone()
+    if row is None or row["status"] != "declined":
+        return None
+    return row["decline_reason"], row["advice_code"], ms(row["started_at"])
+
+
+async def spent(conn: Connection, now: datetime, limit: int) -> list[str]:
+    """Chargeable cases with no retry to come whose newest link can no longer be used (expired
+    or out of attempts), and open cases with no retry and no link."""
+    cursor = await conn.execute(
+        """
+        SELECT c.case_id FROM collection_cases c
+        LEFT JOIN LATERAL (
+            SELECT expires_at, failed_n, failed_max FROM pay_links l
+            WHERE l.case_id = c.case_id ORDER BY link_no DESC LIMIT 1
+        ) link ON true
+        WHERE c.state IN ('open', 'link_sent') AND c.next_retry_at IS NULL
+          AND (link.expires_at IS NULL OR link.expires_at <= %s
+               OR link.failed_n >= link.failed_max)
+        ORDER BY c.updated_at LIMIT %s
+        """,
+        (now, limit),
+    )
+    return [row["case_id"] for row in await cursor.fetchall()]
+
+
+async def stale(conn: Connection, before: datetime, limit: int) -> list[str]:
+    """Exhausted or expired cases untouched since ``before`` (the write-off grace is over)."""
+    cursor = await conn.execute(
+        """
+        SELECT case_id FROM collection_cases
+        WHERE state IN ('exhausted', 'expired') AND updated_at <= %s
+        ORDER BY updated_at LIMIT %s
+        """,
+        (before, limit),
+    )
+    return [row["case_id"] for row in await cursor.fetchall()]

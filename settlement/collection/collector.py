@@ -23,6 +23,7 @@ reserves first charges; the other is refused (``busy`` while it runs, ``closed``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,9 @@ log = logging.getLogger("tipmeter.collection")
 
 #: Cases one sweep step handles at most (each kind of work).
 SWEEP_BATCH_MAX_DEFAULT: Final = 500
+#: How long a reserved attempt may stay ``pending`` before the sweep runs it again (its
+#: caller died between reserving and recording; the processor replays by key, so this is safe).
+ATTEMPT_LEASE_MS_DEFAULT: Final = 5 * 60_000
 #: How long an exhausted or expired case waits for a new link before it is written off.
 WRITE_OFF_GRACE_MS_DEFAULT: Final = 14 * 24 * 3_600_000
 
@@ -105,9 +109,11 @@ class CollectionConfig:
     """The merchant's collection settings (every bound named)."""
 
     retry_schedule_ms: tuple[int, ...] = policy.RETRY_SCHEDULE_MS_DEFAULT
+    retry_horizon_ms: int = policy.RETRY_HORIZON_MS_DEFAULT
     link: LinkLimits = field(default_factory=LinkLimits)
     link_secret: str = ""
     write_off_grace_ms: int = WRITE_OFF_GRACE_MS_DEFAULT
+    attempt_lease_ms: int = ATTEMPT_LEASE_MS_DEFAULT
     batch_max: int = SWEEP_BATCH_MAX_DEFAULT
 
 
@@ -157,7 +163,7 @@ class Collector:
         """Open a case for every declined or expired settlement that has none; return how many."""
         opened = 0
         async with self.ledger.database.connection() as conn:
-            rows = await cases.unopened_failures(conn, self.config.batch_max)
+            rows = await cases.unopened_failures(conn, at(now_ms), self.config.batch_max)
             for row in rows:
                 reason = row["decline_reason"] or (
                     "hold_expired" if row["outcome"] == "expired" else "unrecognized"
@@ -170,6 +176,7 @@ class Collector:
                     last_attempt_ms=opened_ms,
                     card_retries_ms=(),
                     schedule_ms=self.config.retry_schedule_ms,
+                    horizon_ms=opened_ms + self.config.retry_horizon_ms,
                 )
                 case = Case(
                     case_id=case_id_of(row["settlement_id"]),
@@ -217,9 +224,20 @@ class Collector:
                 await cases.lock_card(conn, card)
                 window = retry_rules.VISA_REATTEMPT_WINDOW_MS
                 recent = await cases.card_retries_ms(conn, card, at(now_ms - window))
+                last = await cases.card_last_decline(conn, card)
+                if last is not None and (last[0], last[1]) != (
+                    case.decline_reason,
+                    case.advice_code,
+                ):
+                    # Another case of this card was declined since: its answer (a "never"
+                    # advice, a wait) binds this case too.
+                    await cases.set_decline(conn, case_id, last[0], last[1])
+                    case = dataclasses.replace(case, decline_reason=last[0], advice_code=last[1])
+                card_wait_until = last[2] + retry_rules.advice_wait_ms(last[1]) if last else 0
                 allowed = (
                     case.next_retry_at_ms is not None
                     and case.next_retry_at_ms <= now_ms
+                    and card_wait_until <= now_ms
                     and retry_rules.may_retry(
                         case.decline_reason,
                         attempts_in_window=len(recent),
@@ -227,9 +245,20 @@ class Collector:
                     )
                 )
                 if not allowed:
-                    # Postpone to when the card's window allows it (or never).
-                    decision = self._decide(case, now_ms, recent)
-                    await cases.set_retry(conn, case_id, _at(decision.at_ms), retried=False)
+                    # Postpone to when the card's rules allow it, or for good.
+                    rule = retry_rules.rule_for(
+                        case.decline_reason, mastercard_advice=case.advice_code
+                    )
+                    when: int | None = None
+                    if case.next_retry_at_ms is not None and rule.retryable:
+                        when = max(
+                            case.next_retry_at_ms,
+                            card_wait_until,
+                            _window_free_ms(recent, now_ms),
+                        )
+                        if when > case.opened_at_ms + self.config.retry_horizon_ms:
+                            when = None
+                    await cases.set_retry(conn, case_id, _at(when), retried=False)
                     return ChargeResult(ChargeCode.NOT_ALLOWED), None, 0, ""
             number = await cases.next_attempt_no(conn, case_id)
             await cases.insert_attempt(conn, case_id, number, source, card, now, link_id)
@@ -243,6 +272,7 @@ class Collector:
             last_attempt_ms=last_ms,
             card_retries_ms=recent,
             schedule_ms=self.config.retry_schedule_ms,
+            horizon_ms=case.opened_at_ms + self.config.retry_horizon_ms,
         )
 
     async def _charge(
@@ -306,6 +336,10 @@ class Collector:
             locked = await cases.read(conn, case.case_id, lock=True)
             if locked is None:  # pragma: no cover - cases are never deleted
                 return ChargeResult(ChargeCode.CLOSED)
+            recorded = await cases.read_attempt(conn, case.case_id, number)
+            if recorded is not None and recorded.status in ("approved", "declined"):
+                # Another runner of this attempt recorded it first: the same answer, once.
+                return _recorded(recorded)
             await cases.finish_attempt(
                 conn, case.case_id, number, status="approved", now=now, capture_id=capture_id
             )
@@ -333,6 +367,9 @@ class Collector:
             locked = await cases.read(conn, case.case_id, lock=True)
             if locked is None:  # pragma: no cover - cases are never deleted
                 return ChargeResult(ChargeCode.CLOSED)
+            recorded = await cases.read_attempt(conn, case.case_id, number)
+            if recorded is not None and recorded.status in ("approved", "declined"):
+                return _recorded(recorded)
             await cases.finish_attempt(
                 conn,
                 case.case_id,
@@ -478,7 +515,7 @@ class Collector:
     async def _close_spent(self, now_ms: int, report: SweepReport) -> None:
         now = at(now_ms)
         async with self.ledger.database.connection() as conn:
-            ids = await cases.without_retry(conn, ("open", "link_sent"), self.config.batch_max)
+            ids = await cases.spent(conn, now, self.config.batch_max)
         for case_id in ids:
             event_type = ""
             closed: Case | None = None
@@ -486,12 +523,12 @@ class Collector:
                 case = await cases.read(conn, case_id, lock=True)
                 if case is None or case.state not in CHARGEABLE or case.next_retry_at_ms:
                     continue
-                closed = case
                 if await cases.has_in_flight(conn, case_id):
                     continue
+                closed = case
                 link = await cases.latest_link(conn, case_id)
                 refusal = links.usable(link, now_ms, opening=False) if link else None
-                if case.state is CaseState.OPEN:
+                if link is None:
                     await cases.transition(conn, case, CaseEvent.EXHAUST, now, "no retry, no link")
                     event_type = EXHAUSTED
                 elif refusal is LinkRefusal.EXPIRED:
@@ -507,14 +544,11 @@ class Collector:
                     report.exhausted += 1
                 await self.notify(event_type, case_id, self._data(closed, 0), now_ms)
         async with self.ledger.database.connection() as conn:
-            stale = await cases.without_retry(conn, ("exhausted", "expired"), self.config.batch_max)
-            stale_cases = [await cases.read(conn, case_id) for case_id in stale]
-        for case in stale_cases:
-            if (
-                case is not None
-                and case.updated_at_ms + self.config.write_off_grace_ms <= now_ms
-                and await self.write_off(case.case_id, now_ms, "grace period over")
-            ):
+            old = await cases.stale(
+                conn, at(now_ms - self.config.write_off_grace_ms), self.config.batch_max
+            )
+        for case_id in old:
+            if await self.write_off(case_id, now_ms, "grace period over"):
                 report.written_off += 1
 
     async def sweep(self, now_ms: int) -> SweepReport:
@@ -522,7 +556,9 @@ class Collector:
         report = SweepReport()
         report.opened = await self.open_cases(now_ms)
         async with self.ledger.database.connection() as conn:
-            unknown = await cases.in_flight(conn, self.config.batch_max)
+            unknown = await cases.in_flight(
+                conn, at(now_ms - self.config.attempt_lease_ms), self.config.batch_max
+            )
             due = await cases.due(conn, at(now_ms), self.config.batch_max)
         for case_id, number in unknown:
             await self._resume(case_id, number, now_ms, report)
@@ -603,6 +639,23 @@ class Collector:
                 for e in events
             ],
         }
+
+
+def _window_free_ms(recent: list[int], now_ms: int) -> int:
+    """The first time the card has a free slot in its reattempt window."""
+    window, limit = retry_rules.VISA_REATTEMPT_WINDOW_MS, retry_rules.VISA_REATTEMPTS_MAX
+    inside = sorted(t for t in recent if t > now_ms - window)
+    if len(inside) < limit:
+        return now_ms
+    return inside[len(inside) - limit] + window + 1
+
+
+def _recorded(attempt: cases.Attempt) -> ChargeResult:
+    if attempt.status == "approved":
+        return ChargeResult(ChargeCode.PAID, attempt.attempt_no, capture_id=attempt.capture_id)
+    return ChargeResult(
+        ChargeCode.DECLINED, attempt.attempt_no, decline_reason=attempt.decline_reason
+    )
 
 
 def _fields(case: Case) -> dict[str, Any]:

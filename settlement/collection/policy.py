@@ -19,6 +19,9 @@ from settlement import retry_rules
 _HOUR_MS: Final = 3_600_000
 _DAY_MS: Final = 24 * _HOUR_MS
 
+#: No automatic retry later than this after a case opened (then the link, or a write-off).
+RETRY_HORIZON_MS_DEFAULT: Final = 30 * _DAY_MS
+
 #: Wait before retry n (1-based) after the previous attempt (or the case's opening).
 RETRY_SCHEDULE_MS_DEFAULT: Final = (
     1 * _DAY_MS,
@@ -46,12 +49,15 @@ def next_retry(
     last_attempt_ms: int,
     card_retries_ms: Sequence[int],
     schedule_ms: Sequence[int] = RETRY_SCHEDULE_MS_DEFAULT,
+    horizon_ms: int | None = None,
 ) -> RetryDecision:
     """When the card on file may be tried next.
 
     ``card_retries_ms`` are the times of this card's automatic retries (every case) in the last
     :data:`~settlement.retry_rules.VISA_REATTEMPT_WINDOW_MS` before ``last_attempt_ms``; when
-    the limit is reached the retry waits until the oldest of them leaves the window.
+    the limit is reached the retry waits until the oldest of them leaves the window. No retry
+    is scheduled after ``horizon_ms`` (the case's retry horizon: it ends by a rule, not by
+    waiting for ever).
     """
     if not retry_rules.rule_for(reason, mastercard_advice=advice_code).retryable:
         return RetryDecision(None, "never_retry")
@@ -66,6 +72,8 @@ def next_retry(
         # The (limit)-th newest attempt must leave the window before one more is allowed.
         at_ms = recent[len(recent) - retry_rules.VISA_REATTEMPTS_MAX] + window_ms + 1
         recent = [t for t in recent if t > at_ms - window_ms]
+    if horizon_ms is not None and at_ms > horizon_ms:
+        return RetryDecision(None, "horizon")
     return RetryDecision(at_ms)
 
 

@@ -55,14 +55,21 @@ CREATE TABLE collection_attempts (
     capture_id text UNIQUE,
     started_at timestamptz NOT NULL,
     finished_at timestamptz,
+    -- The order outcomes were recorded in (times can tie): the newest answer for a card is
+    -- the one whose advice code binds its next retry.
+    finished_seq bigint,
     PRIMARY KEY (case_id, attempt_no)
 );
+
+CREATE SEQUENCE collection_attempts_finished;
 
 CREATE UNIQUE INDEX collection_attempts_one_in_flight ON collection_attempts (case_id)
     WHERE status IN ('pending', 'unknown');
 CREATE UNIQUE INDEX collection_attempts_one_approved ON collection_attempts (case_id)
     WHERE status = 'approved';
 CREATE INDEX collection_attempts_card ON collection_attempts (payment_method, started_at)
+    WHERE source = 'retry';
+CREATE INDEX collection_attempts_card_last ON collection_attempts (payment_method, finished_seq)
     WHERE source = 'retry';
 
 -- Each transition a case went through, in order: its history in the API.

@@ -119,3 +119,16 @@ def test_try_later_and_data_quality_declines_are_visa_categories_2_and_3() -> No
     assert not retry_rules.may_retry("expired_card")
     assert retry_rules.may_retry("insufficient_funds", attempts_in_window=14)
     assert not retry_rules.may_retry("insufficient_funds", attempts_in_window=15)
+
+
+def test_no_retry_is_scheduled_past_the_horizon() -> None:
+    decision = next_retry(
+        reason="insufficient_funds",
+        advice_code="",
+        retries_done=0,
+        last_attempt_ms=0,
+        card_retries_ms=(),
+        schedule_ms=(2 * DAY_MS,),
+        horizon_ms=DAY_MS,
+    )
+    assert (decision.at_ms, decision.why_not) == (None, "horizon")
