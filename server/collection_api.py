@@ -5,8 +5,9 @@ pages the customer sees are :mod:`server.paylinks`.
 
 - ``GET /v1/collection/cases/{case_id}`` — the case, its attempts and its history;
 - ``POST /v1/collection/cases/{case_id}/links`` — online start: a new pay link for one case
-  (``expiry_h`` or ``expiry_s``, ``opens_max`` (or ``null``), ``failed_max``, all optional);
-  answers the URL once, to be sent and shown to copy (it is never stored or logged);
+  (``expiry_h`` or ``expiry_s``, ``opens_max`` (or ``null``), ``failed_max``, ``phone``,
+  ``email``, ``language``, all optional); sends it at once by SMS and/or e-mail through the
+  notifier, and answers the URL once, to be shown to copy (it is never stored or logged);
 - ``POST /v1/collection/cases/{case_id}/write-off`` — give the debt up;
 - ``GET /v1/customers/{customer}/tabs/{tab_id}/collection`` — the case of a failed tab;
 - ``POST /v1/collection/sweep`` — run one sweep now (open cases, due retries, closings).
@@ -34,6 +35,8 @@ from settlement.collection.links import (
     LINK_OPENS_MAX_DEFAULT,
     LinkLimits,
 )
+from settlement.notify.base import Channel
+from settlement.notify.templates import LANGUAGES, paylink_message
 
 #: Bounds of a link's limits as the API accepts them.
 LINK_EXPIRY_H_MAX: Final = 24 * 90
@@ -85,20 +88,45 @@ async def handle_create_link(request: Request, rt: Runtime) -> Response:
     failed_max = _bounded(
         field(body, "failed_max", LINK_FAILED_MAX_DEFAULT), "failed_max", 1, LINK_FAILED_MAX_MAX
     )
+    phone, email = field(body, "phone"), field(body, "email")
+    language = field(body, "language", "en")
+    if language not in LANGUAGES:
+        raise ApiError(400, "invalid_field", f"language must be one of {', '.join(LANGUAGES)}")
+    for value, name in ((phone, "phone"), (email, "email")):
+        if value is not None and (not isinstance(value, str) or not 3 <= len(value) <= 254):
+            raise ApiError(400, "invalid_field", f"{name} must be a string of 3 to 254 chars")
     collector = collector_of(rt)
     case_id = request.path_params["case_id"]
     case = await _case_or_404(collector, case_id)
     if case["state"] in ("paid", "written_off"):
         raise ApiError(409, "case_closed", f"the case is {case['state']}")
+    if phone or email or language != case["language"]:
+        await collector.set_contact(case_id, str(phone or email or case["contact"]), language)
     now_ms = rt.meter.clock.now_ms()
     token = await collector.create_link(
         case_id, now_ms, LinkLimits(expiry_s=expiry_s, opens_max=opens_max, failed_max=failed_max)
     )
     base = str(request.base_url).rstrip("/")
+    url = f"{base}/pay/{token}"
+    sent = []
+    notifier = rt.settings.notifier()
+    for channel, to in ((Channel.SMS, phone), (Channel.EMAIL, email)):
+        if to:
+            message = paylink_message(
+                channel,
+                str(to),
+                url=url,
+                amount_minor=int(case["amount_minor"]),
+                currency=str(case["currency"]),
+                language=language,
+            )
+            result = await notifier.send(message)
+            sent.append({"channel": str(channel), "code": str(result.code)})
     return JSONResponse(
         {
             "case_id": case_id,
-            "url": f"{base}/pay/{token}",
+            "url": url,
+            "sent": sent,
             "expires_at_ms": now_ms + expiry_s * 1_000,
             "opens_max": opens_max,
             "failed_max": failed_max,

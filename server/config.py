@@ -23,6 +23,11 @@ from server.errors import ConfigError
 from settlement.config import CrashPoint, SettlementConfig
 from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
+from settlement.notify.base import Channel, Notifier
+from settlement.notify.log import LogNotifier
+from settlement.notify.routing import ChannelNotifier
+from settlement.notify.sms import HttpSmsNotifier, SmsConfig
+from settlement.notify.smtp import SmtpConfig, SmtpNotifier
 from settlement.processors.registry import LEGACY_KINDS, ProcessorRegistry, kind_fields
 from settlement.processors.settings import (
     LIST_VARIABLE,
@@ -126,6 +131,11 @@ class Settings:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     paylink_secret: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "tipmeter@localhost"
+    sms_url: str | None = None
+    sms_api_key: str = ""
     webhook_attempts_max: int = 10
     sandbox_port: int = 8100
     sandbox_latency_ms: int = 0
@@ -218,6 +228,17 @@ class Settings:
             secret=self.webhook_secret or "",
             attempts_max=self.webhook_attempts_max,
         )
+
+    def notifier(self) -> ChannelNotifier:
+        """Who sends pay links: SMTP and the SMS provider where configured, else the log."""
+        fallback = LogNotifier()
+        email: Notifier = fallback
+        sms: Notifier = fallback
+        if self.smtp_host:
+            email = SmtpNotifier(SmtpConfig(self.smtp_host, self.smtp_port, self.smtp_sender))
+        if self.sms_url:
+            sms = HttpSmsNotifier(SmsConfig(self.sms_url, self.sms_api_key))
+        return ChannelNotifier({Channel.EMAIL: email, Channel.SMS: sms})
 
     def paylink_key(self) -> str:
         """The secret pay links are signed with (derived from the first ticket secret when
@@ -770,6 +791,23 @@ VARIABLES: Final = (
         "Secret that signs collection pay links (docs/collection.md). Unset: derived from the "
         "first ticket secret.",
     ),
+    Variable(
+        "TIPMETER_SMTP_HOST",
+        "smtp_host",
+        text,
+        "Mail server that sends pay links by e-mail. Unset: e-mails are only logged (without "
+        "the link).",
+    ),
+    Variable("TIPMETER_SMTP_PORT", "smtp_port", integer(1, 65535), "The mail server's port."),
+    Variable("TIPMETER_SMTP_SENDER", "smtp_sender", text, "The From address of those e-mails."),
+    Variable(
+        "TIPMETER_SMS_URL",
+        "sms_url",
+        text,
+        "HTTP SMS provider that sends pay links by SMS (docs/collection.md). Unset: SMS are "
+        "only logged (without the link).",
+    ),
+    Variable("TIPMETER_SMS_API_KEY", "sms_api_key", text, "The SMS provider's API key."),
     Variable(
         "TIPMETER_WEBHOOK_ATTEMPTS_MAX",
         "webhook_attempts_max",

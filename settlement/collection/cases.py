@@ -623,3 +623,11 @@ async def stale(conn: Connection, before: datetime, limit: int) -> list[str]:
         (before, limit),
     )
     return [row["case_id"] for row in await cursor.fetchall()]
+
+
+async def set_contact(conn: Connection, case_id: str, contact: str, language: str) -> None:
+    """Remember how to reach the customer of a case, and in which language."""
+    await conn.execute(
+        "UPDATE collection_cases SET contact = %s, language = %s WHERE case_id = %s",
+        (contact, language, case_id),
+    )

@@ -445,6 +445,11 @@ class Collector:
             await cases.transition(conn, case, CaseEvent.SEND_LINK, now, f"link {link_id[:6]}…")
         return token
 
+    async def set_contact(self, case_id: str, contact: str, language: str) -> None:
+        """Remember how to reach the customer of a case, and in which language."""
+        async with self.ledger.database.connection() as conn:
+            await cases.set_contact(conn, case_id, contact, language)
+
     async def _link(self, conn: Any, token: str, *, lock: bool) -> tuple[LinkRow, Case] | None:
         link = await cases.link_by_digest(conn, links.token_digest(token), lock=lock)
         if link is None:
