@@ -10,6 +10,7 @@ pages the customer sees are :mod:`server.paylinks`.
   notifier, and answers the URL once, to be shown to copy (it is never stored or logged);
 - ``POST /v1/collection/cases/{case_id}/write-off`` — give the debt up;
 - ``GET /v1/customers/{customer}/tabs/{tab_id}/collection`` — the case of a failed tab;
+- ``POST /v1/collection/batches`` — batch start: a CSV or JSON list, a per-row report;
 - ``POST /v1/collection/sweep`` — run one sweep now (open cases, due retries, closings).
 """
 
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from server.api import ApiError, endpoint, field, json_body
 from server.runtime import Runtime
+from settlement.collection import batch
 from settlement.collection.collector import (
     CollectionConfig,
     Collector,
@@ -38,6 +40,9 @@ from settlement.collection.links import (
 from settlement.notify.base import Channel
 from settlement.notify.templates import LANGUAGES, paylink_message
 
+#: Largest uploaded list, in bytes.
+BATCH_BYTES_MAX: Final = 1_048_576
+_STATUSES: Final = ("created", "duplicate", "refused")
 #: Bounds of a link's limits as the API accepts them.
 LINK_EXPIRY_H_MAX: Final = 24 * 90
 LINK_OPENS_MAX_MAX: Final = 1_000
@@ -136,6 +141,64 @@ async def handle_create_link(request: Request, rt: Runtime) -> Response:
     )
 
 
+async def _read_bounded(request: Request, bytes_max: int) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > bytes_max:
+            raise ApiError(413, "body_too_large", f"lists are at most {bytes_max} bytes")
+    return body
+
+
+async def handle_batch(request: Request, rt: Runtime) -> Response:
+    """Batch start: a list of customers who owe money (CSV or JSON); each good row gets a case,
+    a receivable entry and a link (whole or not at all) and is sent; each bad row is explained.
+    The Idempotency-Key names the batch: the same list uploaded again creates nothing twice."""
+    batch_id = request.headers.get("idempotency-key", "")
+    if not batch_id or len(batch_id) > 64:
+        raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key naming the batch")
+    body = await _read_bounded(request, BATCH_BYTES_MAX)
+    try:
+        good, bad = batch.parse(body, request.headers.get("content-type", ""))
+    except batch.BatchFormatError as exc:
+        raise ApiError(400, "malformed_batch", str(exc)) from None
+    collector = collector_of(rt)
+    notifier = rt.settings.notifier()
+    processor = rt.processors.names[0]
+    base = str(request.base_url).rstrip("/")
+    now_ms = rt.meter.clock.now_ms()
+    report: list[dict[str, Any]] = [
+        {"row": r.number, "status": "refused", "errors": list(r.errors)} for r in bad
+    ]
+    for row in good:
+        case_id, token = await collector.open_uploaded(batch_id, row, processor, now_ms)
+        if token is None:
+            report.append({"row": row.number, "status": "duplicate", "case_id": case_id})
+            continue
+        url = f"{base}/pay/{token}"
+        channel, to = (Channel.SMS, row.phone) if row.phone else (Channel.EMAIL, row.email)
+        message = paylink_message(
+            channel,
+            to,
+            url=url,
+            amount_minor=row.amount_minor,
+            currency=row.currency,
+            language=row.language,
+        )
+        result = await notifier.send(message)
+        report.append(
+            {
+                "row": row.number,
+                "status": "created",
+                "case_id": case_id,
+                "sent": {"channel": str(channel), "code": str(result.code)},
+            }
+        )
+    report.sort(key=lambda entry: int(entry["row"]))
+    counts = {status: sum(1 for e in report if e["status"] == status) for status in _STATUSES}
+    return JSONResponse({"batch_id": batch_id, **counts, "rows": report}, status_code=200)
+
+
 async def handle_write_off(request: Request, rt: Runtime) -> Response:
     """Give a debt up."""
     collector = collector_of(rt)
@@ -185,6 +248,11 @@ def routes() -> list[Route]:
             methods=["GET"],
         ),
         Route("/v1/collection/sweep", endpoint("collection_sweep", handle_sweep), methods=["POST"]),
+        Route(
+            "/v1/collection/batches",
+            endpoint("collection_batch", handle_batch),
+            methods=["POST"],
+        ),
     ]
 
 
@@ -239,6 +307,14 @@ def openapi_paths() -> dict[str, Any]:
                     {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                     for n in ("customer", "tab_id")
                 ],
+            )
+        },
+        "/v1/collection/batches": {
+            "post": _described(
+                "Batch start: a CSV or JSON list of debts; a case and a link per good row, "
+                "sent; a report of every row.",
+                "The per-row report.",
+                {"400": "`malformed_batch` or `idempotency_key_required`.", "413": "Too large."},
             )
         },
         "/v1/collection/sweep": {

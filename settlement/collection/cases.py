@@ -437,12 +437,36 @@ async def shares(conn: Connection, settlement_id: str) -> tuple[list[tuple[str, 
     return rooms, int(row["platform_minor"]) if row is not None else 0
 
 
+def owed_account(case: Case) -> journal.Account:
+    """The account that holds a case's debt: its tab's, or the uploaded debt's own."""
+    return journal.customer_tab(case.settlement_id or f"batch:{case.case_id}", case.currency)
+
+
+async def post_receivable(conn: Connection, case: Case, now: datetime) -> None:
+    """The entry of an uploaded debt (no tab): the customer owes it; the platform's part
+    waits in ``earnings_pending`` like a failed tab's shares."""
+    postings = (
+        Posting(owed_account(case), case.amount_minor),
+        Posting(journal.earnings_pending(case.currency), -case.amount_minor),
+    )
+    await journal.post(
+        conn,
+        Entry(
+            f"collection_receivable:{case.case_id}",
+            EntryCode.COLLECTION_RECEIVABLE,
+            case.currency,
+            postings,
+            now,
+        ),
+    )
+
+
 async def post_paid(conn: Connection, case: Case, capture_id: str, now: datetime) -> None:
     """The entries of a collected debt: ``collection_capture`` (the processor owes it, the
     customer's tab account is cleared) and ``collection_earnings`` (the shares leave
     ``earnings_pending`` for each room's ``model_payable`` and ``platform_revenue``)."""
     currency, amount, sid = case.currency, case.amount_minor, case.settlement_id
-    owed = journal.customer_tab(sid, currency)
+    owed = owed_account(case)
     capture = (
         Posting(journal.processor_clearing(case.processor, currency), amount),
         Posting(owed, -amount),
@@ -458,7 +482,8 @@ async def post_paid(conn: Connection, case: Case, capture_id: str, now: datetime
             sid,
         ),
     )
-    rooms, platform = await shares(conn, sid)
+    # An uploaded debt has no rooms: all of it is the platform's.
+    rooms, platform = await shares(conn, sid) if sid else ([], amount)
     earned = [Posting(journal.earnings_pending(currency), amount)]
     earned += [Posting(journal.model_payable(room, currency), -share) for room, share in rooms]
     earned.append(Posting(journal.platform_revenue(currency), -platform))
@@ -481,7 +506,7 @@ async def post_write_off(conn: Connection, case: Case, now: datetime) -> None:
     currency, amount, sid = case.currency, case.amount_minor, case.settlement_id
     postings = (
         Posting(journal.earnings_pending(currency), amount),
-        Posting(journal.customer_tab(sid, currency), -amount),
+        Posting(owed_account(case), -amount),
     )
     await journal.post(
         conn,

@@ -37,6 +37,7 @@ import psycopg
 from metering.store import Store
 from settlement import retry_rules, webhooks
 from settlement.collection import cases, links, policy
+from settlement.collection.batch import Row
 from settlement.collection.cases import Case
 from settlement.collection.lifecycle import CHARGEABLE, CaseEvent, CaseState
 from settlement.collection.links import LinkLimits, LinkRefusal, LinkRow
@@ -202,6 +203,53 @@ class Collector:
                     if await cases.insert_case(conn, case):
                         opened += 1
         return opened
+
+    async def open_uploaded(
+        self, batch_id: str, row: Row, processor: str, now_ms: int
+    ) -> tuple[str, str | None]:
+        """Create an uploaded debt's case, receivable entry and link in one transaction:
+        ``(case id, token)``; the token is None when this row of this batch exists already
+        (a list uploaded again creates nothing twice)."""
+        case_id = "case_" + hashlib.sha256(f"{batch_id}:{row.number}".encode()).hexdigest()[:24]
+        case = Case(
+            case_id=case_id,
+            settlement_id="",
+            customer=row.customer,
+            currency=row.currency,
+            amount_minor=row.amount_minor,
+            processor=processor,
+            payment_method="",
+            origin="batch",
+            state=CaseState.OPEN,
+            decline_reason="",
+            advice_code="",
+            retries_n=0,
+            next_retry_at_ms=None,
+            contact=row.phone or row.email,
+            language=row.language,
+            capture_id="",
+            opened_at_ms=now_ms,
+            updated_at_ms=now_ms,
+        )
+        limits = self.config.link
+        now = at(now_ms)
+        async with self.ledger.database.connection() as conn, conn.transaction():
+            if not await cases.insert_case(conn, case):
+                return case_id, None
+            await cases.post_receivable(conn, case, now)
+            link_id, token = links.mint(self.config.link_secret, case_id, case.customer)
+            await cases.insert_link(
+                conn,
+                link_id=link_id,
+                case_id=case_id,
+                digest=links.token_digest(token),
+                expires_at=at(now_ms + limits.expiry_s * 1_000),
+                opens_max=limits.opens_max,
+                failed_max=limits.failed_max,
+                now=now,
+            )
+            await cases.transition(conn, case, CaseEvent.SEND_LINK, now, f"batch {batch_id}")
+        return case_id, token
 
     # -- charging ----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class EntryCode(IntEnum):
     COLLECTION_CAPTURE = 20
     COLLECTION_EARNINGS = 21
     COLLECTION_WRITE_OFF = 22
+    COLLECTION_RECEIVABLE = 23
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,3 +150,35 @@ async def test_a_link_past_its_attempts_can_no_longer_be_used(
     case = await _case(site, case_id)
     assert case["state"] == "link_sent"
     assert [a["status"] for a in case["attempts"]] == ["declined"]
+
+
+async def test_a_batch_upload_reports_every_row_and_creates_nothing_twice(site: Site) -> None:
+    body = (
+        "customer,amount_minor,currency,phone,email,language\n"
+        f"{unique('batch')},1250,EUR,+37060012345,,lt\n"
+        f"{unique('batch')},0,EUR,,x@example.com,de\n"
+        f"{unique('batch')},700,USD,,y@example.com,it\n"
+    ).encode()
+    headers = {"content-type": "text/csv", "idempotency-key": unique("list")}
+    async with site.api() as http:
+        first = await http.post("/v1/collection/batches", content=body, headers=headers)
+        second = await http.post("/v1/collection/batches", content=body, headers=headers)
+        garbage = await http.post(
+            "/v1/collection/batches",
+            content=b"nope",
+            headers={**headers, "content-type": "application/json"},
+        )
+    assert first.status_code == 200, first.text
+    report = first.json()
+    assert (report["created"], report["refused"], report["duplicate"]) == (2, 1, 0)
+    rows = report["rows"]
+    assert [row["status"] for row in rows] == ["created", "refused", "created"]
+    assert rows[0]["sent"] == {"channel": "sms", "code": "sent"}
+    assert rows[2]["sent"] == {"channel": "email", "code": "sent"}
+    assert rows[1]["errors"] == ["amount_minor must be an integer from 1 to 10000000"]
+    again = second.json()
+    assert (again["created"], again["duplicate"], again["refused"]) == (0, 2, 1)
+    assert garbage.status_code == 400
+    assert garbage.json()["error"]["code"] == "malformed_batch"
+    case = await _case(site, rows[0]["case_id"])
+    assert (case["state"], case["amount_minor"], case["currency"]) == ("link_sent", 1250, "EUR")

@@ -10,7 +10,8 @@
 INSERT INTO entry_codes (code, name, meaning) VALUES
     (20, 'collection_capture', 'a collection case was paid: the processor owes it, the customer''s tab owes nothing'),
     (21, 'collection_earnings', 'a collected debt''s shares leave earnings_pending for the models and the platform'),
-    (22, 'collection_write_off', 'a debt given up: the tab''s receivable and its pending earnings are reversed');
+    (22, 'collection_write_off', 'a debt given up: the tab''s receivable and its pending earnings are reversed'),
+    (23, 'collection_receivable', 'a debt the merchant uploaded (batch): the customer owes it, the platform''s part waits');
 
 CREATE TABLE collection_cases (
     case_id text PRIMARY KEY CHECK (length(case_id) BETWEEN 1 AND 200),
