@@ -13,4 +13,12 @@ What it may import: :mod:`metering` (the tab lifecycle it ends), :mod:`settlemen
 :mod:`settlement.gateway` and :mod:`settlement.retry_rules`. Nothing in :mod:`server`; the HTTP
 routes and pages live in ``server/`` and call in here. ``docs/collection.md`` draws the
 lifecycle, the retry table and both ways to start.
+
+Exceptions (business outcomes — paid, declined, busy, closed, refused rows — are returned as
+result codes, never raised)::
+
+    SettlementError                    (settlement.errors)
+    ├── SettlementMisuse               e.g. a pay link asked for without a secret
+    ├── TransitionRefused              a transition the case table forbids (a bug)
+    └── LedgerError …                  the ledger's own (unavailable, mismatch)
 """

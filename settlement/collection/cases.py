@@ -14,6 +14,7 @@ from typing import Any
 from metering.lifecycle import TabState, next_state
 from settlement.collection.lifecycle import TAB_EVENT, CaseEvent, CaseState, apply
 from settlement.collection.links import LinkRow
+from settlement.errors import SettlementError
 from settlement.ledger import journal
 from settlement.ledger.db import Connection
 from settlement.ledger.journal import Entry, EntryCode, Posting
@@ -72,8 +73,9 @@ class HistoryEvent:
     at_ms: int
 
 
-class TransitionRefused(Exception):
-    """A transition the lifecycle table does not allow (a bug in the caller)."""
+class TransitionRefused(SettlementError):
+    """A transition the lifecycle table does not allow (a bug in the caller: the collector
+    checks the state under the case's lock before it asks)."""
 
 
 def _case(row: dict[str, Any]) -> Case:

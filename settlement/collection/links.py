@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from settlement.errors import SettlementMisuse
+
 #: A link lasts this many hours unless the merchant says otherwise.
 LINK_EXPIRY_H_DEFAULT: Final = 72
 _HOUR_S: Final = 3_600
@@ -72,7 +74,7 @@ def _signature(secret: str, link_id: str, case_id: str, customer: str) -> str:
 def mint(secret: str, case_id: str, customer: str) -> tuple[str, str]:
     """A new link for ``case_id``: ``(link_id, token)``."""
     if not secret:
-        raise ValueError("pay links need a secret (TIPMETER_PAYLINK_SECRET)")
+        raise SettlementMisuse("pay links need a secret (TIPMETER_PAYLINK_SECRET)")
     link_id = secrets.token_urlsafe(LINK_ID_BYTES)
     return link_id, f"{link_id}.{_signature(secret, link_id, case_id, customer)}"
 
