@@ -9,6 +9,8 @@ variable, the value and what is expected.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,11 @@ from server.errors import ConfigError
 from settlement.config import CrashPoint, SettlementConfig
 from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
+from settlement.notify.base import Channel, Notifier
+from settlement.notify.log import LogNotifier
+from settlement.notify.routing import ChannelNotifier
+from settlement.notify.sms import HttpSmsNotifier, SmsConfig
+from settlement.notify.smtp import SmtpConfig, SmtpNotifier
 from settlement.processors.registry import LEGACY_KINDS, ProcessorRegistry, kind_fields
 from settlement.processors.settings import (
     LIST_VARIABLE,
@@ -136,6 +143,12 @@ class Settings:
     processors: tuple[ProcessorSpec, ...] = ()
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    paylink_secret: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "tipmeter@localhost"
+    sms_url: str | None = None
+    sms_api_key: str = ""
     webhook_attempts_max: int = 10
     sandbox_port: int = 8100
     sandbox_latency_ms: int = 0
@@ -228,6 +241,27 @@ class Settings:
             secret=self.webhook_secret or "",
             attempts_max=self.webhook_attempts_max,
         )
+
+    def notifier(self) -> ChannelNotifier:
+        """Who sends pay links: SMTP and the SMS provider where configured, else the log."""
+        fallback = LogNotifier()
+        email: Notifier = fallback
+        sms: Notifier = fallback
+        if self.smtp_host:
+            email = SmtpNotifier(SmtpConfig(self.smtp_host, self.smtp_port, self.smtp_sender))
+        if self.sms_url:
+            sms = HttpSmsNotifier(SmsConfig(self.sms_url, self.sms_api_key))
+        return ChannelNotifier({Channel.EMAIL: email, Channel.SMS: sms})
+
+    def paylink_key(self) -> str:
+        """The secret pay links are signed with (derived from the first ticket secret when
+        ``TIPMETER_PAYLINK_SECRET`` is unset, so a link is never signed with a known key)."""
+        if self.paylink_secret:
+            return self.paylink_secret
+        if not self.ticket_secrets:
+            return ""
+        key = self.ticket_secrets[0].encode()
+        return hmac.new(key, b"tipmeter paylink", hashlib.sha256).hexdigest()
 
     def redis_target(self) -> RedisTarget:
         """Where Redis is. Raises ConfigError in the embedded default (no URL is known yet)."""
@@ -796,6 +830,30 @@ VARIABLES: Final = (
         text,
         "Shared secret that signs webhooks (HMAC-SHA256, `Tipmeter-Signature` header).",
     ),
+    Variable(
+        "TIPMETER_PAYLINK_SECRET",
+        "paylink_secret",
+        text,
+        "Secret that signs collection pay links (docs/collection.md). Unset: derived from the "
+        "first ticket secret.",
+    ),
+    Variable(
+        "TIPMETER_SMTP_HOST",
+        "smtp_host",
+        text,
+        "Mail server that sends pay links by e-mail. Unset: e-mails are only logged (without "
+        "the link).",
+    ),
+    Variable("TIPMETER_SMTP_PORT", "smtp_port", integer(1, 65535), "The mail server's port."),
+    Variable("TIPMETER_SMTP_SENDER", "smtp_sender", text, "The From address of those e-mails."),
+    Variable(
+        "TIPMETER_SMS_URL",
+        "sms_url",
+        text,
+        "HTTP SMS provider that sends pay links by SMS (docs/collection.md). Unset: SMS are "
+        "only logged (without the link).",
+    ),
+    Variable("TIPMETER_SMS_API_KEY", "sms_api_key", text, "The SMS provider's API key."),
     Variable(
         "TIPMETER_WEBHOOK_ATTEMPTS_MAX",
         "webhook_attempts_max",

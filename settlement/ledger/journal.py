@@ -37,6 +37,11 @@ class EntryCode(IntEnum):
     TAB_CHARGE = 1
     TAB_CAPTURE = 2
     TAB_RECEIVABLE = 3
+    #: Collection (docs/collection.md); refunds and disputes use 10+.
+    COLLECTION_CAPTURE = 20
+    COLLECTION_EARNINGS = 21
+    COLLECTION_WRITE_OFF = 22
+    COLLECTION_RECEIVABLE = 23
 
 
 @dataclass(frozen=True, slots=True)

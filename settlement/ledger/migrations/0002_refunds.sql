@@ -1,0 +1,1 @@
+-- placeholder: issue 14 provides this migration
