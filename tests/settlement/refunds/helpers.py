@@ -8,16 +8,16 @@ from metering.lifecycle import FreezeReason
 from metering.meter import Meter
 from metering.outcomes import TabRef
 from metering.sessions import EndReason, Rate, SessionKind, SessionRef
+from settlement.gateway import Gateway
 from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
-from settlement.sandbox import SandboxGateway
 from tests.metering.helpers import tip
 from tests.settlement.helpers import make_worker, open_backed_tab
 
 
 async def settled_tab(
     meter: Meter,
-    gateway: SandboxGateway,
+    gateway: Gateway,
     ledger: Ledger,
     clock: FakeClock,
     *,
