@@ -73,36 +73,6 @@ class RefundPolicy:
     consent_timeout_s: int = CONSENT_TIMEOUT_S_DEFAULT
     unanswered: Unanswered = Unanswered.DECLINE
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> RefundPolicy:
-        """The policy from ``TIPMETER_REFUND_*`` settings (defaults for those not set)."""
-
-        def seconds(name: str, default: int) -> int:
-            raw = environ.get(name, "")
-            if not raw:
-                return default
-            if not raw.isdigit():
-                raise ValueError(f"{name}={raw!r}: a whole number of seconds")
-            return int(raw)
-
-        def on(name: str, default: bool) -> bool:
-            raw = environ.get(name, "")
-            if raw not in ("", "on", "off"):
-                raise ValueError(f"{name}={raw!r}: on or off")
-            return default if not raw else raw == "on"
-
-        unanswered = environ.get("TIPMETER_REFUND_CONSENT_UNANSWERED", "") or "decline"
-        return cls(
-            window_s=seconds("TIPMETER_REFUND_WINDOW_S", WINDOW_S_DEFAULT),
-            show_full_refund_s=seconds("TIPMETER_REFUND_SHOW_FULL_S", SHOW_FULL_REFUND_S_DEFAULT),
-            spy_refundable=on("TIPMETER_REFUND_SPY", False),
-            consent_enabled=on("TIPMETER_REFUND_CONSENT", True),
-            consent_timeout_s=seconds(
-                "TIPMETER_REFUND_CONSENT_TIMEOUT_S", CONSENT_TIMEOUT_S_DEFAULT
-            ),
-            unanswered=Unanswered(unanswered),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class LineFacts:

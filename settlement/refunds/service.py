@@ -690,6 +690,12 @@ class Refunds:
             return await store.dispute_ratios(conn, since, until)
 
 
+async def customer_flagged(database: Database, customer: str) -> bool:
+    """Whether a dispute's flag (not cleared by support) stops ``customer`` opening a tab."""
+    async with database.connection() as conn:
+        return await store.flag_of(conn, customer) is not None
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with times as ISO 8601 strings (rows from the database carry datetimes)."""
     if isinstance(value, datetime):

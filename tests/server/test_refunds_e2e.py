@@ -1,0 +1,214 @@
+"""Refunds, disputes and payment search through the HTTP API of a real server process (real
+Redis, real PostgreSQL, the in-process sandbox and settlement worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clients.sdk import Client
+from clients.tickets import Role
+from server.embedded_redis import RedisServer
+from tests.server.conftest import api
+from tests.server.test_settlement_e2e import settled_statement
+from tests.support.processes import TipmeterProcess, ticket
+from tests.support.redis_procs import start_standalone
+
+SUPPORT_KEY = "support-key-for-tests-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
+    redis: RedisServer = start_standalone(tmp_path_factory.mktemp("refunds-redis"))
+    process = TipmeterProcess(
+        ["serve"],
+        {
+            "TIPMETER_REDIS_URL": redis.url,
+            "TIPMETER_WORKER": "on",
+            "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY,
+        },
+        tmp_path_factory.mktemp("refunds"),
+    ).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        redis.stop()
+
+
+async def _settled_tab(server: TipmeterProcess, customer: str) -> dict[str, Any]:
+    async with api(server) as http:
+        opened = await http.post(
+            "/v1/tabs",
+            json={
+                "customer": customer,
+                "currency": "USD",
+                "cap_minor": 5_000,
+                "payment_method": "tok_visa",
+            },
+            headers={"Idempotency-Key": f"open-{customer}"},
+        )
+        assert opened.status_code == 201, opened.text
+        tab_id = opened.json()["tab_id"]
+        async with Client(server.ws_url, ticket(Role.VIEWER, customer, currency="USD")) as viewer:
+            await viewer.tip("alice", 700, "USD", tip_id=f"tip-{customer}-1")
+            await viewer.tip("bella", 300, "USD", tip_id=f"tip-{customer}-2")
+        queued = await http.post(f"/v1/customers/{customer}/tabs/{tab_id}/settle")
+        assert queued.status_code == 202, queued.text
+    return await settled_statement(server, customer, tab_id)
+
+
+async def test_a_refund_by_consent_is_found_by_every_number(server: TipmeterProcess) -> None:
+    statement = await _settled_tab(server, "c-rf")
+    tab_id, capture_id = statement["tab_id"], statement["capture_id"]
+    async with api(server) as http:
+        asked = await http.post(
+            "/v1/refunds",
+            json={
+                "refund_id": "rf-e2e-1",
+                "customer": "c-rf",
+                "tab_id": tab_id,
+                "lines": ["tip:tip-c-rf-1"],
+                "reason": "customer_request",
+            },
+        )
+        assert asked.status_code == 201, asked.text
+        assert asked.json()["status"] == "awaiting_consent"
+        again = await http.post(
+            "/v1/refunds",
+            json={
+                "refund_id": "rf-e2e-1",
+                "customer": "c-rf",
+                "tab_id": tab_id,
+                "lines": ["tip:tip-c-rf-1"],
+                "reason": "customer_request",
+            },
+        )
+        assert again.status_code == 200, again.text
+        consented = await http.post(
+            "/v1/refunds/rf-e2e-1/consent", json={"accept": True, "by": "alice"}
+        )
+        assert consented.status_code == 200, consented.text
+        refund = consented.json()
+        assert (refund["status"], refund["decided_by"]) == ("succeeded", "model:alice")
+        # An override without the support key is refused; with it, it is carried out.
+        override = {
+            "refund_id": "rf-e2e-2",
+            "capture_id": capture_id,
+            "amount_minor": 50,
+            "reason": "goodwill",
+            "override": {"by": "agent-1", "reason": "late stream"},
+        }
+        refused = await http.post("/v1/refunds", json=override)
+        assert refused.status_code == 403, refused.text
+        done = await http.post(
+            "/v1/refunds", json=override, headers={"Tipmeter-Support-Key": SUPPORT_KEY}
+        )
+        assert done.status_code == 201, done.text
+        assert done.json()["status"] == "succeeded"
+
+        dispute = await http.post(
+            "/v1/sandbox/disputes",
+            json={"capture_id": capture_id, "dispute_id": "dp_e2e", "amount_minor": 100},
+        )
+        assert dispute.status_code == 201, dispute.text
+
+        holds = (await http.get(f"/v1/payments/{tab_id}")).json()["holds"]
+        numbers = {
+            "capture_id": capture_id,
+            "auth_ref": holds[0]["auth_ref"],
+            "refund_id": "rf-e2e-1",
+            "processor_refund": refund["processor_refund_id"],
+            "dispute_id": "dp_e2e",
+            "tab_id": tab_id,
+            "tip_id": "tip-c-rf-2",
+        }
+        for kind, number in numbers.items():
+            found = await http.get(f"/v1/payments/{number}")
+            assert found.status_code == 200, (kind, found.text)
+            body = found.json()
+            assert body["tab_id"] == tab_id, kind
+            assert [r["refund_id"] for r in body["refunds"]] == ["rf-e2e-1", "rf-e2e-2"]
+            assert [d["dispute_id"] for d in body["disputes"]] == ["dp_e2e"]
+            assert {e["code"] for e in body["entries"]} >= {
+                "tab_charge",
+                "tab_capture",
+                "refund",
+                "dispute_opened",
+            }
+        missing = await http.get("/v1/payments/nothing-by-this-number")
+        assert missing.status_code == 404
+
+
+async def test_a_chargeback_flags_the_customer_and_is_answered_with_evidence(
+    server: TipmeterProcess,
+) -> None:
+    statement = await _settled_tab(server, "c-cb")
+    capture_id = statement["capture_id"]
+    async with api(server) as http:
+        raised = await http.post("/v1/sandbox/disputes", json={"capture_id": capture_id})
+        assert raised.status_code == 201, raised.text
+        dispute = raised.json()
+        assert (dispute["status"], dispute["amount_minor"]) == ("open", 1_000)
+        # The customer can open no new tab until support clears the flag.
+        blocked = await http.post(
+            "/v1/tabs",
+            json={
+                "customer": "c-cb",
+                "currency": "USD",
+                "cap_minor": 1_000,
+                "payment_method": "tok_visa",
+            },
+            headers={"Idempotency-Key": "open-c-cb-again"},
+        )
+        assert blocked.status_code == 403, blocked.text
+        assert blocked.json()["error"]["code"] == "customer_flagged"
+
+        evidence = await http.get(f"/v1/disputes/{dispute['dispute_id']}/evidence")
+        assert evidence.status_code == 200, evidence.text
+        package = evidence.json()
+        assert package["capture"]["capture_id"] == capture_id
+        assert {t["tip_id"] for t in package["tips"]} == {"tip-c-cb-1", "tip-c-cb-2"}
+        assert package["statement"]["total_minor"] == 1_000
+        page = await http.get(f"/v1/disputes/{dispute['dispute_id']}/evidence.html")
+        assert page.status_code == 200
+        assert capture_id in page.text
+
+        lost = await http.post(
+            "/v1/sandbox/disputes",
+            json={"capture_id": capture_id, "dispute_id": dispute["dispute_id"], "status": "lost"},
+        )
+        assert lost.json()["status"] == "lost"
+
+        ratio = await http.get("/v1/disputes/ratio")
+        assert ratio.status_code == 200, ratio.text
+        (sandbox,) = ratio.json()["processors"]
+        assert sandbox["disputes"] >= 1
+        assert sandbox["alert"]  # far above 1.5 %
+        metrics = await http.get("/metrics")
+        assert 'tipmeter_dispute_ratio{processor="sandbox"}' in metrics.text
+
+        cleared = await http.delete(
+            "/v1/customers/c-cb/flag?by=agent-2", headers={"Tipmeter-Support-Key": SUPPORT_KEY}
+        )
+        assert cleared.status_code == 200, cleared.text
+        reopened = await http.post(
+            "/v1/tabs",
+            json={
+                "customer": "c-cb",
+                "currency": "USD",
+                "cap_minor": 1_000,
+                "payment_method": "tok_visa",
+            },
+            headers={"Idempotency-Key": "open-c-cb-again"},
+        )
+        assert reopened.status_code == 201, reopened.text
+
+
+async def test_a_processors_notice_must_be_signed(server: TipmeterProcess) -> None:
+    async with api(server) as http:
+        unsigned = await http.post("/v1/disputes/notices/sandbox", content=b"{}")
+    # No secret configured for the sandbox: its notices come through /v1/sandbox/disputes.
+    assert unsigned.status_code == 404
