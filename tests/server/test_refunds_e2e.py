@@ -3,20 +3,24 @@ Redis, real PostgreSQL, the in-process sandbox and settlement worker)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 from clients.sdk import Client
 from clients.tickets import Role
 from server.embedded_redis import RedisServer
+from settlement.refunds.notices import sandbox_notice, signed_headers
 from tests.server.conftest import api
 from tests.server.test_settlement_e2e import settled_statement
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
 
 SUPPORT_KEY = "support-key-for-tests-0123456789abcdef"
+NOTICE_SECRET = "whsec_sandbox_notices"
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess
             "TIPMETER_REDIS_URL": redis.url,
             "TIPMETER_WORKER": "on",
             "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY,
+            "TIPMETER_DISPUTE_SECRETS": f"sandbox={NOTICE_SECRET}",
         },
         tmp_path_factory.mktemp("refunds"),
     ).start()
@@ -207,8 +212,49 @@ async def test_a_chargeback_flags_the_customer_and_is_answered_with_evidence(
         assert reopened.status_code == 201, reopened.text
 
 
-async def test_a_processors_notice_must_be_signed(server: TipmeterProcess) -> None:
+async def test_a_processors_signed_notices_open_a_dispute_once(server: TipmeterProcess) -> None:
+    statement = await _settled_tab(server, "c-notice")
+    capture_id = statement["capture_id"]
+    own = sandbox_notice(
+        dispute_id="dp_notice_1",
+        capture_id=capture_id,
+        currency="USD",
+        amount_minor=300,
+        fee_minor=1_500,
+    )
+    stripe = orjson.dumps(
+        {
+            "id": "evt_x",
+            "type": "charge.dispute.created",
+            "data": {
+                "object": {
+                    "id": "du_notice_2",
+                    "payment_intent": capture_id,
+                    "amount": 200,
+                    "currency": "usd",
+                    "status": "needs_response",
+                }
+            },
+        }
+    )
+    now_s = int(time.time())
     async with api(server) as http:
-        unsigned = await http.post("/v1/disputes/notices/sandbox", content=b"{}")
-    # No secret configured for the sandbox: its notices come through /v1/sandbox/disputes.
-    assert unsigned.status_code == 404
+        path = "/v1/disputes/notices/sandbox"
+        forged = await http.post(path, content=own, headers=signed_headers(own, "forged", now_s))
+        assert forged.status_code == 400, forged.text
+        assert forged.json()["error"]["code"] == "invalid_signature"
+        headers = signed_headers(own, NOTICE_SECRET, now_s)
+        first = await http.post(path, content=own, headers=headers)
+        assert first.status_code == 201, first.text
+        again = await http.post(path, content=own, headers=headers)
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()
+        mapped = await http.post(
+            path, content=stripe, headers=signed_headers(stripe, NOTICE_SECRET, now_s, stripe=True)
+        )
+        assert mapped.status_code == 201, mapped.text
+        assert (mapped.json()["capture_id"], mapped.json()["amount_minor"]) == (capture_id, 200)
+        found = (await http.get(f"/v1/payments/{capture_id}")).json()
+        assert [d["dispute_id"] for d in found["disputes"]] == ["dp_notice_1", "du_notice_2"]
+        unknown = await http.post("/v1/disputes/notices/elsewhere", content=own, headers=headers)
+        assert unknown.status_code == 404
