@@ -3,8 +3,10 @@ Redis, real PostgreSQL, the in-process sandbox and settlement worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,8 +16,10 @@ from clients.sdk import Client
 from clients.tickets import Role
 from server.embedded_redis import RedisServer
 from settlement.refunds.notices import sandbox_notice, signed_headers
+from settlement.webhooks import verify_signature
 from tests.server.conftest import api
 from tests.server.test_settlement_e2e import settled_statement
+from tests.settlement.receiver import receiving
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
 
@@ -258,3 +262,76 @@ async def test_a_processors_signed_notices_open_a_dispute_once(server: TipmeterP
         assert [d["dispute_id"] for d in found["disputes"]] == ["dp_notice_1", "du_notice_2"]
         unknown = await http.post("/v1/disputes/notices/elsewhere", content=own, headers=headers)
         assert unknown.status_code == 404
+
+
+async def test_a_refund_is_announced_by_a_signed_webhook_and_its_delivery_recorded(
+    tmp_path: Path,
+) -> None:
+    redis = start_standalone(tmp_path / "redis")
+    secret = "whsec_refund_webhooks"
+    try:
+        async with receiving() as receiver:
+            server = TipmeterProcess(
+                ["serve"],
+                {
+                    "TIPMETER_REDIS_URL": redis.url,
+                    "TIPMETER_WORKER": "on",
+                    "TIPMETER_WEBHOOK_URL": receiver.url,
+                    "TIPMETER_WEBHOOK_SECRET": secret,
+                },
+                tmp_path,
+            ).start()
+            try:
+                statement = await _settled_tab(server, "c-hook")
+                async with api(server) as http:
+                    refund = await http.post(
+                        "/v1/refunds",
+                        json={
+                            "refund_id": "rf-hook",
+                            "customer": "c-hook",
+                            "tab_id": statement["tab_id"],
+                            "amount_minor": 20,
+                            "reason": "technical_problem",
+                            "lines": ["tip:tip-c-hook-2"],
+                        },
+                    )
+                    assert refund.status_code == 201, refund.text
+                    # A tip needs the model's consent; she gives it.
+                    done = await http.post(
+                        "/v1/refunds/rf-hook/consent", json={"accept": True, "by": "bella"}
+                    )
+                    assert done.json()["status"] == "succeeded", done.text
+
+                    deadline = time.monotonic() + 20
+                    events: list[dict[str, Any]] = []
+                    while time.monotonic() < deadline:
+                        events = [orjson.loads(r.body) for r in receiver.received]
+                        if any(e["type"] == "refund.succeeded" for e in events):
+                            break
+                        await asyncio.sleep(0.1)
+                    (hook,) = [
+                        r
+                        for r in receiver.received
+                        if orjson.loads(r.body)["type"] == "refund.succeeded"
+                    ]
+                    verify_signature(
+                        hook.body,
+                        hook.headers["tipmeter-signature"],
+                        secret,
+                        now_s=int(time.time()),
+                    )
+                    data = orjson.loads(hook.body)["data"]
+                    assert (data["refund_id"], data["amount_minor"]) == ("rf-hook", 20)
+                    # The delivery is part of the payment's history.
+                    deadline = time.monotonic() + 10
+                    while time.monotonic() < deadline:
+                        found = (await http.get("/v1/payments/rf-hook")).json()
+                        if "refund.succeeded" in {w["event_type"] for w in found["webhooks"]}:
+                            break
+                        await asyncio.sleep(0.1)
+                    else:
+                        raise AssertionError("the delivery was not recorded")
+            finally:
+                server.stop()
+    finally:
+        redis.stop()
