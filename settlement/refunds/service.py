@@ -323,7 +323,7 @@ class Refunds:
             row = await store.refund_row(conn, refund_id)
             if row is None:
                 raise RefundNotFound(f"no refund {refund_id}")
-            if row["status"] == RefundStatus.AWAITING_CONSENT:
+            if row["status"] == RefundStatus.AWAITING_CONSENT and not self._unanswered(row):
                 await self._answer(conn, row, accept=accept, by=by)
         return Answer(await self._advance(refund_id), False)
 

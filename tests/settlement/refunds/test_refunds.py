@@ -174,6 +174,9 @@ async def test_a_tip_waits_for_the_models_consent_and_who_decided_is_recorded(
     )
     assert unanswered.body["status"] == "awaiting_consent"
     clock.advance(RefundPolicy().consent_timeout_s * 1000 + 1)
+    # An answer after the time is up changes nothing: the request was declined by the timeout.
+    late = await refunds.consent("rf-t3", accept=True, by="model:roomB")
+    assert (late.body["status"], late.body["decided_by"]) == ("declined", "timeout")
     timed_out = await refunds.read("rf-t3")
     assert (timed_out["status"], timed_out["decided_by"]) == ("declined", "timeout")
     assert declined.body["status"] == "awaiting_consent"
