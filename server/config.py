@@ -37,6 +37,13 @@ from settlement.processors.settings import (
     parse_processors,
 )
 from settlement.processors.settings import PREFIX as PROCESSOR_PREFIX
+from settlement.refunds.policy import (
+    CONSENT_TIMEOUT_S_DEFAULT,
+    SHOW_FULL_REFUND_S_DEFAULT,
+    WINDOW_S_DEFAULT,
+    RefundPolicy,
+    Unanswered,
+)
 from settlement.webhooks import WebhookConfig
 
 PREFIX: Final = "TIPMETER_"
@@ -152,6 +159,17 @@ class Settings:
     webhook_attempts_max: int = 10
     sandbox_port: int = 8100
     sandbox_latency_ms: int = 0
+    # Refunds and disputes (settlement.refunds, docs/refunds.md).
+    support_api_keys: tuple[str, ...] = ()
+    refund_window_s: int = WINDOW_S_DEFAULT
+    refund_show_full_s: int = SHOW_FULL_REFUND_S_DEFAULT
+    refund_spy: str = "off"
+    refund_consent: str = "on"
+    refund_consent_timeout_s: int = CONSENT_TIMEOUT_S_DEFAULT
+    refund_consent_unanswered: str = "decline"
+    dispute_flag: str = "on"
+    dispute_ratio_alert_bp: int = 150
+    dispute_secrets: tuple[str, ...] = ()
 
     @property
     def embedded_postgres(self) -> bool:
@@ -233,6 +251,25 @@ class Settings:
             cascade_max=self.processors_cascade_max,
             data_dir=self.data_dir if durable else None,
         )
+
+    def refund_policy(self) -> RefundPolicy:
+        """The site's refund policy."""
+        return RefundPolicy(
+            window_s=self.refund_window_s,
+            show_full_refund_s=self.refund_show_full_s,
+            spy_refundable=self.refund_spy == "on",
+            consent_enabled=self.refund_consent == "on",
+            consent_timeout_s=self.refund_consent_timeout_s,
+            unanswered=Unanswered(self.refund_consent_unanswered),
+        )
+
+    def dispute_secret(self, processor: str) -> str:
+        """The secret ``processor`` signs its dispute notices with ("" if none is set)."""
+        for item in self.dispute_secrets:
+            name, _, secret = item.partition("=")
+            if name == processor:
+                return secret
+        return ""
 
     def webhook_config(self) -> WebhookConfig:
         """Where settlement webhooks go (off without a URL)."""
@@ -915,6 +952,72 @@ VARIABLES: Final = (
         "The web pages' demo backend (`/demo/…`: tickets, tabs, statements and settling for "
         "`demo-` customers and rooms, with no API key). `auto`: on in the embedded default only; "
         "`on`: also with a configured Redis (for tests; never in production); `off`: never.",
+    ),
+    Variable(
+        "TIPMETER_SUPPORT_API_KEYS",
+        "support_api_keys",
+        secret_list,
+        "Keys of support staff (`Tipmeter-Support-Key` header, with the API key): overriding "
+        "the refund policy, clearing a customer's dispute flag. Comma-separated, 32+ characters.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_WINDOW_S",
+        "refund_window_s",
+        integer(0, 366 * 86_400),
+        "How long after the capture a refund may be asked for, in seconds.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_SHOW_FULL_S",
+        "refund_show_full_s",
+        integer(0, 86_400),
+        "Watched seconds of a private or cam2cam show up to which it is refunded in full; "
+        "beyond, the part billed for those first seconds (the rest needs the model's consent).",
+    ),
+    Variable(
+        "TIPMETER_REFUND_SPY",
+        "refund_spy",
+        choice("on", "off"),
+        "Whether spy shows are refundable by the policy.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_CONSENT",
+        "refund_consent",
+        choice("on", "off"),
+        "Whether tips and shows beyond the policy may be refunded with the model's consent.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_CONSENT_TIMEOUT_S",
+        "refund_consent_timeout_s",
+        integer(1, 30 * 86_400),
+        "How long a refund waits for the model's answer, in seconds.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_CONSENT_UNANSWERED",
+        "refund_consent_unanswered",
+        choice("decline", "escalate"),
+        "A refund the model did not answer in time: `decline` it, or `escalate` it (it waits "
+        "for support, who may override the policy).",
+    ),
+    Variable(
+        "TIPMETER_DISPUTE_FLAG",
+        "dispute_flag",
+        choice("on", "off"),
+        "Whether a dispute flags the customer (no new tab until support clears the flag).",
+    ),
+    Variable(
+        "TIPMETER_DISPUTE_RATIO_ALERT_BP",
+        "dispute_ratio_alert_bp",
+        integer(1, 10_000),
+        "Dispute ratio (disputes / captured settlements per processor and calendar month, in "
+        "basis points) above which the ratio API raises its alert; 150 is Visa's VAMP "
+        "excessive level from April 2026.",
+    ),
+    Variable(
+        "TIPMETER_DISPUTE_SECRETS",
+        "dispute_secrets",
+        comma_list,
+        "Secrets processors sign dispute notices with, `processor=secret`, comma-separated "
+        "(Stripe's webhook signing secret for a Stripe processor).",
     ),
 )
 
