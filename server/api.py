@@ -51,6 +51,7 @@ from settlement.ledger.holds import HoldRecord
 from settlement.processors.cascade import RoutedHold, place_hold
 from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.queue import request_settlement
+from settlement.refunds.service import customer_flagged
 from settlement.scripts import SettlementRecord, read_settlement
 from settlement.statements import Statement, build_statement, statement_data
 
@@ -381,6 +382,10 @@ async def open_tab(
         raise ApiError(400, "invalid_field", "processor must name a configured processor")
     tab_id = tab_id_for(customer, idempotency_key)
     ref = TabRef(customer, tab_id)
+    if await customer_flagged(rt.ledger.database, customer):
+        raise ApiError(
+            403, "customer_flagged", "a dispute flagged this customer; support clears it"
+        )
     existing = await rt.meter.tabs.read(ref)
     if existing is not None:
         if existing.currency != currency:

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, demo_api, feed, health
+from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
 from server.config import Settings
 from server.errors import ConfigError
 from server.hub import Hub
@@ -161,8 +161,11 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes(),
+        *refunds_api.routes(),
         *feed.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
+        *collection_api.routes(),
+        *paylinks.routes(),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}

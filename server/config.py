@@ -9,6 +9,8 @@ variable, the value and what is expected.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,11 @@ from server.errors import ConfigError
 from settlement.config import CrashPoint, SettlementConfig
 from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
+from settlement.notify.base import Channel, Notifier
+from settlement.notify.log import LogNotifier
+from settlement.notify.routing import ChannelNotifier
+from settlement.notify.sms import HttpSmsNotifier, SmsConfig
+from settlement.notify.smtp import SmtpConfig, SmtpNotifier
 from settlement.processors.registry import LEGACY_KINDS, ProcessorRegistry, kind_fields
 from settlement.processors.settings import (
     LIST_VARIABLE,
@@ -30,6 +37,13 @@ from settlement.processors.settings import (
     parse_processors,
 )
 from settlement.processors.settings import PREFIX as PROCESSOR_PREFIX
+from settlement.refunds.policy import (
+    CONSENT_TIMEOUT_S_DEFAULT,
+    SHOW_FULL_REFUND_S_DEFAULT,
+    WINDOW_S_DEFAULT,
+    RefundPolicy,
+    Unanswered,
+)
 from settlement.webhooks import WebhookConfig
 
 PREFIX: Final = "TIPMETER_"
@@ -136,9 +150,26 @@ class Settings:
     processors: tuple[ProcessorSpec, ...] = ()
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    paylink_secret: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "tipmeter@localhost"
+    sms_url: str | None = None
+    sms_api_key: str = ""
     webhook_attempts_max: int = 10
     sandbox_port: int = 8100
     sandbox_latency_ms: int = 0
+    # Refunds and disputes (settlement.refunds, docs/refunds.md).
+    support_api_keys: tuple[str, ...] = ()
+    refund_window_s: int = WINDOW_S_DEFAULT
+    refund_show_full_s: int = SHOW_FULL_REFUND_S_DEFAULT
+    refund_spy: str = "off"
+    refund_consent: str = "on"
+    refund_consent_timeout_s: int = CONSENT_TIMEOUT_S_DEFAULT
+    refund_consent_unanswered: str = "decline"
+    dispute_flag: str = "on"
+    dispute_ratio_alert_bp: int = 150
+    dispute_secrets: tuple[str, ...] = ()
 
     @property
     def embedded_postgres(self) -> bool:
@@ -221,6 +252,25 @@ class Settings:
             data_dir=self.data_dir if durable else None,
         )
 
+    def refund_policy(self) -> RefundPolicy:
+        """The site's refund policy."""
+        return RefundPolicy(
+            window_s=self.refund_window_s,
+            show_full_refund_s=self.refund_show_full_s,
+            spy_refundable=self.refund_spy == "on",
+            consent_enabled=self.refund_consent == "on",
+            consent_timeout_s=self.refund_consent_timeout_s,
+            unanswered=Unanswered(self.refund_consent_unanswered),
+        )
+
+    def dispute_secret(self, processor: str) -> str:
+        """The secret ``processor`` signs its dispute notices with ("" if none is set)."""
+        for item in self.dispute_secrets:
+            name, _, secret = item.partition("=")
+            if name == processor:
+                return secret
+        return ""
+
     def webhook_config(self) -> WebhookConfig:
         """Where settlement webhooks go (off without a URL)."""
         return WebhookConfig(
@@ -228,6 +278,27 @@ class Settings:
             secret=self.webhook_secret or "",
             attempts_max=self.webhook_attempts_max,
         )
+
+    def notifier(self) -> ChannelNotifier:
+        """Who sends pay links: SMTP and the SMS provider where configured, else the log."""
+        fallback = LogNotifier()
+        email: Notifier = fallback
+        sms: Notifier = fallback
+        if self.smtp_host:
+            email = SmtpNotifier(SmtpConfig(self.smtp_host, self.smtp_port, self.smtp_sender))
+        if self.sms_url:
+            sms = HttpSmsNotifier(SmsConfig(self.sms_url, self.sms_api_key))
+        return ChannelNotifier({Channel.EMAIL: email, Channel.SMS: sms})
+
+    def paylink_key(self) -> str:
+        """The secret pay links are signed with (derived from the first ticket secret when
+        ``TIPMETER_PAYLINK_SECRET`` is unset, so a link is never signed with a known key)."""
+        if self.paylink_secret:
+            return self.paylink_secret
+        if not self.ticket_secrets:
+            return ""
+        key = self.ticket_secrets[0].encode()
+        return hmac.new(key, b"tipmeter paylink", hashlib.sha256).hexdigest()
 
     def redis_target(self) -> RedisTarget:
         """Where Redis is. Raises ConfigError in the embedded default (no URL is known yet)."""
@@ -797,6 +868,30 @@ VARIABLES: Final = (
         "Shared secret that signs webhooks (HMAC-SHA256, `Tipmeter-Signature` header).",
     ),
     Variable(
+        "TIPMETER_PAYLINK_SECRET",
+        "paylink_secret",
+        text,
+        "Secret that signs collection pay links (docs/collection.md). Unset: derived from the "
+        "first ticket secret.",
+    ),
+    Variable(
+        "TIPMETER_SMTP_HOST",
+        "smtp_host",
+        text,
+        "Mail server that sends pay links by e-mail. Unset: e-mails are only logged (without "
+        "the link).",
+    ),
+    Variable("TIPMETER_SMTP_PORT", "smtp_port", integer(1, 65535), "The mail server's port."),
+    Variable("TIPMETER_SMTP_SENDER", "smtp_sender", text, "The From address of those e-mails."),
+    Variable(
+        "TIPMETER_SMS_URL",
+        "sms_url",
+        text,
+        "HTTP SMS provider that sends pay links by SMS (docs/collection.md). Unset: SMS are "
+        "only logged (without the link).",
+    ),
+    Variable("TIPMETER_SMS_API_KEY", "sms_api_key", text, "The SMS provider's API key."),
+    Variable(
         "TIPMETER_WEBHOOK_ATTEMPTS_MAX",
         "webhook_attempts_max",
         integer(1, 100),
@@ -857,6 +952,72 @@ VARIABLES: Final = (
         "The web pages' demo backend (`/demo/…`: tickets, tabs, statements and settling for "
         "`demo-` customers and rooms, with no API key). `auto`: on in the embedded default only; "
         "`on`: also with a configured Redis (for tests; never in production); `off`: never.",
+    ),
+    Variable(
+        "TIPMETER_SUPPORT_API_KEYS",
+        "support_api_keys",
+        secret_list,
+        "Keys of support staff (`Tipmeter-Support-Key` header, with the API key): overriding "
+        "the refund policy, clearing a customer's dispute flag. Comma-separated, 32+ characters.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_WINDOW_S",
+        "refund_window_s",
+        integer(0, 366 * 86_400),
+        "How long after the capture a refund may be asked for, in seconds.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_SHOW_FULL_S",
+        "refund_show_full_s",
+        integer(0, 86_400),
+        "Watched seconds of a private or cam2cam show up to which it is refunded in full; "
+        "beyond, the part billed for those first seconds (the rest needs the model's consent).",
+    ),
+    Variable(
+        "TIPMETER_REFUND_SPY",
+        "refund_spy",
+        choice("on", "off"),
+        "Whether spy shows are refundable by the policy.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_CONSENT",
+        "refund_consent",
+        choice("on", "off"),
+        "Whether tips and shows beyond the policy may be refunded with the model's consent.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_CONSENT_TIMEOUT_S",
+        "refund_consent_timeout_s",
+        integer(1, 30 * 86_400),
+        "How long a refund waits for the model's answer, in seconds.",
+    ),
+    Variable(
+        "TIPMETER_REFUND_CONSENT_UNANSWERED",
+        "refund_consent_unanswered",
+        choice("decline", "escalate"),
+        "A refund the model did not answer in time: `decline` it, or `escalate` it (it waits "
+        "for support, who may override the policy).",
+    ),
+    Variable(
+        "TIPMETER_DISPUTE_FLAG",
+        "dispute_flag",
+        choice("on", "off"),
+        "Whether a dispute flags the customer (no new tab until support clears the flag).",
+    ),
+    Variable(
+        "TIPMETER_DISPUTE_RATIO_ALERT_BP",
+        "dispute_ratio_alert_bp",
+        integer(1, 10_000),
+        "Dispute ratio (disputes / captured settlements per processor and calendar month, in "
+        "basis points) above which the ratio API raises its alert; 150 is Visa's VAMP "
+        "excessive level from April 2026.",
+    ),
+    Variable(
+        "TIPMETER_DISPUTE_SECRETS",
+        "dispute_secrets",
+        comma_list,
+        "Secrets processors sign dispute notices with, `processor=secret`, comma-separated "
+        "(Stripe's webhook signing secret for a Stripe processor).",
     ),
 )
 

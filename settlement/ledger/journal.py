@@ -29,6 +29,8 @@ class AccountKind(StrEnum):
     REFUNDS = "refunds"
     CHARGEBACKS = "chargebacks"
     TAX_PAYABLE = "tax_payable"
+    #: Money a processor took back through an open dispute (migration 0002, the refunds issue).
+    DISPUTES_OPEN = "disputes_open"
 
 
 class EntryCode(IntEnum):
@@ -37,6 +39,16 @@ class EntryCode(IntEnum):
     TAB_CHARGE = 1
     TAB_CAPTURE = 2
     TAB_RECEIVABLE = 3
+    #: Refunds and disputes (settlement.refunds, docs/refunds.md): codes 10-19.
+    REFUND = 10
+    DISPUTE_OPENED = 11
+    DISPUTE_WON = 12
+    DISPUTE_LOST = 13
+    #: Collection (settlement.collection, docs/collection.md): codes 20-29.
+    COLLECTION_CAPTURE = 20
+    COLLECTION_EARNINGS = 21
+    COLLECTION_WRITE_OFF = 22
+    COLLECTION_RECEIVABLE = 23
 
 
 @dataclass(frozen=True, slots=True)

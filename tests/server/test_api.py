@@ -276,7 +276,8 @@ async def test_the_openapi_document_describes_every_route(servers: Pair) -> None
         ticket_secrets=("x" * 32,), api_keys=("y" * 32,), redis_url="redis://unused"
     )
     # Every HTTP route is described, but those left out on purpose: health and metrics (for
-    # operators), the pages and their files, and the pages' demo backend (off in production).
+    # operators), the pages and their files, the pages' demo backend (off in production), and
+    # the pay-link pages (HTML for customers, docs/collection.md).
     not_the_api = {"/livez", "/readyz", "/metrics", "/", "/js/tipmeter.js"}
     api_paths = {
         route.path
@@ -284,6 +285,7 @@ async def test_the_openapi_document_describes_every_route(servers: Pair) -> None
         if isinstance(route, Route)
         and route.path not in not_the_api
         and not route.path.startswith("/demo/")
+        and not route.path.startswith("/pay/")
     }
     assert api_paths == set(document["paths"])
     assert {"/v1/tabs", "/events/{room}/{token}/", "/overlay/ticket"} <= api_paths

@@ -1,0 +1,327 @@
+"""The collection HTTP API: a case's state and history, online links, write-offs, the sweep.
+
+Every route needs the API key (the cam site's backend and its agents' tools call it). The
+pages the customer sees are :mod:`server.paylinks`.
+
+- ``GET /v1/collection/cases/{case_id}`` — the case, its attempts and its history;
+- ``POST /v1/collection/cases/{case_id}/links`` — online start: a new pay link for one case
+  (``expiry_h`` or ``expiry_s``, ``opens_max`` (or ``null``), ``failed_max``, ``phone``,
+  ``email``, ``language``, all optional); sends it at once by SMS and/or e-mail through the
+  notifier, and answers the URL once, to be shown to copy (it is never stored or logged);
+- ``POST /v1/collection/cases/{case_id}/write-off`` — give the debt up;
+- ``GET /v1/customers/{customer}/tabs/{tab_id}/collection`` — the case of a failed tab;
+- ``POST /v1/collection/batches`` — batch start: a CSV or JSON list, a per-row report;
+- ``POST /v1/collection/sweep`` — run one sweep now (open cases, due retries, closings).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.api import ApiError, endpoint, field, json_body
+from server.runtime import Runtime
+from settlement.collection import batch
+from settlement.collection.collector import (
+    CollectionConfig,
+    Collector,
+    case_id_of,
+    webhook_notifier,
+)
+from settlement.collection.links import (
+    LINK_EXPIRY_H_DEFAULT,
+    LINK_FAILED_MAX_DEFAULT,
+    LINK_OPENS_MAX_DEFAULT,
+    LinkLimits,
+)
+from settlement.notify.base import Channel
+from settlement.notify.templates import LANGUAGES, paylink_message
+
+#: Largest uploaded list, in bytes.
+BATCH_BYTES_MAX: Final = 1_048_576
+_STATUSES: Final = ("created", "duplicate", "refused")
+#: Bounds of a link's limits as the API accepts them.
+LINK_EXPIRY_H_MAX: Final = 24 * 90
+LINK_OPENS_MAX_MAX: Final = 1_000
+LINK_FAILED_MAX_MAX: Final = 20
+
+
+def collector_of(rt: Runtime) -> Collector:
+    """The collector over this app's ledger, processors and webhook queue."""
+    config = CollectionConfig(link_secret=rt.settings.paylink_key())
+    notify = webhook_notifier(rt.store, rt.settings.webhook_config())
+    return Collector(rt.ledger, rt.processors, config, notify)
+
+
+def _bounded(value: object, name: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ApiError(400, "invalid_field", f"{name} must be an integer in [{low}, {high}]")
+    return value
+
+
+async def _case_or_404(collector: Collector, case_id: str) -> dict[str, Any]:
+    found = await collector.case(case_id)
+    if found is None:
+        raise ApiError(404, "case_not_found", f"no collection case {case_id}")
+    return found
+
+
+async def handle_read_case(request: Request, rt: Runtime) -> Response:
+    """A case, its attempts and its history."""
+    return JSONResponse(await _case_or_404(collector_of(rt), request.path_params["case_id"]))
+
+
+async def handle_tab_case(request: Request, rt: Runtime) -> Response:
+    """The case of a failed tab."""
+    sid = f"{request.path_params['customer']}/{request.path_params['tab_id']}"
+    return JSONResponse(await _case_or_404(collector_of(rt), case_id_of(sid)))
+
+
+async def handle_create_link(request: Request, rt: Runtime) -> Response:
+    """Online start: a new link for one case; the URL is answered once."""
+    body = await json_body(request)
+    if field(body, "expiry_s") is not None:
+        expiry_s = _bounded(field(body, "expiry_s"), "expiry_s", 1, LINK_EXPIRY_H_MAX * 3_600)
+    else:
+        hours = field(body, "expiry_h", LINK_EXPIRY_H_DEFAULT)
+        expiry_s = _bounded(hours, "expiry_h", 1, LINK_EXPIRY_H_MAX) * 3_600
+    opens = field(body, "opens_max", LINK_OPENS_MAX_DEFAULT)
+    opens_max = None if opens is None else _bounded(opens, "opens_max", 1, LINK_OPENS_MAX_MAX)
+    failed_max = _bounded(
+        field(body, "failed_max", LINK_FAILED_MAX_DEFAULT), "failed_max", 1, LINK_FAILED_MAX_MAX
+    )
+    phone, email = field(body, "phone"), field(body, "email")
+    language = field(body, "language", "en")
+    if language not in LANGUAGES:
+        raise ApiError(400, "invalid_field", f"language must be one of {', '.join(LANGUAGES)}")
+    for value, name in ((phone, "phone"), (email, "email")):
+        if value is not None and (not isinstance(value, str) or not 3 <= len(value) <= 254):
+            raise ApiError(400, "invalid_field", f"{name} must be a string of 3 to 254 chars")
+    collector = collector_of(rt)
+    case_id = request.path_params["case_id"]
+    case = await _case_or_404(collector, case_id)
+    if case["state"] in ("paid", "written_off"):
+        raise ApiError(409, "case_closed", f"the case is {case['state']}")
+    if phone or email or language != case["language"]:
+        await collector.set_contact(case_id, str(phone or email or case["contact"]), language)
+    now_ms = rt.meter.clock.now_ms()
+    token = await collector.create_link(
+        case_id, now_ms, LinkLimits(expiry_s=expiry_s, opens_max=opens_max, failed_max=failed_max)
+    )
+    base = str(request.base_url).rstrip("/")
+    url = f"{base}/pay/{token}"
+    sent = []
+    notifier = rt.settings.notifier()
+    for channel, to in ((Channel.SMS, phone), (Channel.EMAIL, email)):
+        if to:
+            message = paylink_message(
+                channel,
+                str(to),
+                url=url,
+                amount_minor=int(case["amount_minor"]),
+                currency=str(case["currency"]),
+                language=language,
+            )
+            result = await notifier.send(message)
+            sent.append({"channel": str(channel), "code": str(result.code)})
+    return JSONResponse(
+        {
+            "case_id": case_id,
+            "url": url,
+            "sent": sent,
+            "expires_at_ms": now_ms + expiry_s * 1_000,
+            "opens_max": opens_max,
+            "failed_max": failed_max,
+        },
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _read_bounded(request: Request, bytes_max: int) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > bytes_max:
+            raise ApiError(413, "body_too_large", f"lists are at most {bytes_max} bytes")
+    return body
+
+
+async def handle_batch(request: Request, rt: Runtime) -> Response:
+    """Batch start: a list of customers who owe money (CSV or JSON); each good row gets a case,
+    a receivable entry and a link (whole or not at all) and is sent; each bad row is explained.
+    The Idempotency-Key names the batch: the same list uploaded again creates nothing twice."""
+    batch_id = request.headers.get("idempotency-key", "")
+    if not batch_id or len(batch_id) > 64:
+        raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key naming the batch")
+    body = await _read_bounded(request, BATCH_BYTES_MAX)
+    try:
+        good, bad = batch.parse(body, request.headers.get("content-type", ""))
+    except batch.BatchFormatError as exc:
+        raise ApiError(400, "malformed_batch", str(exc)) from None
+    collector = collector_of(rt)
+    notifier = rt.settings.notifier()
+    processor = rt.processors.names[0]
+    base = str(request.base_url).rstrip("/")
+    now_ms = rt.meter.clock.now_ms()
+    report: list[dict[str, Any]] = [
+        {"row": r.number, "status": "refused", "errors": list(r.errors)} for r in bad
+    ]
+    for row in good:
+        case_id, token = await collector.open_uploaded(batch_id, row, processor, now_ms)
+        if token is None:
+            report.append({"row": row.number, "status": "duplicate", "case_id": case_id})
+            continue
+        url = f"{base}/pay/{token}"
+        channel, to = (Channel.SMS, row.phone) if row.phone else (Channel.EMAIL, row.email)
+        message = paylink_message(
+            channel,
+            to,
+            url=url,
+            amount_minor=row.amount_minor,
+            currency=row.currency,
+            language=row.language,
+        )
+        result = await notifier.send(message)
+        report.append(
+            {
+                "row": row.number,
+                "status": "created",
+                "case_id": case_id,
+                "sent": {"channel": str(channel), "code": str(result.code)},
+            }
+        )
+    report.sort(key=lambda entry: int(entry["row"]))
+    counts = {status: sum(1 for e in report if e["status"] == status) for status in _STATUSES}
+    return JSONResponse({"batch_id": batch_id, **counts, "rows": report}, status_code=200)
+
+
+async def handle_write_off(request: Request, rt: Runtime) -> Response:
+    """Give a debt up."""
+    collector = collector_of(rt)
+    case_id = request.path_params["case_id"]
+    await _case_or_404(collector, case_id)
+    if not await collector.write_off(case_id, rt.meter.clock.now_ms()):
+        raise ApiError(409, "not_written_off", "the case is closed or a payment is in flight")
+    return JSONResponse(await _case_or_404(collector, case_id))
+
+
+async def handle_sweep(_request: Request, rt: Runtime) -> Response:
+    """Run one collection sweep now."""
+    report = await collector_of(rt).sweep(rt.meter.clock.now_ms())
+    return JSONResponse(
+        {
+            "opened": report.opened,
+            "retried": report.retried,
+            "paid": report.paid,
+            "exhausted": report.exhausted,
+            "expired": report.expired,
+            "written_off": report.written_off,
+        }
+    )
+
+
+def routes() -> list[Route]:
+    """The collection API's routes."""
+    return [
+        Route(
+            "/v1/collection/cases/{case_id}",
+            endpoint("read_collection_case", handle_read_case),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/collection/cases/{case_id}/links",
+            endpoint("create_pay_link", handle_create_link),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/collection/cases/{case_id}/write-off",
+            endpoint("write_off_case", handle_write_off),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/customers/{customer}/tabs/{tab_id}/collection",
+            endpoint("read_tab_collection", handle_tab_case),
+            methods=["GET"],
+        ),
+        Route("/v1/collection/sweep", endpoint("collection_sweep", handle_sweep), methods=["POST"]),
+        Route(
+            "/v1/collection/batches",
+            endpoint("collection_batch", handle_batch),
+            methods=["POST"],
+        ),
+    ]
+
+
+def _described(
+    summary: str, ok: str, errors: dict[str, str], *, created: bool = False, **extra: Any
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {"201" if created else "200": {"description": ok}}
+    responses.update({code: {"description": text} for code, text in errors.items()})
+    return {"summary": summary, "responses": responses, **extra}
+
+
+_CASE_PARAM: Final = [
+    {"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"}}
+]
+_NOT_FOUND: Final = {"401": "Missing or wrong API key.", "404": "No such case (`case_not_found`)."}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The collection routes as the OpenAPI document describes them (docs/collection.md)."""
+    return {
+        "/v1/collection/cases/{case_id}": {
+            "get": _described(
+                "A collection case, its attempts and its history.",
+                "The case.",
+                _NOT_FOUND,
+                parameters=_CASE_PARAM,
+            )
+        },
+        "/v1/collection/cases/{case_id}/links": {
+            "post": _described(
+                "Online start: a new pay link for one case (its URL is answered once).",
+                "The link's URL and limits.",
+                {**_NOT_FOUND, "400": "A limit out of range.", "409": "`case_closed`."},
+                parameters=_CASE_PARAM,
+                created=True,
+            )
+        },
+        "/v1/collection/cases/{case_id}/write-off": {
+            "post": _described(
+                "Give the debt up (ledger entry `collection_write_off`).",
+                "The case, written off.",
+                {**_NOT_FOUND, "409": "`not_written_off`: closed, or a payment is in flight."},
+                parameters=_CASE_PARAM,
+            )
+        },
+        "/v1/customers/{customer}/tabs/{tab_id}/collection": {
+            "get": _described(
+                "The collection case of a declined or expired tab.",
+                "The case.",
+                _NOT_FOUND,
+                parameters=[
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("customer", "tab_id")
+                ],
+            )
+        },
+        "/v1/collection/batches": {
+            "post": _described(
+                "Batch start: a CSV or JSON list of debts; a case and a link per good row, "
+                "sent; a report of every row.",
+                "The per-row report.",
+                {"400": "`malformed_batch` or `idempotency_key_required`.", "413": "Too large."},
+            )
+        },
+        "/v1/collection/sweep": {
+            "post": _described(
+                "Run one collection sweep now: open cases, due retries, closings.",
+                "What the sweep did.",
+                {"401": "Missing or wrong API key."},
+            )
+        },
+    }

@@ -1,0 +1,777 @@
+"""The flows of refunds and disputes over the ledger of record.
+
+Theory of operation. A refund is a two-phase transfer, like a tab:
+
+1. **decide and reserve** — one transaction: the refund id's lock; the tab's and its lines'
+   row locks (:func:`~settlement.refunds.store.lock_lines`); the policy's decision
+   (:func:`~settlement.refunds.policy.decide`) on the counters now held; the refund recorded
+   with its decision; if allowed, the amount reserved on the lines (``pending``). Refused and
+   awaiting-consent refunds reserve nothing.
+2. **the processor** — the refund goes to the processor that captured the tab, with the
+   idempotency key ``refund:<refund id>``, so a retry (after a timeout, a crash, a repeated
+   request) can never refund twice.
+3. **post or release** — one transaction: ``succeeded`` with the journal entry ``refund``
+   (the model's and the platform's parts taken back), or ``failed`` with the reservation
+   released. Then the webhook ``refund.succeeded`` or ``refund.failed`` (idempotent by event
+   id).
+
+A request that finds its refund ``pending`` (the processor did not answer) runs phase 2 again
+with the same key. A dispute notice is one transaction (idempotent by the processor's dispute
+id): the disputed amount reserved on the lines, the entry ``dispute_opened`` (the amount and
+the fee taken by the processor, the model's share of the disputed lines taken back), the
+customer flagged; its outcome is another (``dispute_won`` gives the amount and the model's
+share back and releases the lines; ``dispute_lost`` makes the loss final).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from psycopg.types.json import Jsonb
+
+from metering.clock import Clock
+from metering.outcomes import TabRef
+from settlement.gateway import Gateway, GatewayRequestError, GatewayUnavailable, RefundResult
+from settlement.ledger import journal, settlements
+from settlement.ledger.db import Connection, Database
+from settlement.ledger.journal import Account, AccountKind, Entry, EntryCode, Posting
+from settlement.ledger.times import at, ms
+from settlement.refunds import store
+from settlement.refunds.errors import NotRefundable, RefundIdReused, RefundNotFound
+from settlement.refunds.policy import Decision, Reason, RefundAsk, RefundPolicy, Verdict, decide
+from settlement.refunds.split import Room, spread
+from settlement.refunds.store import Part, RefundStatus
+from settlement.statements import build_statement, statement_data
+
+log = logging.getLogger("tipmeter.refunds")
+
+#: Longest a processor's refund call may take before the refund stays ``pending`` (retry).
+GATEWAY_TIMEOUT_S_DEFAULT: Final = 15.0
+
+REFUND_SUCCEEDED: Final = "refund.succeeded"
+REFUND_FAILED: Final = "refund.failed"
+DISPUTE_OPENED: Final = "dispute.opened"
+DISPUTE_CLOSED: Final = "dispute.closed"
+
+#: Queues a webhook event: (type, subject id unique per event, data).
+Announce = Callable[[str, str, Mapping[str, Any]], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """A refund as asked: its client-minted id, the tab, what to refund and why."""
+
+    refund_id: str
+    ref: TabRef
+    reason: Reason
+    lines: Mapping[str, int | None] = field(default_factory=dict)
+    amount_minor: int | None = None
+    #: Support's override of the policy: who, and the written reason (empty: no override).
+    override_by: str = ""
+    override_reason: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The request as recorded: a repeat with the same id must be equal to it."""
+        return {
+            "customer": self.ref.customer,
+            "tab_id": self.ref.tab_id,
+            "reason": str(self.reason),
+            "lines": dict(sorted(self.lines.items())),
+            "amount_minor": self.amount_minor,
+            "override_by": self.override_by,
+            "override_reason": self.override_reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeNotice:
+    """A processor's dispute notice, read into one shape (:mod:`settlement.refunds.notices`)."""
+
+    processor: str
+    dispute_id: str
+    capture_id: str
+    currency: str
+    amount_minor: int
+    fee_minor: int
+    reason: str
+    #: ``open``, ``won`` or ``lost``.
+    status: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A refund or dispute as the API shows it, and whether this call created it."""
+
+    body: dict[str, Any]
+    created: bool
+
+
+def _sum_by_room(parts: Sequence[Part]) -> dict[str, int]:
+    rooms: dict[str, int] = {}
+    for part in parts:
+        rooms[part.room] = rooms.get(part.room, 0) + part.model_minor
+    return rooms
+
+
+def refund_entry(
+    refund_id: str,
+    settlement_id: str,
+    processor: str,
+    currency: str,
+    parts: Sequence[Part],
+    posted_at: datetime,
+) -> Entry:
+    """``refund``: + each model room's part (she is owed less), + ``refunds`` the platform's
+    part, − the processor's clearing account the whole (it gave the money back)."""
+    postings = [
+        Posting(journal.model_payable(room, currency), amount)
+        for room, amount in sorted(_sum_by_room(parts).items())
+    ]
+    postings.append(
+        Posting(Account(AccountKind.REFUNDS, currency), sum(p.platform_minor for p in parts))
+    )
+    postings.append(
+        Posting(
+            journal.processor_clearing(processor, currency), -sum(p.amount_minor for p in parts)
+        )
+    )
+    return Entry(
+        f"refund:{refund_id}",
+        EntryCode.REFUND,
+        currency,
+        tuple(postings),
+        posted_at,
+        settlement_id,
+    )
+
+
+def dispute_entries(
+    dispute: Mapping[str, Any], parts: Sequence[Part], outcome: str, posted_at: datetime
+) -> Entry | None:
+    """The entry of a dispute's step ``outcome`` (``open``, ``won``, ``lost``); None when it
+    would move nothing (a lost dispute of lines all the model's, without a fee).
+
+    - ``dispute_opened``: − processor clearing (amount + fee); + each room its model part;
+      + ``disputes_open`` the rest;
+    - ``dispute_won``: + processor clearing (amount); + ``chargebacks`` the fee; − each room
+      its part back; − ``disputes_open`` what the opening put there;
+    - ``dispute_lost``: + ``chargebacks``; − ``disputes_open``: the loss is final.
+    """
+    currency = dispute["currency"]
+    amount, fee = dispute["amount_minor"], dispute["fee_minor"]
+    rooms = _sum_by_room(parts)
+    model = sum(rooms.values())
+    clearing = journal.processor_clearing(dispute["processor"], currency)
+    held = Account(AccountKind.DISPUTES_OPEN, currency)
+    losses = Account(AccountKind.CHARGEBACKS, currency)
+    rest = amount + fee - model
+    room_postings = [
+        Posting(journal.model_payable(room, currency), part) for room, part in sorted(rooms.items())
+    ]
+    if outcome == "open":
+        code, postings = (
+            EntryCode.DISPUTE_OPENED,
+            [Posting(clearing, -(amount + fee)), *room_postings, Posting(held, rest)],
+        )
+    elif outcome == "won":
+        code, postings = (
+            EntryCode.DISPUTE_WON,
+            [
+                Posting(clearing, amount),
+                Posting(losses, fee),
+                *(Posting(p.account, -p.amount_minor) for p in room_postings),
+                Posting(held, -rest),
+            ],
+        )
+    else:
+        if rest == 0:
+            return None
+        code, postings = EntryCode.DISPUTE_LOST, [Posting(losses, rest), Posting(held, -rest)]
+    name = {"open": "dispute_opened", "won": "dispute_won", "lost": "dispute_lost"}[outcome]
+    return Entry(
+        f"{name}:{dispute['dispute_id']}",
+        code,
+        currency,
+        tuple(postings),
+        posted_at,
+        dispute["settlement_id"],
+    )
+
+
+class Refunds:
+    """Refunds and disputes of one deployment (see the module docstring)."""
+
+    def __init__(
+        self,
+        database: Database,
+        gateway_for: Callable[[str], Gateway],
+        clock: Clock,
+        policy: RefundPolicy | None = None,
+        *,
+        announce: Announce | None = None,
+        gateway_timeout_s: float = GATEWAY_TIMEOUT_S_DEFAULT,
+        flag_on_dispute: bool = True,
+    ) -> None:
+        self.database = database
+        self.gateway_for = gateway_for
+        self.clock = clock
+        self.policy = policy or RefundPolicy()
+        self.announce = announce
+        self.gateway_timeout_s = gateway_timeout_s
+        self.flag_on_dispute = flag_on_dispute
+
+    def _now(self) -> datetime:
+        return at(self.clock.now_ms())
+
+    # -- refunds -------------------------------------------------------------------------------
+
+    async def request(self, req: RefundRequest) -> Answer:
+        """Decide, reserve and carry out a refund (idempotent by its id; see the module
+        docstring). Raises RefundIdReused, RefundNotFound, NotRefundable."""
+        sid = settlements.settlement_id_of(req.ref)
+        async with self.database.connection() as conn, conn.transaction():
+            await store.lock_id(conn, "refund", req.refund_id)
+            row = await store.refund_row(conn, req.refund_id)
+            created = row is None
+            if row is not None:
+                if row["request"] != req.as_json():
+                    raise RefundIdReused(
+                        f"refund {req.refund_id} was asked before with other parameters"
+                    )
+            else:
+                await self._decide(conn, req, sid)
+        body = await self._advance(req.refund_id)
+        return Answer(body, created)
+
+    async def _decide(self, conn: Connection, req: RefundRequest, sid: str) -> None:
+        found = await store.captured(conn, sid)
+        if found is None:
+            raise RefundNotFound(f"no settled tab {req.ref.tab_id} of {req.ref.customer}")
+        if found.outcome != "captured" or not found.capture_id:
+            raise NotRefundable(f"tab {req.ref.tab_id} was {found.outcome}: nothing to refund")
+        states = await store.lock_lines(conn, sid)
+        decision = decide(
+            self.policy,
+            RefundAsk(
+                captured_at_ms=ms(found.outcome_at),
+                now_ms=self.clock.now_ms(),
+                lines=req.lines,
+                amount_minor=req.amount_minor,
+                override=bool(req.override_by and req.override_reason),
+            ),
+            [s.facts for s in states],
+        )
+        status = {
+            Verdict.ALLOWED: RefundStatus.PENDING,
+            Verdict.NEEDS_CONSENT: RefundStatus.AWAITING_CONSENT,
+            Verdict.REFUSED: RefundStatus.REFUSED,
+        }[decision.verdict]
+        now = self._now()
+        await conn.execute(
+            """
+            INSERT INTO refunds (refund_id, settlement_id, customer, tab_id, processor,
+                capture_id, currency, amount_minor, reason, status, request, decision,
+                decided_by, decided_at, requested_at, finished_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            """,
+            (
+                req.refund_id,
+                sid,
+                found.customer,
+                found.tab_id,
+                found.processor,
+                found.capture_id,
+                found.currency,
+                decision.amount_minor,
+                str(req.reason),
+                str(status),
+                Jsonb(req.as_json()),
+                Jsonb(decision.as_json()),
+                req.override_by
+                or ("policy" if status is not RefundStatus.AWAITING_CONSENT else ""),
+                now if status is not RefundStatus.AWAITING_CONSENT else None,
+                now,
+                now if status is RefundStatus.REFUSED else None,
+            ),
+        )
+        if status is RefundStatus.PENDING:
+            await self._reserve(conn, req.refund_id, sid, states, decision)
+
+    async def _reserve(
+        self,
+        conn: Connection,
+        refund_id: str,
+        sid: str,
+        states: Sequence[store.LineState],
+        decision: Decision,
+    ) -> None:
+        parts = await store.take(conn, sid, states, dict(decision.lines), "refunded_minor")
+        await store.insert_lines(conn, "refund_lines", refund_id, parts)
+
+    async def consent(self, refund_id: str, *, accept: bool, by: str) -> Answer:
+        """The model's answer to a refund awaiting her consent: accepted, the refund is
+        reserved (on what is left now) and carried out; declined, it ends ``declined``. Who
+        and when is recorded. An answer to a refund no longer waiting changes nothing."""
+        async with self.database.connection() as conn, conn.transaction():
+            await store.lock_id(conn, "refund", refund_id)
+            row = await store.refund_row(conn, refund_id)
+            if row is None:
+                raise RefundNotFound(f"no refund {refund_id}")
+            if row["status"] == RefundStatus.AWAITING_CONSENT and not self._unanswered(row):
+                await self._answer(conn, row, accept=accept, by=by)
+        return Answer(await self._advance(refund_id), False)
+
+    async def _answer(
+        self, conn: Connection, row: Mapping[str, Any], *, accept: bool, by: str
+    ) -> None:
+        now = self._now()
+        refund_id = row["refund_id"]
+        if not accept:
+            await store.set_refund_status(
+                conn, refund_id, RefundStatus.DECLINED, now=now, decided_by=by, decided_at=now
+            )
+            return
+        states = await store.lock_lines(conn, row["settlement_id"])
+        remaining = {s.facts.line_id: s.facts.remaining_minor for s in states}
+        wanted = {line["line_id"]: line["amount_minor"] for line in row["decision"]["lines"]}
+        if any(amount > remaining.get(line_id, 0) for line_id, amount in wanted.items()):
+            # Refunded or disputed meanwhile: what was consented to is no longer there.
+            await store.set_refund_status(
+                conn,
+                refund_id,
+                RefundStatus.DECLINED,
+                now=now,
+                decided_by=by,
+                decided_at=now,
+                failure="exceeds_refundable",
+            )
+            return
+        decision = Decision(
+            Verdict.ALLOWED,
+            sum(wanted.values()),
+            tuple(sorted(wanted.items())),
+            reason="model_consent",
+        )
+        await store.set_refund_status(
+            conn, refund_id, RefundStatus.PENDING, now=now, decided_by=by, decided_at=now
+        )
+        await self._reserve(conn, refund_id, row["settlement_id"], states, decision)
+
+    async def read(self, refund_id: str) -> dict[str, Any]:
+        """The refund ``refund_id``; one awaiting consent past the policy's time is declined
+        (by ``timeout``) first, unless the policy escalates it to support."""
+        return await self._advance(refund_id, run_gateway=False)
+
+    async def _advance(self, refund_id: str, *, run_gateway: bool = True) -> dict[str, Any]:
+        async with self.database.connection() as conn:
+            row = await store.refund_row(conn, refund_id)
+            if row is None:
+                raise RefundNotFound(f"no refund {refund_id}")
+            if row["status"] == RefundStatus.AWAITING_CONSENT and self._unanswered(row):
+                async with conn.transaction():
+                    await store.lock_id(conn, "refund", refund_id)
+                    now = self._now()
+                    await store.set_refund_status(
+                        conn,
+                        refund_id,
+                        RefundStatus.DECLINED,
+                        now=now,
+                        decided_by="timeout",
+                        decided_at=now,
+                    )
+                row = await store.refund_row(conn, refund_id)
+                assert row is not None
+        if row["status"] == RefundStatus.PENDING and run_gateway:
+            await self._carry_out(row)
+            async with self.database.connection() as conn:
+                row = await store.refund_row(conn, refund_id)
+                assert row is not None
+        body = refund_json(row)
+        if row["status"] in (RefundStatus.SUCCEEDED, RefundStatus.FAILED) and self.announce:
+            # Idempotent by event id: announcing again after a crash queues nothing twice.
+            event = REFUND_SUCCEEDED if row["status"] == RefundStatus.SUCCEEDED else REFUND_FAILED
+            await self.announce(event, refund_id, body)
+        return body
+
+    def _unanswered(self, row: Mapping[str, Any]) -> bool:
+        if self.policy.unanswered != "decline":
+            return False
+        waited_ms = self.clock.now_ms() - ms(row["requested_at"])
+        return waited_ms > self.policy.consent_timeout_s * 1000
+
+    async def _carry_out(self, row: Mapping[str, Any]) -> None:
+        refund_id = row["refund_id"]
+        gateway = self.gateway_for(row["processor"])
+        try:
+            result = await asyncio.wait_for(
+                gateway.refund(
+                    idempotency_key=f"refund:{refund_id}",
+                    capture_id=row["capture_id"],
+                    amount_minor=row["amount_minor"],
+                ),
+                self.gateway_timeout_s,
+            )
+        except (GatewayUnavailable, TimeoutError):
+            log.warning(
+                "refund pending: the processor did not answer",
+                extra={"fields": {"refund_id": refund_id}},
+            )
+            return
+        except GatewayRequestError as exc:
+            await self._finish(row, None, str(exc))
+            return
+        await self._finish(row, result, "")
+
+    async def _finish(
+        self, row: Mapping[str, Any], result: RefundResult | None, failure: str
+    ) -> None:
+        refund_id, sid = row["refund_id"], row["settlement_id"]
+        now = self._now()
+        async with self.database.connection() as conn, conn.transaction():
+            await store.lock_id(conn, "refund", refund_id)
+            parts = store.parts_of(row["lines"])
+            if result is None:
+                if await store.set_refund_status(
+                    conn, refund_id, RefundStatus.FAILED, now=now, failure=failure
+                ):
+                    await store.give_back(conn, sid, parts, "refunded_minor")
+                return
+            if await store.set_refund_status(
+                conn,
+                refund_id,
+                RefundStatus.SUCCEEDED,
+                now=now,
+                processor_refund_id=result.refund_id,
+                processor_ref=result.processor_ref,
+            ):
+                await journal.post(
+                    conn,
+                    [refund_entry(refund_id, sid, row["processor"], row["currency"], parts, now)],
+                )
+
+    # -- disputes ------------------------------------------------------------------------------
+
+    async def dispute(self, notice: DisputeNotice) -> Answer:
+        """Record a dispute notice (idempotent by the processor's dispute id): the first opens
+        the dispute (claw-back, entry, flag); one saying ``won`` or ``lost`` closes it once."""
+        now = at(notice.at_ms) if notice.at_ms else self._now()
+        created = False
+        async with self.database.connection() as conn, conn.transaction():
+            await store.lock_id(conn, "dispute", notice.dispute_id)
+            row = await store.dispute_row(conn, notice.dispute_id)
+            if row is None:
+                row = await self._open(conn, notice, now)
+                created = True
+            elif row["processor"] != notice.processor:
+                raise RefundIdReused(f"dispute {notice.dispute_id} is another processor's")
+            if notice.status in ("won", "lost") and row["status"] == "open":
+                await self._close(conn, row, notice.status, now)
+            await conn.execute(
+                "UPDATE disputes SET notices = notices || %s WHERE dispute_id = %s",
+                (Jsonb([{"status": notice.status, "at": now.isoformat()}]), notice.dispute_id),
+            )
+            row = await store.dispute_row(conn, notice.dispute_id)
+            assert row is not None
+        body = dispute_json(row)
+        if self.announce is not None:
+            await self.announce(DISPUTE_OPENED, notice.dispute_id, body)
+            if row["status"] != "open":
+                await self.announce(DISPUTE_CLOSED, notice.dispute_id, body)
+        return Answer(body, created)
+
+    async def _open(self, conn: Connection, notice: DisputeNotice, now: datetime) -> dict[str, Any]:
+        cursor = await conn.execute(
+            "SELECT settlement_id FROM settlements WHERE capture_id = %s AND processor = %s",
+            (notice.capture_id, notice.processor),
+        )
+        found_row = await cursor.fetchone()
+        if found_row is None:
+            raise RefundNotFound(f"no capture {notice.capture_id} at {notice.processor}")
+        sid = found_row["settlement_id"]
+        found = await store.captured(conn, sid)
+        assert found is not None
+        if notice.currency != found.currency:
+            raise NotRefundable(
+                f"the dispute is in {notice.currency}, the capture {found.currency}"
+            )
+        states = await store.lock_lines(conn, sid)
+        latest_first = sorted(states, key=lambda s: -s.facts.seq)
+        try:
+            amounts = spread(
+                notice.amount_minor,
+                [Room(s.facts.line_id, s.facts.remaining_minor) for s in latest_first],
+            )
+        except ValueError:
+            raise NotRefundable(
+                f"dispute {notice.dispute_id}: {notice.amount_minor} is more than is left of "
+                f"capture {notice.capture_id}"
+            ) from None
+        parts = await store.take(conn, sid, states, amounts, "disputed_minor")
+        await conn.execute(
+            """
+            INSERT INTO disputes (processor, dispute_id, settlement_id, customer, capture_id,
+                currency, amount_minor, fee_minor, reason, status, opened_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', %s)
+            """,
+            (
+                notice.processor,
+                notice.dispute_id,
+                sid,
+                found.customer,
+                notice.capture_id,
+                notice.currency,
+                notice.amount_minor,
+                notice.fee_minor,
+                notice.reason,
+                now,
+            ),
+        )
+        await store.insert_lines(conn, "dispute_lines", notice.dispute_id, parts)
+        row = await store.dispute_row(conn, notice.dispute_id)
+        assert row is not None
+        entry = dispute_entries(row, parts, "open", now)
+        assert entry is not None
+        await journal.post(conn, [entry])
+        if self.flag_on_dispute:
+            await store.flag_customer(conn, found.customer, "dispute", notice.dispute_id, now)
+        return row
+
+    async def _close(
+        self, conn: Connection, row: Mapping[str, Any], outcome: str, now: datetime
+    ) -> None:
+        await conn.execute(
+            "UPDATE disputes SET status = %s, closed_at = %s WHERE dispute_id = %s",
+            (outcome, now, row["dispute_id"]),
+        )
+        parts = store.parts_of(row["lines"])
+        if outcome == "won":
+            await store.give_back(conn, row["settlement_id"], parts, "disputed_minor")
+        entry = dispute_entries(row, parts, outcome, now)
+        if entry is not None:
+            await journal.post(conn, [entry])
+
+    async def read_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """The dispute ``dispute_id`` (RefundNotFound if none)."""
+        async with self.database.connection() as conn:
+            row = await store.dispute_row(conn, dispute_id)
+        if row is None:
+            raise RefundNotFound(f"no dispute {dispute_id}")
+        return dispute_json(row)
+
+    async def evidence(self, dispute_id: str) -> dict[str, Any]:
+        """The evidence package of a dispute, from the ledger: the hold(s) and the capture,
+        every line with its time, each show's start, end and billed seconds, the tips, and the
+        statement the customer was shown."""
+        async with self.database.connection() as conn:
+            row = await store.dispute_row(conn, dispute_id)
+            if row is None:
+                raise RefundNotFound(f"no dispute {dispute_id}")
+            found = await store.captured(conn, row["settlement_id"])
+            assert found is not None
+            ref = TabRef(found.customer, found.tab_id)
+            tab_record = await settlements.read_tab(conn, ref)
+            assert tab_record is not None
+            history = await store.history(conn, row["settlement_id"])
+        tab, record = tab_record
+        statement = statement_data(build_statement(tab, record))
+        return _object(
+            {
+                "dispute": dispute_json(row),
+                "customer": found.customer,
+                "tab_id": found.tab_id,
+                "processor": found.processor,
+                "holds": history["holds"],
+                "capture": {
+                    "capture_id": found.capture_id,
+                    "amount_minor": found.captured_minor,
+                    "currency": found.currency,
+                    "captured_at": found.outcome_at,
+                    "opened_at_ms": tab.opened_at_ms,
+                },
+                "lines": [
+                    {
+                        "line_id": line.line_id,
+                        "kind": line.kind,
+                        "room": line.room,
+                        "at_ms": line.at_ms,
+                        "amount_minor": line.amount_minor,
+                        "seconds": line.seconds,
+                    }
+                    for line in tab.lines
+                ],
+                "shows": [
+                    {
+                        "session_id": s["session_id"],
+                        "room": s["room"],
+                        "kind": s["kind"],
+                        "started_at": s["started_at"],
+                        "ended_at": s["ended_at"],
+                        "billed_s": s["billed_s"],
+                        "amount_minor": s["amount_minor"],
+                        "rate_per_minute_minor": s["rate_per_minute_minor"],
+                        "end_reason": s["end_reason"],
+                    }
+                    for s in history["shows"]
+                ],
+                "tips": [
+                    {
+                        "tip_id": line.line_id.removeprefix("tip:"),
+                        "room": line.room,
+                        "at_ms": line.at_ms,
+                        "amount_minor": line.amount_minor,
+                    }
+                    for line in tab.lines
+                    if line.kind == "tip"
+                ],
+                "statement": statement,
+                "refunds": history["refunds"],
+            }
+        )
+
+    async def find_payment(self, number: str) -> dict[str, Any]:
+        """The tab a number names and its whole history (RefundNotFound if none)."""
+        async with self.database.connection() as conn:
+            matches = await store.find_payment(conn, number)
+            if not matches:
+                raise RefundNotFound(f"no payment known by {number}")
+            sid, kind = matches[0]
+            found = await store.captured(conn, sid)
+            assert found is not None
+            tab_record = await settlements.read_tab(conn, TabRef(found.customer, found.tab_id))
+            assert tab_record is not None
+            history = await store.history(conn, sid)
+        tab, record = tab_record
+        return _object(
+            {
+                "matched": kind,
+                "also": [{"settlement_id": s, "matched": k} for s, k in matches[1:]],
+                "settlement_id": sid,
+                "customer": found.customer,
+                "tab_id": found.tab_id,
+                "processor": found.processor,
+                "outcome": found.outcome,
+                "capture_id": found.capture_id or None,
+                "captured_minor": found.captured_minor,
+                "currency": found.currency,
+                "lines": [
+                    {
+                        "line_id": line.line_id,
+                        "kind": line.kind,
+                        "room": line.room,
+                        "at_ms": line.at_ms,
+                        "amount_minor": line.amount_minor,
+                    }
+                    for line in tab.lines
+                ],
+                "statement": statement_data(build_statement(tab, record)),
+                **history,
+            }
+        )
+
+    async def clear_flag(self, customer: str, by: str) -> bool:
+        """Support clears the customer's flag (False: none was standing)."""
+        async with self.database.connection() as conn:
+            return await store.clear_flag(conn, customer, by, self._now())
+
+    async def flagged(self, customer: str) -> dict[str, Any] | None:
+        """The customer's standing flag, or None."""
+        async with self.database.connection() as conn:
+            return await store.flag_of(conn, customer)
+
+    async def dispute_ratios(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Per processor: disputes opened and captured settlements in ``[since, until)``."""
+        async with self.database.connection() as conn:
+            return await store.dispute_ratios(conn, since, until)
+
+
+async def customer_flagged(database: Database, customer: str) -> bool:
+    """Whether a dispute's flag (not cleared by support) stops ``customer`` opening a tab."""
+    async with database.connection() as conn:
+        return await store.flag_of(conn, customer) is not None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with times as ISO 8601 strings (rows from the database carry datetimes)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _object(value: dict[str, Any]) -> dict[str, Any]:
+    result = jsonable(value)
+    assert isinstance(result, dict)
+    return result
+
+
+def refund_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A refund as the API shows it."""
+    return _object(
+        {
+            "refund_id": row["refund_id"],
+            "customer": row["customer"],
+            "tab_id": row["tab_id"],
+            "processor": row["processor"],
+            "capture_id": row["capture_id"],
+            "currency": row["currency"],
+            "amount_minor": row["amount_minor"],
+            "reason": row["reason"],
+            "status": row["status"],
+            "decision": row["decision"],
+            "decided_by": row["decided_by"],
+            "decided_at": row["decided_at"],
+            "processor_refund_id": row["processor_refund_id"],
+            "failure": row["failure"] or None,
+            "requested_at": row["requested_at"],
+            "finished_at": row["finished_at"],
+            "lines": [
+                {
+                    "line_id": line["line_id"],
+                    "room": line["room"],
+                    "amount_minor": line["amount_minor"],
+                    "model_minor": line["model_minor"],
+                    "platform_minor": line["platform_minor"],
+                }
+                for line in row["lines"]
+            ],
+        }
+    )
+
+
+def dispute_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A dispute as the API shows it."""
+    return _object(
+        {
+            "dispute_id": row["dispute_id"],
+            "processor": row["processor"],
+            "customer": row["customer"],
+            "tab_id": row["settlement_id"].partition("/")[2],
+            "capture_id": row["capture_id"],
+            "currency": row["currency"],
+            "amount_minor": row["amount_minor"],
+            "fee_minor": row["fee_minor"],
+            "reason": row["reason"],
+            "status": row["status"],
+            "opened_at": row["opened_at"],
+            "closed_at": row["closed_at"],
+            "lines": [
+                {
+                    "line_id": line["line_id"],
+                    "room": line["room"],
+                    "amount_minor": line["amount_minor"],
+                    "model_minor": line["model_minor"],
+                    "platform_minor": line["platform_minor"],
+                }
+                for line in row["lines"]
+            ],
+        }
+    )

@@ -1,0 +1,46 @@
+"""Failed tabs for collection tests: a real meter, the sandbox and the real worker."""
+
+from __future__ import annotations
+
+from metering.lifecycle import FreezeReason
+from metering.meter import Meter
+from metering.outcomes import Code, TabRef
+from settlement.ledger.ledger import Ledger
+from settlement.ledger.settlements import settlement_id_of
+from settlement.queue import request_settlement
+from settlement.sandbox import SandboxGateway
+from tests.metering.helpers import tip
+from tests.settlement.helpers import make_worker
+
+
+async def failed_tab(
+    meter: Meter,
+    gateway: SandboxGateway,
+    ledger: Ledger,
+    *,
+    customer: str = "c1",
+    reason: str = "insufficient_funds",
+    amounts: tuple[tuple[str, int], ...] = (("roomA", 300), ("roomB", 200)),
+) -> str:
+    """A tab whose capture the sandbox declines with ``reason``; its settlement id."""
+    card = f"tok_capture_decline_{reason}"
+    hold = await gateway.authorize(
+        idempotency_key=f"auth:{customer}", payment_method=card, amount_minor=5_000, currency="USD"
+    )
+    assert hold.approved, hold
+    opened = await meter.tabs.open(
+        customer=customer,
+        currency="USD",
+        cap_minor=5_000,
+        auth_ref=hold.auth_ref,
+        capture_before_ms=hold.expires_at_ms,
+        payment_method=card,
+    )
+    assert opened.code is Code.APPLIED, opened
+    ref = TabRef(customer, opened.tab_id)
+    for number, (room, amount) in enumerate(amounts):
+        assert (await meter.tip(ref, tip(f"t{number}", amount, room=room))).code.ok
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    report = await make_worker(meter, gateway, ledger).run_burst()
+    assert report.statuses == {"failed": 1}, report
+    return settlement_id_of(ref)
