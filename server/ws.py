@@ -600,6 +600,16 @@ async def _session_stop(rt: Runtime, conn: Connection, message: SessionStop) -> 
     ref: SessionRef | None = None
     if conn.role is Role.VIEWER:
         ref = conn.sessions.get(message.session_id)
+        if ref is None and is_id(message.session_id):
+            # A session of this customer started on another connection (one that dropped, or
+            # another device): stop it, or tell how it ended.
+            found = await sessions.read(conn.subject, message.session_id)
+            if found is not None and found.state == "ended":
+                ended = await _session_view(rt, conn.subject, message.session_id)
+                conn.send(Result(id=message.id, status="duplicate", session=ended), "result")
+                return
+            if found is not None:
+                ref = SessionRef(conn.subject, message.session_id, found.tab_id)
     elif conn.role is Role.MODEL:
         ref = next(
             (

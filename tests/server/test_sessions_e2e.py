@@ -229,20 +229,20 @@ async def test_after_a_reconnect_the_viewer_reads_how_its_show_ended(servers: Pa
     """The end message went to a connection that is gone: on a new connection, session_stop
     with the show's id answers how it ended (and stops it if it still runs)."""
     a, b = servers
-    await open_tab(a, "uma2", cap_minor=100_000)
+    await open_tab(a, "vera", cap_minor=100_000)
     async with model(b) as alice:
         await set_rates(alice, 600)
-        async with viewer(a, "uma2") as first:
+        async with viewer(a, "vera") as first:
             await first.start_session("alice", "private", session_id="show-gone")
             stopped = await alice.stop_session("show-gone")  # the model ends it meanwhile
             assert stopped.session is not None
-        async with viewer(b, "uma2") as second:
+        async with viewer(b, "vera") as second:
             answer = await second.stop_session("show-gone")
             assert answer.status == "duplicate"
             assert answer.session is not None
             assert (answer.session.state, answer.session.end_reason) == ("ended", "stopped")
             # A show still running on another device is stopped from this one.
-            async with viewer(a, "uma2") as other_device:
+            async with viewer(a, "vera") as other_device:
                 await other_device.start_session("alice", "private", session_id="show-two")
                 ended = await second.stop_session("show-two")
             assert ended.status == "applied"
