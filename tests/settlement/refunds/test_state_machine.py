@@ -303,7 +303,7 @@ class RefundsMachine(RuleBasedStateMachine):
 def test_refunds_and_disputes_keep_the_ledger_bounded_balanced_and_agreed(redis_url: str) -> None:
     RefundsMachine.redis_url = redis_url
     machine_test = RefundsMachine.TestCase
-    machine_test.settings = settings(max_examples=10, stateful_step_count=16)
+    machine_test.settings = settings(max_examples=25, stateful_step_count=16)
     machine_test().runTest()
     # The runs reached every outcome (a machine that never gets there proves nothing).
     assert RefundsMachine.reached >= {
