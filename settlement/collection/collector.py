@@ -237,18 +237,7 @@ class Collector:
             if not await cases.insert_case(conn, case):
                 return case_id, None
             await cases.post_receivable(conn, case, now)
-            link_id, token = links.mint(self.config.link_secret, case_id, case.customer)
-            await cases.insert_link(
-                conn,
-                link_id=link_id,
-                case_id=case_id,
-                digest=links.token_digest(token),
-                expires_at=at(now_ms + limits.expiry_s * 1_000),
-                opens_max=limits.opens_max,
-                failed_max=limits.failed_max,
-                now=now,
-            )
-            await cases.transition(conn, case, CaseEvent.SEND_LINK, now, f"batch {batch_id}")
+            token = await self._insert_link(conn, case, limits, now_ms, f"batch {batch_id}")
         return case_id, token
 
     # -- charging ----------------------------------------------------------------------------
@@ -474,24 +463,11 @@ class Collector:
         """Mint a pay link for a case and move it to ``link_sent``; return the token (shown
         once, sent to the customer, never stored)."""
         limits = limits or self.config.link
-        now = at(now_ms)
         async with self.ledger.database.connection() as conn, conn.transaction():
             case = await cases.read(conn, case_id, lock=True)
             if case is None:
                 raise LookupError(f"no collection case {case_id}")
-            link_id, token = links.mint(self.config.link_secret, case.case_id, case.customer)
-            await cases.insert_link(
-                conn,
-                link_id=link_id,
-                case_id=case_id,
-                digest=links.token_digest(token),
-                expires_at=at(now_ms + limits.expiry_s * 1_000),
-                opens_max=limits.opens_max,
-                failed_max=limits.failed_max,
-                now=now,
-            )
-            await cases.transition(conn, case, CaseEvent.SEND_LINK, now, f"link {link_id[:6]}…")
-        return token
+            return await self._insert_link(conn, case, limits, now_ms, None)
 
     async def set_contact(self, case_id: str, contact: str, language: str) -> None:
         """Remember how to reach the customer of a case, and in which language."""
@@ -603,6 +579,32 @@ class Collector:
         for case_id in old:
             if await self.write_off(case_id, now_ms, "grace period over"):
                 report.written_off += 1
+
+    async def _insert_link(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        case: Case,
+        limits: LinkLimits,
+        now_ms: int,
+        note: str | None,
+    ) -> str:
+        """Mint a pay link for ``case`` and record it (only its digest), in the caller's
+        transaction; the case moves to ``link_sent`` with ``note`` (default: the link's id).
+        Returns the token, which is never stored or logged."""
+        now = at(now_ms)
+        link_id, token = links.mint(self.config.link_secret, case.case_id, case.customer)
+        await cases.insert_link(
+            conn,
+            link_id=link_id,
+            case_id=case.case_id,
+            digest=links.token_digest(token),
+            expires_at=at(now_ms + limits.expiry_s * 1_000),
+            opens_max=limits.opens_max,
+            failed_max=limits.failed_max,
+            now=now,
+        )
+        await cases.transition(conn, case, CaseEvent.SEND_LINK, now, note or f"link {link_id[:6]}…")
+        return token
 
     async def sweep(self, now_ms: int) -> SweepReport:
         """One pass: open new cases, resolve unknown attempts, run due retries, close the spent."""
