@@ -3,6 +3,7 @@ within a bound, and being a context manager."""
 
 from __future__ import annotations
 
+import abc
 import signal
 import subprocess
 from types import TracebackType
@@ -27,16 +28,16 @@ def stop_child(
         process.wait()
 
 
-class ChildServer:
+class ChildServer(abc.ABC):
     """A server run as a child process: ``with server:`` starts it and always stops it."""
 
+    @abc.abstractmethod
     def start(self) -> None:
         """Start the server; return once it answers."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop the server."""
-        raise NotImplementedError
 
     def __enter__(self) -> Self:
         self.start()
