@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -858,13 +857,6 @@ async def feed_token_valid(rt: Runtime, room: str, token: str) -> bool:
     return hmac.compare_digest(as_text(stored), feed_token_hash(token))
 
 
-async def openapi_document(request: Request, rt: Runtime) -> Response:
-    """``GET /openapi.json``."""
-    from server.openapi import document
-
-    return Response(orjson.dumps(document(rt.settings.base_url)), media_type="application/json")
-
-
 def routes() -> list[Route]:
     """The HTTP API's routes."""
     return [
@@ -907,10 +899,5 @@ def routes() -> list[Route]:
             "/v1/rooms/{room}/feed-token",
             endpoint("create_feed_token", handle_create_feed_token),
             methods=["POST"],
-        ),
-        Route(
-            "/openapi.json",
-            endpoint("openapi", openapi_document, authenticated=False),
-            methods=["GET"],
         ),
     ]

@@ -15,7 +15,17 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
+from server import (
+    api,
+    collection_api,
+    demo_api,
+    feed,
+    health,
+    openapi,
+    overlay,
+    paylinks,
+    refunds_api,
+)
 from server.config import Settings
 from server.errors import ConfigError
 from server.hub import Hub
@@ -161,8 +171,10 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes(),
+        *openapi.routes(),
         *refunds_api.routes(),
         *feed.routes(),
+        *overlay.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
         *paylinks.routes(),

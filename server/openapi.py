@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
 from server import collection_api, refunds_openapi
-from server.demo_api import DEMO_BODY_BYTES_MAX, FEED_TOKEN_CHARS_MAX, OVERLAY_TICKET_TTL_S
+from server.api import endpoint
+from server.overlay import FEED_TOKEN_CHARS_MAX, OVERLAY_BODY_BYTES_MAX, OVERLAY_TICKET_TTL_S
+from server.runtime import Runtime
 
 _ERROR = {
     "type": "object",
@@ -504,7 +511,7 @@ def document(server_url: str) -> dict[str, Any]:
                         ),
                         "413": _json(
                             _ERROR,
-                            f"Body larger than {DEMO_BODY_BYTES_MAX} bytes (`body_too_large`).",
+                            f"Body larger than {OVERLAY_BODY_BYTES_MAX} bytes (`body_too_large`).",
                         ),
                         "503": _json(_ERROR, "Redis is unavailable (`unavailable`): retry."),
                     },
@@ -521,3 +528,19 @@ def document(server_url: str) -> dict[str, Any]:
             },
         },
     }
+
+
+async def openapi_document(request: Request, rt: Runtime) -> Response:
+    """``GET /openapi.json``."""
+    return Response(orjson.dumps(document(rt.settings.base_url)), media_type="application/json")
+
+
+def routes() -> list[Route]:
+    """The document's own route."""
+    return [
+        Route(
+            "/openapi.json",
+            endpoint("openapi", openapi_document, authenticated=False),
+            methods=["GET"],
+        )
+    ]
