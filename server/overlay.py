@@ -17,14 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clients.tickets import Role
-from metering.keys import is_id
-from server.api import ApiError, endpoint, feed_token_valid, json_body
+from server.api import bounds_of, endpoint, feed_token_valid, json_body
+from server.api_contract import FEED_TOKEN, ROOM, ApiError
 from server.runtime import Runtime
 
 #: Life of a broadcast ticket an overlay gets for its feed token (one connection each).
 OVERLAY_TICKET_TTL_S: Final = 60
-#: Longest feed token accepted (the server mints 32 characters).
-FEED_TOKEN_CHARS_MAX: Final = 128
 #: Largest body the exchange reads (a room and a token).
 OVERLAY_BODY_BYTES_MAX: Final = 2_048
 
@@ -34,12 +32,11 @@ async def overlay_ticket(request: Request, rt: Runtime) -> Response:
     connection following ``room``, for the holder of the room's current feed token."""
     body = await json_body(request, OVERLAY_BODY_BYTES_MAX)
     room, token = body.get("room"), body.get("token")
+    # One answer for every refusal (a malformed room, token or a wrong one): nothing to probe.
     valid = (
-        is_id(room)
-        and isinstance(room, str)
-        and isinstance(token, str)
-        and 0 < len(token) <= FEED_TOKEN_CHARS_MAX
-        and await feed_token_valid(rt, room, token)
+        ROOM.accepts(room, bounds_of(rt))
+        and FEED_TOKEN.accepts(token, bounds_of(rt))
+        and await feed_token_valid(rt, str(room), str(token))
     )
     if not valid:
         raise ApiError(401, "invalid_token", "unknown room or feed token")
