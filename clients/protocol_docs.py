@@ -20,53 +20,28 @@ from typing import Any, Final
 
 import orjson
 
+from clients import protocol as p
 from clients.codes import CloseCode, ErrorCode
 from clients.declare import SPECS, Field, Spec
-from clients.protocol import (
-    CLIENT_MESSAGES,
-    SERVER_MESSAGES,
-    Codec,
-    Drain,
-    Error,
-    Message,
-    Ping,
-    Pong,
-    RateView,
-    Result,
-    RoomEvent,
-    SessionStart,
-    SessionStop,
-    SessionUpdate,
-    SessionView,
-    SetRates,
-    Subscribe,
-    Subscribed,
-    TabUpdate,
-    TabView,
-    Tip,
-    TipReceipt,
-    Unsubscribe,
-    Unsubscribed,
-    Warning,
-    Welcome,
-    encode,
-)
+from clients.protocol import CLIENT_MESSAGES, SERVER_MESSAGES, Codec, Message, encode
 from clients.tickets import Role
 
 DOC: Final = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 
-_TAB = TabView("tab_Q2x", "USD", "open", 5_000, 0, 1)
+_TAB = p.TabView("tab_Q2x", "USD", "open", 5_000, 0, 1)
 #: The examples the page shows, by message type (at least one per message).
 EXAMPLES: Final[dict[str, list[Message]]] = {
-    "tip": [Tip("tip-7f3a", "alice", 500, "USD", message="hi!")],
-    "subscribe": [Subscribe("alice", after="1700000000000-0", id="sub-1")],
-    "unsubscribe": [Unsubscribe("alice", id="unsub-1")],
-    "session_start": [SessionStart("show-5b2e", "alice", "private")],
-    "session_stop": [SessionStop("stop-1", "show-5b2e")],
-    "set_rates": [SetRates("rates-1", {"private": RateView(600, 60), "spy": RateView(200, 0)})],
-    "ping": [Ping("ping-1")],
+    "tip": [p.Tip("tip-7f3a", "alice", 500, "USD", message="hi!")],
+    "subscribe": [p.Subscribe("alice", after="1700000000000-0", id="sub-1")],
+    "unsubscribe": [p.Unsubscribe("alice", id="unsub-1")],
+    "session_start": [p.SessionStart("show-5b2e", "alice", "private")],
+    "session_stop": [p.SessionStop("stop-1", "show-5b2e")],
+    "set_rates": [
+        p.SetRates("rates-1", {"private": p.RateView(600, 60), "spy": p.RateView(200, 0)})
+    ],
+    "ping": [p.Ping("ping-1")],
     "welcome": [
-        Welcome(
+        p.Welcome(
             1,
             "viewer",
             "c42",
@@ -84,25 +59,25 @@ EXAMPLES: Final[dict[str, list[Message]]] = {
         )
     ],
     "result": [
-        Result(
+        p.Result(
             "tip-7f3a",
             "applied",
-            TabView("tab_Q2x", "USD", "open", 5_000, 500, 2),
-            TipReceipt(1, 1_700_000_000_123),
+            p.TabView("tab_Q2x", "USD", "open", 5_000, 500, 2),
+            p.TipReceipt(1, 1_700_000_000_123),
         )
     ],
     "error": [
-        Error(
+        p.Error(
             "over_cap",
             "the tip does not fit under the tab's cap; raise the cap",
             "tip-8b1c",
-            TabView("tab_Q2x", "USD", "open", 5_000, 4_800, 9),
+            p.TabView("tab_Q2x", "USD", "open", 5_000, 4_800, 9),
         )
     ],
-    "tab": [TabUpdate(TabView("tab_Q2x", "USD", "open", 8_000, 4_800, 10))],
+    "tab": [p.TabUpdate(p.TabView("tab_Q2x", "USD", "open", 8_000, 4_800, 10))],
     "session": [
-        SessionUpdate(
-            SessionView(
+        p.SessionUpdate(
+            p.SessionView(
                 "show-5b2e",
                 "alice",
                 "private",
@@ -117,9 +92,9 @@ EXAMPLES: Final[dict[str, list[Message]]] = {
             )
         )
     ],
-    "warning": [Warning("tab_Q2x", 58, 60)],
+    "warning": [p.Warning("tab_Q2x", 58, 60)],
     "event": [
-        RoomEvent(
+        p.RoomEvent(
             "alice",
             "1700000000125-0",
             "tip",
@@ -136,10 +111,10 @@ EXAMPLES: Final[dict[str, list[Message]]] = {
             },
         )
     ],
-    "subscribed": [Subscribed("alice", "sub-1", gap=False)],
-    "unsubscribed": [Unsubscribed("alice", "unsub-1")],
-    "drain": [Drain(2_350)],
-    "pong": [Pong("ping-1", 1_700_000_000_050)],
+    "subscribed": [p.Subscribed("alice", "sub-1", gap=False)],
+    "unsubscribed": [p.Unsubscribed("alice", "unsub-1")],
+    "drain": [p.Drain(2_350)],
+    "pong": [p.Pong("ping-1", 1_700_000_000_050)],
 }
 
 _BLOCK: Final = re.compile(

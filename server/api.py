@@ -143,17 +143,24 @@ def endpoint(
     return serve
 
 
+async def read_body(request: Request, bytes_max: int, what: str = "bodies") -> bytes:
+    """The request's body, reading at most ``bytes_max`` bytes (413 ``body_too_large`` past
+    it, the message naming ``what`` the route reads)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > bytes_max:
+            raise ApiError(413, "body_too_large", f"{what} are at most {bytes_max} bytes")
+    return body
+
+
 async def json_body(request: Request, bytes_max: int = BODY_BYTES_MAX) -> dict[str, Any]:
     """The request's body as a JSON object, reading at most ``bytes_max`` bytes (413 past it;
     400 ``malformed_body`` for anything but a JSON object)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > bytes_max:
         raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > bytes_max:
-            raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
+    body = await read_body(request, bytes_max)
     try:
         value = loads_json(body or b"{}")
     except DuplicateKey as exc:
@@ -790,47 +797,32 @@ async def feed_token_valid(rt: Runtime, room: str, token: str) -> bool:
     return hmac.compare_digest(as_text(stored), feed_token_hash(token))
 
 
+def route(
+    method: str, path: str, name: str, handler: Handler, *, authenticated: bool = True
+) -> Route:
+    """One route of the API: ``handler`` behind :func:`endpoint` (the key, errors as JSON,
+    metrics by ``name``)."""
+    return Route(path, endpoint(name, handler, authenticated=authenticated), methods=[method])
+
+
 def routes() -> list[Route]:
     """The HTTP API's routes."""
     return [
-        Route("/v1/tabs", endpoint("open_tab", handle_open_tab), methods=["POST"]),
-        Route(
-            "/v1/customers/{customer}/tabs/{tab_id}",
-            endpoint("read_tab", handle_read_tab),
-            methods=["GET"],
-        ),
-        Route(
+        route("POST", "/v1/tabs", "open_tab", handle_open_tab),
+        route("GET", "/v1/customers/{customer}/tabs/{tab_id}", "read_tab", handle_read_tab),
+        route(
+            "GET",
             "/v1/customers/{customer}/tabs/{tab_id}/statement",
-            endpoint("read_statement", handle_read_statement),
-            methods=["GET"],
+            "read_statement",
+            handle_read_statement,
         ),
-        Route(
-            "/v1/customers/{customer}/tabs/{tab_id}/cap",
-            endpoint("raise_cap", handle_raise_cap),
-            methods=["POST"],
+        route("POST", "/v1/customers/{customer}/tabs/{tab_id}/cap", "raise_cap", handle_raise_cap),
+        route(
+            "POST", "/v1/customers/{customer}/tabs/{tab_id}/settle", "settle_tab", handle_settle_tab
         ),
-        Route(
-            "/v1/customers/{customer}/tabs/{tab_id}/settle",
-            endpoint("settle_tab", handle_settle_tab),
-            methods=["POST"],
-        ),
-        Route(
-            "/v1/captures/{capture_id}",
-            endpoint("read_capture", handle_read_capture),
-            methods=["GET"],
-        ),
-        Route("/v1/tickets", endpoint("mint_ticket", handle_mint_ticket), methods=["POST"]),
-        Route(
-            "/v1/rooms/{room}/payout", endpoint("set_payout", handle_set_payout), methods=["PUT"]
-        ),
-        Route(
-            "/v1/rooms/{room}/earnings",
-            endpoint("room_earnings", handle_room_earnings),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/rooms/{room}/feed-token",
-            endpoint("create_feed_token", handle_create_feed_token),
-            methods=["POST"],
-        ),
+        route("GET", "/v1/captures/{capture_id}", "read_capture", handle_read_capture),
+        route("POST", "/v1/tickets", "mint_ticket", handle_mint_ticket),
+        route("PUT", "/v1/rooms/{room}/payout", "set_payout", handle_set_payout),
+        route("GET", "/v1/rooms/{room}/earnings", "room_earnings", handle_room_earnings),
+        route("POST", "/v1/rooms/{room}/feed-token", "create_feed_token", handle_create_feed_token),
     ]

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from metering import rooms
 from metering.keys import is_id
-from server.api import endpoint, feed_token_valid
+from server.api import feed_token_valid, route
 from server.api_contract import FEED_CURSOR, FEED_TIMEOUT, FEED_TIMEOUT_S_DEFAULT, ApiError
 from server.runtime import Runtime
 
@@ -114,9 +114,5 @@ async def events_feed(request: Request, rt: Runtime) -> Response:
 def routes() -> list[Route]:
     """The feed's route."""
     return [
-        Route(
-            "/events/{room}/{token}/",
-            endpoint("events_feed", events_feed, authenticated=False),
-            methods=["GET"],
-        )
+        route("GET", "/events/{room}/{token}/", "events_feed", events_feed, authenticated=False)
     ]

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from clients.declare import ID_PATTERN
 from server import collection_api, refunds_openapi
-from server.api import BODY_BYTES_MAX, bounds_of, endpoint
+from server.api import BODY_BYTES_MAX, bounds_of, route
 from server.api_contract import (
     AMOUNT_MAX_MINOR,
     CAPTURE_ID,
@@ -629,10 +629,4 @@ async def openapi_document(request: Request, rt: Runtime) -> Response:
 
 def routes() -> list[Route]:
     """The document's own route."""
-    return [
-        Route(
-            "/openapi.json",
-            endpoint("openapi", openapi_document, authenticated=False),
-            methods=["GET"],
-        )
-    ]
+    return [route("GET", "/openapi.json", "openapi", openapi_document, authenticated=False)]

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clients.tickets import Role
-from server.api import bounds_of, endpoint, feed_token_valid, json_body
+from server.api import bounds_of, feed_token_valid, json_body, route
 from server.api_contract import FEED_TOKEN, ROOM, ApiError
 from server.runtime import Runtime
 
@@ -48,10 +48,4 @@ async def overlay_ticket(request: Request, rt: Runtime) -> Response:
 
 def routes() -> list[Route]:
     """The overlay's ticket exchange."""
-    return [
-        Route(
-            "/overlay/ticket",
-            endpoint("overlay_ticket", overlay_ticket, authenticated=False),
-            methods=["POST"],
-        )
-    ]
+    return [route("POST", "/overlay/ticket", "overlay_ticket", overlay_ticket, authenticated=False)]
