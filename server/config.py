@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
-from metering.store import RedisTarget
+from metering.store import ACK_WAIT_MS_DEFAULT, RedisTarget, Replication
 from server.errors import ConfigError
 from server.setting import (
     PREFIX,
@@ -101,6 +101,18 @@ class Settings:
         64,
         integer(1, 10_000),
         "Connections one process opens to Redis at most (per node on a cluster).",
+    )
+    ack_replicas: int = setting(
+        0,
+        integer(0, 16),
+        "Replicas that must hold a tip before it is acknowledged (Redis WAIT; 0: off). See "
+        "docs/server.md, 'What an acknowledged tip survives'.",
+    )
+    ack_wait_ms: int = setting(
+        ACK_WAIT_MS_DEFAULT,
+        integer(1, 10_000),
+        "How long a tip's acknowledgement waits for those replicas before it is answered "
+        "unavailable (retryable), in milliseconds.",
     )
     redis_server_bin: str = setting(
         "redis-server",
@@ -714,6 +726,7 @@ class Settings:
             url=self.redis_url,
             cluster_nodes=self.redis_cluster_nodes,
             connections_max=self.redis_connections_max,
+            replication=Replication(self.ack_replicas, self.ack_wait_ms),
         )
 
     @classmethod
@@ -783,6 +796,12 @@ class Settings:
                 f"{PREFIX}SESSION_LEASE_MS ({self.session_lease_ms}) must be at least twice "
                 f"{PREFIX}TICK_MS ({self.tick_ms}): a lease renewed once a tick would lapse "
                 "between two ticks, and live shows would end as owner_lost"
+            )
+        if self.ack_replicas and self.embedded_redis:
+            raise ConfigError(
+                f"{PREFIX}ACK_REPLICAS needs a Redis with replicas ({PREFIX}REDIS_URL or "
+                f"{PREFIX}REDIS_CLUSTER_NODES); the embedded redis-server has none, so every tip "
+                "would be refused"
             )
         if serving:
             self._validate_serving()

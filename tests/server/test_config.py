@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from metering.store import Replication
 from server.config import VARIABLES, Settings, render_markdown
 from server.errors import ConfigError
 from server.setting import METADATA_KEY, Variable, is_set, typed
@@ -41,6 +42,18 @@ def test_values_are_parsed() -> None:
     assert settings.log_level == "debug"
     assert not settings.embedded_redis
     assert settings.redis_target().cluster_nodes == settings.redis_cluster_nodes
+    assert settings.redis_target().replication.replicas == 0  # acknowledged on the primary
+
+
+def test_the_replicated_acknowledgement_reaches_the_store() -> None:
+    settings = Settings.from_env(
+        {
+            "TIPMETER_REDIS_URL": "redis://x",
+            "TIPMETER_ACK_REPLICAS": "2",
+            "TIPMETER_ACK_WAIT_MS": "250",
+        }
+    )
+    assert settings.redis_target().replication == Replication(replicas=2, wait_ms=250)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +77,8 @@ def test_values_are_parsed() -> None:
             "tip_min_minor <= tip_max_minor",
         ),
         ({"TIPMETER_CAP_MAX_MINOR": "900000000001"}, "TIPMETER_CAP_MAX_MINOR"),
+        ({"TIPMETER_ACK_REPLICAS": "1"}, "TIPMETER_ACK_REPLICAS needs a Redis with replicas"),
+        ({"TIPMETER_ACK_WAIT_MS": "0"}, "TIPMETER_ACK_WAIT_MS"),
     ],
 )
 def test_a_bad_value_names_the_variable(env: dict[str, str], message: str) -> None:
