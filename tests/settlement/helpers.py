@@ -20,7 +20,7 @@ FAST = SettlementConfig(
 )
 
 
-async def past_claim_bound(meter: Meter, config: SettlementConfig = FAST) -> None:
+async def past_claim_bound(meter: Meter, claim_idle_ms: int = FAST.claim_idle_ms) -> None:
     """Wait until every entry pending in the settlement queue has been idle for the claim bound,
     as Redis counts idle time, so that the next burst reclaims it (nothing pending: at once)."""
     client = meter.store.client
@@ -30,9 +30,7 @@ async def past_claim_bound(meter: Meter, config: SettlementConfig = FAST) -> Non
         pending = int((await client.xpending(queue, GROUP))["pending"])
         if not pending:
             return True
-        idle = await client.xpending_range(
-            queue, GROUP, "-", "+", pending, idle=config.claim_idle_ms
-        )
+        idle = await client.xpending_range(queue, GROUP, "-", "+", pending, idle=claim_idle_ms)
         return len(idle) == pending
 
     await eventually(all_idle, what="the pending settlement entries pass the claim bound")
