@@ -62,7 +62,6 @@ from redis import exceptions as redis_errors
 
 from metering import keys
 from metering.errors import StoreError, StoreUnavailable
-from metering.keys import is_id
 from metering.lifecycle import TabState
 from metering.meter import Meter
 from metering.outcomes import Tab, TabRef
@@ -84,6 +83,7 @@ from settlement.ledger.settlements import SettlementFacts, ShowFacts
 from settlement.outcomes import SettleCode, SettlementOutcome
 from settlement.processors import holds
 from settlement.processors.registry import ProcessorRegistry
+from settlement.queue import entry_ref
 from settlement.retry_rules import rule_for
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
@@ -311,7 +311,7 @@ class Worker:
     async def _handle(
         self, entry_id: str, fields: dict[str, bytes], deliveries: int, report: _Tally
     ) -> None:
-        ref = _entry_ref(fields)
+        ref = entry_ref(fields)
         if ref is None:
             await self._dead_letter(entry_id, fields, None, "malformed entry")
             report.dead += 1
@@ -361,7 +361,7 @@ class Worker:
             async with limit:
                 if deliveries > self.config.deliveries_max:
                     await self._dead_letter(
-                        entry_id, fields, _entry_ref(fields), f"delivered {deliveries} times"
+                        entry_id, fields, entry_ref(fields), f"delivered {deliveries} times"
                     )
                     tally.dead += 1
                     return
@@ -657,17 +657,6 @@ class _Tally:
     acked: int = 0
     left: int = 0
     dead: int = 0
-
-
-def _entry_ref(fields: dict[str, bytes]) -> TabRef | None:
-    try:
-        customer = fields["customer"].decode()
-        tab_id = fields["tab"].decode()
-    except (KeyError, UnicodeDecodeError):
-        return None
-    if not (is_id(customer) and is_id(tab_id)):
-        return None
-    return TabRef(customer, tab_id)
 
 
 def _describe(ref: TabRef | None) -> str:
