@@ -53,7 +53,7 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, TypeVar
@@ -68,7 +68,7 @@ from metering.outcomes import Tab, TabRef
 from metering.sessions import SESSION_LINE_PREFIX
 from metering.store import as_text, stream_entries, translated
 from settlement import scripts, webhooks
-from settlement.config import CrashPoint, SettlementConfig, crash_if
+from settlement.config import Checkpoint, SettlementConfig
 from settlement.errors import SettlementError
 from settlement.gateway import (
     CaptureResult,
@@ -167,8 +167,11 @@ class Worker:
         config: SettlementConfig | None = None,
         webhook_config: WebhookConfig | None = None,
         consumer: str | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
     ) -> None:
         self.meter = meter
+        #: Told each :class:`Checkpoint` a settlement passes (the crash tests' way in).
+        self._on_checkpoint = on_checkpoint or _no_checkpoint
         self.store = meter.store
         self.clock = meter.clock
         #: Every processor; a single gateway serves as a registry of one.
@@ -385,7 +388,7 @@ class Worker:
         if tab.state is scripts.SETTLING:
             if not await self._settle_frozen(tab):
                 return SettleStatus.RETRY_LATER
-            crash_if(self.config.crash_point, CrashPoint.AFTER_RECORD)
+            self._on_checkpoint(Checkpoint.AFTER_RECORD)
             found = await scripts.read_settlement(self.store, ref)
             if found is None:
                 raise SettlementError(f"tab {_describe(ref)} vanished while settling")
@@ -418,7 +421,7 @@ class Worker:
         )
         if begin.code is not SettleCode.APPLIED and begin.code is not SettleCode.DUPLICATE:
             return True  # recorded by another worker meanwhile: go on with the follow-ups
-        crash_if(self.config.crash_point, CrashPoint.BEFORE_GATEWAY)
+        self._on_checkpoint(Checkpoint.BEFORE_GATEWAY)
         gateway = self.processors.for_processor(tab.processor)
         amount = begin.amount_minor
         now_ms = self.clock.now_ms()
@@ -434,7 +437,7 @@ class Worker:
                 )
                 released = voided.released_minor
             # else: the hold has lapsed by itself; there is nothing left to release.
-            crash_if(self.config.crash_point, CrashPoint.AFTER_GATEWAY)
+            self._on_checkpoint(Checkpoint.AFTER_GATEWAY)
             await self._record(ref, SettlementOutcome.VOIDED, released_minor=released)
             return True
         if now_ms >= begin.capture_before_ms - self.config.capture_guard_ms:
@@ -466,7 +469,7 @@ class Worker:
                     idempotency_key=capture_key(ref), auth_ref=begin.auth_ref, amount_minor=amount
                 )
             )
-        crash_if(self.config.crash_point, CrashPoint.AFTER_GATEWAY)
+        self._on_checkpoint(Checkpoint.AFTER_GATEWAY)
         await self._record_capture(ref, result)
         return True
 
@@ -523,7 +526,7 @@ class Worker:
                 shows=tuple(shows),
             )
         )
-        crash_if(self.config.crash_point, CrashPoint.AFTER_LEDGER)
+        self._on_checkpoint(Checkpoint.AFTER_LEDGER)
         if self.webhook_config.enabled:
             ok = record.outcome in (SettlementOutcome.CAPTURED, SettlementOutcome.VOIDED)
             event_type = webhooks.TAB_SETTLED if ok else webhooks.TAB_SETTLEMENT_FAILED
@@ -657,6 +660,10 @@ class _Tally:
     acked: int = 0
     left: int = 0
     dead: int = 0
+
+
+def _no_checkpoint(point: Checkpoint) -> None:
+    """The production hook: a checkpoint passes unremarked."""
 
 
 def _describe(ref: TabRef | None) -> str:
