@@ -25,10 +25,12 @@ meanwhile (a redirect ran the call elsewhere), the call is answered unavailable 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic, TypeAlias, TypeVar, cast
@@ -37,7 +39,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis import exceptions as redis_errors
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 
@@ -434,6 +436,63 @@ class RedisTarget:
             raise InvalidArgument("give exactly one of a Redis URL or a list of cluster nodes")
 
 
+#: Connections of each node's pool kept out of the gate (a process's pub/sub listener holds one).
+CLUSTER_GATE_RESERVE: Final = 1
+
+_HOLDS_GATE: ContextVar[bool] = ContextVar("tipmeter_holds_cluster_gate", default=False)
+
+
+class GatedCluster(RedisCluster):
+    """redis-py's cluster client with a wait for a connection, as a single node's pool has.
+
+    Each node's pool raises ``MaxConnectionsError`` at once when all its connections are in
+    use (a single node's :class:`~redis.asyncio.BlockingConnectionPool` waits instead), so a
+    burst — a hundred clients connecting at once after a deploy — was refused ``unavailable``
+    while Redis was idle. Every command and pipeline here first takes one of ``gate`` places;
+    one command or pipeline uses at most one connection per node, so no node's pool is ever
+    asked for more than ``gate``. A command issued while holding a place (a pipeline resending
+    a redirected command, a command sent to every node) does not take a second one.
+    """
+
+    def __init__(self, *args: Any, gate: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = asyncio.Semaphore(gate)
+
+    @asynccontextmanager
+    async def gated(self) -> AsyncIterator[None]:
+        """Hold one place of the gate for the block (or none, if this task holds one)."""
+        if _HOLDS_GATE.get():
+            yield
+            return
+        async with self._gate:
+            token = _HOLDS_GATE.set(True)
+            try:
+                yield
+            finally:
+                _HOLDS_GATE.reset(token)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.gated():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as there
+        return _GatedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _GatedPipeline(ClusterPipeline):
+    """A cluster pipeline that holds one place of its client's gate while it runs."""
+
+    def __init__(self, client: GatedCluster, transaction: Any | None = None) -> None:
+        super().__init__(client, transaction)
+        self._gated_client = client
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        async with self._gated_client.gated():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
 def create_client(target: RedisTarget) -> Client:
     """Create (but do not connect) a redis-py asyncio client for ``target``."""
     if target.url is not None:
@@ -451,8 +510,9 @@ def create_client(target: RedisTarget) -> Client:
         if parts.hostname is None or parts.port is None:
             raise InvalidArgument(f"cluster node {node!r} is not host:port")
         nodes.append(ClusterNode(parts.hostname, parts.port))
-    return RedisCluster(
+    return GatedCluster(
         startup_nodes=nodes,
+        gate=max(1, target.connections_max - CLUSTER_GATE_RESERVE),
         max_connections=target.connections_max,
         socket_timeout=target.socket_timeout_s,
         socket_connect_timeout=target.connect_timeout_s,
