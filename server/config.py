@@ -21,6 +21,8 @@ from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.store import RedisTarget
 from server.errors import ConfigError
+from settlement.collection.collector import CollectionConfig, CollectionCrashPoint
+from settlement.collection.timer import SWEEP_INTERVAL_MS_DEFAULT
 from settlement.config import CrashPoint, SettlementConfig
 from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
@@ -157,6 +159,10 @@ class Settings:
     sms_url: str | None = None
     sms_api_key: str = ""
     webhook_attempts_max: int = 10
+    # -- issue 15 (collection on the worker's timer): begin --------------------------------
+    collection_sweep_interval_ms: int = SWEEP_INTERVAL_MS_DEFAULT
+    collection_crash_point: str | None = None
+    # -- issue 15: end ------------------------------------------------------------------------
     sandbox_port: int = 8100
     sandbox_latency_ms: int = 0
     # Refunds and disputes (settlement.refunds, docs/refunds.md).
@@ -278,6 +284,17 @@ class Settings:
             secret=self.webhook_secret or "",
             attempts_max=self.webhook_attempts_max,
         )
+
+    # -- issue 15 (collection on the worker's timer): begin --------------------------------
+    def collection_config(self) -> CollectionConfig:
+        """Collection's settings: the link secret, and the crash point of crash tests."""
+        point = self.collection_crash_point
+        return CollectionConfig(
+            link_secret=self.paylink_key(),
+            crash_point=CollectionCrashPoint(point) if point else None,
+        )
+
+    # -- issue 15: end ------------------------------------------------------------------------
 
     def notifier(self) -> ChannelNotifier:
         """Who sends pay links: SMTP and the SMS provider where configured, else the log."""
@@ -898,6 +915,22 @@ VARIABLES: Final = (
         "Delivery attempts per webhook (exponential backoff from 1 s, at most 1 h apart) "
         "before it goes to the dead-letter stream.",
     ),
+    # -- issue 15 (collection on the worker's timer): begin --------------------------------
+    Variable(
+        "TIPMETER_COLLECTION_SWEEP_INTERVAL_MS",
+        "collection_sweep_interval_ms",
+        integer(100, 86_400_000),
+        "How often each settlement worker sweeps collection (opens cases, runs due retries, "
+        "closes spent cases; one worker at a time). Its webhooks are relayed every second.",
+    ),
+    Variable(
+        "TIPMETER_COLLECTION_CRASH_POINT",
+        "collection_crash_point",
+        choice(*(point.value for point in CollectionCrashPoint)),
+        "Crash tests only: the process kills itself (SIGKILL) once a case change is committed, "
+        "before its webhook is relayed. Never set it in production.",
+    ),
+    # -- issue 15: end ------------------------------------------------------------------------
     Variable(
         "TIPMETER_SANDBOX_PORT",
         "sandbox_port",

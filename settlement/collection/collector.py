@@ -15,7 +15,9 @@ idempotency keys ``collect:<case>:<n>:auth`` and ``…:capture``: running attemp
 a crash or a timeout replays the processor's first answer, never a second charge. (3) One
 transaction records the outcome: approved → the case ``pay`` transition, the journal entries
 and the tab ``collect``; declined → ``attempt_failed``, the next retry time from the rules.
-After commit the merchant's webhook is queued (idempotent by event id).
+The merchant's webhook is written in that same transaction, into the outbox
+(:mod:`settlement.collection.outbox`), and relayed to the webhook queue after the commit: a
+crash between the two loses nothing, the relay of any worker queues it later.
 
 So a link paid while a retry approves the same debt ends in exactly one charge: whichever
 reserves first charges; the other is refused (``busy`` while it runs, ``closed`` after).
@@ -26,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import os
+import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -34,18 +38,18 @@ from typing import Any, Final
 
 import psycopg
 
-from metering.store import Store
-from settlement import retry_rules, webhooks
-from settlement.collection import cases, links, policy
+from metering.errors import StoreError
+from settlement import retry_rules
+from settlement.collection import cases, links, outbox, policy
 from settlement.collection.batch import Row
 from settlement.collection.cases import Case
 from settlement.collection.lifecycle import CHARGEABLE, CaseEvent, CaseState
 from settlement.collection.links import LinkLimits, LinkRefusal, LinkRow
 from settlement.gateway import GatewayError
+from settlement.ledger.errors import LedgerUnavailable
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.times import at
 from settlement.processors.registry import ProcessorRegistry
-from settlement.webhooks import WebhookConfig
 
 log = logging.getLogger("tipmeter.collection")
 
@@ -105,6 +109,14 @@ class ChargeResult:
         return reason_in_words(self.decline_reason)
 
 
+class CollectionCrashPoint(StrEnum):
+    """Where a process may be told to kill itself, for crash tests (inert unless
+    ``TIPMETER_COLLECTION_CRASH_POINT`` names a point)."""
+
+    #: A case change and its webhook's outbox row are committed; the relay has not run.
+    AFTER_COMMIT = "after_commit"
+
+
 @dataclass(frozen=True, slots=True)
 class CollectionConfig:
     """The merchant's collection settings (every bound named)."""
@@ -116,6 +128,8 @@ class CollectionConfig:
     write_off_grace_ms: int = WRITE_OFF_GRACE_MS_DEFAULT
     attempt_lease_ms: int = ATTEMPT_LEASE_MS_DEFAULT
     batch_max: int = SWEEP_BATCH_MAX_DEFAULT
+    #: Crash tests only (None in production).
+    crash_point: CollectionCrashPoint | None = None
 
 
 @dataclass(slots=True)
@@ -128,14 +142,6 @@ class SweepReport:
     exhausted: int = 0
     expired: int = 0
     written_off: int = 0
-
-
-#: Queues a merchant webhook: (event type, subject id, data, now ms).
-Notify = Callable[[str, str, Mapping[str, Any], int], Awaitable[None]]
-
-
-async def _no_webhooks(_type: str, _subject: str, _data: Mapping[str, Any], _now: int) -> None:
-    return None
 
 
 def case_id_of(settlement_id: str) -> str:
@@ -151,12 +157,27 @@ class Collector:
         ledger: Ledger,
         processors: ProcessorRegistry,
         config: CollectionConfig | None = None,
-        notify: Notify | None = None,
+        relay: outbox.Relay | None = None,
     ) -> None:
         self.ledger = ledger
         self.processors = processors
         self.config = config or CollectionConfig()
-        self.notify = notify or _no_webhooks
+        #: Relays the outbox right after each commit that wrote to it (None: only the
+        #: worker's loop relays).
+        self.relay = relay
+
+    async def _committed(self, now_ms: int) -> None:
+        """A case change and its outbox row are committed: relay now, so the merchant is told
+        at once. A failure here loses nothing (the row waits for the worker's relay)."""
+        if self.config.crash_point is CollectionCrashPoint.AFTER_COMMIT:
+            # A real kill -9 at the one place no external timing can hit reliably.
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.relay is None:
+            return
+        try:
+            await self.relay.relay(now_ms)
+        except (StoreError, LedgerUnavailable) as exc:
+            log.warning("collection webhooks wait for the relay: %s", exc)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -384,9 +405,10 @@ class Collector:
                 conn, locked, CaseEvent.PAY, now, f"attempt {number}", capture_id=capture_id
             )
             await cases.post_paid(conn, locked, capture_id, now)
-        await self.notify(
-            PAID, f"{case.case_id}", self._data(case, number, capture_id=capture_id), now_ms
-        )
+            await outbox.record(
+                conn, PAID, case.case_id, self._data(case, number, capture_id=capture_id), now
+            )
+        await self._committed(now_ms)
         return ChargeResult(ChargeCode.PAID, number, capture_id=capture_id)
 
     async def _record_declined(
@@ -435,12 +457,14 @@ class Collector:
                     await cases.set_retry(conn, case.case_id, _at(decision.at_ms), retried=True)
             elif link_id:
                 await cases.count_link(conn, link_id, opened=False, failed=True)
-        await self.notify(
-            ATTEMPT_FAILED,
-            f"{case.case_id}:{number}",
-            self._data(case, number, decline_reason=reason),
-            now_ms,
-        )
+            await outbox.record(
+                conn,
+                ATTEMPT_FAILED,
+                f"{case.case_id}:{number}",
+                self._data(case, number, decline_reason=reason),
+                now,
+            )
+        await self._committed(now_ms)
         return ChargeResult(ChargeCode.DECLINED, number, decline_reason=reason)
 
     def _data(self, case: Case, number: int, **extra: str) -> dict[str, Any]:
@@ -538,7 +562,8 @@ class Collector:
                 return False
             await cases.transition(conn, case, CaseEvent.WRITE_OFF, now, detail)
             await cases.post_write_off(conn, case, now)
-        await self.notify(WRITTEN_OFF, case_id, self._data(case, 0), now_ms)
+            await outbox.record(conn, WRITTEN_OFF, case_id, self._data(case, 0), now)
+        await self._committed(now_ms)
         return True
 
     async def _close_spent(self, now_ms: int, report: SweepReport) -> None:
@@ -566,12 +591,14 @@ class Collector:
                 elif refusal is not None:
                     await cases.transition(conn, case, CaseEvent.EXHAUST, now, str(refusal))
                     event_type = EXHAUSTED
+                if event_type:
+                    await outbox.record(conn, event_type, case_id, self._data(case, 0), now)
             if event_type and closed is not None:
                 if event_type == EXPIRED:
                     report.expired += 1
                 else:
                     report.exhausted += 1
-                await self.notify(event_type, case_id, self._data(closed, 0), now_ms)
+                await self._committed(now_ms)
         async with self.ledger.database.connection() as conn:
             old = await cases.stale(
                 conn, at(now_ms - self.config.write_off_grace_ms), self.config.batch_max
@@ -719,15 +746,3 @@ def _fields(case: Case) -> dict[str, Any]:
 
 def _at(at_ms: int | None) -> datetime | None:
     return at(at_ms) if at_ms is not None else None
-
-
-def webhook_notifier(store: Store, config: WebhookConfig) -> Notify:
-    """A :data:`Notify` that queues signed ``collection.*`` webhooks to the cam site (the same
-    queue, signature and delivery as ``tab.*``; event ids derive from type and subject, so a
-    repeated notice is queued once)."""
-
-    async def notify(event_type: str, subject: str, data: Mapping[str, Any], now_ms: int) -> None:
-        if config.enabled:
-            await webhooks.enqueue(store, config, event_type, subject, data, now_ms)
-
-    return notify

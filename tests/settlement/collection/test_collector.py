@@ -16,10 +16,10 @@ from settlement.collection.collector import (
     CollectionConfig,
     Collector,
     case_id_of,
-    webhook_notifier,
 )
 from settlement.collection.lifecycle import CaseState
 from settlement.collection.links import LinkLimits, LinkRefusal
+from settlement.collection.outbox import Relay
 from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
 from settlement.processors.registry import ProcessorRegistry
@@ -70,7 +70,7 @@ async def test_a_declined_capture_is_retried_then_paid_by_link_and_the_merchant_
     async with receiving() as receiver:
         hooks = WebhookConfig(url=receiver.url, secret=SECRET)
         collector = Collector(
-            ledger, ProcessorRegistry.single(gateway), CONFIG, webhook_notifier(store, hooks)
+            ledger, ProcessorRegistry.single(gateway), CONFIG, Relay(ledger.database, store, hooks)
         )
         report = await collector.sweep(clock.now_ms())
         assert report.opened == 1
