@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,12 @@ import pytest
 from clients.sdk import Client
 from clients.tickets import Role
 from tests.server.conftest import api, open_tab, read_tab
+from tests.settlement.processors.conftest import (
+    ETICKET_ID,
+    SegpayProcess,
+    start_segpay,
+    stop_segpay,
+)
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
 
@@ -105,3 +112,70 @@ async def test_a_written_off_tab_reads_written_off(server: TipmeterProcess) -> N
     assert written.status_code == 200, written.text
     assert written.json()["state"] == "written_off"
     assert (await read_tab(server, "c-writeoff", tab_id))["state"] == "written_off"
+
+
+@pytest.fixture
+def segpay_server(tmp_path: Path) -> Iterator[tuple[TipmeterProcess, SegpayProcess]]:
+    """A server whose one processor is Segpay (the Segpay test process, posting its postbacks
+    to this server)."""
+    redis = start_standalone(tmp_path / "redis")
+    server = TipmeterProcess(
+        ["serve"],
+        {
+            "TIPMETER_REDIS_URL": redis.url,
+            "TIPMETER_PROCESSORS": "segpay",
+            "TIPMETER_PROCESSOR_SEGPAY_KIND": "segpay",
+            "TIPMETER_PROCESSOR_SEGPAY_ETICKET_ID": ETICKET_ID,
+        },
+        cwd=tmp_path,
+    )
+    segpay = start_segpay(tmp_path, postback=f"{server.base_url}/pay/postback")
+    server.env["TIPMETER_PROCESSOR_SEGPAY_URL"] = segpay.url
+    try:
+        yield server.start(), segpay
+    finally:
+        server.stop()
+        stop_segpay(segpay)
+        redis.stop()
+
+
+async def test_a_link_is_paid_on_segpays_page_and_its_postback_records_it(
+    segpay_server: tuple[TipmeterProcess, SegpayProcess],
+) -> None:
+    server, segpay = segpay_server
+    async with api(server) as http:
+        uploaded = await http.post(
+            "/v1/collection/batches",
+            content=b"customer,amount_minor,currency,phone,email,language\n"
+            b"alice,1250,USD,+37060012345,,en\n",
+            headers={"Content-Type": "text/csv", "Idempotency-Key": "segpay-batch"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        case_id = uploaded.json()["rows"][0]["case_id"]
+        made = await http.post(f"/v1/collection/cases/{case_id}/links", json={})
+        assert made.status_code == 201, made.text
+    url = str(made.json()["url"])
+    async with httpx.AsyncClient(timeout=10) as browser:
+        assert (await browser.get(url)).status_code == 200
+        to_segpay = await browser.get(f"{url}/card")
+        assert to_segpay.status_code == 303
+        page_url = to_segpay.headers["location"]
+        assert page_url.startswith(f"{segpay.url}/billing/poset.cgi?")
+        assert "merchantreference=collect%3A" in page_url
+        back = await browser.post(page_url, data={"purchaseid": "4242"})
+        assert back.status_code == 303
+        assert back.headers["location"].startswith(f"{url}/return?transactionid=")
+        # Segpay's postback reached the server before the customer did, and it confirmed
+        # the payment with Segpay's status request.
+        async with api(server) as http:
+            case = (await http.get(f"/v1/collection/cases/{case_id}")).json()
+        assert case["state"] == "paid"
+        returned = await browser.get(back.headers["location"])
+        assert returned.status_code == 303
+        assert returned.headers["location"] == f"/pay/{url.rsplit('/', 1)[1]}/outcome"
+        outcome = await browser.get(f"{url}/outcome")
+    assert outcome.status_code == 200
+    assert "Paid" in outcome.text
+    paths = [r["path"] for r in segpay.requests()]
+    assert paths.count("/billing/poset.cgi") == 1
+    assert "/PostPay/PostPayStatus/" in paths
