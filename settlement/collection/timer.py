@@ -18,7 +18,9 @@ it ``busy`` or no longer due); closing and writing off lock the case and check i
 first. On top of that, a sweep runs only in the worker that holds a PostgreSQL advisory lock
 for it (``pg_try_advisory_lock``, session-wide; the others skip the round), so workers do not
 duplicate the work; the lock dies with its holder's connection, so a killed worker never holds
-it up. A tick never raises: a database or Redis outage, or a bug met on one case, is logged
+it up. The lock holds one pooled connection for the sweep's length, so the sweep needs a pool
+of at least two (``TIPMETER_DATABASE_CONNECTIONS_MAX``; the default is 10). A tick never
+raises: a database or Redis outage, or a bug met on one case, is logged
 and the next tick tries again.
 """
 
