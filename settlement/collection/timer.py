@@ -20,8 +20,8 @@ for it (``pg_try_advisory_lock``, session-wide; the others skip the round), so w
 duplicate the work; the lock dies with its holder's connection, so a killed worker never holds
 it up. The lock holds one pooled connection for the sweep's length, so the sweep needs a pool
 of at least two (``TIPMETER_DATABASE_CONNECTIONS_MAX``; the default is 10). A tick never
-raises: a database or Redis outage, or a bug met on one case, is logged
-and the next tick tries again.
+raises: a database or Redis outage, or a bug met on one case, is logged and the next tick
+tries again.
 """
 
 from __future__ import annotations
