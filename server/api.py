@@ -21,6 +21,7 @@ request (a float amount is ``invalid_amount``, not a crash), so the thin HTTP ha
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -37,7 +38,7 @@ from clients.protocol import DuplicateKey, loads_json
 from clients.tickets import Role
 from metering import keys
 from metering.errors import StoreError, StoreUnavailable
-from metering.lifecycle import FreezeReason, TabState
+from metering.lifecycle import FreezeReason, TabEvent, TabState, sources
 from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
 from server.api_contract import (
@@ -467,7 +468,8 @@ async def read_tab(rt: Runtime, ref: TabRef) -> Tab:
     tab = await rt.meter.tabs.read(_check_ref(ref))
     if tab is None:
         tab, _ = await _settled(rt, ref)
-    return tab
+        return tab
+    return await _ended_as_recorded(rt, tab)
 
 
 async def _settled(rt: Runtime, ref: TabRef) -> tuple[Tab, SettlementRecord]:
@@ -477,7 +479,31 @@ async def _settled(rt: Runtime, ref: TabRef) -> tuple[Tab, SettlementRecord]:
         found = await rt.ledger.read_tab(ref)
     if found is None:
         raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
-    return found
+    return await _ended_as_recorded(rt, found[0]), found[1]
+
+
+#: Tab states that collection ends in the ledger only (``collected``, ``written_off``).
+_COLLECTABLE: Final = sources(TabEvent.COLLECT) | sources(TabEvent.WRITE_OFF)
+
+
+async def _ended_as_recorded(rt: Runtime, tab: Tab) -> Tab:
+    """A failed or expired tab as the ledger of record has it now.
+
+    Redis keeps the state the settlement left (``failed``, ``expired``) until its keys expire;
+    a collection case ends the tab ``collected`` or ``written_off`` in the ledger alone
+    (docs/collection.md), so for those states the ledger answers. With the ledger unreachable
+    the meter's state is answered (as before collection existed) rather than an error.
+    """
+    if tab.state not in _COLLECTABLE:
+        return tab
+    try:
+        recorded = await rt.ledger.read_tab(tab.ref)
+    except LedgerUnavailable as exc:
+        log.warning("tab state read from Redis only: %s", exc)
+        return tab
+    if recorded is None or recorded[0].state is tab.state:
+        return tab
+    return dataclasses.replace(tab, state=recorded[0].state)
 
 
 async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:

@@ -35,6 +35,7 @@ from server.scheduler import Scheduler, new_owner_id
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
+from settlement.collection.timer import collection_timer
 from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
@@ -123,6 +124,14 @@ def create_app(
                 ledger=ledger,
                 config=settings.settlement_config(),
                 webhook_config=settings.webhook_config(),
+                collection=collection_timer(
+                    ledger,
+                    processors,
+                    store,
+                    settings.webhook_config(),
+                    settings.collection_config(),
+                    interval_ms=settings.collection_sweep_interval_ms,
+                ),
             )
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
         log.info(

@@ -25,18 +25,14 @@ from starlette.routing import Route
 from server.api import ApiError, field, json_body, read_body, route
 from server.runtime import Runtime
 from settlement.collection import batch
-from settlement.collection.collector import (
-    CollectionConfig,
-    Collector,
-    case_id_of,
-    webhook_notifier,
-)
+from settlement.collection.collector import Collector, case_id_of
 from settlement.collection.links import (
     LINK_EXPIRY_H_DEFAULT,
     LINK_FAILED_MAX_DEFAULT,
     LINK_OPENS_MAX_DEFAULT,
     LinkLimits,
 )
+from settlement.collection.outbox import Relay
 from settlement.notify.base import Channel
 from settlement.notify.templates import LANGUAGES, paylink_message
 
@@ -50,10 +46,10 @@ LINK_FAILED_MAX_MAX: Final = 20
 
 
 def collector_of(rt: Runtime) -> Collector:
-    """The collector over this app's ledger, processors and webhook queue."""
-    config = CollectionConfig(link_secret=rt.settings.paylink_key())
-    notify = webhook_notifier(rt.store, rt.settings.webhook_config())
-    return Collector(rt.ledger, rt.processors, config, notify)
+    """The collector over this app's ledger, processors and webhook queue (each case change's
+    webhook is written with it, into the outbox, and relayed right after the commit)."""
+    relay = Relay(rt.ledger.database, rt.store, rt.settings.webhook_config())
+    return Collector(rt.ledger, rt.processors, rt.settings.collection_config(), relay)
 
 
 def _bounded(value: object, name: str, low: int, high: int) -> int:

@@ -37,6 +37,8 @@ from server.setting import (
     url,
     variables,
 )
+from settlement.collection.collector import CollectionConfig, CollectionCrashPoint
+from settlement.collection.timer import SWEEP_INTERVAL_MS_DEFAULT
 from settlement.config import SettlementConfig
 from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
@@ -454,6 +456,18 @@ class Settings:
         "Delivery attempts per webhook (exponential backoff from 1 s, at most 1 h apart) "
         "before it goes to the dead-letter stream.",
     )
+    collection_sweep_interval_ms: int = setting(
+        SWEEP_INTERVAL_MS_DEFAULT,
+        integer(100, 86_400_000),
+        "How often each settlement worker sweeps collection (opens cases, runs due retries, "
+        "closes spent cases; one worker at a time). Its webhooks are relayed every second.",
+    )
+    collection_crash_point: str | None = setting(
+        None,
+        choice(*(point.value for point in CollectionCrashPoint)),
+        "Crash tests only: the process kills itself (SIGKILL) once a case change is committed, "
+        "before its webhook is relayed. Never set it in production.",
+    )
     sandbox_port: int = setting(
         8100,
         integer(1, 65535),
@@ -688,6 +702,14 @@ class Settings:
             url=self.webhook_url,
             secret=self.webhook_secret or "",
             attempts_max=self.webhook_attempts_max,
+        )
+
+    def collection_config(self) -> CollectionConfig:
+        """Collection's settings: the link secret, and the crash point of crash tests."""
+        point = self.collection_crash_point
+        return CollectionConfig(
+            link_secret=self.paylink_key(),
+            crash_point=CollectionCrashPoint(point) if point else None,
         )
 
     def notifier(self) -> ChannelNotifier:

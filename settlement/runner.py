@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from metering.clock import SystemClock
 from metering.meter import Meter, open_store
 from metering.scripts import METERING_SCRIPTS
+from settlement.collection.timer import collection_timer
 from settlement.config import Checkpoint
 from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
@@ -44,6 +45,14 @@ async def run_worker(
             config=settings.settlement_config(),
             webhook_config=settings.webhook_config(),
             on_checkpoint=on_checkpoint,
+            collection=collection_timer(
+                ledger,
+                processors,
+                store,
+                settings.webhook_config(),
+                settings.collection_config(),
+                interval_ms=settings.collection_sweep_interval_ms,
+            ),
         )
         if burst:
             report = await worker.run_burst()

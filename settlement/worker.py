@@ -56,7 +56,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from redis import exceptions as redis_errors
 
@@ -89,6 +89,9 @@ from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
 from settlement.sweeper import Sweeper
 from settlement.webhooks import Deliverer, WebhookConfig
+
+if TYPE_CHECKING:
+    from settlement.collection.timer import CollectionTimer
 
 log = logging.getLogger("tipmeter.settlement")
 
@@ -168,6 +171,7 @@ class Worker:
         webhook_config: WebhookConfig | None = None,
         consumer: str | None = None,
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
+        collection: CollectionTimer | None = None,
     ) -> None:
         self.meter = meter
         #: Told each :class:`Checkpoint` a settlement passes (the crash tests' way in).
@@ -183,6 +187,8 @@ class Worker:
         self.webhook_config = webhook_config if webhook_config is not None else WebhookConfig()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.sweeper = Sweeper(meter, self.config)
+        #: Collection's sweep and webhook relay, on this loop's timer (docs/collection.md).
+        self.collection = collection
         self.deliverer = (
             Deliverer(
                 self.store, self.clock, self.webhook_config, on_delivered=ledger.record_delivery
@@ -596,6 +602,8 @@ class Worker:
                 await self._process(entries, counts, tally)
             if self._claim_cursor == "0-0":
                 break
+        if self.collection is not None:
+            await self.collection.tick(self.clock.now_ms(), force=True)
         if self.deliverer is not None:
             await self.deliverer.deliver_due()
         return BurstReport(
@@ -638,6 +646,8 @@ class Worker:
         while not stop.is_set():
             try:
                 await self.sweeper.sweep()
+                if self.collection is not None:
+                    await self.collection.tick(self.clock.now_ms())  # never raises
                 if self.deliverer is not None:
                     for _ in range(WEBHOOK_ROUNDS_MAX):
                         round_ = await self.deliverer.deliver_due()
