@@ -37,7 +37,7 @@ from server.setting import (
     url,
     variables,
 )
-from settlement.collection.collector import CollectionConfig, CollectionCrashPoint
+from settlement.collection.collector import CollectionConfig
 from settlement.collection.timer import SWEEP_INTERVAL_MS_DEFAULT
 from settlement.config import SettlementConfig
 from settlement.errors import SettlementMisuse
@@ -462,12 +462,6 @@ class Settings:
         "How often each settlement worker sweeps collection (opens cases, runs due retries, "
         "closes spent cases; one worker at a time). Its webhooks are relayed every second.",
     )
-    collection_crash_point: str | None = setting(
-        None,
-        choice(*(point.value for point in CollectionCrashPoint)),
-        "Crash tests only: the process kills itself (SIGKILL) once a case change is committed, "
-        "before its webhook is relayed. Never set it in production.",
-    )
     sandbox_port: int = setting(
         8100,
         integer(1, 65535),
@@ -705,12 +699,8 @@ class Settings:
         )
 
     def collection_config(self) -> CollectionConfig:
-        """Collection's settings: the link secret, and the crash point of crash tests."""
-        point = self.collection_crash_point
-        return CollectionConfig(
-            link_secret=self.paylink_key(),
-            crash_point=CollectionCrashPoint(point) if point else None,
-        )
+        """Collection's settings: the link secret."""
+        return CollectionConfig(link_secret=self.paylink_key())
 
     def notifier(self) -> ChannelNotifier:
         """Who sends pay links: SMTP and the SMS provider where configured, else the log."""

@@ -20,6 +20,18 @@ class Checkpoint(StrEnum):
     AFTER_GATEWAY = "after_gateway"  # the gateway committed; the outcome is not recorded
     AFTER_RECORD = "after_record"  # the outcome is in Redis; the ledger write is not done
     AFTER_LEDGER = "after_ledger"  # the outcome is in the ledger; the tab is not retired
+    #: Collection, not a settlement: a case change and its webhook's outbox row are committed;
+    #: the relay has not run.
+    COLLECTION_COMMITTED = "collection_committed"
+
+
+#: The checkpoints one settlement passes, in order.
+SETTLEMENT_CHECKPOINTS: tuple[Checkpoint, ...] = (
+    Checkpoint.BEFORE_GATEWAY,
+    Checkpoint.AFTER_GATEWAY,
+    Checkpoint.AFTER_RECORD,
+    Checkpoint.AFTER_LEDGER,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ async def run_worker(
                 settings.webhook_config(),
                 settings.collection_config(),
                 interval_ms=settings.collection_sweep_interval_ms,
+                on_checkpoint=on_checkpoint,
             ),
         )
         if burst:

@@ -28,9 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
-import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -45,6 +43,7 @@ from settlement.collection.batch import Row
 from settlement.collection.cases import Case
 from settlement.collection.lifecycle import CHARGEABLE, CaseEvent, CaseState
 from settlement.collection.links import LinkLimits, LinkRefusal, LinkRow
+from settlement.config import Checkpoint
 from settlement.gateway import GatewayError
 from settlement.ledger.errors import LedgerUnavailable
 from settlement.ledger.ledger import Ledger
@@ -118,14 +117,6 @@ class ChargeResult:
         return reason_in_words(self.decline_reason)
 
 
-class CollectionCrashPoint(StrEnum):
-    """Where a process may be told to kill itself, for crash tests (inert unless
-    ``TIPMETER_COLLECTION_CRASH_POINT`` names a point)."""
-
-    #: A case change and its webhook's outbox row are committed; the relay has not run.
-    AFTER_COMMIT = "after_commit"
-
-
 @dataclass(frozen=True, slots=True)
 class CollectionConfig:
     """The merchant's collection settings (every bound named)."""
@@ -137,8 +128,6 @@ class CollectionConfig:
     write_off_grace_ms: int = WRITE_OFF_GRACE_MS_DEFAULT
     attempt_lease_ms: int = ATTEMPT_LEASE_MS_DEFAULT
     batch_max: int = SWEEP_BATCH_MAX_DEFAULT
-    #: Crash tests only (None in production).
-    crash_point: CollectionCrashPoint | None = None
 
 
 @dataclass(slots=True)
@@ -183,6 +172,7 @@ class Collector:
         processors: ProcessorRegistry,
         config: CollectionConfig | None = None,
         relay: outbox.Relay | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.processors = processors
@@ -190,13 +180,15 @@ class Collector:
         #: Relays the outbox right after each commit that wrote to it (None: only the
         #: worker's loop relays).
         self.relay = relay
+        #: Told :attr:`Checkpoint.COLLECTION_COMMITTED` after each such commit (the crash
+        #: tests kill the process there; None in production).
+        self.on_checkpoint = on_checkpoint
 
     async def _committed(self, now_ms: int) -> None:
         """A case change and its outbox row are committed: relay now, so the merchant is told
         at once. A failure here loses nothing (the row waits for the worker's relay)."""
-        if self.config.crash_point is CollectionCrashPoint.AFTER_COMMIT:
-            # A real kill -9 at the one place no external timing can hit reliably.
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(Checkpoint.COLLECTION_COMMITTED)
         if self.relay is None:
             return
         try:

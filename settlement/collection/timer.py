@@ -27,12 +27,14 @@ tries again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from metering.errors import StoreError
 from metering.store import Store
 from settlement.collection.collector import CollectionConfig, Collector, SweepReport
 from settlement.collection.outbox import Relay
+from settlement.config import Checkpoint
 from settlement.ledger.errors import LedgerError
 from settlement.ledger.ledger import Ledger
 from settlement.processors.registry import ProcessorRegistry
@@ -112,10 +114,11 @@ def collection_timer(
     config: CollectionConfig,
     *,
     interval_ms: int = SWEEP_INTERVAL_MS_DEFAULT,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> CollectionTimer:
     """The timer of one worker: its collector relays right after each commit, and the tick
     relays whatever a crash left."""
     relay = Relay(ledger.database, store, webhook_config)
     return CollectionTimer(
-        Collector(ledger, processors, config, relay), relay, interval_ms=interval_ms
+        Collector(ledger, processors, config, relay, on_checkpoint), relay, interval_ms=interval_ms
     )

@@ -22,7 +22,7 @@ from metering.meter import Meter
 from metering.outcomes import TabRef
 from metering.store import Store
 from settlement import scripts
-from settlement.config import Checkpoint
+from settlement.config import SETTLEMENT_CHECKPOINTS, Checkpoint
 from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox import Fault
@@ -76,7 +76,7 @@ async def _finish_and_check(
     assert findings.outcomes["settled"] + findings.outcomes["voided"] == len(refs)
 
 
-@pytest.mark.parametrize("point", list(Checkpoint))
+@pytest.mark.parametrize("point", SETTLEMENT_CHECKPOINTS)
 async def test_kill_at_each_crash_point(
     point: Checkpoint,
     live_meter: Meter,

@@ -26,6 +26,7 @@ from metering.store import Store
 from settlement import webhooks
 from settlement.collection import collector as collection
 from settlement.collection.collector import case_id_of
+from settlement.config import Checkpoint
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.settlements import settlement_id_of
 from settlement.queue import request_settlement
@@ -182,9 +183,7 @@ async def test_a_webhook_committed_before_a_kill_9_is_relayed_by_the_next_worker
             webhook_url=receiver.url,
             webhook_secret=SECRET,
         )
-        crashing = start_worker(
-            {**env, "TIPMETER_COLLECTION_CRASH_POINT": "after_commit"}, tmp_path / "a.log"
-        )
+        crashing = start_worker(env, tmp_path / "a.log", crash_at=Checkpoint.COLLECTION_COMMITTED)
         assert await asyncio.to_thread(crashing.wait, WAIT_S) == -signal.SIGKILL
 
         # Committed: the case is exhausted and its webhook is in the outbox, unrelayed; the
