@@ -184,6 +184,8 @@ class ErrorCode(StrEnum):
     ID_REUSED = "id_reused"
     LINES_FULL = "lines_full"
     BUSY = "busy"
+    #: h-refcol: a ``refund_answer`` for a refund that does not wait for this room.
+    REFUND_NOT_FOUND = "refund_not_found"
     # The server.
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -284,8 +286,22 @@ class SetRates:
     rates: dict[str, RateView]
 
 
+# -- h-refcol (issue 14): the model's consent to refunds, live on her console. ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefundAnswer:
+    """The room's model accepts or declines a refund waiting for her consent (models only)."""
+
+    id: str
+    refund_id: str
+    accept: bool
+
+
+# -- end h-refcol
+
 ClientMessage: TypeAlias = (
-    Tip | Subscribe | Unsubscribe | Ping | SessionStart | SessionStop | SetRates
+    Tip | Subscribe | Unsubscribe | Ping | SessionStart | SessionStop | SetRates | RefundAnswer
 )
 
 
@@ -456,8 +472,28 @@ class Pong:
     server_time_ms: int
 
 
+# -- h-refcol (issue 14): the model's consent to refunds, live on her console. ---------------
+
+#: Refunds one ``refunds_waiting`` lists at most (the oldest first).
+REFUNDS_WAITING_MAX: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RefundsWaiting:
+    """The refunds waiting for the room's model to answer, the whole list (it replaces the
+    one sent before): each ``{refund_id, currency, amount_minor, reason, note, origin,
+    requested_at_ms, answer_by_ms, lines: [{line_id, amount_minor}]}``. Sent when her console
+    connects and whenever the list changes."""
+
+    room: str
+    refunds: list[dict[str, Any]]
+
+
+# -- end h-refcol
+
 ServerMessage: TypeAlias = (
     Welcome
+    | RefundsWaiting
     | Result
     | Error
     | TabUpdate
@@ -636,6 +672,15 @@ def _decode_set_rates(obj: Mapping[str, Any]) -> SetRates:
     return SetRates(id=_required_ident(obj, "id"), rates=rates)
 
 
+def _decode_refund_answer(obj: Mapping[str, Any]) -> RefundAnswer:  # h-refcol
+    accept = obj.get("accept")
+    if type(accept) is not bool:
+        raise _Refused(ErrorCode.INVALID_FIELD, "accept must be true or false")
+    return RefundAnswer(
+        id=_required_ident(obj, "id"), refund_id=_required_ident(obj, "refund_id"), accept=accept
+    )
+
+
 _CLIENT_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ClientMessage]]] = {
     "tip": _decode_tip,
     "subscribe": _decode_subscribe,
@@ -644,6 +689,7 @@ _CLIENT_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ClientMessage]]]
     "session_start": _decode_session_start,
     "session_stop": _decode_session_stop,
     "set_rates": _decode_set_rates,
+    "refund_answer": _decode_refund_answer,  # h-refcol
 }
 
 
@@ -821,6 +867,17 @@ def to_map(message: Message) -> dict[str, Any]:
             return {"type": "drain", "reconnect_after_ms": message.reconnect_after_ms}
         case Pong():
             return {"type": "pong", "id": message.id, "server_time_ms": message.server_time_ms}
+        # -- h-refcol (issue 14): the model's consent to refunds.
+        case RefundAnswer():
+            return {
+                "type": "refund_answer",
+                "id": message.id,
+                "refund_id": message.refund_id,
+                "accept": message.accept,
+            }
+        case RefundsWaiting():
+            return {"type": "refunds_waiting", "room": message.room, "refunds": message.refunds}
+        # -- end h-refcol
 
 
 def encode(message: Message, codec: Codec) -> bytes | str:
@@ -987,6 +1044,17 @@ def _decode_pong(obj: Mapping[str, Any]) -> Pong:
     return Pong(id=_required_ident(obj, "id"), server_time_ms=_int(obj, "server_time_ms"))
 
 
+def _decode_refunds_waiting(obj: Mapping[str, Any]) -> RefundsWaiting:  # h-refcol
+    raw = obj.get("refunds")
+    if type(raw) is not list or len(raw) > REFUNDS_WAITING_MAX:
+        raise _Refused(
+            ErrorCode.INVALID_FIELD, f"refunds must be a list of at most {REFUNDS_WAITING_MAX}"
+        )
+    return RefundsWaiting(
+        room=_required_ident(obj, "room"), refunds=[_map(item, "a refund") for item in raw]
+    )
+
+
 _SERVER_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]] = {
     "welcome": _decode_welcome,
     "result": _decode_result,
@@ -999,6 +1067,7 @@ _SERVER_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]]
     "unsubscribed": _decode_unsubscribed,
     "drain": _decode_drain,
     "pong": _decode_pong,
+    "refunds_waiting": _decode_refunds_waiting,  # h-refcol
 }
 
 

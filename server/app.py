@@ -15,8 +15,18 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
+from server import (
+    api,
+    collection_api,
+    demo_api,
+    feed,
+    health,
+    paylinks,
+    refund_requests_api,
+    refunds_api,
+)
 from server.config import Settings
+from server.consent_push import ConsentPush
 from server.errors import ConfigError
 from server.hub import Hub
 from server.metrics import Metrics
@@ -104,6 +114,13 @@ def create_app(
         )
         app.state.runtime = rt
         scheduler.start()
+        # h-refcol: refunds waiting for a model's consent, pushed live to her console.
+        consent = ConsentPush(
+            ledger.database.config.url, lambda: refunds_api.service(app.state, rt)
+        )
+        rt.consent = consent
+        consent_stop = asyncio.Event()
+        consent_task = asyncio.create_task(consent.run(consent_stop), name="refund-consent")
         worker_stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         if settings.worker_in_process(embedded=demo):
@@ -135,11 +152,13 @@ def create_app(
             yield
         finally:
             worker_stop.set()
+            consent_stop.set()
             # Each step runs whatever the one before met: Redis may have gone and come back
             # (connections torn down under redis-py), and a shutdown must still release all.
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
                 ("settlement worker", lambda: worker_task if worker_task else asyncio.sleep(0)),
                 ("scheduler", scheduler.stop),
+                ("refund consent", lambda: asyncio.gather(consent_task, consent.aclose())),
                 ("cap watch", cap_watch.aclose),
                 ("hub", hub.stop),
                 ("meter", meter.aclose),
@@ -162,6 +181,7 @@ def create_app(
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes(),
         *refunds_api.routes(),
+        *refund_requests_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *feed.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),

@@ -170,6 +170,9 @@ class Settings:
     dispute_flag: str = "on"
     dispute_ratio_alert_bp: int = 150
     dispute_secrets: tuple[str, ...] = ()
+    # -- h-refcol (issue 14, the rest): one block, for the config refactor to convert.
+    dispute_model_share: str = "take_back"
+    # -- end h-refcol
 
     @property
     def embedded_postgres(self) -> bool:
@@ -1019,6 +1022,16 @@ VARIABLES: Final = (
         "Secrets processors sign dispute notices with, `processor=secret`, comma-separated "
         "(Stripe's webhook signing secret for a Stripe processor).",
     ),
+    # -- h-refcol (issue 14, the rest): one block, for the config refactor to convert.
+    Variable(
+        "TIPMETER_DISPUTE_MODEL_SHARE",
+        "dispute_model_share",
+        choice("take_back", "hold"),
+        "What a dispute does with the model's share of the disputed lines while it is open: "
+        "`take_back` (at once; a won dispute gives it back) or `hold` (kept in her `model_held` "
+        "account, not payable; given back if won, forfeited if lost).",
+    ),
+    # -- end h-refcol
 )
 
 

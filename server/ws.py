@@ -32,6 +32,7 @@ from clients.protocol import (
     Invalid,
     Ping,
     Pong,
+    RefundAnswer,
     Result,
     SessionStart,
     SessionStop,
@@ -120,6 +121,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _leave(rt, conn)
         await conn.flush()
         rt.hub.forget(conn)
+        if rt.consent is not None:  # h-refcol
+            rt.consent.leave(conn)
         rt.connections.discard(conn)
         if not rt.connections:
             rt.no_connections.set()
@@ -246,6 +249,8 @@ async def _welcome(rt: Runtime, conn: Connection) -> bool:
     conn.send(welcome, "welcome")
     conn.welcomed = True
     conn.release_tab_push()
+    if rt.consent is not None:  # h-refcol: her list of refunds waiting for her consent
+        rt.consent.join(conn)
     return True
 
 
@@ -317,6 +322,10 @@ async def _read(rt: Runtime, conn: Connection, errors: TokenBucket) -> None:
             case SetRates():
                 rt.metrics.count_in("set_rates")
                 await _guarded(rt, conn, decoded.id, _set_rates(rt, conn, decoded))
+            case RefundAnswer():  # h-refcol: the handler lives in server.consent_push
+                rt.metrics.count_in("refund_answer")
+                if rt.consent is not None:
+                    await rt.consent.answer(conn, decoded)
 
 
 def _ms(seconds: float) -> int:

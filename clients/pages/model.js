@@ -160,6 +160,57 @@ function onWelcome(e) {
   renderEarnings();
 }
 
+const REFUND_REASONS = {
+  customer_request: "the viewer asks",
+  show_not_delivered: "the show was not delivered",
+  technical_problem: "a technical problem",
+  duplicate: "charged twice",
+  fraud: "fraud",
+  goodwill: "goodwill",
+  other: "other",
+};
+
+/** The refunds waiting for her answer: the server sends the whole list each time. */
+function onRefundsWaiting(e) {
+  const rows = (e.detail.refunds ?? []).map((refund) => {
+    const lines = (refund.lines ?? [])
+      .map((line) => `${line.line_id.replace(/^tip:/, "tip ").replace(/^sess:/, "show ")} ${formatMinor(line.amount_minor, refund.currency)}`)
+      .join(", ");
+    const why = REFUND_REASONS[refund.reason] ?? refund.reason;
+    const accept = el("button", { type: "button", dataset: { answer: "accept" } }, "Accept");
+    const decline = el("button", { type: "button", class: "secondary", dataset: { answer: "decline" } }, "Decline");
+    accept.addEventListener("click", () => answer(refund.refund_id, true, [accept, decline]));
+    decline.addEventListener("click", () => answer(refund.refund_id, false, [accept, decline]));
+    return el(
+      "tr",
+      { dataset: { refundId: refund.refund_id } },
+      el("td", {}, clock(refund.requested_at_ms)),
+      el("td", {}, refund.note ? `${why}: “${refund.note}”` : why),
+      el("td", {}, lines),
+      el("td", { class: "num", dataset: { minor: String(refund.amount_minor) } }, formatMinor(refund.amount_minor, refund.currency)),
+      el("td", {}, clock(refund.answer_by_ms)),
+      el("td", {}, accept, " ", decline),
+    );
+  });
+  $("refunds").querySelector("tbody").replaceChildren(...rows);
+  $("refunds-empty").hidden = rows.length > 0;
+}
+
+async function answer(refundId, accept, buttons) {
+  for (const button of buttons) {
+    button.disabled = true;
+  }
+  try {
+    await page.client.answerRefund(refundId, accept);
+    say($("refunds-status"), accept ? "Refund accepted." : "Refund declined.", "ok");
+  } catch (error) {
+    say($("refunds-status"), error.message, "bad");
+    for (const button of buttons) {
+      button.disabled = false;
+    }
+  }
+}
+
 async function stop(sessionId) {
   try {
     await page.client.stopSession(sessionId);
@@ -297,6 +348,7 @@ async function main() {
   bindStatePill(client, $("connection"));
   client.addEventListener("welcome", onWelcome);
   client.addEventListener("event", onEvent);
+  client.addEventListener("refunds_waiting", onRefundsWaiting);
   client.addEventListener("subscribed", (e) => {
     if (e.detail.gap) {
       say($("sessions-status"), "Some older events were trimmed from the room's history.");

@@ -20,6 +20,8 @@ from clients.protocol import (
     Ping,
     Pong,
     RateView,
+    RefundAnswer,
+    RefundsWaiting,
     Result,
     RoomEvent,
     SessionStart,
@@ -56,6 +58,8 @@ CLIENT_MESSAGES: list[Message] = [
     SessionStart("s-9", "alice", "private"),
     SessionStop("stop-1", "s-9"),
     SetRates("r-1", {"private": RateView(600, 60), "spy": RateView(200)}),
+    RefundAnswer("a-1", "rf-1", True),
+    RefundAnswer("a-2", "rf-2", False),
 ]
 SERVER_MESSAGES: list[Message] = [
     Welcome(1, "viewer", "c42", "conn", 1_700_000_000_000, {"frame_bytes_max": 4096}, TAB, None),
@@ -77,6 +81,11 @@ SERVER_MESSAGES: list[Message] = [
     ),
     Warning("tab_1", 59, 60),
     TabUpdate(TabView("tab_1", "USD", "open", 5_000, 10, 2, 600)),
+    RefundsWaiting("alice", []),
+    RefundsWaiting(
+        "alice",
+        [{"refund_id": "rf-1", "amount_minor": 301, "lines": [{"line_id": "tip:t1"}]}],
+    ),
 ]
 
 
@@ -350,7 +359,7 @@ def test_the_documented_examples_decode_identically_in_both_encodings() -> None:
 
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     pairs = re.findall(r"```json\n(.*?)\n```.*?```msgpack-hex\n(.*?)\n```", doc, re.S)
-    assert len(pairs) == 18
+    assert len(pairs) == 20  # h-refcol: refund_answer, refunds_waiting
     for text, hexdump in pairs:
         frame = bytes.fromhex(hexdump.replace("\n", " "))
         as_json: object = decode_client(text, Codec.JSON)
