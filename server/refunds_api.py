@@ -205,7 +205,8 @@ async def handle_read_refund(request: Request, rt: Runtime) -> Response:
 
 async def handle_consent(request: Request, rt: Runtime) -> Response:
     """``POST /v1/refunds/{refund_id}/consent``: ``{"accept": bool, "by": model id, "room"?:
-    the room she answers for (none: the answer stands for every room asked)}``."""
+    the room she answers for (none: the answer stands for every room asked)}``. With the
+    support key, support staff answer (``by`` is theirs), also an escalated request."""
     refund_id = valid_id(request.path_params["refund_id"], "refund_id")
     body = await json_body(request)
     accept = body.get("accept")
@@ -213,8 +214,16 @@ async def handle_consent(request: Request, rt: Runtime) -> Response:
         raise ApiError(400, "invalid_field", "accept must be true or false")
     by = valid_id(body.get("by"), "by")
     room = valid_id(body["room"], "room") if "room" in body else None
+    # Support staff (their key) answer an escalated request, for every room asked.
+    support = is_support(request, rt)
     answer = await call_service(
-        _service(request, rt).consent(refund_id, accept=accept, by=f"model:{by}", room=room)
+        _service(request, rt).consent(
+            refund_id,
+            accept=accept,
+            by=f"support:{by}" if support else f"model:{by}",
+            room=None if support else room,
+            support=support,
+        )
     )
     return JSONResponse(answer.body)
 

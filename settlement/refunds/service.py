@@ -540,7 +540,13 @@ class Refunds:
         )
 
     async def consent(
-        self, refund_id: str, *, accept: bool, by: str, room: str | None = None
+        self,
+        refund_id: str,
+        *,
+        accept: bool,
+        by: str,
+        room: str | None = None,
+        support: bool = False,
     ) -> Answer:
         """A model's answer to a refund awaiting consent. ``room``: the answer of that room's
         model (her console); the refund goes on once every room asked accepted, and ends
@@ -549,7 +555,9 @@ class Refunds:
         left now) and carried out. Who answered and when is recorded, per room and on the
         refund (the answer's ``created`` says whether this call recorded one). An answer to a
         refund no longer waiting (decided, declined for want of an answer, escalated to
-        support) changes nothing; one from a room not asked raises RefundNotFound."""
+        support) changes nothing; one from a room not asked raises RefundNotFound. ``support``:
+        support staff answer for every room asked, also once the request was escalated to
+        them or its time is up."""
         async with self.database.connection() as conn, conn.transaction():
             await store.lock_id(conn, "refund", refund_id)
             row = await store.refund_row(conn, refund_id)
@@ -558,10 +566,8 @@ class Refunds:
             asked = await store.consents(conn, refund_id)
             if room is not None and room not in asked:
                 raise RefundNotFound(f"refund {refund_id} does not wait for room {room}")
-            waiting = (
-                row["status"] == RefundStatus.AWAITING_CONSENT
-                and row["escalated_at"] is None
-                and not self._overdue(row)
+            waiting = row["status"] == RefundStatus.AWAITING_CONSENT and (
+                support or (row["escalated_at"] is None and not self._overdue(row))
             )
             rooms: list[str] = []
             now = self._now()

@@ -346,3 +346,10 @@ async def test_an_unanswered_request_is_declined_or_escalated_by_the_sweep(
         assert late.body["status"] == "awaiting_consent"
         assert late.body["escalated_at"]
         assert late.body["consents"][0]["answer"] is None
+        # Escalated: support answers it, and who decided is theirs.
+        decided = await refunds.consent("rf-late", accept=True, by="support:agent-1", support=True)
+        assert (decided.body["status"], decided.body["decided_by"]) == (
+            "succeeded",
+            "support:agent-1",
+        )
+        assert decided.body["consents"][0]["answered_by"] == "support:agent-1"
