@@ -42,6 +42,13 @@ from settlement.worker import Worker
 log = logging.getLogger("tipmeter.app")
 
 
+async def _cancelled(task: asyncio.Task[None], then: Awaitable[None]) -> None:
+    """Cancel ``task`` (a loop that waits on its own), wait for it to end, then ``then``."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await then
+
+
 async def metrics_endpoint(request: Request) -> Response:
     """Prometheus exposition of this process's metrics, for ``TIPMETER_METRICS_CLIENTS`` only."""
     rt = runtime(request)
@@ -158,7 +165,7 @@ def create_app(
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
                 ("settlement worker", lambda: worker_task if worker_task else asyncio.sleep(0)),
                 ("scheduler", scheduler.stop),
-                ("refund consent", lambda: asyncio.gather(consent_task, consent.aclose())),
+                ("refund consent", lambda: _cancelled(consent_task, consent.aclose())),
                 ("cap watch", cap_watch.aclose),
                 ("hub", hub.stop),
                 ("meter", meter.aclose),

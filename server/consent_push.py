@@ -99,6 +99,9 @@ class ConsentPush:
             # The next notification, or the reconnect after the ledger is back, sends it again.
             log.warning("consent list unavailable", extra={"fields": {"error": repr(exc)}})
             return
+        except Exception:
+            log.exception("consent list failed", extra={"fields": {"room": room}})
+            return
         message = RefundsWaiting(room=room, refunds=waiting)
         for conn in consoles:
             conn.send(message, "refunds_waiting")
@@ -143,8 +146,13 @@ class ConsentPush:
             try:
                 await self._listen(stop)
                 backoff = RECONNECT_S_MIN
+                continue
             except (psycopg.Error, LedgerError, OSError) as exc:
                 log.warning("consent listener lost", extra={"fields": {"error": repr(exc)}})
+            except Exception:
+                # A bug must not end the live lists for good: logged, then listen again.
+                log.exception("consent listener failed")
+            if not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, RECONNECT_S_MAX)
@@ -163,6 +171,8 @@ class ConsentPush:
                 await self.service().expire_consents(SWEEP_BATCH_MAX)
 
     async def aclose(self) -> None:
-        """Wait for the pushes under way."""
+        """Stop the pushes under way (at shutdown: the consoles are closing too)."""
+        for task in self._tasks:
+            task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
