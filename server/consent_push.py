@@ -7,9 +7,10 @@ delivered when it commits), and so does every answer and every timeout. Each ser
 holds one connection of its own that LISTENs there (not a pool connection: it is held for the
 process's life). When a room it has a console for is named, it reads that room's list from the
 ledger and sends it whole (``refunds_waiting``) to each of the room's consoles; a console gets
-its list as soon as it is welcomed. The list is read, never patched, so a push repeated or
-reordered is harmless, and a notification lost while the listening connection was down costs
-nothing: after every (re)connect every room's list is sent again.
+its list as soon as it is welcomed (unless it is empty: a console starts with an empty list).
+The list is read, never patched, so a push repeated or reordered is harmless, and a
+notification lost while the listening connection was down costs nothing: after every
+(re)connect every room's list is sent again.
 
 The same loop answers for the models who did not answer in time: every ``sweep_s`` it runs
 :meth:`~settlement.refunds.service.Refunds.expire_consents` (decline, or escalate to support:
@@ -89,7 +90,8 @@ class ConsentPush:
         task.add_done_callback(self._tasks.discard)
 
     async def push(self, room: str, *, only: Connection | None = None) -> None:
-        """Send ``room``'s list to its consoles (or to ``only``)."""
+        """Send ``room``'s list to its consoles; to ``only`` (a console just welcomed, which
+        starts with an empty list), only if the list is not empty."""
         consoles = [only] if only is not None else list(self.rooms.get(room, ()))
         if not consoles:
             return
@@ -101,6 +103,8 @@ class ConsentPush:
             return
         except Exception:
             log.exception("consent list failed", extra={"fields": {"room": room}})
+            return
+        if only is not None and not waiting:
             return
         message = RefundsWaiting(room=room, refunds=waiting)
         for conn in consoles:

@@ -51,7 +51,6 @@ async def test_a_request_with_attachments_reaches_the_model_live_and_she_answers
         api(server) as http,
         Client(server.ws_url, ticket(Role.MODEL, "alice")) as model,
     ):
-        await _waiting(model, 0)  # her list, sent when her console is welcomed
         view = (await http.get(f"{path}/refunds")).json()
         assert [(x["line_id"], x["refundable_minor"]) for x in view["lines"]] == [
             ("tip:tip-c-rq-1", 700),
