@@ -32,7 +32,7 @@ from typing import Any, Final
 import psycopg
 
 from clients.protocol import Error as ErrorMessage
-from clients.protocol import ErrorCode, RefundAnswer, RefundsWaiting, Result
+from clients.protocol import ErrorCode, RefundAnswer, RefundsWaiting, RefundWaiting, Result
 from clients.tickets import Role
 from server.connection import Connection
 from settlement.ledger.errors import LedgerError
@@ -106,7 +106,22 @@ class ConsentPush:
             return
         if only is not None and not waiting:
             return
-        message = RefundsWaiting(room=room, refunds=waiting)
+        message = RefundsWaiting(
+            room=room,
+            refunds={
+                r["refund_id"]: RefundWaiting(
+                    currency=r["currency"],
+                    amount_minor=r["amount_minor"],
+                    reason=r["reason"],
+                    origin=r["origin"],
+                    requested_at_ms=r["requested_at_ms"],
+                    answer_by_ms=r["answer_by_ms"],
+                    lines={line["line_id"]: line["amount_minor"] for line in r["lines"]},
+                    note=r["note"],
+                )
+                for r in waiting
+            },
+        )
         for conn in consoles:
             conn.send(message, "refunds_waiting")
 

@@ -172,18 +172,19 @@ const REFUND_REASONS = {
 
 /** The refunds waiting for her answer: the server sends the whole list each time. */
 function onRefundsWaiting(e) {
-  const rows = (e.detail.refunds ?? []).map((refund) => {
-    const lines = (refund.lines ?? [])
-      .map((line) => `${line.line_id.replace(/^tip:/, "tip ").replace(/^sess:/, "show ")} ${formatMinor(line.amount_minor, refund.currency)}`)
+  // `refunds`: refund id → the refund, oldest first; its `lines`: line id → amount.
+  const rows = Object.entries(e.detail.refunds ?? {}).map(([refundId, refund]) => {
+    const lines = Object.entries(refund.lines ?? {})
+      .map(([lineId, amount]) => `${lineId.replace(/^tip:/, "tip ").replace(/^sess:/, "show ")} ${formatMinor(amount, refund.currency)}`)
       .join(", ");
     const why = REFUND_REASONS[refund.reason] ?? refund.reason;
     const accept = el("button", { type: "button", dataset: { answer: "accept" } }, "Accept");
     const decline = el("button", { type: "button", class: "secondary", dataset: { answer: "decline" } }, "Decline");
-    accept.addEventListener("click", () => answer(refund.refund_id, true, [accept, decline]));
-    decline.addEventListener("click", () => answer(refund.refund_id, false, [accept, decline]));
+    accept.addEventListener("click", () => answer(refundId, true, [accept, decline]));
+    decline.addEventListener("click", () => answer(refundId, false, [accept, decline]));
     return el(
       "tr",
-      { dataset: { refundId: refund.refund_id } },
+      { dataset: { refundId } },
       el("td", {}, clock(refund.requested_at_ms)),
       el("td", {}, refund.note ? `${why}: “${refund.note}”` : why),
       el("td", {}, lines),

@@ -85,13 +85,15 @@ async def test_a_request_with_attachments_reaches_the_model_live_and_she_answers
         assert other_files.status_code == 409, other_files.text
 
         # Pushed to her console live: her list with the customer's words and her line.
-        (waiting,) = (await _waiting(model, 1)).refunds
-        assert (waiting["refund_id"], waiting["note"], waiting["amount_minor"]) == (
-            "rq-1",
+        listed = (await _waiting(model, 1)).refunds
+        assert list(listed) == ["rq-1"]
+        waiting = listed["rq-1"]
+        assert (waiting.note, waiting.amount_minor, waiting.origin) == (
             "the stream froze",
             700,
+            "customer",
         )
-        assert [line["line_id"] for line in waiting["lines"]] == ["tip:tip-c-rq-1"]
+        assert waiting.lines == {"tip:tip-c-rq-1": 700}
         with pytest.raises(Refused) as caught:
             await model.answer_refund("rq-unknown", True)
         assert caught.value.code == "refund_not_found"
