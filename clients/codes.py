@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     ID_REUSED = "id_reused"
     LINES_FULL = "lines_full"
     BUSY = "busy"
+    REFUND_NOT_FOUND = "refund_not_found"
     # The server.
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -87,6 +88,7 @@ ERROR_MEANINGS: Final[dict[ErrorCode, str]] = {
     ErrorCode.ID_REUSED: "this id was used for a different tip",
     ErrorCode.LINES_FULL: "the tab holds as many lines as it may; it must be settled",
     ErrorCode.BUSY: "the server is catching up",
+    ErrorCode.REFUND_NOT_FOUND: "`refund_answer`: the refund does not wait for this room's consent",
     ErrorCode.UNAVAILABLE: "the server cannot reach Redis",
     ErrorCode.INTERNAL_ERROR: "a bug; it is logged",
 }

@@ -90,6 +90,9 @@ __all__ = [
     "Ping",
     "Pong",
     "RateView",
+    "RefundAnswer",
+    "RefundWaiting",
+    "RefundsWaiting",
     "Result",
     "RoomEvent",
     "ServerMessage",
@@ -319,8 +322,20 @@ class SetRates:
     ]
 
 
+@CLIENT_MESSAGES.message("refund_answer", senders=[Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class RefundAnswer:
+    """The room's model accepts or declines a refund waiting for her consent (models only;
+    answered by a ``result``: ``applied``, or ``duplicate`` when her room had answered before or
+    the refund no longer waits; ``refund_not_found`` when it does not wait for her room)."""
+
+    id: Annotated[str, _ID]
+    refund_id: Annotated[str, _ID, "from her latest `refunds_waiting`"]
+    accept: Annotated[bool, ALWAYS, "true: accept; false: decline"]
+
+
 ClientMessage: TypeAlias = (
-    Tip | Subscribe | Unsubscribe | Ping | SessionStart | SessionStop | SetRates
+    Tip | Subscribe | Unsubscribe | Ping | SessionStart | SessionStop | SetRates | RefundAnswer
 )
 
 
@@ -450,8 +465,48 @@ class Pong:
     server_time_ms: Annotated[int, _COUNT]
 
 
+#: Refunds one ``refunds_waiting`` lists at most (the oldest first).
+REFUNDS_WAITING_MAX: Final = 100
+#: Lines of one refund a model's list shows at most (hers).
+REFUND_LINES_MAX: Final = 1_000
+#: Longest customer's note a model's list carries.
+REFUND_NOTE_CHARS_MAX: Final = 2_000
+
+
+@wire_object("refund_waiting")
+@dataclass(frozen=True, slots=True)
+class RefundWaiting:
+    """A refund waiting for the model's consent, as her console lists it."""
+
+    currency: Annotated[str, Currency()]
+    amount_minor: Annotated[int, _COUNT, "the whole refund"]
+    reason: Annotated[str, _TEXT, "the reason code (`customer_request`, `technical_problem`, …)"]
+    origin: Annotated[str, _TEXT, "`merchant` (the cam site) or `customer` (her statement)"]
+    requested_at_ms: Annotated[int, _COUNT]
+    answer_by_ms: Annotated[int, _COUNT, "after it: declined, or escalated to support"]
+    lines: Annotated[dict[str, int], IntMap(), "her lines: line id → amount in minor units"]
+    note: Annotated[str, Text(chars_max=REFUND_NOTE_CHARS_MAX), "the customer's own words"] = ""
+
+
+@SERVER_MESSAGES.message("refunds_waiting")
+@dataclass(frozen=True, slots=True)
+class RefundsWaiting:
+    """To a model: the refunds waiting for her consent, the whole list (it replaces the one
+    before), by refund id, oldest first. Sent when her console is welcomed (unless the list is
+    empty) and whenever it changes, from any server process."""
+
+    room: Annotated[str, _ID]
+    refunds: Annotated[
+        dict[str, RefundWaiting],
+        ObjectMap(
+            SPECS[RefundWaiting], items_min=0, items_max=REFUNDS_WAITING_MAX, keys="refund ids"
+        ),
+    ]
+
+
 ServerMessage: TypeAlias = (
     Welcome
+    | RefundsWaiting
     | Result
     | Error
     | TabUpdate

@@ -115,6 +115,24 @@ EXAMPLES: Final[dict[str, list[Message]]] = {
     "unsubscribed": [p.Unsubscribed("alice", "unsub-1")],
     "drain": [p.Drain(2_350)],
     "pong": [p.Pong("ping-1", 1_700_000_000_050)],
+    "refund_answer": [p.RefundAnswer("answer-1", "rq-7c1e", True)],
+    "refunds_waiting": [
+        p.RefundsWaiting(
+            "alice",
+            {
+                "rq-7c1e": p.RefundWaiting(
+                    "USD",
+                    500,
+                    "technical_problem",
+                    "customer",
+                    1_700_000_000_000,
+                    1_700_086_400_000,
+                    {"tip:tip-7f3a": 500},
+                    "the stream froze",
+                )
+            },
+        )
+    ],
 }
 
 _BLOCK: Final = re.compile(

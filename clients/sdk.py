@@ -52,6 +52,8 @@ from clients.protocol import (
     Ping,
     Pong,
     RateView,
+    RefundAnswer,
+    RefundsWaiting,
     Result,
     RoomEvent,
     ServerMessage,
@@ -328,7 +330,7 @@ class Client(Connection):
             case TabUpdate():
                 self._see_tab(message.tab)
                 self._offer(message)
-            case SessionUpdate() | Warning():
+            case SessionUpdate() | Warning() | RefundsWaiting():
                 self._offer(message)
             case Drain():
                 self._reconnect_after_s = message.reconnect_after_ms / 1000
@@ -441,6 +443,18 @@ class Client(Connection):
         """Set the room's prices by kind of show (models only, within the site's bounds)."""
         op_id = new_id("rates")
         return expect(await self._request(SetRates(op_id, rates), op_id), Result)
+
+    async def answer_refund(self, refund_id: str, accept: bool) -> Result:
+        """Accept or decline a refund waiting for the model's consent (models only; the
+        refunds come in :class:`~clients.protocol.RefundsWaiting` through :meth:`messages`).
+        ``duplicate``: her room had answered before, or the refund no longer waits."""
+        op_id = new_id("refund")
+        answer = await self._request(
+            RefundAnswer(id=op_id, refund_id=refund_id, accept=accept), op_id
+        )
+        if not isinstance(answer, Result):
+            raise Disconnected(f"unexpected answer {answer!r}")
+        return answer
 
     async def subscribe(self, room: str, after: str | None = None) -> Subscribed:
         """Follow ``room``'s events after ``after`` (None: from now); they arrive through

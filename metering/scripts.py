@@ -179,6 +179,7 @@ def decode_line(line_id: str, packed: bytes) -> Line:
         share_minor=raw["share"],
         seconds=raw.get("seconds", 0),
         rate_per_minute_minor=raw.get("rate", 0),
+        message=raw.get("msg", ""),
     )
 
 

@@ -566,6 +566,13 @@ class Settings:
         "Secrets processors sign dispute notices with, `processor=secret`, comma-separated "
         "(Stripe's webhook signing secret for a Stripe processor).",
     )
+    dispute_model_share: str = setting(
+        "take_back",
+        choice("take_back", "hold"),
+        "What a dispute does with the model's share of the disputed lines while it is open: "
+        "`take_back` (at once; a won dispute gives it back) or `hold` (kept in her `model_held` "
+        "account, not payable; given back if won, forfeited if lost).",
+    )
 
     @property
     def base_url(self) -> str:

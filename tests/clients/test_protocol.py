@@ -25,6 +25,8 @@ CLIENT_MESSAGES: list[Message] = [
     p.SessionStart("s-9", "alice", "private"),
     p.SessionStop("stop-1", "s-9"),
     p.SetRates("r-1", {"private": p.RateView(600, 60), "spy": p.RateView(200)}),
+    p.RefundAnswer("a-1", "rf-1", True),
+    p.RefundAnswer("a-2", "rf-2", False),
 ]
 SERVER_MESSAGES: list[Message] = [
     p.Welcome(1, "viewer", "c42", "conn", 1_700_000_000_000, {"frame_bytes_max": 4096}, TAB, None),
@@ -46,6 +48,16 @@ SERVER_MESSAGES: list[Message] = [
     ),
     p.Warning("tab_1", 59, 60),
     p.TabUpdate(p.TabView("tab_1", "USD", "open", 5_000, 10, 2, 600)),
+    p.RefundsWaiting("alice", {}),
+    p.RefundsWaiting(
+        "alice",
+        {
+            "rf-1": p.RefundWaiting(
+                "USD", 301, "technical_problem", "customer", 1, 2, {"tip:t1": 301}, "froze"
+            ),
+            "rf-0": p.RefundWaiting("USD", 50, "goodwill", "merchant", 0, 1, {"sess:s1": 50}),
+        },
+    ),
 ]
 
 
@@ -319,7 +331,7 @@ def test_the_documented_examples_decode_identically_in_both_encodings() -> None:
 
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     pairs = re.findall(r"```json\n(.*?)\n```.*?```msgpack-hex\n(.*?)\n```", doc, re.S)
-    assert len(pairs) == 18
+    assert len(pairs) == 20  # refund_answer, refunds_waiting (docs/refunds.md)
     for text, hexdump in pairs:
         frame = bytes.fromhex(hexdump.replace("\n", " "))
         as_json: object = decode_client(text, Codec.JSON)
