@@ -220,3 +220,32 @@ def webhook_sent() -> str:
 def webhook_dead_letters() -> str:
     """The stream of webhook events given up on after the last attempt."""
     return f"{PREFIX}:{{hooks}}:dead"
+
+
+# -- Purchases from a model's catalog (docs/purchases.md) ------------------------------------
+# One block, kept together so that it merges beside other changes to this module.
+#
+# ``tm:{c:C}:buy:P``        hash    purchase P of customer C: tab, item, amount, state, deadline
+# ``tm:{r:R}:catalog``      hash    room R's catalog: item id → item (JSON)
+# ``tm:{r:R}:requests``     zset    "C/T/P" of R's pending requests → deadline (ms)
+# ``tm:{c:C}:entitled``     hash    C's unlocks: "<room>/<what>" → entitled until (ms)
+
+
+def purchase(customer: str, purchase_id: str) -> str:
+    """The record of purchase ``purchase_id`` (its idempotency record and its live state)."""
+    return f"{PREFIX}:{customer_tag(customer)}:buy:{purchase_id}"
+
+
+def room_catalog(room: str) -> str:
+    """The hash of ``room``'s catalog items, item id → JSON."""
+    return f"{PREFIX}:{room_tag(room)}:catalog"
+
+
+def room_requests(room: str) -> str:
+    """The sorted set of ``room``'s pending requests (``customer/tab/purchase``) by deadline."""
+    return f"{PREFIX}:{room_tag(room)}:requests"
+
+
+def entitlements(customer: str) -> str:
+    """The hash of ``customer``'s unlocks: ``room/what`` → entitled until (ms)."""
+    return f"{PREFIX}:{customer_tag(customer)}:entitled"
