@@ -229,6 +229,8 @@ def webhook_dead_letters() -> str:
 # ``tm:{r:R}:catalog``      hash    room R's catalog: item id → item (JSON)
 # ``tm:{r:R}:requests``     zset    "C/T/P" of R's pending requests → deadline (ms)
 # ``tm:{c:C}:entitled``     hash    C's unlocks: "<room>/<what>" → entitled until (ms)
+# ``tm:{r:R}:sold``         hash    R's limit counters: "viewer:<item>:<C>", "show:<item>"
+# ``tm:{buys}:due``         zset    "R/C/P" of pending requests → deadline (ms), for expiry
 
 
 def purchase(customer: str, purchase_id: str) -> str:
@@ -249,3 +251,13 @@ def room_requests(room: str) -> str:
 def entitlements(customer: str) -> str:
     """The hash of ``customer``'s unlocks: ``room/what`` → entitled until (ms)."""
     return f"{PREFIX}:{customer_tag(customer)}:entitled"
+
+
+def room_sold(room: str) -> str:
+    """The hash of ``room``'s catalog limit counters (per viewer, and per show)."""
+    return f"{PREFIX}:{room_tag(room)}:sold"
+
+
+def requests_due() -> str:
+    """The sorted set of every pending request (``room/customer/purchase``) by deadline (ms)."""
+    return f"{PREFIX}:{{buys}}:due"

@@ -21,9 +21,10 @@ from metering.store import LuaScript, Store, as_int, as_text
 APPLY_PURCHASE: Final = LuaScript.load("apply_purchase")
 VOID_PURCHASE: Final = LuaScript.load("void_purchase")
 FULFIL_PURCHASE: Final = LuaScript.load("fulfil_purchase")
+PUT_CATALOG_ITEM: Final = LuaScript.load("put_catalog_item")
 
 #: The purchase scripts; :data:`metering.meter.CORE_SCRIPTS` registers them.
-PURCHASE_SCRIPTS: Final = (APPLY_PURCHASE, VOID_PURCHASE, FULFIL_PURCHASE)
+PURCHASE_SCRIPTS: Final = (APPLY_PURCHASE, VOID_PURCHASE, FULFIL_PURCHASE, PUT_CATALOG_ITEM)
 
 _SPENDABLE: Final = lua_states(tab_sources(TabEvent.SPEND))
 
@@ -284,3 +285,13 @@ async def fulfil_purchase(
             ref.customer, purchase_id, FULFILLED, reply, 2, room, currency, as_int(reply[4])
         )
     return ResolveResult(code=code, purchase_id=purchase_id, state=_pstate(reply[1]), event=draft)
+
+
+async def put_catalog_item(
+    store: Store, room: str, item_id: str, item_json: str, *, items_max: int
+) -> tuple[bool, int]:
+    """Run ``put_catalog_item.lua``: (stored?, items in the catalog after the call)."""
+    reply = await store.call(
+        PUT_CATALOG_ITEM, [keys.room_catalog(room)], [item_id, item_json, items_max]
+    )
+    return as_text(reply[0]) == "applied", as_int(reply[1])

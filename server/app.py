@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
+from server import api, catalog_api, collection_api, demo_api, feed, health, paylinks, refunds_api
 from server.config import Settings
 from server.errors import ConfigError
 from server.hub import Hub
@@ -115,6 +115,10 @@ def create_app(
                 webhook_config=settings.webhook_config(),
             )
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
+        # Purchases (issue 17): catalog requests not done in time expire.
+        expiry_task = asyncio.create_task(
+            catalog_api.expire_requests(rt, worker_stop), name="request-expiry"
+        )
         log.info(
             "ready",
             extra={
@@ -139,6 +143,7 @@ def create_app(
             # (connections torn down under redis-py), and a shutdown must still release all.
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
                 ("settlement worker", lambda: worker_task if worker_task else asyncio.sleep(0)),
+                ("request expiry", lambda: expiry_task),
                 ("scheduler", scheduler.stop),
                 ("cap watch", cap_watch.aclose),
                 ("hub", hub.stop),
@@ -166,6 +171,7 @@ def create_app(
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
         *paylinks.routes(),
+        *catalog_api.routes(),  # purchases (issue 17)
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}

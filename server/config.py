@@ -20,6 +20,7 @@ from typing import Any, Final
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.store import RedisTarget
+from server.catalog import REQUEST_TTL_S_DEFAULT, parse_site_unlocks  # purchases (issue 17)
 from server.errors import ConfigError
 from settlement.config import CrashPoint, SettlementConfig
 from settlement.errors import SettlementMisuse
@@ -170,6 +171,10 @@ class Settings:
     dispute_flag: str = "on"
     dispute_ratio_alert_bp: int = 150
     dispute_secrets: tuple[str, ...] = ()
+    # -- Purchases from a model's catalog (issue 17, docs/purchases.md) -- one block --------
+    site_unlocks: str = ""
+    request_ttl_s: int = REQUEST_TTL_S_DEFAULT
+    # -- end of the purchases block --------------------------------------------------------
 
     @property
     def embedded_postgres(self) -> bool:
@@ -354,6 +359,10 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}REDIS_URL and {PREFIX}REDIS_CLUSTER_NODES are exclusive; set one"
             )
+        try:
+            parse_site_unlocks(settings.site_unlocks, settings.limits())  # purchases (issue 17)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}SITE_UNLOCKS: {exc}") from None
         try:
             settings.limits()
             settings.settlement_config()
@@ -1019,6 +1028,23 @@ VARIABLES: Final = (
         "Secrets processors sign dispute notices with, `processor=secret`, comma-separated "
         "(Stripe's webhook signing secret for a Stripe processor).",
     ),
+    # -- Purchases from a model's catalog (issue 17, docs/purchases.md) -- one block --------
+    Variable(
+        "TIPMETER_SITE_UNLOCKS",
+        "site_unlocks",
+        text,
+        "Site-wide unlocks every room sells, as a JSON list of objects with `item_id` (sold "
+        "as `site.<item_id>`), `name`, `prices` ({currency: minor units}) and `duration_s` "
+        "(e.g. moderator status, a restricted channel, HD for the current show). Unset: none.",
+    ),
+    Variable(
+        "TIPMETER_REQUEST_TTL_S",
+        "request_ttl_s",
+        integer(1, 7 * 24 * 3600),
+        "Time a model has to do a catalog request whose item names none; past it the request "
+        "expires and costs the viewer nothing (voided, or refunded if the tab was settled).",
+    ),
+    # -- end of the purchases block --------------------------------------------------------
 )
 
 
