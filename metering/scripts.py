@@ -337,6 +337,7 @@ APPLY_TIPS_BATCHED: Final[BatchedScript[TipItem, TipResult]] = BatchedScript(
     item_keys=_tip_keys,
     item_args=_tip_args,
     decode=_decode_tip,
+    replicated=True,
 )
 
 

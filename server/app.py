@@ -15,7 +15,18 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, catalog_api, collection_api, demo_api, feed, health, paylinks, refunds_api
+from server import (
+    api,
+    catalog_api,
+    collection_api,
+    demo_api,
+    feed,
+    health,
+    openapi,
+    overlay,
+    paylinks,
+    refunds_api,
+)
 from server.config import Settings
 from server.errors import ConfigError
 from server.hub import Hub
@@ -166,12 +177,14 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes(),
+        *openapi.routes(),
         *refunds_api.routes(),
         *feed.routes(),
+        *overlay.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
-        *paylinks.routes(),
         *catalog_api.routes(),  # purchases (issue 17)
+        *paylinks.routes(),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}

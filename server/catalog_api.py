@@ -36,7 +36,7 @@ from metering.errors import StoreError
 from metering.keys import is_id
 from metering.outcomes import Code
 from metering.purchases import PurchaseView
-from server.api import ApiError, endpoint, json_body
+from server.api import ApiError, json_body, route
 from server.catalog import ITEMS_PER_ROOM_MAX, CatalogInvalid, Shop, parse_item, parse_site_unlocks
 from server.runtime import Runtime
 
@@ -227,49 +227,35 @@ async def expire_requests(rt: Runtime, stop: asyncio.Event) -> None:
 def routes() -> list[Route]:
     """The catalog API's routes."""
     return [
-        Route(
-            "/v1/rooms/{room}/catalog",
-            endpoint("read_catalog", handle_read_catalog),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/rooms/{room}/catalog/new-show",
-            endpoint("catalog_new_show", handle_new_show),
-            methods=["POST"],
-        ),
-        Route(
+        route("GET", "/v1/rooms/{room}/catalog", "read_catalog", handle_read_catalog),
+        route("POST", "/v1/rooms/{room}/catalog/new-show", "catalog_new_show", handle_new_show),
+        route("PUT", "/v1/rooms/{room}/catalog/{item_id}", "put_catalog_item", handle_put_item),
+        route(
+            "DELETE",
             "/v1/rooms/{room}/catalog/{item_id}",
-            endpoint("put_catalog_item", handle_put_item),
-            methods=["PUT"],
+            "delete_catalog_item",
+            handle_delete_item,
         ),
-        Route(
-            "/v1/rooms/{room}/catalog/{item_id}",
-            endpoint("delete_catalog_item", handle_delete_item),
-            methods=["DELETE"],
-        ),
-        Route(
-            "/v1/rooms/{room}/requests", endpoint("request_queue", handle_queue), methods=["GET"]
-        ),
-        Route(
+        route("GET", "/v1/rooms/{room}/requests", "request_queue", handle_queue),
+        route(
+            "POST",
             "/v1/rooms/{room}/requests/{customer}/{purchase_id}/fulfil",
-            endpoint("fulfil_request", handle_fulfil),
-            methods=["POST"],
+            "fulfil_request",
+            handle_fulfil,
         ),
-        Route(
+        route(
+            "POST",
             "/v1/rooms/{room}/requests/{customer}/{purchase_id}/decline",
-            endpoint("decline_request", handle_decline),
-            methods=["POST"],
+            "decline_request",
+            handle_decline,
         ),
-        Route(
+        route(
+            "GET",
             "/v1/customers/{customer}/purchases/{purchase_id}",
-            endpoint("read_purchase", handle_read_purchase),
-            methods=["GET"],
+            "read_purchase",
+            handle_read_purchase,
         ),
-        Route(
-            "/v1/customers/{customer}/entitlements",
-            endpoint("entitlements", handle_entitlements),
-            methods=["GET"],
-        ),
+        route("GET", "/v1/customers/{customer}/entitlements", "entitlements", handle_entitlements),
     ]
 
 
