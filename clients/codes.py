@@ -40,6 +40,13 @@ class ErrorCode(StrEnum):
     ID_REUSED = "id_reused"
     LINES_FULL = "lines_full"
     BUSY = "busy"
+    # Purchases from a model's catalog (issue 17, docs/purchases.md).
+    ITEM_NOT_FOUND = "item_not_found"
+    ITEM_INACTIVE = "item_inactive"
+    PRICE_MISSING = "price_missing"
+    LIMIT_REACHED = "limit_reached"
+    PURCHASE_NOT_FOUND = "purchase_not_found"
+    PURCHASE_NOT_PENDING = "purchase_not_pending"
     # The server.
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -87,6 +94,12 @@ ERROR_MEANINGS: Final[dict[ErrorCode, str]] = {
     ErrorCode.ID_REUSED: "this id was used for a different tip",
     ErrorCode.LINES_FULL: "the tab holds as many lines as it may; it must be settled",
     ErrorCode.BUSY: "the server is catching up",
+    ErrorCode.ITEM_NOT_FOUND: "the room's catalog (or the site) has no such item",
+    ErrorCode.ITEM_INACTIVE: "the item is not for sale now",
+    ErrorCode.PRICE_MISSING: "the item has no price in the tab's currency",
+    ErrorCode.LIMIT_REACHED: "the item's limit per viewer or per show is reached",
+    ErrorCode.PURCHASE_NOT_FOUND: "no such purchase (in this room)",
+    ErrorCode.PURCHASE_NOT_PENDING: "the request was fulfilled or voided already",
     ErrorCode.UNAVAILABLE: "the server cannot reach Redis",
     ErrorCode.INTERNAL_ERROR: "a bug; it is logged",
 }

@@ -229,6 +229,7 @@ def webhook_dead_letters() -> str:
 # ``tm:{r:R}:catalog``      hash    room R's catalog: item id → item (JSON)
 # ``tm:{r:R}:requests``     zset    "C/T/P" of R's pending requests → deadline (ms)
 # ``tm:{c:C}:entitled``     hash    C's unlocks: "<room>/<what>" → entitled until (ms)
+# ``tm:{r:R}:resolved``     zset    "C/T/P" of R's last resolved requests → when (bounded)
 # ``tm:{r:R}:sold``         hash    R's limit counters: "viewer:<item>:<C>", "show:<item>"
 # ``tm:{buys}:due``         zset    "R/C/P" of pending requests → deadline (ms), for expiry
 
@@ -261,3 +262,9 @@ def room_sold(room: str) -> str:
 def requests_due() -> str:
     """The sorted set of every pending request (``room/customer/purchase``) by deadline (ms)."""
     return f"{PREFIX}:{{buys}}:due"
+
+
+def room_resolved(room: str) -> str:
+    """The sorted set of ``room``'s most recently resolved requests (``customer/tab/purchase``),
+    so that a model's repeated answer finds the request it answered (bounded)."""
+    return f"{PREFIX}:{room_tag(room)}:resolved"

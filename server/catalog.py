@@ -394,8 +394,29 @@ class Shop:
                 await self._dequeue(room, customer, as_text(member), purchase_id)
         return pending
 
+    async def customer_of(self, room: str, purchase_id: str) -> str | None:
+        """The customer whose pending request ``purchase_id`` waits in ``room``'s queue (the
+        model names a request by its id alone; the first of the queue wins should two
+        customers have minted the same id)."""
+        if not is_id(purchase_id):
+            return None
+        client = self.meter.store.client
+        for key in (keys.room_requests(room), keys.room_resolved(room)):
+            with translated():
+                members = await client.zrange(key, 0, QUEUE_READ_MAX - 1, desc=True)
+            for member in members:
+                customer, _, found = as_text(member).split("/")
+                if found == purchase_id:
+                    return customer
+        return None
+
     async def _dequeue(self, room: str, customer: str, member: str, purchase_id: str) -> None:
+        client = self.meter.store.client
         with translated():
+            # Remembered a while (the last QUEUE_READ_MAX), so that the model's repeated answer
+            # finds the request it answered: duplicate, or purchase_not_pending.
+            await client.zadd(keys.room_resolved(room), {member: self.meter.clock.now_ms()})
+            await client.zremrangebyrank(keys.room_resolved(room), 0, -QUEUE_READ_MAX - 1)
             await self.meter.store.client.zrem(keys.room_requests(room), member)
             await self.meter.store.client.zrem(
                 keys.requests_due(), f"{room}/{customer}/{purchase_id}"
