@@ -57,6 +57,9 @@ REQUEST_TTL_S_DEFAULT: Final = 900
 QUEUE_READ_MAX: Final = 200
 #: Due requests one expiry sweep voids at most.
 EXPIRE_BATCH_MAX: Final = 100
+#: How long a due request whose tab froze first waits before the sweep looks at it again (it
+#: waits for its refund; looking every sweep would keep newer due requests out of the batch).
+REFUND_RECHECK_MS: Final = 60_000
 
 _FIELDS: Final = frozenset(
     {"name", "kind", "prices", "active", "limit_per_viewer", "limit_per_show", "duration_s"}
@@ -456,8 +459,8 @@ class Shop:
 
     async def expire_due(self, now_ms: int) -> list[ResolveResult]:
         """Expire every request past its deadline (at most :data:`EXPIRE_BATCH_MAX`): voided
-        while its tab is open. One whose tab froze first stays listed for the refund
-        (``tab_not_open``) and is reported each sweep until it is refunded."""
+        while its tab is open. One whose tab froze first (``tab_not_open``) stays listed for
+        its refund, looked at again every :data:`REFUND_RECHECK_MS`."""
         client = self.meter.store.client
         with translated():
             due = await client.zrangebyscore(
@@ -476,6 +479,11 @@ class Shop:
                 result = ResolveResult(
                     code=Code.DUPLICATE, purchase_id=purchase_id, state=view.state
                 )
+            elif result.code is Code.TAB_NOT_OPEN:
+                with translated():
+                    await client.zadd(
+                        keys.requests_due(), {as_text(member): now_ms + REFUND_RECHECK_MS}
+                    )
             await self._resolved(view, result, voided=True)
             results.append(result)
         return results

@@ -13,6 +13,7 @@ from metering.outcomes import Code
 from metering.purchase_lifecycle import ItemKind, PurchaseState
 from server.catalog import (
     ITEMS_PER_ROOM_MAX,
+    REFUND_RECHECK_MS,
     CatalogInvalid,
     Shop,
     ShopCode,
@@ -121,6 +122,23 @@ async def test_a_request_declined_after_the_freeze_waits_for_a_refund(
     refused = await shop.decline("room1", "c1", "p1")
     assert refused.code is Code.TAB_NOT_OPEN
     assert [v.purchase_id for v in await shop.queue("room1")] == ["p1"]
+
+
+async def test_an_expiry_after_the_freeze_is_looked_at_again_later(
+    meter: Meter, shop: Shop, clock: FakeClock
+) -> None:
+    await shop.put("room1", _item(meter))
+    ref = await open_tab(meter)
+    await shop.buy(ref, currency="USD", room="room1", item_id="dance", purchase_id="p1")
+    await meter.tabs.freeze(ref, FreezeReason.MERCHANT)
+    clock.advance(60_000)
+    [waiting] = await shop.expire_due(clock.now_ms())
+    assert waiting.code is Code.TAB_NOT_OPEN
+    # Rescheduled: it does not take a place in every sweep's batch.
+    assert await shop.expire_due(clock.now_ms()) == []
+    clock.advance(REFUND_RECHECK_MS)
+    [again] = await shop.expire_due(clock.now_ms())
+    assert again.code is Code.TAB_NOT_OPEN
 
 
 async def test_catalog_refusals_and_limits(meter: Meter, shop: Shop) -> None:
