@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import pytest
 
@@ -15,8 +14,13 @@ from server.catalog import Shop, parse_site_unlocks
 from server.embedded_redis import RedisServer
 from tests.server.conftest import api, open_tab
 from tests.support.processes import TipmeterProcess
+from tests.support.waiting import eventually
 
 UNLOCKS = '[{"item_id": "mod", "name": "Moderator", "prices": {"USD": 500}, "duration_s": 3600}]'
+
+
+async def _voided(state: Awaitable[dict[str, object]]) -> bool:
+    return (await state)["state"] == "voided"
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +83,13 @@ async def test_a_model_edits_her_menu_and_works_her_queue(
         assert (done.status_code, done.json()["state"]) == (200, "fulfilled")
         again = await http.post("/v1/rooms/room1/requests/c1/p1/fulfil")
         assert (again.status_code, again.json()["error"]["code"]) == (409, "purchase_not_pending")
-        # p3 is not done within the site's 2 s: the server's sweep expires it (polled, with a
-        # deadline of 10 s).
-        for _ in range(100):
-            p3 = (await http.get("/v1/customers/c1/purchases/p3")).json()
-            if p3["state"] == "voided":
-                break
-            await asyncio.sleep(0.1)
+        # p3 is not done within the site's 2 s: the server's sweep expires it.
+
+        async def p3_state() -> dict[str, object]:
+            return dict((await http.get("/v1/customers/c1/purchases/p3")).json())
+
+        await eventually(lambda: _voided(p3_state()), what="the server's sweep expires p3")
+        p3 = await p3_state()
         assert (p3["state"], p3["reason"]) == ("voided", "expire")
         statement = (await http.get(f"/v1/customers/c1/tabs/{tab['tab_id']}/statement")).json()
         assert statement["total_minor"] == 800  # p2 and the unlock; p1 and p3 cost nothing
