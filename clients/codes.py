@@ -41,6 +41,13 @@ class ErrorCode(StrEnum):
     LINES_FULL = "lines_full"
     BUSY = "busy"
     REFUND_NOT_FOUND = "refund_not_found"
+    # Purchases from a model's catalog (issue 17, docs/purchases.md).
+    ITEM_NOT_FOUND = "item_not_found"
+    ITEM_INACTIVE = "item_inactive"
+    PRICE_MISSING = "price_missing"
+    LIMIT_REACHED = "limit_reached"
+    PURCHASE_NOT_FOUND = "purchase_not_found"
+    PURCHASE_NOT_PENDING = "purchase_not_pending"
     # The server.
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -89,6 +96,12 @@ ERROR_MEANINGS: Final[dict[ErrorCode, str]] = {
     ErrorCode.LINES_FULL: "the tab holds as many lines as it may; it must be settled",
     ErrorCode.BUSY: "the server is catching up",
     ErrorCode.REFUND_NOT_FOUND: "`refund_answer`: the refund does not wait for this room's consent",
+    ErrorCode.ITEM_NOT_FOUND: "the room's catalog (or the site) has no such item",
+    ErrorCode.ITEM_INACTIVE: "the item is not for sale now",
+    ErrorCode.PRICE_MISSING: "the item has no price in the tab's currency",
+    ErrorCode.LIMIT_REACHED: "the item's limit per viewer or per show is reached",
+    ErrorCode.PURCHASE_NOT_FOUND: "no such purchase (in this room)",
+    ErrorCode.PURCHASE_NOT_PENDING: "the request was fulfilled or voided already",
     ErrorCode.UNAVAILABLE: "the server cannot reach Redis",
     ErrorCode.INTERNAL_ERROR: "a bug; it is logged",
 }

@@ -334,8 +334,71 @@ class RefundAnswer:
     accept: Annotated[bool, ALWAYS, "true: accept; false: decline"]
 
 
+# ---------------------------------------------------------------------------------------------
+# Purchases from a model's catalog (issue 17, docs/purchases.md) — one block.
+
+
+@wire_object("purchase")
+@dataclass(frozen=True, slots=True)
+class PurchaseInfo:
+    """A catalog purchase as its viewer and the model see it."""
+
+    purchase_id: Annotated[str, _ID]
+    room: Annotated[str, _ID]
+    item_id: Annotated[str, _ID]
+    item_name: Annotated[str, _TEXT]
+    kind: Annotated[str, _TEXT, "`request` or `unlock`"]
+    state: Annotated[str, _TEXT, "`pending`, `granted`, `fulfilled`, `voided` (docs/purchases.md)"]
+    amount_minor: Annotated[int, _COUNT, "what it costs (0 once voided)"]
+    until_ms: Annotated[int, _COUNT, "a request's deadline; an unlock's end"]
+
+
+@CLIENT_MESSAGES.message("buy", senders=[Role.VIEWER])
+@dataclass(frozen=True, slots=True)
+class Buy:
+    """Buy ``item_id`` of ``room``'s catalog (``site.<id>``: a site unlock) from the viewer's
+    tab, at the catalog's price in the tab's currency."""
+
+    id: Annotated[str, _ID, "the client-minted purchase id"]
+    room: Annotated[str, _ID]
+    item_id: Annotated[str, _ID]
+    message: Annotated[str, Text(chars_max=MESSAGE_CHARS_MAX, printable=True)] = ""
+    anonymous: Annotated[bool, "hide the viewer's name from the room"] = False
+
+
+@CLIENT_MESSAGES.message("fulfil", senders=[Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class Fulfil:
+    """The model marks a pending request of her room done."""
+
+    id: Annotated[str, _ID]
+    purchase_id: Annotated[str, _ID]
+
+
+@CLIENT_MESSAGES.message("decline", senders=[Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class Decline:
+    """The model declines a pending request of her room: it costs the viewer nothing."""
+
+    id: Annotated[str, _ID]
+    purchase_id: Annotated[str, _ID]
+
+
+# -- end of the purchases block ---------------------------------------------------------------
+
+
 ClientMessage: TypeAlias = (
-    Tip | Subscribe | Unsubscribe | Ping | SessionStart | SessionStop | SetRates | RefundAnswer
+    Tip
+    | Subscribe
+    | Unsubscribe
+    | Ping
+    | SessionStart
+    | SessionStop
+    | SetRates
+    | RefundAnswer
+    | Buy  # purchases (issue 17)
+    | Fulfil
+    | Decline
 )
 
 
@@ -374,6 +437,7 @@ class Result:
     tab: TabView | None = None
     tip: TipReceipt | None = None
     session: SessionView | None = None
+    purchase: PurchaseInfo | None = None  # purchases (issue 17)
 
 
 @SERVER_MESSAGES.message("error")

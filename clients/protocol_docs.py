@@ -40,6 +40,10 @@ EXAMPLES: Final[dict[str, list[Message]]] = {
         p.SetRates("rates-1", {"private": p.RateView(600, 60), "spy": p.RateView(200, 0)})
     ],
     "ping": [p.Ping("ping-1")],
+    # Purchases (issue 17, docs/purchases.md).
+    "buy": [p.Buy("buy-3c9d", "alice", "dance", message="the slow one")],
+    "fulfil": [p.Fulfil("done-1", "buy-3c9d")],
+    "decline": [p.Decline("no-1", "buy-3c9d")],
     "welcome": [
         p.Welcome(
             1,
@@ -64,7 +68,15 @@ EXAMPLES: Final[dict[str, list[Message]]] = {
             "applied",
             p.TabView("tab_Q2x", "USD", "open", 5_000, 500, 2),
             p.TipReceipt(1, 1_700_000_000_123),
-        )
+        ),
+        p.Result(
+            "buy-3c9d",
+            "applied",
+            p.TabView("tab_Q2x", "USD", "open", 5_000, 800, 3),
+            purchase=p.PurchaseInfo(
+                "buy-3c9d", "alice", "dance", "Dance", "request", "pending", 300, 1_700_000_900_000
+            ),
+        ),
     ],
     "error": [
         p.Error(

@@ -43,11 +43,14 @@ from websockets.typing import Origin, Subprotocol
 
 from clients.errors import Disconnected, HandshakeRefused, Refused
 from clients.protocol import (
+    Buy,
     ClientMessage,
     Codec,
+    Decline,
     Drain,
     Error,
     ErrorCode,
+    Fulfil,
     Invalid,
     Ping,
     Pong,
@@ -455,6 +458,35 @@ class Client(Connection):
         if not isinstance(answer, Result):
             raise Disconnected(f"unexpected answer {answer!r}")
         return answer
+
+    # Purchases from a model's catalog (issue 17, docs/purchases.md).
+
+    async def buy(
+        self,
+        room: str,
+        item_id: str,
+        *,
+        message: str = "",
+        anonymous: bool = False,
+        purchase_id: str | None = None,
+    ) -> Result:
+        """Buy ``item_id`` of ``room``'s catalog at its price; the answer's ``purchase`` says
+        its state. Pass ``purchase_id`` to retry one whose answer you lost: it is charged at
+        most once. Raises Refused (``over_cap``, ``item_not_found``, ``limit_reached`` …)."""
+        op_id = purchase_id or new_id("buy")
+        return expect(
+            await self._request(Buy(op_id, room, item_id, message, anonymous), op_id), Result
+        )
+
+    async def fulfil(self, purchase_id: str) -> Result:
+        """Mark a pending request of the model's room done (models only)."""
+        op_id = new_id("done")
+        return expect(await self._request(Fulfil(op_id, purchase_id), op_id), Result)
+
+    async def decline(self, purchase_id: str) -> Result:
+        """Decline a pending request of the model's room: it costs the viewer nothing."""
+        op_id = new_id("decline")
+        return expect(await self._request(Decline(op_id, purchase_id), op_id), Result)
 
     async def subscribe(self, room: str, after: str | None = None) -> Subscribed:
         """Follow ``room``'s events after ``after`` (None: from now); they arrive through

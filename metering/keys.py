@@ -36,6 +36,13 @@ key                                      type    what it holds
 ``tm:{hooks}:due``                        zset    webhook event id → next delivery time (ms)
 ``tm:{hooks}:sent``                       zset    webhook event ids delivered (dedupe window)
 ``tm:{hooks}:dead``                       stream  webhook events given up on
+``tm:{c:C}:buy:P``                        hash    purchase P of C: tab, item, amount, state, deadline
+``tm:{r:R}:catalog``                      hash    R's catalog: item id → item (JSON)
+``tm:{r:R}:requests``                     zset    "C/T/P" of R's pending requests → deadline (ms)
+``tm:{c:C}:entitled``                     hash    C's unlocks: "<room>/<what>" → entitled until (ms)
+``tm:{r:R}:resolved``                     zset    "C/T/P" of R's last resolved requests (bounded)
+``tm:{r:R}:sold``                         hash    R's limit counters: "viewer:<item>:<C>", "show:<item>"
+``tm:{buys}:due``                         zset    "R/C/P" of pending requests → deadline (ms)
 =======================================  ======  =============================================
 """
 
@@ -227,3 +234,42 @@ def webhook_sent() -> str:
 def webhook_dead_letters() -> str:
     """The stream of webhook events given up on after the last attempt."""
     return f"{PREFIX}:{{hooks}}:dead"
+
+
+# -- Purchases from a model's catalog (docs/purchases.md) ------------------------------------
+
+
+def purchase(customer: str, purchase_id: str) -> str:
+    """The record of purchase ``purchase_id`` (its idempotency record and its live state)."""
+    return f"{PREFIX}:{customer_tag(customer)}:buy:{purchase_id}"
+
+
+def room_catalog(room: str) -> str:
+    """The hash of ``room``'s catalog items, item id → JSON."""
+    return f"{PREFIX}:{room_tag(room)}:catalog"
+
+
+def room_requests(room: str) -> str:
+    """The sorted set of ``room``'s pending requests (``customer/tab/purchase``) by deadline."""
+    return f"{PREFIX}:{room_tag(room)}:requests"
+
+
+def entitlements(customer: str) -> str:
+    """The hash of ``customer``'s unlocks: ``room/what`` → entitled until (ms)."""
+    return f"{PREFIX}:{customer_tag(customer)}:entitled"
+
+
+def room_sold(room: str) -> str:
+    """The hash of ``room``'s catalog limit counters (per viewer, and per show)."""
+    return f"{PREFIX}:{room_tag(room)}:sold"
+
+
+def requests_due() -> str:
+    """The sorted set of every pending request (``room/customer/purchase``) by deadline (ms)."""
+    return f"{PREFIX}:{{buys}}:due"
+
+
+def room_resolved(room: str) -> str:
+    """The sorted set of ``room``'s most recently resolved requests (``customer/tab/purchase``),
+    so that a model's repeated answer finds the request it answered (bounded)."""
+    return f"{PREFIX}:{room_tag(room)}:resolved"

@@ -166,7 +166,8 @@ def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
 
 
 def decode_line(line_id: str, packed: bytes) -> Line:
-    """Decode one itemized line as ``apply_tips.lua`` (and the session scripts) write it."""
+    """Decode one itemized line as ``apply_tips.lua`` (and the session and purchase scripts)
+    write it."""
     raw = msgpack.unpackb(packed, raw=False)
     return Line(
         kind=raw["kind"],
@@ -180,6 +181,11 @@ def decode_line(line_id: str, packed: bytes) -> Line:
         seconds=raw.get("seconds", 0),
         rate_per_minute_minor=raw.get("rate", 0),
         message=raw.get("msg", ""),
+        item_id=raw.get("item", ""),
+        item_name=raw.get("name", ""),
+        item_kind=raw.get("ikind", ""),
+        state=raw.get("state", ""),
+        voided_minor=raw.get("was", 0),
     )
 
 

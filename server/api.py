@@ -230,6 +230,18 @@ def tab_json(tab: Tab) -> dict[str, Any]:
                     if line.kind == "session"
                     else {}
                 ),
+                # Purchases (issue 17): the item and the purchase's state.
+                **(
+                    {
+                        "item_id": line.item_id,
+                        "item_name": line.item_name,
+                        "item_kind": line.item_kind,
+                        "state": line.state,
+                        "voided_minor": line.voided_minor,
+                    }
+                    if line.kind == "purchase"
+                    else {}
+                ),
             }
             for line in tab.lines
         ],

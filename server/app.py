@@ -17,6 +17,7 @@ from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
 from server import (
     api,
+    catalog_api,
     collection_api,
     demo_api,
     feed,
@@ -150,6 +151,10 @@ def create_app(
                 ),
             )
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
+        # Purchases (issue 17): catalog requests not done in time expire.
+        expiry_task = asyncio.create_task(
+            catalog_api.expire_requests(rt, worker_stop), name="request-expiry"
+        )
         log.info(
             "ready",
             extra={
@@ -175,6 +180,7 @@ def create_app(
             # (connections torn down under redis-py), and a shutdown must still release all.
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
                 ("settlement worker", lambda: worker_task if worker_task else asyncio.sleep(0)),
+                ("request expiry", lambda: expiry_task),
                 ("scheduler", scheduler.stop),
                 ("refund consent", lambda: _cancelled(consent_task, consent.aclose())),
                 ("cap watch", cap_watch.aclose),
@@ -205,6 +211,7 @@ def create_app(
         *overlay.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
+        *catalog_api.routes(),  # purchases (issue 17)
         *paylinks.routes(),
     ]
     return Starlette(

@@ -21,6 +21,7 @@ from typing import Any, Final
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.store import ACK_WAIT_MS_DEFAULT, RedisTarget, Replication
+from server.catalog import REQUEST_TTL_S_DEFAULT, parse_site_unlocks  # purchases (issue 17)
 from server.errors import ConfigError
 from server.setting import (
     PREFIX,
@@ -573,6 +574,20 @@ class Settings:
         "`take_back` (at once; a won dispute gives it back) or `hold` (kept in her `model_held` "
         "account, not payable; given back if won, forfeited if lost).",
     )
+    # -- Purchases from a model's catalog (issue 17, docs/purchases.md) ---------------------
+    site_unlocks: str = setting(
+        "",
+        text,
+        "Site-wide unlocks every room sells, as a JSON list of objects with `item_id` (sold "
+        "as `site.<item_id>`), `name`, `prices` ({currency: minor units}) and `duration_s` "
+        "(e.g. moderator status, a restricted channel, HD for the current show). Unset: none.",
+    )
+    request_ttl_s: int = setting(
+        REQUEST_TTL_S_DEFAULT,
+        integer(1, 7 * 24 * 3600),
+        "Time a model has to do a catalog request whose item names none; past it the request "
+        "expires and costs the viewer nothing (voided, or refunded if the tab was settled).",
+    )
 
     @property
     def base_url(self) -> str:
@@ -801,6 +816,10 @@ class Settings:
             self.settlement_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        try:
+            parse_site_unlocks(self.site_unlocks, self.limits())  # purchases (issue 17)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}SITE_UNLOCKS: {exc}") from None
         if self.webhook_url is not None and not self.webhook_secret:
             raise ConfigError(f"{PREFIX}WEBHOOK_URL needs {PREFIX}WEBHOOK_SECRET to sign with")
         if self.session_lease_ms < 2 * self.tick_ms:

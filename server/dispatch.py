@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from clients.protocol import (
+    Buy,
     ClientMessage,
+    Decline,
     ErrorCode,
+    Fulfil,
     Ping,
     RefundAnswer,
     SessionStart,
@@ -41,6 +44,7 @@ from clients.protocol import (
 )
 from metering.errors import StoreError, StoreUnavailable
 from server.handlers.context import Context
+from server.handlers.purchases import handle_buy, handle_decline, handle_fulfil
 from server.handlers.refunds import handle_refund_answer
 from server.handlers.rooms import handle_ping, handle_subscribe, handle_unsubscribe
 from server.handlers.sessions import (
@@ -74,6 +78,9 @@ HANDLERS: Final[Mapping[type[ClientMessage], Route]] = {
     SessionStop: Route("session_stop", handle_session_stop),
     SetRates: Route("set_rates", handle_set_rates),
     RefundAnswer: Route("refund_answer", handle_refund_answer),
+    Buy: Route("buy", handle_buy),  # purchases (issue 17)
+    Fulfil: Route("fulfil", handle_fulfil),
+    Decline: Route("decline", handle_decline),
 }
 
 

@@ -53,11 +53,22 @@ def _user(event: rooms.RoomEvent) -> dict[str, Any]:
     }
 
 
+def _tip_message(event: rooms.RoomEvent) -> str:
+    """A tip's message; a catalog purchase (issue 17) is a tip whose message names the item
+    (the Chaturbate-style tip menu: "Dance: the slow one")."""
+    message = str(event.data.get("message", ""))
+    if event.event_type != "purchase":
+        return message
+    name = str(event.data.get("item_name", ""))
+    return f"{name}: {message}" if message else name
+
+
 def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[str, Any] | None:
     """One room event in the feed's shape, or None for events the shape cannot carry: events
-    other than tips, and tips worth less than one token (Chaturbate-style clients refuse
-    ``"tokens": 0`` and would stall on that page; rounding up would credit tokens never paid)."""
-    if event.event_type != "tip":
+    other than tips and purchases (shown as tips), and tips worth less than one token
+    (Chaturbate-style clients refuse ``"tokens": 0`` and would stall on that page; rounding up
+    would credit tokens never paid)."""
+    if event.event_type not in ("tip", "purchase"):
         return None
     tokens = int(event.data.get("amount", 0)) // minor_per_token
     if tokens < 1:
@@ -71,10 +82,10 @@ def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[
             "tip": {
                 "tokens": tokens,
                 "isAnon": bool(event.data.get("anon")),
-                "message": str(event.data.get("message", "")),
-                # Not in the Chaturbate shape (its tools ignore it): the client-minted tip id,
-                # to match a feed event with the tip it reports.
-                "tipId": str(event.data.get("tip_id", "")),
+                "message": _tip_message(event),
+                # Not in the Chaturbate shape (its tools ignore it): the client-minted tip id
+                # (a purchase's id), to match a feed event with the tip it reports.
+                "tipId": str(event.data.get("tip_id", event.data.get("purchase_id", ""))),
             },
         },
     }

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from clients.declare import ID_PATTERN
-from server import collection_api, refunds_openapi
+from server import catalog_api, collection_api, refunds_openapi
 from server.api import BODY_BYTES_MAX, bounds_of, route
 from server.api_contract import (
     AMOUNT_MAX_MINOR,
@@ -609,6 +609,7 @@ def document(server_url: str, bounds: Bounds) -> dict[str, Any]:
             **_operations(bounds),
             **_with_error_shapes(collection_api.openapi_paths()),
             **_with_error_shapes(refunds_openapi.paths()),
+            **_with_error_shapes(catalog_api.openapi_paths()),  # purchases (issue 17)
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",

@@ -60,6 +60,7 @@ _PLACEHOLDERS = {
     "shard": "N",
     "owner": "O",
     "ticket_id": "J",
+    "purchase_id": "P",
 }
 #: Functions of the module that build no key of their own.
 _NOT_KEYS = {"check_id", "is_id", "customer_tag", "room_tag", "tab_index_shard", "tab_index_member"}
