@@ -36,12 +36,12 @@ key                                      type    what it holds
 ``tm:{hooks}:due``                        zset    webhook event id → next delivery time (ms)
 ``tm:{hooks}:sent``                       zset    webhook event ids delivered (dedupe window)
 ``tm:{hooks}:dead``                       stream  webhook events given up on
-``tm:{c:C}:buy:P``                        hash    purchase P of C: tab, item, amount, state, deadline
+``tm:{c:C}:buy:P``                        hash    purchase P of C: tab, item, amount, state …
 ``tm:{r:R}:catalog``                      hash    R's catalog: item id → item (JSON)
 ``tm:{r:R}:requests``                     zset    "C/T/P" of R's pending requests → deadline (ms)
 ``tm:{c:C}:entitled``                     hash    C's unlocks: "<room>/<what>" → entitled until (ms)
 ``tm:{r:R}:resolved``                     zset    "C/T/P" of R's last resolved requests (bounded)
-``tm:{r:R}:sold``                         hash    R's limit counters: "viewer:<item>:<C>", "show:<item>"
+``tm:{r:R}:sold``                         hash    R's limit counters per viewer and per show
 ``tm:{buys}:due``                         zset    "R/C/P" of pending requests → deadline (ms)
 =======================================  ======  =============================================
 """
