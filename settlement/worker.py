@@ -87,6 +87,7 @@ from settlement.processors.registry import ProcessorRegistry
 from settlement.retry_rules import rule_for
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
+from settlement.subscriptions.scheduler import Renewals
 from settlement.sweeper import Sweeper
 from settlement.webhooks import Deliverer, WebhookConfig
 
@@ -180,6 +181,10 @@ class Worker:
         self.webhook_config = webhook_config if webhook_config is not None else WebhookConfig()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.sweeper = Sweeper(meter, self.config)
+        # Memberships renew on the periodic loop too (docs/subscriptions.md).
+        self.renewals = Renewals.for_worker(
+            ledger.database, self.processors, self.config.claim_idle_ms
+        )
         self.deliverer = (
             Deliverer(
                 self.store, self.clock, self.webhook_config, on_delivered=ledger.record_delivery
@@ -635,6 +640,7 @@ class Worker:
         while not stop.is_set():
             try:
                 await self.sweeper.sweep()
+                await self.renewals.run_due_logged(self.clock.now_ms())
                 if self.deliverer is not None:
                     for _ in range(WEBHOOK_ROUNDS_MAX):
                         round_ = await self.deliverer.deliver_due()

@@ -34,11 +34,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+import psycopg
+
 from metering.money import share_minor
 from settlement.collection import policy
 from settlement.gateway import GatewayError
 from settlement.ledger import journal
 from settlement.ledger.db import Connection, Database
+from settlement.ledger.errors import LedgerError
 from settlement.ledger.journal import Account, AccountKind, Entry, EntryCode, Posting
 from settlement.ledger.times import at
 from settlement.processors.registry import ProcessorRegistry
@@ -170,6 +173,23 @@ class Renewals:
         self.config = config if config is not None else SubscriptionsConfig()
         self.on_notice = on_notice
         self._plans: dict[str, Plan] = {}
+
+    @classmethod
+    def for_worker(
+        cls, database: Database, processors: ProcessorRegistry, claim_idle_ms: int
+    ) -> Renewals:
+        """The renewals a settlement worker runs in its periodic loop. The claim lasts twice
+        the worker's own claim bound (which exceeds one processor call; a charge makes two)."""
+        return cls(database, processors, SubscriptionsConfig(lease_ms=2 * claim_idle_ms))
+
+    async def run_due_logged(self, now_ms: int) -> RunReport | None:
+        """:meth:`run_due`, with a database failure logged instead of raised (the worker's
+        loop goes on; the rows stay due and are claimed again on the next round)."""
+        try:
+            return await self.run_due(now_ms)
+        except (LedgerError, psycopg.Error) as exc:
+            log.error("renewals failed", extra={"fields": {"why": repr(exc)}})
+            return None
 
     async def _plan(self, conn: Connection, plan_id: str) -> Plan:
         # Plans are never changed once created (a new plan is a new id), so a cache is safe.
