@@ -15,7 +15,16 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
+from server import (
+    api,
+    collection_api,
+    demo_api,
+    feed,
+    health,
+    paylinks,
+    refunds_api,
+    subscriptions_api,
+)
 from server.config import Settings
 from server.errors import ConfigError
 from server.hub import Hub
@@ -166,6 +175,7 @@ def create_app(
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
         *paylinks.routes(),
+        *subscriptions_api.routes(),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}

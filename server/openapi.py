@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server import collection_api, refunds_openapi
+from server import collection_api, refunds_openapi, subscriptions_api
 from server.demo_api import DEMO_BODY_BYTES_MAX, FEED_TOKEN_CHARS_MAX, OVERLAY_TICKET_TTL_S
 
 _ERROR = {
@@ -512,6 +512,7 @@ def document(server_url: str) -> dict[str, Any]:
             },
             **collection_api.openapi_paths(),
             **refunds_openapi.paths(),
+            **subscriptions_api.openapi_paths(),
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",
