@@ -123,6 +123,7 @@ def create_app(
                 config=settings.settlement_config(),
                 webhook_config=settings.webhook_config(),
             )
+            worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
         log.info(
             "ready",

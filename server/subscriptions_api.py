@@ -69,8 +69,11 @@ def service_of(rt: Runtime) -> Subscriptions:
 
 
 def renewals_of(rt: Runtime) -> Renewals:
-    """The renewal scheduler over this app's ledger and processors."""
-    return Renewals(rt.ledger.database, rt.processors)
+    """The renewal scheduler over this app's ledger and processors, its notices sent through
+    the deployment's notifier."""
+    renewals = Renewals(rt.ledger.database, rt.processors)
+    renewals.notify_with(rt.settings.notifier())
+    return renewals
 
 
 def subscription_id_for(customer: str, idempotency_key: str) -> str:

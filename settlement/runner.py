@@ -36,6 +36,7 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, An
             config=settings.settlement_config(),
             webhook_config=settings.webhook_config(),
         )
+        worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
         if burst:
             report = await worker.run_burst()
             return {

@@ -32,6 +32,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 import psycopg
@@ -43,7 +44,8 @@ from settlement.ledger import journal
 from settlement.ledger.db import Connection, Database
 from settlement.ledger.errors import LedgerError
 from settlement.ledger.journal import Account, AccountKind, Entry, EntryCode, Posting
-from settlement.ledger.times import at
+from settlement.ledger.times import at, ms
+from settlement.notify.base import Notifier
 from settlement.processors.registry import ProcessorRegistry
 from settlement.retry_rules import VISA_REATTEMPT_WINDOW_MS
 from settlement.subscriptions import invoices, store
@@ -51,8 +53,9 @@ from settlement.subscriptions.billing import bill_period
 from settlement.subscriptions.charge import ChargeOutcome, charge_on_file
 from settlement.subscriptions.config import SubscriptionsConfig
 from settlement.subscriptions.lifecycle import DUNNING, RENEWING, TERMINAL, SubEvent, SubState
+from settlement.subscriptions.notices import MemberNotices, Notice
 from settlement.subscriptions.periods import DAY_MS, period_bounds
-from settlement.subscriptions.plans import Plan
+from settlement.subscriptions.plans import CARD_EXPIRY_NOTICE_DAYS_DEFAULT, Plan
 from settlement.subscriptions.store import Attempt, Period, Subscription
 from settlement.subscriptions.tax import rate_bp
 
@@ -61,15 +64,6 @@ log = logging.getLogger("tipmeter.subscriptions")
 #: Decisions per subscription per claim at most (begin a period, then charge it; restrict,
 #: then retry): a bound, not a loop without end.
 STEPS_PER_CLAIM_MAX: Final = 6
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """A message a transition calls for (sent after the transaction commits)."""
-
-    kind: str  # receipt, declined, restricted, cancelled, card_expiring
-    subscription_id: str
-    period_no: int
 
 
 @dataclass
@@ -166,7 +160,7 @@ class Renewals:
         processors: ProcessorRegistry,
         config: SubscriptionsConfig | None = None,
         *,
-        on_notice: Callable[[Notice], Awaitable[None]] | None = None,
+        on_notice: Callable[[Notice, int], Awaitable[object]] | None = None,
     ) -> None:
         self.database = database
         self.processors = processors
@@ -181,6 +175,10 @@ class Renewals:
         """The renewals a settlement worker runs in its periodic loop. The claim lasts twice
         the worker's own claim bound (which exceeds one processor call; a charge makes two)."""
         return cls(database, processors, SubscriptionsConfig(lease_ms=2 * claim_idle_ms))
+
+    def notify_with(self, notifier: Notifier) -> None:
+        """Send member notices (receipts, dunning, card expiry) through ``notifier``."""
+        self.on_notice = MemberNotices(self.database, notifier).send
 
     async def run_due_logged(self, now_ms: int) -> RunReport | None:
         """:meth:`run_due`, with a database failure logged instead of raised (the worker's
@@ -222,7 +220,7 @@ class Renewals:
                     tasks.create_task(one(work))
         if self.on_notice is not None:
             for notice in report.notices:
-                await self.on_notice(notice)
+                await self.on_notice(notice, now_ms)
         return report
 
     # -- claim ------------------------------------------------------------------------------
@@ -275,7 +273,13 @@ class Renewals:
                 return dataclasses.replace(sub, next_action_at_ms=0), None
             # The period is paid, free or void: its end is what comes next.
             if now_ms < sub.period_end_ms:
-                return dataclasses.replace(sub, next_action_at_ms=sub.period_end_ms), None
+                notice_at = _card_notice_at(sub, plan)
+                if notice_at is not None and now_ms >= notice_at:
+                    notices.append(Notice("card_expiring", sub.subscription_id, sub.period_no))
+                    sub = dataclasses.replace(sub, card_notice_for=sub.period_no + 1)
+                    continue
+                wake = sub.period_end_ms if notice_at is None else min(notice_at, sub.period_end_ms)
+                return dataclasses.replace(sub, next_action_at_ms=wake), None
             if sub.cancel_at_ms and sub.cancel_at_ms <= sub.period_end_ms:
                 sub = await self._end(conn, sub, SubEvent.END, now_ms, "cancellation took effect")
                 notices.append(Notice("cancelled", sub.subscription_id, sub.period_no))
@@ -452,6 +456,12 @@ class Renewals:
             next_action_at_ms=max(sub.period_end_ms, now_ms),
             updated_at_ms=now_ms,
         )
+        notice_at = _card_notice_at(sub, await self._plan(conn, sub.plan_id))
+        if notice_at is not None:
+            # The card expires before the next renewal: wake up in time to say so.
+            sub = dataclasses.replace(
+                sub, next_action_at_ms=max(min(notice_at, sub.next_action_at_ms), now_ms)
+            )
         await store.save(conn, sub)
         return [Notice("receipt", sub.subscription_id, attempt.period_no)]
 
@@ -538,6 +548,30 @@ class Renewals:
         )
         series = invoices.series_of(self.config.invoice_series_prefix, now_ms)
         await invoices.issue(conn, series, facts, now_ms)
+
+
+def card_valid_until_ms(card_expires: str) -> int:
+    """The first instant a card expiring in ``YYYY-MM`` no longer works (0: not known)."""
+    if not card_expires:
+        return 0
+    year, month = int(card_expires[:4]), int(card_expires[5:7])
+    return ms(datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC))
+
+
+def _card_notice_at(sub: Subscription, plan: Plan) -> int | None:
+    """When to tell the member that the card expires before the next renewal (None: no
+    notice is due for this period — the card reaches it, the member was told, or nothing
+    renews)."""
+    valid_until = card_valid_until_ms(sub.card_expires)
+    if not valid_until or valid_until > sub.period_end_ms:
+        return None
+    if sub.card_notice_for == sub.period_no + 1:
+        return None
+    if sub.cancel_at_ms and sub.cancel_at_ms <= sub.period_end_ms:
+        return None
+    if plan.term_periods and sub.period_no >= plan.term_periods:
+        return None
+    return sub.period_end_ms - CARD_EXPIRY_NOTICE_DAYS_DEFAULT * DAY_MS
 
 
 def _waits_ms(retry_days: tuple[int, ...]) -> tuple[int, ...]:
