@@ -16,13 +16,17 @@ shows how the first charge went.
   retried with it at once);
 - ``GET /v1/subscriptions/{subscription_id}/invoices`` — its invoices with lines and tax;
 - ``GET /v1/customers/{customer}/subscriptions`` — a customer's subscriptions;
-- ``POST /v1/subscriptions/run`` — run the due renewals now (the worker runs them anyway).
+- ``POST /v1/subscriptions/run`` — run the due renewals now (the worker runs them anyway);
+- ``GET /v1/exports/invoices?since=…&until=…&format=plain|datev`` — the accountants' export
+  (also ``tipmeter export``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+from datetime import datetime
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -32,8 +36,11 @@ from starlette.routing import Route
 from metering.keys import is_id
 from metering.money import is_currency
 from server.api import ApiError, endpoint, field, json_body
+from server.config import Settings
+from server.reconcile import parse_instant
 from server.runtime import Runtime
-from settlement.subscriptions import store
+from settlement.ledger.ledger import Ledger
+from settlement.subscriptions import export, store
 from settlement.subscriptions.config import LIST_MAX_DEFAULT
 from settlement.subscriptions.errors import PlanInvalid
 from settlement.subscriptions.plans import plan_from_json
@@ -61,6 +68,10 @@ _STATUS: Final = {
 #: Longest free-text field accepted (evidence, e-mail address).
 TEXT_CHARS_MAX: Final = 200
 LANGUAGES: Final = ("en", "de", "it", "lt")
+#: How long a sign-up or a new card waits for a charge another worker is making (the worker's
+#: periodic loop may have claimed the subscription first), and how often it looks.
+CHARGE_WAIT_S_MAX: Final = 10.0
+CHARGE_WAIT_POLL_S: Final = 0.05
 
 
 def service_of(rt: Runtime) -> Subscriptions:
@@ -98,6 +109,30 @@ def _id(value: object, name: str) -> str:
     if not is_id(value):
         raise ApiError(400, "invalid_id", f"{name} must match [A-Za-z0-9_.-]{{1,64}}")
     return str(value)
+
+
+async def _charge_now(rt: Runtime, subscription_id: str) -> None:
+    """Run what is due for one subscription, and wait (bounded) while its current period's
+    charge is in flight at another worker, so the answer shows how the charge went."""
+    deadline = asyncio.get_running_loop().time() + CHARGE_WAIT_S_MAX
+    while True:
+        await renewals_of(rt).run_due(rt.meter.clock.now_ms(), subscription_id=subscription_id)
+        async with rt.ledger.database.connection() as conn:
+            sub = await store.read(conn, subscription_id)
+            if sub is None:
+                return
+            period = await store.read_period(conn, subscription_id, sub.period_no)
+            tried = await store.attempts(conn, subscription_id, sub.period_no)
+        waiting = (
+            period is not None
+            and period.status == "due"
+            and (not tried or tried[-1].status == "pending")
+            and sub.next_action_at_ms != 0
+            and sub.next_action_at_ms <= rt.meter.clock.now_ms()
+        )
+        if not waiting or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(CHARGE_WAIT_POLL_S)
 
 
 async def _view_or_404(rt: Runtime, subscription_id: str) -> dict[str, Any]:
@@ -168,7 +203,7 @@ async def handle_create(request: Request, rt: Runtime) -> Response:
     if result.code not in (SubCode.APPLIED, SubCode.DUPLICATE):
         raise _refused(result.code)
     if result.code is SubCode.APPLIED:
-        await renewals_of(rt).run_due(rt.meter.clock.now_ms(), subscription_id=new.subscription_id)
+        await _charge_now(rt, new.subscription_id)
     status = 201 if result.code is SubCode.APPLIED else 200
     return JSONResponse(await _view_or_404(rt, new.subscription_id), status_code=status)
 
@@ -216,7 +251,7 @@ async def handle_card(request: Request, rt: Runtime) -> Response:
     )
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
-    await renewals_of(rt).run_due(now, subscription_id=sid)
+    await _charge_now(rt, sid)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
@@ -253,6 +288,66 @@ async def handle_run(_request: Request, rt: Runtime) -> Response:
     )
 
 
+def _window(since_raw: str, until_raw: str) -> tuple[datetime, datetime]:
+    since, until = parse_instant(since_raw), parse_instant(until_raw)
+    if until <= since:
+        raise ValueError("until must be after since")
+    return since, until
+
+
+async def _export_text(ledger: Ledger, since: datetime, until: datetime, fmt: str) -> str:
+    async with ledger.database.connection() as conn:
+        found = await export.issued(conn, since, until)
+    if fmt == "datev":
+        return export.datev_csv(found, since, until)
+    return export.plain_csv(found)
+
+
+async def handle_export(request: Request, rt: Runtime) -> Response:
+    """Invoices issued in ``[since, until)`` as CSV: ``format=plain`` (default) or ``datev``."""
+    fmt = request.query_params.get("format", "plain")
+    if fmt not in ("plain", "datev"):
+        raise ApiError(400, "invalid_field", "format is plain or datev")
+    try:
+        since, until = _window(
+            request.query_params.get("since", ""), request.query_params.get("until", "")
+        )
+    except ValueError as exc:
+        raise ApiError(400, "invalid_field", f"since and until (ISO 8601): {exc}") from None
+    text = await _export_text(rt.ledger, since, until, fmt)
+    name = f"invoices-{fmt}-{since.date().isoformat()}-{until.date().isoformat()}.csv"
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def export_command(settings: Settings, since_raw: str, until_raw: str, fmt: str) -> int:
+    """``tipmeter export``: the CSV on standard output (needs ``TIPMETER_DATABASE_URL``)."""
+    import asyncio
+    import sys
+
+    try:
+        since, until = _window(since_raw, until_raw)
+    except ValueError as exc:
+        print(f"tipmeter export: {exc}", file=sys.stderr)
+        return 2
+    if settings.embedded_postgres:
+        print("tipmeter export: set TIPMETER_DATABASE_URL", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        ledger = await Ledger.open(settings.database_config())
+        try:
+            return await _export_text(ledger, since, until, fmt)
+        finally:
+            await ledger.close()
+
+    sys.stdout.write(asyncio.run(run()))
+    return 0
+
+
 def routes() -> list[Route]:
     """The subscriptions API's routes."""
     sub = "/v1/subscriptions/{subscription_id}"
@@ -272,6 +367,7 @@ def routes() -> list[Route]:
             endpoint("subscription_invoices", handle_invoices),
             methods=["GET"],
         ),
+        Route("/v1/exports/invoices", endpoint("export_invoices", handle_export), methods=["GET"]),
         Route(
             "/v1/customers/{customer}/subscriptions",
             endpoint("customer_subscriptions", handle_of_customer),
@@ -362,6 +458,14 @@ def openapi_paths() -> dict[str, Any]:
                 "The invoices.",
                 missing,
                 parameters=params,
+            )
+        },
+        "/v1/exports/invoices": {
+            "get": _op(
+                "Invoices issued in [since, until) as CSV for accountants: format=plain "
+                "(default) or datev (docs/subscriptions.md says which columns).",
+                "text/csv",
+                {"400": "`invalid_field`: since, until (ISO 8601) or format."},
             )
         },
         "/v1/customers/{customer}/subscriptions": {

@@ -121,13 +121,14 @@ async def of_subscription(conn: Connection, subscription_id: str) -> list[dict[s
         "SELECT * FROM invoices WHERE subscription_id = %s ORDER BY issued_at, number",
         (subscription_id,),
     )
-    found = [_invoice(row) for row in await cursor.fetchall()]
+    found = [invoice_json(row) for row in await cursor.fetchall()]
     for invoice in found:
-        invoice["lines"] = await _lines(conn, invoice["invoice_id"])
+        invoice["lines"] = await lines_of(conn, invoice["invoice_id"])
     return found
 
 
-def _invoice(row: dict[str, Any]) -> dict[str, Any]:
+def invoice_json(row: dict[str, Any]) -> dict[str, Any]:
+    """An invoice row as the API shows it (without its lines)."""
     return {
         "invoice_id": row["invoice_id"],
         "series": row["series"],
@@ -149,7 +150,8 @@ def _invoice(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _lines(conn: Connection, invoice_id: str) -> list[dict[str, Any]]:
+async def lines_of(conn: Connection, invoice_id: str) -> list[dict[str, Any]]:
+    """An invoice's lines, in order."""
     cursor = await conn.execute(
         """
         SELECT line_no, description, net_minor, tax_minor, total_minor, tax_rate_bp

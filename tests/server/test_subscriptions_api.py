@@ -11,6 +11,7 @@ import pytest
 from clients.errors import Refused
 from clients.sdk import Backend
 from server.embedded_redis import RedisServer
+from tests.server.conftest import api
 from tests.support.processes import API_KEY, TipmeterProcess
 
 SILVER = {
@@ -93,6 +94,16 @@ async def test_sign_up_renew_change_cancel_and_read_invoices(server: TipmeterPro
     assert cancelled["cancel_mode"] == "period_end"
     assert cancelled["next_charge_at_ms"] is None
     assert cancelled["state"] == "active"  # until the period's end
+
+    async with api(server) as http:
+        answer = await http.get(
+            "/v1/exports/invoices",
+            params={"since": "2000-01-01", "until": "2100-01-01", "format": "datev"},
+        )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = [r.split(";") for r in answer.text.splitlines()[2:]]
+    assert [r[0] for r in rows if r[7] == invoices[0]["invoice_id"]] == ["9,90"]
 
     with pytest.raises(Refused) as refused:
         await backend.subscription("sub_nothing")
