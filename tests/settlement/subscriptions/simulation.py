@@ -38,6 +38,7 @@ from settlement.subscriptions.notices import Notice
 from settlement.subscriptions.periods import period_bounds
 from settlement.subscriptions.plans import Plan
 from settlement.subscriptions.proration import prorate
+from settlement.subscriptions.scheduler import card_valid_until_ms
 from settlement.subscriptions.service import CancelMode, NewSubscription, SubCode
 from tests.settlement.subscriptions.helpers import DAY_MS, START_MS, World, plan
 
@@ -88,6 +89,17 @@ def _plans() -> list[Plan]:
     ]
 
 
+#: Members with fixed fates (plan, card, a new card after N days, the card expiring after N
+#: days): a fixed term that runs out, a decline recovered by a new card after the features
+#: were restricted, a card that expires (its notice, its declines, its replacement), a free
+#: trial.
+STEADY: Final = (
+    ("six", "tok_visa", 0, 0),
+    ("bronze", "tok_decline_insufficient_funds", 10, 0),
+    ("gold", "tok_visa", 128, 80),
+    ("fan-mia", "tok_visa", 0, 0),
+)
+
 #: Plans a member may change between (same kind, room and period).
 FAMILIES: Final = (("bronze", "silver", "gold", "notice"), ("fan-mia", "fan-mia-vip"))
 
@@ -135,6 +147,11 @@ class Figures:
         ]
 
 
+def _step_of(instant_ms: int) -> int:
+    """The first simulation step at or after ``instant_ms``."""
+    return -(-(instant_ms - START_MS) // STEP_MS)
+
+
 def _half_up(value: Fraction) -> int:
     return int((value + Fraction(1, 2)).__floor__())
 
@@ -171,14 +188,25 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
             card = "tok_decline_stolen_card"
         elif roll < 0.17:
             # A card that expires during the year: the network declines it from then on.
-            expiry_step = step + rng.randrange(20, steps)
-            month = at(START_MS + expiry_step * STEP_MS)
+            month = at(START_MS + (step + rng.randrange(20, steps)) * STEP_MS)
             card_expires = f"{month.year:04d}-{month.month:02d}"
+            expiry_step = _step_of(card_valid_until_ms(card_expires))
             expiries[expiry_step].append(sid)
             if rng.random() < 0.5:
                 fixes[expiry_step + rng.randrange(-40, 40)].append((sid, "tok_mastercard"))
         plan_id = rng.choice(list(plans))
         currency = rng.choice(("USD", "EUR"))
+        if n < len(STEADY):
+            # A few members with fixed fates, so that every path is exercised whatever the
+            # seed: they never change plan or cancel on their own.
+            plan_id, card, fix_after, expires = STEADY[n]
+            step, currency, card_expires = n, "EUR", ""
+            if expires:
+                month = at(START_MS + expires * DAY_MS)
+                card_expires = f"{month.year:04d}-{month.month:02d}"
+                expiries[_step_of(card_valid_until_ms(card_expires))].append(sid)
+            if fix_after:
+                fixes[step + fix_after * DAY_MS // STEP_MS].append((sid, "tok_visa"))
         signups[step].append(
             NewSubscription(
                 subscription_id=sid,
@@ -213,6 +241,8 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
         expected = len(live) * ACTION_P
         actions = int(expected) + (rng.random() < expected - int(expected))
         for sid in rng.sample(live, k=min(len(live), actions)):
+            if int(sid[1:]) < len(STEADY):
+                continue
             found = await world.subs.read(sid)
             if found is None or found.state not in (SubState.ACTIVE, SubState.TRIALING):
                 continue
