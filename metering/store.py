@@ -12,6 +12,15 @@ an ``EVALSHA`` that answered ``NOSCRIPT`` never ran, so sending it again is safe
 
 Errors from Redis become :class:`~metering.errors.StoreUnavailable` (could not reach it; the
 operation may or may not have applied) or :class:`~metering.errors.StoreError`.
+
+Replicated acknowledgement (opt-in, :class:`Replication`). A batched script marked
+``replicated`` is followed, on the same connection and in the same round trip, by
+``WAIT <replicas> <timeout>``: Redis answers once that many replicas hold every write the
+connection made. Fewer in time means the items are applied on the primary but could be lost with
+it, so the whole call answers :class:`~metering.errors.StoreUnavailable` and the callers refuse
+with a retryable code; a retry is answered from the primary's record (``duplicate``) once it is
+reachable. On a cluster the ``WAIT`` is routed to the node that ran the calls; if the slot moved
+meanwhile (a redirect ran the call elsewhere), the call is answered unavailable as well.
 """
 
 from __future__ import annotations
@@ -84,14 +93,36 @@ class BatchedScript(Generic[ItemT, ResultT]):
     item_keys: Callable[[ItemT], Sequence[str]]
     item_args: Callable[[ItemT], Sequence[Arg]]
     decode: Callable[[ItemT, Any], ResultT]
+    #: Whether an answer must wait for replicas (see :class:`Replication`) before it is given.
+    replicated: bool = False
+
+
+#: How long a replicated acknowledgement waits for replicas by default.
+ACK_WAIT_MS_DEFAULT: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """Acknowledge ``replicated`` scripts only once ``replicas`` replicas confirmed their writes
+    within ``wait_ms`` (Redis ``WAIT``). ``replicas == 0`` turns it off."""
+
+    replicas: int = 0
+    wait_ms: int = ACK_WAIT_MS_DEFAULT
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.replicas <= 16 or not 1 <= self.wait_ms <= 10_000:
+            raise InvalidArgument("replicas must be 0..16 and wait_ms 1..10000")
 
 
 class Store:
     """A Redis client (single node or cluster) with the product's scripts registered."""
 
-    def __init__(self, client: Client, scripts: Sequence[LuaScript]) -> None:
+    def __init__(
+        self, client: Client, scripts: Sequence[LuaScript], replication: Replication | None = None
+    ) -> None:
         self.client: Client = client
         self.is_cluster = isinstance(client, RedisCluster)
+        self.replication = replication if replication is not None else Replication()
         self._scripts: dict[str, tuple[LuaScript, AsyncScript]] = {
             s.name: (s, client.register_script(s.source)) for s in scripts
         }
@@ -149,7 +180,8 @@ class Store:
                 keys.extend(batched.item_keys(items[index]))
                 args.extend(batched.item_args(items[index]))
             calls.append((keys, args))
-        replies = await self._evalsha_many(batched.script, calls)
+        wait = self.replication if batched.replicated and self.replication.replicas else None
+        replies = await self._evalsha_many(batched.script, calls, wait)
         results: dict[int, ResultT] = {}
         for group, reply in zip(groups, replies, strict=True):
             if not isinstance(reply, list) or len(reply) != len(group):
@@ -174,26 +206,48 @@ class Store:
         ]
 
     async def _evalsha_many(
-        self, script: LuaScript, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]
+        self,
+        script: LuaScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        wait: Replication | None = None,
     ) -> list[Any]:
-        """Send every call in one pipeline; reload and resend the calls that met NOSCRIPT."""
+        """Send every call in one pipeline; reload and resend the calls that met NOSCRIPT.
+        With ``wait``, each connection used ends its round trip with ``WAIT``."""
         if not self.is_cluster:
-            return await self._evalsha_packed(script, calls)
-        if len(calls) == 1:
+            return await self._evalsha_packed(script, calls, wait)
+        if len(calls) == 1 and wait is None:
             keys, args = calls[0]
             return [await self.call(script, keys, args)]
+        client = self.client
+        assert isinstance(client, RedisCluster)
 
         async def send(batch: Sequence[tuple[Sequence[str], Sequence[Arg]]]) -> list[Any]:
+            nodes: dict[str, ClusterNode] = {}
             try:
-                async with self.client.pipeline(transaction=False) as pipe:
+                async with client.pipeline(transaction=False) as pipe:
                     for keys, args in batch:
                         # The raw command: redis-py's cluster pipeline refuses its evalsha() helper,
                         # but routes EVALSHA by its first key like any keyed command.
                         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                        if wait is not None:
+                            node = client.get_node_from_key(keys[0])
+                            if node is not None:
+                                nodes[node.name] = node
+                    # The pipeline sends one node's commands on one connection, in order, so
+                    # each WAIT follows that node's EVALSHAs on their connection.
+                    for node in nodes.values():
+                        pipe.execute_command("WAIT", wait.replicas, wait.wait_ms, target_nodes=node)  # type: ignore[union-attr]
                     answers: list[Any] = await pipe.execute(raise_on_error=False)
-                    return answers
             except (redis_errors.RedisError, AttributeError) as exc:
                 raise _translate(exc) from exc
+            if wait is None:
+                return answers
+            _check_replicated(wait, answers[len(batch) :])
+            for keys, _ in batch:
+                node = client.get_node_from_key(keys[0])
+                if node is None or node.name not in nodes:
+                    raise StoreUnavailable("the slot moved while its write was being replicated")
+            return answers[: len(batch)]
 
         return await self._reloading(calls, send)
 
@@ -223,7 +277,10 @@ class Store:
         return replies
 
     async def _evalsha_packed(
-        self, script: LuaScript, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]
+        self,
+        script: LuaScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        wait: Replication | None = None,
     ) -> list[Any]:
         """The single-node lane: pack every call in C (hiredis) and pipeline them by hand on one
         pooled connection.
@@ -237,7 +294,7 @@ class Store:
         if isinstance(client, RedisCluster):  # pragma: no cover - callers check is_cluster
             raise StoreError("the packed lane is for a single node")
         return await self._reloading(
-            calls, lambda batch: self._send_packed(client, script.sha, batch)
+            calls, lambda batch: self._send_packed(client, script.sha, batch, wait)
         )
 
     async def _send_packed(
@@ -245,6 +302,7 @@ class Store:
         client: aioredis.Redis,
         sha: str,
         calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        wait: Replication | None = None,
     ) -> list[Any]:
         pool = client.connection_pool
         try:
@@ -252,19 +310,19 @@ class Store:
         except (redis_errors.RedisError, AttributeError) as exc:
             raise _translate(exc) from exc
         try:
-            await conn.send_packed_command(
-                [
-                    pack_command(cast(Any, ("EVALSHA", sha, len(keys), *keys, *args)))
-                    for keys, args in calls
-                ]
-            )
+            commands = [
+                pack_command(cast(Any, ("EVALSHA", sha, len(keys), *keys, *args)))
+                for keys, args in calls
+            ]
+            if wait is not None:
+                commands.append(pack_command(cast(Any, ("WAIT", wait.replicas, wait.wait_ms))))
+            await conn.send_packed_command(commands)
             answers: list[Any] = []
-            for _ in calls:
+            for _ in commands:
                 try:
                     answers.append(await conn.read_response())
                 except redis_errors.ResponseError as error:
                     answers.append(error)
-            return answers
         except (redis_errors.RedisError, AttributeError) as exc:
             await conn.disconnect()
             raise _translate(exc) from exc
@@ -274,10 +332,26 @@ class Store:
             raise
         finally:
             await pool.release(conn)
+        if wait is not None:
+            _check_replicated(wait, answers[len(calls) :])
+            del answers[len(calls) :]
+        return answers
 
     async def close(self) -> None:
         """Close every connection."""
         await self.client.aclose()
+
+
+def _check_replicated(wait: Replication, confirmations: Sequence[Any]) -> None:
+    """Raise StoreUnavailable unless every ``WAIT`` answered at least ``wait.replicas``."""
+    for confirmed in confirmations:
+        if isinstance(confirmed, redis_errors.RedisError):
+            raise _translate(confirmed)
+        if not isinstance(confirmed, int) or confirmed < wait.replicas:
+            raise StoreUnavailable(
+                f"applied on the primary, but {confirmed} of {wait.replicas} replicas confirmed"
+                f" within {wait.wait_ms} ms"
+            )
 
 
 def as_text(value: object) -> str:
@@ -353,6 +427,7 @@ class RedisTarget:
     connections_max: int = 64
     socket_timeout_s: float = 5.0
     connect_timeout_s: float = 2.0
+    replication: Replication = Replication()
 
     def __post_init__(self) -> None:
         if (self.url is None) == (not self.cluster_nodes):

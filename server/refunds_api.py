@@ -34,9 +34,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from clients.ids import ID_PATTERN
 from metering.keys import is_id
 from metering.outcomes import TabRef
-from server.api import ApiError, endpoint, json_body
+from server.api import ApiError, json_body, read_body, route
 from server.runtime import Runtime
 from settlement import webhooks
 from settlement.errors import InvalidSignature
@@ -109,7 +110,7 @@ def _text(value: object, name: str, *, required: bool = True) -> str:
 
 def _id(value: object, name: str) -> str:
     if not is_id(value):
-        raise ApiError(400, "invalid_id", f"{name} must match [A-Za-z0-9_.-]{{1,64}}")
+        raise ApiError(400, "invalid_id", f"{name} must match {ID_PATTERN.pattern}")
     return str(value)
 
 
@@ -214,11 +215,7 @@ async def handle_dispute_notice(request: Request, rt: Runtime) -> Response:
     secret = rt.settings.dispute_secret(processor)
     if not secret or processor not in rt.processors.gateways():
         raise ApiError(404, "not_found", f"no dispute notices are taken for {processor}")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > NOTICE_BYTES_MAX:
-            raise ApiError(413, "body_too_large", f"notices are at most {NOTICE_BYTES_MAX} bytes")
+    raw = await read_body(request, NOTICE_BYTES_MAX, "notices")
     return await _record_notice(request, rt, processor, raw, dict(request.headers), secret)
 
 
@@ -422,54 +419,27 @@ async def handle_find_payment(request: Request, rt: Runtime) -> Response:
 def routes() -> list[Route]:
     """The routes of refunds, disputes and payment search."""
     return [
-        Route("/v1/refunds", endpoint("create_refund", handle_create_refund), methods=["POST"]),
-        Route(
-            "/v1/refunds/{refund_id}", endpoint("read_refund", handle_read_refund), methods=["GET"]
-        ),
-        Route(
-            "/v1/refunds/{refund_id}/consent",
-            endpoint("refund_consent", handle_consent),
-            methods=["POST"],
-        ),
-        Route(
+        route("POST", "/v1/refunds", "create_refund", handle_create_refund),
+        route("GET", "/v1/refunds/{refund_id}", "read_refund", handle_read_refund),
+        route("POST", "/v1/refunds/{refund_id}/consent", "refund_consent", handle_consent),
+        route(
+            "POST",
             "/v1/disputes/notices/{processor}",
-            endpoint("dispute_notice", handle_dispute_notice, authenticated=False),
-            methods=["POST"],
+            "dispute_notice",
+            handle_dispute_notice,
+            authenticated=False,
         ),
-        Route(
-            "/v1/sandbox/disputes",
-            endpoint("sandbox_dispute", handle_sandbox_dispute),
-            methods=["POST"],
-        ),
-        Route(
-            "/v1/disputes/ratio", endpoint("dispute_ratio", handle_dispute_ratio), methods=["GET"]
-        ),
-        Route(
-            "/v1/disputes/{dispute_id}",
-            endpoint("read_dispute", handle_read_dispute),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/disputes/{dispute_id}/evidence",
-            endpoint("dispute_evidence", handle_evidence),
-            methods=["GET"],
-        ),
-        Route(
+        route("POST", "/v1/sandbox/disputes", "sandbox_dispute", handle_sandbox_dispute),
+        route("GET", "/v1/disputes/ratio", "dispute_ratio", handle_dispute_ratio),
+        route("GET", "/v1/disputes/{dispute_id}", "read_dispute", handle_read_dispute),
+        route("GET", "/v1/disputes/{dispute_id}/evidence", "dispute_evidence", handle_evidence),
+        route(
+            "GET",
             "/v1/disputes/{dispute_id}/evidence.html",
-            endpoint("dispute_evidence_page", handle_evidence_page),
-            methods=["GET"],
+            "dispute_evidence_page",
+            handle_evidence_page,
         ),
-        Route(
-            "/v1/customers/{customer}/flag",
-            endpoint("read_flag", handle_read_flag),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/customers/{customer}/flag",
-            endpoint("clear_flag", handle_clear_flag),
-            methods=["DELETE"],
-        ),
-        Route(
-            "/v1/payments/{number}", endpoint("find_payment", handle_find_payment), methods=["GET"]
-        ),
+        route("GET", "/v1/customers/{customer}/flag", "read_flag", handle_read_flag),
+        route("DELETE", "/v1/customers/{customer}/flag", "clear_flag", handle_clear_flag),
+        route("GET", "/v1/payments/{number}", "find_payment", handle_find_payment),
     ]

@@ -94,7 +94,8 @@ def subscription_id_for(customer: str, idempotency_key: str) -> str:
 
 
 def _refused(code: SubCode) -> ApiError:
-    return ApiError(_STATUS.get(code, 409), str(code), f"refused: {code}")
+    name = "subscription_not_found" if code is SubCode.NOT_FOUND else str(code)
+    return ApiError(_STATUS.get(code, 409), name, f"refused: {name}")
 
 
 def _text(body: dict[str, Any], name: str, default: str = "", *, required: bool = False) -> str:
