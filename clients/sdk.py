@@ -520,3 +520,127 @@ class Client(Connection):
                 return await self._messages.get()
         except TimeoutError:
             return None
+
+
+# -- The backend's HTTP API: memberships (docs/subscriptions.md) ----------------------------
+
+#: Longest one backend API call may take.
+BACKEND_TIMEOUT_S_DEFAULT: Final = 15.0
+#: Largest answer read from the backend API.
+BACKEND_REPLY_BYTES_MAX: Final = 4 * 1024 * 1024
+
+
+class Backend:
+    """The cam-site backend's calls to tipmeter's HTTP API for memberships, with the API key.
+
+    The standard library's HTTP client in a thread (the SDK adds no dependency for it). An error
+    answer raises :class:`~clients.errors.Refused` with the API's code (``already_subscribed``,
+    ``not_allowed`` …); no answer raises :class:`~clients.errors.Disconnected`.
+    """
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout_s: float = BACKEND_TIMEOUT_S_DEFAULT
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, body: object, headers: dict[str, str]) -> object:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 - the caller's own tipmeter URL
+            self.base_url + path,
+            data=orjson.dumps(body) if body is not None else None,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.api_key}",
+                "Content-Type": "application/json",
+                **headers,
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:  # noqa: S310
+                return orjson.loads(reply.read(BACKEND_REPLY_BYTES_MAX))
+        except urllib.error.HTTPError as exc:
+            try:
+                error = orjson.loads(exc.read(BACKEND_REPLY_BYTES_MAX))["error"]
+                code, message = str(error["code"]), str(error["message"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                code, message = f"http_{exc.code}", exc.reason
+            raise Refused(code, message) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise Disconnected(f"no answer from {self.base_url}: {exc}") from None
+
+    async def _json(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        found = await asyncio.to_thread(self._call, method, path, body, headers or {})
+        if not isinstance(found, dict):
+            raise Disconnected(f"unexpected answer {found!r}")
+        return found
+
+    async def create_plan(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """Create a plan (``plan_id``, ``kind``, ``prices`` …; see docs/subscriptions.md)."""
+        return await self._json("POST", "/v1/plans", plan)
+
+    async def subscribe(
+        self,
+        customer: str,
+        plan_id: str,
+        currency: str,
+        payment_method: str,
+        *,
+        country: str,
+        country_evidence: str,
+        idempotency_key: str | None = None,
+        **extra: str,
+    ) -> dict[str, Any]:
+        """Sign ``customer`` up for ``plan_id`` with the card token the processor's page gave
+        (``email``, ``language``, ``card_expires``, ``processor`` optional). Keep
+        ``idempotency_key`` to retry safely: the same key answers the same subscription."""
+        body = {
+            "customer": customer,
+            "plan_id": plan_id,
+            "currency": currency,
+            "payment_method": payment_method,
+            "country": country,
+            "country_evidence": country_evidence,
+            **extra,
+        }
+        key = idempotency_key or new_id("signup")
+        return await self._json("POST", "/v1/subscriptions", body, {"Idempotency-Key": key})
+
+    async def subscription(self, subscription_id: str) -> dict[str, Any]:
+        """A subscription: plan, state, features, the next charge, periods, history."""
+        return await self._json("GET", f"/v1/subscriptions/{quote(subscription_id, safe='')}")
+
+    async def change_plan(self, subscription_id: str, plan_id: str) -> dict[str, Any]:
+        """Move to ``plan_id`` now; the proration goes on the next invoice."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/change"
+        return await self._json("POST", path, {"plan_id": plan_id})
+
+    async def cancel(self, subscription_id: str, mode: str = "period_end") -> dict[str, Any]:
+        """Cancel: ``now``, ``period_end`` (default) or ``notice``."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/cancel"
+        return await self._json("POST", path, {"mode": mode})
+
+    async def update_card(
+        self, subscription_id: str, payment_method: str, card_expires: str = ""
+    ) -> dict[str, Any]:
+        """A new card on file (``card_expires`` ``YYYY-MM``); a past-due period is retried."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/card"
+        body = {"payment_method": payment_method, "card_expires": card_expires}
+        return await self._json("POST", path, body)
+
+    async def customer_subscriptions(self, customer: str) -> list[dict[str, Any]]:
+        """A customer's subscriptions, newest first."""
+        found = await self._json("GET", f"/v1/customers/{quote(customer, safe='')}/subscriptions")
+        listed = found.get("subscriptions")
+        return [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
+
+    async def invoices(self, subscription_id: str) -> list[dict[str, Any]]:
+        """A subscription's invoices, with lines and tax."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/invoices"
+        found = (await self._json("GET", path)).get("invoices")
+        return [i for i in found if isinstance(i, dict)] if isinstance(found, list) else []

@@ -530,6 +530,17 @@ ERRORS: Final[dict[str, tuple[int, str]]] = {
     "unavailable": (503, "Redis is unavailable: retry."),
     "ledger_unavailable": (503, "The ledger database is unavailable: retry."),
     "gateway_unavailable": (503, "The processor did not answer: retry with the same key."),
+    # Memberships (server/subscriptions_api.py, docs/subscriptions.md).
+    "invalid_plan": (400, "A plan's definition breaks a rule (the message says which)."),
+    "plan_not_found": (404, "No such plan."),
+    "subscription_not_found": (404, "No such subscription."),
+    "plan_exists": (409, "A plan of that id exists with another definition."),
+    "already_subscribed": (409, "The customer has a live subscription to the plan."),
+    "not_allowed": (409, "The subscription's state does not allow it."),
+    "plan_incompatible": (409, "Another kind, room or period length: not a plan change."),
+    "charge_in_flight": (409, "A charge of the subscription is being made: retry shortly."),
+    "plan_unknown": (422, "No such plan."),
+    "currency_not_sold": (422, "The plan has no price in the currency."),
 }
 
 

@@ -27,6 +27,7 @@ from server import (
     paylinks,
     refund_requests_api,
     refunds_api,
+    subscriptions_api,
 )
 from server.config import Settings
 from server.consent_push import ConsentPush
@@ -150,6 +151,7 @@ def create_app(
                     interval_ms=settings.collection_sweep_interval_ms,
                 ),
             )
+            worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
         # Purchases (issue 17): catalog requests not done in time expire.
         expiry_task = asyncio.create_task(
@@ -213,6 +215,7 @@ def create_app(
         *collection_api.routes(),
         *catalog_api.routes(),  # purchases (issue 17)
         *paylinks.routes(),
+        *subscriptions_api.routes(),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}

@@ -287,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     reconcile.add_argument("--until", required=True, help="end of the window (exclusive)")
     reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
+    export = commands.add_parser("export", help="export invoices for accountants (CSV)")
+    export.add_argument("--since", required=True, help="start of the window (ISO 8601)")
+    export.add_argument("--until", required=True, help="end of the window (exclusive)")
+    export.add_argument("--format", choices=("datev", "plain"), default="plain")
     args = parser.parse_args(argv)
 
     try:
@@ -323,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SettlementError as exc:
             print(f"tipmeter: {exc}", file=sys.stderr)
             return 1
+    if args.command == "export":
+        from server.subscriptions_api import export_command
+
+        return export_command(settings, args.since, args.until, args.format)
     if args.command == "sandbox-gateway":
         if args.port:
             settings = dataclasses.replace(settings, sandbox_port=args.port)

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from clients.declare import ID_PATTERN
-from server import catalog_api, collection_api, refunds_openapi
+from server import catalog_api, collection_api, refunds_openapi, subscriptions_api
 from server.api import BODY_BYTES_MAX, bounds_of, route
 from server.api_contract import (
     AMOUNT_MAX_MINOR,
@@ -610,6 +610,7 @@ def document(server_url: str, bounds: Bounds) -> dict[str, Any]:
             **_with_error_shapes(collection_api.openapi_paths()),
             **_with_error_shapes(refunds_openapi.paths()),
             **_with_error_shapes(catalog_api.openapi_paths()),  # purchases (issue 17)
+            **_with_error_shapes(subscriptions_api.openapi_paths()),
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",

@@ -55,6 +55,7 @@ async def run_worker(
                 on_checkpoint=on_checkpoint,
             ),
         )
+        worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
         if burst:
             report = await worker.run_burst()
             return {

@@ -87,6 +87,7 @@ from settlement.queue import entry_ref
 from settlement.retry_rules import rule_for
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
+from settlement.subscriptions.scheduler import Renewals
 from settlement.sweeper import Sweeper
 from settlement.webhooks import Deliverer, WebhookConfig
 
@@ -189,6 +190,10 @@ class Worker:
         self.sweeper = Sweeper(meter, self.config)
         #: Collection's sweep and webhook relay, on this loop's timer (docs/collection.md).
         self.collection = collection
+        # Memberships renew on the periodic loop too (docs/subscriptions.md).
+        self.renewals = Renewals.for_worker(
+            ledger.database, self.processors, self.config.claim_idle_ms
+        )
         self.deliverer = (
             Deliverer(
                 self.store, self.clock, self.webhook_config, on_delivered=ledger.record_delivery
@@ -648,6 +653,7 @@ class Worker:
                 await self.sweeper.sweep()
                 if self.collection is not None:
                     await self.collection.tick(self.clock.now_ms())  # never raises
+                await self.renewals.run_due_logged(self.clock.now_ms())
                 if self.deliverer is not None:
                     for _ in range(WEBHOOK_ROUNDS_MAX):
                         round_ = await self.deliverer.deliver_due()

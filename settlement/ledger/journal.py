@@ -51,6 +51,8 @@ class EntryCode(IntEnum):
     COLLECTION_EARNINGS = 21
     COLLECTION_WRITE_OFF = 22
     COLLECTION_RECEIVABLE = 23
+    #: Memberships (settlement.subscriptions, docs/subscriptions.md): codes 30-39.
+    SUBSCRIPTION_CHARGE = 30
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,245 @@
+"""Plans: what a cam site sells, and the rules that come with it.
+
+A plan has a price per period (month, year or N days) in minor units per currency — a plan sold
+in USD and EUR has one price for each — and is either a **site membership** or a **fan club**
+of one model's room, whose share of every charge (``model_share_bp`` of the net, after tax) is
+recorded on the ledger as the room's payable, like any other line. A plan has a **level** and a
+**rank** (bronze 1, silver 2, gold 3): a change to a higher rank is an upgrade. It may have a
+**trial** (N days, free or at a trial price, with some features left out), a **fixed term**
+(the subscription expires after N periods), a **notice period** for cancellations, a **bonus
+rule** (every Nth period free) and a **dunning plan** (what happens after a declined renewal).
+
+:func:`plan_from_json` checks a plan from the API; a broken one raises :class:`PlanInvalid`
+saying what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from metering.money import BP_ONE, is_amount, is_currency, is_positive_amount
+from settlement.subscriptions.errors import PlanInvalid
+from settlement.subscriptions.periods import DAY_MS, PeriodUnit
+
+#: Bounds of a plan's numbers as they are accepted.
+PERIOD_LENGTH_MAX: Final = 366
+TRIAL_DAYS_MAX: Final = 365
+TERM_PERIODS_MAX: Final = 1_000
+NOTICE_DAYS_MAX: Final = 365
+FEATURES_MAX: Final = 32
+#: The default dunning plan: retries 1, 3, 5 and 7 days after the declined renewal (each also
+#: held to the card-network table), features restricted after 7 days, cancelled after 14.
+DUNNING_RETRY_DAYS_DEFAULT: Final = (1, 3, 5, 7)
+DUNNING_RESTRICT_DAYS_DEFAULT: Final = 7
+DUNNING_CANCEL_DAYS_DEFAULT: Final = 14
+#: How long before a renewal a member whose card expires first is told to update it.
+CARD_EXPIRY_NOTICE_DAYS_DEFAULT: Final = 7
+
+
+class PlanKind(StrEnum):
+    """What a plan gives access to."""
+
+    SITE = "site"  # a site-wide membership: all of it is the platform's
+    FAN_CLUB = "fan_club"  # one model's fan club: her share goes to her room
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A plan's price in one currency: per period, and during the trial (0: free)."""
+
+    price_minor: int
+    trial_price_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DunningPlan:
+    """What follows a declined renewal (days counted from the first decline of the period)."""
+
+    retry_days: tuple[int, ...] = DUNNING_RETRY_DAYS_DEFAULT
+    restrict_after_days: int = DUNNING_RESTRICT_DAYS_DEFAULT
+    cancel_after_days: int = DUNNING_CANCEL_DAYS_DEFAULT
+
+    @property
+    def restrict_after_ms(self) -> int:
+        """Days past due before the features are withheld, in ms."""
+        return self.restrict_after_days * DAY_MS
+
+    @property
+    def cancel_after_ms(self) -> int:
+        """Days past due before the subscription is cancelled, in ms."""
+        return self.cancel_after_days * DAY_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One plan (see the module docstring)."""
+
+    plan_id: str
+    kind: PlanKind
+    prices: Mapping[str, Price]
+    period_unit: PeriodUnit = PeriodUnit.MONTH
+    period_length: int = 1
+    room: str = ""
+    model_share_bp: int = 0
+    level: str = ""
+    rank: int = 0
+    trial_days: int = 0
+    term_periods: int = 0  # 0: until cancelled
+    notice_days: int = 0
+    tax_inclusive: bool = True
+    free_every_n: int = 0  # 0: no bonus; N: every Nth paid-for period is free
+    features: tuple[str, ...] = ()
+    trial_excludes: tuple[str, ...] = ()
+    dunning: DunningPlan = field(default_factory=DunningPlan)
+
+    def price(self, currency: str) -> Price | None:
+        """The price in ``currency`` (None: not sold in it)."""
+        return self.prices.get(currency)
+
+    def features_in(self, trialing: bool) -> tuple[str, ...]:
+        """The features a member has (in a trial, less the excluded ones)."""
+        if not trialing:
+            return self.features
+        return tuple(f for f in self.features if f not in self.trial_excludes)
+
+    def is_free_period(self, period_no: int) -> bool:
+        """Whether the bonus rule makes period ``period_no`` (≥ 1) free."""
+        return self.free_every_n > 0 and period_no % self.free_every_n == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as the API and the database show it."""
+        return {
+            "plan_id": self.plan_id,
+            "kind": str(self.kind),
+            "room": self.room,
+            "model_share_bp": self.model_share_bp,
+            "level": self.level,
+            "rank": self.rank,
+            "period": {"unit": str(self.period_unit), "length": self.period_length},
+            "prices": {
+                cur: {"price_minor": p.price_minor, "trial_price_minor": p.trial_price_minor}
+                for cur, p in sorted(self.prices.items())
+            },
+            "trial_days": self.trial_days,
+            "term_periods": self.term_periods,
+            "notice_days": self.notice_days,
+            "tax_inclusive": self.tax_inclusive,
+            "free_every_n": self.free_every_n,
+            "features": list(self.features),
+            "trial_excludes": list(self.trial_excludes),
+            "dunning": {
+                "retry_days": list(self.dunning.retry_days),
+                "restrict_after_days": self.dunning.restrict_after_days,
+                "cancel_after_days": self.dunning.cancel_after_days,
+            },
+        }
+
+
+def _int(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = data.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise PlanInvalid(f"{name} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _names(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name, [])
+    if (
+        not isinstance(value, list)
+        or len(value) > FEATURES_MAX
+        or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value)
+    ):
+        raise PlanInvalid(f"{name} must be a list of at most {FEATURES_MAX} names")
+    return tuple(value)
+
+
+def _prices(value: object) -> dict[str, Price]:
+    if not isinstance(value, dict) or not value:
+        raise PlanInvalid('prices must map currencies to {"price_minor": …}, at least one')
+    prices = {}
+    for currency, entry in value.items():
+        if not is_currency(currency) or not isinstance(entry, dict):
+            raise PlanInvalid(f"prices: {currency!r} is not a currency with a price")
+        price, trial = entry.get("price_minor"), entry.get("trial_price_minor", 0)
+        if not is_positive_amount(price) or not is_amount(trial) or trial < 0:
+            raise PlanInvalid(f"prices.{currency}: price_minor > 0 and trial_price_minor >= 0")
+        prices[currency] = Price(price, trial)
+    return prices
+
+
+def _dunning(value: object) -> DunningPlan:
+    if value is None:
+        return DunningPlan()
+    if not isinstance(value, dict):
+        raise PlanInvalid("dunning must be an object")
+    retry = value.get("retry_days", list(DUNNING_RETRY_DAYS_DEFAULT))
+    if (
+        not isinstance(retry, list)
+        or len(retry) > 15
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 60 for d in retry)
+        or retry != sorted(set(retry))
+    ):
+        raise PlanInvalid("dunning.retry_days: at most 15 increasing days in [1, 60]")
+    restrict = _int(value, "restrict_after_days", DUNNING_RESTRICT_DAYS_DEFAULT, 0, 60)
+    cancel = _int(value, "cancel_after_days", DUNNING_CANCEL_DAYS_DEFAULT, 1, 90)
+    if restrict > cancel:
+        raise PlanInvalid("dunning: restrict_after_days must not exceed cancel_after_days")
+    return DunningPlan(tuple(retry), restrict, cancel)
+
+
+def plan_from_json(data: Mapping[str, Any]) -> Plan:
+    """A plan from its JSON form (:meth:`Plan.to_json`'s shape); PlanInvalid if it is broken."""
+    plan_id = data.get("plan_id")
+    if not isinstance(plan_id, str) or not 0 < len(plan_id) <= 100 or ":" in plan_id:
+        raise PlanInvalid("plan_id must be 1-100 characters without ':'")
+    try:
+        kind = PlanKind(data.get("kind", "site"))
+    except ValueError:
+        raise PlanInvalid("kind must be 'site' or 'fan_club'") from None
+    period = data.get("period", {"unit": "month", "length": 1})
+    if not isinstance(period, dict):
+        raise PlanInvalid('period must be {"unit": "month"|"year"|"day", "length": N}')
+    try:
+        unit = PeriodUnit(period.get("unit", "month"))
+    except ValueError:
+        raise PlanInvalid("period.unit must be 'day', 'month' or 'year'") from None
+    length = _int(period, "length", 1, 1, PERIOD_LENGTH_MAX)
+    room = data.get("room", "")
+    if not isinstance(room, str) or len(room) > 100:
+        raise PlanInvalid("room must be a room id")
+    share = _int(data, "model_share_bp", 0, 0, BP_ONE)
+    if kind is PlanKind.FAN_CLUB and not room:
+        raise PlanInvalid("a fan club names its model's room")
+    if kind is PlanKind.SITE and (room or share):
+        raise PlanInvalid("a site membership has no room and no model share")
+    level = data.get("level", "")
+    if not isinstance(level, str) or len(level) > 40:
+        raise PlanInvalid("level must be a short name (bronze, silver, gold …)")
+    inclusive = data.get("tax_inclusive", True)
+    if not isinstance(inclusive, bool):
+        raise PlanInvalid("tax_inclusive must be true or false")
+    free_every_n = _int(data, "free_every_n", 0, 0, 1_000)
+    if free_every_n == 1:
+        raise PlanInvalid("free_every_n: 0 (no bonus) or N >= 2 (every Nth period free)")
+    return Plan(
+        plan_id=plan_id,
+        kind=kind,
+        prices=_prices(data.get("prices")),
+        period_unit=unit,
+        period_length=length,
+        room=room,
+        model_share_bp=share,
+        level=level,
+        rank=_int(data, "rank", 0, 0, 1_000),
+        trial_days=_int(data, "trial_days", 0, 0, TRIAL_DAYS_MAX),
+        term_periods=_int(data, "term_periods", 0, 0, TERM_PERIODS_MAX),
+        notice_days=_int(data, "notice_days", 0, 0, NOTICE_DAYS_MAX),
+        tax_inclusive=inclusive,
+        free_every_n=free_every_n,
+        features=_names(data, "features"),
+        trial_excludes=_names(data, "trial_excludes"),
+        dunning=_dunning(data.get("dunning")),
+    )

@@ -1,0 +1,421 @@
+"""Subscriptions as the API uses them: create, change plan, cancel, update the card, read.
+
+Each operation is one transaction with the subscription read ``FOR UPDATE``; the state it moves
+to is decided by the lifecycle table; business outcomes are :class:`SubCode` values. Charges are
+never made here: creating a subscription begins its first period, due at once (or a free
+trial), and :class:`~settlement.subscriptions.scheduler.Renewals` charges it — the API runs the
+scheduler for that one subscription right after, so the answer shows the first charge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+import psycopg
+
+from settlement.gateway import GatewayError
+from settlement.ledger.db import Database
+from settlement.ledger.times import at
+from settlement.processors.registry import ProcessorRegistry
+from settlement.processors.routing import NoProcessor, RouteRequest
+from settlement.subscriptions import invoices, store
+from settlement.subscriptions.config import SubscriptionsConfig
+from settlement.subscriptions.lifecycle import ENTITLED, TERMINAL, SubEvent, SubState
+from settlement.subscriptions.periods import DAY_MS, period_bounds
+from settlement.subscriptions.plans import Plan
+from settlement.subscriptions.proration import prorate
+from settlement.subscriptions.scheduler import begin_period
+from settlement.subscriptions.store import Subscription
+
+_CARD_EXPIRES: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+class SubCode(StrEnum):
+    """How an operation ended."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # created before with this id: the same subscription
+    NOT_FOUND = "not_found"
+    PLAN_UNKNOWN = "plan_unknown"
+    CURRENCY_NOT_SOLD = "currency_not_sold"  # the plan has no price in the currency
+    ALREADY_SUBSCRIBED = "already_subscribed"  # a live subscription to the plan exists
+    NO_PROCESSOR = "no_processor"
+    NOT_ALLOWED = "not_allowed"  # the lifecycle table forbids it in the current state
+    PLAN_INCOMPATIBLE = "plan_incompatible"  # another kind, room or period length
+    CHARGE_IN_FLIGHT = "charge_in_flight"  # a charge is being made: ask again shortly
+
+
+class CancelMode(StrEnum):
+    """When a cancellation takes effect."""
+
+    NOW = "now"
+    PERIOD_END = "period_end"
+    NOTICE = "notice"  # at the first period end after the plan's notice period
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    """What a sign-up carries (the card was entered on the processor's own page)."""
+
+    subscription_id: str
+    customer: str
+    plan_id: str
+    currency: str
+    payment_method: str
+    country: str
+    country_evidence: str
+    email: str = ""
+    language: str = "en"
+    card_expires: str = ""
+    processor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """An operation's code and the subscription after it (None when there is none)."""
+
+    code: SubCode
+    subscription: Subscription | None = None
+
+
+class Subscriptions:
+    """Create, change, cancel and read subscriptions in the ledger database."""
+
+    def __init__(
+        self,
+        database: Database,
+        processors: ProcessorRegistry,
+        config: SubscriptionsConfig | None = None,
+    ) -> None:
+        self.database = database
+        self.processors = processors
+        self.config = config if config is not None else SubscriptionsConfig()
+
+    async def put_plan(self, plan: Plan, now_ms: int) -> bool:
+        """Create a plan (False: one of that id exists; plans are never edited)."""
+        async with self.database.connection() as conn:
+            return await store.put_plan(conn, plan, now_ms)
+
+    async def plan(self, plan_id: str) -> Plan | None:
+        """A plan, or None."""
+        async with self.database.connection() as conn:
+            return await store.read_plan(conn, plan_id)
+
+    async def plans(self) -> list[Plan]:
+        """Every plan."""
+        async with self.database.connection() as conn:
+            return await store.list_plans(conn)
+
+    async def create(self, new: NewSubscription, now_ms: int) -> Result:
+        """Sign a customer up: the first period begins (the trial, or period 1 due now)."""
+        async with self.database.connection() as conn:
+            plan = await store.read_plan(conn, new.plan_id)
+            found = await store.read(conn, new.subscription_id)
+        if found is not None:
+            return Result(SubCode.DUPLICATE, found)
+        if plan is None:
+            return Result(SubCode.PLAN_UNKNOWN)
+        if plan.price(new.currency) is None:
+            return Result(SubCode.CURRENCY_NOT_SOLD)
+        processor = self._route(new)
+        if processor is None:
+            return Result(SubCode.NO_PROCESSOR)
+        if plan.trial_days:
+            state, anchor = SubState.TRIALING, now_ms + plan.trial_days * DAY_MS
+            number, starts, ends = 0, now_ms, anchor
+        else:
+            state, anchor = SubState.ACTIVE, now_ms
+            number = 1
+            starts, ends = period_bounds(anchor, plan.period_unit, plan.period_length, 1)
+        sub = Subscription(
+            subscription_id=new.subscription_id,
+            customer=new.customer,
+            plan_id=plan.plan_id,
+            currency=new.currency,
+            processor=processor,
+            payment_method=new.payment_method,
+            card_expires=new.card_expires,
+            card_notice_for=0,
+            country=new.country.upper(),
+            country_evidence=new.country_evidence,
+            email=new.email,
+            language=new.language,
+            state=state,
+            started_at_ms=now_ms,
+            anchor_ms=anchor,
+            period_no=number,
+            period_start_ms=starts,
+            period_end_ms=ends,
+            paid_periods=0,
+            adjustment_minor=0,
+            cancel_at_ms=0,
+            cancel_mode="",
+            past_due_since_ms=0,
+            next_action_at_ms=now_ms,
+            lease_until_ms=0,
+            ended_at_ms=0,
+            updated_at_ms=now_ms,
+        )
+        try:
+            async with self.database.connection() as conn, conn.transaction():
+                if not await store.insert(conn, sub):
+                    again = await store.read(conn, new.subscription_id)
+                    return Result(SubCode.DUPLICATE, again)
+                await conn.execute(
+                    """
+                    INSERT INTO subscription_events (subscription_id, seq, event, from_state,
+                                                     to_state, detail, at)
+                    VALUES (%s, 1, 'create', '', %s, %s, %s)
+                    """,
+                    (sub.subscription_id, state.value, plan.plan_id, at(now_ms)),
+                )
+                sub, period = await begin_period(
+                    conn, sub, plan, number, starts, ends, now_ms, self.config
+                )
+                if period.status == "free":
+                    sub = dataclasses.replace(sub, next_action_at_ms=ends)
+                await store.save(conn, sub)
+        except psycopg.errors.UniqueViolation:
+            return Result(SubCode.ALREADY_SUBSCRIBED)
+        return Result(SubCode.APPLIED, sub)
+
+    def _route(self, new: NewSubscription) -> str | None:
+        try:
+            names = self.processors.route(
+                RouteRequest(
+                    route_key=new.subscription_id,
+                    currency=new.currency,
+                    country=new.country.upper(),
+                    product="membership",
+                    preferred=new.processor,
+                )
+            )
+        except (NoProcessor, GatewayError):  # none serves it, or the chosen one is gone
+            return None
+        return names[0] if names else None
+
+    async def change_plan(self, subscription_id: str, plan_id: str, now_ms: int) -> Result:
+        """Move to another plan now, prorated: the credit for the old plan's unused time and
+        the charge for the new plan's remaining time go on the next invoice."""
+        try:
+            async with self.database.connection() as conn, conn.transaction():
+                sub = await store.read(conn, subscription_id, lock=True)
+                if sub is None:
+                    return Result(SubCode.NOT_FOUND)
+                new = await store.read_plan(conn, plan_id)
+                if new is None:
+                    return Result(SubCode.PLAN_UNKNOWN)
+                old = await store.read_plan(conn, sub.plan_id)
+                if old is None:  # pragma: no cover - a foreign key holds it
+                    return Result(SubCode.PLAN_UNKNOWN)
+                refused = _change_refused(sub, old, new)
+                if refused is not None:
+                    return Result(refused, sub)
+                if await _in_flight(conn, sub):
+                    return Result(SubCode.CHARGE_IN_FLIGHT, sub)
+                if sub.period_no >= 1:
+                    old_price, new_price = old.price(sub.currency), new.price(sub.currency)
+                    if old_price is None or new_price is None:  # pragma: no cover - checked
+                        return Result(SubCode.CURRENCY_NOT_SOLD, sub)
+                    length = sub.period_end_ms - sub.period_start_ms
+                    remaining = min(max(sub.period_end_ms - now_ms, 0), length)
+                    lines = prorate(old_price.price_minor, new_price.price_minor, remaining, length)
+                    await store.insert_change(
+                        conn,
+                        sub,
+                        new.plan_id,
+                        remaining,
+                        length,
+                        lines.credit_minor,
+                        lines.charge_minor,
+                        now_ms,
+                    )
+                    sub = dataclasses.replace(
+                        sub, adjustment_minor=sub.adjustment_minor + lines.net_minor
+                    )
+                else:
+                    await store.insert_change(conn, sub, new.plan_id, 0, 1, 0, 0, now_ms)
+                sub = await store.transition(
+                    conn, sub, SubEvent.CHANGE, now_ms, f"{sub.plan_id} -> {new.plan_id}"
+                )
+                sub = dataclasses.replace(sub, plan_id=new.plan_id)
+                await store.save(conn, sub)
+        except psycopg.errors.UniqueViolation:
+            return Result(SubCode.ALREADY_SUBSCRIBED)
+        return Result(SubCode.APPLIED, sub)
+
+    async def cancel(self, subscription_id: str, mode: CancelMode, now_ms: int) -> Result:
+        """Cancel now, at the period's end, or after the plan's notice period."""
+        async with self.database.connection() as conn, conn.transaction():
+            sub = await store.read(conn, subscription_id, lock=True)
+            if sub is None:
+                return Result(SubCode.NOT_FOUND)
+            if sub.state in TERMINAL:
+                return Result(SubCode.NOT_ALLOWED, sub)
+            if await _in_flight(conn, sub):
+                return Result(SubCode.CHARGE_IN_FLIGHT, sub)
+            plan = await store.read_plan(conn, sub.plan_id)
+            if plan is None:  # pragma: no cover - a foreign key holds it
+                return Result(SubCode.PLAN_UNKNOWN)
+            if mode is CancelMode.NOW or sub.state not in (SubState.TRIALING, SubState.ACTIVE):
+                # Nothing paid to wait for: a past-due membership ends at once.
+                period = await store.read_period(conn, subscription_id, sub.period_no)
+                if period is not None and period.status == "due":
+                    await store.settle_period(conn, subscription_id, sub.period_no, "void", now_ms)
+                sub = await store.transition(conn, sub, SubEvent.CANCEL, now_ms, f"cancel {mode}")
+                sub = dataclasses.replace(
+                    sub,
+                    cancel_mode=CancelMode.NOW.value,
+                    cancel_at_ms=now_ms,
+                    ended_at_ms=now_ms,
+                    next_action_at_ms=0,
+                    lease_until_ms=0,
+                    past_due_since_ms=0,
+                )
+            else:
+                cancel_at = sub.period_end_ms
+                if mode is CancelMode.NOTICE:
+                    earliest = now_ms + plan.notice_days * DAY_MS
+                    number = sub.period_no
+                    while cancel_at < earliest and number < sub.period_no + 10_000:
+                        number += 1
+                        cancel_at = period_bounds(
+                            sub.anchor_ms, plan.period_unit, plan.period_length, max(number, 1)
+                        )[1]
+                sub = dataclasses.replace(
+                    sub, cancel_mode=mode.value, cancel_at_ms=cancel_at, updated_at_ms=now_ms
+                )
+            await store.save(conn, sub)
+        return Result(SubCode.APPLIED, sub)
+
+    async def update_card(
+        self, subscription_id: str, payment_method: str, card_expires: str, now_ms: int
+    ) -> Result:
+        """A new card on file (entered on the processor's page); a past-due period is retried
+        with it at once."""
+        async with self.database.connection() as conn, conn.transaction():
+            sub = await store.read(conn, subscription_id, lock=True)
+            if sub is None:
+                return Result(SubCode.NOT_FOUND)
+            if sub.state in TERMINAL:
+                return Result(SubCode.NOT_ALLOWED, sub)
+            sub = dataclasses.replace(
+                sub,
+                payment_method=payment_method,
+                card_expires=card_expires,
+                card_notice_for=0,
+                next_action_at_ms=now_ms if sub.past_due_since_ms else sub.next_action_at_ms,
+                updated_at_ms=now_ms,
+            )
+            await store.save(conn, sub)
+        return Result(SubCode.APPLIED, sub)
+
+    async def read(self, subscription_id: str) -> Subscription | None:
+        """A subscription, or None."""
+        async with self.database.connection() as conn:
+            return await store.read(conn, subscription_id)
+
+    async def view(self, subscription_id: str) -> dict[str, Any] | None:
+        """A subscription as the API shows it: plan, state, features, the current period,
+        the next charge, the cancellation, its periods, changes and history."""
+        async with self.database.connection() as conn:
+            sub = await store.read(conn, subscription_id)
+            if sub is None:
+                return None
+            plan = await store.read_plan(conn, sub.plan_id)
+            periods = await store.periods(conn, subscription_id)
+            changes = await store.changes(conn, subscription_id)
+            history = await store.history(conn, subscription_id)
+        if plan is None:  # pragma: no cover - a foreign key holds it
+            return None
+        return subscription_json(sub, plan) | {
+            "periods": [
+                {
+                    "period_no": p.period_no,
+                    "plan_id": p.plan_id,
+                    "starts_at_ms": p.starts_at_ms,
+                    "ends_at_ms": p.ends_at_ms,
+                    "total_minor": p.total_minor,
+                    "tax_minor": p.tax_minor,
+                    "status": p.status,
+                    "attempts": p.attempts_n,
+                }
+                for p in periods
+            ],
+            "changes": changes,
+            "history": history,
+        }
+
+    async def invoices(self, subscription_id: str) -> list[dict[str, Any]]:
+        """A subscription's invoices, with lines."""
+        async with self.database.connection() as conn:
+            return await invoices.of_subscription(conn, subscription_id)
+
+
+def subscription_json(sub: Subscription, plan: Plan) -> dict[str, Any]:
+    """The subscription's own fields as the API shows them."""
+    renewing = sub.state in (SubState.TRIALING, SubState.ACTIVE)
+    ending = bool(sub.cancel_at_ms) and sub.cancel_at_ms <= sub.period_end_ms
+    ends_by_term = bool(plan.term_periods) and sub.period_no >= plan.term_periods
+    price = plan.price(sub.currency)
+    return {
+        "subscription_id": sub.subscription_id,
+        "customer": sub.customer,
+        "plan_id": sub.plan_id,
+        "plan": plan.to_json(),
+        "state": str(sub.state),
+        "currency": sub.currency,
+        "processor": sub.processor,
+        "country": sub.country,
+        "features": list(plan.features_in(sub.state is SubState.TRIALING))
+        if sub.state in ENTITLED
+        else [],
+        "period": {
+            "period_no": sub.period_no,
+            "starts_at_ms": sub.period_start_ms,
+            "ends_at_ms": sub.period_end_ms,
+        },
+        "trial_ends_at_ms": sub.anchor_ms if sub.state is SubState.TRIALING else None,
+        "next_charge_at_ms": sub.period_end_ms
+        if renewing and not ending and not ends_by_term
+        else None,
+        "next_price_minor": price.price_minor if price is not None else None,
+        "adjustment_minor": sub.adjustment_minor,
+        "paid_periods": sub.paid_periods,
+        "cancel_at_ms": sub.cancel_at_ms or None,
+        "cancel_mode": sub.cancel_mode or None,
+        "past_due_since_ms": sub.past_due_since_ms or None,
+        "started_at_ms": sub.started_at_ms,
+        "ended_at_ms": sub.ended_at_ms or None,
+    }
+
+
+def _change_refused(sub: Subscription, old: Plan, new: Plan) -> SubCode | None:
+    if sub.state not in (SubState.TRIALING, SubState.ACTIVE):
+        return SubCode.NOT_ALLOWED
+    if new.plan_id == old.plan_id:
+        return SubCode.NOT_ALLOWED
+    if new.price(sub.currency) is None:
+        return SubCode.CURRENCY_NOT_SOLD
+    if (new.kind, new.room, new.period_unit, new.period_length) != (
+        old.kind,
+        old.room,
+        old.period_unit,
+        old.period_length,
+    ):
+        return SubCode.PLAN_INCOMPATIBLE
+    return None
+
+
+async def _in_flight(conn: Any, sub: Subscription) -> bool:
+    tried = await store.attempts(conn, sub.subscription_id, sub.period_no)
+    return any(a.status in ("pending", "unknown") for a in tried)
+
+
+def valid_card_expires(value: str) -> bool:
+    """Whether ``value`` is a card expiry month (``YYYY-MM``) or empty."""
+    return value == "" or _CARD_EXPIRES.fullmatch(value) is not None

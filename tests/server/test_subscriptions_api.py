@@ -1,0 +1,123 @@
+"""The subscriptions HTTP API on a real server process, driven through the SDK's Backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.errors import Refused
+from clients.sdk import Backend
+from server.embedded_redis import RedisServer
+from tests.server.conftest import api
+from tests.support.processes import API_KEY, TipmeterProcess
+
+SILVER = {
+    "plan_id": "silver",
+    "kind": "site",
+    "level": "silver",
+    "rank": 1,
+    "prices": {"EUR": {"price_minor": 990}},
+    "features": ["hd"],
+}
+GOLD = {
+    **SILVER,
+    "plan_id": "gold",
+    "level": "gold",
+    "rank": 2,
+    "prices": {"EUR": {"price_minor": 1990}},
+}
+
+
+@pytest.fixture(scope="module")
+def server(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TipmeterProcess]:
+    """One server process with its own ledger database and the in-process sandbox."""
+    cwd: Path = tmp_path_factory.mktemp("subs-api")
+    process = TipmeterProcess(["serve"], {"TIPMETER_REDIS_URL": redis_server.url}, cwd=cwd).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def _signup(
+    backend: Backend, customer: str, card: str, key: str, plan: str = "silver"
+) -> dict[str, Any]:
+    return await backend.subscribe(
+        customer,
+        plan,
+        "EUR",
+        card,
+        country="DE",
+        country_evidence="billing_address",
+        idempotency_key=key,
+        email=f"{customer}@example.com",
+        language="de",
+    )
+
+
+async def test_sign_up_renew_change_cancel_and_read_invoices(server: TipmeterProcess) -> None:
+    backend = Backend(server.base_url, API_KEY)
+    assert (await backend.create_plan(SILVER))["plan_id"] == "silver"
+    assert (await backend.create_plan(SILVER))["plan_id"] == "silver"  # the same: answered
+    await backend.create_plan(GOLD)
+    with pytest.raises(Refused) as refused:
+        await backend.create_plan({**SILVER, "rank": 5})
+    assert refused.value.code == "plan_exists"
+
+    sub = await _signup(backend, "alice", "tok_visa", "signup-alice")
+    assert sub["state"] == "active"
+    assert sub["features"] == ["hd"]
+    assert [p["status"] for p in sub["periods"]] == ["paid"]
+    again = await _signup(backend, "alice", "tok_visa", "signup-alice")
+    assert again["subscription_id"] == sub["subscription_id"]
+    with pytest.raises(Refused) as refused:
+        await _signup(backend, "alice", "tok_visa", "signup-alice-2")
+    assert refused.value.code == "already_subscribed"
+
+    invoices = await backend.invoices(sub["subscription_id"])
+    assert len(invoices) == 1
+    assert (invoices[0]["total_minor"], invoices[0]["tax_minor"]) == (990, 158)
+    assert invoices[0]["country"] == "DE"
+    assert invoices[0]["country_evidence"] == "billing_address"
+
+    changed = await backend.change_plan(sub["subscription_id"], "gold")
+    assert changed["plan_id"] == "gold"
+    assert changed["adjustment_minor"] > 0  # an upgrade: owed on the next invoice
+    assert changed["history"][-1]["event"] == "change"
+
+    cancelled = await backend.cancel(sub["subscription_id"], "period_end")
+    assert cancelled["cancel_mode"] == "period_end"
+    assert cancelled["next_charge_at_ms"] is None
+    assert cancelled["state"] == "active"  # until the period's end
+
+    async with api(server) as http:
+        answer = await http.get(
+            "/v1/exports/invoices",
+            params={"since": "2000-01-01", "until": "2100-01-01", "format": "datev"},
+        )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = [r.split(";") for r in answer.text.splitlines()[2:]]
+    assert [r[0] for r in rows if r[7] == invoices[0]["invoice_id"]] == ["9,90"]
+
+    with pytest.raises(Refused) as refused:
+        await backend.subscription("sub_nothing")
+    assert refused.value.code == "subscription_not_found"
+
+
+async def test_a_declined_sign_up_is_past_due_until_a_new_card(server: TipmeterProcess) -> None:
+    backend = Backend(server.base_url, API_KEY)
+    await backend.create_plan(SILVER)
+    sub = await _signup(backend, "bob", "tok_decline_insufficient_funds", "signup-bob")
+    assert sub["state"] == "past_due"
+    assert sub["features"] == ["hd"]  # past due keeps the features while it is dunned
+    restored = await backend.update_card(sub["subscription_id"], "tok_visa", "2031-04")
+    assert restored["state"] == "active"
+    assert [p["status"] for p in restored["periods"]] == ["paid"]
+    listed = await backend.customer_subscriptions("bob")
+    assert [s["state"] for s in listed] == ["active"]

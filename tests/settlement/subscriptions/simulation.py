@@ -1,0 +1,404 @@
+"""A seeded year of memberships on a fake clock: sign-ups, trials, upgrades, downgrades,
+cancellations (now, at the period's end, after notice), fixed terms, bonus periods, card
+expiries and declines (some recovered by a new card, some never), on a real PostgreSQL and the
+sandbox processor, with the renewal scheduler run every simulated twelve hours.
+
+It prints its seed and figures and checks, from the processor's and the ledger's side:
+
+- 0 periods charged twice (one capture per period at the processor; one approved attempt);
+- 0 due periods missed (every live subscription's current period covers the end; every
+  subscription's periods are numbered without a gap and start where the anchor says; nothing
+  is left due);
+- every proration exact (each line the exact fraction rounded half up; the net of every change
+  billed on an invoice or still pending, to the cent);
+- every invoice's lines plus tax equal its total;
+- invoice numbers gap-free per series;
+- the export's totals (both formats) equal the ledger's; every journal entry balances.
+
+Replay: ``python -m tests.settlement.subscriptions.simulation --subscriptions 10000 --seed N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Final
+
+from metering.clock import FakeClock
+from settlement.ledger import journal
+from settlement.ledger.ledger import Ledger
+from settlement.ledger.times import at
+from settlement.subscriptions import export, store
+from settlement.subscriptions.lifecycle import SubState
+from settlement.subscriptions.notices import Notice
+from settlement.subscriptions.periods import period_bounds
+from settlement.subscriptions.plans import Plan
+from settlement.subscriptions.proration import prorate
+from settlement.subscriptions.scheduler import card_valid_until_ms
+from settlement.subscriptions.service import CancelMode, NewSubscription, SubCode
+from tests.settlement.subscriptions.helpers import DAY_MS, START_MS, World, plan
+
+HOUR_MS: Final = 3_600_000
+STEP_MS: Final = 12 * HOUR_MS
+#: Chance per live subscription and step that its member changes plan or cancels.
+ACTION_P: Final = 0.0012
+DAYS: Final = 365
+SIGNUP_DAYS: Final = 120
+COUNTRIES: Final = ("DE", "DE", "FR", "IT", "LT", "GB", "US", "US", "CH")
+
+
+def _plans() -> list[Plan]:
+    prices = {"USD": 999, "EUR": 899}
+
+    def priced(factor: int) -> dict[str, Any]:
+        return {cur: {"price_minor": p * factor // 2} for cur, p in prices.items()}
+
+    return [
+        plan("bronze", level="bronze", rank=1, prices=priced(2)),
+        plan("silver", level="silver", rank=2, prices=priced(3), free_every_n=13),
+        plan("gold", level="gold", rank=3, prices=priced(5), tax_inclusive=False),
+        plan("annual", period={"unit": "year", "length": 1}, prices=priced(20)),
+        plan(
+            "fan-mia",
+            kind="fan_club",
+            room="mia",
+            model_share_bp=6500,
+            trial_days=7,
+            prices={
+                "USD": {"price_minor": 1299, "trial_price_minor": 99},
+                "EUR": {"price_minor": 1199},
+            },
+            features=["dm", "photos"],
+            trial_excludes=["dm"],
+        ),
+        plan(
+            "fan-mia-vip",
+            kind="fan_club",
+            room="mia",
+            model_share_bp=6500,
+            rank=2,
+            trial_days=7,
+            prices={"USD": {"price_minor": 2499}, "EUR": {"price_minor": 2299}},
+        ),
+        plan("six", period={"unit": "day", "length": 30}, term_periods=6, prices=priced(2)),
+        plan("notice", notice_days=45, prices=priced(3)),
+    ]
+
+
+#: Members with fixed fates (plan, card, a new card after N days, the card expiring after N
+#: days): a fixed term that runs out, a decline recovered by a new card after the features
+#: were restricted, a card that expires (its notice, its declines, its replacement), a free
+#: trial.
+STEADY: Final = (
+    ("six", "tok_visa", 0, 0),
+    ("bronze", "tok_decline_insufficient_funds", 10, 0),
+    ("gold", "tok_visa", 128, 80),
+    ("fan-mia", "tok_visa", 0, 0),
+)
+
+#: Plans a member may change between (same kind, room and period).
+FAMILIES: Final = (("bronze", "silver", "gold", "notice"), ("fan-mia", "fan-mia-vip"))
+
+
+@dataclass
+class Figures:
+    """What happened, and what the checks found (the found counts must be 0)."""
+
+    seed: int
+    subscriptions: int
+    periods_paid: int = 0
+    periods_free: int = 0
+    captures: int = 0
+    declines: int = 0
+    cards_updated: int = 0
+    changes: int = 0
+    cancels: Counter[str] = field(default_factory=Counter)
+    states: Counter[str] = field(default_factory=Counter)
+    notices: Counter[str] = field(default_factory=Counter)
+    invoices: int = 0
+    totals: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    charged_twice: int = 0
+    periods_missed: int = 0
+    prorations_off: int = 0
+    invoices_off: int = 0
+    numbering_gaps: int = 0
+    export_off: int = 0
+    unbalanced: int = 0
+
+    def lines(self) -> list[str]:
+        """The figures as the test prints them."""
+        return [
+            f"seed {self.seed}: {self.subscriptions} subscriptions over {DAYS} days",
+            f"periods paid {self.periods_paid}, free {self.periods_free}, "
+            f"captures {self.captures}, "
+            f"declines {self.declines}, cards updated {self.cards_updated}, "
+            f"plan changes {self.changes}",
+            f"cancellations {dict(self.cancels)}; final states {dict(self.states)}",
+            f"notices {dict(self.notices)}; invoices {self.invoices}; "
+            f"totals (net, tax, total) {self.totals}",
+            f"charged twice {self.charged_twice}, periods missed {self.periods_missed}, "
+            f"prorations off {self.prorations_off}, invoices off {self.invoices_off}, "
+            f"numbering gaps {self.numbering_gaps}, export off {self.export_off}, "
+            f"unbalanced entries {self.unbalanced}",
+        ]
+
+
+def _step_of(instant_ms: int) -> int:
+    """The first simulation step at or after ``instant_ms``."""
+    return -(-(instant_ms - START_MS) // STEP_MS)
+
+
+def _half_up(value: Fraction) -> int:
+    return int((value + Fraction(1, 2)).__floor__())
+
+
+async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
+    """Run the year and check it (see the module docstring)."""
+    rng = random.Random(seed)
+    world = World(ledger, FakeClock(START_MS))
+    figures = Figures(seed, subscriptions)
+
+    async def count(notice: Notice, _now_ms: int) -> None:
+        figures.notices[notice.kind] += 1
+
+    world.renewals.on_notice = count
+    plans = {p.plan_id: p for p in _plans()}
+    for p in plans.values():
+        await world.subs.put_plan(p, START_MS)
+
+    # Sign-ups spread over the first months; each member's fate drawn up front.
+    signups: dict[int, list[NewSubscription]] = defaultdict(list)
+    fixes: dict[int, list[tuple[str, str]]] = defaultdict(list)  # step -> (sid, new card)
+    expiries: dict[int, list[str]] = defaultdict(list)  # step -> sid whose card stops working
+    steps = DAYS * DAY_MS // STEP_MS
+    for n in range(subscriptions):
+        sid = f"s{n}"
+        step = rng.randrange(SIGNUP_DAYS * DAY_MS // STEP_MS)
+        roll = rng.random()
+        card, card_expires = "tok_visa", ""
+        if roll < 0.05:
+            card = "tok_decline_insufficient_funds"
+            if rng.random() < 0.6:
+                fixes[step + rng.randrange(1, 80)].append((sid, "tok_visa"))
+        elif roll < 0.07:
+            card = "tok_decline_stolen_card"
+        elif roll < 0.17:
+            # A card that expires during the year: the network declines it from then on.
+            month = at(START_MS + (step + rng.randrange(20, steps)) * STEP_MS)
+            card_expires = f"{month.year:04d}-{month.month:02d}"
+            expiry_step = _step_of(card_valid_until_ms(card_expires))
+            expiries[expiry_step].append(sid)
+            if rng.random() < 0.5:
+                fixes[expiry_step + rng.randrange(-40, 40)].append((sid, "tok_mastercard"))
+        plan_id = rng.choice(list(plans))
+        currency = rng.choice(("USD", "EUR"))
+        if n < len(STEADY):
+            # A few members with fixed fates, so that every path is exercised whatever the
+            # seed: they never change plan or cancel on their own.
+            plan_id, card, fix_after, expires = STEADY[n]
+            step, currency, card_expires = n, "EUR", ""
+            if expires:
+                month = at(START_MS + expires * DAY_MS)
+                card_expires = f"{month.year:04d}-{month.month:02d}"
+                expiries[_step_of(card_valid_until_ms(card_expires))].append(sid)
+            if fix_after:
+                fixes[step + fix_after * DAY_MS // STEP_MS].append((sid, "tok_visa"))
+        signups[step].append(
+            NewSubscription(
+                subscription_id=sid,
+                customer=f"c{n}",
+                plan_id=plan_id,
+                currency=currency,
+                payment_method=card,
+                country=rng.choice(COUNTRIES),
+                country_evidence=rng.choice(("billing_address", "card_country", "ip")),
+                email=f"c{n}@example.com",
+                language=rng.choice(("en", "de")),
+                card_expires=card_expires,
+            )
+        )
+    live: list[str] = []
+    for step in range(steps):
+        now = world.clock.now_ms()
+        for new in signups.get(step, []):
+            created = await world.subs.create(new, now)
+            if created.code is SubCode.APPLIED:
+                live.append(new.subscription_id)
+        for sid in expiries.get(step, []):
+            found = await world.subs.read(sid)
+            if found is not None and found.payment_method == "tok_visa":
+                await world.subs.update_card(
+                    sid, "tok_decline_expired_card", found.card_expires, now
+                )
+        for sid, card in fixes.get(step, []):
+            if (await world.subs.update_card(sid, card, "2031-12", now)).code is SubCode.APPLIED:
+                figures.cards_updated += 1
+        # Some members change plan or cancel, at random instants of the step.
+        expected = len(live) * ACTION_P
+        actions = int(expected) + (rng.random() < expected - int(expected))
+        for sid in rng.sample(live, k=min(len(live), actions)):
+            if int(sid[1:]) < len(STEADY):
+                continue
+            found = await world.subs.read(sid)
+            if found is None or found.state not in (SubState.ACTIVE, SubState.TRIALING):
+                continue
+            if rng.random() < 0.6:
+                family = next((f for f in FAMILIES if found.plan_id in f), None)
+                if family is None:
+                    continue
+                target = rng.choice([p for p in family if p != found.plan_id])
+                changed = await world.subs.change_plan(sid, target, now)
+                if changed.code is SubCode.APPLIED:
+                    figures.changes += 1
+            else:
+                mode = rng.choice(list(CancelMode))
+                if (await world.subs.cancel(sid, mode, now)).code is SubCode.APPLIED:
+                    figures.cancels[str(mode)] += 1
+        await world.renewals.run_due(now)
+        world.clock.advance(STEP_MS + rng.randrange(0, 60_000))
+    await world.renewals.run_due(world.clock.now_ms())
+    await _check(world, plans, figures)
+    return figures
+
+
+async def _check(world: World, plans: dict[str, Plan], figures: Figures) -> None:
+    now = world.clock.now_ms()
+    captures = world.gateway.captures
+    figures.captures = len(captures)
+    per_period = Counter(
+        ":".join(c.idempotency_key.split(":")[:3]) for c in captures
+    )  # sub:<id>:<period>
+    figures.charged_twice = sum(n - 1 for n in per_period.values() if n > 1)
+    async with world.ledger.database.connection() as conn:
+        cursor = await conn.execute("SELECT subscription_id FROM subscriptions ORDER BY 1")
+        sids = [row["subscription_id"] for row in await cursor.fetchall()]
+        declined = await conn.execute(
+            "SELECT count(*) AS n FROM subscription_attempts WHERE status = 'declined'"
+        )
+        row = await declined.fetchone()
+        figures.declines = int(row["n"]) if row else 0
+        billed_adjustments = 0
+        pending_adjustments = 0
+        for sid in sids:
+            sub = await store.read(conn, sid)
+            if sub is None:
+                continue
+            figures.states[str(sub.state)] += 1
+            pending_adjustments += sub.adjustment_minor
+            periods = await store.periods(conn, sid)
+            billed_adjustments += sum(p.adjustment_minor for p in periods)
+            figures.periods_paid += sum(p.status == "paid" for p in periods)
+            figures.periods_free += sum(p.status == "free" for p in periods)
+            numbers = [p.period_no for p in periods]
+            if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+                figures.periods_missed += 1
+            for p in periods:
+                if p.period_no >= 1:
+                    # Each period where the anchor puts it (the plan of the period may differ,
+                    # but changes keep the period length).
+                    bounds = period_bounds(
+                        sub.anchor_ms,
+                        plans[p.plan_id].period_unit,
+                        plans[p.plan_id].period_length,
+                        p.period_no,
+                    )
+                    if bounds != (p.starts_at_ms, p.ends_at_ms):
+                        figures.periods_missed += 1
+            if sub.next_action_at_ms and sub.next_action_at_ms <= now:
+                figures.periods_missed += 1  # something left due
+            if sub.state in (SubState.ACTIVE, SubState.TRIALING) and sub.period_end_ms <= now:
+                figures.periods_missed += 1
+            for change in await store.changes(conn, sid):
+                old = plans[change["from_plan"]].price(sub.currency)
+                new = plans[change["to_plan"]].price(sub.currency)
+                if old is None or new is None:
+                    figures.prorations_off += 1
+                    continue
+                r, length = change["remaining_ms"], change["period_ms"]
+                if change["period_no"] == 0:
+                    expected = (0, 0)
+                else:
+                    expected = (
+                        _half_up(Fraction(old.price_minor * r, length)),
+                        _half_up(Fraction(new.price_minor * r, length)),
+                    )
+                    lines = prorate(old.price_minor, new.price_minor, r, length)
+                    if (lines.credit_minor, lines.charge_minor) != expected:
+                        figures.prorations_off += 1
+                if (change["credit_minor"], change["charge_minor"]) != expected:
+                    figures.prorations_off += 1
+        cursor = await conn.execute(
+            "SELECT coalesce(sum(charge_minor - credit_minor), 0) AS net FROM subscription_changes"
+        )
+        row = await cursor.fetchone()
+        changed_net = int(row["net"]) if row else 0
+        if changed_net != billed_adjustments + pending_adjustments:
+            figures.prorations_off += 1
+        cursor = await conn.execute(
+            """
+            SELECT i.invoice_id FROM invoices i JOIN invoice_lines l USING (invoice_id)
+            GROUP BY i.invoice_id, i.net_minor, i.tax_minor, i.total_minor
+            HAVING sum(l.net_minor) <> i.net_minor OR sum(l.tax_minor) <> i.tax_minor
+                OR sum(l.total_minor) <> i.total_minor OR i.net_minor + i.tax_minor <> i.total_minor
+            """
+        )
+        figures.invoices_off = len(await cursor.fetchall())
+        cursor = await conn.execute(
+            "SELECT series, count(*) AS n, min(number) AS lo, max(number) AS hi "
+            "FROM invoices GROUP BY series"
+        )
+        for row in await cursor.fetchall():
+            if (row["lo"], row["hi"]) != (1, row["n"]):
+                figures.numbering_gaps += 1
+        cursor = await conn.execute(
+            "SELECT count(*) AS n FROM subscription_periods WHERE status = 'paid'"
+        )
+        since, until = at(START_MS - DAY_MS), at(now + DAY_MS)
+        found = await export.issued(conn, since, until)
+        booked = await export.ledger_totals(conn, since, until)
+        figures.unbalanced = len(await journal.unbalanced_entries(conn))
+    figures.invoices = len(found)
+    if figures.invoices != figures.periods_paid or figures.captures != figures.periods_paid:
+        figures.charged_twice += abs(figures.captures - figures.periods_paid)
+    if export.totals(found) != booked:
+        figures.export_off += 1
+    datev = export.datev_totals(export.datev_csv(found, since, until))
+    if datev != {cur: t.total_minor for cur, t in booked.items()}:
+        figures.export_off += 1
+    if sum(c.amount_minor for c in captures) != sum(t.total_minor for t in booked.values()):
+        figures.export_off += 1
+    figures.totals = {
+        cur: (t.net_minor, t.tax_minor, t.total_minor) for cur, t in sorted(booked.items())
+    }
+
+
+def main() -> None:
+    """Run the simulation on a fresh database of the tests' PostgreSQL and print the figures."""
+    from settlement.ledger.db import DatabaseConfig
+    from tests.support import postgres
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(2**32))
+    args = parser.parse_args()
+
+    async def run() -> Figures:
+        ledger = await Ledger.open(DatabaseConfig(url=postgres.fresh_database("sim")))
+        try:
+            return await simulate(ledger, args.subscriptions, args.seed)
+        finally:
+            await ledger.close()
+
+    print(f"seed={args.seed}")
+    try:
+        print("\n".join(asyncio.run(run()).lines()))
+    finally:
+        postgres.stop_shared()
+
+
+if __name__ == "__main__":
+    main()
