@@ -37,7 +37,7 @@ from server.setting import (
     url,
     variables,
 )
-from settlement.config import CrashPoint, SettlementConfig
+from settlement.config import SettlementConfig
 from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
 from settlement.notify.base import Channel, Notifier
@@ -366,12 +366,6 @@ class Settings:
         integer(1, 10_000),
         "Tabs one worker settles at once.",
     )
-    settle_crash_point: str | None = setting(
-        None,
-        choice(*(point.value for point in CrashPoint)),
-        "Crash tests only: the worker kills itself (SIGKILL) at this point. Never set it "
-        "in production.",
-    )
     gateway: str = setting(
         "sandbox",
         choice(*LEGACY_KINDS),
@@ -643,7 +637,6 @@ class Settings:
             concurrency_max=self.settle_concurrency_max,
             gateway_timeout_s=self.gateway_timeout_ms / 1_000,
             retention_ms=self.redis_retention_s * 1_000,
-            crash_point=CrashPoint(self.settle_crash_point) if self.settle_crash_point else None,
         )
 
     def processor_specs(self) -> tuple[ProcessorSpec, ...]:

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from clients.ids import ID_PATTERN
 from metering.keys import is_id
 from metering.outcomes import TabRef
 from server.api import ApiError, json_body, read_body, route
@@ -109,7 +110,7 @@ def _text(value: object, name: str, *, required: bool = True) -> str:
 
 def _id(value: object, name: str) -> str:
     if not is_id(value):
-        raise ApiError(400, "invalid_id", f"{name} must match [A-Za-z0-9_.-]{{1,64}}")
+        raise ApiError(400, "invalid_id", f"{name} must match {ID_PATTERN.pattern}")
     return str(value)
 
 

@@ -163,3 +163,27 @@ class TipmeterProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds an established TCP connection to ``port`` on loopback
+    (Linux: its socket descriptors, looked up in ``/proc/net/tcp``)."""
+    inodes = set()
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        for fd in fds.iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # the process is gone (or a descriptor closed under us: ask again)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)  # the header
+            for row in rows:
+                fields = row.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                established = fields[3] == "01"
+                if established and remote_port == port and fields[9] in inodes:
+                    return True
+    return False
