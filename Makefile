@@ -25,6 +25,7 @@ help:
 	@echo "make bench   the benchmark against the in-repo baseline; writes docs/benchmarks.md"
 	@echo "make loadtest  locust, headless, against a local tipmeter; CSV and HTML in reports/"
 	@echo "make screenshots  retake the README's screenshots of the pages (docs/screenshots/)"
+	@echo "make docs   rewrite the generated parts of docs/protocol.md from clients/protocol.py"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -140,6 +141,12 @@ pytest: install chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The generated parts of the docs: docs/protocol.md's message tables, examples and codes, from
+# the declarations in clients/protocol.py (tests/clients/test_protocol_docs.py fails when stale).
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python -m clients.protocol_docs
 
 # The README's screenshots: only the browser tests that take them, told to keep them in
 # docs/screenshots/ (every other run leaves them in pytest's temporary folders).

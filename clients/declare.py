@@ -44,6 +44,7 @@ from typing import (
 )
 
 from clients.codes import ErrorCode
+from clients.ids import ID_PATTERN
 
 T = TypeVar("T")
 
@@ -51,8 +52,6 @@ T = TypeVar("T")
 AMOUNT_LIMIT_MINOR: Final = 2**53
 #: Longest tip message and viewer name, in characters.
 MESSAGE_CHARS_MAX: Final = 255
-#: What an id (message, room, tab, session) looks like.
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CURRENCY_PATTERN: Final = re.compile(r"[A-Z]{3}")
 STREAM_ID_PATTERN: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 #: An event id's parts are below 2**64 (Redis stream ids), and its milliseconds below 2**64 - 1

@@ -31,7 +31,7 @@ The full reference, with examples in both encodings, is ``docs/protocol.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final, TypeAlias, TypeGuard, cast
+from typing import Annotated, Any, Final, TypeAlias, cast
 
 from clients.codes import CloseCode, ErrorCode
 from clients.declare import (
@@ -39,8 +39,6 @@ from clients.declare import (
     AMOUNT_LIMIT_MINOR,
     MESSAGE_CHARS_MAX,
     SPECS,
-    STREAM_MS_LIMIT,
-    STREAM_SEQ_LIMIT,
     AnyMap,
     Choice,
     Currency,
@@ -69,15 +67,12 @@ from clients.tickets import Role
 __all__ = [
     "AMOUNT_LIMIT_MINOR",
     "CLIENT_MESSAGES",
-    "FRAME_BYTES_MAX_DEFAULT",
     "JSON_SUBPROTOCOL",
     "MESSAGE_CHARS_MAX",
     "MSGPACK_SUBPROTOCOL",
     "PROTOCOL_VERSION",
     "RATES_KINDS_MAX",
     "SERVER_MESSAGES",
-    "STREAM_MS_LIMIT",
-    "STREAM_SEQ_LIMIT",
     "ClientMessage",
     "CloseCode",
     "Codec",
@@ -114,7 +109,6 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode",
-    "is_amount",
     "is_id",
     "is_stream_id",
     "loads_json",
@@ -124,8 +118,6 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 
-#: Largest frame either side sends, unless the server's ``welcome`` says otherwise.
-FRAME_BYTES_MAX_DEFAULT: Final = 4_096
 #: Kinds of show a rate may be set for (the server checks the names).
 RATES_KINDS_MAX: Final = 8
 
@@ -138,11 +130,6 @@ _EVERYONE: Final = tuple(Role)
 _ID: Final = Id()
 _COUNT: Final = Int()
 _TEXT: Final = Text()
-
-
-def is_amount(value: object) -> TypeGuard[int]:
-    """Tell whether ``value`` is an amount: an ``int`` (never a bool or a float) in [0, 2**53)."""
-    return type(value) is int and 0 <= value < AMOUNT_LIMIT_MINOR
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from typing import Any, Final
 
 from starlette.responses import JSONResponse
 
-from clients.declare import ID_PATTERN, STREAM_ID_PATTERN, is_stream_id
+from clients.declare import STREAM_ID_PATTERN, is_stream_id
+from clients.ids import ID_PATTERN
 from clients.tickets import Role
 from metering.lifecycle import TabState
 from metering.limits import Limits

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from clients.declare import ID_PATTERN
+from clients.ids import ID_PATTERN
 from server import catalog_api, collection_api, refunds_openapi, subscriptions_api
 from server.api import BODY_BYTES_MAX, bounds_of, route
 from server.api_contract import (
