@@ -12,18 +12,8 @@
  */
 
 import { eventIdAt, formatMinor, parseMinor } from "/js/tipmeter.js";
-import {
-  $,
-  backend,
-  clock,
-  el,
-  fatal,
-  openPage,
-  pageClient,
-  say,
-  ticketProvider,
-  trim,
-} from "/pages/common.js";
+import { $, backend, clock, el, fatal, openPage, pageClient } from "/pages/common.js";
+import { say, ticketProvider, trim } from "/pages/common.js";
 
 /** Entries kept in the feed. */
 const FEED_ITEMS_MAX = 50;

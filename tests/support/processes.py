@@ -17,6 +17,9 @@ from server.embedded_redis import free_port
 from tests.support import postgres
 
 VENV_BIN = Path(sys.executable).parent
+#: How long a process may take to get ready: generous, because a shared two-core machine under
+#: load starts Python processes slowly (a ready one is used at once anyway).
+START_TIMEOUT_S = 90.0
 
 #: The keys every test server shares (as a deployment's processes would).
 TICKET_SECRET = "test-ticket-secret-0123456789abcdefghij"
@@ -94,8 +97,11 @@ class TipmeterProcess:
         """The server's WebSocket endpoint."""
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self, ready_path: str | None = "/readyz", timeout_s: float = 30) -> TipmeterProcess:
-        """Start the process; wait until ``ready_path`` answers 200 (unless None)."""
+    def start(
+        self, ready_path: str | None = "/readyz", timeout_s: float = START_TIMEOUT_S
+    ) -> TipmeterProcess:
+        """Start the process; wait until ``ready_path`` answers 200 (unless None). A process
+        that does not get ready is stopped before the failure is raised (none outlives it)."""
         log = self.log_path.open("ab")
         out = self.out_path.open("ab")
         self.process = subprocess.Popen(
@@ -108,7 +114,11 @@ class TipmeterProcess:
         log.close()
         out.close()
         if ready_path is not None:
-            self.wait_for(ready_path, timeout_s)
+            try:
+                self.wait_for(ready_path, timeout_s)
+            except BaseException:
+                self.stop(timeout_s=5)
+                raise
         return self
 
     def wait_for(self, path: str, timeout_s: float = 30, status: int = 200) -> httpx.Response:
