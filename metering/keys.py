@@ -28,6 +28,8 @@ key                                      type    what it holds
 ``tm:{settle}:queue``                     stream  tabs to settle (consumer group ``workers``)
 ``tm:{own:O}:sessions``                   set     "C/S/T" of the sessions process O bills
 ``tm:{owners}:beats``                     zset    billing process → last heartbeat (ms)
+``tm:{own:O}:reaper``                     string  lock of the process reaping dead owner O
+``tm:{t:J}:used``                         string  ticket J was used (until it expires; own tag)
 ``tm:{settle}:dead``                      stream  settlement entries given up on (dead letters)
 ``tm:{hooks}:events``                     hash    webhook event id → signed-later body (JSON)
 ``tm:{hooks}:attempts``                   hash    webhook event id → delivery attempts so far
@@ -39,10 +41,10 @@ key                                      type    what it holds
 
 from __future__ import annotations
 
-import re
 import zlib
 from typing import Final
 
+from clients import ids
 from metering.errors import InvalidArgument
 
 PREFIX: Final = "tm"
@@ -54,9 +56,9 @@ OP_TTL_MS: Final = 7 * 24 * 3600 * 1000
 #: How many shards the tab index has. Spreads the sweeper's index over the cluster.
 TAB_INDEX_SHARDS: Final = 16
 
-#: Customer ids, room ids, tab ids and operation ids: what may appear inside a key name. No
-#: ``:``, ``{`` or ``}``, so an id can never break out of its place in a key or its hash tag.
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: Customer ids, room ids, tab ids and operation ids: what may appear inside a key name
+#: (:data:`clients.ids.ID_PATTERN`, shared with the wire protocol and the HTTP API).
+ID_PATTERN: Final = ids.ID_PATTERN
 
 
 def check_id(kind: str, value: object) -> str:
@@ -190,6 +192,11 @@ def owners() -> str:
 def owner_reaper(owner: str) -> str:
     """A short lock: the process reaping dead owner ``owner``'s sessions."""
     return f"{PREFIX}:{{own:{owner}}}:reaper"
+
+
+def used_ticket(ticket_id: str) -> str:
+    """The key recording that ticket ``ticket_id`` was used (its own hash tag: spread out)."""
+    return f"{PREFIX}:{{t:{ticket_id}}}:used"
 
 
 def settle_dead_letters() -> str:

@@ -57,7 +57,7 @@ CORE_SCRIPTS = (*METERING_SCRIPTS, *SESSION_SCRIPTS)
 
 async def open_store(target: RedisTarget, scripts: Sequence[LuaScript] = CORE_SCRIPTS) -> Store:
     """Connect to Redis and load ``scripts``, so the first request finds them in place."""
-    store = Store(create_client(target), scripts)
+    store = Store(create_client(target), scripts, target.replication)
     try:
         await store.load_scripts()
     except BaseException:

@@ -154,6 +154,8 @@ class Line:
     share_minor: int
     seconds: int = 0
     rate_per_minute_minor: int = 0
+    #: A tip's message as the viewer sent it ("" for none, and for sessions).
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgpack
 
 from metering import keys
-from metering.lifecycle import TabEvent, TabState, lua_states, sources, target
+from metering.lifecycle import SPENDABLE_LUA, TabEvent, TabState, lua_states, sources, target
 from metering.limits import Limits
 from metering.outcomes import (
     Balance,
@@ -50,8 +50,6 @@ METERING_SCRIPTS: Final = (
     RELAY_ROOM_EVENTS,
     ACK_OUTBOX,
 )
-
-_SPENDABLE: Final = lua_states(sources(TabEvent.SPEND))
 
 
 def _balance(reply: Sequence[Any], burn: int = 0) -> Balance:
@@ -181,6 +179,7 @@ def decode_line(line_id: str, packed: bytes) -> Line:
         share_minor=raw["share"],
         seconds=raw.get("seconds", 0),
         rate_per_minute_minor=raw.get("rate", 0),
+        message=raw.get("msg", ""),
     )
 
 
@@ -331,6 +330,7 @@ APPLY_TIPS_BATCHED: Final[BatchedScript[TipItem, TipResult]] = BatchedScript(
     item_keys=_tip_keys,
     item_args=_tip_args,
     decode=_decode_tip,
+    replicated=True,
 )
 
 
@@ -343,7 +343,7 @@ async def apply_tips(
         limits.op_ttl_ms,
         limits.tab_lines_max,
         limits.outbox_max,
-        _SPENDABLE,
+        SPENDABLE_LUA,
         limits.tip_min_minor,
     )
     return await store.call_batched(APPLY_TIPS_BATCHED, fixed, items)

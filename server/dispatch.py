@@ -31,6 +31,7 @@ from clients.protocol import (
     ClientMessage,
     ErrorCode,
     Ping,
+    RefundAnswer,
     SessionStart,
     SessionStop,
     SetRates,
@@ -40,6 +41,7 @@ from clients.protocol import (
 )
 from metering.errors import StoreError, StoreUnavailable
 from server.handlers.context import Context
+from server.handlers.refunds import handle_refund_answer
 from server.handlers.rooms import handle_ping, handle_subscribe, handle_unsubscribe
 from server.handlers.sessions import (
     handle_session_start,
@@ -71,6 +73,7 @@ HANDLERS: Final[Mapping[type[ClientMessage], Route]] = {
     SessionStart: Route("session_start", handle_session_start),
     SessionStop: Route("session_stop", handle_session_stop),
     SetRates: Route("set_rates", handle_set_rates),
+    RefundAnswer: Route("refund_answer", handle_refund_answer),
 }
 
 

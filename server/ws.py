@@ -61,6 +61,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await ctx.finish_pushes()
         await conn.flush()
         rt.hub.forget(conn)
+        if rt.consent is not None:
+            rt.consent.leave(conn)
         rt.connections.discard(conn)
         if not rt.connections:
             rt.no_connections.set()
@@ -133,6 +135,8 @@ async def _welcome(ctx: Context) -> bool:
     conn.send(welcome, "welcome")
     conn.welcomed = True
     conn.release_tab_push()
+    if rt.consent is not None:  # a model's refunds waiting for her consent (consent_push)
+        rt.consent.join(conn)
     return True
 
 

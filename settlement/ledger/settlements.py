@@ -235,8 +235,8 @@ async def _write_lines(conn: Connection, sid: str, lines: Sequence[Line]) -> Non
         await cur.executemany(
             """
             INSERT INTO settlement_lines (settlement_id, line_id, seq, kind, room, at,
-                amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor, message)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             [
                 (
@@ -251,6 +251,7 @@ async def _write_lines(conn: Connection, sid: str, lines: Sequence[Line]) -> Non
                     line.share_minor,
                     line.seconds,
                     line.rate_per_minute_minor,
+                    line.message,
                 )
                 for line in lines
             ],
@@ -412,6 +413,7 @@ def _line(row: dict[str, Any]) -> Line:
         share_minor=row["share_minor"],
         seconds=row["seconds"],
         rate_per_minute_minor=row["rate_per_minute_minor"],
+        message=row["message"],
     )
 
 

@@ -113,3 +113,30 @@ async def test_fan_out_survives_a_primary_killed(own_cluster: LocalCluster, tmp_
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.mark.slow
+async def test_a_burst_of_connections_is_welcomed_on_a_cluster(
+    cluster_nodes: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A hundred viewers connecting at once, through a pool of four connections per node:
+    every handshake waits for a connection rather than being refused ``unavailable``."""
+    env = {
+        "TIPMETER_REDIS_CLUSTER_NODES": ",".join(cluster_nodes),
+        "TIPMETER_REDIS_CONNECTIONS_MAX": "4",
+    }
+    server = TipmeterProcess(["serve"], env, cwd=tmp_path).start()
+    try:
+
+        async def connect(n: int) -> str:
+            try:
+                async with Client(server.ws_url, ticket(Role.VIEWER, f"burst{n}", currency="USD")):
+                    return "welcomed"
+            except Exception as exc:  # the test counts every kind of failure
+                return repr(exc)
+
+        outcomes = await asyncio.gather(*(connect(n) for n in range(100)))
+        refused = [outcome for outcome in outcomes if outcome != "welcomed"]
+        assert refused == [], f"{len(refused)} of 100 not welcomed, e.g. {refused[:3]}"
+    finally:
+        server.stop()

@@ -22,7 +22,7 @@ from metering.meter import Meter
 from metering.outcomes import TabRef
 from metering.store import Store
 from settlement import scripts
-from settlement.config import CrashPoint
+from settlement.config import SETTLEMENT_CHECKPOINTS, Checkpoint
 from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox import Fault
@@ -76,9 +76,9 @@ async def _finish_and_check(
     assert findings.outcomes["settled"] + findings.outcomes["voided"] == len(refs)
 
 
-@pytest.mark.parametrize("point", list(CrashPoint))
+@pytest.mark.parametrize("point", SETTLEMENT_CHECKPOINTS)
 async def test_kill_at_each_crash_point(
-    point: CrashPoint,
+    point: Checkpoint,
     live_meter: Meter,
     redis_url: str,
     sandbox_process: TipmeterProcess,
@@ -91,8 +91,7 @@ async def test_kill_at_each_crash_point(
     env = worker_env(redis_url, sandbox_process.base_url, database_url)
     # One tab at a time, so that exactly one tab reaches the point when the worker dies.
     crashing = start_worker(
-        {**env, "TIPMETER_SETTLE_CRASH_POINT": point.value, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"},
-        tmp_path / "w.log",
+        {**env, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"}, tmp_path / "w.log", crash_at=point
     )
     assert await asyncio.to_thread(crashing.wait, 30) == -signal.SIGKILL
 
@@ -102,10 +101,10 @@ async def test_kill_at_each_crash_point(
     log = await gateway.capture_log()
     assert len(begun) == 1
     tab, record = begun[0]
-    if point is CrashPoint.BEFORE_GATEWAY:
+    if point is Checkpoint.BEFORE_GATEWAY:
         assert tab.state is TabState.SETTLING
         assert log == []
-    elif point is CrashPoint.AFTER_GATEWAY:
+    elif point is Checkpoint.AFTER_GATEWAY:
         assert tab.state is TabState.SETTLING  # charged, but not recorded
         assert len(log) == (1 if tab.accrued_minor else 0)
     else:
@@ -113,7 +112,7 @@ async def test_kill_at_each_crash_point(
         assert not record.followups_done
         # Between the two stores: the outcome is in Redis; the ledger has it only after.
         in_ledger = await ledger.read_tab(tab.ref) is not None
-        assert in_ledger is (point is CrashPoint.AFTER_LEDGER)
+        assert in_ledger is (point is Checkpoint.AFTER_LEDGER)
 
     await _finish_and_check(live_meter, gateway, refs, env, ledger)
 
