@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, settings
 
 from metering.clock import FakeClock
 from metering.limits import Limits
-from metering.meter import Meter, open_store
-from metering.store import RedisTarget, Store
+from metering.meter import CORE_SCRIPTS, Meter, open_store
+from metering.store import LuaScript, RedisTarget, Store
 from server.embedded_redis import RedisServer
 from settlement.ledger.db import DatabaseConfig
 from settlement.ledger.ledger import Ledger
@@ -75,9 +75,16 @@ def cluster_nodes(redis_cluster: LocalCluster) -> tuple[str, ...]:
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    """A Store on the standalone server with the money core's scripts loaded."""
-    store = await open_store(RedisTarget(url=redis_url))
+def store_scripts() -> Sequence[LuaScript]:
+    """The scripts the ``store`` fixture loads: the money core's (a package's conftest may
+    add its own)."""
+    return CORE_SCRIPTS
+
+
+@pytest.fixture
+async def store(redis_url: str, store_scripts: Sequence[LuaScript]) -> AsyncIterator[Store]:
+    """A Store on the standalone server with ``store_scripts`` loaded."""
+    store = await open_store(RedisTarget(url=redis_url), store_scripts)
     try:
         yield store
     finally:

@@ -121,6 +121,42 @@ export function bindStatePill(client, pill) {
   client.addEventListener("state", (e) => show(e.detail.state));
 }
 
+/** The page's element with id `id`. */
+export const $ = (id) => document.getElementById(id);
+
+/**
+ * The start the viewer page and the model console share: the demo's settings (null, after
+ * saying why on the page, when the demo backend is off), the room from `?room=` shown in
+ * #room-name, and the currency's code in every `.currency-code`. Sets `page.config` and
+ * `page.room`.
+ */
+export async function openPage(page) {
+  const config = await demoConfigOrExplain();
+  if (config === null) {
+    return null;
+  }
+  page.config = config;
+  page.room = param("room", config.room);
+  $("room-name").textContent = page.room;
+  for (const node of document.querySelectorAll(".currency-code")) {
+    node.textContent = config.currency;
+  }
+  return config;
+}
+
+/**
+ * Connect the page's client with tickets from `ticket`: kept as `page.client` and as
+ * `window.tipmeter.client` (a handle for the browser console and the page's tests), its
+ * connection state shown in #connection. Listeners are added by the caller before it connects.
+ */
+export async function pageClient(page, ticket) {
+  const client = await makeClient(ticket);
+  page.client = client;
+  window.tipmeter = { client };
+  bindStatePill(client, $("connection"));
+  return client;
+}
+
 /** Build an element: `el("li", {class: "x", dataset: {id: 1}}, "text", child)`. */
 export function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);

@@ -12,19 +12,8 @@
  */
 
 import { eventIdAt, formatMinor, parseMinor } from "/js/tipmeter.js";
-import {
-  backend,
-  bindStatePill,
-  clock,
-  demoConfigOrExplain,
-  el,
-  fatal,
-  makeClient,
-  param,
-  say,
-  ticketProvider,
-  trim,
-} from "/pages/common.js";
+import { $, backend, clock, el, fatal, openPage, pageClient } from "/pages/common.js";
+import { say, ticketProvider, trim } from "/pages/common.js";
 
 /** Entries kept in the feed. */
 const FEED_ITEMS_MAX = 50;
@@ -43,8 +32,6 @@ const END_REASONS = {
   stopped: "stopped",
   owner_lost: "the billing server went away",
 };
-
-const $ = (id) => document.getElementById(id);
 
 const page = {
   config: null,
@@ -328,25 +315,15 @@ function restoreRates() {
 }
 
 async function main() {
-  const config = await demoConfigOrExplain();
-  if (config === null) {
+  if ((await openPage(page)) === null) {
     return;
-  }
-  page.config = config;
-  page.room = param("room", config.room);
-  $("room-name").textContent = page.room;
-  for (const node of document.querySelectorAll(".currency-code")) {
-    node.textContent = config.currency;
   }
   restoreRates();
   $("rates-form").addEventListener("submit", saveRates);
   $("overlay-create").addEventListener("click", makeOverlayLink);
   $("overlay-copy").addEventListener("click", copyOverlayLink);
 
-  const client = await makeClient(ticketProvider("model", page.room));
-  page.client = client;
-  window.tipmeter = { client };
-  bindStatePill(client, $("connection"));
+  const client = await pageClient(page, ticketProvider("model", page.room));
   client.addEventListener("welcome", onWelcome);
   client.addEventListener("event", onEvent);
   client.addEventListener("refunds_waiting", onRefundsWaiting);

@@ -13,7 +13,7 @@
  */
 
 import { compareEventIds, formatMinor } from "/js/tipmeter.js";
-import { backend, el, makeClient } from "/pages/common.js";
+import { $, backend, el, makeClient } from "/pages/common.js";
 
 /** Alerts on screen at once, alerts waiting their turn, and alerts kept in the hidden log. */
 const ALERTS_VISIBLE_MAX = 3;
@@ -25,8 +25,6 @@ const ALERT_SECONDS_MIN = 2;
 const ALERT_SECONDS_MAX = 30;
 const LEAVE_MS = 600;
 const EVENT_ID = /^[0-9]{1,20}-[0-9]{1,20}$/;
-
-const $ = (id) => document.getElementById(id);
 
 const fragment = new URLSearchParams(location.hash.slice(1));
 const room = fragment.get("room") ?? "";

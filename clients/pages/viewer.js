@@ -10,13 +10,13 @@
 
 import { formatMinor, newId, parseMinor } from "/js/tipmeter.js";
 import {
+  $,
   backend,
-  bindStatePill,
   clock,
-  demoConfigOrExplain,
   el,
   fatal,
-  makeClient,
+  openPage,
+  pageClient,
   param,
   say,
   ticketProvider,
@@ -77,8 +77,6 @@ const ERRORS = {
   unavailable: "The server is busy; try again in a moment.",
   insufficient_cap: "Your cap is too low to start.",
 };
-
-const $ = (id) => document.getElementById(id);
 
 const page = {
   config: null,
@@ -784,20 +782,14 @@ function lastTab() {
 // -- start ----------------------------------------------------------------------------------
 
 async function main() {
-  const config = await demoConfigOrExplain();
+  const config = await openPage(page);
   if (config === null) {
     return;
   }
-  page.config = config;
   page.customer = param("customer", config.customer);
-  page.room = param("room", config.room);
   page.currency = config.currency;
   const name = param("name", "Demo Viewer");
   $("who").textContent = `${name} (${page.customer})`;
-  $("room-name").textContent = page.room;
-  for (const node of document.querySelectorAll(".currency-code")) {
-    node.textContent = page.currency;
-  }
   $("card-select").replaceChildren(
     ...config.cards.map((card) => el("option", { value: card.token }, `${card.label} (${card.token})`)),
   );
@@ -829,11 +821,7 @@ async function main() {
   $("new-tab").addEventListener("click", newTab);
   $("refund-form").addEventListener("submit", askRefund);
 
-  const client = await makeClient(ticketProvider("viewer", page.customer, name));
-  page.client = client;
-  // A handle for the browser console (and the page's tests): the client and its counters.
-  window.tipmeter = { client };
-  bindStatePill(client, $("connection"));
+  const client = await pageClient(page, ticketProvider("viewer", page.customer, name));
   client.addEventListener("welcome", (event) => {
     if (client.stats.connects > 1) {
       reconnected();

@@ -17,6 +17,7 @@ from metering.lifecycle import (
     sources,
     target,
 )
+from tests.support.tables import reachable
 
 
 def test_spending_and_raising_only_while_open() -> None:
@@ -45,15 +46,7 @@ def test_a_declined_capture_is_collected_or_written_off_never_captured_again() -
 
 
 def test_every_state_is_reachable_from_open() -> None:
-    reached = {TabState.OPEN}
-    frontier = [TabState.OPEN]
-    while frontier:
-        state = frontier.pop()
-        for (src, _), dst in TRANSITIONS.items():
-            if src == state and dst not in reached:
-                reached.add(dst)
-                frontier.append(dst)
-    assert reached == set(TabState)
+    assert reachable(TRANSITIONS, TabState.OPEN) == set(TabState)
 
 
 def test_terminal_states_have_no_way_out() -> None:

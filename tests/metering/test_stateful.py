@@ -142,6 +142,19 @@ class ModelSession:
     reason: str = ""
 
 
+def _bill(s: ModelSession, tab: ModelTab, now: int) -> bool:
+    """Bill ``s`` through the second begun at ``now`` as far as ``tab``'s cap allows, as the
+    money core does; True if the cap cut it short."""
+    target = max((now - s.started) // 1000 + 1, s.billed)
+    fits = (60 * (s.amount + tab.cap - tab.accrued + 1) - 1) // s.rate
+    billed = min(target, fits)
+    if billed > s.billed:
+        amount = prorate_minor(s.rate, billed)
+        tab.accrued += amount - s.amount
+        s.billed, s.amount = billed, amount
+    return billed < target
+
+
 @dataclass
 class ModelTip:
     tab_id: str
@@ -176,6 +189,26 @@ class ModelPurchase:
 
 def _is_amount(value: object) -> bool:
     return type(value) is int and 0 <= value < 2**53
+
+
+def _cap_refused(cap: Any) -> Code | None:
+    """How the money core refuses ``cap`` whatever the tab (None: the cap itself is fine)."""
+    if not _is_amount(cap):
+        return Code.INVALID_AMOUNT
+    if not (LIMITS.cap_min_minor <= cap <= LIMITS.cap_max_minor):
+        return Code.CAP_OUT_OF_RANGE
+    return None
+
+
+def _raise_outcome(tab: ModelTab, new_cap: int) -> Code:
+    """How the money core answers a valid new cap for ``tab``."""
+    if tab.frozen:
+        return Code.TAB_NOT_OPEN
+    if new_cap == tab.cap:
+        return Code.DUPLICATE
+    if new_cap < tab.cap:
+        return Code.CAP_NOT_RAISED
+    return Code.APPLIED
 
 
 class MoneyCore(RuleBasedStateMachine):
@@ -232,14 +265,8 @@ class MoneyCore(RuleBasedStateMachine):
                 capture_before_ms=10**13,
             )
         )
-        if not _is_amount(cap):
-            expected = Code.INVALID_AMOUNT
-        elif not (LIMITS.cap_min_minor <= cap <= LIMITS.cap_max_minor):
-            expected = Code.CAP_OUT_OF_RANGE
-        elif (customer, currency) in self.open_tabs:
-            expected = Code.TAB_ALREADY_OPEN
-        else:
-            expected = Code.APPLIED
+        already = (customer, currency) in self.open_tabs
+        expected = _cap_refused(cap) or (Code.TAB_ALREADY_OPEN if already else Code.APPLIED)
         assert result.code is expected, (result, cap)
         if expected is not Code.APPLIED:
             return multiple()
@@ -258,18 +285,8 @@ class MoneyCore(RuleBasedStateMachine):
                 capture_before_ms=10**13,
             )
         )
-        if not _is_amount(new_cap):
-            expected = Code.INVALID_AMOUNT
-        elif not (LIMITS.cap_min_minor <= new_cap <= LIMITS.cap_max_minor):
-            expected = Code.CAP_OUT_OF_RANGE
-        elif tab.frozen:
-            expected = Code.TAB_NOT_OPEN
-        elif new_cap == tab.cap:
-            expected = Code.DUPLICATE
-        elif new_cap < tab.cap:
-            expected = Code.CAP_NOT_RAISED
-        else:
-            expected = Code.APPLIED
+        expected = _cap_refused(new_cap) or _raise_outcome(tab, new_cap)
+        if expected is Code.APPLIED:
             tab.cap = new_cap
         assert result.code is expected, (result, new_cap, tab)
 
@@ -435,18 +452,10 @@ class MoneyCore(RuleBasedStateMachine):
                 reason = "settling"
             elif s.lease < now:
                 reason = "owner_lost"
+            elif _bill(s, tab, now):
+                reason = "cap_reached"
             else:
-                target = max((now - s.started) // 1000 + 1, s.billed)
-                fits = (60 * (s.amount + tab.cap - tab.accrued + 1) - 1) // s.rate
-                billed = min(target, fits)
-                if billed > s.billed:
-                    amount = prorate_minor(s.rate, billed)
-                    tab.accrued += amount - s.amount
-                    s.billed, s.amount = billed, amount
-                if billed < target:
-                    reason = "cap_reached"
-                else:
-                    s.lease = now + LIMITS.lease_ms
+                s.lease = now + LIMITS.lease_ms
             if reason:
                 s.running, s.reason = False, reason
             expected_status = "finished" if reason else "running"
@@ -473,13 +482,7 @@ class MoneyCore(RuleBasedStateMachine):
         tab = self.model[s.tab_id]
         now = self.clock.now_ms()
         if not tab.frozen and s.lease >= now:
-            target = max((now - s.started) // 1000 + 1, s.billed)
-            fits = (60 * (s.amount + tab.cap - tab.accrued + 1) - 1) // s.rate
-            billed = min(target, fits)
-            if billed > s.billed:
-                amount = prorate_minor(s.rate, billed)
-                tab.accrued += amount - s.amount
-                s.billed, s.amount = billed, amount
+            _bill(s, tab, now)
         assert (result.code, result.billed_s) == (Code.APPLIED, s.billed)
         s.running, s.reason = False, "stopped"
 

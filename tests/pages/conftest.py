@@ -11,11 +11,9 @@ test modules mark their tests with the same loop scope.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from server.embedded_redis import free_port
 from tests.support.processes import API_KEY, TipmeterProcess
 from tests.support.proxy import Proxy
 from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually
 
 #: Debian's chromium package (installed by `make test`); CHROMIUM_BIN points elsewhere if needed.
 CHROMIUM_BIN: Final = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
@@ -106,14 +105,14 @@ class Site:
     async def settled_statement(self, customer: str, tab_id: str) -> dict[str, Any]:
         """A tab's statement once the settlement worker recorded its outcome; fails after
         :data:`SETTLE_TIMEOUT_S`."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while True:
-            statement = await self.statement(customer, tab_id)
-            if statement["state"] in SETTLED_STATES:
-                return statement
-            if time.monotonic() > deadline:
-                raise AssertionError(f"tab {tab_id} not settled: {statement['state']}")
-            await asyncio.sleep(0.1)
+        statement: dict[str, Any] = {}
+
+        async def settled() -> bool:
+            statement.update(await self.statement(customer, tab_id))
+            return statement["state"] in SETTLED_STATES
+
+        await eventually(settled, timeout_s=SETTLE_TIMEOUT_S, what=f"tab {tab_id} settles")
+        return statement
 
     async def capture(self, capture_id: str) -> dict[str, Any]:
         """The statement support finds from a capture id (``GET /v1/captures/{id}``)."""

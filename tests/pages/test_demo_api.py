@@ -4,7 +4,6 @@ its bounds; the overlay's ticket exchange needs the room's current feed token.""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from server.config import Settings
 from server.embedded_redis import RedisServer
 from tests.pages.conftest import SETTLE_TIMEOUT_S, SETTLED_STATES, Pages, Site, unique
 from tests.support.processes import TICKET_SECRET, TipmeterProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -170,11 +170,13 @@ async def test_the_demo_raises_settles_and_reads_what_the_api_does(site: Site) -
         lowered = await http.post(f"{path}/cap", json={"cap_minor": 2_000})
         settled = await http.post(f"{path}/settle")
         # The server's settlement worker voids the hold (nothing was spent).
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+
+        async def done() -> bool:
+            state = (await http.get(f"{path}/statement")).json()["state"]
+            return state in SETTLED_STATES
+
+        await eventually(done, timeout_s=SETTLE_TIMEOUT_S, what="the demo tab settles")
         statement = await http.get(f"{path}/statement")
-        while statement.json()["state"] not in SETTLED_STATES and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            statement = await http.get(f"{path}/statement")
         ticket = await http.post(
             "/demo/tickets", json={"role": "viewer", "subject": customer, "name": "Dee"}
         )

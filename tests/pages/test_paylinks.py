@@ -5,9 +5,7 @@ expiry, its opens or its attempts says so plainly. Screenshots of each page."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from playwright.async_api import Page, expect
 
 from tests.pages.conftest import SETTLE_TIMEOUT_S, Pages, Site, unique
 from tests.pages.flows import open_tab, open_viewer, tip_preset
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -33,24 +32,22 @@ async def _failed_case(pages: Pages, site: Site) -> str:
     await tip_preset(viewer, 500)
     await viewer.click("#settle-button")
     await expect(viewer.locator("#statement")).to_have_attribute("data-state", "failed")
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    case: dict[str, Any] = {}
     async with site.api() as http:
-        while True:
+
+        async def opened() -> bool:
             # The ledger write follows the Redis outcome: sweep until the case is there.
             swept = await http.post("/v1/collection/sweep")
             assert swept.status_code == 200, swept.text
             found = await http.get(f"/v1/customers/{customer}/tabs/{tab_id}/collection")
+            assert found.status_code in (200, 404), found.text
             if found.status_code == 200:
-                case: dict[str, Any] = found.json()
-                assert (case["amount_minor"], case["decline_reason"]) == (
-                    500,
-                    "insufficient_funds",
-                )
-                return str(case["case_id"])
-            assert found.status_code == 404, found.text
-            if time.monotonic() > deadline:
-                raise AssertionError("no collection case was opened")
-            await asyncio.sleep(0.1)
+                case.update(found.json())
+            return bool(case)
+
+        await eventually(opened, timeout_s=SETTLE_TIMEOUT_S, what="a collection case opens")
+    assert (case["amount_minor"], case["decline_reason"]) == (500, "insufficient_funds")
+    return str(case["case_id"])
 
 
 async def _link(site: Site, case_id: str, **limits: Any) -> str:
@@ -107,17 +104,31 @@ async def test_a_link_is_paid_after_a_declined_card(
     assert case["attempts"][0]["reason_words"] == "card_reported_stolen"
 
 
+async def _open_link(pages: Pages, site: Site, name: str, **limits: Any) -> tuple[str, str, Page]:
+    """A failed case's link with ``limits``, opened: the case id, the link and its page."""
+    case_id = await _failed_case(pages, site)
+    url = await _link(site, case_id, **limits)
+    return case_id, url, await pages.open(url, name=name, allow=GONE)
+
+
+async def _says_used_up(page: Page, screenshot: Path) -> None:
+    await expect(page.locator("#message")).to_have_text("This link can no longer be used.")
+    await page.screenshot(path=screenshot)
+
+
 async def test_an_expired_link_says_so(pages: Pages, site: Site, screenshots: Path) -> None:
     case_id = await _failed_case(pages, site)
     url = await _link(site, case_id, expiry_s=1, phone="+37060012345", language="de")
     page = await pages.open(url, name="expired", allow=GONE)
-    deadline = time.monotonic() + 10
-    # The link lives one second: reload until the server says it expired.
-    while await page.locator("#message").count() == 0:
-        if time.monotonic() > deadline:
-            raise AssertionError("the link never expired")
-        await asyncio.sleep(0.2)
+
+    async def expired() -> bool:
+        # The link lives one second: reload until the server says it expired.
+        if await page.locator("#message").count():
+            return True
         await page.reload()
+        return False
+
+    await eventually(expired, interval_s=0.2, what="the link expires")
     await expect(page.locator("#message")).to_have_text("Dieser Link ist abgelaufen.")
     await page.screenshot(path=screenshots / "paylink-expired.png")
 
@@ -125,28 +136,22 @@ async def test_an_expired_link_says_so(pages: Pages, site: Site, screenshots: Pa
 async def test_a_link_past_its_opens_can_no_longer_be_used(
     pages: Pages, site: Site, screenshots: Path
 ) -> None:
-    case_id = await _failed_case(pages, site)
-    url = await _link(site, case_id, opens_max=1)
-    page = await pages.open(url, name="opens", allow=GONE)
+    *_, page = await _open_link(pages, site, "opens", opens_max=1)
     await expect(page.locator("#owed")).to_have_text("5.00 USD")
     await page.reload()
-    await expect(page.locator("#message")).to_have_text("This link can no longer be used.")
-    await page.screenshot(path=screenshots / "paylink-opens-used.png")
+    await _says_used_up(page, screenshots / "paylink-opens-used.png")
 
 
 async def test_a_link_past_its_attempts_can_no_longer_be_used(
     pages: Pages, site: Site, screenshots: Path
 ) -> None:
-    case_id = await _failed_case(pages, site)
-    url = await _link(site, case_id, failed_max=1)
-    page = await pages.open(url, name="attempts", allow=GONE)
+    case_id, url, page = await _open_link(pages, site, "attempts", failed_max=1)
     await page.click("#pay")
     await _pay_with(page, "tok_decline_expired_card")
     await expect(page.locator("#reason")).to_have_text("card expired")
     await expect(page.locator("#retry")).to_have_count(0)
     await page.goto(url)
-    await expect(page.locator("#message")).to_have_text("This link can no longer be used.")
-    await page.screenshot(path=screenshots / "paylink-attempts-used.png")
+    await _says_used_up(page, screenshots / "paylink-attempts-used.png")
     case = await _case(site, case_id)
     assert case["state"] == "link_sent"
     assert [a["status"] for a in case["attempts"]] == ["declined"]

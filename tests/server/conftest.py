@@ -52,6 +52,28 @@ def api(server: TipmeterProcess) -> httpx.AsyncClient:
     )
 
 
+async def post_tab(
+    http: httpx.AsyncClient,
+    customer: str,
+    cap_minor: int = 10_000,
+    currency: str = "USD",
+    card: str = "tok_visa",
+    key: str | None = None,
+) -> httpx.Response:
+    """Ask the HTTP API for a tab (idempotency key ``key``, by default one per customer and
+    currency); the answer is the caller's to check."""
+    return await http.post(
+        "/v1/tabs",
+        json={
+            "customer": customer,
+            "currency": currency,
+            "cap_minor": cap_minor,
+            "payment_method": card,
+        },
+        headers={"Idempotency-Key": key or f"open-{customer}-{currency}"},
+    )
+
+
 async def open_tab(
     server: TipmeterProcess,
     customer: str,
@@ -61,28 +83,43 @@ async def open_tab(
 ) -> dict[str, Any]:
     """Open a tab through the HTTP API; fail the test unless it opens."""
     async with api(server) as http:
-        response = await http.post(
-            "/v1/tabs",
-            json={
-                "customer": customer,
-                "currency": currency,
-                "cap_minor": cap_minor,
-                "payment_method": card,
-            },
-            headers={"Idempotency-Key": f"open-{customer}-{currency}"},
-        )
+        response = await post_tab(http, customer, cap_minor, currency, card)
     assert response.status_code == 201, response.text
     tab: dict[str, Any] = response.json()
     return tab
 
 
+async def get_json(server: TipmeterProcess, path: str) -> dict[str, Any]:
+    """GET ``path`` from ``server``'s API; fail the test unless it answers 200."""
+    async with api(server) as http:
+        response = await http.get(path)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def read_tab(server: TipmeterProcess, customer: str, tab_id: str) -> dict[str, Any]:
     """Read a tab through the HTTP API."""
-    async with api(server) as http:
-        response = await http.get(f"/v1/customers/{customer}/tabs/{tab_id}")
-    assert response.status_code == 200, response.text
-    tab: dict[str, Any] = response.json()
-    return tab
+    return await get_json(server, f"/v1/customers/{customer}/tabs/{tab_id}")
+
+
+#: The states in which a tab's settlement has an outcome.
+SETTLED_STATES: Final = ("settled", "failed", "voided", "expired")
+
+
+async def settled_statement(
+    server: TipmeterProcess, customer: str, tab_id: str, timeout_s: float = 15.0
+) -> dict[str, Any]:
+    """The tab's statement once its settlement has an outcome; fail after ``timeout_s``."""
+    path = f"/v1/customers/{customer}/tabs/{tab_id}/statement"
+    body: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        body.update(await get_json(server, path))
+        return body["state"] in SETTLED_STATES
+
+    await eventually(settled, timeout_s=timeout_s, what=f"tab {tab_id} settles")
+    return body
 
 
 async def next_of(

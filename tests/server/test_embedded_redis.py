@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import redis
 
 from server.embedded_redis import RedisServer, ping
 from server.errors import EmbeddedRedisError
+from tests.support.waiting import eventually_sync
 
 
 def test_starts_on_a_private_socket_with_the_aof_on(data_dir: Path) -> None:
@@ -90,15 +90,15 @@ def test_redis_dies_with_the_process_that_started_it(data_dir: Path) -> None:
     assert ping(unix_path=unix_path)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             os.kill(int(redis_pid), 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("redis-server outlived the process that started it")
+            return True
+        return False
+
+    eventually_sync(gone, timeout_s=10, what="redis-server ends with the process that started it")
     # The next tipmeter on the folder starts cleanly over the stale socket.
     with RedisServer(data_dir) as server:
         assert ping(unix_path=server.unix_path)

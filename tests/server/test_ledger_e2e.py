@@ -15,8 +15,7 @@ from clients.sdk import Client
 from clients.tickets import Role
 from metering import keys
 from server.embedded_redis import RedisServer
-from tests.server.conftest import api, open_tab
-from tests.server.test_settlement_e2e import settled_statement
+from tests.server.conftest import api, open_tab, settled_statement
 from tests.support import postgres
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone

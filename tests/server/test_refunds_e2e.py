@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -16,8 +17,7 @@ from clients.tickets import Role
 from server.embedded_redis import RedisServer
 from settlement.refunds.notices import sandbox_notice, signed_headers
 from settlement.webhooks import verify_signature
-from tests.server.conftest import api
-from tests.server.test_settlement_e2e import settled_statement
+from tests.server.conftest import api, open_tab, post_tab, settled_statement
 from tests.settlement.receiver import receiving
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
@@ -48,19 +48,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess
 
 
 async def _settled_tab(server: TipmeterProcess, customer: str) -> dict[str, Any]:
+    tab_id = (await open_tab(server, customer, cap_minor=5_000))["tab_id"]
     async with api(server) as http:
-        opened = await http.post(
-            "/v1/tabs",
-            json={
-                "customer": customer,
-                "currency": "USD",
-                "cap_minor": 5_000,
-                "payment_method": "tok_visa",
-            },
-            headers={"Idempotency-Key": f"open-{customer}"},
-        )
-        assert opened.status_code == 201, opened.text
-        tab_id = opened.json()["tab_id"]
         async with Client(server.ws_url, ticket(Role.VIEWER, customer, currency="USD")) as viewer:
             await viewer.tip("alice", 700, "USD", tip_id=f"tip-{customer}-1")
             await viewer.tip("bella", 300, "USD", tip_id=f"tip-{customer}-2")
@@ -73,28 +62,17 @@ async def test_a_refund_by_consent_is_found_by_every_number(server: TipmeterProc
     statement = await _settled_tab(server, "c-rf")
     tab_id, capture_id = statement["tab_id"], statement["capture_id"]
     async with api(server) as http:
-        asked = await http.post(
-            "/v1/refunds",
-            json={
-                "refund_id": "rf-e2e-1",
-                "customer": "c-rf",
-                "tab_id": tab_id,
-                "lines": ["tip:tip-c-rf-1"],
-                "reason": "customer_request",
-            },
-        )
+        ask = {
+            "refund_id": "rf-e2e-1",
+            "customer": "c-rf",
+            "tab_id": tab_id,
+            "lines": ["tip:tip-c-rf-1"],
+            "reason": "customer_request",
+        }
+        asked = await http.post("/v1/refunds", json=ask)
         assert asked.status_code == 201, asked.text
         assert asked.json()["status"] == "awaiting_consent"
-        again = await http.post(
-            "/v1/refunds",
-            json={
-                "refund_id": "rf-e2e-1",
-                "customer": "c-rf",
-                "tab_id": tab_id,
-                "lines": ["tip:tip-c-rf-1"],
-                "reason": "customer_request",
-            },
-        )
+        again = await http.post("/v1/refunds", json=ask)
         assert again.status_code == 200, again.text
         consented = await http.post(
             "/v1/refunds/rf-e2e-1/consent", json={"accept": True, "by": "alice"}
@@ -151,6 +129,11 @@ async def test_a_refund_by_consent_is_found_by_every_number(server: TipmeterProc
         assert missing.status_code == 404
 
 
+async def _open_again(http: httpx.AsyncClient, customer: str) -> httpx.Response:
+    """Ask for another tab for ``customer`` (one idempotency key: the answer is the test's)."""
+    return await post_tab(http, customer, cap_minor=1_000, key=f"open-{customer}-again")
+
+
 async def test_a_chargeback_flags_the_customer_and_is_answered_with_evidence(
     server: TipmeterProcess,
 ) -> None:
@@ -162,16 +145,7 @@ async def test_a_chargeback_flags_the_customer_and_is_answered_with_evidence(
         dispute = raised.json()
         assert (dispute["status"], dispute["amount_minor"]) == ("open", 1_000)
         # The customer can open no new tab until support clears the flag.
-        blocked = await http.post(
-            "/v1/tabs",
-            json={
-                "customer": "c-cb",
-                "currency": "USD",
-                "cap_minor": 1_000,
-                "payment_method": "tok_visa",
-            },
-            headers={"Idempotency-Key": "open-c-cb-again"},
-        )
+        blocked = await _open_again(http, "c-cb")
         assert blocked.status_code == 403, blocked.text
         assert blocked.json()["error"]["code"] == "customer_flagged"
 
@@ -203,16 +177,7 @@ async def test_a_chargeback_flags_the_customer_and_is_answered_with_evidence(
             "/v1/customers/c-cb/flag?by=agent-2", headers={"Tipmeter-Support-Key": SUPPORT_KEY}
         )
         assert cleared.status_code == 200, cleared.text
-        reopened = await http.post(
-            "/v1/tabs",
-            json={
-                "customer": "c-cb",
-                "currency": "USD",
-                "cap_minor": 1_000,
-                "payment_method": "tok_visa",
-            },
-            headers={"Idempotency-Key": "open-c-cb-again"},
-        )
+        reopened = await _open_again(http, "c-cb")
         assert reopened.status_code == 201, reopened.text
 
 

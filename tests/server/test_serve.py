@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import redis
 from server.embedded_redis import RedisServer, ping
 from tests.support.processes import TipmeterProcess
 from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually_sync
 
 
 def test_the_embedded_default_runs_its_own_redis_and_stops_it(tmp_path: Path) -> None:
@@ -126,13 +126,13 @@ def test_the_embedded_default_settles_what_its_introduction_says(tmp_path: Path)
         assert httpx.post(url, headers=headers).status_code == 202
         statement_url = url.removesuffix("/settle") + "/statement"
         assert f"curl -s {statement_url}" in output
-        deadline = time.monotonic() + 15
-        while (statement := httpx.get(statement_url, headers=headers).json())["state"] not in (
-            "settled",
-            "voided",
-        ):
-            assert time.monotonic() < deadline, statement
-            time.sleep(0.1)
+        eventually_sync(
+            lambda: (
+                httpx.get(statement_url, headers=headers).json()["state"] in ("settled", "voided")
+            ),
+            what="the demo tab settles",
+        )
+        statement = httpx.get(statement_url, headers=headers).json()
         # Nothing was spent on the demo tab: the hold is released, nothing captured.
         assert (statement["state"], statement["outcome"]) == ("voided", "voided")
         assert statement["captured_minor"] == statement["total_minor"] == 0
@@ -174,9 +174,7 @@ def test_the_banner_tells_the_truth_and_its_readme_example_runs(tmp_path: Path) 
         ["serve"], {"TIPMETER_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path
     ).start()
     try:
-        deadline = time.monotonic() + 10
-        while "model ticket:" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually_sync(lambda: "model ticket:" in server.output(), what="the banner")
         banner = server.output()
         assert "valid for 300 s" in banner
         viewer = re.search(r"viewer ticket:\s+(v1\.\S+)", banner)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis.asyncio
@@ -15,14 +14,13 @@ from clients.protocol import RateView, TabUpdate
 from clients.sdk import Client
 from clients.tickets import Role
 from metering import keys
-from tests.server.conftest import api, next_of, open_tab
+from tests.server.conftest import api, next_of, open_tab, settled_statement
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
 from tests.support.waiting import eventually
 
 #: The viewer has this long to raise an exhausted cap before the tab settles.
 CAP_GRACE_MS = 500
-SETTLED_STATES = ("settled", "failed", "voided", "expired")
 
 
 @pytest.fixture(scope="module")
@@ -44,28 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess
         redis.stop()
 
 
-async def statement(server: TipmeterProcess, customer: str, tab_id: str) -> dict[str, Any]:
-    async with api(server) as http:
-        response = await http.get(f"/v1/customers/{customer}/tabs/{tab_id}/statement")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def settled_statement(
-    server: TipmeterProcess, customer: str, tab_id: str, timeout_s: float = 15.0
-) -> dict[str, Any]:
-    """The tab's statement once its settlement has an outcome; fail after ``timeout_s``."""
-    body: dict[str, Any] = {}
-
-    async def settled() -> bool:
-        body.update(await statement(server, customer, tab_id))
-        return body["state"] in SETTLED_STATES
-
-    await eventually(settled, timeout_s=timeout_s, what=f"tab {tab_id} settles")
-    return body
-
-
 async def test_settle_now_captures_once_and_support_finds_the_payment(
     server: TipmeterProcess,
 ) -> None:
@@ -77,10 +53,9 @@ async def test_settle_now_captures_once_and_support_finds_the_payment(
             queued = await http.post(f"/v1/customers/c-settle/tabs/{tab['tab_id']}/settle")
         assert queued.status_code == 202, queued.text
         # The viewer's devices hear the outcome (record_settlement announces it).
-        deadline = time.monotonic() + 15
-        update: TabUpdate = await next_of(viewer, TabUpdate, timeout_s=15)
-        while update.tab.state != "settled" and time.monotonic() < deadline:
-            update = await next_of(viewer, TabUpdate, timeout_s=deadline - time.monotonic())
+        update: TabUpdate = await next_of(
+            viewer, TabUpdate, timeout_s=15, where=lambda m: m.tab.state == "settled"
+        )
         assert (update.tab.state, update.tab.accrued_minor) == ("settled", 1_000)
 
     body = await settled_statement(server, "c-settle", tab["tab_id"])

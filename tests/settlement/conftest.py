@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from metering.clock import FakeClock
-from metering.meter import CORE_SCRIPTS, open_store
-from metering.store import RedisTarget, Store
+from metering.meter import CORE_SCRIPTS
+from metering.store import LuaScript
 from server.embedded_redis import free_port
 from settlement.sandbox import SandboxGateway
 from settlement.scripts import SETTLEMENT_SCRIPTS
@@ -17,13 +17,9 @@ from tests.support.processes import TipmeterProcess
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    """A Store on the standalone server with the money core's and settlement's scripts."""
-    store = await open_store(RedisTarget(url=redis_url), (*CORE_SCRIPTS, *SETTLEMENT_SCRIPTS))
-    try:
-        yield store
-    finally:
-        await store.close()
+def store_scripts() -> Sequence[LuaScript]:
+    """The ``store`` fixture loads settlement's scripts too."""
+    return (*CORE_SCRIPTS, *SETTLEMENT_SCRIPTS)
 
 
 @pytest.fixture

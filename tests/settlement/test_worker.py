@@ -29,6 +29,19 @@ async def _state(meter: Meter, ref: TabRef) -> TabState:
     return tab.state
 
 
+async def _frozen_tab(
+    meter: Meter,
+    gateway: SandboxGateway,
+    amount_minor: int,
+    reason: FreezeReason = FreezeReason.MERCHANT,
+) -> TabRef:
+    """A backed tab with one tip of ``amount_minor``, frozen for settlement (queued)."""
+    ref = await open_backed_tab(meter, gateway)
+    await meter.tip(ref, tip("t1", amount_minor))
+    await request_settlement(meter, ref, reason)
+    return ref
+
+
 async def _is(meter: Meter, ref: TabRef, state: TabState) -> bool:
     return await _state(meter, ref) is state
 
@@ -91,9 +104,7 @@ async def test_a_settled_tab_is_captured_once_itemized_and_credited(
 async def test_repeating_every_step_by_hand_changes_nothing(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 500))
-    await request_settlement(meter, ref, FreezeReason.CUSTOMER_ENDED)
+    ref = await _frozen_tab(meter, gateway, 500, FreezeReason.CUSTOMER_ENDED)
     worker = make_worker(meter, gateway, ledger)
     assert await worker.settle_tab(ref) is SettleStatus.SETTLED
     for _ in range(2):
@@ -111,9 +122,7 @@ async def test_repeating_every_step_by_hand_changes_nothing(
 async def test_a_capture_of_another_amount_is_never_recorded(
     meter: Meter, gateway: SandboxGateway
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 500))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    ref = await _frozen_tab(meter, gateway, 500)
     begin = await scripts.begin_settlement(meter.store, ref, key="k", now_ms=1)
     assert (begin.code, begin.amount_minor, begin.attempts) == (SettleCode.APPLIED, 500, 1)
     again = await scripts.begin_settlement(meter.store, ref, key="k", now_ms=2)
@@ -175,9 +184,7 @@ async def test_a_declined_capture_fails_the_tab_with_what_collection_needs(
 async def test_timeout_after_commit_is_retried_with_the_same_key(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 400))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    ref = await _frozen_tab(meter, gateway, 400)
     gateway.inject("capture", Fault.TIMEOUT_AFTER_COMMIT)
     worker = make_worker(meter, gateway, ledger)
     first = await worker.run_burst()
@@ -197,9 +204,7 @@ async def test_timeout_after_commit_is_retried_with_the_same_key(
 async def test_failure_before_commit_then_success(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 400))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    await _frozen_tab(meter, gateway, 400)
     gateway.inject("capture", Fault.FAIL_BEFORE_COMMIT)
     gateway.slow_s = 0.2
     worker = make_worker(meter, gateway, ledger)
@@ -216,9 +221,7 @@ async def test_failure_before_commit_then_success(
 async def test_no_capture_is_attempted_on_an_expired_hold(
     meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 400))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    ref = await _frozen_tab(meter, gateway, 400)
     tab = await meter.tabs.read(ref)
     assert tab is not None
     clock.advance(tab.capture_before_ms - clock.now_ms())  # the hold lapses now
@@ -235,9 +238,7 @@ async def test_no_capture_is_attempted_on_an_expired_hold(
 async def test_an_earlier_capture_is_found_when_the_hold_has_expired_since(
     meter: Meter, gateway: SandboxGateway, clock: FakeClock, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 400))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    ref = await _frozen_tab(meter, gateway, 400)
     gateway.inject("capture", Fault.TIMEOUT_AFTER_COMMIT)
     assert (await make_worker(meter, gateway, ledger).run_burst()).left_pending == 1
     tab = await meter.tabs.read(ref)
@@ -291,9 +292,7 @@ async def test_a_malformed_entry_is_dead_lettered_at_once(
 async def test_run_stops_on_its_event(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 250))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    ref = await _frozen_tab(meter, gateway, 250)
     stop = asyncio.Event()
     worker = make_worker(meter, gateway, ledger)
     task = asyncio.create_task(worker.run(stop))
@@ -306,9 +305,7 @@ async def test_run_stops_on_its_event(
 async def test_a_long_gateway_outage_does_not_dead_letter(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger
 ) -> None:
-    ref = await open_backed_tab(meter, gateway)
-    await meter.tip(ref, tip("t1", 400))
-    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    await _frozen_tab(meter, gateway, 400)
     worker = make_worker(meter, gateway, ledger)  # deliveries_max is 3
     gateway.inject("capture", Fault.FAIL_BEFORE_COMMIT, times=6)
     for _ in range(6):

@@ -17,6 +17,9 @@ from server.embedded_redis import free_port
 from tests.support import postgres
 
 VENV_BIN = Path(sys.executable).parent
+#: How long a process may take to get ready: generous, because a shared two-core machine under
+#: load starts Python processes slowly (a ready one is used at once anyway).
+START_TIMEOUT_S = 90.0
 
 #: The keys every test server shares (as a deployment's processes would).
 TICKET_SECRET = "test-ticket-secret-0123456789abcdefghij"
@@ -59,11 +62,6 @@ def ticket(
     )
 
 
-#: How long a server may take to answer ``/readyz``: imports alone took 50 s on this 2-core
-#: machine under a load of 30.
-START_TIMEOUT_S = 90.0
-
-
 class TipmeterProcess:
     """``tipmeter <command>`` as a child process, with its environment and its log captured."""
 
@@ -103,7 +101,7 @@ class TipmeterProcess:
         self, ready_path: str | None = "/readyz", timeout_s: float = START_TIMEOUT_S
     ) -> TipmeterProcess:
         """Start the process; wait until ``ready_path`` answers 200 (unless None). A process
-        that does not get ready is stopped, so it cannot act on a later test's Redis."""
+        that does not get ready is stopped before the failure is raised (none outlives it)."""
         log = self.log_path.open("ab")
         out = self.out_path.open("ab")
         self.process = subprocess.Popen(
@@ -119,7 +117,7 @@ class TipmeterProcess:
             try:
                 self.wait_for(ready_path, timeout_s)
             except BaseException:
-                self.stop()
+                self.stop(timeout_s=5)
                 raise
         return self
 

@@ -19,6 +19,7 @@ from settlement.collection.lifecycle import (
     mermaid,
 )
 from settlement.collection.policy import retry_table_markdown
+from tests.support.tables import reachable
 
 DOC = Path(__file__).parents[3] / "docs" / "collection.md"
 
@@ -29,15 +30,7 @@ def test_paid_and_written_off_are_the_only_terminal_states() -> None:
 
 
 def test_every_state_is_reachable_from_open_and_can_reach_a_terminal_state() -> None:
-    reached = {CaseState.OPEN}
-    frontier = [CaseState.OPEN]
-    while frontier:
-        state = frontier.pop()
-        for (src, _), dst in TRANSITIONS.items():
-            if src == state and dst not in reached:
-                reached.add(dst)
-                frontier.append(dst)
-    assert reached == set(CaseState)
+    assert reachable(TRANSITIONS, CaseState.OPEN) == set(CaseState)
     for state in CaseState:
         if state not in TERMINAL:
             assert apply(state, CaseEvent.WRITE_OFF) is CaseState.WRITTEN_OFF

@@ -5,8 +5,6 @@ processor; a soft decline cascades, a hard one does not."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.settlement.processors.conftest import (
 )
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually
 
 SETTLED_STATES = ("settled", "failed", "voided", "expired")
 
@@ -117,13 +116,14 @@ async def _spend_and_settle(d: Deployment, tab: dict[str, Any], amount: int) -> 
     path = f"/v1/customers/{customer}/tabs/{tab['tab_id']}"
     async with api(d.server) as http:
         assert (await http.post(path + "/settle")).status_code == 202
-        deadline = time.monotonic() + 20
-        while True:
-            statement: dict[str, Any] = (await http.get(path + "/statement")).json()
-            if statement["state"] in SETTLED_STATES:
-                return statement
-            assert time.monotonic() < deadline, statement
-            await asyncio.sleep(0.1)
+        statement: dict[str, Any] = {}
+
+        async def settled() -> bool:
+            statement.update((await http.get(path + "/statement")).json())
+            return statement["state"] in SETTLED_STATES
+
+        await eventually(settled, what=f"tab {tab['tab_id']} settles")
+        return statement
 
 
 def _auth_ref(d: Deployment, tab: dict[str, Any]) -> str:
