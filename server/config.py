@@ -67,6 +67,11 @@ from settlement.webhooks import WebhookConfig
 
 #: The largest amount of money a setting may name, in minor units.
 MINOR_MAX: Final = 900_000_000_000
+#: The money core's, the worker's and the webhooks' own defaults: the settings that fill
+#: them take their defaults from them, so each default is written once.
+_LIMITS: Final = Limits()
+_SETTLE: Final = SettlementConfig()
+_WEBHOOKS: Final = WebhookConfig()
 #: The single-gateway settings that a named list of processors replaces.
 SINGLE_GATEWAY_FIELDS: Final = frozenset({"gateway", "gateway_url", "stripe_api_key"})
 
@@ -133,42 +138,42 @@ class Settings:
         "Least severe level written to the JSON log on standard error.",
     )
     tip_min_minor: int = setting(
-        1,
+        _LIMITS.tip_min_minor,
         integer(1, MINOR_MAX),
         "Smallest tip, in minor units (cents).",
     )
     tip_max_minor: int = setting(
-        100_000,
+        _LIMITS.tip_max_minor,
         integer(1, MINOR_MAX),
         "Largest tip, in minor units.",
     )
     cap_min_minor: int = setting(
-        100,
+        _LIMITS.cap_min_minor,
         integer(1, MINOR_MAX),
         "Smallest cap a tab may be opened with, in minor units.",
     )
     cap_max_minor: int = setting(
-        1_000_000,
+        _LIMITS.cap_max_minor,
         integer(1, MINOR_MAX),
         "Largest cap a tab may reach, in minor units (at most 900,000,000,000).",
     )
     tab_lines_max: int = setting(
-        10_000,
+        _LIMITS.tab_lines_max,
         integer(1, 1_000_000),
         "Itemized lines (tips and sessions) one tab may hold.",
     )
     room_events_max: int = setting(
-        10_000,
+        _LIMITS.room_events_max,
         integer(100, 10_000_000),
         "Events kept in each room's stream (older ones are trimmed).",
     )
     payout_bp_default: int = setting(
-        6_000,
+        _LIMITS.payout_bp_default,
         integer(0, 10_000),
         "Model's share of each charge in basis points, where the room sets none (6000 = 60%).",
     )
     message_chars_max: int = setting(
-        255,
+        _LIMITS.message_chars_max,
         integer(0, 255),
         "Longest tip message, in characters (the protocol allows 255).",
     )
@@ -298,7 +303,7 @@ class Settings:
         "How often each process bills the sessions it owns, in milliseconds.",
     )
     session_lease_ms: int = setting(
-        3_000,
+        _LIMITS.lease_ms,
         integer(1_000, 60_000),
         "A billing process's lease on its sessions; a session whose owner stopped renewing is "
         "ended (`owner_lost`) within about this plus one tick.",
@@ -309,63 +314,63 @@ class Settings:
         "Low-credit warnings: seconds left at the tab's burn rate, comma-separated.",
     )
     rate_min_minor: int = setting(
-        1,
+        _LIMITS.rate_min_minor,
         integer(1, 1_000_000),
         "Lowest per-minute price of a show a model may set, in minor units.",
     )
     rate_max_minor: int = setting(
-        100_000,
+        _LIMITS.rate_max_minor,
         integer(1, 1_000_000),
         "Highest per-minute price of a show a model may set, in minor units.",
     )
     session_minimum_s_max: int = setting(
-        3_600,
+        _LIMITS.session_minimum_s_max,
         integer(0, 86_400),
         "Longest minimum duration (charged at the start) a model may set, in seconds.",
     )
     sessions_per_tab_max: int = setting(
-        4,
+        _LIMITS.sessions_per_tab_max,
         integer(1, 100),
         "Sessions one tab may fund at the same time.",
     )
     settle_idle_timeout_ms: int = setting(
-        900_000,
+        _SETTLE.idle_timeout_ms,
         integer(1_000, 30 * 86_400_000),
         "An open tab on which nothing was spent for this long is settled (trigger `idle`).",
     )
     settle_hold_margin_ms: int = setting(
-        86_400_000,
+        _SETTLE.hold_margin_ms,
         integer(0, 30 * 86_400_000),
         "An open tab whose card hold expires within this margin is settled (`hold_expiring`).",
     )
     settle_cap_grace_ms: int = setting(
-        120_000,
+        _SETTLE.cap_grace_ms,
         integer(0, 86_400_000),
         "Time a viewer has to raise an exhausted cap before the tab is settled (`cap_reached`).",
     )
     settle_capture_guard_ms: int = setting(
-        60_000,
+        _SETTLE.capture_guard_ms,
         integer(0, 86_400_000),
         "No capture is attempted on a hold expiring within this time; the tab is `expired`.",
     )
     settle_recheck_max_ms: int = setting(
-        300_000,
+        _SETTLE.recheck_max_ms,
         integer(1_000, 86_400_000),
         "The sweeper looks at every unsettled tab at least this often.",
     )
     settle_claim_idle_ms: int = setting(
-        60_000,
+        _SETTLE.claim_idle_ms,
         integer(1_000, 86_400_000),
         "A settlement a worker has not finished for this long is taken over by another "
         "(must exceed the gateway timeout).",
     )
     settle_deliveries_max: int = setting(
-        8,
+        _SETTLE.deliveries_max,
         integer(1, 1_000),
         "Attempts at one queue entry before it goes to the dead-letter stream.",
     )
     settle_concurrency_max: int = setting(
-        16,
+        _SETTLE.concurrency_max,
         integer(1, 10_000),
         "Tabs one worker settles at once.",
     )
@@ -382,7 +387,7 @@ class Settings:
         "the API's base URL, for emulators; unset: Stripe's).",
     )
     gateway_timeout_ms: int = setting(
-        20_000,
+        round(_SETTLE.gateway_timeout_s * 1_000),
         integer(100, 600_000),
         "Bound on one gateway call; past it the call is retried later with the same key.",
     )
@@ -452,7 +457,7 @@ class Settings:
         "The SMS provider's API key.",
     )
     webhook_attempts_max: int = setting(
-        10,
+        _WEBHOOKS.attempts_max,
         integer(1, 100),
         "Delivery attempts per webhook (exponential backoff from 1 s, at most 1 h apart) "
         "before it goes to the dead-letter stream.",
@@ -498,7 +503,7 @@ class Settings:
         "`/usr/lib/postgresql/<version>/bin`, else `PATH`.",
     )
     redis_retention_s: int = setting(
-        86_400,
+        _SETTLE.retention_ms // 1_000,
         integer(1, 30 * 86_400),
         "How long a settled (or failed, voided, expired) tab's Redis keys live once the ledger "
         "holds its outcome; the ledger answers after that.",

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from metering.limits import Limits
 from metering.store import Replication
 from server.config import VARIABLES, Settings, render_markdown
 from server.errors import ConfigError
 from server.setting import METADATA_KEY, Variable, is_set, typed
+from settlement.config import SettlementConfig
+from settlement.webhooks import WebhookConfig
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -24,6 +27,13 @@ def test_defaults_are_the_embedded_default() -> None:
     assert settings.embedded_redis
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.limits().tip_max_minor == 100_000
+
+
+def test_the_settings_defaults_are_the_cores_own() -> None:
+    settings = Settings()
+    assert settings.limits() == Limits()
+    assert settings.settlement_config() == SettlementConfig()
+    assert settings.webhook_config() == WebhookConfig()
 
 
 def test_values_are_parsed() -> None:
