@@ -36,6 +36,7 @@ from types import FrameType
 from typing import IO, Final, TypeVar
 
 from loadtest.config import ConfigError, LoadConfig
+from server.children import stop_child
 from server.embedded_redis import free_port
 
 LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
@@ -143,19 +144,6 @@ def _spawn(
     )
 
 
-def _stop(process: subprocess.Popen[bytes], signum: int, timeout_s: float) -> int:
-    """Signal ``process``, wait for it, SIGKILL it past ``timeout_s``; its exit status."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signum)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
 @contextlib.contextmanager
 def product(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
     """A ``tipmeter serve`` on a free port for the duration: its base URL. Stopped (SIGTERM,
@@ -175,7 +163,7 @@ def product(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
         log = stack.enter_context(log_path.open("ab"))
         tipmeter = str(Path(sys.executable).with_name("tipmeter"))
         server = _spawn([tipmeter, "serve"], server_env, log)
-        stack.callback(_stop, server, signal.SIGTERM, STOP_TIMEOUT_S)
+        stack.callback(stop_child, server, STOP_TIMEOUT_S, signal.SIGTERM)
         base_url = f"http://127.0.0.1:{port}"
         _wait_ready(server, port, log_path)
         yield base_url
@@ -287,7 +275,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
             locust = _spawn(locust_argv(host, users, spawn_rate, args.time, reports), env)
             # Stopped before the server (the stack unwinds in reverse); SIGTERM makes locust
             # stop its users and still write its reports.
-            stack.callback(_stop, locust, signal.SIGTERM, LOCUST_GRACE_S)
+            stack.callback(stop_child, locust, LOCUST_GRACE_S, signal.SIGTERM)
             status = locust.wait(run_s + LOCUST_GRACE_S)
     except subprocess.TimeoutExpired:
         print("loadtest: locust did not finish in time; stopped", file=sys.stderr)

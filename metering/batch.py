@@ -120,3 +120,16 @@ class Coalescer(Generic[ItemT, ResultT]):
 def observer_for(observe: Observer | None, operation: str) -> Callable[[int, float], None] | None:
     """Bind an :data:`Observer` to one operation name, for :class:`Coalescer`'s ``on_flush``."""
     return None if observe is None else partial(observe, operation)
+
+
+def coalescer_if(
+    coalesce: bool,
+    run: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT]]],
+    operation: str,
+    observe: Observer | None,
+) -> Coalescer[ItemT, ResultT] | None:
+    """A :class:`Coalescer` of ``run`` that reports its flushes as ``operation``; None when
+    ``coalesce`` is off (each call then goes to Redis on its own)."""
+    if not coalesce:
+        return None
+    return Coalescer(run, on_flush=observer_for(observe, operation))

@@ -35,7 +35,7 @@ import msgpack
 from redis.exceptions import ResponseError
 
 from metering import keys, scripts
-from metering.batch import Coalescer, Observer, observer_for
+from metering.batch import Coalescer, Observer, coalescer_if
 from metering.clock import Clock
 from metering.errors import StoreUnavailable
 from metering.keys import check_id
@@ -137,10 +137,8 @@ class Rooms:
         self._payout_cache: dict[str, tuple[int, int]] = {}
         #: Customers whose outbox this process may have left an event in (insertion-ordered).
         self._owed: dict[str, None] = {}
-        self._coalescer: Coalescer[RoomEventDraft, str | None] | None = (
-            Coalescer(self._relay_batch, on_flush=observer_for(observe, "relay_room_events"))
-            if coalesce
-            else None
+        self._coalescer: Coalescer[RoomEventDraft, str | None] | None = coalescer_if(
+            coalesce, self._relay_batch, "relay_room_events", observe
         )
 
     async def relay(self, event: RoomEventDraft) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metering import scripts
-from metering.batch import Coalescer, Observer, observer_for
+from metering.batch import Coalescer, Observer, coalescer_if
 from metering.clock import Clock
 from metering.keys import check_id, is_id
 from metering.limits import Limits
@@ -57,10 +57,8 @@ class Tips:
         self._clock = clock
         self._limits = limits
         self._rooms = rooms
-        self._coalescer: Coalescer[TipItem, TipResult] | None = (
-            Coalescer(self._apply_batch, on_flush=observer_for(observe, "apply_tips"))
-            if coalesce
-            else None
+        self._coalescer: Coalescer[TipItem, TipResult] | None = coalescer_if(
+            coalesce, self._apply_batch, "apply_tips", observe
         )
 
     def validate(self, tip: TipRequest) -> Code | None:

@@ -39,10 +39,9 @@ from server.scheduler import Scheduler, new_owner_id
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
-from settlement.collection.timer import collection_timer
 from settlement.ledger.ledger import Ledger
+from settlement.runner import settings_worker
 from settlement.scripts import SETTLEMENT_SCRIPTS
-from settlement.worker import Worker
 
 log = logging.getLogger("tipmeter.app")
 
@@ -136,22 +135,7 @@ def create_app(
         worker_stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         if settings.worker_in_process(embedded=demo):
-            worker = Worker(
-                meter,
-                processors,
-                ledger=ledger,
-                config=settings.settlement_config(),
-                webhook_config=settings.webhook_config(),
-                collection=collection_timer(
-                    ledger,
-                    processors,
-                    store,
-                    settings.webhook_config(),
-                    settings.collection_config(),
-                    interval_ms=settings.collection_sweep_interval_ms,
-                ),
-            )
-            worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
+            worker = settings_worker(settings, meter, processors, ledger)
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
         # Purchases (issue 17): catalog requests not done in time expire.
         expiry_task = asyncio.create_task(

@@ -14,6 +14,7 @@ from metering.scripts import METERING_SCRIPTS
 from settlement.collection.timer import collection_timer
 from settlement.config import Checkpoint
 from settlement.ledger.ledger import Ledger
+from settlement.processors.registry import ProcessorRegistry
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
 
@@ -21,6 +22,36 @@ if TYPE_CHECKING:
     from server.config import Settings
 
 log = logging.getLogger("tipmeter.worker")
+
+
+def settings_worker(
+    settings: Settings,
+    meter: Meter,
+    processors: ProcessorRegistry,
+    ledger: Ledger,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+) -> Worker:
+    """A worker tuned by ``settings``, on the process's meter, processors and ledger (the
+    ``tipmeter worker`` process's, or the server's when it settles in its own process)."""
+    worker = Worker(
+        meter,
+        processors,
+        ledger=ledger,
+        config=settings.settlement_config(),
+        webhook_config=settings.webhook_config(),
+        on_checkpoint=on_checkpoint,
+        collection=collection_timer(
+            ledger,
+            processors,
+            meter.store,
+            settings.webhook_config(),
+            settings.collection_config(),
+            interval_ms=settings.collection_sweep_interval_ms,
+            on_checkpoint=on_checkpoint,
+        ),
+    )
+    worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
+    return worker
 
 
 async def run_worker(
@@ -38,24 +69,7 @@ async def run_worker(
     meter = Meter(store, clock=clock, limits=settings.limits())
     processors = settings.processor_registry(clock)
     try:
-        worker = Worker(
-            meter,
-            processors,
-            ledger=ledger,
-            config=settings.settlement_config(),
-            webhook_config=settings.webhook_config(),
-            on_checkpoint=on_checkpoint,
-            collection=collection_timer(
-                ledger,
-                processors,
-                store,
-                settings.webhook_config(),
-                settings.collection_config(),
-                interval_ms=settings.collection_sweep_interval_ms,
-                on_checkpoint=on_checkpoint,
-            ),
-        )
-        worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
+        worker = settings_worker(settings, meter, processors, ledger, on_checkpoint)
         if burst:
             report = await worker.run_burst()
             return {

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -976,17 +976,7 @@ class Refunds:
                     "captured_at": found.outcome_at,
                     "opened_at_ms": tab.opened_at_ms,
                 },
-                "lines": [
-                    {
-                        "line_id": line.line_id,
-                        "kind": line.kind,
-                        "room": line.room,
-                        "at_ms": line.at_ms,
-                        "amount_minor": line.amount_minor,
-                        "seconds": line.seconds,
-                    }
-                    for line in tab.lines
-                ],
+                "lines": [{**_line_json(line), "seconds": line.seconds} for line in tab.lines],
                 "shows": [
                     {
                         "session_id": s["session_id"],
@@ -1042,16 +1032,7 @@ class Refunds:
                 "capture_id": found.capture_id or None,
                 "captured_minor": found.captured_minor,
                 "currency": found.currency,
-                "lines": [
-                    {
-                        "line_id": line.line_id,
-                        "kind": line.kind,
-                        "room": line.room,
-                        "at_ms": line.at_ms,
-                        "amount_minor": line.amount_minor,
-                    }
-                    for line in tab.lines
-                ],
+                "lines": [_line_json(line) for line in tab.lines],
                 "statement": statement_data(build_statement(tab, record)),
                 **history,
             }
@@ -1096,6 +1077,25 @@ def _object(value: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _line_json(line: Line) -> dict[str, Any]:
+    """One itemized line of a tab, as evidence shows it."""
+    return {
+        "line_id": line.line_id,
+        "kind": line.kind,
+        "room": line.room,
+        "at_ms": line.at_ms,
+        "amount_minor": line.amount_minor,
+    }
+
+
+#: What the API shows of each line of a refund or a dispute: its amount and how it splits.
+_SPLIT_LINE_FIELDS: Final = ("line_id", "room", "amount_minor", "model_minor", "platform_minor")
+
+
+def _split_lines(lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{name: line[name] for name in _SPLIT_LINE_FIELDS} for line in lines]
+
+
 def refund_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """A refund as the API shows it."""
     return _object(
@@ -1116,16 +1116,7 @@ def refund_json(row: Mapping[str, Any]) -> dict[str, Any]:
             "failure": row["failure"] or None,
             "requested_at": row["requested_at"],
             "finished_at": row["finished_at"],
-            "lines": [
-                {
-                    "line_id": line["line_id"],
-                    "room": line["room"],
-                    "amount_minor": line["amount_minor"],
-                    "model_minor": line["model_minor"],
-                    "platform_minor": line["platform_minor"],
-                }
-                for line in row["lines"]
-            ],
+            "lines": _split_lines(row["lines"]),
             "origin": row.get("origin", "merchant"),
             "note": row.get("note", ""),
             "escalated_at": row.get("escalated_at"),
@@ -1169,15 +1160,6 @@ def dispute_json(row: Mapping[str, Any]) -> dict[str, Any]:
             "status": row["status"],
             "opened_at": row["opened_at"],
             "closed_at": row["closed_at"],
-            "lines": [
-                {
-                    "line_id": line["line_id"],
-                    "room": line["room"],
-                    "amount_minor": line["amount_minor"],
-                    "model_minor": line["model_minor"],
-                    "platform_minor": line["platform_minor"],
-                }
-                for line in row["lines"]
-            ],
+            "lines": _split_lines(row["lines"]),
         }
     )
