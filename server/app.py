@@ -17,6 +17,7 @@ from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
 from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
 from server.config import Settings
+from server.console.mount import console_routes
 from server.errors import ConfigError
 from server.hub import Hub
 from server.metrics import Metrics
@@ -166,6 +167,7 @@ def create_app(
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
         *paylinks.routes(),
+        *console_routes(),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}
