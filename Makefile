@@ -152,9 +152,11 @@ soak: install
 	$(BIN)/python -m tests.settlement.soak --kills 200
 
 # The benchmark (about forty minutes): every figure of docs/benchmarks.md, measured in one run
-# next to the in-repo baseline, with the machine; the table there is replaced.
+# next to the in-repo baseline, with the machine; the table there is replaced. Then the
+# operator console's slowest page over a ledger of 1,000,000 journal entries (docs/console.md).
 bench: install
 	$(BIN)/python -m loadtest.bench
+	$(BIN)/python -m loadtest.bench_console
 
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
-from server.console import routes
+from server.console import analyses, routes
+from server.console.auth import Role
+from server.console.routes import guarded
 
 
 def console_routes() -> list[BaseRoute]:
     """The console's page, files and API."""
-    return routes.routes([])
+    return routes.routes(
+        [
+            Route(
+                "/console/api/analyses/{name}",
+                guarded("analysis", analyses.handle_analysis, Role.READ_ONLY),
+                methods=["GET"],
+            ),
+        ]
+    )

@@ -308,6 +308,16 @@ async def me(request: Request, rt: Runtime, operator: Operator) -> Response:
     )
 
 
+async def session(request: Request) -> Response:
+    """``GET /console/api/session``: like ``/me``, but 200 ``{"operator": null}`` without a live
+    session — what the page asks first (a 401 would be logged by the browser as an error)."""
+    rt = runtime(request)
+    operator = await session_of(request, rt)
+    if operator is None:
+        return JSONResponse({"operator": None}, headers={"cache-control": "no-store"})
+    return await me(request, rt, operator)
+
+
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
@@ -362,6 +372,7 @@ def routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
         Route("/console/api/login", login, methods=["POST"]),
         Route("/console/api/logout", guarded("logout", logout, Role.READ_ONLY), methods=["POST"]),
         Route("/console/api/me", guarded("me", me, Role.READ_ONLY), methods=["GET"]),
+        Route("/console/api/session", session, methods=["GET"]),
         Route("/console/api/audit", guarded("audit", audit_log, Role.ADMIN), methods=["GET"]),
         Route(
             "/console/api/operators", guarded("operators", operators, Role.ADMIN), methods=["GET"]

@@ -39,11 +39,11 @@ function showLogin() {
   $("tabs").hidden = true;
   $("who").hidden = true;
   $("logout").hidden = true;
-  for (const el of document.querySelectorAll("[data-section]")) el.hidden = true;
+  for (const el of document.querySelectorAll("section[data-section]")) el.hidden = true;
 }
 
 function showSection(name) {
-  for (const el of document.querySelectorAll("[data-section]")) {
+  for (const el of document.querySelectorAll("section[data-section]")) {
     el.hidden = el.dataset.section !== name;
   }
   for (const button of $("tabs").querySelectorAll("button")) {
@@ -63,10 +63,13 @@ function enter(me) {
   const tabs = $("tabs");
   tabs.replaceChildren();
   let first = null;
-  for (const [name, section] of sections) {
+  // Tabs in the page's order of sections, whichever module registered them first.
+  const order = [...document.querySelectorAll("section[data-section]")].map((el) => el.dataset.section);
+  const named = [...sections].sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
+  for (const [name, section] of named) {
     // A section the role may not use is not drawn at all (the server refuses it anyway).
     if (!allows(me.role, section.role)) {
-      document.querySelector(`[data-section="${name}"]`)?.remove();
+      document.querySelector(`section[data-section="${name}"]`)?.remove();
       continue;
     }
     const button = document.createElement("button");
@@ -135,8 +138,8 @@ async function start() {
     await api("/console/api/logout", { method: "POST" });
     showLogin();
   });
-  const { ok, data } = await api("/console/api/me");
-  if (ok) enter(data); else showLogin();
+  const { ok, data } = await api("/console/api/session");
+  if (ok && data.operator) enter(data); else showLogin();
 }
 
 // Other modules register their sections first (they are imported before this runs).

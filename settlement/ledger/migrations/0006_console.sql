@@ -52,6 +52,28 @@ CREATE INDEX console_audit_operator ON console_audit (operator_id, at);
 CREATE TRIGGER console_audit_append_only BEFORE UPDATE OR DELETE ON console_audit
     FOR EACH ROW EXECUTE FUNCTION refuse_change();
 
+-- Revenue by day, per currency and kind, of captured settlements: the aggregate the revenue and
+-- dispute-ratio analyses read for closed days (a day is closed a few days after it ended: a
+-- settlement is written to the ledger minutes after its outcome, never days). Filled by the
+-- console on first read of a closed day, from the ledger; a day is rolled up once
+-- (console_revenue_days_done), and rolling it twice changes nothing (ON CONFLICT DO NOTHING:
+-- a closed day's captured settlements never change). metric 'revenue' has one row per kind
+-- (tip, private, spy, cam2cam); metric 'captured' one row (kind '') counting the settlements.
+CREATE TABLE console_revenue_days (
+    day date NOT NULL,
+    currency char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    metric text NOT NULL CHECK (metric IN ('revenue', 'captured')),
+    kind text NOT NULL,
+    amount_minor bigint NOT NULL CHECK (amount_minor >= 0),
+    items_n bigint NOT NULL CHECK (items_n >= 0),
+    PRIMARY KEY (day, currency, metric, kind)
+);
+
+CREATE TABLE console_revenue_days_done (
+    day date PRIMARY KEY,
+    rolled_at timestamptz NOT NULL
+);
+
 -- The analyses read windows of time; each table they read is indexed by the time they bucket
 -- by (settlements.outcome_at, disputes.opened_at and journal_entries.posted_at already are).
 CREATE INDEX settlements_captured_at ON settlements (outcome_at, currency)
