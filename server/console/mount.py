@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from server.console import analyses, routes
+from server.console import analyses, live, routes
 from server.console.auth import Role
 from server.console.routes import guarded
 
@@ -18,5 +18,6 @@ def console_routes() -> list[BaseRoute]:
                 guarded("analysis", analyses.handle_analysis, Role.READ_ONLY),
                 methods=["GET"],
             ),
+            WebSocketRoute("/console/live", live.live_endpoint),
         ]
     )

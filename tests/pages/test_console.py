@@ -90,9 +90,11 @@ async def test_login_then_logout(console_pages: Pages, console_server: TipmeterP
     assert session["sameSite"] == "Strict"
     await page.reload()
     await expect(page.locator("#who")).to_have_text("rio · read-only")
-    # The first section's requests are answered before the session ends (one answered after
-    # it would be a 401, which the browser logs).
-    await expect(page.locator("#chart-top-models")).to_have_attribute("data-rendered", "true")
+    # The first section is the live panel, pushed over its WebSocket: today's seeded revenue.
+    await expect(page.locator("#live-card")).to_have_attribute(
+        "data-snapshots", re.compile("[1-9]")
+    )
+    await expect(page.locator("#live-revenue")).to_contain_text("$")
     await page.click("#logout")
     await expect(page.locator("#login-card")).to_be_visible()
     await page.reload()
