@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from server.console import analyses, live, routes
+from server.console import analyses, live, routes, support
 from server.console.auth import Role
 from server.console.routes import guarded
 
@@ -19,5 +19,25 @@ def console_routes() -> list[BaseRoute]:
                 methods=["GET"],
             ),
             WebSocketRoute("/console/live", live.live_endpoint),
+            Route(
+                "/console/api/payments/{number}",
+                guarded("payment_search", support.find_payment, Role.READ_ONLY),
+                methods=["GET"],
+            ),
+            Route(
+                "/console/api/refunds",
+                guarded("refund", support.refund, Role.SUPPORT),
+                methods=["POST"],
+            ),
+            Route(
+                "/console/api/collection/cases/{case_id}/links",
+                guarded("pay_link", support.create_link, Role.SUPPORT),
+                methods=["POST"],
+            ),
+            Route(
+                "/console/api/customers/{customer}/flag/clear",
+                guarded("clear_flag", support.clear_flag, Role.SUPPORT),
+                methods=["POST"],
+            ),
         ]
     )

@@ -140,6 +140,13 @@ def guarded(
             if operator is None:
                 raise ApiError(401, "login_required", "log in to the console first")
             if not operator.role.allows(role):
+                await write_audit(
+                    rt,
+                    operator_id=operator.operator_id,
+                    action=name,
+                    outcome="role_forbidden",
+                    remote=operator.remote_addr,
+                )
                 raise ApiError(403, "role_forbidden", f"this needs the {role.value} role")
             if request.method not in ("GET", "HEAD"):
                 sent = request.headers.get(auth.CSRF_HEADER, "")
