@@ -13,8 +13,8 @@ EXTRAS := server,loadtest,dev
 JS_DIR := clients/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: help install redis-server postgresql npm js chromium run test lint typecheck pytest lock clean soak \
-	bench screenshots
+.PHONY: help install redis-server postgresql npm js chromium promtool run test lint typecheck pytest \
+	lock clean soak bench screenshots
 
 help:
 	@echo "make run     install what is missing, then run tipmeter on its embedded defaults"
@@ -126,6 +126,23 @@ chromium:
 		exit 1; \
 	fi
 
+# promtool checks the Prometheus alerting rules in ops/prometheus/ (tests/ops): Debian's
+# prometheus package (or PROMTOOL_BIN). As root on Debian, install the distribution's; its
+# server is not started (nor needed): only promtool is used.
+promtool:
+	@bin="$${PROMTOOL_BIN:-promtool}"; \
+	if command -v "$$bin" >/dev/null 2>&1; then exit 0; fi; \
+	if [ -z "$${PROMTOOL_BIN:-}" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing prometheus (for promtool) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends prometheus >/dev/null; \
+		if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; \
+	else \
+		echo "$$bin is missing: the alerting rules' tests need promtool. Install it with your" >&2; \
+		echo "package manager (e.g. 'sudo apt-get install prometheus'), or set PROMTOOL_BIN." >&2; \
+		exit 1; \
+	fi
+
 run: install
 	$(BIN)/tipmeter serve
 
@@ -136,7 +153,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: install chromium
+pytest: install chromium promtool
 	$(BIN)/pytest
 
 test: lint typecheck pytest

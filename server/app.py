@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
 from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
+from server.backlog_metrics import BacklogGauges
 from server.config import Settings
 from server.console.mount import console_routes
 from server.errors import ConfigError
@@ -40,6 +41,13 @@ async def metrics_endpoint(request: Request) -> Response:
         return api.ApiError(
             403, "metrics_not_allowed", "set TIPMETER_METRICS_CLIENTS to read /metrics from here"
         ).response()
+    gauges = getattr(request.app.state, "backlog_gauges", None)
+    if not isinstance(gauges, BacklogGauges):
+        gauges = request.app.state.backlog_gauges = BacklogGauges(rt.metrics.registry)
+    try:
+        await gauges.refresh(rt.store, rt.meter.clock.now_ms())
+    except Exception as exc:  # Redis away: the rest of the metrics still answer
+        log.warning("backlog gauges not refreshed", extra={"fields": {"error": repr(exc)}})
     return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 import websockets
 from redis import Redis
@@ -96,3 +97,15 @@ async def test_a_snapshot_reports_today_from_the_ledger_and_redis(server: Tipmet
     assert set(first["connections"]) == {"viewer", "model", "broadcast"}
     assert first["shows"] == {}
     assert second["at_ms"] > first["at_ms"]
+
+
+async def test_metrics_expose_the_backlog_read_from_redis(server: TipmeterProcess) -> None:
+    redis = Redis.from_url(server.env["TIPMETER_REDIS_URL"])
+    redis.xadd(keys.webhook_dead_letters(), {"why": "test"})
+    redis.close()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        scraped = await http.get("/metrics")
+    assert scraped.status_code == 200
+    lines = set(scraped.text.splitlines())
+    assert "tipmeter_webhook_dead_letters 1.0" in lines
+    assert "tipmeter_settlement_queue_entries 0.0" in lines
