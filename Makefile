@@ -24,7 +24,7 @@ help:
 	@echo "make soak    settlement soak: 200+ kill -9 of workers under load, then the invariants"
 	@echo "make bench   the benchmark against the in-repo baseline; writes docs/benchmarks.md"
 	@echo "make loadtest  locust, headless, against a local tipmeter; CSV and HTML in reports/"
-	@echo "make screenshots  retake the README's screenshots of the pages (docs/screenshots/)"
+	@echo "make screenshots  retake the screenshots of the pages and the console (docs/screenshots/)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -34,7 +34,12 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tipmete
     """A server with a seeded ledger and one operator of each role."""
     redis = start_standalone(tmp_path_factory.mktemp("console-pages-redis"))
     process = TipmeterProcess(
-        ["serve"], {"TIPMETER_REDIS_URL": redis.url}, tmp_path_factory.mktemp("console-pages")
+        ["serve"],
+        {
+            "TIPMETER_REDIS_URL": redis.url,
+            "TIPMETER_SUPPORT_API_KEYS": "pages-support-key-0123456789abcdefghijkl",
+        },
+        tmp_path_factory.mktemp("console-pages"),
     ).start()
     try:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -70,9 +75,12 @@ async def log_in(page: Page, name: str, password: str = PASSWORD) -> None:
     await page.click("#login-form button[type=submit]")
 
 
-async def open_console(pages: Pages, server: TipmeterProcess, name: str) -> Page:
-    """A page logged in as ``name``, on its first section."""
-    page = await pages.open(f"{server.base_url}/console/", name=f"console-{name}")
+async def open_console(
+    pages: Pages, server: TipmeterProcess, name: str, allow: tuple[re.Pattern[str], ...] = ()
+) -> Page:
+    """A page logged in as ``name``, on its first section (``allow``: console errors it may
+    log, such as a search that finds nothing: a 404)."""
+    page = await pages.open(f"{server.base_url}/console/", name=f"console-{name}", allow=allow)
     await log_in(page, name)
     await expect(page.locator("#who")).to_contain_text(name)
     return page
@@ -164,3 +172,73 @@ async def test_role_limits_in_the_page(
     await admin.click("#tabs button[data-section=audit]")
     await expect(admin.locator("#audit-rows tr").first).to_be_visible()
     await expect(admin.locator("#audit-rows")).to_contain_text("login")
+
+
+@pytest.mark.screenshots
+async def test_search_by_each_kind_of_number(
+    console_pages: Pages, console_server: TipmeterProcess, screenshots: Path
+) -> None:
+    page = await open_console(console_pages, console_server, "rio", allow=REFUSED)
+    await expect(page.locator("#live-revenue")).to_contain_text("$")
+    await page.screenshot(path=screenshots / "console-live.png", full_page=True)
+    await page.click("#tabs button[data-section=search]")
+    # Settlement 51 of the seed is captured and refunded; settlement 203 is disputed.
+    numbers = {
+        "dispute id": ("seed-dispute-203", "tab-203"),
+        "tab id": ("tab-51", "tab-51"),
+        "capture id": ("seed-cap-seed-51", "tab-51"),
+        "refund id": ("seed-refund-51", "tab-51"),
+    }
+    for kind, (number, tab_id) in numbers.items():
+        await page.fill("#search-number", number)
+        await page.click("#search-form button[type=submit]")
+        status = page.locator("#search-status")
+        await expect(status).to_contain_text(f"Found tab {tab_id} ", timeout=10_000)
+        assert await status.get_attribute("data-found") == "true", kind
+    await expect(page.locator("#search-refunds")).to_contain_text("seed-refund")
+    # A read-only operator sees no action.
+    await expect(page.locator("#refund-form")).to_have_count(0)
+    await expect(page.locator("#clear-flag")).to_have_count(0)
+    await page.fill("#search-number", "no-such-number")
+    await page.click("#search-form button[type=submit]")
+    await expect(page.locator("#search-status")).to_have_attribute("data-found", "false")
+
+
+async def _settled_tab(server: TipmeterProcess, customer: str) -> str:
+    from tests.server.test_console_support import settled_tab
+
+    return str((await settled_tab(server, customer))["tab_id"])
+
+
+@pytest.mark.screenshots
+async def test_a_refund_from_the_console(
+    console_pages: Pages, console_server: TipmeterProcess, screenshots: Path
+) -> None:
+    tab_id = await _settled_tab(console_server, "c-console-refund")
+    agent = await open_console(console_pages, console_server, "sam")
+    await agent.click("#tabs button[data-section=search]")
+    await agent.fill("#search-number", tab_id)
+    await agent.click("#search-form button[type=submit]")
+    await expect(agent.locator("#search-status")).to_contain_text(f"Found tab {tab_id}")
+    # Support sees the refund form but no override field (that is the admins').
+    await expect(agent.locator("#refund-override")).to_have_count(0)
+    await agent.fill("#refund-amount", "100")
+    await agent.select_option("#refund-reason", "customer_request")
+    await agent.click("#refund-form button[type=submit]")
+    # Tips are refunded with the model's consent: the policy answers, as to the cam site.
+    await expect(agent.locator("#action-status")).to_have_attribute(
+        "data-outcome", "awaiting_consent"
+    )
+    admin = await open_console(console_pages, console_server, "ada")
+    await admin.click("#tabs button[data-section=search]")
+    await admin.fill("#search-number", tab_id)
+    await admin.click("#search-form button[type=submit]")
+    await expect(admin.locator("#search-status")).to_contain_text(f"Found tab {tab_id}")
+    await admin.fill("#refund-amount", "50")
+    await admin.select_option("#refund-reason", "goodwill")
+    await admin.fill("#refund-override", "the stream froze for ten minutes")
+    await admin.click("#refund-form button[type=submit]")
+    await expect(admin.locator("#action-status")).to_have_attribute("data-outcome", "succeeded")
+    await expect(admin.locator("#search-refunds tr")).to_have_count(2)
+    await expect(admin.locator("#search-refunds")).to_contain_text("succeeded")
+    await admin.screenshot(path=screenshots / "console-search.png", full_page=True)
