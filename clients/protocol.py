@@ -18,295 +18,165 @@ the original outcome) or an ``error`` with a code. Money is an integer number of
 below 2**53 with an ISO-4217 currency, everywhere. Unknown fields are ignored (so a newer peer
 can add some); unknown types are refused with ``unknown_type``.
 
+Each message is declared once, below: a dataclass whose fields carry their wire types and
+bounds (``Annotated[int, Int(minimum=1)]``), registered with its ``type`` and the roles that may
+send it (``@CLIENT_MESSAGES.message("tip", senders=[Role.VIEWER])``). Encoding, decoding and
+validation are derived from the declarations by :mod:`clients.declare`; so are the message
+tables of ``docs/protocol.md`` (``python -m clients.protocol_docs`` writes them, a test checks
+they are current). Frames are :mod:`clients.framing`; codes are :mod:`clients.codes`.
+
 The full reference, with examples in both encodings, is ``docs/protocol.md``.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum, StrEnum
-from typing import Any, Final, TypeAlias, TypeGuard
+from typing import Annotated, Any, Final, TypeAlias, TypeGuard, cast
 
-import msgpack
-import orjson
+from clients.codes import CloseCode, ErrorCode
+from clients.declare import (
+    ALWAYS,
+    AMOUNT_LIMIT_MINOR,
+    MESSAGE_CHARS_MAX,
+    SPECS,
+    STREAM_MS_LIMIT,
+    STREAM_SEQ_LIMIT,
+    AnyMap,
+    Choice,
+    Currency,
+    Id,
+    Int,
+    IntMap,
+    ObjectMap,
+    Refused,
+    Registry,
+    StreamId,
+    Text,
+    as_map,
+    is_id,
+    is_stream_id,
+    wire_object,
+)
+from clients.framing import (
+    JSON_SUBPROTOCOL,
+    MSGPACK_SUBPROTOCOL,
+    Codec,
+    DuplicateKey,
+    loads_json,
+)
+from clients.tickets import Role
+
+__all__ = [
+    "AMOUNT_LIMIT_MINOR",
+    "CLIENT_MESSAGES",
+    "FRAME_BYTES_MAX_DEFAULT",
+    "JSON_SUBPROTOCOL",
+    "MESSAGE_CHARS_MAX",
+    "MSGPACK_SUBPROTOCOL",
+    "PROTOCOL_VERSION",
+    "RATES_KINDS_MAX",
+    "SERVER_MESSAGES",
+    "STREAM_MS_LIMIT",
+    "STREAM_SEQ_LIMIT",
+    "ClientMessage",
+    "CloseCode",
+    "Codec",
+    "Drain",
+    "DuplicateKey",
+    "Error",
+    "ErrorCode",
+    "Invalid",
+    "Message",
+    "Ping",
+    "Pong",
+    "RateView",
+    "RefundAnswer",
+    "RefundWaiting",
+    "RefundsWaiting",
+    "Result",
+    "RoomEvent",
+    "ServerMessage",
+    "SessionStart",
+    "SessionStop",
+    "SessionUpdate",
+    "SessionView",
+    "SetRates",
+    "Subscribe",
+    "Subscribed",
+    "TabUpdate",
+    "TabView",
+    "Tip",
+    "TipReceipt",
+    "Unsubscribe",
+    "Unsubscribed",
+    "Warning",
+    "Welcome",
+    "decode_client",
+    "decode_server",
+    "encode",
+    "is_amount",
+    "is_id",
+    "is_stream_id",
+    "loads_json",
+    "may_send",
+    "to_map",
+]
 
 PROTOCOL_VERSION: Final = 1
-JSON_SUBPROTOCOL: Final = "tipmeter.v1.json"
-MSGPACK_SUBPROTOCOL: Final = "tipmeter.v1.msgpack"
 
 #: Largest frame either side sends, unless the server's ``welcome`` says otherwise.
 FRAME_BYTES_MAX_DEFAULT: Final = 4_096
-#: Every amount is an integer strictly below this bound.
-AMOUNT_LIMIT_MINOR: Final = 2**53
-#: Longest tip message and viewer name, in characters.
-MESSAGE_CHARS_MAX: Final = 255
+#: Kinds of show a rate may be set for (the server checks the names).
+RATES_KINDS_MAX: Final = 8
 
-_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
-_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+#: What the client sends, by ``type``; what the server decodes.
+CLIENT_MESSAGES: Final = Registry("client")
+#: What the server sends, by ``type``; what a client decodes.
+SERVER_MESSAGES: Final = Registry("server")
 
-
-class Codec(Enum):
-    """A frame encoding, chosen per connection by its WebSocket subprotocol."""
-
-    JSON = JSON_SUBPROTOCOL
-    MSGPACK = MSGPACK_SUBPROTOCOL
-
-    @property
-    def subprotocol(self) -> str:
-        """The subprotocol name that selects this codec."""
-        return self.value
-
-    @property
-    def binary(self) -> bool:
-        """True when frames are binary (msgpack), False for text frames (JSON)."""
-        return self is Codec.MSGPACK
-
-    @classmethod
-    def negotiate(cls, offered: list[str] | tuple[str, ...]) -> Codec | None:
-        """Pick the first codec the client offered (JSON when it offered none); None if it
-        offered only subprotocols this server does not speak."""
-        if not offered:
-            return cls.JSON
-        for name in offered:
-            for codec in cls:
-                if codec.value == name:
-                    return codec
-        return None
-
-    def dumps(self, obj: Mapping[str, Any]) -> bytes | str:
-        """Encode one message map as a frame (bytes for msgpack, str for JSON)."""
-        if self is Codec.MSGPACK:
-            return msgpack.packb(obj, use_bin_type=True)
-        return orjson.dumps(obj).decode()
-
-    def loads(self, frame: bytes | str) -> object:
-        """Decode one frame into Python values; raise ValueError if it is not well-formed
-        (:class:`DuplicateKey` if a map repeats a key)."""
-        if self is Codec.MSGPACK:
-            if not isinstance(frame, bytes | bytearray):
-                raise ValueError("a msgpack connection carries binary frames")
-            try:
-                return msgpack.unpackb(
-                    frame, raw=False, strict_map_key=True, object_pairs_hook=_unique_pairs
-                )
-            except DuplicateKey:
-                raise
-            except Exception as exc:  # msgpack raises several unrelated types
-                raise ValueError(f"not msgpack: {exc}") from None
-        if not isinstance(frame, str):
-            raise ValueError("a JSON connection carries text frames")
-        return loads_json(frame)
+_EVERYONE: Final = tuple(Role)
+_ID: Final = Id()
+_COUNT: Final = Int()
+_TEXT: Final = Text()
 
 
-class DuplicateKey(ValueError):
-    """A map (JSON object, msgpack map) repeats a key. Decoders keep the last value, so
-    ``{"amount_minor": 1, "amount_minor": 99999}`` would be read differently by a proxy that
-    checks the first and a server that applies the last: such input is refused."""
-
-    def __init__(self, key: object) -> None:
-        super().__init__(f"duplicate key {key!r}")
-        self.key = key
-
-
-def _unique_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    """An ``object_pairs_hook``: the map of ``pairs``, or DuplicateKey."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[Any] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise DuplicateKey(key)
-            seen.add(key)
-    return obj
-
-
-def _key_count(value: object) -> int:
-    if isinstance(value, dict):
-        return len(value) + sum(_key_count(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_key_count(v) for v in value)
-    return 0
-
-
-def loads_json(text: str | bytes) -> object:
-    """Decode JSON strictly (orjson: integers stay integers, no NaN); raise ValueError if it
-    is not JSON, :class:`DuplicateKey` if an object repeats a key.
-
-    orjson keeps the last of repeated keys silently, so the input is checked too, cheaply:
-    every key is followed by exactly one ``:`` outside strings, so when the text holds no more
-    colons than the decoded value has keys, no key can have been dropped. Otherwise (a colon
-    in a string, or a repeated key) the standard library's decoder, which reports every pair,
-    settles it."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    colons = text.count(":") if isinstance(text, str) else text.count(b":")
-    if colons > _key_count(value):
-        try:
-            json.loads(text, object_pairs_hook=_unique_pairs)
-        except RecursionError:
-            raise ValueError("not JSON: nested too deeply") from None
-    return value
-
-
-class ErrorCode(StrEnum):
-    """Every error code of the protocol. Stable: clients may switch on them."""
-
-    # The frame itself.
-    MALFORMED_FRAME = "malformed_frame"
-    DUPLICATE_KEY = "duplicate_key"
-    UNKNOWN_TYPE = "unknown_type"
-    INVALID_FIELD = "invalid_field"
-    INVALID_ID = "invalid_id"
-    INVALID_AMOUNT = "invalid_amount"
-    INVALID_CURRENCY = "invalid_currency"
-    FRAME_TOO_LARGE = "frame_too_large"
-    # The connection.
-    RATE_LIMITED = "rate_limited"
-    NOT_ALLOWED = "not_allowed"
-    SUBSCRIPTIONS_FULL = "subscriptions_full"
-    # The money core's refusals (see docs/metering.md).
-    NO_OPEN_TAB = "no_open_tab"
-    INVALID_KIND = "invalid_kind"
-    INSUFFICIENT_CAP = "insufficient_cap"
-    SESSIONS_FULL = "sessions_full"
-    SESSION_NOT_FOUND = "session_not_found"
-    MODEL_OFFLINE = "model_offline"
-    TAB_NOT_OPEN = "tab_not_open"
-    CURRENCY_MISMATCH = "currency_mismatch"
-    AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
-    OVER_CAP = "over_cap"
-    ID_REUSED = "id_reused"
-    LINES_FULL = "lines_full"
-    BUSY = "busy"
-    # The server.
-    UNAVAILABLE = "unavailable"
-    INTERNAL_ERROR = "internal_error"
-
-    @property
-    def retryable(self) -> bool:
-        """True when sending the same message again (same id) later may succeed."""
-        return self in (ErrorCode.RATE_LIMITED, ErrorCode.BUSY, ErrorCode.UNAVAILABLE)
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes the server uses."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001  # the server drains for a deploy: reconnect (elsewhere)
-    POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009  # a frame exceeded the limit announced in welcome
-    INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012
-    TRY_AGAIN_LATER = 1013  # Redis was unavailable when the connection opened
-    SLOW_CONSUMER = 4008  # the client read too slowly; its send queue overflowed
-    TOO_MANY_ERRORS = 4029  # the client kept sending invalid or rate-limited frames
+def is_amount(value: object) -> TypeGuard[int]:
+    """Tell whether ``value`` is an amount: an ``int`` (never a bool or a float) in [0, 2**53)."""
+    return type(value) is int and 0 <= value < AMOUNT_LIMIT_MINOR
 
 
 # ---------------------------------------------------------------------------------------------
-# Client → server
+# Objects nested in messages
 
 
 # Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
 # sets each field through object.__setattr__ (see docs/benchmarks.md).
-@dataclass(slots=True)
-class Tip:
-    """Pay ``amount_minor`` of ``currency`` from the viewer's tab to ``room``'s model."""
-
-    id: str
-    room: str
-    amount_minor: int
-    currency: str
-    message: str = ""
-    anonymous: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Receive ``room``'s events after the cursor ``after`` (an event id; None: only new ones)."""
-
-    room: str
-    after: str | None = None
-    id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    """Stop receiving ``room``'s events."""
-
-    room: str
-    id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    """Ask for a ``pong`` (latency, keep-alive from browsers that cannot send pings)."""
-
-    id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStart:
-    """Start a metered show with ``room``'s model (viewers only): ``private``, ``spy`` or
-    ``cam2cam``, at the room's current price for that kind."""
-
-    id: str
-    room: str
-    kind: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStop:
-    """Stop a running session (the viewer who started it, or the room's model)."""
-
-    id: str
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class RateView:
-    """A price: minor units a minute, and a minimum duration in seconds (charged at start)."""
-
-    rate_per_minute_minor: int
-    minimum_s: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SetRates:
-    """The model sets her room's prices, kind by kind (within the site's bounds)."""
-
-    id: str
-    rates: dict[str, RateView]
-
-
-ClientMessage: TypeAlias = (
-    Tip | Subscribe | Unsubscribe | Ping | SessionStart | SessionStop | SetRates
+@wire_object(
+    "tab",
+    computed=(
+        ("remaining_minor", _COUNT, False, "what can still be spent: `cap_minor − accrued_minor`"),
+        (
+            "seconds_left",
+            _COUNT,
+            True,
+            "seconds until the cap at `burn_minor_per_minute` (`null` while nothing burns)",
+        ),
+    ),
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Server → client
-
-
-# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
-# sets each field through object.__setattr__ (see docs/benchmarks.md).
 @dataclass(slots=True)
 class TabView:
     """A viewer's tab as the viewer sees it. ``version`` grows with every change."""
 
-    tab_id: str
-    currency: str
-    state: str
-    cap_minor: int
-    accrued_minor: int
-    version: int
+    tab_id: Annotated[str, _ID]
+    currency: Annotated[str, _TEXT]
+    state: Annotated[str, _TEXT, "`open`, `settling`, `settled`, `failed`, … (docs/lifecycle.md)"]
+    cap_minor: Annotated[int, _COUNT]
+    accrued_minor: Annotated[int, _COUNT]
+    version: Annotated[int, _COUNT, "grows with every change of the tab"]
     #: Minor units a minute the tab's running sessions cost together (0: none running).
-    burn_minor_per_minute: int = 0
+    burn_minor_per_minute: Annotated[
+        int, _COUNT, "what the running sessions cost a minute together (0: none)"
+    ] = 0
 
     @property
     def remaining_minor(self) -> int:
@@ -321,74 +191,270 @@ class TabView:
         return self.remaining_minor * 60 // self.burn_minor_per_minute
 
 
+@wire_object("session")
 @dataclass(frozen=True, slots=True)
 class SessionView:
     """A metered show as its viewer sees it. ``seconds`` have been paid for (prepaid through
     the current second); ``amount_minor`` is what they cost."""
 
-    session_id: str
-    room: str
-    kind: str
-    state: str
-    rate_per_minute_minor: int
-    minimum_s: int
-    started_at_ms: int
-    seconds: int
-    amount_minor: int
-    end_reason: str | None = None
-    ended_at_ms: int | None = None
+    session_id: Annotated[str, _ID]
+    room: Annotated[str, _ID]
+    kind: Annotated[str, _TEXT]
+    state: Annotated[str, _TEXT, "`running` or `ended`"]
+    rate_per_minute_minor: Annotated[int, _COUNT]
+    minimum_s: Annotated[int, _COUNT]
+    started_at_ms: Annotated[int, _COUNT]
+    seconds: Annotated[int, _COUNT, "seconds paid for"]
+    amount_minor: Annotated[int, _COUNT, "what they cost"]
+    end_reason: Annotated[str | None, _TEXT, "why it ended (`null` while it runs)"] = None
+    ended_at_ms: Annotated[int | None, _COUNT] = None
 
 
 # Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
 # sets each field through object.__setattr__ (see docs/benchmarks.md).
+@wire_object("tip")
 @dataclass(slots=True)
 class TipReceipt:
     """What an applied tip got: its line number on the tab and when it was applied."""
 
-    seq: int
-    applied_at_ms: int
+    seq: Annotated[int, _COUNT, "the tip's line number on the tab"]
+    applied_at_ms: Annotated[int, _COUNT]
 
 
+@wire_object("rate")
 @dataclass(frozen=True, slots=True)
-class Welcome:
-    """The first message on every connection."""
+class RateView:
+    """A price: minor units a minute, and a minimum duration in seconds (charged at start)."""
 
-    protocol: int
-    role: str
-    subject: str
-    connection_id: str
-    server_time_ms: int
-    limits: dict[str, int]
-    tab: TabView | None = None
-    earnings: dict[str, int] | None = None
+    rate_per_minute_minor: Annotated[
+        int, Int(minimum=1, code=ErrorCode.INVALID_AMOUNT), "within the site's bounds"
+    ]
+    minimum_s: Annotated[int, _COUNT, "charged at the start (0: none)"] = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Client → server
 
 
 # Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
 # sets each field through object.__setattr__ (see docs/benchmarks.md).
+@CLIENT_MESSAGES.message("tip", senders=[Role.VIEWER])
+@dataclass(slots=True)
+class Tip:
+    """Pay ``amount_minor`` of ``currency`` from the viewer's tab to ``room``'s model."""
+
+    id: Annotated[str, _ID, "the client-minted tip id"]
+    room: Annotated[str, _ID, "the room (model) tipped"]
+    amount_minor: Annotated[
+        int, Int(minimum=1, code=ErrorCode.INVALID_AMOUNT), "within the server's tip bounds"
+    ]
+    currency: Annotated[str, Currency(), "the currency of the viewer's tab (the ticket's `cur`)"]
+    message: Annotated[str, Text(chars_max=MESSAGE_CHARS_MAX, printable=True)] = ""
+    anonymous: Annotated[bool, "hide the viewer's name from the room"] = False
+
+
+@CLIENT_MESSAGES.message("subscribe", senders=_EVERYONE)
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Receive ``room``'s events after the cursor ``after`` (an event id; None: only new ones)."""
+
+    room: Annotated[str, _ID]
+    after: Annotated[str | None, StreamId(), "the last event id seen (absent: only new ones)"] = (
+        None
+    )
+    id: Annotated[str | None, _ID] = None
+
+
+@CLIENT_MESSAGES.message("unsubscribe", senders=_EVERYONE)
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Stop receiving ``room``'s events."""
+
+    room: Annotated[str, _ID]
+    id: Annotated[str | None, _ID] = None
+
+
+@CLIENT_MESSAGES.message("ping", senders=_EVERYONE)
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Ask for a ``pong`` (latency, keep-alive from browsers that cannot send pings)."""
+
+    id: Annotated[str, _ID]
+
+
+@CLIENT_MESSAGES.message("session_start", senders=[Role.VIEWER])
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """Start a metered show with ``room``'s model (viewers only): ``private``, ``spy`` or
+    ``cam2cam``, at the room's current price for that kind."""
+
+    id: Annotated[str, _ID, "the session's id"]
+    room: Annotated[str, _ID]
+    kind: Annotated[
+        str,
+        Text(
+            nonempty=True,
+            code=ErrorCode.INVALID_KIND,
+            refusal="kind must be private, spy or cam2cam",
+        ),
+        "`private`, `spy` or `cam2cam`",
+    ]
+
+
+@CLIENT_MESSAGES.message("session_stop", senders=[Role.VIEWER, Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class SessionStop:
+    """Stop a running session (the viewer who started it, or the room's model)."""
+
+    id: Annotated[str, _ID]
+    session_id: Annotated[str, _ID]
+
+
+@CLIENT_MESSAGES.message("set_rates", senders=[Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class SetRates:
+    """The model sets her room's prices, kind by kind (within the site's bounds)."""
+
+    id: Annotated[str, _ID]
+    rates: Annotated[
+        dict[str, RateView],
+        ObjectMap(SPECS[RateView], items_min=1, items_max=RATES_KINDS_MAX, keys="kinds"),
+    ]
+
+
+@CLIENT_MESSAGES.message("refund_answer", senders=[Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class RefundAnswer:
+    """The room's model accepts or declines a refund waiting for her consent (models only;
+    answered by a ``result``: ``applied``, or ``duplicate`` when her room had answered before or
+    the refund no longer waits; ``refund_not_found`` when it does not wait for her room)."""
+
+    id: Annotated[str, _ID]
+    refund_id: Annotated[str, _ID, "from her latest `refunds_waiting`"]
+    accept: Annotated[bool, ALWAYS, "true: accept; false: decline"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Purchases from a model's catalog (issue 17, docs/purchases.md) — one block.
+
+
+@wire_object("purchase")
+@dataclass(frozen=True, slots=True)
+class PurchaseInfo:
+    """A catalog purchase as its viewer and the model see it."""
+
+    purchase_id: Annotated[str, _ID]
+    room: Annotated[str, _ID]
+    item_id: Annotated[str, _ID]
+    item_name: Annotated[str, _TEXT]
+    kind: Annotated[str, _TEXT, "`request` or `unlock`"]
+    state: Annotated[str, _TEXT, "`pending`, `granted`, `fulfilled`, `voided` (docs/purchases.md)"]
+    amount_minor: Annotated[int, _COUNT, "what it costs (0 once voided)"]
+    until_ms: Annotated[int, _COUNT, "a request's deadline; an unlock's end"]
+
+
+@CLIENT_MESSAGES.message("buy", senders=[Role.VIEWER])
+@dataclass(frozen=True, slots=True)
+class Buy:
+    """Buy ``item_id`` of ``room``'s catalog (``site.<id>``: a site unlock) from the viewer's
+    tab, at the catalog's price in the tab's currency."""
+
+    id: Annotated[str, _ID, "the client-minted purchase id"]
+    room: Annotated[str, _ID]
+    item_id: Annotated[str, _ID]
+    message: Annotated[str, Text(chars_max=MESSAGE_CHARS_MAX, printable=True)] = ""
+    anonymous: Annotated[bool, "hide the viewer's name from the room"] = False
+
+
+@CLIENT_MESSAGES.message("fulfil", senders=[Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class Fulfil:
+    """The model marks a pending request of her room done."""
+
+    id: Annotated[str, _ID]
+    purchase_id: Annotated[str, _ID]
+
+
+@CLIENT_MESSAGES.message("decline", senders=[Role.MODEL])
+@dataclass(frozen=True, slots=True)
+class Decline:
+    """The model declines a pending request of her room: it costs the viewer nothing."""
+
+    id: Annotated[str, _ID]
+    purchase_id: Annotated[str, _ID]
+
+
+# -- end of the purchases block ---------------------------------------------------------------
+
+
+ClientMessage: TypeAlias = (
+    Tip
+    | Subscribe
+    | Unsubscribe
+    | Ping
+    | SessionStart
+    | SessionStop
+    | SetRates
+    | RefundAnswer
+    | Buy  # purchases (issue 17)
+    | Fulfil
+    | Decline
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Server → client
+
+
+@SERVER_MESSAGES.message("welcome")
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The first message on every connection."""
+
+    protocol: Annotated[int, _COUNT]
+    role: Annotated[str, _TEXT, "`viewer`, `model` or `broadcast`"]
+    subject: Annotated[str, _TEXT, "the ticket's `sub`"]
+    connection_id: Annotated[str, _TEXT]
+    server_time_ms: Annotated[int, _COUNT]
+    limits: Annotated[dict[str, int], IntMap(), "this server's bounds"] = field(
+        default_factory=dict
+    )
+    tab: Annotated[TabView | None, ALWAYS, "a viewer's open tab in the ticket's currency"] = None
+    earnings: Annotated[
+        dict[str, int] | None, IntMap(), ALWAYS, "a model's earnings by currency"
+    ] = None
+
+
+# Not frozen, and to be treated as immutable: built on every tip, and a frozen dataclass
+# sets each field through object.__setattr__ (see docs/benchmarks.md).
+@SERVER_MESSAGES.message("result")
 @dataclass(slots=True)
 class Result:
     """The reply to a state-changing message that took effect (now, or before: duplicate)."""
 
-    id: str
-    status: str
+    id: Annotated[str, _ID, "the id of the message answered"]
+    status: Annotated[str, Choice(("applied", "duplicate"))]
     tab: TabView | None = None
     tip: TipReceipt | None = None
     session: SessionView | None = None
+    purchase: PurchaseInfo | None = None  # purchases (issue 17)
 
 
+@SERVER_MESSAGES.message("error")
 @dataclass(frozen=True, slots=True)
 class Error:
     """A refusal. ``id`` names the message refused (None when the frame had no usable id)."""
 
-    code: str
-    message: str
-    id: str | None = None
-    tab: TabView | None = None
-    retry_after_ms: int | None = None
+    code: Annotated[str, _TEXT, "an [error code](#error-codes)"]
+    message: Annotated[str, Text(chars_max=4_096), "for a person"]
+    id: Annotated[str | None, _ID] = None
+    tab: Annotated[TabView | None, "with money refusals"] = None
+    retry_after_ms: Annotated[int | None, _COUNT, "with `rate_limited`"] = None
     #: With ``insufficient_cap``: how much more the cap must hold to start.
-    needed_minor: int | None = None
+    needed_minor: Annotated[int | None, _COUNT, "with `insufficient_cap`"] = None
 
 
+@SERVER_MESSAGES.message("tab")
 @dataclass(frozen=True, slots=True)
 class TabUpdate:
     """The viewer's tab changed (a tip from another device, a raised cap, settlement …)."""
@@ -396,6 +462,7 @@ class TabUpdate:
     tab: TabView
 
 
+@SERVER_MESSAGES.message("session")
 @dataclass(frozen=True, slots=True)
 class SessionUpdate:
     """A session the viewer started changed: it ended (``end_reason`` says why)."""
@@ -403,61 +470,107 @@ class SessionUpdate:
     session: SessionView
 
 
+@SERVER_MESSAGES.message("warning")
 @dataclass(frozen=True, slots=True)
 class Warning:
     """Low credit: at the tab's current burn rate, ``seconds_left`` remain (the warning point
     ``threshold_s`` was just crossed). Raise the cap, or the show ends at the cap."""
 
-    tab_id: str
-    seconds_left: int
-    threshold_s: int
+    tab_id: Annotated[str, _ID]
+    seconds_left: Annotated[int, _COUNT]
+    threshold_s: Annotated[int, _COUNT]
 
 
+@SERVER_MESSAGES.message("event")
 @dataclass(frozen=True, slots=True)
 class RoomEvent:
     """One event of a room's stream. ``id`` is the cursor to resume after."""
 
-    room: str
-    id: str
-    event: str
-    data: dict[str, Any]
+    room: Annotated[str, _ID]
+    id: Annotated[str, StreamId()]
+    event: Annotated[str, _TEXT, "`tip`, `session_started`, `session_ended`, …"]
+    data: Annotated[dict[str, Any], AnyMap()] = field(default_factory=dict)
 
 
+@SERVER_MESSAGES.message("subscribed")
 @dataclass(frozen=True, slots=True)
 class Subscribed:
     """The reply to ``subscribe``. ``gap`` is True when events after the cursor were lost to
     the stream's bound (the client cannot get them any more)."""
 
-    room: str
-    id: str | None = None
-    gap: bool = False
+    room: Annotated[str, _ID]
+    id: Annotated[str | None, _ID] = None
+    gap: Annotated[bool, ALWAYS, "events after `after` were lost to the room's bound"] = False
 
 
+@SERVER_MESSAGES.message("unsubscribed")
 @dataclass(frozen=True, slots=True)
 class Unsubscribed:
     """The reply to ``unsubscribe``."""
 
-    room: str
-    id: str | None = None
+    room: Annotated[str, _ID]
+    id: Annotated[str | None, _ID] = None
 
 
+@SERVER_MESSAGES.message("drain")
 @dataclass(frozen=True, slots=True)
 class Drain:
     """The server is going away: reconnect after about ``reconnect_after_ms`` (elsewhere)."""
 
-    reconnect_after_ms: int
+    reconnect_after_ms: Annotated[int, _COUNT]
 
 
+@SERVER_MESSAGES.message("pong")
 @dataclass(frozen=True, slots=True)
 class Pong:
     """The reply to ``ping``."""
 
-    id: str
-    server_time_ms: int
+    id: Annotated[str, _ID]
+    server_time_ms: Annotated[int, _COUNT]
+
+
+#: Refunds one ``refunds_waiting`` lists at most (the oldest first).
+REFUNDS_WAITING_MAX: Final = 100
+#: Lines of one refund a model's list shows at most (hers).
+REFUND_LINES_MAX: Final = 1_000
+#: Longest customer's note a model's list carries.
+REFUND_NOTE_CHARS_MAX: Final = 2_000
+
+
+@wire_object("refund_waiting")
+@dataclass(frozen=True, slots=True)
+class RefundWaiting:
+    """A refund waiting for the model's consent, as her console lists it."""
+
+    currency: Annotated[str, Currency()]
+    amount_minor: Annotated[int, _COUNT, "the whole refund"]
+    reason: Annotated[str, _TEXT, "the reason code (`customer_request`, `technical_problem`, …)"]
+    origin: Annotated[str, _TEXT, "`merchant` (the cam site) or `customer` (her statement)"]
+    requested_at_ms: Annotated[int, _COUNT]
+    answer_by_ms: Annotated[int, _COUNT, "after it: declined, or escalated to support"]
+    lines: Annotated[dict[str, int], IntMap(), "her lines: line id → amount in minor units"]
+    note: Annotated[str, Text(chars_max=REFUND_NOTE_CHARS_MAX), "the customer's own words"] = ""
+
+
+@SERVER_MESSAGES.message("refunds_waiting")
+@dataclass(frozen=True, slots=True)
+class RefundsWaiting:
+    """To a model: the refunds waiting for her consent, the whole list (it replaces the one
+    before), by refund id, oldest first. Sent when her console is welcomed (unless the list is
+    empty) and whenever it changes, from any server process."""
+
+    room: Annotated[str, _ID]
+    refunds: Annotated[
+        dict[str, RefundWaiting],
+        ObjectMap(
+            SPECS[RefundWaiting], items_min=0, items_max=REFUNDS_WAITING_MAX, keys="refund ids"
+        ),
+    ]
 
 
 ServerMessage: TypeAlias = (
     Welcome
+    | RefundsWaiting
     | Result
     | Error
     | TabUpdate
@@ -482,541 +595,54 @@ class Invalid:
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation
+# Encoding and decoding: the same for every message, driven by the declarations above
 
 
-class _Refused(Exception):
-    """Raised inside a decoder; becomes an Invalid at the module boundary."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def is_id(value: object) -> bool:
-    """Tell whether ``value`` is a valid message id, room id or tab id."""
-    return type(value) is str and _ID.fullmatch(value) is not None
-
-
-def is_amount(value: object) -> TypeGuard[int]:
-    """Tell whether ``value`` is an amount: an ``int`` (never a bool or a float) in [0, 2**53)."""
-    return type(value) is int and 0 <= value < AMOUNT_LIMIT_MINOR
-
-
-#: An event id's parts are below 2**64 (Redis stream ids), and its milliseconds below 2**64 - 1
-#: so that "after this id" is an id too (Redis refuses an interval that starts past the last).
-STREAM_MS_LIMIT: Final = 2**64 - 1
-STREAM_SEQ_LIMIT: Final = 2**64
-
-
-def is_stream_id(value: object) -> bool:
-    """Tell whether ``value`` is an event id (``<ms>-<seq>``) that a stream can hold."""
-    if type(value) is not str or _STREAM_ID.fullmatch(value) is None:
-        return False
-    ms, _, seq = value.partition("-")
-    return int(ms) < STREAM_MS_LIMIT and int(seq) < STREAM_SEQ_LIMIT
-
-
-def _text(obj: Mapping[str, Any], name: str, *, chars_max: int = MESSAGE_CHARS_MAX) -> str:
-    value = obj.get(name, "")
-    if type(value) is not str or len(value) > chars_max:
-        raise _Refused(ErrorCode.INVALID_FIELD, f"{name} must be a string of at most {chars_max}")
-    return value
-
-
-def _ident(obj: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = obj.get(name)
-    if value is None and not required:
-        return None
-    if not is_id(value):
-        raise _Refused(ErrorCode.INVALID_ID, f"{name} must match {_ID.pattern}")
-    return str(value)
-
-
-def _required_ident(obj: Mapping[str, Any], name: str) -> str:
-    value = _ident(obj, name)
-    if value is None:  # unreachable with required=True; keeps the type exact
-        raise _Refused(ErrorCode.INVALID_ID, f"{name} is required")
-    return value
-
-
-def _int(obj: Mapping[str, Any], name: str) -> int:
-    value = obj.get(name)
-    if not is_amount(value):
-        raise _Refused(ErrorCode.INVALID_FIELD, f"{name} must be an integer in [0, 2**53)")
-    return value
-
-
-def _bool(obj: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = obj.get(name, default)
-    if type(value) is not bool:
-        raise _Refused(ErrorCode.INVALID_FIELD, f"{name} must be true or false")
-    return value
-
-
-def _map(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or not all(type(k) is str for k in value):
-        raise _Refused(ErrorCode.INVALID_FIELD, f"{what} must be a map with string keys")
-    return value
-
-
-def _decode_tip(obj: Mapping[str, Any]) -> Tip:
-    message_id = _required_ident(obj, "id")
-    room = _required_ident(obj, "room")
-    amount = obj.get("amount_minor")
-    if not is_amount(amount) or amount == 0:
-        raise _Refused(
-            ErrorCode.INVALID_AMOUNT,
-            "amount_minor must be a positive integer number of minor units below 2**53",
-        )
-    currency = obj.get("currency")
-    if type(currency) is not str or _CURRENCY.fullmatch(currency) is None:
-        raise _Refused(ErrorCode.INVALID_CURRENCY, "currency must be an ISO-4217 code")
-    message = _text(obj, "message")
-    if not message.isprintable():
-        raise _Refused(ErrorCode.INVALID_FIELD, "message must be printable, on one line")
-    return Tip(
-        id=message_id,
-        room=room,
-        amount_minor=amount,
-        currency=currency,
-        message=message,
-        anonymous=_bool(obj, "anonymous", False),
-    )
-
-
-def _decode_subscribe(obj: Mapping[str, Any]) -> Subscribe:
-    after = obj.get("after")
-    if after is not None and not is_stream_id(after):
-        raise _Refused(ErrorCode.INVALID_FIELD, "after must be an event id (<ms>-<seq>)")
-    return Subscribe(
-        room=_required_ident(obj, "room"), after=after, id=_ident(obj, "id", required=False)
-    )
-
-
-def _decode_unsubscribe(obj: Mapping[str, Any]) -> Unsubscribe:
-    return Unsubscribe(room=_required_ident(obj, "room"), id=_ident(obj, "id", required=False))
-
-
-def _decode_ping(obj: Mapping[str, Any]) -> Ping:
-    return Ping(id=_required_ident(obj, "id"))
-
-
-def _decode_session_start(obj: Mapping[str, Any]) -> SessionStart:
-    kind = obj.get("kind")
-    if type(kind) is not str or not kind:
-        raise _Refused(ErrorCode.INVALID_KIND, "kind must be private, spy or cam2cam")
-    return SessionStart(id=_required_ident(obj, "id"), room=_required_ident(obj, "room"), kind=kind)
-
-
-def _decode_session_stop(obj: Mapping[str, Any]) -> SessionStop:
-    return SessionStop(id=_required_ident(obj, "id"), session_id=_required_ident(obj, "session_id"))
-
-
-#: Kinds of show a rate may be set for (the server checks the names).
-RATES_KINDS_MAX: Final = 8
-
-
-def _decode_set_rates(obj: Mapping[str, Any]) -> SetRates:
-    raw = _map(obj.get("rates"), "rates")
-    if not raw or len(raw) > RATES_KINDS_MAX:
-        raise _Refused(ErrorCode.INVALID_FIELD, f"rates holds 1 to {RATES_KINDS_MAX} kinds")
-    rates: dict[str, RateView] = {}
-    for kind, value in raw.items():
-        rate = _map(value, f"rates.{kind}")
-        price = rate.get("rate_per_minute_minor")
-        if not is_amount(price) or price == 0:
-            raise _Refused(
-                ErrorCode.INVALID_AMOUNT, "rate_per_minute_minor must be a positive integer"
-            )
-        minimum = rate.get("minimum_s", 0)
-        if not is_amount(minimum):
-            raise _Refused(ErrorCode.INVALID_FIELD, "minimum_s must be a whole number of seconds")
-        rates[kind] = RateView(rate_per_minute_minor=price, minimum_s=minimum)
-    return SetRates(id=_required_ident(obj, "id"), rates=rates)
-
-
-_CLIENT_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ClientMessage]]] = {
-    "tip": _decode_tip,
-    "subscribe": _decode_subscribe,
-    "unsubscribe": _decode_unsubscribe,
-    "ping": _decode_ping,
-    "session_start": _decode_session_start,
-    "session_stop": _decode_session_stop,
-    "set_rates": _decode_set_rates,
-}
-
-
-def decode_client(frame: bytes | str, codec: Codec) -> ClientMessage | Invalid:
-    """Decode a frame a client sent. Never raises: a bad frame becomes an :class:`Invalid`."""
-    try:
-        obj = _map(codec.loads(frame), "a message")
-    except DuplicateKey as exc:
-        return Invalid(ErrorCode.DUPLICATE_KEY, str(exc))
-    except ValueError as exc:
-        return Invalid(ErrorCode.MALFORMED_FRAME, str(exc))
-    except _Refused as refused:
-        return Invalid(ErrorCode.MALFORMED_FRAME, str(refused))
-    raw_id = obj.get("id")
-    message_id = raw_id if type(raw_id) is str and is_id(raw_id) else None
-    kind = obj.get("type")
-    decoder = _CLIENT_DECODERS.get(kind) if type(kind) is str else None
-    if decoder is None:
-        return Invalid(
-            ErrorCode.UNKNOWN_TYPE, f"unknown message type {obj.get('type')!r}", message_id
-        )
-    try:
-        return decoder(obj)
-    except _Refused as refused:
-        return Invalid(refused.code, str(refused), message_id)
-
-
-# ---------------------------------------------------------------------------------------------
-# Encoding
-
-
-def _tab_map(tab: TabView) -> dict[str, Any]:
-    return {
-        "tab_id": tab.tab_id,
-        "currency": tab.currency,
-        "state": tab.state,
-        "cap_minor": tab.cap_minor,
-        "accrued_minor": tab.accrued_minor,
-        "remaining_minor": tab.remaining_minor,
-        "version": tab.version,
-        "burn_minor_per_minute": tab.burn_minor_per_minute,
-        "seconds_left": tab.seconds_left,
-    }
-
-
-def _session_map(session: SessionView) -> dict[str, Any]:
-    return {
-        "session_id": session.session_id,
-        "room": session.room,
-        "kind": session.kind,
-        "state": session.state,
-        "rate_per_minute_minor": session.rate_per_minute_minor,
-        "minimum_s": session.minimum_s,
-        "started_at_ms": session.started_at_ms,
-        "seconds": session.seconds,
-        "amount_minor": session.amount_minor,
-        "end_reason": session.end_reason,
-        "ended_at_ms": session.ended_at_ms,
-    }
+def may_send(message: ClientMessage, role: str) -> bool:
+    """Tell whether a connection of ``role`` may send ``message`` at all (the server still
+    checks the rest: a model follows only her own room, stops only her room's sessions)."""
+    return role in SPECS[type(message)].senders
 
 
 def to_map(message: Message) -> dict[str, Any]:
     """The wire map of ``message`` (both codecs encode this same map)."""
-    match message:
-        case Tip():
-            out: dict[str, Any] = {
-                "type": "tip",
-                "id": message.id,
-                "room": message.room,
-                "amount_minor": message.amount_minor,
-                "currency": message.currency,
-            }
-            if message.message:
-                out["message"] = message.message
-            if message.anonymous:
-                out["anonymous"] = True
-            return out
-        case Subscribe():
-            out = {"type": "subscribe", "room": message.room}
-            if message.after is not None:
-                out["after"] = message.after
-            if message.id is not None:
-                out["id"] = message.id
-            return out
-        case Unsubscribe():
-            out = {"type": "unsubscribe", "room": message.room}
-            if message.id is not None:
-                out["id"] = message.id
-            return out
-        case Ping():
-            return {"type": "ping", "id": message.id}
-        case SessionStart():
-            return {
-                "type": "session_start",
-                "id": message.id,
-                "room": message.room,
-                "kind": message.kind,
-            }
-        case SessionStop():
-            return {"type": "session_stop", "id": message.id, "session_id": message.session_id}
-        case SetRates():
-            return {
-                "type": "set_rates",
-                "id": message.id,
-                "rates": {
-                    kind: {
-                        "rate_per_minute_minor": r.rate_per_minute_minor,
-                        "minimum_s": r.minimum_s,
-                    }
-                    for kind, r in message.rates.items()
-                },
-            }
-        case Welcome():
-            return {
-                "type": "welcome",
-                "protocol": message.protocol,
-                "role": message.role,
-                "subject": message.subject,
-                "connection_id": message.connection_id,
-                "server_time_ms": message.server_time_ms,
-                "limits": message.limits,
-                "tab": _tab_map(message.tab) if message.tab is not None else None,
-                "earnings": message.earnings,
-            }
-        case Result():
-            out = {"type": "result", "id": message.id, "status": message.status}
-            if message.tab is not None:
-                out["tab"] = _tab_map(message.tab)
-            if message.tip is not None:
-                out["tip"] = {"seq": message.tip.seq, "applied_at_ms": message.tip.applied_at_ms}
-            if message.session is not None:
-                out["session"] = _session_map(message.session)
-            return out
-        case Error():
-            out = {"type": "error", "code": message.code, "message": message.message}
-            if message.id is not None:
-                out["id"] = message.id
-            if message.tab is not None:
-                out["tab"] = _tab_map(message.tab)
-            if message.retry_after_ms is not None:
-                out["retry_after_ms"] = message.retry_after_ms
-            if message.needed_minor is not None:
-                out["needed_minor"] = message.needed_minor
-            return out
-        case TabUpdate():
-            return {"type": "tab", "tab": _tab_map(message.tab)}
-        case SessionUpdate():
-            return {"type": "session", "session": _session_map(message.session)}
-        case Warning():
-            return {
-                "type": "warning",
-                "tab_id": message.tab_id,
-                "seconds_left": message.seconds_left,
-                "threshold_s": message.threshold_s,
-            }
-        case RoomEvent():
-            return {
-                "type": "event",
-                "room": message.room,
-                "id": message.id,
-                "event": message.event,
-                "data": message.data,
-            }
-        case Subscribed():
-            out = {"type": "subscribed", "room": message.room, "gap": message.gap}
-            if message.id is not None:
-                out["id"] = message.id
-            return out
-        case Unsubscribed():
-            out = {"type": "unsubscribed", "room": message.room}
-            if message.id is not None:
-                out["id"] = message.id
-            return out
-        case Drain():
-            return {"type": "drain", "reconnect_after_ms": message.reconnect_after_ms}
-        case Pong():
-            return {"type": "pong", "id": message.id, "server_time_ms": message.server_time_ms}
+    return SPECS[type(message)].dump(message)
 
 
 def encode(message: Message, codec: Codec) -> bytes | str:
     """Encode ``message`` as one frame of ``codec``."""
-    return codec.dumps(to_map(message))
+    return codec.dumps(SPECS[type(message)].dump(message))
 
 
-# ---------------------------------------------------------------------------------------------
-# Decoding what the server sends (for clients)
-
-
-def _decode_tab(value: object) -> TabView:
-    obj = _map(value, "tab")
-    state = obj.get("state")
-    currency = obj.get("currency")
-    if type(state) is not str or type(currency) is not str:
-        raise _Refused(ErrorCode.INVALID_FIELD, "tab.state and tab.currency must be strings")
-    return TabView(
-        tab_id=_required_ident(obj, "tab_id"),
-        currency=currency,
-        state=state,
-        cap_minor=_int(obj, "cap_minor"),
-        accrued_minor=_int(obj, "accrued_minor"),
-        version=_int(obj, "version"),
-        burn_minor_per_minute=_int(obj, "burn_minor_per_minute")
-        if "burn_minor_per_minute" in obj
-        else 0,
-    )
-
-
-def _optional_int(obj: Mapping[str, Any], name: str) -> int | None:
-    return None if obj.get(name) is None else _int(obj, name)
-
-
-def _decode_session(value: object) -> SessionView:
-    obj = _map(value, "session")
-    texts = [obj.get(name) for name in ("kind", "state")]
-    reason = obj.get("end_reason")
-    if not all(type(t) is str for t in texts) or not (reason is None or type(reason) is str):
-        raise _Refused(ErrorCode.INVALID_FIELD, "session kind, state and end_reason are strings")
-    return SessionView(
-        session_id=_required_ident(obj, "session_id"),
-        room=_required_ident(obj, "room"),
-        kind=str(texts[0]),
-        state=str(texts[1]),
-        rate_per_minute_minor=_int(obj, "rate_per_minute_minor"),
-        minimum_s=_int(obj, "minimum_s"),
-        started_at_ms=_int(obj, "started_at_ms"),
-        seconds=_int(obj, "seconds"),
-        amount_minor=_int(obj, "amount_minor"),
-        end_reason=reason,
-        ended_at_ms=_optional_int(obj, "ended_at_ms"),
-    )
-
-
-def _optional_tab(obj: Mapping[str, Any]) -> TabView | None:
-    value = obj.get("tab")
-    return None if value is None else _decode_tab(value)
-
-
-def _int_map(value: object, what: str) -> dict[str, int]:
-    obj = _map(value, what)
-    if not all(is_amount(v) for v in obj.values()):
-        raise _Refused(ErrorCode.INVALID_FIELD, f"{what} values must be integers")
-    return {k: int(v) for k, v in obj.items()}
-
-
-def _decode_welcome(obj: Mapping[str, Any]) -> Welcome:
-    earnings = obj.get("earnings")
-    role, subject = obj.get("role"), obj.get("subject")
-    if type(role) is not str or type(subject) is not str:
-        raise _Refused(ErrorCode.INVALID_FIELD, "role and subject must be strings")
-    return Welcome(
-        protocol=_int(obj, "protocol"),
-        role=role,
-        subject=subject,
-        connection_id=_text(obj, "connection_id"),
-        server_time_ms=_int(obj, "server_time_ms"),
-        limits=_int_map(obj.get("limits", {}), "limits"),
-        tab=_optional_tab(obj),
-        earnings=None if earnings is None else _int_map(earnings, "earnings"),
-    )
-
-
-def _decode_result(obj: Mapping[str, Any]) -> Result:
-    status = obj.get("status")
-    if status not in ("applied", "duplicate"):
-        raise _Refused(ErrorCode.INVALID_FIELD, "status must be applied or duplicate")
-    tip = obj.get("tip")
-    receipt = None
-    if tip is not None:
-        tip_map = _map(tip, "tip")
-        receipt = TipReceipt(seq=_int(tip_map, "seq"), applied_at_ms=_int(tip_map, "applied_at_ms"))
-    session = obj.get("session")
-    return Result(
-        id=_required_ident(obj, "id"),
-        status=str(status),
-        tab=_optional_tab(obj),
-        tip=receipt,
-        session=None if session is None else _decode_session(session),
-    )
-
-
-def _decode_error(obj: Mapping[str, Any]) -> Error:
-    code = obj.get("code")
-    if type(code) is not str:
-        raise _Refused(ErrorCode.INVALID_FIELD, "code must be a string")
-    retry = obj.get("retry_after_ms")
-    return Error(
-        code=code,
-        message=_text(obj, "message", chars_max=4_096),
-        id=_ident(obj, "id", required=False),
-        tab=_optional_tab(obj),
-        retry_after_ms=None if retry is None else _int(obj, "retry_after_ms"),
-        needed_minor=_optional_int(obj, "needed_minor"),
-    )
-
-
-def _decode_event(obj: Mapping[str, Any]) -> RoomEvent:
-    event_id, event = obj.get("id"), obj.get("event")
-    if not is_stream_id(event_id) or type(event) is not str:
-        raise _Refused(ErrorCode.INVALID_FIELD, "an event needs an id (<ms>-<seq>) and a type")
-    return RoomEvent(
-        room=_required_ident(obj, "room"),
-        id=str(event_id),
-        event=event,
-        data=_map(obj.get("data", {}), "data"),
-    )
-
-
-def _decode_tab_update(obj: Mapping[str, Any]) -> TabUpdate:
-    return TabUpdate(tab=_decode_tab(obj.get("tab")))
-
-
-def _decode_session_update(obj: Mapping[str, Any]) -> SessionUpdate:
-    return SessionUpdate(session=_decode_session(obj.get("session")))
-
-
-def _decode_warning(obj: Mapping[str, Any]) -> Warning:
-    return Warning(
-        tab_id=_required_ident(obj, "tab_id"),
-        seconds_left=_int(obj, "seconds_left"),
-        threshold_s=_int(obj, "threshold_s"),
-    )
-
-
-def _decode_subscribed(obj: Mapping[str, Any]) -> Subscribed:
-    return Subscribed(
-        room=_required_ident(obj, "room"),
-        id=_ident(obj, "id", required=False),
-        gap=_bool(obj, "gap", False),
-    )
-
-
-def _decode_unsubscribed(obj: Mapping[str, Any]) -> Unsubscribed:
-    return Unsubscribed(room=_required_ident(obj, "room"), id=_ident(obj, "id", required=False))
-
-
-def _decode_drain(obj: Mapping[str, Any]) -> Drain:
-    return Drain(reconnect_after_ms=_int(obj, "reconnect_after_ms"))
-
-
-def _decode_pong(obj: Mapping[str, Any]) -> Pong:
-    return Pong(id=_required_ident(obj, "id"), server_time_ms=_int(obj, "server_time_ms"))
-
-
-_SERVER_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]] = {
-    "welcome": _decode_welcome,
-    "result": _decode_result,
-    "error": _decode_error,
-    "tab": _decode_tab_update,
-    "session": _decode_session_update,
-    "warning": _decode_warning,
-    "event": _decode_event,
-    "subscribed": _decode_subscribed,
-    "unsubscribed": _decode_unsubscribed,
-    "drain": _decode_drain,
-    "pong": _decode_pong,
-}
-
-
-def decode_server(frame: bytes | str, codec: Codec) -> ServerMessage | Invalid:
-    """Decode a frame the server sent. Never raises: a bad frame becomes an :class:`Invalid`."""
+def _frame_map(frame: bytes | str, codec: Codec) -> dict[str, Any] | Invalid:
     try:
-        obj = _map(codec.loads(frame), "a message")
+        return as_map(codec.loads(frame), "a message")
     except DuplicateKey as exc:
         return Invalid(ErrorCode.DUPLICATE_KEY, str(exc))
     except ValueError as exc:
         return Invalid(ErrorCode.MALFORMED_FRAME, str(exc))
-    except _Refused as refused:
+    except Refused as refused:
         return Invalid(ErrorCode.MALFORMED_FRAME, str(refused))
-    kind = obj.get("type")
-    decoder = _SERVER_DECODERS.get(kind) if type(kind) is str else None
-    if decoder is None:
-        return Invalid(ErrorCode.UNKNOWN_TYPE, f"unknown message type {obj.get('type')!r}")
+
+
+def _decode(frame: bytes | str, codec: Codec, registry: Registry) -> object:
+    obj = _frame_map(frame, codec)
+    if isinstance(obj, Invalid):
+        return obj
+    raw_id = obj.get("id")
+    # A refusal names the message it refuses when the frame carries a usable id.
+    message_id = raw_id if registry is CLIENT_MESSAGES and is_id(raw_id) else None
     try:
-        return decoder(obj)
-    except _Refused as refused:
-        return Invalid(refused.code, str(refused))
+        return registry.decode(obj)
+    except Refused as refused:
+        return Invalid(refused.code, str(refused), message_id)
+
+
+def decode_client(frame: bytes | str, codec: Codec) -> ClientMessage | Invalid:
+    """Decode a frame a client sent. Never raises: a bad frame becomes an :class:`Invalid`."""
+    return cast(ClientMessage | Invalid, _decode(frame, codec, CLIENT_MESSAGES))
+
+
+def decode_server(frame: bytes | str, codec: Codec) -> ServerMessage | Invalid:
+    """Decode a frame the server sent. Never raises: a bad frame becomes an :class:`Invalid`."""
+    return cast(ServerMessage | Invalid, _decode(frame, codec, SERVER_MESSAGES))

@@ -33,7 +33,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -43,15 +43,20 @@ from websockets.typing import Origin, Subprotocol
 
 from clients.errors import Disconnected, HandshakeRefused, Refused
 from clients.protocol import (
+    Buy,
     ClientMessage,
     Codec,
+    Decline,
     Drain,
     Error,
     ErrorCode,
+    Fulfil,
     Invalid,
     Ping,
     Pong,
     RateView,
+    RefundAnswer,
+    RefundsWaiting,
     Result,
     RoomEvent,
     ServerMessage,
@@ -111,6 +116,50 @@ def handshake_error(exc: InvalidHandshake) -> HandshakeRefused:
     return HandshakeRefused(0, "handshake_failed", str(exc))
 
 
+A = TypeVar("A")
+
+
+def expect(answer: object, kind: type[A]) -> A:
+    """``answer`` if it is a ``kind``; Disconnected otherwise (an answer out of turn)."""
+    if not isinstance(answer, kind):
+        raise Disconnected(f"unexpected answer {answer!r}")
+    return answer
+
+
+class Connection:
+    """What both clients (this asyncio one and :class:`clients.sync.SyncClient`) keep of a
+    connection: where it goes, how it speaks, its welcome, and the viewer's tab as last seen."""
+
+    def __init__(
+        self, url: str, *, codec: Codec, origin: str | None, open_timeout_s: float
+    ) -> None:
+        self.url = url
+        self.codec = codec
+        self.origin = origin
+        self.open_timeout_s = open_timeout_s
+        self.welcome: Welcome | None = None
+        #: The viewer's tab as last seen (welcome, results, refusals and pushes): a newer
+        #: ``version``, or another ``tab_id`` (a new tab), replaces it.
+        self.tab: TabView | None = None
+
+    def _connect_args(self, ticket: str) -> dict[str, Any]:
+        """The arguments of websockets' ``connect`` (asyncio and sync alike) for ``ticket``:
+        no compression, the server's frame bound."""
+        return {
+            "uri": with_ticket(self.url, ticket),
+            "subprotocols": [Subprotocol(self.codec.subprotocol)],
+            "origin": Origin(self.origin) if self.origin is not None else None,
+            "compression": None,
+            "max_size": SERVER_FRAME_BYTES_MAX,
+            "open_timeout": self.open_timeout_s,
+        }
+
+    def _see_tab(self, tab: TabView) -> None:
+        current = self.tab
+        if current is None or current.tab_id != tab.tab_id or tab.version > current.version:
+            self.tab = tab
+
+
 @dataclass
 class _Pending:
     message: ClientMessage
@@ -128,7 +177,7 @@ class Stats:
     messages_dropped: int = 0
 
 
-class Client:
+class Client(Connection):
     """One viewer's, model's or broadcast tool's connection, kept open across failures."""
 
     def __init__(
@@ -143,16 +192,10 @@ class Client:
         messages_max: int = MESSAGES_MAX,
         pending_max: int = PENDING_MAX,
     ) -> None:
-        self.url = url
+        super().__init__(url, codec=codec, origin=origin, open_timeout_s=open_timeout_s)
         self._ticket = ticket
-        self.codec = codec
-        self.origin = origin
         self.reconnect = reconnect
-        self.open_timeout_s = open_timeout_s
         self.pending_max = pending_max
-        self.welcome: Welcome | None = None
-        #: The viewer's tab as last seen (welcome, results and pushes).
-        self.tab: TabView | None = None
         #: Rooms followed, with the id of the last event received from each (None: none yet).
         self.cursors: dict[str, str | None] = {}
         self.stats = Stats()
@@ -203,14 +246,7 @@ class Client:
     async def _open(self) -> Welcome:
         ticket = await self._next_ticket()
         try:
-            ws = await connect(
-                with_ticket(self.url, ticket),
-                subprotocols=[Subprotocol(self.codec.subprotocol)],
-                origin=Origin(self.origin) if self.origin is not None else None,
-                compression=None,
-                max_size=SERVER_FRAME_BYTES_MAX,
-                open_timeout=self.open_timeout_s,
-            )
+            ws = await connect(**self._connect_args(ticket))
         except InvalidHandshake as exc:
             raise handshake_error(exc) from exc
         try:
@@ -297,18 +333,13 @@ class Client:
             case TabUpdate():
                 self._see_tab(message.tab)
                 self._offer(message)
-            case SessionUpdate() | Warning():
+            case SessionUpdate() | Warning() | RefundsWaiting():
                 self._offer(message)
             case Drain():
                 self._reconnect_after_s = message.reconnect_after_ms / 1000
                 self._offer(message)
             case Welcome():
                 self._offer(message)
-
-    def _see_tab(self, tab: TabView) -> None:
-        current = self.tab
-        if current is None or current.tab_id != tab.tab_id or tab.version > current.version:
-            self.tab = tab
 
     def _on_error(self, error: Error) -> None:
         pending = self._pending.get(error.id) if error.id else None
@@ -389,18 +420,8 @@ class Client:
         ``tip_id`` to retry a tip whose answer you lost: it is applied at most once.
         """
         op_id = tip_id or new_id("tip")
-        tip = Tip(
-            id=op_id,
-            room=room,
-            amount_minor=amount_minor,
-            currency=currency,
-            message=message,
-            anonymous=anonymous,
-        )
-        answer = await self._request(tip, op_id)
-        if not isinstance(answer, Result):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        tip = Tip(op_id, room, amount_minor, currency, message, anonymous)
+        return expect(await self._request(tip, op_id), Result)
 
     async def start_session(self, room: str, kind: str, *, session_id: str | None = None) -> Result:
         """Start a metered show (``private``, ``spy`` or ``cam2cam``) with ``room``'s model.
@@ -409,10 +430,7 @@ class Client:
         Refused (``insufficient_cap`` with how much more the cap needs, ``model_offline`` …).
         """
         op_id = session_id or new_id("show")
-        answer = await self._request(SessionStart(id=op_id, room=room, kind=kind), op_id)
-        if not isinstance(answer, Result):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        return expect(await self._request(SessionStart(op_id, room, kind), op_id), Result)
 
     async def stop_session(self, session_id: str) -> Result:
         """Stop a session (the viewer who started it, or the room's model).
@@ -422,28 +440,61 @@ class Client:
         ``end_reason`` says how the show ended.
         """
         op_id = new_id("stop")
-        answer = await self._request(SessionStop(id=op_id, session_id=session_id), op_id)
-        if not isinstance(answer, Result):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        return expect(await self._request(SessionStop(op_id, session_id), op_id), Result)
 
     async def set_rates(self, rates: dict[str, RateView]) -> Result:
         """Set the room's prices by kind of show (models only, within the site's bounds)."""
         op_id = new_id("rates")
-        answer = await self._request(SetRates(id=op_id, rates=rates), op_id)
+        return expect(await self._request(SetRates(op_id, rates), op_id), Result)
+
+    async def answer_refund(self, refund_id: str, accept: bool) -> Result:
+        """Accept or decline a refund waiting for the model's consent (models only; the
+        refunds come in :class:`~clients.protocol.RefundsWaiting` through :meth:`messages`).
+        ``duplicate``: her room had answered before, or the refund no longer waits."""
+        op_id = new_id("refund")
+        answer = await self._request(
+            RefundAnswer(id=op_id, refund_id=refund_id, accept=accept), op_id
+        )
         if not isinstance(answer, Result):
             raise Disconnected(f"unexpected answer {answer!r}")
         return answer
+
+    # Purchases from a model's catalog (issue 17, docs/purchases.md).
+
+    async def buy(
+        self,
+        room: str,
+        item_id: str,
+        *,
+        message: str = "",
+        anonymous: bool = False,
+        purchase_id: str | None = None,
+    ) -> Result:
+        """Buy ``item_id`` of ``room``'s catalog at its price; the answer's ``purchase`` says
+        its state. Pass ``purchase_id`` to retry one whose answer you lost: it is charged at
+        most once. Raises Refused (``over_cap``, ``item_not_found``, ``limit_reached`` …)."""
+        op_id = purchase_id or new_id("buy")
+        return expect(
+            await self._request(Buy(op_id, room, item_id, message, anonymous), op_id), Result
+        )
+
+    async def fulfil(self, purchase_id: str) -> Result:
+        """Mark a pending request of the model's room done (models only)."""
+        op_id = new_id("done")
+        return expect(await self._request(Fulfil(op_id, purchase_id), op_id), Result)
+
+    async def decline(self, purchase_id: str) -> Result:
+        """Decline a pending request of the model's room: it costs the viewer nothing."""
+        op_id = new_id("decline")
+        return expect(await self._request(Decline(op_id, purchase_id), op_id), Result)
 
     async def subscribe(self, room: str, after: str | None = None) -> Subscribed:
         """Follow ``room``'s events after ``after`` (None: from now); they arrive through
         :meth:`messages`, and following resumes after the last one on every reconnect."""
         op_id = new_id("sub")
         self.cursors[room] = after
-        answer = await self._request(Subscribe(room=room, after=after, id=op_id), op_id)
-        if not isinstance(answer, Subscribed):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        subscribe = Subscribe(room=room, after=after, id=op_id)
+        return expect(await self._request(subscribe, op_id), Subscribed)
 
     async def unsubscribe(self, room: str) -> None:
         """Stop following ``room``."""
@@ -454,10 +505,7 @@ class Client:
     async def ping(self) -> Pong:
         """A round trip through the server."""
         op_id = new_id("ping")
-        answer = await self._request(Ping(id=op_id), op_id)
-        if not isinstance(answer, Pong):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        return expect(await self._request(Ping(op_id), op_id), Pong)
 
     async def messages(self) -> AsyncIterator[ServerMessage]:
         """Everything the server pushes: room events, tab updates, drains, errors without an

@@ -21,7 +21,6 @@ from typing import Final
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
-from websockets.typing import Origin, Subprotocol
 
 from clients.errors import Disconnected, HandshakeRefused, Refused
 from clients.protocol import (
@@ -40,19 +39,23 @@ from clients.protocol import (
     Subscribe,
     Subscribed,
     TabUpdate,
-    TabView,
     Tip,
     Welcome,
     decode_server,
     encode,
 )
-from clients.sdk import SERVER_FRAME_BYTES_MAX, handshake_error, new_id, with_ticket
+from clients.sdk import (
+    Connection,
+    expect,
+    handshake_error,
+    new_id,
+)
 
 #: Pushed messages kept while waiting for an answer, before the oldest are dropped.
 BACKLOG_MAX: Final = 1_000
 
 
-class SyncClient:
+class SyncClient(Connection):
     """One blocking connection. Not thread-safe: one user (or greenlet) per client."""
 
     def __init__(
@@ -64,15 +67,8 @@ class SyncClient:
         origin: str | None = None,
         open_timeout_s: float = 10.0,
     ) -> None:
-        self.url = url
+        super().__init__(url, codec=codec, origin=origin, open_timeout_s=open_timeout_s)
         self.ticket = ticket
-        self.codec = codec
-        self.origin = origin
-        self.open_timeout_s = open_timeout_s
-        self.welcome: Welcome | None = None
-        #: The viewer's tab as last seen (welcome, results, refusals and pushes), as in the
-        #: asyncio client: a newer ``version``, or another ``tab_id``, replaces it.
-        self.tab: TabView | None = None
         self._ws: ClientConnection | None = None
         self._stack = contextlib.ExitStack()
         self._backlog: collections.deque[ServerMessage] = collections.deque(maxlen=BACKLOG_MAX)
@@ -93,16 +89,7 @@ class SyncClient:
         """Open the connection and read the welcome; HandshakeRefused if refused."""
         stack = contextlib.ExitStack()
         try:
-            self._ws = stack.enter_context(
-                connect(
-                    with_ticket(self.url, self.ticket),
-                    subprotocols=[Subprotocol(self.codec.subprotocol)],
-                    origin=Origin(self.origin) if self.origin is not None else None,
-                    compression=None,
-                    max_size=SERVER_FRAME_BYTES_MAX,
-                    open_timeout=self.open_timeout_s,
-                )
-            )
+            self._ws = stack.enter_context(connect(**self._connect_args(self.ticket)))
         except InvalidHandshake as exc:
             raise handshake_error(exc) from exc
         self._stack = stack
@@ -134,11 +121,6 @@ class SyncClient:
             self._see_tab(tab)
         return message
 
-    def _see_tab(self, tab: TabView) -> None:
-        current = self.tab
-        if current is None or current.tab_id != tab.tab_id or tab.version > current.version:
-            self.tab = tab
-
     def send(self, message: ClientMessage) -> None:
         """Send one message."""
         if self._ws is None:
@@ -147,6 +129,11 @@ class SyncClient:
             self._ws.send(encode(message, self.codec))
         except ConnectionClosed as exc:
             raise Disconnected(str(exc)) from exc
+
+    def _call(self, message: ClientMessage, op_id: str, timeout_s: float) -> ServerMessage:
+        """Send ``message`` and read until its answer."""
+        self.send(message)
+        return self._answer(op_id, timeout_s)
 
     def _answer(self, op_id: str, timeout_s: float) -> ServerMessage:
         """Read until the answer to ``op_id``; other messages go to the backlog."""
@@ -177,67 +164,36 @@ class SyncClient:
     ) -> Result:
         """Tip and wait for the answer; Refused on an error reply."""
         op_id = tip_id or new_id("tip")
-        self.send(
-            Tip(
-                id=op_id,
-                room=room,
-                amount_minor=amount_minor,
-                currency=currency,
-                message=message,
-                anonymous=anonymous,
-            )
-        )
-        answer = self._answer(op_id, timeout_s)
-        if not isinstance(answer, Result):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        tip = Tip(op_id, room, amount_minor, currency, message, anonymous)
+        return expect(self._call(tip, op_id, timeout_s), Result)
 
     def start_session(
         self, room: str, kind: str, *, session_id: str | None = None, timeout_s: float = 10.0
     ) -> Result:
         """Start a metered show; Refused on an error reply."""
         op_id = session_id or new_id("show")
-        self.send(SessionStart(id=op_id, room=room, kind=kind))
-        answer = self._answer(op_id, timeout_s)
-        if not isinstance(answer, Result):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        return expect(self._call(SessionStart(op_id, room, kind), op_id, timeout_s), Result)
 
     def stop_session(self, session_id: str, timeout_s: float = 10.0) -> Result:
         """Stop a session."""
         op_id = new_id("stop")
-        self.send(SessionStop(id=op_id, session_id=session_id))
-        answer = self._answer(op_id, timeout_s)
-        if not isinstance(answer, Result):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        return expect(self._call(SessionStop(op_id, session_id), op_id, timeout_s), Result)
 
     def set_rates(self, rates: dict[str, RateView], timeout_s: float = 10.0) -> Result:
         """Set the room's prices by kind of show (models only); Refused on an error reply."""
         op_id = new_id("rates")
-        self.send(SetRates(id=op_id, rates=rates))
-        answer = self._answer(op_id, timeout_s)
-        if not isinstance(answer, Result):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        return expect(self._call(SetRates(op_id, rates), op_id, timeout_s), Result)
 
     def subscribe(self, room: str, after: str | None = None, timeout_s: float = 10.0) -> Subscribed:
         """Follow ``room``'s events after ``after``; read them with :meth:`next_message`."""
         op_id = new_id("sub")
-        self.send(Subscribe(room=room, after=after, id=op_id))
-        answer = self._answer(op_id, timeout_s)
-        if not isinstance(answer, Subscribed):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        subscribe = Subscribe(room=room, after=after, id=op_id)
+        return expect(self._call(subscribe, op_id, timeout_s), Subscribed)
 
     def ping(self, timeout_s: float = 10.0) -> Pong:
         """A round trip through the server."""
         op_id = new_id("ping")
-        self.send(Ping(id=op_id))
-        answer = self._answer(op_id, timeout_s)
-        if not isinstance(answer, Pong):
-            raise Disconnected(f"unexpected answer {answer!r}")
-        return answer
+        return expect(self._call(Ping(op_id), op_id, timeout_s), Pong)
 
     def next_message(self, timeout_s: float | None = None) -> ServerMessage | None:
         """The next pushed message (room event, tab update …), or None after ``timeout_s``."""

@@ -21,6 +21,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -47,6 +48,8 @@ from settlement.ledger.ledger import Ledger
 SECRET: Final = "bench-ticket-secret-0123456789abcdefgh"
 API_KEY: Final = "bench-api-key-0123456789abcdefghijklmn"
 ROOM: Final = "bench-room"
+#: How long the benchmark's replica may take to link to its primary.
+REPLICA_LINK_TIMEOUT_S: Final = 20.0
 #: The product under load, with per-connection policy limits lifted: the benchmark measures
 #: the server's capacity, not its rate limits.
 PRODUCT_ENV: Final = {
@@ -174,13 +177,16 @@ async def tips_product(
     connections: int,
     seconds: float,
     warmup_s: float,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Throughput:
-    """The product under ``connections`` closed-loop viewers, each tipping from its own tab."""
+    """The product under ``connections`` closed-loop viewers, each tipping from its own tab
+    (``extra_env``: settings of this run, e.g. the replicated acknowledgement)."""
     _flush(redis_url)
     customers = [f"viewer{n}" for n in range(connections)]
     await _open_tabs(redis_url, customers)
     port = free_port()
-    child = procs.tipmeter(product_env(redis_url, database_url), port, work / "product.log")
+    env = {**product_env(redis_url, database_url), **(extra_env or {})}
+    child = procs.tipmeter(env, port, work / "product.log")
     urls = [f"ws://127.0.0.1:{port}/ws?ticket={_ticket(Role.VIEWER, c, 'USD')}" for c in customers]
     return await _closed_loop_on(
         child, redis_url, urls, welcome=True, seconds=seconds, warmup_s=warmup_s
@@ -385,6 +391,7 @@ class Report:
     plan: Plan
     baseline: Throughput
     product: Throughput
+    replicated: Throughput
     fan_out: Delivery
     delivered: Delivered
     sessions: bench_sessions.Figures
@@ -413,6 +420,14 @@ def table(r: Report) -> str:
         ),
         ("ack latency p50", f"{p.p50_ms:.1f} ms", f"{b.p50_ms:.1f} ms", "", ""),
         ("ack latency p99", f"{p.p99_ms:.1f} ms", f"{b.p99_ms:.1f} ms", "", "≤ 50 ms"),
+        (
+            "tips/s, replicated ack (`TIPMETER_ACK_REPLICAS=1`, a local replica; "
+            f"p99 {r.replicated.p99_ms:.1f} ms; ratio to the ack on the primary)",
+            f"{r.replicated.tips_per_s:,.0f}",
+            "",
+            _ratio(r.replicated.tips_per_s, p.tips_per_s),
+            "",
+        ),
         (
             "server CPU (share of one core)",
             f"{p.server_cpu_pct:.0f} %",
@@ -550,6 +565,17 @@ async def run(plan: Plan, work: Path) -> Report:
         base = await tips_baseline(url, work, plan.connections, plan.seconds, plan.warmup_s)
         say("tips: tipmeter …")
         product = await tips_product(url, db, work, plan.connections, plan.seconds, plan.warmup_s)
+        say("tips: tipmeter, replicated acknowledgement …")
+        with _replica_of(redis_server, work):
+            replicated = await tips_product(
+                url,
+                db,
+                work,
+                plan.connections,
+                plan.seconds,
+                plan.warmup_s,
+                {"TIPMETER_ACK_REPLICAS": "1"},
+            )
         say("fan-out …")
         fan = await fan_out_product(
             url,
@@ -579,7 +605,27 @@ async def run(plan: Plan, work: Path) -> Report:
     retention = await bench_retention.run_with_own_servers(
         plan.retention_lifecycles, plan.retention_batch
     )
-    return Report(plan, base, product, fan, delivered, sessions, idle_p, idle_b, settle, retention)
+    return Report(
+        plan, base, product, replicated, fan, delivered, sessions, idle_p, idle_b, settle, retention
+    )
+
+
+@contextlib.contextmanager
+def _replica_of(primary: RedisServer, work: Path) -> Iterator[RedisServer]:
+    """A replica of ``primary`` on loopback, linked and in sync, for the block."""
+    replica = RedisServer(work / "redis-replica", port=free_port(), persistent=False)
+    replica.start()
+    try:
+        with redis.Redis(port=replica.tcp_port) as client:
+            client.replicaof("127.0.0.1", primary.tcp_port)
+            deadline = time.monotonic() + REPLICA_LINK_TIMEOUT_S
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark's replica did not link to its primary")
+                time.sleep(0.05)
+        yield replica
+    finally:
+        replica.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,9 +18,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar, cast
 
-from metering.errors import StoreUnavailable
+from metering.errors import PartlyUnavailable, StoreError, StoreUnavailable
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -38,7 +38,9 @@ class Coalescer(Generic[ItemT, ResultT]):
     """Queue items from concurrent callers and apply them in batches through ``run``.
 
     ``run`` receives a batch and must return one result per item, in order. If it raises, every
-    caller of that batch gets the exception. ``on_flush`` is told the size and duration (in
+    caller of that batch gets the exception, except for
+    :class:`~metering.errors.PartlyUnavailable`, whose per-item results and errors go to each
+    caller. ``on_flush`` is told the size and duration (in
     seconds) of every successful flush, for metrics.
     """
 
@@ -87,8 +89,12 @@ class Coalescer(Generic[ItemT, ResultT]):
 
     async def _flush(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
         started = time.perf_counter()
+        answers: Sequence[object]
         try:
-            results = await self._run([item for item, _ in batch])
+            answers = await self._run([item for item, _ in batch])
+        except PartlyUnavailable as partly:
+            # A cluster shard failed: only the callers whose items went there get the error.
+            answers = partly.results
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
@@ -96,9 +102,13 @@ class Coalescer(Generic[ItemT, ResultT]):
             return
         if self._on_flush is not None:
             self._on_flush(len(batch), time.perf_counter() - started)
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, StoreError):
+                future.set_exception(answer)
+            else:
+                future.set_result(cast(ResultT, answer))
 
     async def aclose(self) -> None:
         """Wait for the items already queued to be flushed."""

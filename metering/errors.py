@@ -25,3 +25,18 @@ class StoreUnavailable(StoreError):
     Every state-changing operation is idempotent by its client-minted id, so the right reaction
     is to retry with the same id.
     """
+
+
+class PartlyUnavailable(StoreUnavailable):
+    """Some items of a batch met an unreachable node (a cluster shard down or failing over);
+    the others were applied on their healthy nodes.
+
+    ``results`` holds, per item in order, its result or the :class:`StoreError` it met; a caller
+    that can answer per item (the coalescer) does, any other treats the whole batch as
+    unavailable, as before.
+    """
+
+    def __init__(self, results: list[object]) -> None:
+        failed = sum(isinstance(result, StoreError) for result in results)
+        super().__init__(f"{failed} of {len(results)} items met an unavailable node")
+        self.results = results

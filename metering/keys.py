@@ -28,21 +28,30 @@ key                                      type    what it holds
 ``tm:{settle}:queue``                     stream  tabs to settle (consumer group ``workers``)
 ``tm:{own:O}:sessions``                   set     "C/S/T" of the sessions process O bills
 ``tm:{owners}:beats``                     zset    billing process → last heartbeat (ms)
+``tm:{own:O}:reaper``                     string  lock of the process reaping dead owner O
+``tm:{t:J}:used``                         string  ticket J was used (until it expires; own tag)
 ``tm:{settle}:dead``                      stream  settlement entries given up on (dead letters)
 ``tm:{hooks}:events``                     hash    webhook event id → signed-later body (JSON)
 ``tm:{hooks}:attempts``                   hash    webhook event id → delivery attempts so far
 ``tm:{hooks}:due``                        zset    webhook event id → next delivery time (ms)
 ``tm:{hooks}:sent``                       zset    webhook event ids delivered (dedupe window)
 ``tm:{hooks}:dead``                       stream  webhook events given up on
+``tm:{c:C}:buy:P``                        hash    purchase P of C: tab, item, amount, state …
+``tm:{r:R}:catalog``                      hash    R's catalog: item id → item (JSON)
+``tm:{r:R}:requests``                     zset    "C/T/P" of R's pending requests → deadline (ms)
+``tm:{c:C}:entitled``                     hash    C's unlocks: "<room>/<what>" → entitled until (ms)
+``tm:{r:R}:resolved``                     zset    "C/T/P" of R's last resolved requests (bounded)
+``tm:{r:R}:sold``                         hash    R's limit counters per viewer and per show
+``tm:{buys}:due``                         zset    "R/C/P" of pending requests → deadline (ms)
 =======================================  ======  =============================================
 """
 
 from __future__ import annotations
 
-import re
 import zlib
 from typing import Final
 
+from clients import ids
 from metering.errors import InvalidArgument
 
 PREFIX: Final = "tm"
@@ -54,9 +63,9 @@ OP_TTL_MS: Final = 7 * 24 * 3600 * 1000
 #: How many shards the tab index has. Spreads the sweeper's index over the cluster.
 TAB_INDEX_SHARDS: Final = 16
 
-#: Customer ids, room ids, tab ids and operation ids: what may appear inside a key name. No
-#: ``:``, ``{`` or ``}``, so an id can never break out of its place in a key or its hash tag.
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: Customer ids, room ids, tab ids and operation ids: what may appear inside a key name
+#: (:data:`clients.ids.ID_PATTERN`, shared with the wire protocol and the HTTP API).
+ID_PATTERN: Final = ids.ID_PATTERN
 
 
 def check_id(kind: str, value: object) -> str:
@@ -192,6 +201,11 @@ def owner_reaper(owner: str) -> str:
     return f"{PREFIX}:{{own:{owner}}}:reaper"
 
 
+def used_ticket(ticket_id: str) -> str:
+    """The key recording that ticket ``ticket_id`` was used (its own hash tag: spread out)."""
+    return f"{PREFIX}:{{t:{ticket_id}}}:used"
+
+
 def settle_dead_letters() -> str:
     """The stream of settlement entries given up on after too many deliveries."""
     return f"{PREFIX}:{{settle}}:dead"
@@ -220,3 +234,42 @@ def webhook_sent() -> str:
 def webhook_dead_letters() -> str:
     """The stream of webhook events given up on after the last attempt."""
     return f"{PREFIX}:{{hooks}}:dead"
+
+
+# -- Purchases from a model's catalog (docs/purchases.md) ------------------------------------
+
+
+def purchase(customer: str, purchase_id: str) -> str:
+    """The record of purchase ``purchase_id`` (its idempotency record and its live state)."""
+    return f"{PREFIX}:{customer_tag(customer)}:buy:{purchase_id}"
+
+
+def room_catalog(room: str) -> str:
+    """The hash of ``room``'s catalog items, item id → JSON."""
+    return f"{PREFIX}:{room_tag(room)}:catalog"
+
+
+def room_requests(room: str) -> str:
+    """The sorted set of ``room``'s pending requests (``customer/tab/purchase``) by deadline."""
+    return f"{PREFIX}:{room_tag(room)}:requests"
+
+
+def entitlements(customer: str) -> str:
+    """The hash of ``customer``'s unlocks: ``room/what`` → entitled until (ms)."""
+    return f"{PREFIX}:{customer_tag(customer)}:entitled"
+
+
+def room_sold(room: str) -> str:
+    """The hash of ``room``'s catalog limit counters (per viewer, and per show)."""
+    return f"{PREFIX}:{room_tag(room)}:sold"
+
+
+def requests_due() -> str:
+    """The sorted set of every pending request (``room/customer/purchase``) by deadline (ms)."""
+    return f"{PREFIX}:{{buys}}:due"
+
+
+def room_resolved(room: str) -> str:
+    """The sorted set of ``room``'s most recently resolved requests (``customer/tab/purchase``),
+    so that a model's repeated answer finds the request it answered (bounded)."""
+    return f"{PREFIX}:{room_tag(room)}:resolved"

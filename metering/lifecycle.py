@@ -103,6 +103,10 @@ def lua_states(states: frozenset[TabState]) -> str:
     return "," + ",".join(sorted(states)) + ","
 
 
+#: The states a tab may be spent in, encoded for a script's ARGV (tips and billed seconds).
+SPENDABLE_LUA: Final = lua_states(sources(TabEvent.SPEND))
+
+
 def mermaid() -> str:
     """Render the transition table as a Mermaid state diagram (for ``docs/lifecycle.md``)."""
     lines = ["stateDiagram-v2", f"    [*] --> {TabState.OPEN}"]

@@ -8,6 +8,9 @@ from metering.batch import Observer
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.outcomes import TabRef, TipResult
+from metering.purchase_lifecycle import PurchaseEvent
+from metering.purchase_scripts import PURCHASE_SCRIPTS, PurchaseResult, ResolveResult
+from metering.purchases import PurchaseRequest, Purchases
 from metering.rooms import Rooms
 from metering.scripts import METERING_SCRIPTS
 from metering.sessions import SESSION_SCRIPTS, Sessions
@@ -37,10 +40,32 @@ class Meter:
             store, self.clock, self.limits, self.rooms, coalesce=coalesce, observe=observe
         )
         self.sessions = Sessions(store, self.clock, self.limits, self.rooms)
+        self.purchases = Purchases(store, self.clock, self.limits, self.rooms)
 
     async def tip(self, ref: TabRef, tip: TipRequest) -> TipResult:
         """Apply ``tip`` and, if it was applied now, relay its event into the room."""
         result = await self.tips.apply(ref, tip)
+        if result.event is not None:
+            await self.rooms.relay(result.event)
+        return result
+
+    async def buy(self, ref: TabRef, request: PurchaseRequest) -> PurchaseResult:
+        """Charge a catalog purchase and, if it was applied now, relay its event into the room."""
+        result = await self.purchases.buy(ref, request)
+        if result.event is not None:
+            await self.rooms.relay(result.event)
+        return result
+
+    async def fulfil(self, customer: str, purchase_id: str) -> ResolveResult:
+        """Mark a pending request done and relay its event (the model earns its share)."""
+        result = await self.purchases.fulfil(customer, purchase_id)
+        if result.event is not None:
+            await self.rooms.relay(result.event)
+        return result
+
+    async def void(self, customer: str, purchase_id: str, event: PurchaseEvent) -> ResolveResult:
+        """Void a pending request before settlement (declined or expired) and relay its event."""
+        result = await self.purchases.void(customer, purchase_id, event)
         if result.event is not None:
             await self.rooms.relay(result.event)
         return result
@@ -51,13 +76,13 @@ class Meter:
         await self.rooms.aclose()
 
 
-#: Every script of the money core: tabs, tips, rooms and sessions.
-CORE_SCRIPTS = (*METERING_SCRIPTS, *SESSION_SCRIPTS)
+#: Every script of the money core: tabs, tips, rooms, sessions and purchases.
+CORE_SCRIPTS = (*METERING_SCRIPTS, *SESSION_SCRIPTS, *PURCHASE_SCRIPTS)
 
 
 async def open_store(target: RedisTarget, scripts: Sequence[LuaScript] = CORE_SCRIPTS) -> Store:
     """Connect to Redis and load ``scripts``, so the first request finds them in place."""
-    store = Store(create_client(target), scripts)
+    store = Store(create_client(target), scripts, target.replication)
     try:
         await store.load_scripts()
     except BaseException:

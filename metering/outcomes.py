@@ -37,6 +37,10 @@ class Code(StrEnum):
     SESSIONS_FULL = "sessions_full"
     SESSION_NOT_FOUND = "session_not_found"
     LEASE_ALIVE = "lease_alive"
+    # Purchases from a model's catalog (metering/purchases.py, docs/purchases.md).
+    PURCHASE_NOT_FOUND = "purchase_not_found"
+    PURCHASE_NOT_PENDING = "purchase_not_pending"
+    NOT_DUE = "not_due"
 
     @property
     def ok(self) -> bool:
@@ -154,6 +158,16 @@ class Line:
     share_minor: int
     seconds: int = 0
     rate_per_minute_minor: int = 0
+    #: A tip's message as the viewer sent it ("" for none, and for sessions).
+    message: str = ""
+    #: Purchase lines only (kind ``purchase``): the catalog item's id and name, its kind
+    #: (request or unlock), the purchase's state (metering/purchase_lifecycle.py) and, once
+    #: voided, the amount it had (its ``amount_minor`` and ``share_minor`` are then 0).
+    item_id: str = ""
+    item_name: str = ""
+    item_kind: str = ""
+    state: str = ""
+    voided_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgpack
 
 from metering import keys
-from metering.lifecycle import TabEvent, TabState, lua_states, sources, target
+from metering.lifecycle import SPENDABLE_LUA, TabEvent, TabState, lua_states, sources, target
 from metering.limits import Limits
 from metering.outcomes import (
     Balance,
@@ -50,8 +50,6 @@ METERING_SCRIPTS: Final = (
     RELAY_ROOM_EVENTS,
     ACK_OUTBOX,
 )
-
-_SPENDABLE: Final = lua_states(sources(TabEvent.SPEND))
 
 
 def _balance(reply: Sequence[Any], burn: int = 0) -> Balance:
@@ -168,7 +166,8 @@ def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
 
 
 def decode_line(line_id: str, packed: bytes) -> Line:
-    """Decode one itemized line as ``apply_tips.lua`` (and the session scripts) write it."""
+    """Decode one itemized line as ``apply_tips.lua`` (and the session and purchase scripts)
+    write it."""
     raw = msgpack.unpackb(packed, raw=False)
     return Line(
         kind=raw["kind"],
@@ -181,6 +180,12 @@ def decode_line(line_id: str, packed: bytes) -> Line:
         share_minor=raw["share"],
         seconds=raw.get("seconds", 0),
         rate_per_minute_minor=raw.get("rate", 0),
+        message=raw.get("msg", ""),
+        item_id=raw.get("item", ""),
+        item_name=raw.get("name", ""),
+        item_kind=raw.get("ikind", ""),
+        state=raw.get("state", ""),
+        voided_minor=raw.get("was", 0),
     )
 
 
@@ -331,6 +336,7 @@ APPLY_TIPS_BATCHED: Final[BatchedScript[TipItem, TipResult]] = BatchedScript(
     item_keys=_tip_keys,
     item_args=_tip_args,
     decode=_decode_tip,
+    replicated=True,
 )
 
 
@@ -343,7 +349,7 @@ async def apply_tips(
         limits.op_ttl_ms,
         limits.tab_lines_max,
         limits.outbox_max,
-        _SPENDABLE,
+        SPENDABLE_LUA,
         limits.tip_min_minor,
     )
     return await store.call_batched(APPLY_TIPS_BATCHED, fixed, items)

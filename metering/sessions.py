@@ -30,9 +30,8 @@ from typing import Any, Final
 from metering import keys
 from metering.clock import Clock
 from metering.keys import check_id, is_id
-from metering.lifecycle import TabEvent, TabState, lua_states, sources
+from metering.lifecycle import SPENDABLE_LUA, TabState
 from metering.limits import Limits
-from metering.money import prorate_minor
 from metering.outcomes import Balance, Code, TabRef
 from metering.rooms import Rooms
 from metering.store import BatchedScript, LuaScript, Store, as_int, as_text, translated
@@ -43,7 +42,6 @@ BILL_SESSIONS: Final = LuaScript.load("bill_sessions", preludes=_SESSION_PRELUDE
 END_SESSION: Final = LuaScript.load("end_session", preludes=_SESSION_PRELUDES)
 SESSION_SCRIPTS: Final = (START_SESSION, BILL_SESSIONS, END_SESSION)
 
-_SPENDABLE: Final = lua_states(sources(TabEvent.SPEND))
 #: Sessions one reaper pass ends at most per dead owner (the rest wait for the next pass).
 REAP_BATCH_MAX: Final = 500
 #: How long one process holds the right to reap a dead owner.
@@ -324,7 +322,7 @@ class Sessions:
                 owner,
                 self._limits.lease_ms,
                 self._limits.tab_lines_max,
-                _SPENDABLE,
+                SPENDABLE_LUA,
                 currency,
                 self._limits.sessions_per_tab_max,
             ],
@@ -366,7 +364,7 @@ class Sessions:
                 ref.session_id,
                 reason.value,
                 "1" if only_if_lease_lapsed else "0",
-                _SPENDABLE,
+                SPENDABLE_LUA,
             ],
         )
         code = Code(as_text(reply[0]))
@@ -442,7 +440,7 @@ class Sessions:
     async def tick(self, owner: str, sessions: Sequence[SessionRef]) -> list[TickResult]:
         """Bill every session in ``sessions`` through the current second (see the module
         docstring), renewing ``owner``'s leases; one batched script call per slot."""
-        fixed = (self._clock.now_ms(), owner, self._limits.lease_ms, _SPENDABLE)
+        fixed = (self._clock.now_ms(), owner, self._limits.lease_ms, SPENDABLE_LUA)
         return await self._store.call_batched(BILL_SESSIONS_BATCHED, fixed, sessions)
 
     async def heartbeat(self, owner: str) -> None:
@@ -535,8 +533,3 @@ class Sessions:
         with translated():
             raw = await self._store.client.smembers(keys.room_sessions(room))
         return [parse_session_member(as_text(m)) for m in raw]
-
-
-def price_minor(rate: Rate, seconds: int) -> int:
-    """What ``seconds`` of a show at ``rate`` cost (the one rounding rule)."""
-    return prorate_minor(rate.rate_per_minute_minor, seconds)

@@ -12,14 +12,25 @@ an ``EVALSHA`` that answered ``NOSCRIPT`` never ran, so sending it again is safe
 
 Errors from Redis become :class:`~metering.errors.StoreUnavailable` (could not reach it; the
 operation may or may not have applied) or :class:`~metering.errors.StoreError`.
+
+Replicated acknowledgement (opt-in, :class:`Replication`). A batched script marked
+``replicated`` is followed, on the same connection and in the same round trip, by
+``WAIT <replicas> <timeout>``: Redis answers once that many replicas hold every write the
+connection made. Fewer in time means the items are applied on the primary but could be lost with
+it, so the whole call answers :class:`~metering.errors.StoreUnavailable` and the callers refuse
+with a retryable code; a retry is answered from the primary's record (``duplicate``) once it is
+reachable. On a cluster the ``WAIT`` is routed to the node that ran the calls; if the slot moved
+meanwhile (a redirect ran the call elsewhere), the call is answered unavailable as well.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic, TypeAlias, TypeVar, cast
@@ -28,11 +39,11 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis import exceptions as redis_errors
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 
-from metering.errors import InvalidArgument, StoreError, StoreUnavailable
+from metering.errors import InvalidArgument, PartlyUnavailable, StoreError, StoreUnavailable
 
 LUA_DIR: Final = Path(__file__).parent / "lua"
 
@@ -84,14 +95,36 @@ class BatchedScript(Generic[ItemT, ResultT]):
     item_keys: Callable[[ItemT], Sequence[str]]
     item_args: Callable[[ItemT], Sequence[Arg]]
     decode: Callable[[ItemT, Any], ResultT]
+    #: Whether an answer must wait for replicas (see :class:`Replication`) before it is given.
+    replicated: bool = False
+
+
+#: How long a replicated acknowledgement waits for replicas by default.
+ACK_WAIT_MS_DEFAULT: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """Acknowledge ``replicated`` scripts only once ``replicas`` replicas confirmed their writes
+    within ``wait_ms`` (Redis ``WAIT``). ``replicas == 0`` turns it off."""
+
+    replicas: int = 0
+    wait_ms: int = ACK_WAIT_MS_DEFAULT
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.replicas <= 16 or not 1 <= self.wait_ms <= 10_000:
+            raise InvalidArgument("replicas must be 0..16 and wait_ms 1..10000")
 
 
 class Store:
     """A Redis client (single node or cluster) with the product's scripts registered."""
 
-    def __init__(self, client: Client, scripts: Sequence[LuaScript]) -> None:
+    def __init__(
+        self, client: Client, scripts: Sequence[LuaScript], replication: Replication | None = None
+    ) -> None:
         self.client: Client = client
         self.is_cluster = isinstance(client, RedisCluster)
+        self.replication = replication if replication is not None else Replication()
         self._scripts: dict[str, tuple[LuaScript, AsyncScript]] = {
             s.name: (s, client.register_script(s.source)) for s in scripts
         }
@@ -149,14 +182,24 @@ class Store:
                 keys.extend(batched.item_keys(items[index]))
                 args.extend(batched.item_args(items[index]))
             calls.append((keys, args))
-        replies = await self._evalsha_many(batched.script, calls)
-        results: dict[int, ResultT] = {}
+        wait = self.replication if batched.replicated and self.replication.replicas else None
+        try:
+            replies = await self._evalsha_many(batched.script, calls, wait)
+        except PartlyUnavailable as partly:
+            replies = partly.results
+        results: dict[int, ResultT | StoreError] = {}
         for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, StoreError):
+                results.update((index, reply) for index in group)
+                continue
             if not isinstance(reply, list) or len(reply) != len(group):
                 raise StoreError(f"{batched.script.name} answered {reply!r} for {len(group)} items")
             for index, item_reply in zip(group, reply, strict=True):
                 results[index] = batched.decode(items[index], item_reply)
-        return [results[index] for index in range(len(items))]
+        ordered = [results[index] for index in range(len(items))]
+        if any(isinstance(result, StoreError) for result in ordered):
+            raise PartlyUnavailable(list(ordered))
+        return cast(list[ResultT], ordered)
 
     def _group(self, batched: BatchedScript[ItemT, Any], items: Sequence[ItemT]) -> list[list[int]]:
         """Split item indexes into calls: by slot on a cluster, then by ITEMS_PER_CALL_MAX."""
@@ -174,28 +217,30 @@ class Store:
         ]
 
     async def _evalsha_many(
-        self, script: LuaScript, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]
+        self,
+        script: LuaScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        wait: Replication | None = None,
     ) -> list[Any]:
-        """Send every call in one pipeline; reload and resend the calls that met NOSCRIPT."""
+        """Send every call in one round trip per node; reload and resend the calls that met
+        NOSCRIPT. With ``wait``, each node's round trip ends with ``WAIT``.
+
+        On a cluster, a node that cannot be reached fails only its own calls: the answers of the
+        others are kept, and :class:`~metering.errors.PartlyUnavailable` carries both.
+        """
         if not self.is_cluster:
-            return await self._evalsha_packed(script, calls)
-        if len(calls) == 1:
+            return await self._evalsha_packed(script, calls, wait)
+        if len(calls) == 1 and wait is None:
             keys, args = calls[0]
             return [await self.call(script, keys, args)]
-
-        async def send(batch: Sequence[tuple[Sequence[str], Sequence[Arg]]]) -> list[Any]:
-            try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for keys, args in batch:
-                        # The raw command: redis-py's cluster pipeline refuses its evalsha() helper,
-                        # but routes EVALSHA by its first key like any keyed command.
-                        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                    answers: list[Any] = await pipe.execute(raise_on_error=False)
-                    return answers
-            except (redis_errors.RedisError, AttributeError) as exc:
-                raise _translate(exc) from exc
-
-        return await self._reloading(calls, send)
+        client = self.client
+        assert isinstance(client, GatedCluster)
+        replies = await self._reloading(
+            calls, lambda batch: client.evalsha_per_node(script.sha, batch, wait)
+        )
+        if any(isinstance(reply, StoreError) for reply in replies):
+            raise PartlyUnavailable(replies)
+        return replies
 
     async def _reloading(
         self,
@@ -214,7 +259,7 @@ class Store:
                     missing.append(index)
                 elif isinstance(answer, redis_errors.RedisError):
                     raise _translate(answer) from answer
-                else:
+                else:  # a reply, or the StoreError of a cluster node that failed its calls
                     replies[index] = answer
             if not missing:
                 break
@@ -223,7 +268,10 @@ class Store:
         return replies
 
     async def _evalsha_packed(
-        self, script: LuaScript, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]
+        self,
+        script: LuaScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        wait: Replication | None = None,
     ) -> list[Any]:
         """The single-node lane: pack every call in C (hiredis) and pipeline them by hand on one
         pooled connection.
@@ -237,7 +285,7 @@ class Store:
         if isinstance(client, RedisCluster):  # pragma: no cover - callers check is_cluster
             raise StoreError("the packed lane is for a single node")
         return await self._reloading(
-            calls, lambda batch: self._send_packed(client, script.sha, batch)
+            calls, lambda batch: self._send_packed(client, script.sha, batch, wait)
         )
 
     async def _send_packed(
@@ -245,6 +293,7 @@ class Store:
         client: aioredis.Redis,
         sha: str,
         calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        wait: Replication | None = None,
     ) -> list[Any]:
         pool = client.connection_pool
         try:
@@ -252,19 +301,19 @@ class Store:
         except (redis_errors.RedisError, AttributeError) as exc:
             raise _translate(exc) from exc
         try:
-            await conn.send_packed_command(
-                [
-                    pack_command(cast(Any, ("EVALSHA", sha, len(keys), *keys, *args)))
-                    for keys, args in calls
-                ]
-            )
+            commands = [
+                pack_command(cast(Any, ("EVALSHA", sha, len(keys), *keys, *args)))
+                for keys, args in calls
+            ]
+            if wait is not None:
+                commands.append(pack_command(cast(Any, ("WAIT", wait.replicas, wait.wait_ms))))
+            await conn.send_packed_command(commands)
             answers: list[Any] = []
-            for _ in calls:
+            for _ in commands:
                 try:
                     answers.append(await conn.read_response())
                 except redis_errors.ResponseError as error:
                     answers.append(error)
-            return answers
         except (redis_errors.RedisError, AttributeError) as exc:
             await conn.disconnect()
             raise _translate(exc) from exc
@@ -274,10 +323,26 @@ class Store:
             raise
         finally:
             await pool.release(conn)
+        if wait is not None:
+            _check_replicated(wait, answers[len(calls) :])
+            del answers[len(calls) :]
+        return answers
 
     async def close(self) -> None:
         """Close every connection."""
         await self.client.aclose()
+
+
+def _check_replicated(wait: Replication, confirmations: Sequence[Any]) -> None:
+    """Raise StoreUnavailable unless every ``WAIT`` answered at least ``wait.replicas``."""
+    for confirmed in confirmations:
+        if isinstance(confirmed, redis_errors.RedisError):
+            raise _translate(confirmed)
+        if not isinstance(confirmed, int) or confirmed < wait.replicas:
+            raise StoreUnavailable(
+                f"applied on the primary, but {confirmed} of {wait.replicas} replicas confirmed"
+                f" within {wait.wait_ms} ms"
+            )
 
 
 def as_text(value: object) -> str:
@@ -353,10 +418,151 @@ class RedisTarget:
     connections_max: int = 64
     socket_timeout_s: float = 5.0
     connect_timeout_s: float = 2.0
+    replication: Replication = Replication()
 
     def __post_init__(self) -> None:
         if (self.url is None) == (not self.cluster_nodes):
             raise InvalidArgument("give exactly one of a Redis URL or a list of cluster nodes")
+
+
+#: Connections of each node's pool kept out of the gate (a process's pub/sub listener holds one).
+CLUSTER_GATE_RESERVE: Final = 1
+
+_HOLDS_GATE: ContextVar[bool] = ContextVar("tipmeter_holds_cluster_gate", default=False)
+
+
+class GatedCluster(RedisCluster):
+    """redis-py's cluster client with a wait for a connection, as a single node's pool has.
+
+    Each node's pool raises ``MaxConnectionsError`` at once when all its connections are in
+    use (a single node's :class:`~redis.asyncio.BlockingConnectionPool` waits instead), so a
+    burst — a hundred clients connecting at once after a deploy — was refused ``unavailable``
+    while Redis was idle. Every command and pipeline here first takes one of ``gate`` places;
+    one command or pipeline uses at most one connection per node, so no node's pool is ever
+    asked for more than ``gate``. A command issued while holding a place (a pipeline resending
+    a redirected command, a command sent to every node) does not take a second one.
+    """
+
+    def __init__(self, *args: Any, gate: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = asyncio.Semaphore(gate)
+
+    @asynccontextmanager
+    async def gated(self) -> AsyncIterator[None]:
+        """Hold one place of the gate for the block (or none, if this task holds one)."""
+        if _HOLDS_GATE.get():
+            yield
+            return
+        async with self._gate:
+            token = _HOLDS_GATE.set(True)
+            try:
+                yield
+            finally:
+                _HOLDS_GATE.reset(token)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.gated():
+            return await super().execute_command(*args, **kwargs)
+
+    async def evalsha_per_node(
+        self,
+        sha: str,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        wait: Replication | None,
+    ) -> list[Any]:
+        """Send ``EVALSHA`` calls, each to the primary of its first key's slot: one round trip
+        per node on one of its connections, all nodes at once, one place of the gate.
+
+        Returns one answer per call: its reply, a redis-py error reply (NOSCRIPT, a script
+        error), or the :class:`~metering.errors.StoreError` that failed its node's round trip.
+        redis-py's cluster pipeline is not used here: one unreachable node fails the whole
+        pipeline and closes every node's connections, so healthy shards paid for a failed one.
+        """
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for index, (keys, _) in enumerate(calls):
+            node = self.get_node_from_key(str(keys[0]))
+            if node is None:  # pragma: no cover - get_node_from_key raises for an uncovered slot
+                raise StoreUnavailable(f"no node serves the slot of {keys[0]!r}")
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        answers: list[Any] = [None] * len(calls)
+
+        async def on_node(node: ClusterNode, indexes: list[int]) -> None:
+            try:
+                replies = await _round_trip(node, [calls[i] for i in indexes], sha, wait)
+            except StoreError as exc:
+                self._initialize = True  # the next command refreshes the slot map first
+                replies = [exc] * len(indexes)
+            for index, reply in zip(indexes, replies, strict=True):
+                answers[index] = reply
+
+        async with self.gated():
+            await asyncio.gather(*(on_node(node, ix) for node, ix in by_node.values()))
+        return answers
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as there
+        return _GatedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+async def _round_trip(
+    node: ClusterNode,
+    calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+    sha: str,
+    wait: Replication | None,
+) -> list[Any]:
+    """Pipeline ``calls`` (and ``WAIT``) on one connection of ``node``; error replies are
+    answers, and a redirect (the slot moved) is a StoreUnavailable answer. Raise StoreError if
+    the node cannot be reached or replicas did not confirm."""
+    commands = [
+        pack_command(cast(Any, ("EVALSHA", sha, len(keys), *keys, *args))) for keys, args in calls
+    ]
+    if wait is not None:
+        commands.append(pack_command(cast(Any, ("WAIT", wait.replicas, wait.wait_ms))))
+    try:
+        conn = node.acquire_connection()
+    except (redis_errors.RedisError, AttributeError) as exc:
+        raise _translate(exc) from exc
+    answers: list[Any] = []
+    try:
+        await conn.send_packed_command(commands)
+        for _ in commands:
+            try:
+                answers.append(await conn.read_response())
+            except (redis_errors.MovedError, redis_errors.AskError, redis_errors.TryAgainError):
+                raise StoreUnavailable(f"{node.name} no longer serves this slot") from None
+            except redis_errors.ResponseError as error:
+                answers.append(error)
+    except (redis_errors.RedisError, AttributeError, OSError) as exc:
+        await conn.disconnect()
+        raise (
+            _translate(exc)
+            if not isinstance(exc, OSError)
+            else StoreUnavailable(f"{node.name} unreachable: {exc}")
+        ) from exc
+    except BaseException:
+        # A redirect or a cancellation mid-exchange: the replies still due would be read by
+        # the connection's next user.
+        await conn.disconnect()
+        raise
+    finally:
+        node.release(conn)
+    if wait is not None:
+        _check_replicated(wait, answers[len(calls) :])
+        del answers[len(calls) :]
+    return answers
+
+
+class _GatedPipeline(ClusterPipeline):
+    """A cluster pipeline that holds one place of its client's gate while it runs."""
+
+    def __init__(self, client: GatedCluster, transaction: Any | None = None) -> None:
+        super().__init__(client, transaction)
+        self._gated_client = client
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        async with self._gated_client.gated():
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 def create_client(target: RedisTarget) -> Client:
@@ -376,8 +582,9 @@ def create_client(target: RedisTarget) -> Client:
         if parts.hostname is None or parts.port is None:
             raise InvalidArgument(f"cluster node {node!r} is not host:port")
         nodes.append(ClusterNode(parts.hostname, parts.port))
-    return RedisCluster(
+    return GatedCluster(
         startup_nodes=nodes,
+        gate=max(1, target.connections_max - CLUSTER_GATE_RESERVE),
         max_connections=target.connections_max,
         socket_timeout=target.socket_timeout_s,
         socket_connect_timeout=target.connect_timeout_s,

@@ -21,6 +21,7 @@ request (a float amount is ``invalid_amount``, not a crash), so the thin HTTP ha
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -29,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -38,12 +38,31 @@ from clients.protocol import DuplicateKey, loads_json
 from clients.tickets import Role
 from metering import keys
 from metering.errors import StoreError, StoreUnavailable
-from metering.keys import is_id
-from metering.lifecycle import FreezeReason, TabState
-from metering.limits import Limits
-from metering.money import is_amount, is_currency
+from metering.lifecycle import FreezeReason, TabEvent, TabState, sources
 from metering.outcomes import Code, Tab, TabRef
 from metering.store import as_text, translated
+from server.api_contract import (
+    CAP,
+    CAPTURE_ID,
+    COUNTRY,
+    CURRENCY,
+    CUSTOMER,
+    IDEMPOTENCY_KEY,
+    PAYMENT_METHOD,
+    PAYOUT_BP,
+    PROCESSOR,
+    ROLE,
+    ROOM,
+    SUBJECT,
+    TAB_ID,
+    TICKET_NAME,
+    TICKET_TTL_S,
+    TICKET_TTL_S_DEFAULT,
+    Bounds,
+)
+
+# ApiError is declared with the contract; the routes' modules import it from here too.
+from server.api_contract import ApiError as ApiError
 from server.runtime import Runtime, runtime
 from settlement.gateway import Gateway, GatewayError, GatewayUnavailable, Hold, Outcome
 from settlement.ledger.errors import LedgerUnavailable
@@ -59,38 +78,9 @@ log = logging.getLogger("tipmeter.api")
 
 #: Largest request body accepted.
 BODY_BYTES_MAX: Final = 16_384
-#: Longest Idempotency-Key header accepted (same alphabet as ids).
-IDEMPOTENCY_KEY_CHARS_MAX: Final = 64
-#: Longest a gateway call may take before the request answers 503 (retry with the same key).
-GATEWAY_TIMEOUT_S: Final = 15.0
-#: Life of a minted ticket when the request names none, in seconds.
-TICKET_TTL_S_DEFAULT: Final = 60
-#: Longest display name a ticket carries, in characters.
-TICKET_NAME_CHARS_MAX: Final = 64
-#: Longest capture id accepted (processors' ids are far shorter).
-CAPTURE_ID_CHARS_MAX: Final = 255
-#: Length of a customer's country code (ISO 3166 alpha-2).
-_COUNTRY_CHARS: Final = 2
-#: Longest card token (the gateway's payment method) a tab is opened with.
-PAYMENT_METHOD_CHARS_MAX: Final = 128
 
 Handler = Callable[[Request, Runtime], Awaitable[Response]]
 T = TypeVar("T")
-
-
-class ApiError(Exception):
-    """An error answer: status, stable code, message and extra fields."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.extra = extra
-
-    def response(self) -> JSONResponse:
-        """The JSON answer."""
-        body = {"error": {"code": self.code, "message": str(self), **self.extra}}
-        return JSONResponse(body, status_code=self.status)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -154,17 +144,24 @@ def endpoint(
     return serve
 
 
+async def read_body(request: Request, bytes_max: int, what: str = "bodies") -> bytes:
+    """The request's body, reading at most ``bytes_max`` bytes (413 ``body_too_large`` past
+    it, the message naming ``what`` the route reads)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > bytes_max:
+            raise ApiError(413, "body_too_large", f"{what} are at most {bytes_max} bytes")
+    return body
+
+
 async def json_body(request: Request, bytes_max: int = BODY_BYTES_MAX) -> dict[str, Any]:
     """The request's body as a JSON object, reading at most ``bytes_max`` bytes (413 past it;
     400 ``malformed_body`` for anything but a JSON object)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > bytes_max:
         raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > bytes_max:
-            raise ApiError(413, "body_too_large", f"bodies are at most {bytes_max} bytes")
+    body = await read_body(request, bytes_max)
     try:
         value = loads_json(body or b"{}")
     except DuplicateKey as exc:
@@ -182,52 +179,19 @@ def field(body: dict[str, Any], name: str, default: Any = None) -> Any:
     return body.get(name, default)
 
 
-def _check_id(value: object, name: str) -> str:
-    if not is_id(value):
-        raise ApiError(400, "invalid_id", f"{name} must match [A-Za-z0-9_.-]{{1,64}}")
-    return str(value)
-
-
-def _check_amount(value: object, name: str) -> int:
-    if not is_amount(value):
-        raise ApiError(400, "invalid_amount", f"{name} must be an integer number of minor units")
-    return value
-
-
-def _check_cap_range(cap: int, limits: Limits) -> None:
-    """The cap is within the site's bounds (opening a tab and raising its cap alike)."""
-    if not limits.cap_min_minor <= cap <= limits.cap_max_minor:
-        raise ApiError(
-            400,
-            "cap_out_of_range",
-            f"cap_minor must be within {limits.cap_min_minor}..{limits.cap_max_minor}",
-        )
-
-
-def _check_currency(value: object) -> str:
-    if not is_currency(value):
-        raise ApiError(400, "invalid_currency", "currency must be an accepted ISO-4217 code")
-    return value
-
-
-def _check_idempotency_key(value: object) -> str:
-    if not is_id(value):
-        raise ApiError(
-            400, "idempotency_key_required", "send an Idempotency-Key header ([A-Za-z0-9_.-]{1,64})"
-        )
-    return str(value)
+def bounds_of(rt: Runtime) -> Bounds:
+    """The bounds of this server's settings that its inputs are checked against."""
+    return Bounds.of(
+        rt.meter.limits,
+        ticket_ttl_s_max=rt.settings.ticket_ttl_s_max,
+        feed_timeout_s_max=rt.settings.feed_timeout_s_max,
+    )
 
 
 def _check_ref(ref: TabRef) -> TabRef:
-    if not (is_id(ref.customer) and is_id(ref.tab_id)):
-        raise ApiError(400, "invalid_id", "ids match [A-Za-z0-9_.-]{1,64}")
+    CUSTOMER.check(ref.customer)
+    TAB_ID.check(ref.tab_id)
     return ref
-
-
-def _check_room(value: object) -> str:
-    if not is_id(value):
-        raise ApiError(400, "invalid_id", "room ids match [A-Za-z0-9_.-]{1,64}")
-    return str(value)
 
 
 def _path_ref(request: Request) -> TabRef:
@@ -264,6 +228,18 @@ def tab_json(tab: Tab) -> dict[str, Any]:
                 **(
                     {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
                     if line.kind == "session"
+                    else {}
+                ),
+                # Purchases (issue 17): the item and the purchase's state.
+                **(
+                    {
+                        "item_id": line.item_id,
+                        "item_name": line.item_name,
+                        "item_kind": line.item_kind,
+                        "state": line.state,
+                        "voided_minor": line.voided_minor,
+                    }
+                    if line.kind == "purchase"
                     else {}
                 ),
             }
@@ -366,20 +342,15 @@ async def open_tab(
     ``invalid_id``, ``invalid_currency``, ``invalid_amount``, ``invalid_field``,
     ``cap_out_of_range``, in that order).
     """
-    _check_idempotency_key(idempotency_key)
-    customer = _check_id(customer, "customer")
-    currency = _check_currency(currency)
-    cap = _check_amount(cap_minor, "cap_minor")
-    if not (
-        isinstance(payment_method, str) and 0 < len(payment_method) <= PAYMENT_METHOD_CHARS_MAX
-    ):
-        raise ApiError(400, "invalid_field", "payment_method must be the gateway's card token")
+    IDEMPOTENCY_KEY.check(idempotency_key)
+    customer = CUSTOMER.check(customer)
+    currency = CURRENCY.check(currency)
+    cap = CAP.check_type(cap_minor)
+    PAYMENT_METHOD.check(payment_method)
     limits = rt.meter.limits
-    _check_cap_range(cap, limits)
-    if not (isinstance(country, str) and (country == "" or _is_country(country))):
-        raise ApiError(400, "invalid_field", "country must be an ISO 3166 alpha-2 code")
-    if not (isinstance(processor, str) and (processor == "" or is_id(processor))):
-        raise ApiError(400, "invalid_field", "processor must name a configured processor")
+    CAP.check_range(cap, bounds_of(rt))
+    COUNTRY.check(country)
+    PROCESSOR.check(processor)
     tab_id = tab_id_for(customer, idempotency_key)
     ref = TabRef(customer, tab_id)
     if await customer_flagged(rt.ledger.database, customer):
@@ -451,10 +422,6 @@ async def open_tab(
     return Opened(await read_tab(rt, ref), created=opened.code is Code.APPLIED)
 
 
-def _is_country(value: str) -> bool:
-    return len(value) == _COUNTRY_CHARS and value.isascii() and value.isalpha()
-
-
 async def _void_quietly(gateway: Gateway, tab_id: str, hold: Hold) -> None:
     try:
         await gateway.void(idempotency_key=f"void:{tab_id}", auth_ref=hold.auth_ref)
@@ -513,7 +480,8 @@ async def read_tab(rt: Runtime, ref: TabRef) -> Tab:
     tab = await rt.meter.tabs.read(_check_ref(ref))
     if tab is None:
         tab, _ = await _settled(rt, ref)
-    return tab
+        return tab
+    return await _ended_as_recorded(rt, tab)
 
 
 async def _settled(rt: Runtime, ref: TabRef) -> tuple[Tab, SettlementRecord]:
@@ -523,7 +491,31 @@ async def _settled(rt: Runtime, ref: TabRef) -> tuple[Tab, SettlementRecord]:
         found = await rt.ledger.read_tab(ref)
     if found is None:
         raise ApiError(404, "tab_not_found", f"no tab {ref.tab_id} for customer {ref.customer}")
-    return found
+    return await _ended_as_recorded(rt, found[0]), found[1]
+
+
+#: Tab states that collection ends in the ledger only (``collected``, ``written_off``).
+_COLLECTABLE: Final = sources(TabEvent.COLLECT) | sources(TabEvent.WRITE_OFF)
+
+
+async def _ended_as_recorded(rt: Runtime, tab: Tab) -> Tab:
+    """A failed or expired tab as the ledger of record has it now.
+
+    Redis keeps the state the settlement left (``failed``, ``expired``) until its keys expire;
+    a collection case ends the tab ``collected`` or ``written_off`` in the ledger alone
+    (docs/collection.md), so for those states the ledger answers. With the ledger unreachable
+    the meter's state is answered (as before collection existed) rather than an error.
+    """
+    if tab.state not in _COLLECTABLE:
+        return tab
+    try:
+        recorded = await rt.ledger.read_tab(tab.ref)
+    except LedgerUnavailable as exc:
+        log.warning("tab state read from Redis only: %s", exc)
+        return tab
+    if recorded is None or recorded[0].state is tab.state:
+        return tab
+    return dataclasses.replace(tab, state=recorded[0].state)
 
 
 async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
@@ -534,10 +526,9 @@ async def raise_cap(rt: Runtime, ref: TabRef, cap_minor: int) -> Tab:
     authorization the raise is a second hold under the same tab (one capture per hold).
     """
     _check_ref(ref)
-    cap = _check_amount(cap_minor, "cap_minor")
+    cap = CAP.check_type(cap_minor)
     tab = await read_tab(rt, ref)
-    limits = rt.meter.limits
-    _check_cap_range(cap, limits)
+    CAP.check_range(cap, bounds_of(rt))
     if tab.state is not TabState.OPEN:
         raise ApiError(409, "tab_not_open", "only an open tab's cap can be raised")
     if cap < tab.cap_minor:
@@ -681,7 +672,7 @@ async def capture_statement(rt: Runtime, capture_id: str) -> dict[str, Any]:
     """The statement of the tab a capture settled (support's "find my payment", from the id on
     the card statement or the processor's dashboard); ``capture_not_found`` otherwise."""
     ref = None
-    if type(capture_id) is str and 0 < len(capture_id) <= CAPTURE_ID_CHARS_MAX:
+    if CAPTURE_ID.accepts(capture_id, bounds_of(rt)):
         ref = await rt.ledger.find_capture(capture_id)
     if ref is None:
         raise ApiError(404, "capture_not_found", f"no capture {capture_id}")
@@ -693,7 +684,7 @@ async def room_earnings(rt: Runtime, room: str) -> dict[str, Any]:
     """A model room's earnings: what settled tabs paid it, per currency, from the ledger (the
     model's share is what the platform owes her; ``pending_minor`` waits for collection),
     and the live figure of what is accrued on tabs not settled yet, from Redis."""
-    room = _check_room(room)
+    room = ROOM.check(room)
     settled = await rt.ledger.room_earnings(room)
     live = await rt.meter.rooms.earnings(room)
     return {
@@ -716,9 +707,6 @@ async def room_earnings(rt: Runtime, room: str) -> dict[str, Any]:
     }
 
 
-_TICKET_ROLES: Final = {role.value: role for role in Role}
-
-
 async def mint_ticket(
     rt: Runtime,
     *,
@@ -731,20 +719,11 @@ async def mint_ticket(
     """A short-lived, single-use ticket for one WebSocket connection:
     ``{"ticket", "expires_at_ms", "ws_url"}``. ``currency`` is a viewer's only (and required
     for one); ``ttl_s`` is at most ``TIPMETER_TICKET_TTL_S_MAX``."""
-    checked_role = _TICKET_ROLES.get(role) if isinstance(role, str) else None
-    if checked_role is None:
-        raise ApiError(400, "invalid_field", "role must be viewer, model or broadcast")
-    subject = _check_id(subject, "subject")
-    if not (isinstance(name, str) and len(name) <= TICKET_NAME_CHARS_MAX and name.isprintable()):
-        raise ApiError(
-            400,
-            "invalid_field",
-            f"name must be printable, at most {TICKET_NAME_CHARS_MAX} characters",
-        )
-    currency = _check_currency(currency) if checked_role is Role.VIEWER else ""
-    ttl_s_max = rt.settings.ticket_ttl_s_max
-    if not (type(ttl_s) is int and 1 <= ttl_s <= ttl_s_max):
-        raise ApiError(400, "invalid_field", f"ttl_s must be within 1..{ttl_s_max}")
+    checked_role = Role(ROLE.check(role))
+    subject = SUBJECT.check(subject)
+    TICKET_NAME.check(name)
+    currency = CURRENCY.check(currency) if checked_role is Role.VIEWER else ""
+    TICKET_TTL_S.check(ttl_s, bounds_of(rt))
     ticket, expires = rt.tickets.mint(
         role=checked_role, subject=subject, ttl_ms=ttl_s * 1000, name=name, currency=currency
     )
@@ -755,7 +734,7 @@ async def mint_ticket(
 async def create_feed_token(rt: Runtime, room: str) -> dict[str, Any]:
     """A new token for the room's event feed (the previous one stops working):
     ``{"room", "token", "feed_url"}``."""
-    room = _check_room(room)
+    room = ROOM.check(room)
     token = secrets.token_urlsafe(24)
     with translated():
         await rt.store.client.hset(
@@ -771,7 +750,7 @@ async def create_feed_token(rt: Runtime, room: str) -> dict[str, Any]:
 async def handle_open_tab(request: Request, rt: Runtime) -> Response:
     """``POST /v1/tabs``: authorize a hold for the cap, then open the tab (201; 200 for a
     retry with the same Idempotency-Key)."""
-    idempotency_key = _check_idempotency_key(request.headers.get("idempotency-key", ""))
+    idempotency_key = IDEMPOTENCY_KEY.check(request.headers.get("idempotency-key", ""))
     body = await json_body(request)
     opened = await open_tab(
         rt,
@@ -835,11 +814,9 @@ async def handle_mint_ticket(request: Request, rt: Runtime) -> Response:
 
 async def handle_set_payout(request: Request, rt: Runtime) -> Response:
     """``PUT /v1/rooms/{room}/payout``: the model's share of later charges, in basis points."""
-    room = _check_room(request.path_params["room"])
+    room = ROOM.check(request.path_params["room"])
     body = await json_body(request)
-    payout_bp = field(body, "payout_bp")
-    if not (type(payout_bp) is int and 0 <= payout_bp <= 10_000):
-        raise ApiError(400, "invalid_field", "payout_bp must be an integer in 0..10000")
+    payout_bp = PAYOUT_BP.check(field(body, "payout_bp"))
     await rt.meter.rooms.set_payout_bp(room, payout_bp)
     return JSONResponse({"room": room, "payout_bp": payout_bp})
 
@@ -858,59 +835,32 @@ async def feed_token_valid(rt: Runtime, room: str, token: str) -> bool:
     return hmac.compare_digest(as_text(stored), feed_token_hash(token))
 
 
-async def openapi_document(request: Request, rt: Runtime) -> Response:
-    """``GET /openapi.json``."""
-    from server.openapi import document
-
-    return Response(orjson.dumps(document(rt.settings.base_url)), media_type="application/json")
+def route(
+    method: str, path: str, name: str, handler: Handler, *, authenticated: bool = True
+) -> Route:
+    """One route of the API: ``handler`` behind :func:`endpoint` (the key, errors as JSON,
+    metrics by ``name``)."""
+    return Route(path, endpoint(name, handler, authenticated=authenticated), methods=[method])
 
 
 def routes() -> list[Route]:
     """The HTTP API's routes."""
     return [
-        Route("/v1/tabs", endpoint("open_tab", handle_open_tab), methods=["POST"]),
-        Route(
-            "/v1/customers/{customer}/tabs/{tab_id}",
-            endpoint("read_tab", handle_read_tab),
-            methods=["GET"],
-        ),
-        Route(
+        route("POST", "/v1/tabs", "open_tab", handle_open_tab),
+        route("GET", "/v1/customers/{customer}/tabs/{tab_id}", "read_tab", handle_read_tab),
+        route(
+            "GET",
             "/v1/customers/{customer}/tabs/{tab_id}/statement",
-            endpoint("read_statement", handle_read_statement),
-            methods=["GET"],
+            "read_statement",
+            handle_read_statement,
         ),
-        Route(
-            "/v1/customers/{customer}/tabs/{tab_id}/cap",
-            endpoint("raise_cap", handle_raise_cap),
-            methods=["POST"],
+        route("POST", "/v1/customers/{customer}/tabs/{tab_id}/cap", "raise_cap", handle_raise_cap),
+        route(
+            "POST", "/v1/customers/{customer}/tabs/{tab_id}/settle", "settle_tab", handle_settle_tab
         ),
-        Route(
-            "/v1/customers/{customer}/tabs/{tab_id}/settle",
-            endpoint("settle_tab", handle_settle_tab),
-            methods=["POST"],
-        ),
-        Route(
-            "/v1/captures/{capture_id}",
-            endpoint("read_capture", handle_read_capture),
-            methods=["GET"],
-        ),
-        Route("/v1/tickets", endpoint("mint_ticket", handle_mint_ticket), methods=["POST"]),
-        Route(
-            "/v1/rooms/{room}/payout", endpoint("set_payout", handle_set_payout), methods=["PUT"]
-        ),
-        Route(
-            "/v1/rooms/{room}/earnings",
-            endpoint("room_earnings", handle_room_earnings),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/rooms/{room}/feed-token",
-            endpoint("create_feed_token", handle_create_feed_token),
-            methods=["POST"],
-        ),
-        Route(
-            "/openapi.json",
-            endpoint("openapi", openapi_document, authenticated=False),
-            methods=["GET"],
-        ),
+        route("GET", "/v1/captures/{capture_id}", "read_capture", handle_read_capture),
+        route("POST", "/v1/tickets", "mint_ticket", handle_mint_ticket),
+        route("PUT", "/v1/rooms/{room}/payout", "set_payout", handle_set_payout),
+        route("GET", "/v1/rooms/{room}/earnings", "room_earnings", handle_room_earnings),
+        route("POST", "/v1/rooms/{room}/feed-token", "create_feed_token", handle_create_feed_token),
     ]

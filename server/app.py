@@ -15,9 +15,22 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from metering.clock import Clock
 from metering.meter import CORE_SCRIPTS, Meter, open_store
-from server import api, collection_api, demo_api, feed, health, paylinks, refunds_api
+from server import (
+    api,
+    catalog_api,
+    collection_api,
+    demo_api,
+    feed,
+    health,
+    openapi,
+    overlay,
+    paylinks,
+    refund_requests_api,
+    refunds_api,
+)
 from server.backlog_metrics import BacklogGauges
 from server.config import Settings
+from server.consent_push import ConsentPush
 from server.console.mount import console_routes
 from server.errors import ConfigError
 from server.hub import Hub
@@ -27,11 +40,19 @@ from server.scheduler import Scheduler, new_owner_id
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
+from settlement.collection.timer import collection_timer
 from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
 
 log = logging.getLogger("tipmeter.app")
+
+
+async def _cancelled(task: asyncio.Task[None], then: Awaitable[None]) -> None:
+    """Cancel ``task`` (a loop that waits on its own), wait for it to end, then ``then``."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await then
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -113,6 +134,13 @@ def create_app(
         )
         app.state.runtime = rt
         scheduler.start()
+        # h-refcol: refunds waiting for a model's consent, pushed live to her console.
+        consent = ConsentPush(
+            ledger.database.config.url, lambda: refunds_api.service(app.state, rt)
+        )
+        rt.consent = consent
+        consent_stop = asyncio.Event()
+        consent_task = asyncio.create_task(consent.run(consent_stop), name="refund-consent")
         worker_stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         if settings.worker_in_process(embedded=demo):
@@ -122,8 +150,20 @@ def create_app(
                 ledger=ledger,
                 config=settings.settlement_config(),
                 webhook_config=settings.webhook_config(),
+                collection=collection_timer(
+                    ledger,
+                    processors,
+                    store,
+                    settings.webhook_config(),
+                    settings.collection_config(),
+                    interval_ms=settings.collection_sweep_interval_ms,
+                ),
             )
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
+        # Purchases (issue 17): catalog requests not done in time expire.
+        expiry_task = asyncio.create_task(
+            catalog_api.expire_requests(rt, worker_stop), name="request-expiry"
+        )
         log.info(
             "ready",
             extra={
@@ -144,11 +184,14 @@ def create_app(
             yield
         finally:
             worker_stop.set()
+            consent_stop.set()
             # Each step runs whatever the one before met: Redis may have gone and come back
             # (connections torn down under redis-py), and a shutdown must still release all.
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
                 ("settlement worker", lambda: worker_task if worker_task else asyncio.sleep(0)),
+                ("request expiry", lambda: expiry_task),
                 ("scheduler", scheduler.stop),
+                ("refund consent", lambda: _cancelled(consent_task, consent.aclose())),
                 ("cap watch", cap_watch.aclose),
                 ("hub", hub.stop),
                 ("meter", meter.aclose),
@@ -170,10 +213,14 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes(),
+        *openapi.routes(),
         *refunds_api.routes(),
+        *refund_requests_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *feed.routes(),
+        *overlay.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
+        *catalog_api.routes(),  # purchases (issue 17)
         *paylinks.routes(),
         *console_routes(),
     ]

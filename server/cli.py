@@ -13,12 +13,14 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Final
 
 from server import logs
 from server.config import Settings, render_markdown
 from server.errors import ListenError, ServerError
+from server.setting import with_table
 from settlement.errors import SettlementError
 
 log = logging.getLogger("tipmeter")
@@ -47,7 +49,7 @@ def _serve(settings: Settings) -> int:
     from server.runtime import Runtime
     from server.wsproto import TipmeterWebSocketProtocol
 
-    settings.check_serving()
+    settings.validate(serving=True)
     demo = settings.embedded_redis
     migrate = settings.embedded_postgres
     # The port first: if it is taken, say so in one line before anything else starts.
@@ -289,6 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="overrides TIPMETER_PORT")
     config = commands.add_parser("config", help="print the settings in effect")
     config.add_argument("--markdown", action="store_true", help="print the README's table")
+    config.add_argument(
+        "--write-readme",
+        metavar="README",
+        type=Path,
+        help="rewrite the settings table of this file (README.md) from the declarations",
+    )
     worker = commands.add_parser("worker", help="run the settlement worker (and its sweeper)")
     worker.add_argument(
         "--burst", action="store_true", help="settle what is queued now, print a report, exit"
@@ -327,7 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(settings.log_level)
 
     if args.command == "config":
-        if args.markdown:
+        if args.write_readme is not None:
+            readme: Path = args.write_readme
+            readme.write_text(with_table(readme.read_text(), render_markdown()))
+        elif args.markdown:
             sys.stdout.write(render_markdown())
         else:
             for field in dataclasses.fields(settings):

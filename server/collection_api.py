@@ -22,21 +22,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.api import ApiError, endpoint, field, json_body
+from server.api import ApiError, field, json_body, read_body, route
 from server.runtime import Runtime
 from settlement.collection import batch
-from settlement.collection.collector import (
-    CollectionConfig,
-    Collector,
-    case_id_of,
-    webhook_notifier,
-)
+from settlement.collection.collector import Collector, case_id_of
 from settlement.collection.links import (
     LINK_EXPIRY_H_DEFAULT,
     LINK_FAILED_MAX_DEFAULT,
     LINK_OPENS_MAX_DEFAULT,
     LinkLimits,
 )
+from settlement.collection.outbox import Relay
 from settlement.notify.base import Channel
 from settlement.notify.templates import LANGUAGES, paylink_message
 
@@ -50,10 +46,10 @@ LINK_FAILED_MAX_MAX: Final = 20
 
 
 def collector_of(rt: Runtime) -> Collector:
-    """The collector over this app's ledger, processors and webhook queue."""
-    config = CollectionConfig(link_secret=rt.settings.paylink_key())
-    notify = webhook_notifier(rt.store, rt.settings.webhook_config())
-    return Collector(rt.ledger, rt.processors, config, notify)
+    """The collector over this app's ledger, processors and webhook queue (each case change's
+    webhook is written with it, into the outbox, and relayed right after the commit)."""
+    relay = Relay(rt.ledger.database, rt.store, rt.settings.webhook_config())
+    return Collector(rt.ledger, rt.processors, rt.settings.collection_config(), relay)
 
 
 def _bounded(value: object, name: str, low: int, high: int) -> int:
@@ -141,15 +137,6 @@ async def handle_create_link(request: Request, rt: Runtime) -> Response:
     )
 
 
-async def _read_bounded(request: Request, bytes_max: int) -> bytes:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > bytes_max:
-            raise ApiError(413, "body_too_large", f"lists are at most {bytes_max} bytes")
-    return body
-
-
 async def handle_batch(request: Request, rt: Runtime) -> Response:
     """Batch start: a list of customers who owe money (CSV or JSON); each good row gets a case,
     a receivable entry and a link (whole or not at all) and is sent; each bad row is explained.
@@ -157,7 +144,7 @@ async def handle_batch(request: Request, rt: Runtime) -> Response:
     batch_id = request.headers.get("idempotency-key", "")
     if not batch_id or len(batch_id) > 64:
         raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key naming the batch")
-    body = await _read_bounded(request, BATCH_BYTES_MAX)
+    body = await read_body(request, BATCH_BYTES_MAX, "lists")
     try:
         good, bad = batch.parse(body, request.headers.get("content-type", ""))
     except batch.BatchFormatError as exc:
@@ -227,32 +214,21 @@ async def handle_sweep(_request: Request, rt: Runtime) -> Response:
 def routes() -> list[Route]:
     """The collection API's routes."""
     return [
-        Route(
-            "/v1/collection/cases/{case_id}",
-            endpoint("read_collection_case", handle_read_case),
-            methods=["GET"],
+        route("GET", "/v1/collection/cases/{case_id}", "read_collection_case", handle_read_case),
+        route(
+            "POST", "/v1/collection/cases/{case_id}/links", "create_pay_link", handle_create_link
         ),
-        Route(
-            "/v1/collection/cases/{case_id}/links",
-            endpoint("create_pay_link", handle_create_link),
-            methods=["POST"],
+        route(
+            "POST", "/v1/collection/cases/{case_id}/write-off", "write_off_case", handle_write_off
         ),
-        Route(
-            "/v1/collection/cases/{case_id}/write-off",
-            endpoint("write_off_case", handle_write_off),
-            methods=["POST"],
-        ),
-        Route(
+        route(
+            "GET",
             "/v1/customers/{customer}/tabs/{tab_id}/collection",
-            endpoint("read_tab_collection", handle_tab_case),
-            methods=["GET"],
+            "read_tab_collection",
+            handle_tab_case,
         ),
-        Route("/v1/collection/sweep", endpoint("collection_sweep", handle_sweep), methods=["POST"]),
-        Route(
-            "/v1/collection/batches",
-            endpoint("collection_batch", handle_batch),
-            methods=["POST"],
-        ),
+        route("POST", "/v1/collection/sweep", "collection_sweep", handle_sweep),
+        route("POST", "/v1/collection/batches", "collection_batch", handle_batch),
     ]
 
 

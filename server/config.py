@@ -1,27 +1,46 @@
 """Settings: every ``TIPMETER_*`` environment variable, read into one typed, frozen object.
 
-Each variable is declared once in :data:`VARIABLES` with its parser and help text; the README's
-configuration table is rendered from that declaration (``tipmeter config --markdown``) and a test
-keeps the two equal. A malformed value stops the program with a :class:`ConfigError` naming the
-variable, the value and what is expected.
+Each setting is declared once, as a field of :class:`Settings` whose default is
+:func:`server.setting.setting` (default, parser with its bounds, help); the environment is read,
+and the README's configuration table rendered (``tipmeter config --markdown``), from those
+declarations, and a test keeps the README equal to them. Rules that tie several settings
+together live in :meth:`Settings.validate`. A malformed value stops the program with a
+:class:`ConfigError` naming the variable, the value and what is expected.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
-from metering.store import RedisTarget
+from metering.store import ACK_WAIT_MS_DEFAULT, RedisTarget, Replication
+from server.catalog import REQUEST_TTL_S_DEFAULT, parse_site_unlocks  # purchases (issue 17)
 from server.errors import ConfigError
-from settlement.config import CrashPoint, SettlementConfig
+from server.setting import (
+    PREFIX,
+    choice,
+    comma_list,
+    integer,
+    networks,
+    path,
+    render_table,
+    seconds_list,
+    secret_list,
+    setting,
+    text,
+    url,
+    variables,
+)
+from settlement.collection.collector import CollectionConfig
+from settlement.collection.timer import SWEEP_INTERVAL_MS_DEFAULT
+from settlement.config import SettlementConfig
 from settlement.errors import SettlementMisuse
 from settlement.ledger.db import DatabaseConfig
 from settlement.notify.base import Channel, Notifier
@@ -46,66 +65,529 @@ from settlement.refunds.policy import (
 )
 from settlement.webhooks import WebhookConfig
 
-PREFIX: Final = "TIPMETER_"
+#: The largest amount of money a setting may name, in minor units.
+MINOR_MAX: Final = 900_000_000_000
 #: The single-gateway settings that a named list of processors replaces.
-SINGLE_GATEWAY_VARIABLES: Final = ("GATEWAY", "GATEWAY_URL", "STRIPE_API_KEY")
+SINGLE_GATEWAY_FIELDS: Final = frozenset({"gateway", "gateway_url", "stripe_api_key"})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the server, worker and tools can be configured with."""
+    """Everything the server, worker and tools can be configured with.
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    redis_url: str | None = None
-    redis_cluster_nodes: tuple[str, ...] = ()
-    redis_connections_max: int = 64
-    redis_server_bin: str = "redis-server"
-    data_dir: Path = Path(".tipmeter")
-    log_level: str = "info"
-    tip_min_minor: int = 1
-    tip_max_minor: int = 100_000
-    cap_min_minor: int = 100
-    cap_max_minor: int = 1_000_000
-    tab_lines_max: int = 10_000
-    room_events_max: int = 10_000
-    payout_bp_default: int = 6_000
-    message_chars_max: int = 255
-    public_url: str | None = None
-    ticket_secrets: tuple[str, ...] = ()
-    ticket_issuers: tuple[str, ...] = ("tipmeter",)
-    ticket_ttl_s_max: int = 300
-    api_keys: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    frame_bytes_max: int = 4_096
-    tips_per_s_max: int = 10
-    tips_burst_max: int = 20
-    frames_per_s_max: int = 50
-    send_queue_frames_max: int = 256
-    subscriptions_max: int = 8
-    connections_max: int = 15_000
-    ping_interval_s: int = 20
-    ping_timeout_s: int = 20
-    show_ping_interval_ms: int = 1_000
-    show_ping_timeout_ms: int = 3_000
-    metrics_clients: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    drain_delay_s: int = 2
-    drain_s_max: int = 30
-    feed_timeout_s_max: int = 60
-    feed_minor_per_token: int = 1
-    tick_ms: int = 1_000
-    session_lease_ms: int = 3_000
-    warning_seconds: tuple[int, ...] = (60, 10)
-    rate_min_minor: int = 1
-    rate_max_minor: int = 100_000
-    session_minimum_s_max: int = 3_600
-    sessions_per_tab_max: int = 4
-    demo_api: str = "auto"
-    worker: str = "auto"
-    database_url: str | None = None
-    database_connections_max: int = 10
-    postgres_bin_dir: str | None = None
-    redis_retention_s: int = 86_400
+    To add a setting, add a field here with :func:`setting` (see the README's "Adding a
+    setting"); a rule tying it to other settings goes into :meth:`validate`.
+    """
+
+    host: str = setting(
+        "127.0.0.1",
+        text,
+        "Address the HTTP and WebSocket server listens on.",
+    )
+    port: int = setting(
+        8000,
+        integer(1, 65535),
+        "Port the server listens on.",
+    )
+    redis_url: str | None = setting(
+        None,
+        text,
+        "One Redis node (`redis://host:port/0`, `rediss://…`, `unix:///path`). "
+        "Unset (with no cluster nodes): the server starts its own private redis-server.",
+    )
+    redis_cluster_nodes: tuple[str, ...] = setting(
+        (),
+        comma_list,
+        "Redis Cluster startup nodes, `host:port,host:port`. Exclusive with the URL.",
+    )
+    redis_connections_max: int = setting(
+        64,
+        integer(1, 10_000),
+        "Connections one process opens to Redis at most (per node on a cluster).",
+    )
+    ack_replicas: int = setting(
+        0,
+        integer(0, 16),
+        "Replicas that must hold a tip before it is acknowledged (Redis WAIT; 0: off). See "
+        "docs/server.md, 'What an acknowledged tip survives'.",
+    )
+    ack_wait_ms: int = setting(
+        ACK_WAIT_MS_DEFAULT,
+        integer(1, 10_000),
+        "How long a tip's acknowledgement waits for those replicas before it is answered "
+        "unavailable (retryable), in milliseconds.",
+    )
+    redis_server_bin: str = setting(
+        "redis-server",
+        text,
+        "The redis-server binary of the embedded default (a name on PATH or a path).",
+    )
+    data_dir: Path = setting(
+        Path(".tipmeter"),
+        path,
+        "Folder of the embedded redis-server's append-only file and socket.",
+    )
+    log_level: str = setting(
+        "info",
+        choice("debug", "info", "warning", "error"),
+        "Least severe level written to the JSON log on standard error.",
+    )
+    tip_min_minor: int = setting(
+        1,
+        integer(1, MINOR_MAX),
+        "Smallest tip, in minor units (cents).",
+    )
+    tip_max_minor: int = setting(
+        100_000,
+        integer(1, MINOR_MAX),
+        "Largest tip, in minor units.",
+    )
+    cap_min_minor: int = setting(
+        100,
+        integer(1, MINOR_MAX),
+        "Smallest cap a tab may be opened with, in minor units.",
+    )
+    cap_max_minor: int = setting(
+        1_000_000,
+        integer(1, MINOR_MAX),
+        "Largest cap a tab may reach, in minor units (at most 900,000,000,000).",
+    )
+    tab_lines_max: int = setting(
+        10_000,
+        integer(1, 1_000_000),
+        "Itemized lines (tips and sessions) one tab may hold.",
+    )
+    room_events_max: int = setting(
+        10_000,
+        integer(100, 10_000_000),
+        "Events kept in each room's stream (older ones are trimmed).",
+    )
+    payout_bp_default: int = setting(
+        6_000,
+        integer(0, 10_000),
+        "Model's share of each charge in basis points, where the room sets none (6000 = 60%).",
+    )
+    message_chars_max: int = setting(
+        255,
+        integer(0, 255),
+        "Longest tip message, in characters (the protocol allows 255).",
+    )
+    public_url: str | None = setting(
+        None,
+        url,
+        "URL clients reach this server at (for links such as the event feed's `nextUrl`). "
+        "Unset: `http://HOST:PORT`.",
+    )
+    ticket_secrets: tuple[str, ...] = setting(
+        (),
+        secret_list,
+        "Secrets that sign connection tickets, comma-separated, 32+ characters each; the first "
+        "signs, all verify (rotation). Every process must share them. Unset with the embedded "
+        "Redis: generated once and kept in the data folder.",
+    )
+    ticket_issuers: tuple[str, ...] = setting(
+        ("tipmeter",),
+        comma_list,
+        "Issuers whose tickets are accepted; the first names tickets the HTTP API mints.",
+    )
+    ticket_ttl_s_max: int = setting(
+        300,
+        integer(5, 3_600),
+        "Longest life of a ticket (exp - iat), in seconds: the HTTP API mints none longer, "
+        "and the WebSocket endpoint refuses longer ones (ticket_lifetime_too_long).",
+    )
+    api_keys: tuple[str, ...] = setting(
+        (),
+        secret_list,
+        "Keys of the cam-site backend for the HTTP API (`Authorization: Bearer KEY`), "
+        "comma-separated, 32+ characters each. Unset with the embedded Redis: generated once "
+        "and kept in the data folder.",
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        comma_list,
+        "Browser origins allowed to open a WebSocket. Unset: this server's own pages only. "
+        "Clients that send no Origin (not browsers) are not affected.",
+    )
+    frame_bytes_max: int = setting(
+        4_096,
+        integer(256, 1_048_576),
+        "Largest WebSocket frame a client may send; larger ones close the connection (1009).",
+    )
+    tips_per_s_max: int = setting(
+        10,
+        integer(1, 10_000),
+        "Tips one connection may send per second on average (token bucket).",
+    )
+    tips_burst_max: int = setting(
+        20,
+        integer(1, 100_000),
+        "Tips one connection may send in a burst (the bucket's size).",
+    )
+    frames_per_s_max: int = setting(
+        50,
+        integer(1, 100_000),
+        "Frames of any kind one connection may send per second (bucket of twice that).",
+    )
+    send_queue_frames_max: int = setting(
+        256,
+        integer(8, 100_000),
+        "Frames waiting to be sent to one connection; a client that falls further behind is "
+        "disconnected (4008) so it never slows anyone else.",
+    )
+    subscriptions_max: int = setting(
+        8,
+        integer(1, 1_000),
+        "Rooms one connection may follow at once.",
+    )
+    connections_max: int = setting(
+        15_000,
+        integer(1, 1_000_000),
+        "WebSocket connections one process accepts; more are refused with HTTP 503.",
+    )
+    ping_interval_s: int = setting(
+        20,
+        integer(1, 3_600),
+        "Seconds between WebSocket pings the server sends.",
+    )
+    ping_timeout_s: int = setting(
+        20,
+        integer(1, 3_600),
+        "Seconds without a pong before the server drops a connection.",
+    )
+    metrics_clients: tuple[str, ...] = setting(
+        ("127.0.0.0/8", "::1/128"),
+        networks,
+        "IP networks allowed to read /metrics (others get 403 metrics_not_allowed); "
+        "0.0.0.0/0,::/0 for anyone.",
+    )
+    show_ping_interval_ms: int = setting(
+        1_000,
+        integer(100, 60_000),
+        "Milliseconds between pings to a viewer whose connection funds a running show, and to "
+        "a model console.",
+    )
+    show_ping_timeout_ms: int = setting(
+        3_000,
+        integer(100, 60_000),
+        "Milliseconds without a pong before such a connection is dropped and its shows end.",
+    )
+    drain_delay_s: int = setting(
+        2,
+        integer(0, 600),
+        "On SIGTERM: seconds /readyz answers 503 before clients are told to reconnect.",
+    )
+    drain_s_max: int = setting(
+        30,
+        integer(1, 3_600),
+        "On SIGTERM: seconds after which the process exits whatever remains.",
+    )
+    feed_timeout_s_max: int = setting(
+        60,
+        integer(0, 600),
+        "Longest wait of the long-poll event feed (`?timeout=`), in seconds.",
+    )
+    feed_minor_per_token: int = setting(
+        1,
+        integer(1, 1_000_000),
+        "Minor units per token in the event feed's `tokens` (rounded down).",
+    )
+    tick_ms: int = setting(
+        1_000,
+        integer(100, 10_000),
+        "How often each process bills the sessions it owns, in milliseconds.",
+    )
+    session_lease_ms: int = setting(
+        3_000,
+        integer(1_000, 60_000),
+        "A billing process's lease on its sessions; a session whose owner stopped renewing is "
+        "ended (`owner_lost`) within about this plus one tick.",
+    )
+    warning_seconds: tuple[int, ...] = setting(
+        (60, 10),
+        seconds_list,
+        "Low-credit warnings: seconds left at the tab's burn rate, comma-separated.",
+    )
+    rate_min_minor: int = setting(
+        1,
+        integer(1, 1_000_000),
+        "Lowest per-minute price of a show a model may set, in minor units.",
+    )
+    rate_max_minor: int = setting(
+        100_000,
+        integer(1, 1_000_000),
+        "Highest per-minute price of a show a model may set, in minor units.",
+    )
+    session_minimum_s_max: int = setting(
+        3_600,
+        integer(0, 86_400),
+        "Longest minimum duration (charged at the start) a model may set, in seconds.",
+    )
+    sessions_per_tab_max: int = setting(
+        4,
+        integer(1, 100),
+        "Sessions one tab may fund at the same time.",
+    )
+    settle_idle_timeout_ms: int = setting(
+        900_000,
+        integer(1_000, 30 * 86_400_000),
+        "An open tab on which nothing was spent for this long is settled (trigger `idle`).",
+    )
+    settle_hold_margin_ms: int = setting(
+        86_400_000,
+        integer(0, 30 * 86_400_000),
+        "An open tab whose card hold expires within this margin is settled (`hold_expiring`).",
+    )
+    settle_cap_grace_ms: int = setting(
+        120_000,
+        integer(0, 86_400_000),
+        "Time a viewer has to raise an exhausted cap before the tab is settled (`cap_reached`).",
+    )
+    settle_capture_guard_ms: int = setting(
+        60_000,
+        integer(0, 86_400_000),
+        "No capture is attempted on a hold expiring within this time; the tab is `expired`.",
+    )
+    settle_recheck_max_ms: int = setting(
+        300_000,
+        integer(1_000, 86_400_000),
+        "The sweeper looks at every unsettled tab at least this often.",
+    )
+    settle_claim_idle_ms: int = setting(
+        60_000,
+        integer(1_000, 86_400_000),
+        "A settlement a worker has not finished for this long is taken over by another "
+        "(must exceed the gateway timeout).",
+    )
+    settle_deliveries_max: int = setting(
+        8,
+        integer(1, 1_000),
+        "Attempts at one queue entry before it goes to the dead-letter stream.",
+    )
+    settle_concurrency_max: int = setting(
+        16,
+        integer(1, 10_000),
+        "Tabs one worker settles at once.",
+    )
+    gateway: str = setting(
+        "sandbox",
+        choice(*LEGACY_KINDS),
+        "Payment gateway of the worker: `sandbox` (in-process), `sandbox-http` "
+        "(a `tipmeter sandbox-gateway` process) or `stripe`.",
+    )
+    gateway_url: str | None = setting(
+        None,
+        text,
+        "Base URL of the `sandbox-http` gateway, e.g. `http://127.0.0.1:8100` (for `stripe`: "
+        "the API's base URL, for emulators; unset: Stripe's).",
+    )
+    gateway_timeout_ms: int = setting(
+        20_000,
+        integer(100, 600_000),
+        "Bound on one gateway call; past it the call is retried later with the same key.",
+    )
+    stripe_api_key: str | None = setting(
+        None,
+        text,
+        "Secret key of the `stripe` gateway.",
+    )
+    processor_names: tuple[str, ...] = setting(
+        (),
+        comma_list,
+        "Names of the processors serving this deployment (e.g. `eu,us,segpay`); each one is "
+        "set by `TIPMETER_PROCESSOR_<NAME>_<FIELD>` variables (`KIND`, `CURRENCIES`, "
+        "`COUNTRIES`, `PRODUCTS`, `WEIGHT`, the kind's own: docs/processors.md). Unset: the "
+        "`TIPMETER_GATEWAY` settings describe the one processor.",
+        variable="TIPMETER_PROCESSORS",
+    )
+    #: Read from ``TIPMETER_PROCESSOR_<NAME>_<FIELD>`` (see settlement.processors.settings).
+    processors: tuple[ProcessorSpec, ...] = ()
+    processors_cascade_max: int = setting(
+        0,
+        integer(0, 31),
+        "Further eligible processors a hold is tried at after a soft decline (never after a "
+        "hard one). 0: no cascading.",
+    )
+    webhook_url: str | None = setting(
+        None,
+        text,
+        "Where `tab.settled` and `tab.settlement_failed` are POSTed. Unset: no webhooks.",
+    )
+    webhook_secret: str | None = setting(
+        None,
+        text,
+        "Shared secret that signs webhooks (HMAC-SHA256, `Tipmeter-Signature` header).",
+    )
+    paylink_secret: str | None = setting(
+        None,
+        text,
+        "Secret that signs collection pay links (docs/collection.md). Unset: derived from the "
+        "first ticket secret.",
+    )
+    smtp_host: str | None = setting(
+        None,
+        text,
+        "Mail server that sends pay links by e-mail. Unset: e-mails are only logged (without "
+        "the link).",
+    )
+    smtp_port: int = setting(
+        25,
+        integer(1, 65535),
+        "The mail server's port.",
+    )
+    smtp_sender: str = setting(
+        "tipmeter@localhost",
+        text,
+        "The From address of those e-mails.",
+    )
+    sms_url: str | None = setting(
+        None,
+        text,
+        "HTTP SMS provider that sends pay links by SMS (docs/collection.md). Unset: SMS are "
+        "only logged (without the link).",
+    )
+    sms_api_key: str = setting(
+        "",
+        text,
+        "The SMS provider's API key.",
+    )
+    webhook_attempts_max: int = setting(
+        10,
+        integer(1, 100),
+        "Delivery attempts per webhook (exponential backoff from 1 s, at most 1 h apart) "
+        "before it goes to the dead-letter stream.",
+    )
+    collection_sweep_interval_ms: int = setting(
+        SWEEP_INTERVAL_MS_DEFAULT,
+        integer(100, 86_400_000),
+        "How often each settlement worker sweeps collection (opens cases, runs due retries, "
+        "closes spent cases; one worker at a time). Its webhooks are relayed every second.",
+    )
+    sandbox_port: int = setting(
+        8100,
+        integer(1, 65535),
+        "Port `tipmeter sandbox-gateway` listens on (on TIPMETER_HOST).",
+    )
+    sandbox_latency_ms: int = setting(
+        0,
+        integer(0, 60_000),
+        "Delay the sandbox gateway adds to every call (for load and crash tests).",
+    )
+    worker: str = setting(
+        "auto",
+        choice("auto", "on", "off"),
+        "Run a settlement worker inside the server process. `auto`: in the embedded default only "
+        "(`make run` settles tabs by itself); `on`: also with a configured Redis; `off`: run "
+        "`tipmeter worker` processes instead (production).",
+    )
+    database_url: str | None = setting(
+        None,
+        text,
+        "The ledger's PostgreSQL (`postgresql://user@host/db`, libpq's URL form). Unset: the "
+        "server starts its own private PostgreSQL in the data folder.",
+    )
+    database_connections_max: int = setting(
+        10,
+        integer(1, 1_000),
+        "Connections one process opens to the ledger database at most.",
+    )
+    postgres_bin_dir: str | None = setting(
+        None,
+        text,
+        "Folder of the embedded PostgreSQL's `postgres` and `initdb`. Unset: the newest "
+        "`/usr/lib/postgresql/<version>/bin`, else `PATH`.",
+    )
+    redis_retention_s: int = setting(
+        86_400,
+        integer(1, 30 * 86_400),
+        "How long a settled (or failed, voided, expired) tab's Redis keys live once the ledger "
+        "holds its outcome; the ledger answers after that.",
+    )
+    demo_api: str = setting(
+        "auto",
+        choice("auto", "on", "off"),
+        "The web pages' demo backend (`/demo/…`: tickets, tabs, statements and settling for "
+        "`demo-` customers and rooms, with no API key). `auto`: on in the embedded default only; "
+        "`on`: also with a configured Redis (for tests; never in production); `off`: never.",
+    )
+    # Refunds and disputes (settlement.refunds, docs/refunds.md).
+    support_api_keys: tuple[str, ...] = setting(
+        (),
+        secret_list,
+        "Keys of support staff (`Tipmeter-Support-Key` header, with the API key): overriding "
+        "the refund policy, clearing a customer's dispute flag. Comma-separated, 32+ characters.",
+    )
+    refund_window_s: int = setting(
+        WINDOW_S_DEFAULT,
+        integer(0, 366 * 86_400),
+        "How long after the capture a refund may be asked for, in seconds.",
+    )
+    refund_show_full_s: int = setting(
+        SHOW_FULL_REFUND_S_DEFAULT,
+        integer(0, 86_400),
+        "Watched seconds of a private or cam2cam show up to which it is refunded in full; "
+        "beyond, the part billed for those first seconds (the rest needs the model's consent).",
+    )
+    refund_spy: str = setting(
+        "off",
+        choice("on", "off"),
+        "Whether spy shows are refundable by the policy.",
+    )
+    refund_consent: str = setting(
+        "on",
+        choice("on", "off"),
+        "Whether tips and shows beyond the policy may be refunded with the model's consent.",
+    )
+    refund_consent_timeout_s: int = setting(
+        CONSENT_TIMEOUT_S_DEFAULT,
+        integer(1, 30 * 86_400),
+        "How long a refund waits for the model's answer, in seconds.",
+    )
+    refund_consent_unanswered: str = setting(
+        "decline",
+        choice("decline", "escalate"),
+        "A refund the model did not answer in time: `decline` it, or `escalate` it (it waits "
+        "for support, who may override the policy).",
+    )
+    dispute_flag: str = setting(
+        "on",
+        choice("on", "off"),
+        "Whether a dispute flags the customer (no new tab until support clears the flag).",
+    )
+    dispute_ratio_alert_bp: int = setting(
+        150,
+        integer(1, 10_000),
+        "Dispute ratio (disputes / captured settlements per processor and calendar month, in "
+        "basis points) above which the ratio API raises its alert; 150 is Visa's VAMP "
+        "excessive level from April 2026.",
+    )
+    dispute_secrets: tuple[str, ...] = setting(
+        (),
+        comma_list,
+        "Secrets processors sign dispute notices with, `processor=secret`, comma-separated "
+        "(Stripe's webhook signing secret for a Stripe processor).",
+    )
+    dispute_model_share: str = setting(
+        "take_back",
+        choice("take_back", "hold"),
+        "What a dispute does with the model's share of the disputed lines while it is open: "
+        "`take_back` (at once; a won dispute gives it back) or `hold` (kept in her `model_held` "
+        "account, not payable; given back if won, forfeited if lost).",
+    )
+    # -- Purchases from a model's catalog (issue 17, docs/purchases.md) ---------------------
+    site_unlocks: str = setting(
+        "",
+        text,
+        "Site-wide unlocks every room sells, as a JSON list of objects with `item_id` (sold "
+        "as `site.<item_id>`), `name`, `prices` ({currency: minor units}) and `duration_s` "
+        "(e.g. moderator status, a restricted channel, HD for the current show). Unset: none.",
+    )
+    request_ttl_s: int = setting(
+        REQUEST_TTL_S_DEFAULT,
+        integer(1, 7 * 24 * 3600),
+        "Time a model has to do a catalog request whose item names none; past it the request "
+        "expires and costs the viewer nothing (voided, or refunded if the tab was settled).",
+    )
 
     @property
     def base_url(self) -> str:
@@ -130,46 +612,6 @@ class Settings:
             return self.allowed_origins
         own = {self.base_url, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
         return tuple(sorted(own))
-
-    settle_idle_timeout_ms: int = 900_000
-    settle_hold_margin_ms: int = 86_400_000
-    settle_cap_grace_ms: int = 120_000
-    settle_capture_guard_ms: int = 60_000
-    settle_recheck_max_ms: int = 300_000
-    settle_claim_idle_ms: int = 60_000
-    settle_deliveries_max: int = 8
-    settle_concurrency_max: int = 16
-    settle_crash_point: str | None = None
-    gateway: str = "sandbox"
-    gateway_url: str | None = None
-    gateway_timeout_ms: int = 20_000
-    stripe_api_key: str | None = None
-    processor_names: tuple[str, ...] = ()
-    processors_cascade_max: int = 0
-    #: Read from ``TIPMETER_PROCESSOR_<NAME>_<FIELD>`` (see settlement.processors.settings).
-    processors: tuple[ProcessorSpec, ...] = ()
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    paylink_secret: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_sender: str = "tipmeter@localhost"
-    sms_url: str | None = None
-    sms_api_key: str = ""
-    webhook_attempts_max: int = 10
-    sandbox_port: int = 8100
-    sandbox_latency_ms: int = 0
-    # Refunds and disputes (settlement.refunds, docs/refunds.md).
-    support_api_keys: tuple[str, ...] = ()
-    refund_window_s: int = WINDOW_S_DEFAULT
-    refund_show_full_s: int = SHOW_FULL_REFUND_S_DEFAULT
-    refund_spy: str = "off"
-    refund_consent: str = "on"
-    refund_consent_timeout_s: int = CONSENT_TIMEOUT_S_DEFAULT
-    refund_consent_unanswered: str = "decline"
-    dispute_flag: str = "on"
-    dispute_ratio_alert_bp: int = 150
-    dispute_secrets: tuple[str, ...] = ()
 
     @property
     def embedded_postgres(self) -> bool:
@@ -225,7 +667,6 @@ class Settings:
             concurrency_max=self.settle_concurrency_max,
             gateway_timeout_s=self.gateway_timeout_ms / 1_000,
             retention_ms=self.redis_retention_s * 1_000,
-            crash_point=CrashPoint(self.settle_crash_point) if self.settle_crash_point else None,
         )
 
     def processor_specs(self) -> tuple[ProcessorSpec, ...]:
@@ -279,6 +720,10 @@ class Settings:
             attempts_max=self.webhook_attempts_max,
         )
 
+    def collection_config(self) -> CollectionConfig:
+        """Collection's settings: the link secret."""
+        return CollectionConfig(link_secret=self.paylink_key())
+
     def notifier(self) -> ChannelNotifier:
         """Who sends pay links: SMTP and the SMS provider where configured, else the log."""
         fallback = LogNotifier()
@@ -308,6 +753,7 @@ class Settings:
             url=self.redis_url,
             cluster_nodes=self.redis_cluster_nodes,
             connections_max=self.redis_connections_max,
+            replication=Replication(self.ack_replicas, self.ack_wait_ms),
         )
 
     @classmethod
@@ -334,47 +780,64 @@ class Settings:
             values["processors"] = parse_processors(env, kind_fields())
         except SettlementMisuse as exc:
             raise ConfigError(str(exc)) from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self, *, serving: bool = False) -> None:
+        """Refuse combinations of settings that cannot work, naming the settings: every rule
+        that ties one setting to another lives here. ``serving``: also those only ``tipmeter
+        serve`` cannot work with (the sandbox process or ``migrate`` may use them)."""
         single = [
-            f"{PREFIX}{name}" for name in SINGLE_GATEWAY_VARIABLES if env.get(f"{PREFIX}{name}")
+            var.name
+            for var in VARIABLES
+            if var.field in SINGLE_GATEWAY_FIELDS and getattr(self, var.field) != var.default
         ]
-        if values["processors"] and single:
+        if self.processors and single:
             raise ConfigError(
                 f"{LIST_VARIABLE} and {', '.join(single)} are exclusive: name the processors "
                 "(each with its own URL and key), or configure the one gateway"
             )
-        settings = cls(**values)
         try:
             # Build them once now, so a missing or malformed field stops the start, naming it.
-            settings.processor_registry(SystemClock())
+            self.processor_registry(SystemClock())
         except SettlementMisuse as exc:
             raise ConfigError(str(exc)) from None
-        if settings.tips_burst_max < settings.tips_per_s_max:
+        if self.tips_burst_max < self.tips_per_s_max:
             raise ConfigError(f"{PREFIX}TIPS_BURST_MAX must be at least {PREFIX}TIPS_PER_S_MAX")
-        if settings.redis_url is not None and settings.redis_cluster_nodes:
+        if self.redis_url is not None and self.redis_cluster_nodes:
             raise ConfigError(
                 f"{PREFIX}REDIS_URL and {PREFIX}REDIS_CLUSTER_NODES are exclusive; set one"
             )
         try:
-            settings.limits()
-            settings.settlement_config()
+            # The money core's and the worker's own checks (bounds in order, claim after the
+            # gateway timeout) speak of their fields; the settings are named alike.
+            self.limits()
+            self.settlement_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if settings.webhook_url is not None and not settings.webhook_secret:
+        try:
+            parse_site_unlocks(self.site_unlocks, self.limits())  # purchases (issue 17)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}SITE_UNLOCKS: {exc}") from None
+        if self.webhook_url is not None and not self.webhook_secret:
             raise ConfigError(f"{PREFIX}WEBHOOK_URL needs {PREFIX}WEBHOOK_SECRET to sign with")
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        """Refuse combinations of settings that cannot work, naming the settings."""
         if self.session_lease_ms < 2 * self.tick_ms:
             raise ConfigError(
                 f"{PREFIX}SESSION_LEASE_MS ({self.session_lease_ms}) must be at least twice "
                 f"{PREFIX}TICK_MS ({self.tick_ms}): a lease renewed once a tick would lapse "
                 "between two ticks, and live shows would end as owner_lost"
             )
+        if self.ack_replicas and self.embedded_redis:
+            raise ConfigError(
+                f"{PREFIX}ACK_REPLICAS needs a Redis with replicas ({PREFIX}REDIS_URL or "
+                f"{PREFIX}REDIS_CLUSTER_NODES); the embedded redis-server has none, so every tip "
+                "would be refused"
+            )
+        if serving:
+            self._validate_serving()
 
-    def check_serving(self) -> None:
-        """Refuse, before ``tipmeter serve`` starts anything, settings it cannot serve with."""
+    def _validate_serving(self) -> None:
         in_process = any(spec.kind == "sandbox" for spec in self.processor_specs())
         if in_process and not self.worker_in_process(embedded=self.embedded_redis):
             raise ConfigError(
@@ -387,646 +850,10 @@ class Settings:
             )
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """One environment variable: the settings field it fills, its parser and its help."""
-
-    name: str
-    field: str
-    parse: Callable[[str], Any]
-    help: str
-
-    @property
-    def default(self) -> Any:
-        """The field's default, as the dataclass declares it."""
-        f = next(f for f in dataclasses.fields(Settings) if f.name == self.field)
-        if f.default_factory is not dataclasses.MISSING:
-            return f.default_factory()
-        return f.default
-
-
-def integer(low: int, high: int) -> Callable[[str], int]:
-    """A parser for a decimal integer within ``[low, high]``."""
-
-    def parse(raw: str) -> int:
-        if not raw.strip().lstrip("-").isdigit():
-            raise ValueError(f"expected an integer in {low}..{high}")
-        value = int(raw)
-        if not low <= value <= high:
-            raise ValueError(f"expected an integer in {low}..{high}")
-        return value
-
-    return parse
-
-
-def choice(*options: str) -> Callable[[str], str]:
-    """A parser for one of ``options`` (case-insensitive)."""
-
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}")
-        return value
-
-    return parse
-
-
-def text(raw: str) -> str:
-    """A parser for a non-empty string."""
-    if not raw.strip():
-        raise ValueError("expected a non-empty value")
-    return raw.strip()
-
-
-def comma_list(raw: str) -> tuple[str, ...]:
-    """A parser for a comma-separated list of non-empty items."""
-    items = tuple(item.strip() for item in raw.split(",") if item.strip())
-    if not items:
-        raise ValueError("expected a comma-separated list")
-    return items
-
-
-def networks(raw: str) -> tuple[str, ...]:
-    """A parser for a comma-separated list of IP networks (``10.0.0.0/8``) or addresses."""
-    items = comma_list(raw)
-    try:
-        return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
-    except ValueError:
-        raise ValueError("expected comma-separated IP networks, e.g. 10.0.0.0/8,::1") from None
-
-
-SECRET_CHARS_MIN: Final = 32
-
-
-def secret_list(raw: str) -> tuple[str, ...]:
-    """A parser for a comma-separated list of secrets, each at least 32 characters long."""
-    items = comma_list(raw)
-    if any(len(item) < SECRET_CHARS_MIN for item in items):
-        raise ValueError(f"every secret must be at least {SECRET_CHARS_MIN} characters long")
-    return items
-
-
-def seconds_list(raw: str) -> tuple[int, ...]:
-    """A parser for comma-separated whole seconds, returned largest first."""
-    items = comma_list(raw)
-    if not all(item.isdigit() and 0 < int(item) <= 86_400 for item in items):
-        raise ValueError("expected whole seconds between 1 and 86400, comma-separated")
-    return tuple(sorted({int(item) for item in items}, reverse=True))
-
-
-def url(raw: str) -> str:
-    """A parser for an http(s) URL."""
-    value = text(raw)
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("expected an http:// or https:// URL")
-    return value
-
-
-MINOR_MAX: Final = 900_000_000_000
-
-VARIABLES: Final = (
-    Variable("TIPMETER_HOST", "host", text, "Address the HTTP and WebSocket server listens on."),
-    Variable("TIPMETER_PORT", "port", integer(1, 65535), "Port the server listens on."),
-    Variable(
-        "TIPMETER_REDIS_URL",
-        "redis_url",
-        text,
-        "One Redis node (`redis://host:port/0`, `rediss://…`, `unix:///path`). "
-        "Unset (with no cluster nodes): the server starts its own private redis-server.",
-    ),
-    Variable(
-        "TIPMETER_REDIS_CLUSTER_NODES",
-        "redis_cluster_nodes",
-        comma_list,
-        "Redis Cluster startup nodes, `host:port,host:port`. Exclusive with the URL.",
-    ),
-    Variable(
-        "TIPMETER_REDIS_CONNECTIONS_MAX",
-        "redis_connections_max",
-        integer(1, 10_000),
-        "Connections one process opens to Redis at most (per node on a cluster).",
-    ),
-    Variable(
-        "TIPMETER_REDIS_SERVER_BIN",
-        "redis_server_bin",
-        text,
-        "The redis-server binary of the embedded default (a name on PATH or a path).",
-    ),
-    Variable(
-        "TIPMETER_DATA_DIR",
-        "data_dir",
-        lambda raw: Path(text(raw)),
-        "Folder of the embedded redis-server's append-only file and socket.",
-    ),
-    Variable(
-        "TIPMETER_LOG_LEVEL",
-        "log_level",
-        choice("debug", "info", "warning", "error"),
-        "Least severe level written to the JSON log on standard error.",
-    ),
-    Variable(
-        "TIPMETER_TIP_MIN_MINOR",
-        "tip_min_minor",
-        integer(1, MINOR_MAX),
-        "Smallest tip, in minor units (cents).",
-    ),
-    Variable(
-        "TIPMETER_TIP_MAX_MINOR",
-        "tip_max_minor",
-        integer(1, MINOR_MAX),
-        "Largest tip, in minor units.",
-    ),
-    Variable(
-        "TIPMETER_CAP_MIN_MINOR",
-        "cap_min_minor",
-        integer(1, MINOR_MAX),
-        "Smallest cap a tab may be opened with, in minor units.",
-    ),
-    Variable(
-        "TIPMETER_CAP_MAX_MINOR",
-        "cap_max_minor",
-        integer(1, MINOR_MAX),
-        "Largest cap a tab may reach, in minor units (at most 900,000,000,000).",
-    ),
-    Variable(
-        "TIPMETER_TAB_LINES_MAX",
-        "tab_lines_max",
-        integer(1, 1_000_000),
-        "Itemized lines (tips and sessions) one tab may hold.",
-    ),
-    Variable(
-        "TIPMETER_ROOM_EVENTS_MAX",
-        "room_events_max",
-        integer(100, 10_000_000),
-        "Events kept in each room's stream (older ones are trimmed).",
-    ),
-    Variable(
-        "TIPMETER_PAYOUT_BP_DEFAULT",
-        "payout_bp_default",
-        integer(0, 10_000),
-        "Model's share of each charge in basis points, where the room sets none (6000 = 60%).",
-    ),
-    Variable(
-        "TIPMETER_MESSAGE_CHARS_MAX",
-        "message_chars_max",
-        integer(0, 255),
-        "Longest tip message, in characters (the protocol allows 255).",
-    ),
-    Variable(
-        "TIPMETER_PUBLIC_URL",
-        "public_url",
-        url,
-        "URL clients reach this server at (for links such as the event feed's `nextUrl`). "
-        "Unset: `http://HOST:PORT`.",
-    ),
-    Variable(
-        "TIPMETER_TICKET_SECRETS",
-        "ticket_secrets",
-        secret_list,
-        "Secrets that sign connection tickets, comma-separated, 32+ characters each; the first "
-        "signs, all verify (rotation). Every process must share them. Unset with the embedded "
-        "Redis: generated once and kept in the data folder.",
-    ),
-    Variable(
-        "TIPMETER_TICKET_ISSUERS",
-        "ticket_issuers",
-        comma_list,
-        "Issuers whose tickets are accepted; the first names tickets the HTTP API mints.",
-    ),
-    Variable(
-        "TIPMETER_TICKET_TTL_S_MAX",
-        "ticket_ttl_s_max",
-        integer(5, 3_600),
-        "Longest life of a ticket (exp - iat), in seconds: the HTTP API mints none longer, "
-        "and the WebSocket endpoint refuses longer ones (ticket_lifetime_too_long).",
-    ),
-    Variable(
-        "TIPMETER_API_KEYS",
-        "api_keys",
-        secret_list,
-        "Keys of the cam-site backend for the HTTP API (`Authorization: Bearer KEY`), "
-        "comma-separated, 32+ characters each. Unset with the embedded Redis: generated once "
-        "and kept in the data folder.",
-    ),
-    Variable(
-        "TIPMETER_ALLOWED_ORIGINS",
-        "allowed_origins",
-        comma_list,
-        "Browser origins allowed to open a WebSocket. Unset: this server's own pages only. "
-        "Clients that send no Origin (not browsers) are not affected.",
-    ),
-    Variable(
-        "TIPMETER_FRAME_BYTES_MAX",
-        "frame_bytes_max",
-        integer(256, 1_048_576),
-        "Largest WebSocket frame a client may send; larger ones close the connection (1009).",
-    ),
-    Variable(
-        "TIPMETER_TIPS_PER_S_MAX",
-        "tips_per_s_max",
-        integer(1, 10_000),
-        "Tips one connection may send per second on average (token bucket).",
-    ),
-    Variable(
-        "TIPMETER_TIPS_BURST_MAX",
-        "tips_burst_max",
-        integer(1, 100_000),
-        "Tips one connection may send in a burst (the bucket's size).",
-    ),
-    Variable(
-        "TIPMETER_FRAMES_PER_S_MAX",
-        "frames_per_s_max",
-        integer(1, 100_000),
-        "Frames of any kind one connection may send per second (bucket of twice that).",
-    ),
-    Variable(
-        "TIPMETER_SEND_QUEUE_FRAMES_MAX",
-        "send_queue_frames_max",
-        integer(8, 100_000),
-        "Frames waiting to be sent to one connection; a client that falls further behind is "
-        "disconnected (4008) so it never slows anyone else.",
-    ),
-    Variable(
-        "TIPMETER_SUBSCRIPTIONS_MAX",
-        "subscriptions_max",
-        integer(1, 1_000),
-        "Rooms one connection may follow at once.",
-    ),
-    Variable(
-        "TIPMETER_CONNECTIONS_MAX",
-        "connections_max",
-        integer(1, 1_000_000),
-        "WebSocket connections one process accepts; more are refused with HTTP 503.",
-    ),
-    Variable(
-        "TIPMETER_PING_INTERVAL_S",
-        "ping_interval_s",
-        integer(1, 3_600),
-        "Seconds between WebSocket pings the server sends.",
-    ),
-    Variable(
-        "TIPMETER_PING_TIMEOUT_S",
-        "ping_timeout_s",
-        integer(1, 3_600),
-        "Seconds without a pong before the server drops a connection.",
-    ),
-    Variable(
-        "TIPMETER_METRICS_CLIENTS",
-        "metrics_clients",
-        networks,
-        "IP networks allowed to read /metrics (others get 403 metrics_not_allowed); "
-        "0.0.0.0/0,::/0 for anyone.",
-    ),
-    Variable(
-        "TIPMETER_SHOW_PING_INTERVAL_MS",
-        "show_ping_interval_ms",
-        integer(100, 60_000),
-        "Milliseconds between pings to a viewer whose connection funds a running show, and to "
-        "a model console.",
-    ),
-    Variable(
-        "TIPMETER_SHOW_PING_TIMEOUT_MS",
-        "show_ping_timeout_ms",
-        integer(100, 60_000),
-        "Milliseconds without a pong before such a connection is dropped and its shows end.",
-    ),
-    Variable(
-        "TIPMETER_DRAIN_DELAY_S",
-        "drain_delay_s",
-        integer(0, 600),
-        "On SIGTERM: seconds /readyz answers 503 before clients are told to reconnect.",
-    ),
-    Variable(
-        "TIPMETER_DRAIN_S_MAX",
-        "drain_s_max",
-        integer(1, 3_600),
-        "On SIGTERM: seconds after which the process exits whatever remains.",
-    ),
-    Variable(
-        "TIPMETER_FEED_TIMEOUT_S_MAX",
-        "feed_timeout_s_max",
-        integer(0, 600),
-        "Longest wait of the long-poll event feed (`?timeout=`), in seconds.",
-    ),
-    Variable(
-        "TIPMETER_FEED_MINOR_PER_TOKEN",
-        "feed_minor_per_token",
-        integer(1, 1_000_000),
-        "Minor units per token in the event feed's `tokens` (rounded down).",
-    ),
-    Variable(
-        "TIPMETER_TICK_MS",
-        "tick_ms",
-        integer(100, 10_000),
-        "How often each process bills the sessions it owns, in milliseconds.",
-    ),
-    Variable(
-        "TIPMETER_SESSION_LEASE_MS",
-        "session_lease_ms",
-        integer(1_000, 60_000),
-        "A billing process's lease on its sessions; a session whose owner stopped renewing is "
-        "ended (`owner_lost`) within about this plus one tick.",
-    ),
-    Variable(
-        "TIPMETER_WARNING_SECONDS",
-        "warning_seconds",
-        seconds_list,
-        "Low-credit warnings: seconds left at the tab's burn rate, comma-separated.",
-    ),
-    Variable(
-        "TIPMETER_RATE_MIN_MINOR",
-        "rate_min_minor",
-        integer(1, 1_000_000),
-        "Lowest per-minute price of a show a model may set, in minor units.",
-    ),
-    Variable(
-        "TIPMETER_RATE_MAX_MINOR",
-        "rate_max_minor",
-        integer(1, 1_000_000),
-        "Highest per-minute price of a show a model may set, in minor units.",
-    ),
-    Variable(
-        "TIPMETER_SESSION_MINIMUM_S_MAX",
-        "session_minimum_s_max",
-        integer(0, 86_400),
-        "Longest minimum duration (charged at the start) a model may set, in seconds.",
-    ),
-    Variable(
-        "TIPMETER_SESSIONS_PER_TAB_MAX",
-        "sessions_per_tab_max",
-        integer(1, 100),
-        "Sessions one tab may fund at the same time.",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_IDLE_TIMEOUT_MS",
-        "settle_idle_timeout_ms",
-        integer(1_000, 30 * 86_400_000),
-        "An open tab on which nothing was spent for this long is settled (trigger `idle`).",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_HOLD_MARGIN_MS",
-        "settle_hold_margin_ms",
-        integer(0, 30 * 86_400_000),
-        "An open tab whose card hold expires within this margin is settled (`hold_expiring`).",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_CAP_GRACE_MS",
-        "settle_cap_grace_ms",
-        integer(0, 86_400_000),
-        "Time a viewer has to raise an exhausted cap before the tab is settled (`cap_reached`).",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_CAPTURE_GUARD_MS",
-        "settle_capture_guard_ms",
-        integer(0, 86_400_000),
-        "No capture is attempted on a hold expiring within this time; the tab is `expired`.",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_RECHECK_MAX_MS",
-        "settle_recheck_max_ms",
-        integer(1_000, 86_400_000),
-        "The sweeper looks at every unsettled tab at least this often.",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_CLAIM_IDLE_MS",
-        "settle_claim_idle_ms",
-        integer(1_000, 86_400_000),
-        "A settlement a worker has not finished for this long is taken over by another "
-        "(must exceed the gateway timeout).",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_DELIVERIES_MAX",
-        "settle_deliveries_max",
-        integer(1, 1_000),
-        "Attempts at one queue entry before it goes to the dead-letter stream.",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_CONCURRENCY_MAX",
-        "settle_concurrency_max",
-        integer(1, 10_000),
-        "Tabs one worker settles at once.",
-    ),
-    Variable(
-        "TIPMETER_SETTLE_CRASH_POINT",
-        "settle_crash_point",
-        choice(*(point.value for point in CrashPoint)),
-        "Crash tests only: the worker kills itself (SIGKILL) at this point. Never set it "
-        "in production.",
-    ),
-    Variable(
-        "TIPMETER_GATEWAY",
-        "gateway",
-        choice(*LEGACY_KINDS),
-        "Payment gateway of the worker: `sandbox` (in-process), `sandbox-http` "
-        "(a `tipmeter sandbox-gateway` process) or `stripe`.",
-    ),
-    Variable(
-        "TIPMETER_GATEWAY_URL",
-        "gateway_url",
-        text,
-        "Base URL of the `sandbox-http` gateway, e.g. `http://127.0.0.1:8100` (for `stripe`: "
-        "the API's base URL, for emulators; unset: Stripe's).",
-    ),
-    Variable(
-        "TIPMETER_GATEWAY_TIMEOUT_MS",
-        "gateway_timeout_ms",
-        integer(100, 600_000),
-        "Bound on one gateway call; past it the call is retried later with the same key.",
-    ),
-    Variable(
-        "TIPMETER_STRIPE_API_KEY",
-        "stripe_api_key",
-        text,
-        "Secret key of the `stripe` gateway.",
-    ),
-    Variable(
-        "TIPMETER_PROCESSORS",
-        "processor_names",
-        comma_list,
-        "Names of the processors serving this deployment (e.g. `eu,us,segpay`); each one is "
-        "set by `TIPMETER_PROCESSOR_<NAME>_<FIELD>` variables (`KIND`, `CURRENCIES`, "
-        "`COUNTRIES`, `PRODUCTS`, `WEIGHT`, the kind's own: docs/processors.md). Unset: the "
-        "`TIPMETER_GATEWAY` settings describe the one processor.",
-    ),
-    Variable(
-        "TIPMETER_PROCESSORS_CASCADE_MAX",
-        "processors_cascade_max",
-        integer(0, 31),
-        "Further eligible processors a hold is tried at after a soft decline (never after a "
-        "hard one). 0: no cascading.",
-    ),
-    Variable(
-        "TIPMETER_WEBHOOK_URL",
-        "webhook_url",
-        text,
-        "Where `tab.settled` and `tab.settlement_failed` are POSTed. Unset: no webhooks.",
-    ),
-    Variable(
-        "TIPMETER_WEBHOOK_SECRET",
-        "webhook_secret",
-        text,
-        "Shared secret that signs webhooks (HMAC-SHA256, `Tipmeter-Signature` header).",
-    ),
-    Variable(
-        "TIPMETER_PAYLINK_SECRET",
-        "paylink_secret",
-        text,
-        "Secret that signs collection pay links (docs/collection.md). Unset: derived from the "
-        "first ticket secret.",
-    ),
-    Variable(
-        "TIPMETER_SMTP_HOST",
-        "smtp_host",
-        text,
-        "Mail server that sends pay links by e-mail. Unset: e-mails are only logged (without "
-        "the link).",
-    ),
-    Variable("TIPMETER_SMTP_PORT", "smtp_port", integer(1, 65535), "The mail server's port."),
-    Variable("TIPMETER_SMTP_SENDER", "smtp_sender", text, "The From address of those e-mails."),
-    Variable(
-        "TIPMETER_SMS_URL",
-        "sms_url",
-        text,
-        "HTTP SMS provider that sends pay links by SMS (docs/collection.md). Unset: SMS are "
-        "only logged (without the link).",
-    ),
-    Variable("TIPMETER_SMS_API_KEY", "sms_api_key", text, "The SMS provider's API key."),
-    Variable(
-        "TIPMETER_WEBHOOK_ATTEMPTS_MAX",
-        "webhook_attempts_max",
-        integer(1, 100),
-        "Delivery attempts per webhook (exponential backoff from 1 s, at most 1 h apart) "
-        "before it goes to the dead-letter stream.",
-    ),
-    Variable(
-        "TIPMETER_SANDBOX_PORT",
-        "sandbox_port",
-        integer(1, 65535),
-        "Port `tipmeter sandbox-gateway` listens on (on TIPMETER_HOST).",
-    ),
-    Variable(
-        "TIPMETER_SANDBOX_LATENCY_MS",
-        "sandbox_latency_ms",
-        integer(0, 60_000),
-        "Delay the sandbox gateway adds to every call (for load and crash tests).",
-    ),
-    Variable(
-        "TIPMETER_WORKER",
-        "worker",
-        choice("auto", "on", "off"),
-        "Run a settlement worker inside the server process. `auto`: in the embedded default only "
-        "(`make run` settles tabs by itself); `on`: also with a configured Redis; `off`: run "
-        "`tipmeter worker` processes instead (production).",
-    ),
-    Variable(
-        "TIPMETER_DATABASE_URL",
-        "database_url",
-        text,
-        "The ledger's PostgreSQL (`postgresql://user@host/db`, libpq's URL form). Unset: the "
-        "server starts its own private PostgreSQL in the data folder.",
-    ),
-    Variable(
-        "TIPMETER_DATABASE_CONNECTIONS_MAX",
-        "database_connections_max",
-        integer(1, 1_000),
-        "Connections one process opens to the ledger database at most.",
-    ),
-    Variable(
-        "TIPMETER_POSTGRES_BIN_DIR",
-        "postgres_bin_dir",
-        text,
-        "Folder of the embedded PostgreSQL's `postgres` and `initdb`. Unset: the newest "
-        "`/usr/lib/postgresql/<version>/bin`, else `PATH`.",
-    ),
-    Variable(
-        "TIPMETER_REDIS_RETENTION_S",
-        "redis_retention_s",
-        integer(1, 30 * 86_400),
-        "How long a settled (or failed, voided, expired) tab's Redis keys live once the ledger "
-        "holds its outcome; the ledger answers after that.",
-    ),
-    Variable(
-        "TIPMETER_DEMO_API",
-        "demo_api",
-        choice("auto", "on", "off"),
-        "The web pages' demo backend (`/demo/…`: tickets, tabs, statements and settling for "
-        "`demo-` customers and rooms, with no API key). `auto`: on in the embedded default only; "
-        "`on`: also with a configured Redis (for tests; never in production); `off`: never.",
-    ),
-    Variable(
-        "TIPMETER_SUPPORT_API_KEYS",
-        "support_api_keys",
-        secret_list,
-        "Keys of support staff (`Tipmeter-Support-Key` header, with the API key): overriding "
-        "the refund policy, clearing a customer's dispute flag. Comma-separated, 32+ characters.",
-    ),
-    Variable(
-        "TIPMETER_REFUND_WINDOW_S",
-        "refund_window_s",
-        integer(0, 366 * 86_400),
-        "How long after the capture a refund may be asked for, in seconds.",
-    ),
-    Variable(
-        "TIPMETER_REFUND_SHOW_FULL_S",
-        "refund_show_full_s",
-        integer(0, 86_400),
-        "Watched seconds of a private or cam2cam show up to which it is refunded in full; "
-        "beyond, the part billed for those first seconds (the rest needs the model's consent).",
-    ),
-    Variable(
-        "TIPMETER_REFUND_SPY",
-        "refund_spy",
-        choice("on", "off"),
-        "Whether spy shows are refundable by the policy.",
-    ),
-    Variable(
-        "TIPMETER_REFUND_CONSENT",
-        "refund_consent",
-        choice("on", "off"),
-        "Whether tips and shows beyond the policy may be refunded with the model's consent.",
-    ),
-    Variable(
-        "TIPMETER_REFUND_CONSENT_TIMEOUT_S",
-        "refund_consent_timeout_s",
-        integer(1, 30 * 86_400),
-        "How long a refund waits for the model's answer, in seconds.",
-    ),
-    Variable(
-        "TIPMETER_REFUND_CONSENT_UNANSWERED",
-        "refund_consent_unanswered",
-        choice("decline", "escalate"),
-        "A refund the model did not answer in time: `decline` it, or `escalate` it (it waits "
-        "for support, who may override the policy).",
-    ),
-    Variable(
-        "TIPMETER_DISPUTE_FLAG",
-        "dispute_flag",
-        choice("on", "off"),
-        "Whether a dispute flags the customer (no new tab until support clears the flag).",
-    ),
-    Variable(
-        "TIPMETER_DISPUTE_RATIO_ALERT_BP",
-        "dispute_ratio_alert_bp",
-        integer(1, 10_000),
-        "Dispute ratio (disputes / captured settlements per processor and calendar month, in "
-        "basis points) above which the ratio API raises its alert; 150 is Visa's VAMP "
-        "excessive level from April 2026.",
-    ),
-    Variable(
-        "TIPMETER_DISPUTE_SECRETS",
-        "dispute_secrets",
-        comma_list,
-        "Secrets processors sign dispute notices with, `processor=secret`, comma-separated "
-        "(Stripe's webhook signing secret for a Stripe processor).",
-    ),
-)
+#: Every variable, in the order of the fields that declare them.
+VARIABLES: Final = tuple(variables(Settings))
 
 
 def render_markdown() -> str:
-    """The README's configuration table, rendered from :data:`VARIABLES`."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for var in VARIABLES:
-        default = var.default
-        shown = "unset" if default is None or default == () else f"`{default}`"
-        rows.append(f"| `{var.name}` | {shown} | {var.help} |")
-    return "\n".join(rows) + "\n"
+    """The README's configuration table, rendered from the declarations of :class:`Settings`."""
+    return render_table(iter(VARIABLES))

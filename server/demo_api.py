@@ -23,11 +23,8 @@ the same checks and error codes. Because they need no key, they are
   :data:`DEMO_TICKET_TTL_S` seconds, caps and amounts within the server's own limits (the API
   handlers enforce those).
 
-One route is not a demo: ``POST /overlay/ticket`` exchanges a room's event-feed token (the
-secret in a broadcast overlay's link, see ``POST /v1/rooms/{room}/feed-token``) for a ticket of
-one ``broadcast`` connection, so an overlay follows the room over the WebSocket — amounts in
-minor units with their currency, resumed after the last event shown — with nothing more
-secret than the feed token it already holds. It is always on: the token is its credential.
+The overlay's always-on ticket exchange (``POST /overlay/ticket``) is not a demo: it lives in
+:mod:`server.overlay`.
 """
 
 from __future__ import annotations
@@ -43,7 +40,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import clients
-from clients.tickets import Role
 from metering.keys import is_id
 from metering.outcomes import TabRef
 from server import api
@@ -63,10 +59,6 @@ DEMO_ID_PREFIX: Final = "demo-"
 DEMO_BODY_BYTES_MAX: Final = 2_048
 #: Life of a ticket the demo mints: long enough to connect, and a ticket opens one connection.
 DEMO_TICKET_TTL_S: Final = 60
-#: Life of a broadcast ticket an overlay gets for its feed token (one connection each).
-OVERLAY_TICKET_TTL_S: Final = 60
-#: Longest feed token accepted (the server mints 32 characters).
-FEED_TOKEN_CHARS_MAX: Final = 128
 #: The demo's currency (the pages format amounts of any ISO-4217 currency).
 DEMO_CURRENCY: Final = "USD"
 #: The customer and room the pages use when the URL names none (as ``make run`` prints).
@@ -224,26 +216,6 @@ async def demo_rates(request: Request, rt: Runtime) -> Response:
     )
 
 
-async def overlay_ticket(request: Request, rt: Runtime) -> Response:
-    """``POST /overlay/ticket`` ``{"room", "token"}``: a ticket for one ``broadcast``
-    connection following ``room``, for the holder of the room's current feed token."""
-    body = await _read_json(request)
-    room, token = body.get("room"), body.get("token")
-    valid = (
-        is_id(room)
-        and isinstance(room, str)
-        and isinstance(token, str)
-        and 0 < len(token) <= FEED_TOKEN_CHARS_MAX
-        and await api.feed_token_valid(rt, room, token)
-    )
-    if not valid:
-        raise ApiError(401, "invalid_token", "unknown room or feed token")
-    ticket, expires_at_ms = rt.tickets.mint(
-        role=Role.BROADCAST, subject=str(room), ttl_ms=OVERLAY_TICKET_TTL_S * 1000
-    )
-    return JSONResponse({"ticket": ticket, "expires_at_ms": expires_at_ms}, status_code=201)
-
-
 def _only_if(is_enabled: bool, handler: api.Handler) -> api.Handler:
     """``handler`` when the demo runs; otherwise a handler that refuses with demo_disabled."""
 
@@ -301,8 +273,7 @@ async def _js_client(request: Request) -> Response:
 
 
 def routes(*, demo_enabled: bool) -> list[BaseRoute]:
-    """The pages, the client, msgpack's ES module, the overlay's ticket exchange and (when
-    ``demo_enabled``) the demo API."""
+    """The pages, the client, msgpack's ES module and (when ``demo_enabled``) the demo API."""
     demo = [
         ("GET", "/demo/config", "demo_config", demo_config),
         ("POST", "/demo/tickets", "demo_ticket", demo_ticket),
@@ -326,11 +297,6 @@ def routes(*, demo_enabled: bool) -> list[BaseRoute]:
             WithPageHeaders(StaticFiles(directory=MSGPACK_ESM_DIR, check_dir=False)),
         ),
         Mount("/pages", WithPageHeaders(StaticFiles(directory=PAGES_DIR, html=True))),
-        Route(
-            "/overlay/ticket",
-            api.endpoint("overlay_ticket", overlay_ticket, authenticated=False),
-            methods=["POST"],
-        ),
         *(
             Route(
                 path,

@@ -23,25 +23,20 @@ shape has no place for them: its clients refuse ``"tokens": 0``).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.protocol import is_stream_id
 from metering import rooms
 from metering.keys import is_id
-from server.api import ApiError, endpoint, feed_token_valid
+from server.api import feed_token_valid, route
+from server.api_contract import FEED_CURSOR, FEED_TIMEOUT, FEED_TIMEOUT_S_DEFAULT, ApiError
 from server.runtime import Runtime
 
 #: Events one feed answer lists at most.
 FEED_EVENTS_MAX: Final = 100
-#: The wait when the request gives no ``timeout``.
-FEED_TIMEOUT_S_DEFAULT: Final = 10
-#: A ``timeout``: ASCII digits, few enough to parse at once (the wait is capped anyway).
-_SECONDS: Final = re.compile(r"[0-9]{1,9}")
 
 
 def _user(event: rooms.RoomEvent) -> dict[str, Any]:
@@ -58,11 +53,22 @@ def _user(event: rooms.RoomEvent) -> dict[str, Any]:
     }
 
 
+def _tip_message(event: rooms.RoomEvent) -> str:
+    """A tip's message; a catalog purchase (issue 17) is a tip whose message names the item
+    (the Chaturbate-style tip menu: "Dance: the slow one")."""
+    message = str(event.data.get("message", ""))
+    if event.event_type != "purchase":
+        return message
+    name = str(event.data.get("item_name", ""))
+    return f"{name}: {message}" if message else name
+
+
 def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[str, Any] | None:
     """One room event in the feed's shape, or None for events the shape cannot carry: events
-    other than tips, and tips worth less than one token (Chaturbate-style clients refuse
-    ``"tokens": 0`` and would stall on that page; rounding up would credit tokens never paid)."""
-    if event.event_type != "tip":
+    other than tips and purchases (shown as tips), and tips worth less than one token
+    (Chaturbate-style clients refuse ``"tokens": 0`` and would stall on that page; rounding up
+    would credit tokens never paid)."""
+    if event.event_type not in ("tip", "purchase"):
         return None
     tokens = int(event.data.get("amount", 0)) // minor_per_token
     if tokens < 1:
@@ -76,10 +82,10 @@ def feed_event(room: str, event: rooms.RoomEvent, minor_per_token: int) -> dict[
             "tip": {
                 "tokens": tokens,
                 "isAnon": bool(event.data.get("anon")),
-                "message": str(event.data.get("message", "")),
-                # Not in the Chaturbate shape (its tools ignore it): the client-minted tip id,
-                # to match a feed event with the tip it reports.
-                "tipId": str(event.data.get("tip_id", "")),
+                "message": _tip_message(event),
+                # Not in the Chaturbate shape (its tools ignore it): the client-minted tip id
+                # (a purchase's id), to match a feed event with the tip it reports.
+                "tipId": str(event.data.get("tip_id", event.data.get("purchase_id", ""))),
             },
         },
     }
@@ -90,13 +96,13 @@ async def events_feed(request: Request, rt: Runtime) -> Response:
     room, token = request.path_params["room"], request.path_params["token"]
     if not is_id(room) or not await feed_token_valid(rt, room, token):
         raise ApiError(401, "invalid_token", "unknown room or feed token")
-    raw_timeout = request.query_params.get("timeout", str(FEED_TIMEOUT_S_DEFAULT))
-    if _SECONDS.fullmatch(raw_timeout) is None:  # not str.isdigit: "²" is a digit to it
-        raise ApiError(400, "invalid_field", "timeout is a whole number of seconds")
+    raw_timeout = FEED_TIMEOUT.check(
+        request.query_params.get("timeout", str(FEED_TIMEOUT_S_DEFAULT))
+    )
     timeout_s = min(int(raw_timeout), rt.settings.feed_timeout_s_max)
     cursor = request.query_params.get("i")
-    if cursor is not None and not is_stream_id(cursor):
-        raise ApiError(400, "invalid_field", "i is an event id from a previous nextUrl")
+    if cursor is not None:
+        FEED_CURSOR.check(cursor)
     if cursor is None:
         cursor = await rt.meter.rooms.latest_id(room) or "0-0"
     found: list[rooms.RoomEvent] = []
@@ -119,9 +125,5 @@ async def events_feed(request: Request, rt: Runtime) -> Response:
 def routes() -> list[Route]:
     """The feed's route."""
     return [
-        Route(
-            "/events/{room}/{token}/",
-            endpoint("events_feed", events_feed, authenticated=False),
-            methods=["GET"],
-        )
+        route("GET", "/events/{room}/{token}/", "events_feed", events_feed, authenticated=False)
     ]

@@ -38,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import hiredis
-import msgpack
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -47,12 +46,12 @@ from metering import keys, rooms
 from metering.devices import record_devices
 from metering.errors import StoreError, StoreUnavailable
 from metering.meter import Meter
-from metering.outcomes import Balance, TabRef
 from metering.store import RedisTarget, translated
 from server.connection import CATCH_UP_BUFFER_MAX, Connection
 from server.events import LiveEvent
 from server.metrics import Metrics
 from server.pubsub import Endpoint, PubSubError, PushConnection
+from server.views import current_tab, decode_tab_announcement
 
 log = logging.getLogger("tipmeter.hub")
 
@@ -307,13 +306,7 @@ class Hub:
         if self._stopping or not channels:
             return
         for channel in channels:
-            room = self._room_of_channel.get(channel)
-            feed = self._rooms.get(room) if room is not None else None
-            if feed is not None:
-                feed.stale = True
-                feed.fresh.clear()
-                for conn in feed.members:
-                    self._hold(conn, feed.room)
+            self._mark_room(channel, stale=True)
         # A recovery already under way retries its channels itself (with its growing backoff).
         fresh = channels - self._recovering
         if fresh:
@@ -373,22 +366,32 @@ class Hub:
             return
         customer = self._customer_of_channel.get(channel)
         if customer is not None:
-            self._deliver_tab(customer, _decode_tab(data))
+            self._deliver_tab(customer, decode_tab_announcement(data))
 
     def _resync(self, channels: set[str]) -> None:
         """``channels`` are subscribed again: catch every follower up on what it may have
         missed meanwhile, and send every viewer its tab's current balance."""
         for channel in channels:
-            room = self._room_of_channel.get(channel)
-            feed = self._rooms.get(room) if room is not None else None
-            if feed is not None:
-                feed.stale = False
-                feed.fresh.set()
-                for conn in feed.members:
-                    self._hold(conn, feed.room)
+            self._mark_room(channel, stale=False)
             customer = self._customer_of_channel.get(channel)
             if customer is not None:
                 self._soon(self._refresh_tabs_until_done(customer))
+
+    def _mark_room(self, channel: str, *, stale: bool) -> None:
+        """Mark the room of ``channel`` (if any) stale or fresh, and hold its followers' live
+        events back either way: a stale room's live events are being lost, and a fresh one's
+        may have been, so every follower reads the stream again before they may follow."""
+        room = self._room_of_channel.get(channel)
+        feed = self._rooms.get(room) if room is not None else None
+        if feed is None:
+            return
+        feed.stale = stale
+        if stale:
+            feed.fresh.clear()
+        else:
+            feed.fresh.set()
+        for conn in feed.members:
+            self._hold(conn, feed.room)
 
     # -- customers (viewers' tabs) ------------------------------------------------------------
 
@@ -689,43 +692,3 @@ class Hub:
         self._metrics.events_delivered.inc()
         self._metrics.count_out("event")
         conn.send_frame(live.frame(conn.audience, conn.codec))
-
-
-def _decode_tab(data: bytes) -> TabView:
-    raw = msgpack.unpackb(data, raw=False)
-    return TabView(
-        tab_id=str(raw["tab"]),
-        currency=str(raw["currency"]),
-        state=str(raw["state"]),
-        cap_minor=int(raw["cap"]),
-        accrued_minor=int(raw["accrued"]),
-        version=int(raw["ver"]),
-        burn_minor_per_minute=int(raw.get("burn", 0)),
-    )
-
-
-async def current_tab(meter: Meter, customer: str, currency: str) -> TabView | None:
-    """The customer's open tab in ``currency`` as a viewer sees it, or None."""
-    tab_id = await meter.tabs.find_open(customer, currency)
-    if tab_id is None:
-        return None
-    found = await meter.tabs.balance(TabRef(customer, tab_id))
-    if found is None:
-        return None
-    tab_currency, balance = found
-    return tab_view(tab_id, tab_currency, balance)
-
-
-def tab_view(tab_id: str, currency: str, balance: Balance) -> TabView | None:
-    """A tab's balance as its viewer sees it (None for a result that reached no tab)."""
-    if balance.state is None:
-        return None
-    return TabView(
-        tab_id=tab_id,
-        currency=currency,
-        state=str(balance.state),
-        cap_minor=balance.cap_minor,
-        accrued_minor=balance.accrued_minor,
-        version=balance.version,
-        burn_minor_per_minute=balance.burn_minor_per_minute,
-    )

@@ -1,32 +1,56 @@
 """The OpenAPI 3.1 document of the HTTP API (served at ``/openapi.json``).
 
-Written out by hand, next to the routes it describes; a test checks that every route of the
-app is in it and that every documented path exists. Left out on purpose: health and metrics
-(for operators, see docs/server.md), the pages and their files, and the web pages' demo
-backend (``/demo/…``, see docs/pages.md), which is off in production.
+The inputs are drawn from the very params the operations check them with
+(:mod:`server.api_contract`: the bounds are this server's settings), the error answers from its
+table of error codes (each status lists the codes it may carry, in the one JSON shape), and the
+tab's states from :class:`metering.lifecycle.TabState`, so the document cannot promise what the
+server refuses. The answers' shapes are written here, next to the routes they describe; a test
+checks that every route of the app is in it. Left out on purpose: health and metrics (for
+operators, see docs/server.md), the pages and their files, and the web pages' demo backend
+(``/demo/…``, see docs/pages.md), which is off in production.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Final
 
-from server import collection_api, refunds_openapi
-from server.demo_api import DEMO_BODY_BYTES_MAX, FEED_TOKEN_CHARS_MAX, OVERLAY_TICKET_TTL_S
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "additionalProperties": True,
-        }
-    },
-}
-_MINOR = {"type": "integer", "minimum": 0, "maximum": 9007199254740991}
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+from clients.declare import ID_PATTERN
+from server import catalog_api, collection_api, refunds_openapi
+from server.api import BODY_BYTES_MAX, bounds_of, route
+from server.api_contract import (
+    AMOUNT_MAX_MINOR,
+    CAPTURE_ID,
+    CURRENCY,
+    CUSTOMER,
+    ERRORS,
+    FEED_CURSOR,
+    FEED_TIMEOUT,
+    IDEMPOTENCY_KEY,
+    OPEN_TAB_BODY,
+    OVERLAY_BODY,
+    PAYOUT_BODY,
+    PAYOUT_BP,
+    RAISE_CAP_BODY,
+    ROOM,
+    TAB_ID,
+    TAB_STATES,
+    TICKET_BODY,
+    Body,
+    Bounds,
+    Param,
+    codes_of,
+)
+from server.overlay import OVERLAY_BODY_BYTES_MAX, OVERLAY_TICKET_TTL_S
+from server.runtime import Runtime
+
+_MINOR: Final = {"type": "integer", "minimum": 0, "maximum": AMOUNT_MAX_MINOR}
+_ID: Final = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
 _LINE = {
     "type": "object",
     "required": [
@@ -58,20 +82,8 @@ _TAB = {
     "properties": {
         "tab_id": _ID,
         "customer": _ID,
-        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        "state": {
-            "type": "string",
-            "enum": [
-                "open",
-                "settling",
-                "settled",
-                "failed",
-                "collected",
-                "written_off",
-                "voided",
-                "expired",
-            ],
-        },
+        "currency": {"type": "string", "enum": list(CURRENCY.values)},
+        "state": {"type": "string", "enum": list(TAB_STATES)},
         "cap_minor": _MINOR,
         "accrued_minor": _MINOR,
         "remaining_minor": _MINOR,
@@ -182,47 +194,401 @@ _STATEMENT = {
 }
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Invalid input (code names the field's problem).",
-        401: "Missing or wrong API key (`unauthorized`).",
-        402: "The card was declined (`card_declined`, with `decline_reason`), or the customer "
-        "must complete 3-D Secure (`customer_action_required`, with `action`).",
-        404: "No such tab (`tab_not_found`) or capture (`capture_not_found`).",
-        409: "Conflict: `tab_already_open` (with `tab_id`), `tab_not_open`, `cap_not_raised`, "
-        "`idempotency_key_reused`, `increment_unsupported`.",
-        422: "No configured processor serves this request (`no_processor`).",
-        413: "Body larger than 16 KiB (`body_too_large`).",
-        503: "Redis, the ledger database or the gateway is unavailable (`unavailable`, "
-        "`ledger_unavailable`, `gateway_unavailable`): retry.",
-    }
-    return {str(code): _json(_ERROR, text[code]) for code in codes}
-
-
-def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+def _error_schema(codes: Iterable[str]) -> dict[str, Any]:
+    """Every error answer: ``{"error": {"code", "message", …}}`` (the extra fields are the
+    code's), with ``code`` one of ``codes``."""
     return {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"type": "object", "required": required, "properties": properties}
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": list(codes)},
+                    "message": {"type": "string", "description": "For a person."},
+                },
+                "additionalProperties": True,
             }
         },
     }
 
 
-_TAB_PATH_PARAMS = [
-    {"name": "customer", "in": "path", "required": True, "schema": _ID},
-    {"name": "tab_id", "in": "path", "required": True, "schema": _ID},
-]
-_ROOM_PARAM = [{"name": "room", "in": "path", "required": True, "schema": _ID}]
+_ERROR: Final = _error_schema(ERRORS)
+#: What every route answers whatever it does: a bug, Redis or the ledger unavailable.
+_ALWAYS: Final = ("internal_error", "unavailable", "ledger_unavailable")
+#: What every route behind the API key answers too.
+_KEYED: Final = ("unauthorized", *_ALWAYS)
+#: What every route with a JSON body answers too.
+_BODY: Final = ("malformed_body", "duplicate_key", "body_too_large")
 
 
-def document(server_url: str) -> dict[str, Any]:
-    """The OpenAPI document, with ``server_url`` as its server."""
+def _json(schema: dict[str, Any], description: str, example: Any = None) -> dict[str, Any]:
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"description": description, "content": {"application/json": content}}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    """The error answers of an operation that may refuse with ``codes``, by status: each
+    status's ``code`` enumerates exactly the codes it may carry."""
+    by_status: dict[int, list[str]] = {}
+    for code in dict.fromkeys(codes):
+        by_status.setdefault(ERRORS[code][0], []).append(code)
+    out = {}
+    for status, listed in sorted(by_status.items()):
+        schema = _error_schema(listed)
+        text = " ".join(f"`{code}`: {ERRORS[code][1]}" for code in listed)
+        example = {"error": {"code": listed[0], "message": ERRORS[listed[0]][1]}}
+        out[str(status)] = _json(schema, text, example)
+    return out
+
+
+def _body(body: Body, bounds: Bounds) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": body.schema(bounds), "example": body.example()}},
+    }
+
+
+def _param(param: Param, where: str, bounds: Bounds, *, required: bool = True) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "in": where,
+        "required": required,
+        "schema": param.schema(bounds),
+    }
+
+
+def _tab_params(bounds: Bounds) -> list[dict[str, Any]]:
+    return [_param(CUSTOMER, "path", bounds), _param(TAB_ID, "path", bounds)]
+
+
+_TICKET: Final = {
+    "type": "object",
+    "required": ["ticket", "expires_at_ms", "ws_url"],
+    "properties": {
+        "ticket": {"type": "string"},
+        "expires_at_ms": {"type": "integer"},
+        "ws_url": {"type": "string"},
+    },
+}
+_PAYOUT: Final = {
+    "type": "object",
+    "required": ["room", "payout_bp"],
+    "properties": {
+        "room": _ID,
+        "payout_bp": PAYOUT_BODY.schema(Bounds(0, 0, 0, 0))["properties"]["payout_bp"],
+    },
+}
+#: One event of the long-poll feed, in the Chaturbate Events API shape (server/feed.py).
+_FEED_EVENT: Final = {
+    "type": "object",
+    "required": ["method", "id", "object"],
+    "properties": {
+        "method": {"type": "string", "enum": ["tip"]},
+        "id": {"type": "string", "description": "The event id: resume after it with `i`."},
+        "object": {
+            "type": "object",
+            "required": ["broadcaster", "user", "tip"],
+            "properties": {
+                "broadcaster": _ID,
+                "user": {
+                    "type": "object",
+                    "required": ["username"],
+                    "properties": {
+                        "username": {"type": "string"},
+                        "inFanclub": {"type": "boolean"},
+                        "hasTokens": {"type": "boolean"},
+                        "isMod": {"type": "boolean"},
+                        "recentTips": {"type": "string"},
+                        "gender": {"type": "string"},
+                        "subgender": {"type": "string"},
+                    },
+                },
+                "tip": {
+                    "type": "object",
+                    "required": ["tokens", "isAnon", "message"],
+                    "properties": {
+                        "tokens": {"type": "integer", "minimum": 1},
+                        "isAnon": {"type": "boolean"},
+                        "message": {"type": "string"},
+                        "tipId": {
+                            "type": "string",
+                            "description": "The client-minted tip id (not in the Chaturbate "
+                            "shape).",
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _with_error_shapes(paths: dict[str, Any]) -> dict[str, Any]:
+    """Give every error answer of ``paths`` the one JSON shape, its codes those of its status
+    (for the routes whose error answers are described elsewhere, by their text), and every
+    operation the answers any route may give (no key, a bug, Redis or the ledger down)."""
+    for item in paths.values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            common = _errors(*(_ALWAYS if operation.get("security") == [] else _KEYED))
+            for status, response in common.items():
+                responses.setdefault(status, response)
+            for status, response in responses.items():
+                if int(status) >= 400 and response is not common.get(status):
+                    schema = _error_schema(codes_of(int(status)))
+                    response["content"] = {"application/json": {"schema": schema}}
+    return paths
+
+
+def _operations(bounds: Bounds) -> dict[str, Any]:
+    return {
+        "/v1/tabs": {
+            "post": {
+                "summary": "Open a tab: authorize a hold for the cap, then open the tab.",
+                "parameters": [_param(IDEMPOTENCY_KEY, "header", bounds)],
+                "requestBody": _body(OPEN_TAB_BODY, bounds),
+                "responses": {
+                    "201": _json(_TAB, "The tab is open."),
+                    "200": _json(_TAB, "A retry with the same Idempotency-Key: the same tab."),
+                    **_errors(
+                        *_KEYED,
+                        *_BODY,
+                        "idempotency_key_required",
+                        "invalid_id",
+                        "invalid_currency",
+                        "invalid_amount",
+                        "invalid_field",
+                        "cap_out_of_range",
+                        "gateway_refused",
+                        "card_declined",
+                        "customer_action_required",
+                        "customer_flagged",
+                        "tab_already_open",
+                        "idempotency_key_reused",
+                        "no_processor",
+                        "gateway_unavailable",
+                    ),
+                },
+            }
+        },
+        "/v1/customers/{customer}/tabs/{tab_id}": {
+            "get": {
+                "summary": "A tab with its itemized lines.",
+                "parameters": _tab_params(bounds),
+                "responses": {
+                    "200": _json(_TAB, "The tab."),
+                    **_errors(*_KEYED, "invalid_id", "tab_not_found"),
+                },
+            }
+        },
+        "/v1/customers/{customer}/tabs/{tab_id}/statement": {
+            "get": {
+                "summary": "The tab's itemized statement: lines, totals per model, total, "
+                "and how its settlement ended.",
+                "parameters": _tab_params(bounds),
+                "responses": {
+                    "200": _json(_STATEMENT, "The statement."),
+                    **_errors(*_KEYED, "invalid_id", "tab_not_found"),
+                },
+            }
+        },
+        "/v1/captures/{capture_id}": {
+            "get": {
+                "summary": "Find a payment: the statement of the tab a capture settled.",
+                "parameters": [_param(CAPTURE_ID, "path", bounds)],
+                "responses": {
+                    "200": _json(_STATEMENT, "The statement of the settled tab."),
+                    **_errors(*_KEYED, "capture_not_found", "tab_not_found"),
+                },
+            }
+        },
+        "/v1/customers/{customer}/tabs/{tab_id}/cap": {
+            "post": {
+                "summary": "Raise the cap (the gateway raises the hold first).",
+                "parameters": _tab_params(bounds),
+                "requestBody": _body(RAISE_CAP_BODY, bounds),
+                "responses": {
+                    "200": _json(_TAB, "The tab with its new cap."),
+                    **_errors(
+                        *_KEYED,
+                        *_BODY,
+                        "invalid_id",
+                        "invalid_amount",
+                        "cap_out_of_range",
+                        "tab_not_found",
+                        "tab_not_open",
+                        "cap_not_raised",
+                        "increment_unsupported",
+                        "gateway_refused",
+                        "card_declined",
+                        "no_processor",
+                        "gateway_unavailable",
+                    ),
+                },
+            }
+        },
+        "/v1/customers/{customer}/tabs/{tab_id}/settle": {
+            "post": {
+                "summary": "Freeze the tab now and queue its settlement.",
+                "parameters": _tab_params(bounds),
+                "responses": {
+                    "202": _json(_TAB, "Frozen (state settling) and queued."),
+                    **_errors(*_KEYED, "invalid_id", "tab_not_found", "tab_not_open"),
+                },
+            }
+        },
+        "/v1/tickets": {
+            "post": {
+                "summary": "Mint a short-lived, single-use ticket for one WebSocket connection "
+                "(a viewer's needs the currency of the tab it spends from).",
+                "requestBody": _body(TICKET_BODY, bounds),
+                "responses": {
+                    "201": _json(
+                        _TICKET,
+                        "The ticket.",
+                        {
+                            "ticket": "v1.eyJpc3MiOi….sig",
+                            "expires_at_ms": 1_700_000_060_000,
+                            "ws_url": "ws://127.0.0.1:8000/ws",
+                        },
+                    ),
+                    **_errors(*_KEYED, *_BODY, "invalid_id", "invalid_field", "invalid_currency"),
+                },
+            }
+        },
+        "/v1/rooms/{room}/payout": {
+            "put": {
+                "summary": "Set the model's share of later charges (basis points).",
+                "parameters": [_param(ROOM, "path", bounds)],
+                "requestBody": _body(PAYOUT_BODY, bounds),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["room", "payout_bp"],
+                            "properties": {"room": _ID, "payout_bp": PAYOUT_BP.schema(bounds)},
+                        },
+                        "The new payout rate.",
+                        {"room": "alice", "payout_bp": 6_000},
+                    ),
+                    **_errors(*_KEYED, *_BODY, "invalid_id", "invalid_field"),
+                },
+            }
+        },
+        "/v1/rooms/{room}/earnings": {
+            "get": {
+                "summary": "The model's earnings: settled (from the ledger) per currency, "
+                "and accrued on tabs not settled yet.",
+                "parameters": [_param(ROOM, "path", bounds)],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["room", "settled", "accrued"],
+                            "properties": {
+                                "room": _ID,
+                                "settled": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "currency": {"type": "string"},
+                                            "gross_minor": _MINOR,
+                                            "share_minor": _MINOR,
+                                            "pending_minor": _MINOR,
+                                            "settlements": {"type": "integer"},
+                                        },
+                                    },
+                                },
+                                "accrued": {"type": "object", "additionalProperties": _MINOR},
+                            },
+                        },
+                        "The room's earnings.",
+                    ),
+                    **_errors(*_KEYED, "invalid_id"),
+                },
+            }
+        },
+        "/v1/rooms/{room}/feed-token": {
+            "post": {
+                "summary": "A new token for the room's event feed (the previous one stops).",
+                "parameters": [_param(ROOM, "path", bounds)],
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["room", "token", "feed_url"],
+                            "properties": {
+                                "room": _ID,
+                                "token": {"type": "string"},
+                                "feed_url": {"type": "string"},
+                            },
+                        },
+                        "The token and the feed's first URL.",
+                    ),
+                    **_errors(*_KEYED, "invalid_id"),
+                },
+            }
+        },
+        "/events/{room}/{token}/": {
+            "get": {
+                "summary": "Long-poll of the room's events, in the Chaturbate Events API shape.",
+                "security": [],
+                "parameters": [
+                    {"name": "room", "in": "path", "required": True, "schema": _ID},
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _param(FEED_CURSOR, "query", bounds, required=False),
+                    _param(FEED_TIMEOUT, "query", bounds, required=False),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["events", "nextUrl"],
+                            "properties": {
+                                "events": {"type": "array", "items": _FEED_EVENT},
+                                "nextUrl": {"type": "string"},
+                            },
+                        },
+                        "Events after `i`, and the URL to resume from.",
+                    ),
+                    **_errors(*_ALWAYS, "invalid_field", "invalid_token"),
+                },
+            }
+        },
+        "/overlay/ticket": {
+            "post": {
+                "summary": "Trade a room's event-feed token for a ticket of one `broadcast` "
+                f"WebSocket connection, valid {OVERLAY_TICKET_TTL_S} s (how the broadcast "
+                "overlay follows the room; the feed token is the credential). Bodies are at "
+                f"most {OVERLAY_BODY_BYTES_MAX} bytes.",
+                "security": [],
+                "requestBody": _body(OVERLAY_BODY, bounds),
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["ticket", "expires_at_ms"],
+                            "properties": {
+                                "ticket": {"type": "string"},
+                                "expires_at_ms": {"type": "integer"},
+                            },
+                        },
+                        "The ticket.",
+                    ),
+                    **_errors(*_ALWAYS, *_BODY, "invalid_token"),
+                },
+            }
+        },
+    }
+
+
+def document(server_url: str, bounds: Bounds) -> dict[str, Any]:
+    """The OpenAPI document, with ``server_url`` as its server and this server's ``bounds``."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -230,288 +596,20 @@ def document(server_url: str) -> dict[str, Any]:
             "version": "1",
             "description": "Post Pay tabs, connection tickets and rooms, for the cam-site "
             "backend; the broadcast overlay's ticket exchange. Amounts are integers in minor "
-            "units. See docs/http-api.md.",
+            f"units. Bodies are JSON objects of at most {BODY_BYTES_MAX} bytes. Every error "
+            'answer is `{"error": {"code", "message"}}`. See docs/http-api.md.',
         },
         "servers": [{"url": server_url}],
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _ERROR, "TabState": {"type": "string", "enum": list(TAB_STATES)}},
         },
         "security": [{"apiKey": []}],
         "paths": {
-            "/v1/tabs": {
-                "post": {
-                    "summary": "Open a tab: authorize a hold for the cap, then open the tab.",
-                    "parameters": [
-                        {"name": "Idempotency-Key", "in": "header", "required": True, "schema": _ID}
-                    ],
-                    "requestBody": _body(
-                        {
-                            "customer": _ID,
-                            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-                            "cap_minor": _MINOR,
-                            "payment_method": {"type": "string", "maxLength": 128},
-                            "country": {
-                                "type": "string",
-                                "pattern": "^[A-Za-z]{2}$",
-                                "description": "The customer's country, for routing.",
-                            },
-                            "processor": {
-                                "type": "string",
-                                "description": "The cam site's choice of processor.",
-                            },
-                        },
-                        ["customer", "currency", "cap_minor", "payment_method"],
-                    ),
-                    "responses": {
-                        "201": _json(_TAB, "The tab is open."),
-                        "200": _json(_TAB, "A retry with the same Idempotency-Key: the same tab."),
-                        **_errors(400, 401, 402, 409, 413, 422, 503),
-                    },
-                }
-            },
-            "/v1/customers/{customer}/tabs/{tab_id}": {
-                "get": {
-                    "summary": "A tab with its itemized lines.",
-                    "parameters": _TAB_PATH_PARAMS,
-                    "responses": {"200": _json(_TAB, "The tab."), **_errors(400, 401, 404, 503)},
-                }
-            },
-            "/v1/customers/{customer}/tabs/{tab_id}/statement": {
-                "get": {
-                    "summary": "The tab's itemized statement: lines, totals per model, total, "
-                    "and how its settlement ended.",
-                    "parameters": _TAB_PATH_PARAMS,
-                    "responses": {
-                        "200": _json(_STATEMENT, "The statement."),
-                        **_errors(400, 401, 404, 503),
-                    },
-                }
-            },
-            "/v1/captures/{capture_id}": {
-                "get": {
-                    "summary": "Find a payment: the statement of the tab a capture settled.",
-                    "parameters": [
-                        {
-                            "name": "capture_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "maxLength": 255},
-                        }
-                    ],
-                    "responses": {
-                        "200": _json(_STATEMENT, "The statement of the settled tab."),
-                        **_errors(401, 404, 503),
-                    },
-                }
-            },
-            "/v1/customers/{customer}/tabs/{tab_id}/cap": {
-                "post": {
-                    "summary": "Raise the cap (the gateway raises the hold first).",
-                    "parameters": _TAB_PATH_PARAMS,
-                    "requestBody": _body({"cap_minor": _MINOR}, ["cap_minor"]),
-                    "responses": {
-                        "200": _json(_TAB, "The tab with its new cap."),
-                        **_errors(400, 401, 402, 404, 409, 413, 503),
-                    },
-                }
-            },
-            "/v1/customers/{customer}/tabs/{tab_id}/settle": {
-                "post": {
-                    "summary": "Freeze the tab now and queue its settlement.",
-                    "parameters": _TAB_PATH_PARAMS,
-                    "responses": {
-                        "202": _json(_TAB, "Frozen (state settling) and queued."),
-                        **_errors(400, 401, 404, 409, 503),
-                    },
-                }
-            },
-            "/v1/tickets": {
-                "post": {
-                    "summary": "Mint a short-lived, single-use ticket for one WebSocket "
-                    "connection.",
-                    "requestBody": _body(
-                        {
-                            "role": {"type": "string", "enum": ["viewer", "model", "broadcast"]},
-                            "subject": _ID,
-                            "name": {"type": "string", "maxLength": 64},
-                            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-                            "ttl_s": {"type": "integer", "minimum": 1},
-                        },
-                        ["role", "subject"],
-                    ),
-                    "responses": {
-                        "201": _json(
-                            {
-                                "type": "object",
-                                "required": ["ticket", "expires_at_ms", "ws_url"],
-                                "properties": {
-                                    "ticket": {"type": "string"},
-                                    "expires_at_ms": {"type": "integer"},
-                                    "ws_url": {"type": "string"},
-                                },
-                            },
-                            "The ticket.",
-                        ),
-                        **_errors(400, 401, 413),
-                    },
-                }
-            },
-            "/v1/rooms/{room}/payout": {
-                "put": {
-                    "summary": "Set the model's share of later charges (basis points).",
-                    "parameters": _ROOM_PARAM,
-                    "requestBody": _body(
-                        {"payout_bp": {"type": "integer", "minimum": 0, "maximum": 10000}},
-                        ["payout_bp"],
-                    ),
-                    "responses": {
-                        "200": _json({"type": "object"}, "The new payout rate."),
-                        **_errors(400, 401, 413, 503),
-                    },
-                }
-            },
-            "/v1/rooms/{room}/earnings": {
-                "get": {
-                    "summary": "The model's earnings: settled (from the ledger) per currency, "
-                    "and accrued on tabs not settled yet.",
-                    "parameters": _ROOM_PARAM,
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["room", "settled", "accrued"],
-                                "properties": {
-                                    "room": _ID,
-                                    "settled": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "properties": {
-                                                "currency": {"type": "string"},
-                                                "gross_minor": {"type": "integer"},
-                                                "share_minor": {"type": "integer"},
-                                                "pending_minor": {"type": "integer"},
-                                                "settlements": {"type": "integer"},
-                                            },
-                                        },
-                                    },
-                                    "accrued": {
-                                        "type": "object",
-                                        "additionalProperties": {"type": "integer"},
-                                    },
-                                },
-                            },
-                            "The room's earnings.",
-                        ),
-                        **_errors(400, 401, 503),
-                    },
-                }
-            },
-            "/v1/rooms/{room}/feed-token": {
-                "post": {
-                    "summary": "A new token for the room's event feed (the previous one stops).",
-                    "parameters": _ROOM_PARAM,
-                    "responses": {
-                        "201": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "token": {"type": "string"},
-                                    "feed_url": {"type": "string"},
-                                },
-                            },
-                            "The token and the feed's first URL.",
-                        ),
-                        **_errors(400, 401, 503),
-                    },
-                }
-            },
-            "/events/{room}/{token}/": {
-                "get": {
-                    "summary": "Long-poll of the room's events, in the Chaturbate Events API "
-                    "shape.",
-                    "security": [],
-                    "parameters": [
-                        *_ROOM_PARAM,
-                        {
-                            "name": "token",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        {
-                            "name": "i",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string"},
-                        },
-                        {
-                            "name": "timeout",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer"},
-                        },
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["events", "nextUrl"],
-                                "properties": {
-                                    "events": {"type": "array"},
-                                    "nextUrl": {"type": "string"},
-                                },
-                            },
-                            "Events after `i`, and the URL to resume from.",
-                        ),
-                        **_errors(400, 503),
-                        "401": _json(_ERROR, "Unknown room or token (`invalid_token`)."),
-                    },
-                }
-            },
-            "/overlay/ticket": {
-                "post": {
-                    "summary": "Trade a room's event-feed token for a ticket of one `broadcast` "
-                    f"WebSocket connection, valid {OVERLAY_TICKET_TTL_S} s (how the broadcast "
-                    "overlay follows the room; the feed token is the credential).",
-                    "security": [],
-                    "requestBody": _body(
-                        {
-                            "room": _ID,
-                            "token": {
-                                "type": "string",
-                                "minLength": 1,
-                                "maxLength": FEED_TOKEN_CHARS_MAX,
-                            },
-                        },
-                        ["room", "token"],
-                    ),
-                    "responses": {
-                        "201": _json(
-                            {
-                                "type": "object",
-                                "required": ["ticket", "expires_at_ms"],
-                                "properties": {
-                                    "ticket": {"type": "string"},
-                                    "expires_at_ms": {"type": "integer"},
-                                },
-                            },
-                            "The ticket.",
-                        ),
-                        "400": _json(_ERROR, "The body is not a JSON object (`malformed_body`)."),
-                        "401": _json(
-                            _ERROR, "Unknown room, or not its current feed token (`invalid_token`)."
-                        ),
-                        "413": _json(
-                            _ERROR,
-                            f"Body larger than {DEMO_BODY_BYTES_MAX} bytes (`body_too_large`).",
-                        ),
-                        "503": _json(_ERROR, "Redis is unavailable (`unavailable`): retry."),
-                    },
-                }
-            },
-            **collection_api.openapi_paths(),
-            **refunds_openapi.paths(),
+            **_operations(bounds),
+            **_with_error_shapes(collection_api.openapi_paths()),
+            **_with_error_shapes(refunds_openapi.paths()),
+            **_with_error_shapes(catalog_api.openapi_paths()),  # purchases (issue 17)
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",
@@ -521,3 +619,15 @@ def document(server_url: str) -> dict[str, Any]:
             },
         },
     }
+
+
+async def openapi_document(request: Request, rt: Runtime) -> Response:
+    """``GET /openapi.json``."""
+    return Response(
+        orjson.dumps(document(rt.settings.base_url, bounds_of(rt))), media_type="application/json"
+    )
+
+
+def routes() -> list[Route]:
+    """The document's own route."""
+    return [route("GET", "/openapi.json", "openapi", openapi_document, authenticated=False)]

@@ -1,11 +1,16 @@
-"""The pay-link pages: what is owed, the sandbox's hosted card page, the outcome.
+"""The pay-link pages: what is owed, the card form of the case's processor, the outcome.
 
 ``GET /pay/{token}`` shows the itemized statement of the case's debt (counting one open of the
 link) with a button to the card form of the processor the case uses. The sandbox processor has
-a hosted card page of its own here (``/pay/{token}/card``, its test cards); other processors'
-hosted confirmation flows are not wired yet (docs/collection.md). The card form posts back,
-the collector charges (:meth:`~settlement.collection.collector.Collector.pay_link`), and the
-customer lands on ``/pay/{token}/outcome``: paid, or declined with the reason in words.
+a hosted card page of its own here (``/pay/{token}/card``, its test cards): the card form posts
+back, the collector charges (:meth:`~settlement.collection.collector.Collector.pay_link`). A
+processor with a hosted payment page (Stripe Checkout, Segpay's page:
+:mod:`settlement.processors.hosted`) gets the customer instead: ``/pay/{token}/card``
+redirects there (:meth:`~settlement.collection.collector.Collector.start_hosted`), and the
+processor sends the customer back to ``/pay/{token}/return``, which asks the processor what
+became of the payment and records it; a postback (``POST /pay/postback``) does the same from
+the processor's side. Either way the customer lands on ``/pay/{token}/outcome``: paid, or
+declined with the reason in words.
 
 The token is in the path and nowhere else: the server keeps no access log, the pages send no
 referrer, and nothing here logs it. Templates are Jinja2 with autoescape on
@@ -28,7 +33,7 @@ from server.collection_api import collector_of
 from server.paylink_text import text
 from server.runtime import runtime
 from settlement.collection.cases import Case
-from settlement.collection.collector import ChargeCode, reason_in_words
+from settlement.collection.collector import ChargeCode, parse_hosted_key, reason_in_words
 from settlement.collection.links import LinkRefusal
 from settlement.sandbox import APPROVING_CARDS
 
@@ -113,8 +118,7 @@ async def card_page(request: Request) -> Response:
     if request.method == "POST":
         return await _pay(request, token, case)
     if rt.processors.processor(case.processor).spec.kind not in _SANDBOX_KINDS:
-        # Other processors' hosted confirmation flows are not wired yet: say so plainly.
-        return _refused(LinkRefusal.CLOSED, case.language)
+        return await _to_hosted_page(request, token, case)
     return _page(
         "card.html",
         case.language,
@@ -122,6 +126,67 @@ async def card_page(request: Request) -> Response:
         cards=SANDBOX_CARDS,
         action=f"/pay/{token}/card",
     )
+
+
+async def _to_hosted_page(request: Request, token: str, case: Case) -> Response:
+    """Send the customer to the processor's hosted payment page (the same page again while
+    this link's payment there is pending)."""
+    rt = runtime(request)
+    base = str(request.base_url).rstrip("/")
+    refused, started = await collector_of(rt).start_hosted(
+        token, f"{base}/pay/{token}/return", rt.meter.clock.now_ms()
+    )
+    if started is not None:
+        return RedirectResponse(started.redirect_url, status_code=303)
+    code = refused.code if refused is not None else ChargeCode.CLOSED
+    if code is ChargeCode.CLOSED:
+        refusal = await collector_of(rt).check_link(token, rt.meter.clock.now_ms())
+        return _refused(refusal or LinkRefusal.ATTEMPTS_USED, case.language)
+    t = text(case.language)
+    return _page(
+        "outcome.html",
+        case.language,
+        409 if code is ChargeCode.BUSY else 503,
+        heading=t["title"],
+        message=t["busy"],
+        reason="",
+        retry_url=f"/pay/{token}/card",
+    )
+
+
+async def hosted_return(request: Request) -> Response:
+    """Where the processor's page sends the customer back: what became of the payment is asked
+    of the processor (never read from this URL), recorded, and shown."""
+    token = request.path_params["token"]
+    rt = runtime(request)
+    collector = collector_of(rt)
+    case = await collector.find_by_token(token)
+    if case is None:
+        return _refused(LinkRefusal.NOT_FOUND, "en")
+    number = await collector.pending_hosted(token)
+    if number is not None:
+        await collector.complete_hosted(case.case_id, number, rt.meter.clock.now_ms())
+    return RedirectResponse(f"/pay/{token}/outcome", status_code=303)
+
+
+async def postback(request: Request) -> Response:
+    """A processor's postback about a hosted payment (Segpay): it names the payment by our
+    reference; the payment is then asked of the processor and recorded. The body is not
+    trusted, so an unsigned postback can do no more than make the server ask."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_BYTES_MAX:
+            return Response("form too large", status_code=413)
+    form = parse_qs(body.decode(errors="replace"))
+    named = parse_hosted_key(form.get("merchantreference", [""])[0])
+    if named is None:
+        return Response("unknown reference", status_code=404)
+    rt = runtime(request)
+    result = await collector_of(rt).complete_hosted(named[0], named[1], rt.meter.clock.now_ms())
+    if result.code is ChargeCode.UNAVAILABLE:
+        return Response("try again", status_code=503)
+    return Response("ok", status_code=200)
 
 
 async def _pay(request: Request, token: str, case: Case) -> Response:
@@ -168,6 +233,17 @@ async def outcome_page(request: Request) -> Response:
             retry_url="",
         )
     attempt = await collector.latest_attempt(case.case_id)
+    if attempt is not None and attempt.status == "pending":
+        # Back from a processor's page that has not decided yet (or was left unpaid): the
+        # same page again, not the statement (which would count an open of the link).
+        return _page(
+            "outcome.html",
+            case.language,
+            heading=t["title"],
+            message=t["busy"],
+            reason="",
+            retry_url=f"/pay/{token}/card",
+        )
     if attempt is None or attempt.status != "declined":
         return RedirectResponse(f"/pay/{token}", status_code=303)
     refusal = await collector.check_link(token, runtime(request).meter.clock.now_ms())
@@ -187,4 +263,6 @@ def routes() -> list[Route]:
         Route("/pay/{token}", show_statement, methods=["GET"]),
         Route("/pay/{token}/card", card_page, methods=["GET", "POST"]),
         Route("/pay/{token}/outcome", outcome_page, methods=["GET"]),
+        Route("/pay/{token}/return", hosted_return, methods=["GET"]),
+        Route("/pay/postback", postback, methods=["POST"]),
     ]

@@ -30,13 +30,15 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from prometheus_client import Gauge
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from clients.ids import ID_PATTERN
 from metering.keys import is_id
 from metering.outcomes import TabRef
-from server.api import ApiError, endpoint, json_body
+from server.api import ApiError, json_body, read_body, route
 from server.runtime import Runtime
 from settlement import webhooks
 from settlement.errors import InvalidSignature
@@ -48,7 +50,7 @@ from settlement.refunds.notices import (
     sandbox_notice,
     signed_headers,
 )
-from settlement.refunds.policy import Reason
+from settlement.refunds.policy import ModelShare, Reason
 from settlement.refunds.service import RefundRequest, Refunds
 
 SUPPORT_KEY_HEADER: Final = "tipmeter-support-key"
@@ -62,36 +64,42 @@ _REASONS: Final = {reason.value: reason for reason in Reason}
 
 
 def _service(request: Request, rt: Runtime) -> Refunds:
-    """The app's refunds service, built on first use from the runtime and the environment."""
-    state = request.app.state
-    service = getattr(state, "refunds", None)
-    if isinstance(service, Refunds):
-        return service
+    """The app's refunds service (:func:`service`)."""
+    return service(request.app.state, rt)
+
+
+def service(state: State, rt: Runtime) -> Refunds:
+    """The app's refunds service, built on first use from the runtime and the environment
+    (kept on the app's ``state``: the HTTP routes and the consoles' consent share it)."""
+    built = getattr(state, "refunds", None)
+    if isinstance(built, Refunds):
+        return built
     config = rt.settings.webhook_config()
 
     async def announce(kind: str, subject: str, data: Any) -> None:
         if config.enabled:
             await webhooks.enqueue(rt.store, config, kind, subject, data, rt.meter.clock.now_ms())
 
-    service = Refunds(
+    built = Refunds(
         rt.ledger.database,
         rt.processors.for_processor,
         rt.meter.clock,
         rt.settings.refund_policy(),
         announce=announce,
         flag_on_dispute=rt.settings.dispute_flag == "on",
+        dispute_model_share=ModelShare(rt.settings.dispute_model_share),
     )
-    state.refunds = service
+    state.refunds = built
     state.dispute_ratio = Gauge(
         "tipmeter_dispute_ratio",
         "Disputes opened over captured settlements this calendar month, per processor.",
         ["processor"],
         registry=rt.metrics.registry,
     )
-    return service
+    return built
 
 
-def _support(request: Request, rt: Runtime) -> bool:
+def is_support(request: Request, rt: Runtime) -> bool:
     keys = rt.settings.support_api_keys
     given = request.headers.get(SUPPORT_KEY_HEADER, "")
     return bool(given) and any(hmac.compare_digest(given.encode(), k.encode()) for k in keys)
@@ -107,9 +115,9 @@ def _text(value: object, name: str, *, required: bool = True) -> str:
     return value
 
 
-def _id(value: object, name: str) -> str:
+def valid_id(value: object, name: str) -> str:
     if not is_id(value):
-        raise ApiError(400, "invalid_id", f"{name} must match [A-Za-z0-9_.-]{{1,64}}")
+        raise ApiError(400, "invalid_id", f"{name} must match {ID_PATTERN.pattern}")
     return str(value)
 
 
@@ -119,7 +127,7 @@ def _amount(value: object, name: str) -> int:
     return value
 
 
-async def _call(coro: Any) -> Any:
+async def call_service(coro: Any) -> Any:
     """Await a service call, its exceptions as API errors."""
     try:
         return await coro
@@ -134,7 +142,7 @@ async def _call(coro: Any) -> Any:
 async def handle_create_refund(request: Request, rt: Runtime) -> Response:
     """``POST /v1/refunds``: 201 with the refund (its decision and status); 200 for a repeat."""
     body = await json_body(request)
-    refund_id = _id(body.get("refund_id"), "refund_id")
+    refund_id = valid_id(body.get("refund_id"), "refund_id")
     raw_reason = body.get("reason")
     reason = _REASONS.get(raw_reason) if isinstance(raw_reason, str) else None
     if reason is None:
@@ -147,7 +155,7 @@ async def handle_create_refund(request: Request, rt: Runtime) -> Response:
         if found is None:
             raise ApiError(404, "not_found", f"no capture {capture}")
         customer, tab_id = found.customer, found.tab_id
-    ref = TabRef(_id(customer, "customer"), _id(tab_id, "tab_id"))
+    ref = TabRef(valid_id(customer, "customer"), valid_id(tab_id, "tab_id"))
     raw_lines = body.get("lines", [])
     if not (isinstance(raw_lines, list) and len(raw_lines) <= LINES_MAX):
         raise ApiError(400, "invalid_field", f"lines must be a list of at most {LINES_MAX}")
@@ -166,15 +174,15 @@ async def handle_create_refund(request: Request, rt: Runtime) -> Response:
     override = body.get("override")
     by = override_reason = ""
     if override is not None:
-        if not _support(request, rt):
+        if not is_support(request, rt):
             raise ApiError(
                 403, "support_key_required", "an override needs the Tipmeter-Support-Key header"
             )
         if not isinstance(override, dict):
             raise ApiError(400, "invalid_field", "override is {by, reason}")
-        by = _id(override.get("by"), "override.by")
+        by = valid_id(override.get("by"), "override.by")
         override_reason = _text(override.get("reason"), "override.reason")
-    answer = await _call(
+    answer = await call_service(
         service.request(
             RefundRequest(
                 refund_id,
@@ -192,33 +200,42 @@ async def handle_create_refund(request: Request, rt: Runtime) -> Response:
 
 async def handle_read_refund(request: Request, rt: Runtime) -> Response:
     """``GET /v1/refunds/{refund_id}``."""
-    refund_id = _id(request.path_params["refund_id"], "refund_id")
-    return JSONResponse(await _call(_service(request, rt).read(refund_id)))
+    refund_id = valid_id(request.path_params["refund_id"], "refund_id")
+    return JSONResponse(await call_service(_service(request, rt).read(refund_id)))
 
 
 async def handle_consent(request: Request, rt: Runtime) -> Response:
-    """``POST /v1/refunds/{refund_id}/consent``: ``{"accept": bool, "by": model id}``."""
-    refund_id = _id(request.path_params["refund_id"], "refund_id")
+    """``POST /v1/refunds/{refund_id}/consent``: ``{"accept": bool, "by": model id, "room"?:
+    the room she answers for (none: the answer stands for every room asked)}``. With the
+    support key, support staff answer (``by`` is theirs), also an escalated request."""
+    refund_id = valid_id(request.path_params["refund_id"], "refund_id")
     body = await json_body(request)
     accept = body.get("accept")
     if type(accept) is not bool:
         raise ApiError(400, "invalid_field", "accept must be true or false")
-    by = _id(body.get("by"), "by")
-    answer = await _call(_service(request, rt).consent(refund_id, accept=accept, by=f"model:{by}"))
+    by = valid_id(body.get("by"), "by")
+    room = valid_id(body["room"], "room") if "room" in body else None
+    # Support staff (their key) answer an escalated request, for every room asked.
+    support = is_support(request, rt)
+    answer = await call_service(
+        _service(request, rt).consent(
+            refund_id,
+            accept=accept,
+            by=f"support:{by}" if support else f"model:{by}",
+            room=None if support else room,
+            support=support,
+        )
+    )
     return JSONResponse(answer.body)
 
 
 async def handle_dispute_notice(request: Request, rt: Runtime) -> Response:
     """``POST /v1/disputes/notices/{processor}``: a signed notice (200 once recorded)."""
-    processor = _id(request.path_params["processor"], "processor")
+    processor = valid_id(request.path_params["processor"], "processor")
     secret = rt.settings.dispute_secret(processor)
     if not secret or processor not in rt.processors.gateways():
         raise ApiError(404, "not_found", f"no dispute notices are taken for {processor}")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > NOTICE_BYTES_MAX:
-            raise ApiError(413, "body_too_large", f"notices are at most {NOTICE_BYTES_MAX} bytes")
+    raw = await read_body(request, NOTICE_BYTES_MAX, "notices")
     return await _record_notice(request, rt, processor, raw, dict(request.headers), secret)
 
 
@@ -237,7 +254,7 @@ async def _record_notice(
     except NoticeMalformed as exc:
         raise ApiError(400, "malformed_notice", str(exc)) from None
     service = _service(request, rt)
-    answer = await _call(service.dispute(notice))
+    answer = await call_service(service.dispute(notice))
     await _update_gauge(request, rt, service)
     return JSONResponse(answer.body, status_code=201 if answer.created else 200)
 
@@ -262,7 +279,7 @@ async def handle_sandbox_dispute(request: Request, rt: Runtime) -> Response:
         raise ApiError(400, "invalid_amount", "fee_minor must be a whole number of minor units")
     processor = tab.processor or rt.processors.default_name
     raw = sandbox_notice(
-        dispute_id=_id(body.get("dispute_id", f"dp_{record.capture_id}"), "dispute_id"),
+        dispute_id=valid_id(body.get("dispute_id", f"dp_{record.capture_id}"), "dispute_id"),
         capture_id=record.capture_id,
         currency=tab.currency,
         amount_minor=_amount(body.get("amount_minor", record.captured_minor), "amount_minor"),
@@ -281,19 +298,19 @@ async def handle_sandbox_dispute(request: Request, rt: Runtime) -> Response:
 async def handle_read_dispute(request: Request, rt: Runtime) -> Response:
     """``GET /v1/disputes/{dispute_id}``."""
     dispute_id = _text(request.path_params["dispute_id"], "dispute_id")
-    return JSONResponse(await _call(_service(request, rt).read_dispute(dispute_id)))
+    return JSONResponse(await call_service(_service(request, rt).read_dispute(dispute_id)))
 
 
 async def handle_evidence(request: Request, rt: Runtime) -> Response:
     """``GET /v1/disputes/{dispute_id}/evidence``: the evidence package, JSON."""
     dispute_id = _text(request.path_params["dispute_id"], "dispute_id")
-    return JSONResponse(await _call(_service(request, rt).evidence(dispute_id)))
+    return JSONResponse(await call_service(_service(request, rt).evidence(dispute_id)))
 
 
 async def handle_evidence_page(request: Request, rt: Runtime) -> Response:
     """``GET /v1/disputes/{dispute_id}/evidence.html``: the same package, printable."""
     dispute_id = _text(request.path_params["dispute_id"], "dispute_id")
-    evidence = await _call(_service(request, rt).evidence(dispute_id))
+    evidence = await call_service(_service(request, rt).evidence(dispute_id))
     return HTMLResponse(evidence_page(evidence))
 
 
@@ -391,7 +408,7 @@ async def handle_dispute_ratio(request: Request, rt: Runtime) -> Response:
 
 async def handle_read_flag(request: Request, rt: Runtime) -> Response:
     """``GET /v1/customers/{customer}/flag``: the standing flag, or 404."""
-    customer = _id(request.path_params["customer"], "customer")
+    customer = valid_id(request.path_params["customer"], "customer")
     flag = await _service(request, rt).flagged(customer)
     if flag is None:
         raise ApiError(404, "not_found", f"customer {customer} is not flagged")
@@ -402,10 +419,10 @@ async def handle_read_flag(request: Request, rt: Runtime) -> Response:
 
 async def handle_clear_flag(request: Request, rt: Runtime) -> Response:
     """``DELETE /v1/customers/{customer}/flag``: support clears it (``?by=<support id>``)."""
-    customer = _id(request.path_params["customer"], "customer")
-    if not _support(request, rt):
+    customer = valid_id(request.path_params["customer"], "customer")
+    if not is_support(request, rt):
         raise ApiError(403, "support_key_required", "clearing a flag needs the support key")
-    by = _id(request.query_params.get("by"), "by")
+    by = valid_id(request.query_params.get("by"), "by")
     if not await _service(request, rt).clear_flag(customer, by):
         raise ApiError(404, "not_found", f"customer {customer} is not flagged")
     return JSONResponse({"customer": customer, "cleared_by": by})
@@ -416,60 +433,33 @@ async def handle_find_payment(request: Request, rt: Runtime) -> Response:
     number = request.path_params["number"]
     if not (0 < len(number) <= NUMBER_CHARS_MAX and number.isprintable()):
         raise ApiError(400, "invalid_field", "the number is printable, 1..255 characters")
-    return JSONResponse(await _call(_service(request, rt).find_payment(number)))
+    return JSONResponse(await call_service(_service(request, rt).find_payment(number)))
 
 
 def routes() -> list[Route]:
     """The routes of refunds, disputes and payment search."""
     return [
-        Route("/v1/refunds", endpoint("create_refund", handle_create_refund), methods=["POST"]),
-        Route(
-            "/v1/refunds/{refund_id}", endpoint("read_refund", handle_read_refund), methods=["GET"]
-        ),
-        Route(
-            "/v1/refunds/{refund_id}/consent",
-            endpoint("refund_consent", handle_consent),
-            methods=["POST"],
-        ),
-        Route(
+        route("POST", "/v1/refunds", "create_refund", handle_create_refund),
+        route("GET", "/v1/refunds/{refund_id}", "read_refund", handle_read_refund),
+        route("POST", "/v1/refunds/{refund_id}/consent", "refund_consent", handle_consent),
+        route(
+            "POST",
             "/v1/disputes/notices/{processor}",
-            endpoint("dispute_notice", handle_dispute_notice, authenticated=False),
-            methods=["POST"],
+            "dispute_notice",
+            handle_dispute_notice,
+            authenticated=False,
         ),
-        Route(
-            "/v1/sandbox/disputes",
-            endpoint("sandbox_dispute", handle_sandbox_dispute),
-            methods=["POST"],
-        ),
-        Route(
-            "/v1/disputes/ratio", endpoint("dispute_ratio", handle_dispute_ratio), methods=["GET"]
-        ),
-        Route(
-            "/v1/disputes/{dispute_id}",
-            endpoint("read_dispute", handle_read_dispute),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/disputes/{dispute_id}/evidence",
-            endpoint("dispute_evidence", handle_evidence),
-            methods=["GET"],
-        ),
-        Route(
+        route("POST", "/v1/sandbox/disputes", "sandbox_dispute", handle_sandbox_dispute),
+        route("GET", "/v1/disputes/ratio", "dispute_ratio", handle_dispute_ratio),
+        route("GET", "/v1/disputes/{dispute_id}", "read_dispute", handle_read_dispute),
+        route("GET", "/v1/disputes/{dispute_id}/evidence", "dispute_evidence", handle_evidence),
+        route(
+            "GET",
             "/v1/disputes/{dispute_id}/evidence.html",
-            endpoint("dispute_evidence_page", handle_evidence_page),
-            methods=["GET"],
+            "dispute_evidence_page",
+            handle_evidence_page,
         ),
-        Route(
-            "/v1/customers/{customer}/flag",
-            endpoint("read_flag", handle_read_flag),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/customers/{customer}/flag",
-            endpoint("clear_flag", handle_clear_flag),
-            methods=["DELETE"],
-        ),
-        Route(
-            "/v1/payments/{number}", endpoint("find_payment", handle_find_payment), methods=["GET"]
-        ),
+        route("GET", "/v1/customers/{customer}/flag", "read_flag", handle_read_flag),
+        route("DELETE", "/v1/customers/{customer}/flag", "clear_flag", handle_clear_flag),
+        route("GET", "/v1/payments/{number}", "find_payment", handle_find_payment),
     ]

@@ -155,4 +155,77 @@ def paths() -> dict[str, Any]:
                 "responses": {"200": _answer("The payment's history."), "404": _NOT_FOUND},
             }
         },
+        **_customer_paths(),
+    }
+
+
+def _customer_paths() -> dict[str, Any]:
+    """Customers' own refund requests (``server.refund_requests_api``)."""
+    tab = [_param("customer"), _param("tab_id")]
+    request_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["refund_id", "reason"],
+                    "properties": {
+                        "refund_id": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "note": {"type": "string", "maxLength": 2000},
+                        "lines": {"type": "array", "items": {"type": "string"}},
+                        "attachments": {
+                            "type": "array",
+                            "maxItems": 3,
+                            "items": {
+                                "type": "object",
+                                "required": ["content_base64"],
+                                "properties": {
+                                    "filename": {"type": "string"},
+                                    "content_base64": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+    return {
+        "/v1/customers/{customer}/tabs/{tab_id}/refund-requests": {
+            "post": {
+                "summary": "A customer's own refund request from her statement (reason, lines, "
+                "PNG/JPEG/PDF attachments checked by content), decided by the site's policy; "
+                "idempotent by refund_id.",
+                "parameters": tab,
+                "requestBody": request_body,
+                "responses": {
+                    "201": _answer("The request as the customer's statement shows it."),
+                    "200": _answer("The same request again."),
+                    "400": _error("Invalid input, `attachment_refused`, `too_many_attachments`."),
+                    "404": _NOT_FOUND,
+                    "409": _error("`id_reused`, `not_refundable`."),
+                },
+            }
+        },
+        "/v1/customers/{customer}/tabs/{tab_id}/refunds": {
+            "get": {
+                "summary": "What the customer's statement shows of refunds: each line with what "
+                "may still be asked back, every refund and request with its state.",
+                "parameters": tab,
+                "responses": {"200": _answer("The tab's refunds."), "404": _NOT_FOUND},
+            }
+        },
+        "/v1/refunds/{refund_id}/attachments/{n}": {
+            "get": {
+                "summary": "A request's attachment, for support staff only (support key), as a "
+                "download (`application/octet-stream`, `Content-Disposition: attachment`).",
+                "parameters": [_param("refund_id"), _param("n")],
+                "responses": {
+                    "200": {"description": "The file's bytes."},
+                    "403": _error("No support key."),
+                    "404": _NOT_FOUND,
+                },
+            }
+        },
     }

@@ -19,6 +19,7 @@ from settlement.processors.registry import ProcessorRegistry
 
 if TYPE_CHECKING:
     from server.connection import Connection
+    from server.consent_push import ConsentPush
     from server.hub import Hub
     from server.scheduler import Scheduler
     from server.triggers import CapWatch
@@ -44,6 +45,8 @@ class Runtime:
     #: Set whenever the last connection closes (the drain waits on it).
     no_connections: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
+    #: The models' consoles' refund consent (h-refcol); None until the lifespan starts it.
+    consent: ConsentPush | None = None
 
     @property
     def gateway(self) -> Gateway:

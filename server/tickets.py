@@ -11,16 +11,12 @@ import secrets
 from typing import Final
 
 from clients.tickets import Claims, Role, TicketProblem, mint, verify
+from metering import keys
 from metering.clock import Clock
 from metering.store import Store, translated
 
 #: Grace added to the single-use record's life, so a ticket cannot outlive its record.
 USED_RECORD_EXTRA_MS: Final = 60_000
-
-
-def used_ticket_key(ticket_id: str) -> str:
-    """The key recording that ticket ``ticket_id`` was used (its own hash tag: spread out)."""
-    return f"tm:{{t:{ticket_id}}}:used"
 
 
 class TicketGate:
@@ -58,7 +54,7 @@ class TicketGate:
         life_ms = result.expires_at_ms - now_ms + USED_RECORD_EXTRA_MS
         with translated():
             first = await self._store.client.set(
-                used_ticket_key(result.ticket_id), b"1", nx=True, px=life_ms
+                keys.used_ticket(result.ticket_id), b"1", nx=True, px=life_ms
             )
         return result if first else TicketProblem.REUSED
 

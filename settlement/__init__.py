@@ -12,7 +12,7 @@ signed webhooks. The theory of operation is in :mod:`settlement.worker` and
   :mod:`settlement.sandbox_http` implement it, and so do the adapters of
   :mod:`settlement.processors` (registry, routing, cascading, Stripe, Segpay Post Pay).
 - :mod:`settlement.retry_rules` — the one table of card-network retry rules.
-- :mod:`settlement.config` — named bounds and timings, and the crash-point hook for tests.
+- :mod:`settlement.config` — named bounds and timings, and the checkpoints a settlement passes.
 
 Exceptions::
 

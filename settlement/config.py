@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import dataclass
 from enum import StrEnum
 
 from settlement.errors import SettlementMisuse
 
 
-class CrashPoint(StrEnum):
-    """Where a worker may be told to kill itself, for crash tests (see :func:`crash_if`).
+class Checkpoint(StrEnum):
+    """The points of one settlement between two durable steps, where a process may stop.
 
-    Inert by default: nothing crashes unless ``TIPMETER_SETTLE_CRASH_POINT`` names a point.
+    A worker announces each to its ``on_checkpoint`` hook (none in production); the crash tests
+    (``tests/settlement/crash_worker.py``) pass a hook that kills the process at one of them —
+    a real ``kill -9`` at an exact place in the code, which no external timing can hit.
     """
 
     BEFORE_GATEWAY = "before_gateway"  # the amount is recorded; the gateway was not called
     AFTER_GATEWAY = "after_gateway"  # the gateway committed; the outcome is not recorded
     AFTER_RECORD = "after_record"  # the outcome is in Redis; the ledger write is not done
     AFTER_LEDGER = "after_ledger"  # the outcome is in the ledger; the tab is not retired
+    #: Collection, not a settlement: a case change and its webhook's outbox row are committed;
+    #: the relay has not run.
+    COLLECTION_COMMITTED = "collection_committed"
 
 
-def crash_if(configured: CrashPoint | None, point: CrashPoint) -> None:
-    """SIGKILL this process when ``point`` is the configured crash point — a real ``kill -9``
-    at an exact place in the code, which no external timing can hit reliably."""
-    if configured is point:
-        os.kill(os.getpid(), signal.SIGKILL)
+#: The checkpoints one settlement passes, in order.
+SETTLEMENT_CHECKPOINTS: tuple[Checkpoint, ...] = (
+    Checkpoint.BEFORE_GATEWAY,
+    Checkpoint.AFTER_GATEWAY,
+    Checkpoint.AFTER_RECORD,
+    Checkpoint.AFTER_LEDGER,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +79,6 @@ class SettlementConfig:
     #: its own with its own lifetime (``metering.keys.OP_TTL_MS``), so a retry is answered
     #: ``duplicate`` whatever this is.
     retention_ms: int = 24 * 3_600_000
-    #: Crash tests only (None in production).
-    crash_point: CrashPoint | None = None
 
     def __post_init__(self) -> None:
         if self.claim_idle_ms <= self.gateway_timeout_s * 1_000:

@@ -13,7 +13,7 @@ class SettlementError(Exception):
 
 
 class SettlementMisuse(SettlementError, ValueError):
-    """The caller passed something malformed (a bad setting, an unknown crash point …)."""
+    """The caller passed something malformed (a bad setting, a bound out of range …)."""
 
 
 class StatementMismatch(SettlementError):

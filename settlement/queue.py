@@ -10,13 +10,17 @@ worker settles a tab at most once, whatever the number of entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Final
 
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+
 from metering import keys
+from metering.keys import is_id
 from metering.lifecycle import FreezeReason, TabState
 from metering.meter import Meter
-from metering.outcomes import Code, FreezeResult, TabRef
+from metering.outcomes import FreezeResult, TabRef
 from metering.store import Store, as_text, translated
 
 #: Entries the settlement stream keeps at most (approximate trimming). The worker deletes what it
@@ -25,14 +29,28 @@ from metering.store import Store, as_text, translated
 QUEUE_LEN_MAX: Final = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class SettlementRequest:
-    """One entry of the settlement stream."""
+def add_entry(pipe: Pipeline | ClusterPipeline, ref: TabRef, reason: str, at_ms: int) -> None:
+    """Queue ``ref`` on the settlement stream in ``pipe`` — the one writer of an entry, whose
+    fields :func:`entry_ref` reads back (``reason`` and ``at`` are for people reading the
+    stream; the worker needs only the tab)."""
+    pipe.xadd(
+        keys.settle_queue(),
+        {"customer": ref.customer, "tab": ref.tab_id, "reason": reason, "at": at_ms},
+        maxlen=QUEUE_LEN_MAX,
+        approximate=True,
+    )
 
-    entry_id: str
-    ref: TabRef
-    reason: str
-    at_ms: int
+
+def entry_ref(fields: Mapping[str, bytes]) -> TabRef | None:
+    """The tab a settlement stream entry names, or None for a malformed entry."""
+    try:
+        customer = fields["customer"].decode()
+        tab_id = fields["tab"].decode()
+    except (KeyError, UnicodeDecodeError):
+        return None
+    if not (is_id(customer) and is_id(tab_id)):
+        return None
+    return TabRef(customer, tab_id)
 
 
 async def enqueue(store: Store, ref: TabRef, reason: str, now_ms: int) -> str:
@@ -40,12 +58,7 @@ async def enqueue(store: Store, ref: TabRef, reason: str, now_ms: int) -> str:
     shard = keys.tab_index(keys.tab_index_shard(ref.customer))
     with translated():
         async with store.client.pipeline(transaction=False) as pipe:
-            pipe.xadd(
-                keys.settle_queue(),
-                {"customer": ref.customer, "tab": ref.tab_id, "reason": reason, "at": now_ms},
-                maxlen=QUEUE_LEN_MAX,
-                approximate=True,
-            )
+            add_entry(pipe, ref, reason, now_ms)
             pipe.zadd(shard, {keys.tab_index_member(ref.customer, ref.tab_id): now_ms})
             entry_id, _ = await pipe.execute()
     return as_text(entry_id)
@@ -61,11 +74,6 @@ async def request_settlement(meter: Meter, ref: TabRef, reason: FreezeReason) ->
     if result.code.ok and result.balance.state is TabState.SETTLING:
         await enqueue(meter.store, ref, result.reason, meter.clock.now_ms())
     return result
-
-
-def is_request_accepted(result: FreezeResult) -> bool:
-    """True when the tab is (or was already) on its way to settlement."""
-    return result.code in (Code.APPLIED, Code.DUPLICATE)
 
 
 async def schedule_look(store: Store, ref: TabRef, at_ms: int) -> None:

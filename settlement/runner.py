@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from metering.clock import SystemClock
 from metering.meter import Meter, open_store
 from metering.scripts import METERING_SCRIPTS
+from settlement.collection.timer import collection_timer
+from settlement.config import Checkpoint
 from settlement.ledger.ledger import Ledger
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
@@ -20,9 +23,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("tipmeter.worker")
 
 
-async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, Any] | None:
+async def run_worker(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+) -> dict[str, Any] | None:
     """Connect, then settle until SIGINT/SIGTERM; with ``burst``, drain once and return a
-    report (statuses counted, entries acknowledged, left pending, dead-lettered)."""
+    report (statuses counted, entries acknowledged, left pending, dead-lettered).
+    ``on_checkpoint``: the worker's checkpoint hook (the crash tests' entry point passes one)."""
     clock = SystemClock()
     ledger = await Ledger.open(settings.database_config())
     store = await open_store(settings.redis_target(), (*METERING_SCRIPTS, *SETTLEMENT_SCRIPTS))
@@ -35,6 +44,16 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> dict[str, An
             ledger=ledger,
             config=settings.settlement_config(),
             webhook_config=settings.webhook_config(),
+            on_checkpoint=on_checkpoint,
+            collection=collection_timer(
+                ledger,
+                processors,
+                store,
+                settings.webhook_config(),
+                settings.collection_config(),
+                interval_ms=settings.collection_sweep_interval_ms,
+                on_checkpoint=on_checkpoint,
+            ),
         )
         if burst:
             report = await worker.run_burst()

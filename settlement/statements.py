@@ -5,7 +5,9 @@ is the same whenever it is computed: before the capture (the worker derives the 
 from it) and after (support reads it). It groups the lines the way a customer reads a bill:
 
 - one ``tip`` line per model: how many tips, their sum, the model's share;
-- one ``session`` line per model and per-minute rate: the seconds billed, their price.
+- one ``session`` line per model and per-minute rate: the seconds billed, their price;
+- one ``purchase`` line per catalog purchase (a request or an unlock), with its item and its
+  state; a voided request reads 0 (``voided_minor`` tells what it was) and is never captured.
 
 Invariant (checked, :class:`~settlement.errors.StatementMismatch` otherwise): the lines add up
 to the accrued amount, which is the amount captured; the models' shares plus the platform's
@@ -31,13 +33,21 @@ from settlement.scripts import SettlementRecord
 class StatementLine:
     """One line of a statement: a model's tips, or a model's seconds at one rate."""
 
-    kind: str  # "tip" or "session"
+    kind: str  # "tip", "session" or "purchase"
     room: str
     amount_minor: int
     share_minor: int
     count: int = 0  # tips (kind "tip") or session lines (kind "session") grouped here
     seconds: int = 0
     rate_per_minute_minor: int = 0
+    #: Kind "purchase" only: the purchase id, the item, its kind, the purchase's state and,
+    #: once voided, the amount it had (docs/purchases.md).
+    purchase_id: str = ""
+    item_id: str = ""
+    item_name: str = ""
+    item_kind: str = ""
+    state: str = ""
+    voided_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +74,47 @@ class Statement:
     retryable: bool = False
 
 
+_KIND_ORDER = {"tip": 0, "purchase": 1, "session": 2}
+
+
 def itemize(lines: Iterable[Line]) -> tuple[tuple[StatementLine, ...], tuple[tuple[str, int], ...]]:
     """Group a tab's lines into statement lines, and sum each model's share.
 
-    Tips group per room; session lines per room and rate. Order: by room, tips first, then
-    sessions by rate — stable, so a statement reads the same every time.
+    Tips group per room; session lines per room and rate; each purchase is a line of its own.
+    Order: by room, tips first, then purchases in the order they were bought, then sessions by
+    rate — stable, so a statement reads the same every time.
     """
     groups: dict[tuple[str, str, int], list[Line]] = {}
     shares: dict[str, int] = {}
     for line in lines:
+        # A purchase's "rate" slot holds its sequence number: one group per purchase, in order.
         rate = line.rate_per_minute_minor if line.kind == "session" else 0
+        if line.kind == "purchase":
+            rate = line.seq
         groups.setdefault((line.room, line.kind, rate), []).append(line)
         shares[line.room] = shares.get(line.room, 0) + line.share_minor
     items = []
     for (room, kind, rate), group in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "tip", kv[0][1], kv[0][2])
+        groups.items(), key=lambda kv: (kv[0][0], _KIND_ORDER[kv[0][1]], kv[0][2])
     ):
+        if kind == "purchase":
+            [line] = group
+            items.append(
+                StatementLine(
+                    kind=kind,
+                    room=room,
+                    amount_minor=line.amount_minor,
+                    share_minor=line.share_minor,
+                    count=1,
+                    purchase_id=line.line_id.removeprefix("buy:"),
+                    item_id=line.item_id,
+                    item_name=line.item_name,
+                    item_kind=line.item_kind,
+                    state=line.state,
+                    voided_minor=line.voided_minor,
+                )
+            )
+            continue
         items.append(
             StatementLine(
                 kind=kind,
@@ -171,6 +206,18 @@ def statement_data(statement: Statement) -> dict[str, Any]:
                 **(
                     {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
                     if line.kind == "session"
+                    else {}
+                ),
+                **(
+                    {
+                        "purchase_id": line.purchase_id,
+                        "item_id": line.item_id,
+                        "item_name": line.item_name,
+                        "item_kind": line.item_kind,
+                        "state": line.state,
+                        "voided_minor": line.voided_minor,
+                    }
+                    if line.kind == "purchase"
                     else {}
                 ),
             }

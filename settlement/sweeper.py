@@ -35,7 +35,7 @@ from metering.meter import Meter
 from metering.outcomes import TabRef
 from metering.store import as_int, as_text, translated
 from settlement.config import SettlementConfig
-from settlement.queue import QUEUE_LEN_MAX, request_settlement
+from settlement.queue import add_entry, request_settlement
 
 #: The tab fields a sweep reads, in this order.
 _FIELDS: Final = (
@@ -164,17 +164,7 @@ class Sweeper:
         with translated():
             async with self.store.client.pipeline(transaction=False) as pipe:
                 for ref in requeue:
-                    pipe.xadd(
-                        keys.settle_queue(),
-                        {
-                            "customer": ref.customer,
-                            "tab": ref.tab_id,
-                            "reason": "sweep",
-                            "at": now_ms,
-                        },
-                        maxlen=QUEUE_LEN_MAX,
-                        approximate=True,
-                    )
+                    add_entry(pipe, ref, "sweep", now_ms)
                 if reschedule:
                     # XX: never resurrect an entry another sweeper removed meanwhile.
                     pipe.zadd(index, reschedule, xx=True)

@@ -53,23 +53,22 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from redis import exceptions as redis_errors
 
 from metering import keys
 from metering.errors import StoreError, StoreUnavailable
-from metering.keys import is_id
 from metering.lifecycle import TabState
 from metering.meter import Meter
 from metering.outcomes import Tab, TabRef
 from metering.sessions import SESSION_LINE_PREFIX
 from metering.store import as_text, stream_entries, translated
 from settlement import scripts, webhooks
-from settlement.config import CrashPoint, SettlementConfig, crash_if
+from settlement.config import Checkpoint, SettlementConfig
 from settlement.errors import SettlementError
 from settlement.gateway import (
     CaptureResult,
@@ -84,11 +83,15 @@ from settlement.ledger.settlements import SettlementFacts, ShowFacts
 from settlement.outcomes import SettleCode, SettlementOutcome
 from settlement.processors import holds
 from settlement.processors.registry import ProcessorRegistry
+from settlement.queue import entry_ref
 from settlement.retry_rules import rule_for
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
 from settlement.sweeper import Sweeper
 from settlement.webhooks import Deliverer, WebhookConfig
+
+if TYPE_CHECKING:
+    from settlement.collection.timer import CollectionTimer
 
 log = logging.getLogger("tipmeter.settlement")
 
@@ -167,8 +170,12 @@ class Worker:
         config: SettlementConfig | None = None,
         webhook_config: WebhookConfig | None = None,
         consumer: str | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
+        collection: CollectionTimer | None = None,
     ) -> None:
         self.meter = meter
+        #: Told each :class:`Checkpoint` a settlement passes (the crash tests' way in).
+        self._on_checkpoint = on_checkpoint or _no_checkpoint
         self.store = meter.store
         self.clock = meter.clock
         #: Every processor; a single gateway serves as a registry of one.
@@ -180,6 +187,8 @@ class Worker:
         self.webhook_config = webhook_config if webhook_config is not None else WebhookConfig()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.sweeper = Sweeper(meter, self.config)
+        #: Collection's sweep and webhook relay, on this loop's timer (docs/collection.md).
+        self.collection = collection
         self.deliverer = (
             Deliverer(
                 self.store, self.clock, self.webhook_config, on_delivered=ledger.record_delivery
@@ -311,7 +320,7 @@ class Worker:
     async def _handle(
         self, entry_id: str, fields: dict[str, bytes], deliveries: int, report: _Tally
     ) -> None:
-        ref = _entry_ref(fields)
+        ref = entry_ref(fields)
         if ref is None:
             await self._dead_letter(entry_id, fields, None, "malformed entry")
             report.dead += 1
@@ -361,7 +370,7 @@ class Worker:
             async with limit:
                 if deliveries > self.config.deliveries_max:
                     await self._dead_letter(
-                        entry_id, fields, _entry_ref(fields), f"delivered {deliveries} times"
+                        entry_id, fields, entry_ref(fields), f"delivered {deliveries} times"
                     )
                     tally.dead += 1
                     return
@@ -385,7 +394,7 @@ class Worker:
         if tab.state is scripts.SETTLING:
             if not await self._settle_frozen(tab):
                 return SettleStatus.RETRY_LATER
-            crash_if(self.config.crash_point, CrashPoint.AFTER_RECORD)
+            self._on_checkpoint(Checkpoint.AFTER_RECORD)
             found = await scripts.read_settlement(self.store, ref)
             if found is None:
                 raise SettlementError(f"tab {_describe(ref)} vanished while settling")
@@ -418,7 +427,7 @@ class Worker:
         )
         if begin.code is not SettleCode.APPLIED and begin.code is not SettleCode.DUPLICATE:
             return True  # recorded by another worker meanwhile: go on with the follow-ups
-        crash_if(self.config.crash_point, CrashPoint.BEFORE_GATEWAY)
+        self._on_checkpoint(Checkpoint.BEFORE_GATEWAY)
         gateway = self.processors.for_processor(tab.processor)
         amount = begin.amount_minor
         now_ms = self.clock.now_ms()
@@ -434,7 +443,7 @@ class Worker:
                 )
                 released = voided.released_minor
             # else: the hold has lapsed by itself; there is nothing left to release.
-            crash_if(self.config.crash_point, CrashPoint.AFTER_GATEWAY)
+            self._on_checkpoint(Checkpoint.AFTER_GATEWAY)
             await self._record(ref, SettlementOutcome.VOIDED, released_minor=released)
             return True
         if now_ms >= begin.capture_before_ms - self.config.capture_guard_ms:
@@ -466,7 +475,7 @@ class Worker:
                     idempotency_key=capture_key(ref), auth_ref=begin.auth_ref, amount_minor=amount
                 )
             )
-        crash_if(self.config.crash_point, CrashPoint.AFTER_GATEWAY)
+        self._on_checkpoint(Checkpoint.AFTER_GATEWAY)
         await self._record_capture(ref, result)
         return True
 
@@ -523,7 +532,7 @@ class Worker:
                 shows=tuple(shows),
             )
         )
-        crash_if(self.config.crash_point, CrashPoint.AFTER_LEDGER)
+        self._on_checkpoint(Checkpoint.AFTER_LEDGER)
         if self.webhook_config.enabled:
             ok = record.outcome in (SettlementOutcome.CAPTURED, SettlementOutcome.VOIDED)
             event_type = webhooks.TAB_SETTLED if ok else webhooks.TAB_SETTLEMENT_FAILED
@@ -593,6 +602,8 @@ class Worker:
                 await self._process(entries, counts, tally)
             if self._claim_cursor == "0-0":
                 break
+        if self.collection is not None:
+            await self.collection.tick(self.clock.now_ms(), force=True)
         if self.deliverer is not None:
             await self.deliverer.deliver_due()
         return BurstReport(
@@ -635,6 +646,8 @@ class Worker:
         while not stop.is_set():
             try:
                 await self.sweeper.sweep()
+                if self.collection is not None:
+                    await self.collection.tick(self.clock.now_ms())  # never raises
                 if self.deliverer is not None:
                     for _ in range(WEBHOOK_ROUNDS_MAX):
                         round_ = await self.deliverer.deliver_due()
@@ -659,15 +672,8 @@ class _Tally:
     dead: int = 0
 
 
-def _entry_ref(fields: dict[str, bytes]) -> TabRef | None:
-    try:
-        customer = fields["customer"].decode()
-        tab_id = fields["tab"].decode()
-    except (KeyError, UnicodeDecodeError):
-        return None
-    if not (is_id(customer) and is_id(tab_id)):
-        return None
-    return TabRef(customer, tab_id)
+def _no_checkpoint(point: Checkpoint) -> None:
+    """The production hook: a checkpoint passes unremarked."""
 
 
 def _describe(ref: TabRef | None) -> str:

@@ -593,6 +593,10 @@ export class TipmeterClient extends EventTarget {
       case "session":
         this._emit("session", message);
         break;
+      case "refunds_waiting":
+        // To a model: the whole list of refunds waiting for her consent (it replaces the last).
+        this._emit("refunds_waiting", message);
+        break;
       case "drain":
         // The server spreads its clients over a few seconds; never wait longer than the cap.
         this._drainDelayMs = Number.isSafeInteger(message.reconnect_after_ms)
@@ -741,6 +745,17 @@ export class TipmeterClient extends EventTarget {
   /** Stop a session: the viewer who started it, or the room's model. */
   stopSession(sessionId, { id = newId("stop") } = {}) {
     return this._request(id, () => ({ type: "session_stop", id, session_id: sessionId }));
+  }
+
+  /**
+   * Accept (`accept` true) or decline a refund waiting for the model's consent (models only;
+   * `refundId` from a `refunds_waiting` message). Resolves with the `result`.
+   */
+  answerRefund(refundId, accept, { id = newId("refund") } = {}) {
+    if (typeof refundId !== "string" || typeof accept !== "boolean") {
+      return Promise.reject(new TypeError("answerRefund(refundId: string, accept: boolean)"));
+    }
+    return this._request(id, () => ({ type: "refund_answer", id, refund_id: refundId, accept }));
   }
 
   /**

@@ -160,6 +160,58 @@ function onWelcome(e) {
   renderEarnings();
 }
 
+const REFUND_REASONS = {
+  customer_request: "the viewer asks",
+  show_not_delivered: "the show was not delivered",
+  technical_problem: "a technical problem",
+  duplicate: "charged twice",
+  fraud: "fraud",
+  goodwill: "goodwill",
+  other: "other",
+};
+
+/** The refunds waiting for her answer: the server sends the whole list each time. */
+function onRefundsWaiting(e) {
+  // `refunds`: refund id → the refund, oldest first; its `lines`: line id → amount.
+  const rows = Object.entries(e.detail.refunds ?? {}).map(([refundId, refund]) => {
+    const lines = Object.entries(refund.lines ?? {})
+      .map(([lineId, amount]) => `${lineId.replace(/^tip:/, "tip ").replace(/^sess:/, "show ")} ${formatMinor(amount, refund.currency)}`)
+      .join(", ");
+    const why = REFUND_REASONS[refund.reason] ?? refund.reason;
+    const accept = el("button", { type: "button", dataset: { answer: "accept" } }, "Accept");
+    const decline = el("button", { type: "button", class: "secondary", dataset: { answer: "decline" } }, "Decline");
+    accept.addEventListener("click", () => answer(refundId, true, [accept, decline]));
+    decline.addEventListener("click", () => answer(refundId, false, [accept, decline]));
+    return el(
+      "tr",
+      { dataset: { refundId } },
+      el("td", {}, clock(refund.requested_at_ms)),
+      el("td", {}, refund.note ? `${why}: “${refund.note}”` : why),
+      el("td", {}, lines),
+      el("td", { class: "num", dataset: { minor: String(refund.amount_minor) } }, formatMinor(refund.amount_minor, refund.currency)),
+      el("td", {}, clock(refund.answer_by_ms)),
+      el("td", {}, accept, " ", decline),
+    );
+  });
+  $("refunds").querySelector("tbody").replaceChildren(...rows);
+  $("refunds-empty").hidden = rows.length > 0;
+}
+
+async function answer(refundId, accept, buttons) {
+  for (const button of buttons) {
+    button.disabled = true;
+  }
+  try {
+    await page.client.answerRefund(refundId, accept);
+    say($("refunds-status"), accept ? "Refund accepted." : "Refund declined.", "ok");
+  } catch (error) {
+    say($("refunds-status"), error.message, "bad");
+    for (const button of buttons) {
+      button.disabled = false;
+    }
+  }
+}
+
 async function stop(sessionId) {
   try {
     await page.client.stopSession(sessionId);
@@ -297,6 +349,7 @@ async function main() {
   bindStatePill(client, $("connection"));
   client.addEventListener("welcome", onWelcome);
   client.addEventListener("event", onEvent);
+  client.addEventListener("refunds_waiting", onRefundsWaiting);
   client.addEventListener("subscribed", (e) => {
     if (e.detail.gap) {
       say($("sessions-status"), "Some older events were trimmed from the room's history.");

@@ -36,6 +36,15 @@ const TIP_LOG_MAX = 50;
  */
 const STATEMENT_POLL_MS = 5_000;
 const STATEMENT_POLLS_MAX = 12;
+/**
+ * While a refund of the statement shown waits (for the model's answer, for the processor), its
+ * state is read again this often, at most this many times.
+ */
+const REFUNDS_POLL_MS = 2_000;
+const REFUNDS_POLLS_MAX = 150;
+/** What a viewer may attach to a refund request (the server checks each file's content). */
+const REFUND_FILES_MAX = 3;
+const REFUND_FILE_BYTES_MAX = 1_048_576;
 
 const END_REASONS = {
   cap_reached: "The show ended: your cap was reached. Raise it to start again.",
@@ -47,6 +56,9 @@ const END_REASONS = {
 };
 
 const ERRORS = {
+  attachment_refused: "A file cannot be attached: only PNG and JPEG images and PDF documents of up to 1 MB are accepted.",
+  too_many_attachments: "Attach at most 3 files.",
+  id_reused: "This request was already sent differently; send it again.",
   over_cap: "This tip does not fit under your cap.",
   no_open_tab: "You have no open tab.",
   tab_not_open: "Your tab is being settled.",
@@ -80,6 +92,8 @@ const page = {
   show: null,
   /** The statement shown: see `noStatement`. */
   statement: noStatement(null),
+  /** The refunds of the statement shown, read again while one waits. */
+  refunds: { tabId: null, polls: 0, timer: null, askId: null },
   /** A settled tab the viewer moved on from: its later updates do not bring its statement back. */
   dismissedTabId: null,
 };
@@ -410,6 +424,8 @@ async function settle() {
 
 function hideStatement() {
   clearTimeout(page.statement.timer);
+  clearTimeout(page.refunds.timer);
+  page.refunds = { tabId: null, polls: 0, timer: null, askId: null };
   page.statement = noStatement(null);
   $("statement").hidden = true;
 }
@@ -578,6 +594,147 @@ function renderStatement(statement, why) {
   section.querySelector("#statement-models tbody").replaceChildren(...models);
   section.hidden = false;
   $("open-tab").hidden = true;
+  $("refunds-part").hidden = statement.outcome !== "captured";
+  if (statement.outcome === "captured" && page.refunds.tabId !== statement.tab_id) {
+    page.refunds = { tabId: statement.tab_id, polls: 0, timer: null, askId: null };
+    readRefunds(statement.tab_id);
+  }
+}
+
+// -- refunds of the statement shown ---------------------------------------------------------
+
+/** A refund's state, in the viewer's words: [text, tone]. */
+function refundState(refund) {
+  switch (refund.status) {
+    case "awaiting_consent":
+      return refund.escalated ? ["with support", "warn"] : ["waiting for the model", "warn"];
+    case "pending":
+      return ["being refunded", "warn"];
+    case "succeeded":
+      return ["refunded", "ok"];
+    case "failed":
+      return ["refund failed", "bad"];
+    case "declined":
+      return ["declined", "bad"];
+    case "refused":
+      return [`refused: ${(refund.refusal ?? "").replaceAll("_", " ")}`, "bad"];
+    default:
+      return [refund.status, ""];
+  }
+}
+
+function lineLabel(line) {
+  const what = line.kind === "session" ? `Show, ${duration(line.seconds)}` : "Tip";
+  return `${what} to ${line.room}, ${money(line.amount_minor)}`;
+}
+
+async function readRefunds(tabId) {
+  const path = `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tabId)}/refunds`;
+  let view;
+  try {
+    view = await backend("GET", path);
+  } catch (error) {
+    if (page.refunds.tabId === tabId) {
+      say($("refund-status"), explain(error), "bad");
+    }
+    return;
+  }
+  if (page.refunds.tabId !== tabId) {
+    return;
+  }
+  renderRefunds(view);
+  clearTimeout(page.refunds.timer);
+  const waiting = view.refunds.some(
+    (r) => (r.status === "awaiting_consent" && !r.escalated) || r.status === "pending",
+  );
+  if (waiting && page.refunds.polls < REFUNDS_POLLS_MAX) {
+    page.refunds.polls += 1;
+    page.refunds.timer = setTimeout(() => readRefunds(tabId), REFUNDS_POLL_MS);
+  }
+}
+
+function renderRefunds(view) {
+  const byId = new Map(view.lines.map((line) => [line.line_id, line]));
+  const rows = view.refunds.map((refund) => {
+    const [text, tone] = refundState(refund);
+    const what = refund.lines.map((l) => (byId.has(l.line_id) ? lineLabel(byId.get(l.line_id)) : l.line_id));
+    return el(
+      "tr",
+      { dataset: { refundId: refund.refund_id, status: refund.status } },
+      el("td", {}, new Date(refund.requested_at).toLocaleTimeString()),
+      el("td", {}, what.join("; ") || "the whole tab"),
+      el("td", { class: "num", dataset: { minor: String(refund.amount_minor) } }, money(refund.amount_minor)),
+      el("td", {}, el("span", { class: `tag ${tone}`.trim() }, text)),
+    );
+  });
+  $("refund-list").querySelector("tbody").replaceChildren(...rows);
+  $("refund-list-empty").hidden = rows.length > 0;
+  const boxes = view.lines
+    .filter((line) => line.refundable_minor > 0)
+    .map((line) => {
+      const box = el("input", { type: "checkbox", value: line.line_id, id: `refund-line-${line.line_id}` });
+      return el("label", { class: "check" }, box, ` ${lineLabel(line)}`);
+    });
+  const fieldset = $("refund-lines");
+  fieldset.replaceChildren(fieldset.querySelector("legend"), ...boxes);
+  $("refund-ask").hidden = boxes.length === 0;
+}
+
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+async function askRefund(event) {
+  event.preventDefault();
+  const tabId = page.refunds.tabId;
+  const lines = [...$("refund-lines").querySelectorAll("input:checked")].map((box) => box.value);
+  if (tabId === null || lines.length === 0) {
+    say($("refund-status"), "Choose the charges to refund.", "bad");
+    return;
+  }
+  const files = [...$("refund-files").files];
+  if (files.length > REFUND_FILES_MAX || files.some((f) => f.size > REFUND_FILE_BYTES_MAX)) {
+    say($("refund-status"), `Attach at most ${REFUND_FILES_MAX} files of 1 MB each.`, "bad");
+    return;
+  }
+  const attachments = [];
+  for (const file of files) {
+    attachments.push({ filename: file.name, content_base64: toBase64(new Uint8Array(await file.arrayBuffer())) });
+  }
+  // One id per request, kept until it is answered: sending it again never asks twice.
+  page.refunds.askId ??= newId("rq");
+  $("refund-send").disabled = true;
+  try {
+    await backend(
+      "POST",
+      `/demo/customers/${encodeURIComponent(page.customer)}/tabs/${encodeURIComponent(tabId)}/refund-requests`,
+      {
+        body: {
+          refund_id: page.refunds.askId,
+          reason: $("refund-reason").value,
+          note: $("refund-note").value,
+          lines,
+          attachments,
+        },
+      },
+    );
+    page.refunds.askId = null;
+    $("refund-form").reset();
+    say($("refund-status"), "Your request was sent.", "ok");
+    page.refunds.polls = 0;
+    await readRefunds(tabId);
+  } catch (error) {
+    if (error.status >= 400 && error.status < 500) {
+      page.refunds.askId = null; // refused as sent: a corrected request is a new one
+    }
+    say($("refund-status"), explain(error), "bad");
+  } finally {
+    $("refund-send").disabled = false;
+  }
 }
 
 function newTab() {
@@ -670,6 +827,7 @@ async function main() {
   });
   $("settle-button").addEventListener("click", settle);
   $("new-tab").addEventListener("click", newTab);
+  $("refund-form").addEventListener("submit", askRefund);
 
   const client = await makeClient(ticketProvider("viewer", page.customer, name));
   page.client = client;

@@ -97,9 +97,11 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, device
     redis.call('HSETNX', tab_key, 'exhausted_at', int(now_ms))
   end
   ver = redis.call('HINCRBY', tab_key, 'ver', 1)
+  -- The message rides on the line (bounded by the caller's message_chars_max) so that the
+  -- ledger keeps it for a dispute's evidence after the stream has trimmed the event.
   redis.call('HSET', lines_key, 'tip:' .. tip_id, cmsgpack.pack({
     kind = 'tip', id = tip_id, seq = seq, at = now_ms, room = room,
-    amount = amount, bp = payout_bp, share = share}))
+    amount = amount, bp = payout_bp, share = share, msg = message}))
   local data = cmsgpack.pack({
     type = 'tip', tip_id = tip_id, room = room, amount = amount, currency = currency,
     share = share, name = name, anon = anon, message = message, at = now_ms})

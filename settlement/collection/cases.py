@@ -666,3 +666,29 @@ async def set_contact(conn: Connection, case_id: str, contact: str, language: st
         "UPDATE collection_cases SET contact = %s, language = %s WHERE case_id = %s",
         (contact, language, case_id),
     )
+
+
+async def in_flight_attempt(conn: Connection, case_id: str) -> Attempt | None:
+    """The attempt of a case that waits for its outcome, if any (at most one: an index)."""
+    cursor = await conn.execute(
+        """
+        SELECT * FROM collection_attempts
+        WHERE case_id = %s AND status IN ('pending', 'unknown')
+        """,
+        (case_id,),
+    )
+    row = await cursor.fetchone()
+    return _attempt(row) if row is not None else None
+
+
+async def set_attempt_method(
+    conn: Connection, case_id: str, attempt_no: int, payment_method: str
+) -> None:
+    """Record what an attempt pays with once it is known (a hosted page's reference)."""
+    await conn.execute(
+        """
+        UPDATE collection_attempts SET payment_method = %s
+        WHERE case_id = %s AND attempt_no = %s AND status = 'pending'
+        """,
+        (payment_method, case_id, attempt_no),
+    )

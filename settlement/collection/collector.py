@@ -15,7 +15,9 @@ idempotency keys ``collect:<case>:<n>:auth`` and ``…:capture``: running attemp
 a crash or a timeout replays the processor's first answer, never a second charge. (3) One
 transaction records the outcome: approved → the case ``pay`` transition, the journal entries
 and the tab ``collect``; declined → ``attempt_failed``, the next retry time from the rules.
-After commit the merchant's webhook is queued (idempotent by event id).
+The merchant's webhook is written in that same transaction, into the outbox
+(:mod:`settlement.collection.outbox`), and relayed to the webhook queue after the commit: a
+crash between the two loses nothing, the relay of any worker queues it later.
 
 So a link paid while a retry approves the same debt ends in exactly one charge: whichever
 reserves first charges; the other is refused (``busy`` while it runs, ``closed`` after).
@@ -26,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -34,18 +36,20 @@ from typing import Any, Final
 
 import psycopg
 
-from metering.store import Store
-from settlement import retry_rules, webhooks
-from settlement.collection import cases, links, policy
+from metering.errors import StoreError
+from settlement import retry_rules
+from settlement.collection import cases, links, outbox, policy
 from settlement.collection.batch import Row
 from settlement.collection.cases import Case
 from settlement.collection.lifecycle import CHARGEABLE, CaseEvent, CaseState
 from settlement.collection.links import LinkLimits, LinkRefusal, LinkRow
+from settlement.config import Checkpoint
 from settlement.gateway import GatewayError
+from settlement.ledger.errors import LedgerUnavailable
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.times import at
+from settlement.processors.hosted import HostedCheckout, HostedStart, HostedStatus
 from settlement.processors.registry import ProcessorRegistry
-from settlement.webhooks import WebhookConfig
 
 log = logging.getLogger("tipmeter.collection")
 
@@ -54,6 +58,14 @@ SWEEP_BATCH_MAX_DEFAULT: Final = 500
 #: How long a reserved attempt may stay ``pending`` before the sweep runs it again (its
 #: caller died between reserving and recording; the processor replays by key, so this is safe).
 ATTEMPT_LEASE_MS_DEFAULT: Final = 5 * 60_000
+#: A link attempt paying on a processor's hosted page is ``payment_method`` this prefix and the
+#: page's reference (the processor's session or transaction id, when it gives one).
+HOSTED_PREFIX: Final = "hosted:"
+#: How long a hosted payment page may stay unpaid before its attempt is given up (a declined
+#: attempt, ``hosted_page_expired``), so the case is not held ``busy`` for ever.
+HOSTED_ABANDON_MS_DEFAULT: Final = 24 * 3_600_000
+#: The decline reason of a hosted page given up (shown as "other").
+HOSTED_PAGE_EXPIRED: Final = "hosted_page_expired"
 #: How long an exhausted or expired case waits for a new link before it is written off.
 WRITE_OFF_GRACE_MS_DEFAULT: Final = 14 * 24 * 3_600_000
 
@@ -130,12 +142,20 @@ class SweepReport:
     written_off: int = 0
 
 
-#: Queues a merchant webhook: (event type, subject id, data, now ms).
-Notify = Callable[[str, str, Mapping[str, Any], int], Awaitable[None]]
+def hosted_key(case_id: str, attempt_no: int) -> str:
+    """The idempotency key of attempt ``attempt_no`` paid on a processor's hosted page (asking
+    again for the same attempt finds the same page; a postback names it)."""
+    return f"collect:{case_id}:{attempt_no}:hosted"
 
 
-async def _no_webhooks(_type: str, _subject: str, _data: Mapping[str, Any], _now: int) -> None:
-    return None
+def parse_hosted_key(key: str) -> tuple[str, int] | None:
+    """``(case id, attempt number)`` of a :func:`hosted_key`, or None."""
+    parts = key.split(":")
+    if len(parts) != 4 or parts[0] != "collect" or parts[3] != "hosted":
+        return None
+    if not parts[1].startswith("case_") or not parts[2].isdigit() or len(parts[2]) > 9:
+        return None
+    return parts[1], int(parts[2])
 
 
 def case_id_of(settlement_id: str) -> str:
@@ -151,12 +171,30 @@ class Collector:
         ledger: Ledger,
         processors: ProcessorRegistry,
         config: CollectionConfig | None = None,
-        notify: Notify | None = None,
+        relay: outbox.Relay | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.processors = processors
         self.config = config or CollectionConfig()
-        self.notify = notify or _no_webhooks
+        #: Relays the outbox right after each commit that wrote to it (None: only the
+        #: worker's loop relays).
+        self.relay = relay
+        #: Told :attr:`Checkpoint.COLLECTION_COMMITTED` after each such commit (the crash
+        #: tests kill the process there; None in production).
+        self.on_checkpoint = on_checkpoint
+
+    async def _committed(self, now_ms: int) -> None:
+        """A case change and its outbox row are committed: relay now, so the merchant is told
+        at once. A failure here loses nothing (the row waits for the worker's relay)."""
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(Checkpoint.COLLECTION_COMMITTED)
+        if self.relay is None:
+            return
+        try:
+            await self.relay.relay(now_ms)
+        except (StoreError, LedgerUnavailable) as exc:
+            log.warning("collection webhooks wait for the relay: %s", exc)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -384,9 +422,10 @@ class Collector:
                 conn, locked, CaseEvent.PAY, now, f"attempt {number}", capture_id=capture_id
             )
             await cases.post_paid(conn, locked, capture_id, now)
-        await self.notify(
-            PAID, f"{case.case_id}", self._data(case, number, capture_id=capture_id), now_ms
-        )
+            await outbox.record(
+                conn, PAID, case.case_id, self._data(case, number, capture_id=capture_id), now
+            )
+        await self._committed(now_ms)
         return ChargeResult(ChargeCode.PAID, number, capture_id=capture_id)
 
     async def _record_declined(
@@ -435,12 +474,14 @@ class Collector:
                     await cases.set_retry(conn, case.case_id, _at(decision.at_ms), retried=True)
             elif link_id:
                 await cases.count_link(conn, link_id, opened=False, failed=True)
-        await self.notify(
-            ATTEMPT_FAILED,
-            f"{case.case_id}:{number}",
-            self._data(case, number, decline_reason=reason),
-            now_ms,
-        )
+            await outbox.record(
+                conn,
+                ATTEMPT_FAILED,
+                f"{case.case_id}:{number}",
+                self._data(case, number, decline_reason=reason),
+                now,
+            )
+        await self._committed(now_ms)
         return ChargeResult(ChargeCode.DECLINED, number, decline_reason=reason)
 
     def _data(self, case: Case, number: int, **extra: str) -> dict[str, Any]:
@@ -525,6 +566,125 @@ class Collector:
                 return ChargeResult(ChargeCode.CLOSED)
         return await self._charge(case.case_id, "link", payment_method, now_ms, link.link_id)
 
+    # -- hosted payment pages ----------------------------------------------------------------
+
+    async def start_hosted(
+        self, token: str, return_url: str, now_ms: int
+    ) -> tuple[ChargeResult | None, HostedStart | None]:
+        """Send the customer of a link to the hosted payment page of the case's processor:
+        reserve a link attempt (one in flight per case, like any charge) and ask the processor
+        for a page under the attempt's key. The same link asking again while its hosted attempt
+        waits gets the same page (same key), never a second one. Returns the refusal
+        (``closed``, ``busy``, ``unavailable``), or where to send the customer."""
+        async with self.ledger.database.connection() as conn:
+            found = await self._link(conn, token, lock=False)
+            if found is None:
+                return ChargeResult(ChargeCode.CLOSED), None
+            link, case = found
+            if links.usable(link, now_ms, opening=False) is not None:
+                return ChargeResult(ChargeCode.CLOSED), None
+            waiting = await cases.in_flight_attempt(conn, case.case_id)
+        gateway = self.processors.for_processor(case.processor)
+        if not isinstance(gateway, HostedCheckout):
+            return ChargeResult(ChargeCode.CLOSED), None
+        if (
+            waiting is not None
+            and waiting.link_id == link.link_id
+            and waiting.payment_method.startswith(HOSTED_PREFIX)
+        ):
+            number = waiting.attempt_no
+        else:
+            try:
+                refused, reserved, number, _ = await self._reserve(
+                    case.case_id, "link", HOSTED_PREFIX, now_ms, link.link_id
+                )
+            except psycopg.errors.UniqueViolation:
+                return ChargeResult(ChargeCode.BUSY), None
+            if refused is not None:
+                return refused, None
+            case = reserved or case
+        try:
+            started = await gateway.start_hosted(
+                idempotency_key=hosted_key(case.case_id, number),
+                amount_minor=case.amount_minor,
+                currency=case.currency,
+                return_url=return_url,
+                description=f"Payment of {case.case_id}",
+            )
+        except GatewayError as exc:
+            # The attempt stays pending: asked again, the same key finds the same page; the
+            # sweep gives it up after HOSTED_ABANDON_MS_DEFAULT.
+            log.warning("hosted page of %s not started: %s", case.case_id, exc)
+            return ChargeResult(ChargeCode.UNAVAILABLE, number), None
+        if started.reference:
+            async with self.ledger.database.connection() as conn:
+                await cases.set_attempt_method(
+                    conn, case.case_id, number, HOSTED_PREFIX + started.reference
+                )
+        return None, started
+
+    async def complete_hosted(self, case_id: str, number: int, now_ms: int) -> ChargeResult:
+        """Record what became of a hosted payment, as the processor itself answers (the return
+        page, a postback and the sweep all end here; whoever records first wins, the others
+        read the same answer). Still open: nothing is recorded, unless the page was left
+        unpaid for HOSTED_ABANDON_MS_DEFAULT — then the attempt is given up (declined)."""
+        async with self.ledger.database.connection() as conn:
+            case = await cases.read(conn, case_id)
+            attempt = await cases.read_attempt(conn, case_id, number)
+        if case is None or attempt is None or not attempt.payment_method.startswith(HOSTED_PREFIX):
+            return ChargeResult(ChargeCode.CLOSED)
+        gateway = self.processors.for_processor(case.processor)
+        if not isinstance(gateway, HostedCheckout):
+            return ChargeResult(ChargeCode.CLOSED)
+        try:
+            result = await gateway.hosted_result(
+                idempotency_key=hosted_key(case_id, number),
+                reference=attempt.payment_method.removeprefix(HOSTED_PREFIX),
+            )
+        except GatewayError as exc:
+            log.warning("hosted payment of %s not confirmed: %s", case_id, exc)
+            return ChargeResult(ChargeCode.UNAVAILABLE, number)
+        if attempt.status in ("approved", "declined"):
+            if attempt.status == "declined" and result.status is HostedStatus.PAID:
+                # Paid on a page given up as abandoned: money taken without a record. Loud,
+                # for an operator (refund, or record it by hand); never a silent second state.
+                log.error(
+                    "hosted payment after its attempt was given up",
+                    extra={"fields": {"case": case_id, "attempt": number}},
+                )
+            return _recorded(attempt)
+        if result.status is HostedStatus.PAID:
+            return await self._record_paid(case, number, result.capture_id, now_ms)
+        if result.status is HostedStatus.DECLINED:
+            reason = str(result.decline_reason or "unrecognized")
+            return await self._record_declined(
+                case, number, "link", reason, "", now_ms, attempt.link_id
+            )
+        if (
+            result.status is HostedStatus.EXPIRED
+            or now_ms - attempt.started_at_ms >= HOSTED_ABANDON_MS_DEFAULT
+        ):
+            return await self._record_declined(
+                case, number, "link", HOSTED_PAGE_EXPIRED, "", now_ms, attempt.link_id
+            )
+        return ChargeResult(ChargeCode.BUSY, number)
+
+    async def pending_hosted(self, token: str) -> int | None:
+        """The number of the hosted attempt a link's customer is paying on, if one waits."""
+        async with self.ledger.database.connection() as conn:
+            found = await self._link(conn, token, lock=False)
+            if found is None:
+                return None
+            link, case = found
+            waiting = await cases.in_flight_attempt(conn, case.case_id)
+        if (
+            waiting is None
+            or waiting.link_id != link.link_id
+            or not waiting.payment_method.startswith(HOSTED_PREFIX)
+        ):
+            return None
+        return waiting.attempt_no
+
     # -- closing -----------------------------------------------------------------------------
 
     async def write_off(self, case_id: str, now_ms: int, detail: str = "operator") -> bool:
@@ -538,7 +698,8 @@ class Collector:
                 return False
             await cases.transition(conn, case, CaseEvent.WRITE_OFF, now, detail)
             await cases.post_write_off(conn, case, now)
-        await self.notify(WRITTEN_OFF, case_id, self._data(case, 0), now_ms)
+            await outbox.record(conn, WRITTEN_OFF, case_id, self._data(case, 0), now)
+        await self._committed(now_ms)
         return True
 
     async def _close_spent(self, now_ms: int, report: SweepReport) -> None:
@@ -566,12 +727,14 @@ class Collector:
                 elif refusal is not None:
                     await cases.transition(conn, case, CaseEvent.EXHAUST, now, str(refusal))
                     event_type = EXHAUSTED
+                if event_type:
+                    await outbox.record(conn, event_type, case_id, self._data(case, 0), now)
             if event_type and closed is not None:
                 if event_type == EXPIRED:
                     report.expired += 1
                 else:
                     report.exhausted += 1
-                await self.notify(event_type, case_id, self._data(closed, 0), now_ms)
+                await self._committed(now_ms)
         async with self.ledger.database.connection() as conn:
             old = await cases.stale(
                 conn, at(now_ms - self.config.write_off_grace_ms), self.config.batch_max
@@ -632,6 +795,11 @@ class Collector:
             case = await cases.read(conn, case_id)
             attempt = await cases.read_attempt(conn, case_id, number)
         if case is None or attempt is None:
+            return
+        if attempt.payment_method.startswith(HOSTED_PREFIX):
+            # Paid (or not) on the processor's page: asked, never charged again from here.
+            if (await self.complete_hosted(case_id, number, now_ms)).code is ChargeCode.PAID:
+                report.paid += 1
             return
         result = await self._run_attempt(
             case, number, attempt.source, attempt.payment_method, now_ms, attempt.link_id
@@ -719,15 +887,3 @@ def _fields(case: Case) -> dict[str, Any]:
 
 def _at(at_ms: int | None) -> datetime | None:
     return at(at_ms) if at_ms is not None else None
-
-
-def webhook_notifier(store: Store, config: WebhookConfig) -> Notify:
-    """A :data:`Notify` that queues signed ``collection.*`` webhooks to the cam site (the same
-    queue, signature and delivery as ``tab.*``; event ids derive from type and subject, so a
-    repeated notice is queued once)."""
-
-    async def notify(event_type: str, subject: str, data: Mapping[str, Any], now_ms: int) -> None:
-        if config.enabled:
-            await webhooks.enqueue(store, config, event_type, subject, data, now_ms)
-
-    return notify

@@ -31,6 +31,8 @@ class AccountKind(StrEnum):
     TAX_PAYABLE = "tax_payable"
     #: Money a processor took back through an open dispute (migration 0002, the refunds issue).
     DISPUTES_OPEN = "disputes_open"
+    #: A model's share held during a dispute (migration 0007, ``TIPMETER_DISPUTE_MODEL_SHARE``).
+    MODEL_HELD = "model_held"
 
 
 class EntryCode(IntEnum):

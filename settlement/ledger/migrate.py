@@ -9,6 +9,7 @@ that fails leaves the schema as it was.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,21 +36,28 @@ class Migration:
 
 
 def migrations(directory: Path = MIGRATIONS_DIR) -> tuple[Migration, ...]:
-    """Every migration in ``directory``, in version order (gaps and duplicates refused)."""
+    """Every migration in ``directory``, in version order (a version twice is refused).
+
+    Numbers may leave gaps: they are handed out to changes developed side by side, and one
+    that needed no migration leaves its number unused. Each is still applied once, in order.
+    """
     found = []
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.fullmatch(path.name)
         if match is None:
             raise LedgerError(f"migration {path.name!r} is not named NNNN_name.sql")
         found.append(Migration(int(match[1]), match[2], path.read_text()))
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise LedgerError(f"migration {expected:04d} is missing (found {migration.version})")
+    found.sort(key=lambda migration: migration.version)
+    for before, migration in itertools.pairwise(found):
+        if migration.version == before.version:
+            raise LedgerError(f"migration {migration.version:04d} exists twice")
+    if found and found[0].version < 1:
+        raise LedgerError("migration numbers start at 0001")
     return tuple(found)
 
 
 #: The schema version this code needs: the newest migration.
-SCHEMA_VERSION: Final = len(migrations())
+SCHEMA_VERSION: Final = max((m.version for m in migrations()), default=0)
 
 _CREATE_VERSIONS: Final = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from psycopg.types.json import Jsonb
 
@@ -80,10 +80,23 @@ def settlement_id_of(ref: TabRef) -> str:
     return f"{ref.customer}/{ref.tab_id}"
 
 
+#: Line id prefix of a catalog purchase (metering/lua/apply_purchase.lua). The ledger's
+#: ``settlement_lines.kind`` admits ``tip`` and ``session`` only until the purchases migration
+#: lands (docs/purchases.md), so a purchase line is recorded there as a ``tip`` — which it is
+#: for refunds and collection: a one-off amount with the model's share — and read back as a
+#: ``purchase`` by its line id.
+PURCHASE_LINE_PREFIX: Final = "buy:"
+
+
+def charged_lines(lines: Sequence[Line]) -> list[Line]:
+    """The lines that are part of the capture: every line but voided purchases (amount 0)."""
+    return [line for line in lines if not (line.kind == "purchase" and line.amount_minor == 0)]
+
+
 def gross_by_room(lines: Sequence[Line]) -> dict[str, int]:
-    """What the lines paid each room, before the model's share."""
+    """What the lines paid each room, before the model's share (voided purchases paid none)."""
     gross: dict[str, int] = {}
-    for line in lines:
+    for line in charged_lines(lines):
         gross[line.room] = gross.get(line.room, 0) + line.amount_minor
     return gross
 
@@ -228,22 +241,24 @@ async def _check_same(conn: Connection, facts: SettlementFacts) -> None:
         )
 
 
-async def _write_lines(conn: Connection, sid: str, lines: Sequence[Line]) -> None:
+async def _write_lines(conn: Connection, sid: str, all_lines: Sequence[Line]) -> None:
+    # A voided purchase was never charged: the record holds what the capture is made of.
+    lines = charged_lines(all_lines)
     if not lines:
         return
     async with conn.cursor() as cur:
         await cur.executemany(
             """
             INSERT INTO settlement_lines (settlement_id, line_id, seq, kind, room, at,
-                amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor, message)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             [
                 (
                     sid,
                     line.line_id,
                     line.seq,
-                    line.kind,
+                    "tip" if line.kind == "purchase" else line.kind,
                     line.room,
                     at(line.at_ms),
                     line.amount_minor,
@@ -251,6 +266,7 @@ async def _write_lines(conn: Connection, sid: str, lines: Sequence[Line]) -> Non
                     line.share_minor,
                     line.seconds,
                     line.rate_per_minute_minor,
+                    line.message,
                 )
                 for line in lines
             ],
@@ -401,8 +417,9 @@ async def recorded_ids(conn: Connection, settlement_ids: Sequence[str]) -> dict[
 
 
 def _line(row: dict[str, Any]) -> Line:
+    purchase = row["line_id"].startswith(PURCHASE_LINE_PREFIX)
     return Line(
-        kind=row["kind"],
+        kind="purchase" if purchase else row["kind"],
         line_id=row["line_id"],
         seq=row["seq"],
         at_ms=ms(row["at"]),
@@ -412,6 +429,7 @@ def _line(row: dict[str, Any]) -> Line:
         share_minor=row["share_minor"],
         seconds=row["seconds"],
         rate_per_minute_minor=row["rate_per_minute_minor"],
+        message=row["message"],
     )
 
 

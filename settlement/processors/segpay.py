@@ -27,6 +27,13 @@ Consequences of what is not there:
   safe only because a finalized authorization cannot be captured again (to confirm too).
 - **No documented void**: :meth:`SegpayGateway.void` asks nothing and reports nothing released
   now; an authorization that is never captured lapses at its expiry.
+
+The hosted payment page (:class:`settlement.processors.hosted.HostedCheckout`), for a pay link:
+the customer is sent to Segpay's payment page of the price point with the amount, our key as
+the reference and the link's return page as the approved and declined links; Segpay charges
+there, posts a postback to the server and sends the customer back. Neither the return nor the
+postback is trusted as it comes: :meth:`SegpayGateway.hosted_result` asks Segpay's status
+request by our reference. Every name of that flow is in :class:`SegpayWire`, to confirm.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from settlement.gateway import (
     RefundResult,
     VoidResult,
 )
+from settlement.processors.hosted import HostedResult, HostedStart, HostedStatus
 
 log = logging.getLogger("tipmeter.processors.segpay")
 
@@ -113,6 +121,18 @@ class SegpayWire:
         "91": DeclineReason.TRY_AGAIN_LATER,
         "96": DeclineReason.PROCESSING_ERROR,
     }
+    #: The hosted payment page (Segpay serves it on its ``secure2`` host; here on the base URL
+    #: unless ``hosted_url`` is given) and its query fields: the price point, the amount, our
+    #: reference, where the customer returns after an approval and after a decline.
+    HOSTED_PATH: Final = "/billing/poset.cgi"
+    HOSTED_ETICKET_FIELD: Final = "x-eticketid"
+    HOSTED_AMOUNT_FIELD: Final = "amount"
+    HOSTED_APPROVED_LINK_FIELD: Final = "x-auth-link"
+    HOSTED_DECLINED_LINK_FIELD: Final = "x-decl-link"
+    #: A status request may name the payment by our reference instead of its transaction.
+    #: Its reply says ``captured`` (paid), ``declined`` (with ``declinecode``) or ``unknown``.
+    #: Postbacks carry the reply fields (``result``, ``transactionid``, ``amount``,
+    #: ``declinecode``) and our reference.
     #: Segpay statuses (of :data:`STATUS_PATH`) → ours.
     STATUSES: Final[Mapping[str, AuthorizationStatus]] = {
         "authorized": AuthorizationStatus.HELD,
@@ -163,8 +183,11 @@ class SegpayGateway:
         eticket_id: str,
         timeout_s: float = 20.0,
         clock: Clock | None = None,
+        hosted_url: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Where Segpay's payment page is (its own host in production; to confirm).
+        self.hosted_url = (hosted_url or base_url).rstrip("/")
         self.eticket_id = eticket_id
         self.timeout_s = timeout_s
         self.clock = clock if clock is not None else SystemClock()
@@ -322,3 +345,51 @@ class SegpayGateway:
             capture_id=auth_ref if status is AuthorizationStatus.CAPTURED else "",
             processor_ref=auth_ref,
         )
+
+    # -- hosted payment page -----------------------------------------------------------------
+
+    async def start_hosted(
+        self,
+        *,
+        idempotency_key: str,
+        amount_minor: int,
+        currency: str,
+        return_url: str,
+        description: str,
+    ) -> HostedStart:
+        """The payment page's URL (nothing is asked of Segpay until the customer pays)."""
+        if currency != SegpayWire.CURRENCY or not is_positive_amount(amount_minor):
+            raise GatewayRequestError(
+                f"segpay pages charge positive {SegpayWire.CURRENCY} amounts only"
+            )
+        query = urlencode(
+            {
+                SegpayWire.HOSTED_ETICKET_FIELD: self.eticket_id,
+                SegpayWire.HOSTED_AMOUNT_FIELD: dollars(amount_minor),
+                SegpayWire.REFERENCE_FIELD: idempotency_key,
+                SegpayWire.HOSTED_APPROVED_LINK_FIELD: return_url,
+                SegpayWire.HOSTED_DECLINED_LINK_FIELD: return_url,
+            }
+        )
+        return HostedStart(
+            redirect_url=f"{self.hosted_url}{SegpayWire.HOSTED_PATH}?{query}", reference=""
+        )
+
+    async def hosted_result(self, *, idempotency_key: str, reference: str) -> HostedResult:
+        """Ask Segpay's status request what became of the page paid under our reference."""
+        data = await self._post(
+            SegpayWire.STATUS_PATH, {SegpayWire.REFERENCE_FIELD: idempotency_key}
+        )
+        status = data.get(SegpayWire.STATUS_FIELD, "").lower()
+        if status == "captured":
+            transaction = data.get(SegpayWire.TRANSACTION_FIELD, "")
+            if not transaction:
+                raise GatewayUnavailable("segpay: a captured payment without a transaction id")
+            amount = self._amount(
+                {SegpayWire.AMOUNT_FIELD: data.get(SegpayWire.CAPTURED_FIELD, "")}, 0
+            )
+            return HostedResult(HostedStatus.PAID, capture_id=transaction, amount_minor=amount)
+        if status == "declined":
+            reason, code = self._reason(data)
+            return HostedResult(HostedStatus.DECLINED, decline_reason=reason, decline_code=code)
+        return HostedResult(HostedStatus.OPEN)

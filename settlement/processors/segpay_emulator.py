@@ -10,22 +10,37 @@ server IPs: 403), refuses an unknown ``eticketid`` (400), decides by stored purc
 ``merchantreference`` (the idempotency this adapter hopes Segpay offers). A capture finalizes
 the authorization: a second one with another reference is declined (``already_captured``).
 ``GET /emulator/requests`` lists what it received, in order (tests check where calls went).
+
+The hosted payment page (``GET`` :attr:`SegpayWire.HOSTED_PATH` with the price point, amount,
+reference and return links) shows a form for the purchase id; posting it decides like an
+authorization (``<digits>x<code>`` declines), captures at once when approved, posts a postback
+to ``--postback`` (when given), and sends the customer to the approved or declined link. A
+reference paid once is never charged again. The status request answers by
+``merchantreference`` too.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
+from settlement import http
 from settlement.processors.segpay import SegpayWire, dollars, minor_of
 
 #: Largest request body read.
@@ -43,6 +58,14 @@ class _Authorization:
 
 
 @dataclass
+class _HostedPayment:
+    transaction: str
+    amount_minor: int
+    approved: bool
+    decline_code: str = ""
+
+
+@dataclass
 class EmulatorState:
     """The emulator's memory."""
 
@@ -51,6 +74,10 @@ class EmulatorState:
     authorizations: dict[str, _Authorization] = field(default_factory=dict)
     replies: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)
+    #: Hosted page payments by our reference.
+    hosted: dict[str, _HostedPayment] = field(default_factory=dict)
+    #: Where postbacks go (None: none are sent).
+    postback_url: str | None = None
 
 
 def _reply(**fields: str) -> str:
@@ -73,7 +100,7 @@ def create_app(state: EmulatorState) -> Starlette:
             state.requests.append({"path": path, **form})
         reference = form.get(SegpayWire.REFERENCE_FIELD, "")
         params = (path, *sorted(f"{k}={v}" for k, v in form.items()))
-        if reference and reference in state.replies:
+        if reference and path != SegpayWire.STATUS_PATH and reference in state.replies:
             first_params, first_reply = state.replies[reference]
             if first_params != params:
                 return PlainTextResponse("reference reused", status_code=400)
@@ -96,9 +123,50 @@ def create_app(state: EmulatorState) -> Starlette:
     async def requests(request: Request) -> Response:
         return JSONResponse({"requests": state.requests})
 
+    async def hosted_page(request: Request) -> Response:
+        query = dict(request.query_params)
+        if request.method == "POST":
+            raw = await request.body()
+            if len(raw) > BODY_BYTES_MAX:
+                return PlainTextResponse("body too large", status_code=413)
+            query.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        if query.get(SegpayWire.HOSTED_ETICKET_FIELD) != state.eticket_id:
+            return PlainTextResponse("unknown eticketid", status_code=400)
+        reference = query.get(SegpayWire.REFERENCE_FIELD, "")
+        try:
+            amount = minor_of(query.get(SegpayWire.HOSTED_AMOUNT_FIELD, ""))
+        except ValueError:
+            return PlainTextResponse("bad amount", status_code=400)
+        if not reference:
+            return PlainTextResponse("merchantreference is required", status_code=400)
+        if request.method == "GET":
+            return HTMLResponse(_hosted_form(query))
+        purchase = query.get("purchaseid", "")
+        if len(state.requests) < REQUEST_LOG_MAX:
+            state.requests.append({"path": SegpayWire.HOSTED_PATH, **query})
+        paid = state.hosted.get(reference)
+        if paid is None or not paid.approved:
+            # A reference paid once is never charged again; a declined one may try again.
+            transaction = "sh" + hashlib.sha256(f"{reference}:{purchase}".encode()).hexdigest()[:16]
+            code = purchase.rsplit("x", 1)[1] if "x" in purchase else ""
+            paid = _HostedPayment(transaction, amount, approved=not code, decline_code=code)
+            state.hosted[reference] = paid
+            await _postback(state, reference, paid)
+        link = (
+            SegpayWire.HOSTED_APPROVED_LINK_FIELD
+            if paid.approved
+            else SegpayWire.HOSTED_DECLINED_LINK_FIELD
+        )
+        back = query.get(link, "")
+        joiner = "&" if "?" in back else "?"
+        return RedirectResponse(
+            f"{back}{joiner}{urlencode({'transactionid': paid.transaction})}", status_code=303
+        )
+
     return Starlette(
         routes=[
             Route("/emulator/requests", requests, methods=["GET"]),
+            Route(SegpayWire.HOSTED_PATH, hosted_page, methods=["GET", "POST"]),
             Route("/{path:path}", handle, methods=["POST"]),
         ]
     )
@@ -137,7 +205,59 @@ def _capture(state: EmulatorState, form: dict[str, str]) -> str:
     return _reply(result=SegpayWire.APPROVED, transactionid=transaction, amount=dollars(amount))
 
 
+def _hosted_form(query: dict[str, str]) -> str:
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in query.items()
+    )
+    return (
+        "<!doctype html><title>Segpay (emulator)</title><h1>Segpay payment (emulator)</h1>"
+        f'<form method="post"><label>Purchase id <input id="purchaseid" name="purchaseid">'
+        f'</label>{hidden}<button id="pay">Pay {html.escape(query.get("amount", ""))}</button>'
+        "</form>"
+    )
+
+
+async def _postback(state: EmulatorState, reference: str, paid: _HostedPayment) -> None:
+    """Tell the merchant's server, as Segpay's postbacks do (a lost one is the status
+    request's job)."""
+    if state.postback_url is None:
+        return
+    fields = {
+        SegpayWire.RESULT_FIELD: SegpayWire.APPROVED if paid.approved else SegpayWire.DECLINED,
+        SegpayWire.TRANSACTION_FIELD: paid.transaction,
+        SegpayWire.AMOUNT_FIELD: dollars(paid.amount_minor),
+        SegpayWire.CODE_FIELD: paid.decline_code,
+        SegpayWire.REFERENCE_FIELD: reference,
+    }
+    try:
+        await http.request(
+            "POST",
+            state.postback_url,
+            body=urlencode(fields).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout_s=5.0,
+        )
+    except http.HttpFailure:
+        return
+
+
 def _status(state: EmulatorState, form: dict[str, str]) -> str:
+    reference = form.get(SegpayWire.REFERENCE_FIELD, "")
+    if reference and not form.get(SegpayWire.AUTH_REF_FIELD):
+        paid = state.hosted.get(reference)
+        if paid is None:
+            return _reply(status="unknown")
+        if not paid.approved:
+            return _reply(
+                status="declined", transactionid=paid.transaction, declinecode=paid.decline_code
+            )
+        return _reply(
+            status="captured",
+            transactionid=paid.transaction,
+            amount=dollars(paid.amount_minor),
+            capturedamount=dollars(paid.amount_minor),
+        )
     transaction = form.get(SegpayWire.AUTH_REF_FIELD, "")
     auth = state.authorizations.get(transaction)
     if auth is None:
@@ -156,8 +276,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--eticketid", required=True)
     parser.add_argument("--allow", default="127.0.0.1", help="whitelisted client IPs, comma-sep")
+    parser.add_argument("--postback", default=None, help="where to post postbacks")
     args = parser.parse_args()
-    state = EmulatorState(args.eticketid, frozenset(args.allow.split(",")))
+    state = EmulatorState(
+        args.eticketid, frozenset(args.allow.split(",")), postback_url=args.postback
+    )
     uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="warning")
 
 

@@ -21,6 +21,11 @@ protocol                    Stripe
 ``lookup_authorization``    ``GET /v1/payment_intents/{id}`` (read-after-write)
 ``lookup``                  search PaymentIntents by the key in their metadata (lags up to a
                             minute: reconciliation uses ``lookup_authorization``)
+``start_hosted``            create a Checkout Session (``mode=payment``, one line of the
+                            amount, captured at once, ``success_url``/``cancel_url`` the pay
+                            link's return page): the customer goes to ``session.url``
+``hosted_result``           ``GET /v1/checkout/sessions/{id}`` (with its PaymentIntent):
+                            ``payment_status=paid`` is paid; ``status=expired`` expired
 ==========================  ==================================================================
 
 What real traffic brings, and how each case is met:
@@ -81,6 +86,7 @@ from settlement.gateway import (
     RefundResult,
     VoidResult,
 )
+from settlement.processors.hosted import HostedResult, HostedStart, HostedStatus
 
 log = logging.getLogger("tipmeter.processors.stripe")
 
@@ -89,6 +95,10 @@ AUTH_KEY_METADATA: Final = "tipmeter_auth_key"
 CAPTURE_KEY_METADATA: Final = "tipmeter_capture_key"
 #: Appended to a capture's or a void's key for the one resend after reconciling a 5xx.
 RECONCILE_SUFFIX: Final = "#reconciled"
+#: The metadata key that records a hosted payment's (Checkout Session's) idempotency key.
+HOSTED_KEY_METADATA: Final = "tipmeter_hosted_key"
+#: How long a Checkout Session stays payable (Stripe allows 30 minutes to 24 hours).
+CHECKOUT_TTL_S_DEFAULT: Final = 3_600
 #: Stripe's documented authorization validity for online card payments, when a charge does not
 #: say (``capture_before`` missing).
 HOLD_TTL_MS_DEFAULT: Final = 7 * 24 * 3_600_000
@@ -533,6 +543,79 @@ class StripeGateway:
             expires_at_ms=expires,
             processor_ref=str(_opt(intent, "latest_charge", "id") or intent_id),
         )
+
+    # -- hosted payment page (Checkout) ------------------------------------------------------
+
+    async def start_hosted(
+        self,
+        *,
+        idempotency_key: str,
+        amount_minor: int,
+        currency: str,
+        return_url: str,
+        description: str,
+    ) -> HostedStart:
+        """A Checkout Session of one line of ``amount_minor``, captured at once. Stripe replays
+        the session to the same key, so asking again for one attempt finds the same page."""
+        joiner = "&" if "?" in return_url else "?"
+        try:
+            session = await self.client.v1.checkout.sessions.create_async(
+                {
+                    "mode": "payment",
+                    "line_items": [
+                        {
+                            "quantity": 1,
+                            "price_data": {
+                                "currency": currency.lower(),
+                                "unit_amount": amount_minor,
+                                "product_data": {"name": description},
+                            },
+                        }
+                    ],
+                    "payment_intent_data": {
+                        "capture_method": "automatic",
+                        "metadata": {HOSTED_KEY_METADATA: idempotency_key},
+                    },
+                    "metadata": {HOSTED_KEY_METADATA: idempotency_key},
+                    "expires_at": self.clock.now_ms() // 1_000 + CHECKOUT_TTL_S_DEFAULT,
+                    # Stripe fills in the session id; the return page asks Stripe about it.
+                    "success_url": f"{return_url}{joiner}session_id={{CHECKOUT_SESSION_ID}}",
+                    "cancel_url": return_url,
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+        url = _opt(session, "url")
+        session_id = _opt(session, "id")
+        if not isinstance(url, str) or not isinstance(session_id, str):
+            raise GatewayUnavailable("stripe: a Checkout Session without its url or id")
+        return HostedStart(redirect_url=url, reference=session_id)
+
+    async def hosted_result(self, *, idempotency_key: str, reference: str) -> HostedResult:
+        """What became of Checkout Session ``reference`` (asked of Stripe, never read from the
+        return URL). A decline on Stripe's page leaves the session open: the customer may try
+        another card there."""
+        if not reference.startswith("cs_"):
+            raise GatewayRequestError(f"stripe: {reference!r} is not a Checkout Session id")
+        try:
+            session = await self.client.v1.checkout.sessions.retrieve_async(
+                reference, {"expand": ["payment_intent"]}
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+        if _opt(session, "metadata", HOSTED_KEY_METADATA) != idempotency_key:
+            raise GatewayRequestError("stripe: the Checkout Session belongs to another payment")
+        if _opt(session, "payment_status") == "paid":
+            intent = _opt(session, "payment_intent")
+            intent_id = _opt(intent, "id") if not isinstance(intent, str) else intent
+            amount = _opt(session, "amount_total")
+            if not isinstance(intent_id, str) or not isinstance(amount, int):
+                raise GatewayUnavailable("stripe: a paid Checkout Session without its payment")
+            return HostedResult(HostedStatus.PAID, capture_id=intent_id, amount_minor=amount)
+        if _opt(session, "status") == "expired":
+            return HostedResult(HostedStatus.EXPIRED)
+        return HostedResult(HostedStatus.OPEN)
 
 
 def _decline_code(exc: stripe.CardError) -> str:

@@ -15,9 +15,14 @@ What it owns:
   processor that captured the tab, posted to the journal and announced by webhook; a dispute
   notice recorded, its claw-back and its outcome;
 - :mod:`settlement.refunds.notices` — signed dispute notices (the sandbox's, Stripe's
-  ``charge.dispute.*``) read into one shape.
+  ``charge.dispute.*``) read into one shape;
+- :mod:`settlement.refunds.attachments` — a customer's attachments to her refund request,
+  checked by content and bounded.
 
-It may import :mod:`metering` (types), :mod:`settlement.gateway`, :mod:`settlement.ledger`,
+The models' consent per room (asked, answered, expired: ``Refunds.consent``,
+``waiting_for``, ``expire_consents``) is recorded here; its live push to their consoles is
+:mod:`server.consent_push`. It may import :mod:`metering` (types), :mod:`settlement.gateway`,
+:mod:`settlement.processors.holds` (a tab captured once per hold), :mod:`settlement.ledger`,
 :mod:`settlement.webhooks` and :mod:`settlement.statements`; nothing in :mod:`server` (the HTTP
 routes, ``server.refunds_api``, import it). docs/refunds.md is its page.
 

@@ -49,6 +49,15 @@ class Unanswered(StrEnum):
     ESCALATE = "escalate"
 
 
+class ModelShare(StrEnum):
+    """What a dispute does with the model's share of the disputed lines while it is open."""
+
+    #: Taken back at once (into ``disputes_open``); a won dispute gives it back.
+    TAKE_BACK = "take_back"
+    #: Held in her ``model_held`` account: not payable, given back if won, forfeited if lost.
+    HOLD = "hold"
+
+
 class Reason(StrEnum):
     """The refund reason codes a request may carry."""
 

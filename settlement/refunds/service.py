@@ -35,15 +35,26 @@ from typing import Any, Final
 from psycopg.types.json import Jsonb
 
 from metering.clock import Clock
-from metering.outcomes import TabRef
+from metering.outcomes import Line, TabRef
 from settlement.gateway import Gateway, GatewayRequestError, GatewayUnavailable, RefundResult
 from settlement.ledger import journal, settlements
 from settlement.ledger.db import Connection, Database
 from settlement.ledger.journal import Account, AccountKind, Entry, EntryCode, Posting
 from settlement.ledger.times import at, ms
+from settlement.processors import holds
 from settlement.refunds import store
+from settlement.refunds.attachments import Attachment
 from settlement.refunds.errors import NotRefundable, RefundIdReused, RefundNotFound
-from settlement.refunds.policy import Decision, Reason, RefundAsk, RefundPolicy, Verdict, decide
+from settlement.refunds.policy import (
+    Decision,
+    ModelShare,
+    Reason,
+    RefundAsk,
+    RefundPolicy,
+    Verdict,
+    decide,
+    policy_max,
+)
 from settlement.refunds.split import Room, spread
 from settlement.refunds.store import Part, RefundStatus
 from settlement.statements import build_statement, statement_data
@@ -74,10 +85,16 @@ class RefundRequest:
     #: Support's override of the policy: who, and the written reason (empty: no override).
     override_by: str = ""
     override_reason: str = ""
+    #: Who asked: ``merchant`` (the cam site's backend) or ``customer`` (from her statement).
+    origin: str = "merchant"
+    #: The customer's own words (a customer's request).
+    note: str = ""
+    #: Digests of the attachments (a customer's request): a repeat must bring the same.
+    attachments: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The request as recorded: a repeat with the same id must be equal to it."""
-        return {
+        recorded: dict[str, Any] = {
             "customer": self.ref.customer,
             "tab_id": self.ref.tab_id,
             "reason": str(self.reason),
@@ -86,6 +103,12 @@ class RefundRequest:
             "override_by": self.override_by,
             "override_reason": self.override_reason,
         }
+        # Only a customer's request has these (a merchant's recorded before them is equal).
+        if self.origin != "merchant":
+            recorded["origin"] = self.origin
+            recorded["note"] = self.note
+            recorded["attachments"] = list(self.attachments)
+        return recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +133,50 @@ class Answer:
 
     body: dict[str, Any]
     created: bool
+
+
+def capture_split(
+    lines: Sequence[Line],
+    captures: Sequence[tuple[str, int]],
+    taken: Mapping[str, int],
+    parts: Sequence[tuple[str, int]],
+) -> list[tuple[str, int, int]]:
+    """Which captures of a tab settled once per hold give a refund back: ``(auth_ref, capture
+    number, amount)`` each.
+
+    The captures (``(auth_ref, captured)`` in capture order) took the tab's lines in order
+    (the first hold's capture the first lines, :func:`settlement.processors.holds.parts`), so
+    each line lies within one capture or across two. Each refunded line's part is taken from
+    the captures its line lies in, latest first, then (a capture already given back by other
+    refunds) from any capture, latest first — never more from a capture than it has left
+    (``taken``: what earlier refunds take from each). Raises ValueError if they cannot hold it
+    (the tab's own bound makes that impossible)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for _ref, amount in captures:
+        spans.append((start, start + amount))
+        start += amount
+    left = {ref: amount - taken.get(ref, 0) for ref, amount in captures}
+    line_spans: dict[str, tuple[int, int]] = {}
+    position = 0
+    for line in sorted(lines, key=lambda line: line.seq):
+        line_spans[line.line_id] = (position, position + line.amount_minor)
+        position += line.amount_minor
+    order = list(range(len(captures)))[::-1]
+    out: dict[int, int] = {}
+    for line_id, amount in parts:
+        lo, hi = line_spans[line_id]
+        own = [n for n in order if spans[n][0] < hi and lo < spans[n][1]]
+        rest = amount
+        for n in own + [n for n in order if n not in own]:
+            take = min(rest, left[captures[n][0]])
+            if take > 0:
+                left[captures[n][0]] -= take
+                out[n] = out.get(n, 0) + take
+                rest -= take
+        if rest:
+            raise ValueError(f"the captures cannot give back {amount} of {line_id}")
+    return [(captures[n][0], n, amount) for n, amount in sorted(out.items())]
 
 
 def _sum_by_room(parts: Sequence[Part]) -> dict[str, int]:
@@ -174,6 +241,8 @@ def dispute_entries(
     room_postings = [
         Posting(journal.model_payable(room, currency), part) for room, part in sorted(rooms.items())
     ]
+    if dispute.get("model_share", ModelShare.TAKE_BACK) == ModelShare.HOLD:
+        return _held_dispute_entry(dispute, rooms, outcome, posted_at)
     if outcome == "open":
         code, postings = (
             EntryCode.DISPUTE_OPENED,
@@ -204,6 +273,62 @@ def dispute_entries(
     )
 
 
+def _held_dispute_entry(
+    dispute: Mapping[str, Any], rooms: Mapping[str, int], outcome: str, posted_at: datetime
+) -> Entry | None:
+    """The entries of a dispute that *holds* the model's share (``model_share`` ``hold``):
+    her part moves from ``model_payable`` to ``model_held`` (still hers, not payable) while the
+    dispute is open, and the platform carries the whole amount and fee in ``disputes_open``:
+
+    - ``dispute_opened``: − processor clearing (amount + fee); + ``disputes_open`` the same;
+      per room + ``model_payable`` m, − ``model_held`` m;
+    - ``dispute_won``: + processor clearing (amount); + ``chargebacks`` the fee;
+      − ``disputes_open`` (amount + fee); per room + ``model_held`` m, − ``model_payable`` m;
+    - ``dispute_lost``: + ``chargebacks`` (amount + fee − m); per room + ``model_held`` m;
+      − ``disputes_open`` (amount + fee): the held share is forfeited.
+
+    After the outcome every account stands exactly where the take-back entries leave it."""
+    currency = dispute["currency"]
+    amount, fee = dispute["amount_minor"], dispute["fee_minor"]
+    model = sum(rooms.values())
+    clearing = journal.processor_clearing(dispute["processor"], currency)
+    open_ = Account(AccountKind.DISPUTES_OPEN, currency)
+    losses = Account(AccountKind.CHARGEBACKS, currency)
+    payable = [
+        (journal.model_payable(room, currency), Account(AccountKind.MODEL_HELD, currency, room), m)
+        for room, m in sorted(rooms.items())
+        if m
+    ]
+    postings: list[Posting]
+    if outcome == "open":
+        code = EntryCode.DISPUTE_OPENED
+        postings = [Posting(clearing, -(amount + fee)), Posting(open_, amount + fee)]
+        for pay, hold, m in payable:
+            postings += [Posting(pay, m), Posting(hold, -m)]
+    elif outcome == "won":
+        code = EntryCode.DISPUTE_WON
+        postings = [Posting(clearing, amount), Posting(open_, -(amount + fee))]
+        if fee:
+            postings.append(Posting(losses, fee))
+        for pay, hold, m in payable:
+            postings += [Posting(hold, m), Posting(pay, -m)]
+    else:
+        code = EntryCode.DISPUTE_LOST
+        postings = [Posting(open_, -(amount + fee))]
+        if amount + fee - model:
+            postings.append(Posting(losses, amount + fee - model))
+        postings += [Posting(hold, m) for _pay, hold, m in payable]
+    name = {"open": "dispute_opened", "won": "dispute_won", "lost": "dispute_lost"}[outcome]
+    return Entry(
+        f"{name}:{dispute['dispute_id']}",
+        code,
+        currency,
+        tuple(postings),
+        posted_at,
+        dispute["settlement_id"],
+    )
+
+
 class Refunds:
     """Refunds and disputes of one deployment (see the module docstring)."""
 
@@ -217,6 +342,7 @@ class Refunds:
         announce: Announce | None = None,
         gateway_timeout_s: float = GATEWAY_TIMEOUT_S_DEFAULT,
         flag_on_dispute: bool = True,
+        dispute_model_share: ModelShare = ModelShare.TAKE_BACK,
     ) -> None:
         self.database = database
         self.gateway_for = gateway_for
@@ -225,15 +351,17 @@ class Refunds:
         self.announce = announce
         self.gateway_timeout_s = gateway_timeout_s
         self.flag_on_dispute = flag_on_dispute
+        self.dispute_model_share = dispute_model_share
 
     def _now(self) -> datetime:
         return at(self.clock.now_ms())
 
     # -- refunds -------------------------------------------------------------------------------
 
-    async def request(self, req: RefundRequest) -> Answer:
+    async def request(self, req: RefundRequest, attachments: Sequence[Attachment] = ()) -> Answer:
         """Decide, reserve and carry out a refund (idempotent by its id; see the module
-        docstring). Raises RefundIdReused, RefundNotFound, NotRefundable."""
+        docstring); a customer's ``attachments`` are recorded with it, in the same
+        transaction. Raises RefundIdReused, RefundNotFound, NotRefundable."""
         sid = settlements.settlement_id_of(req.ref)
         async with self.database.connection() as conn, conn.transaction():
             await store.lock_id(conn, "refund", req.refund_id)
@@ -246,8 +374,58 @@ class Refunds:
                     )
             else:
                 await self._decide(conn, req, sid)
+                await store.insert_attachments(conn, req.refund_id, attachments)
         body = await self._advance(req.refund_id)
         return Answer(body, created)
+
+    async def customer_view(self, customer: str, tab_id: str) -> dict[str, Any]:
+        """What the customer sees of a settled tab's refunds on her statement: each line with
+        what may still be asked back of it, and every refund and request with its state (the
+        ledger's words: ``awaiting_consent``, ``succeeded`` …). RefundNotFound if the ledger has
+        no settlement of it; NotRefundable if it was not captured."""
+        sid = settlements.settlement_id_of(TabRef(customer, tab_id))
+        async with self.database.connection() as conn:
+            found = await store.captured(conn, sid)
+            if found is None:
+                raise RefundNotFound(f"no settled tab {tab_id} of {customer}")
+            if found.outcome != "captured":
+                raise NotRefundable(f"tab {tab_id} was {found.outcome}: nothing to refund")
+            lines = await store.refundable(conn, sid)
+            refunds = await store.refunds_of(conn, sid)
+        return _object(
+            {
+                "customer": customer,
+                "tab_id": tab_id,
+                "currency": found.currency,
+                "captured_minor": found.captured_minor,
+                "lines": lines,
+                "refunds": [
+                    {
+                        "refund_id": r["refund_id"],
+                        "origin": r["origin"],
+                        "status": r["status"],
+                        "escalated": r["escalated_at"] is not None,
+                        "reason": r["reason"],
+                        "note": r["note"],
+                        "amount_minor": r["amount_minor"],
+                        "refusal": r["decision"]["reason"] if r["status"] == "refused" else None,
+                        "requested_at": r["requested_at"],
+                        "decided_at": r["decided_at"],
+                        "lines": r["decision"]["lines"],
+                        "attachments": r["attachments"],
+                    }
+                    for r in refunds
+                ],
+            }
+        )
+
+    async def attachment(self, refund_id: str, n: int) -> dict[str, Any]:
+        """Attachment ``n`` of a refund request, with its bytes (RefundNotFound if none)."""
+        async with self.database.connection() as conn:
+            found = await store.attachment(conn, refund_id, n)
+        if found is None:
+            raise RefundNotFound(f"refund {refund_id} has no attachment {n}")
+        return found
 
     async def _decide(self, conn: Connection, req: RefundRequest, sid: str) -> None:
         found = await store.captured(conn, sid)
@@ -277,8 +455,8 @@ class Refunds:
             """
             INSERT INTO refunds (refund_id, settlement_id, customer, tab_id, processor,
                 capture_id, currency, amount_minor, reason, status, request, decision,
-                decided_by, decided_at, requested_at, finished_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                decided_by, decided_at, requested_at, finished_at, origin, note)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             (
                 req.refund_id,
@@ -298,10 +476,26 @@ class Refunds:
                 now if status is not RefundStatus.AWAITING_CONSENT else None,
                 now,
                 now if status is RefundStatus.REFUSED else None,
+                req.origin,
+                req.note,
             ),
         )
         if status is RefundStatus.PENDING:
             await self._reserve(conn, req.refund_id, sid, states, decision)
+        elif status is RefundStatus.AWAITING_CONSENT:
+            # Asked of the rooms whose lines go beyond the policy (a show's first minutes
+            # need no one's consent), each model on her console.
+            facts = {state.facts.line_id: state.facts for state in states}
+            rooms = sorted(
+                {
+                    facts[line_id].room
+                    for line_id, amount in decision.lines
+                    if amount > policy_max(self.policy, facts[line_id])
+                }
+                or {facts[line_id].room for line_id, _ in decision.lines}
+            )
+            await store.ask_consent(conn, req.refund_id, rooms)
+            await store.notify_rooms(conn, rooms)
 
     async def _reserve(
         self,
@@ -313,19 +507,146 @@ class Refunds:
     ) -> None:
         parts = await store.take(conn, sid, states, dict(decision.lines), "refunded_minor")
         await store.insert_lines(conn, "refund_lines", refund_id, parts)
+        await self._assign_captures(conn, refund_id, sid, parts)
 
-    async def consent(self, refund_id: str, *, accept: bool, by: str) -> Answer:
-        """The model's answer to a refund awaiting her consent: accepted, the refund is
-        reserved (on what is left now) and carried out; declined, it ends ``declined``. Who
-        and when is recorded. An answer to a refund no longer waiting changes nothing."""
+    async def _assign_captures(
+        self, conn: Connection, refund_id: str, sid: str, parts: Sequence[Part]
+    ) -> None:
+        """For a tab settled by one capture per hold: decide which capture(s) give the refund
+        back (:func:`capture_split`) and record it (``refund_captures``). Under the tab's row
+        lock, so what each capture has left is exact however many refunds race."""
+        found = await store.captured(conn, sid)
+        assert found is not None
+        tab_record = await settlements.read_tab(conn, TabRef(found.customer, found.tab_id))
+        assert tab_record is not None
+        tab, record = tab_record
+        if not tab.second_holds:
+            return  # one capture: the refund row names it already
+        captures = holds.parts(tab, tab.auth_ref, record.captured_minor)
+        taken = await store.refunded_per_capture(conn, sid)
+        split = capture_split(
+            tab.lines,
+            [(c.auth_ref, c.capture_minor) for c in captures],
+            taken,
+            [(p.line_id, p.amount_minor) for p in parts],
+        )
+        await store.insert_captures(
+            conn,
+            refund_id,
+            [
+                (auth_ref, number, amount, found.capture_id if number == 0 else "")
+                for auth_ref, number, amount in split
+            ],
+        )
+
+    async def consent(
+        self,
+        refund_id: str,
+        *,
+        accept: bool,
+        by: str,
+        room: str | None = None,
+        support: bool = False,
+    ) -> Answer:
+        """A model's answer to a refund awaiting consent. ``room``: the answer of that room's
+        model (her console); the refund goes on once every room asked accepted, and ends
+        ``declined`` at the first decline. No ``room`` (the cam site's backend relaying it):
+        the answer stands for every room asked. Accepted, the refund is reserved (on what is
+        left now) and carried out. Who answered and when is recorded, per room and on the
+        refund (the answer's ``created`` says whether this call recorded one). An answer to a
+        refund no longer waiting (decided, declined for want of an answer, escalated to
+        support) changes nothing; one from a room not asked raises RefundNotFound. ``support``:
+        support staff answer for every room asked, also once the request was escalated to
+        them or its time is up."""
         async with self.database.connection() as conn, conn.transaction():
             await store.lock_id(conn, "refund", refund_id)
             row = await store.refund_row(conn, refund_id)
             if row is None:
                 raise RefundNotFound(f"no refund {refund_id}")
-            if row["status"] == RefundStatus.AWAITING_CONSENT and not self._unanswered(row):
-                await self._answer(conn, row, accept=accept, by=by)
-        return Answer(await self._advance(refund_id), False)
+            asked = await store.consents(conn, refund_id)
+            if room is not None and room not in asked:
+                raise RefundNotFound(f"refund {refund_id} does not wait for room {room}")
+            waiting = row["status"] == RefundStatus.AWAITING_CONSENT and (
+                support or (row["escalated_at"] is None and not self._overdue(row))
+            )
+            rooms: list[str] = []
+            now = self._now()
+            if waiting:
+                rooms = [r for r, answer in asked.items() if answer is None]
+                if room is not None:
+                    rooms = [room] if asked[room] is None else []
+            if rooms:
+                await store.record_consent(conn, refund_id, rooms, accept=accept, by=by, now=now)
+                answers = await store.consents(conn, refund_id)
+                if not accept or all(a == "accepted" for a in answers.values()):
+                    await self._answer(conn, row, accept=accept, by=by)
+                await store.notify_rooms(conn, asked)
+        # ``created``: this answer was recorded (False: answered before, or no longer waiting).
+        return Answer(await self._advance(refund_id), bool(rooms))
+
+    async def waiting_for(self, room: str, limit: int) -> list[dict[str, Any]]:
+        """The refunds waiting for ``room``'s model to answer, oldest first, at most
+        ``limit``: what her console lists (no customer id: she sees what and why)."""
+        async with self.database.connection() as conn:
+            rows = await store.waiting_for(conn, room, limit)
+        timeout_ms = self.policy.consent_timeout_s * 1000
+        return [
+            _object(
+                {
+                    "refund_id": row["refund_id"],
+                    "currency": row["currency"],
+                    "amount_minor": row["amount_minor"],
+                    "reason": row["reason"],
+                    "note": row["note"],
+                    "origin": row["origin"],
+                    "requested_at_ms": ms(row["requested_at"]),
+                    "answer_by_ms": ms(row["requested_at"]) + timeout_ms,
+                    "lines": [
+                        line
+                        for line in row["decision"]["lines"]
+                        if line["line_id"] in row["room_lines"]
+                    ],
+                }
+            )
+            for row in rows
+        ]
+
+    async def expire_consents(self, limit: int) -> int:
+        """Answer for the models who did not in time: each refund waiting longer than the
+        policy's ``consent_timeout_s`` is declined (``decided_by`` ``timeout``) or, with
+        ``unanswered`` ``escalate``, escalated to support (``escalated_at``; it leaves the
+        models' lists and waits for support's override). At most ``limit`` per call; the
+        number handled. Safe to run from every process at once."""
+        cutoff = at(self.clock.now_ms() - self.policy.consent_timeout_s * 1000)
+        async with self.database.connection() as conn:
+            due = await store.overdue_consents(conn, cutoff, limit)
+        for refund_id in due:
+            await self._expire(refund_id)
+        return len(due)
+
+    async def _expire(self, refund_id: str) -> None:
+        async with self.database.connection() as conn, conn.transaction():
+            await store.lock_id(conn, "refund", refund_id)
+            row = await store.refund_row(conn, refund_id)
+            if row is None or row["status"] != RefundStatus.AWAITING_CONSENT:
+                return
+            if row["escalated_at"] is not None or not self._overdue(row):
+                return
+            now = self._now()
+            if self.policy.unanswered == "escalate":
+                await conn.execute(
+                    "UPDATE refunds SET escalated_at = %s WHERE refund_id = %s", (now, refund_id)
+                )
+            else:
+                await store.set_refund_status(
+                    conn,
+                    refund_id,
+                    RefundStatus.DECLINED,
+                    now=now,
+                    decided_by="timeout",
+                    decided_at=now,
+                )
+            await store.notify_rooms(conn, await store.consents(conn, refund_id))
 
     async def _answer(
         self, conn: Connection, row: Mapping[str, Any], *, accept: bool, by: str
@@ -373,18 +694,12 @@ class Refunds:
             row = await store.refund_row(conn, refund_id)
             if row is None:
                 raise RefundNotFound(f"no refund {refund_id}")
-            if row["status"] == RefundStatus.AWAITING_CONSENT and self._unanswered(row):
-                async with conn.transaction():
-                    await store.lock_id(conn, "refund", refund_id)
-                    now = self._now()
-                    await store.set_refund_status(
-                        conn,
-                        refund_id,
-                        RefundStatus.DECLINED,
-                        now=now,
-                        decided_by="timeout",
-                        decided_at=now,
-                    )
+            if (
+                row["status"] == RefundStatus.AWAITING_CONSENT
+                and row["escalated_at"] is None
+                and self._overdue(row)
+            ):
+                await self._expire(refund_id)
                 row = await store.refund_row(conn, refund_id)
                 assert row is not None
         if row["status"] == RefundStatus.PENDING and run_gateway:
@@ -399,15 +714,19 @@ class Refunds:
             await self.announce(event, refund_id, body)
         return body
 
-    def _unanswered(self, row: Mapping[str, Any]) -> bool:
-        if self.policy.unanswered != "decline":
-            return False
+    def _overdue(self, row: Mapping[str, Any]) -> bool:
+        """Whether a refund has waited for consent longer than the policy allows."""
         waited_ms = self.clock.now_ms() - ms(row["requested_at"])
         return waited_ms > self.policy.consent_timeout_s * 1000
 
     async def _carry_out(self, row: Mapping[str, Any]) -> None:
         refund_id = row["refund_id"]
         gateway = self.gateway_for(row["processor"])
+        async with self.database.connection() as conn:
+            parts = await store.refund_captures(conn, refund_id)
+        if parts:
+            await self._carry_out_parts(row, gateway, parts)
+            return
         try:
             result = await asyncio.wait_for(
                 gateway.refund(
@@ -427,6 +746,68 @@ class Refunds:
             await self._finish(row, None, str(exc))
             return
         await self._finish(row, result, "")
+
+    async def _carry_out_parts(
+        self, row: Mapping[str, Any], gateway: Gateway, parts: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Refund each capture its part, in capture order. Keys: ``refund:<id>`` for the first
+        hold's capture, ``refund:<id>#<auth_ref>`` for a further hold's (like the captures'
+        own keys), so a retry repeats exactly the same requests. A capture id the ledger does
+        not hold (a further hold's) is read from the processor and recorded."""
+        refund_id = row["refund_id"]
+        results: list[RefundResult] = []
+        for part in parts:
+            key = f"refund:{refund_id}"
+            if part["capture_no"]:
+                key += f"#{part['auth_ref']}"
+            try:
+                capture_id = part["capture_id"]
+                if not capture_id:
+                    auth = await asyncio.wait_for(
+                        gateway.lookup_authorization(part["auth_ref"]), self.gateway_timeout_s
+                    )
+                    capture = auth.capture_result() if auth is not None else None
+                    if capture is None:
+                        raise GatewayRequestError(f"hold {part['auth_ref']} shows no capture")
+                    capture_id = capture.capture_id
+                result = await asyncio.wait_for(
+                    gateway.refund(
+                        idempotency_key=key,
+                        capture_id=capture_id,
+                        amount_minor=part["amount_minor"],
+                    ),
+                    self.gateway_timeout_s,
+                )
+            except (GatewayUnavailable, TimeoutError):
+                log.warning(
+                    "refund pending: the processor did not answer",
+                    extra={"fields": {"refund_id": refund_id, "auth_ref": part["auth_ref"]}},
+                )
+                return
+            except GatewayRequestError as exc:
+                if not results:
+                    await self._finish(row, None, str(exc))
+                    return
+                # An earlier capture gave its part back: the refund cannot be called failed
+                # (money moved) nor succeeded. It stays pending, for an operator.
+                log.error(
+                    "refund partly carried out: a later capture refused its part",
+                    extra={"fields": {"refund_id": refund_id, "error": str(exc)}},
+                )
+                return
+            async with self.database.connection() as conn:
+                await store.record_capture_refund(
+                    conn, refund_id, part["auth_ref"], capture_id, result.refund_id
+                )
+            results.append(result)
+        combined = RefundResult(
+            refund_id=results[0].refund_id,
+            capture_id=results[0].capture_id,
+            amount_minor=sum(r.amount_minor for r in results),
+            refunded_total_minor=sum(r.refunded_total_minor for r in results),
+            processor_ref=",".join(r.processor_ref for r in results),
+        )
+        await self._finish(row, combined, "")
 
     async def _finish(
         self, row: Mapping[str, Any], result: RefundResult | None, failure: str
@@ -516,8 +897,8 @@ class Refunds:
         await conn.execute(
             """
             INSERT INTO disputes (processor, dispute_id, settlement_id, customer, capture_id,
-                currency, amount_minor, fee_minor, reason, status, opened_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', %s)
+                currency, amount_minor, fee_minor, reason, status, opened_at, model_share)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', %s, %s)
             """,
             (
                 notice.processor,
@@ -530,6 +911,7 @@ class Refunds:
                 notice.fee_minor,
                 notice.reason,
                 now,
+                str(self.dispute_model_share),
             ),
         )
         await store.insert_lines(conn, "dispute_lines", notice.dispute_id, parts)
@@ -625,6 +1007,7 @@ class Refunds:
                         "room": line.room,
                         "at_ms": line.at_ms,
                         "amount_minor": line.amount_minor,
+                        "message": line.message,
                     }
                     for line in tab.lines
                     if line.kind == "tip"
@@ -742,6 +1125,29 @@ def refund_json(row: Mapping[str, Any]) -> dict[str, Any]:
                     "platform_minor": line["platform_minor"],
                 }
                 for line in row["lines"]
+            ],
+            "origin": row.get("origin", "merchant"),
+            "note": row.get("note", ""),
+            "escalated_at": row.get("escalated_at"),
+            # Each model asked for her consent: her answer, who gave it and when.
+            "consents": [
+                {
+                    "room": c["room"],
+                    "answer": c["answer"],
+                    "answered_by": c["answered_by"] or None,
+                    "answered_at": c["answered_at"],
+                }
+                for c in row.get("consents", [])
+            ],
+            # A tab settled by one capture per hold: what each capture gives back.
+            "captures": [
+                {
+                    "auth_ref": c["auth_ref"],
+                    "capture_id": c["capture_id"] or None,
+                    "amount_minor": c["amount_minor"],
+                    "processor_refund_id": c["processor_refund_id"] or None,
+                }
+                for c in row.get("captures", [])
             ],
         }
     )

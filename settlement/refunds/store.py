@@ -12,7 +12,7 @@ however many race, and the ``CHECK`` refuses anything past it even if the Python
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -21,6 +21,7 @@ from typing import Any, Literal
 from psycopg import sql
 
 from settlement.ledger.db import Connection
+from settlement.refunds.attachments import Attachment
 from settlement.refunds.policy import LineFacts
 from settlement.refunds.split import step_part
 
@@ -252,7 +253,13 @@ async def refund_row(conn: Connection, refund_id: str) -> dict[str, Any] | None:
     cursor = await conn.execute(
         "SELECT * FROM refund_lines WHERE refund_id = %s ORDER BY line_id", (refund_id,)
     )
-    return {**row, "lines": await cursor.fetchall()}
+    lines = await cursor.fetchall()
+    cursor = await conn.execute(
+        "SELECT * FROM refund_consents WHERE refund_id = %s ORDER BY room", (refund_id,)
+    )
+    asked = await cursor.fetchall()
+    captures = await refund_captures(conn, refund_id)
+    return {**row, "lines": lines, "captures": captures, "consents": asked}
 
 
 def parts_of(rows: Sequence[Mapping[str, Any]]) -> list[Part]:
@@ -314,6 +321,201 @@ async def set_refund_status(
         query, {"to": str(to), "id": refund_id, "sources": sources, "now": now, **fields}
     )
     return await cursor.fetchone() is not None
+
+
+#: The PostgreSQL channel a room's name is sent on when its list of refunds waiting for the
+#: model's consent changed (asked, answered, expired); every server process listens.
+CONSENT_CHANNEL = "tipmeter_refund_consent"
+
+
+async def ask_consent(conn: Connection, refund_id: str, rooms: Sequence[str]) -> None:
+    """Record the rooms whose models must consent to a refund."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO refund_consents (refund_id, room) VALUES (%s, %s)",
+            [(refund_id, room) for room in rooms],
+        )
+
+
+async def consents(conn: Connection, refund_id: str) -> dict[str, str | None]:
+    """Each room a refund asked, and its answer (None: none yet)."""
+    cursor = await conn.execute(
+        "SELECT room, answer FROM refund_consents WHERE refund_id = %s ORDER BY room",
+        (refund_id,),
+    )
+    return {row["room"]: row["answer"] for row in await cursor.fetchall()}
+
+
+async def record_consent(
+    conn: Connection,
+    refund_id: str,
+    rooms: Sequence[str],
+    *,
+    accept: bool,
+    by: str,
+    now: datetime,
+) -> None:
+    """Record the rooms' answer (only where none was recorded yet)."""
+    await conn.execute(
+        """
+        UPDATE refund_consents SET answer = %s, answered_by = %s, answered_at = %s
+        WHERE refund_id = %s AND room = ANY(%s) AND answer IS NULL
+        """,
+        ("accepted" if accept else "declined", by, now, refund_id, list(rooms)),
+    )
+
+
+async def notify_rooms(conn: Connection, rooms: Iterable[str]) -> None:
+    """Tell every server process (on commit) that these rooms' waiting lists changed."""
+    for room in sorted(set(rooms)):
+        await conn.execute("SELECT pg_notify(%s, %s)", (CONSENT_CHANNEL, room))
+
+
+async def waiting_for(conn: Connection, room: str, limit: int) -> list[dict[str, Any]]:
+    """The refunds waiting for ``room``'s answer (not escalated), oldest first, with the ids
+    of the lines of that room (``room_lines``)."""
+    cursor = await conn.execute(
+        """
+        SELECT r.refund_id, r.currency, r.amount_minor, r.reason, r.note, r.origin,
+               r.requested_at, r.decision,
+               ARRAY(SELECT line_id FROM settlement_lines l
+                     WHERE l.settlement_id = r.settlement_id AND l.room = c.room) AS room_lines
+        FROM refund_consents c JOIN refunds r USING (refund_id)
+        WHERE c.room = %s AND c.answer IS NULL AND r.status = 'awaiting_consent'
+          AND r.escalated_at IS NULL
+        ORDER BY r.requested_at, r.refund_id
+        LIMIT %s
+        """,
+        (room, limit),
+    )
+    return list(await cursor.fetchall())
+
+
+async def overdue_consents(conn: Connection, cutoff: datetime, limit: int) -> list[str]:
+    """Refunds waiting for consent (not escalated) since before ``cutoff``, oldest first."""
+    cursor = await conn.execute(
+        """
+        SELECT refund_id FROM refunds
+        WHERE status = 'awaiting_consent' AND escalated_at IS NULL AND requested_at < %s
+        ORDER BY requested_at LIMIT %s
+        """,
+        (cutoff, limit),
+    )
+    return [row["refund_id"] for row in await cursor.fetchall()]
+
+
+async def refunded_per_capture(conn: Connection, settlement_id: str) -> dict[str, int]:
+    """What the refunds of a tab not failed take from each of its holds' captures (auth ref →
+    amount). Read under the tab's row lock."""
+    cursor = await conn.execute(
+        """
+        SELECT c.auth_ref, sum(c.amount_minor) AS taken
+        FROM refund_captures c JOIN refunds r USING (refund_id)
+        WHERE r.settlement_id = %s AND r.status <> 'failed'
+        GROUP BY c.auth_ref
+        """,
+        (settlement_id,),
+    )
+    return {row["auth_ref"]: int(row["taken"]) for row in await cursor.fetchall()}
+
+
+async def insert_captures(
+    conn: Connection, refund_id: str, parts: Sequence[tuple[str, int, int, str]]
+) -> None:
+    """Record what a refund takes from each capture: ``(auth_ref, number, amount, capture id
+    or "" until the processor is asked)``."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """
+            INSERT INTO refund_captures (refund_id, auth_ref, capture_no, amount_minor,
+                capture_id)
+            VALUES (%s, %s, %s, %s, %s)
+            """,
+            [(refund_id, *part) for part in parts],
+        )
+
+
+async def refund_captures(conn: Connection, refund_id: str) -> list[dict[str, Any]]:
+    """The captures a refund gives back from, in capture order (empty: the tab's one)."""
+    cursor = await conn.execute(
+        "SELECT * FROM refund_captures WHERE refund_id = %s ORDER BY capture_no", (refund_id,)
+    )
+    return list(await cursor.fetchall())
+
+
+async def record_capture_refund(
+    conn: Connection, refund_id: str, auth_ref: str, capture_id: str, processor_refund_id: str
+) -> None:
+    """A capture gave its part of a refund back: its id and the processor's refund id."""
+    await conn.execute(
+        """
+        UPDATE refund_captures SET capture_id = %s, processor_refund_id = %s
+        WHERE refund_id = %s AND auth_ref = %s
+        """,
+        (capture_id, processor_refund_id, refund_id, auth_ref),
+    )
+
+
+async def insert_attachments(
+    conn: Connection, refund_id: str, attachments: Sequence[Attachment]
+) -> None:
+    """Record a request's checked attachments (numbered from 1)."""
+    if not attachments:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """
+            INSERT INTO refund_attachments (refund_id, n, content_type, size_bytes, sha256,
+                filename, content)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            """,
+            [
+                (refund_id, n, a.content_type, len(a.content), a.sha256, a.filename, a.content)
+                for n, a in enumerate(attachments, start=1)
+            ],
+        )
+
+
+async def attachment(conn: Connection, refund_id: str, n: int) -> dict[str, Any] | None:
+    """One attachment with its bytes, or None."""
+    cursor = await conn.execute(
+        "SELECT * FROM refund_attachments WHERE refund_id = %s AND n = %s", (refund_id, n)
+    )
+    return await cursor.fetchone()
+
+
+async def refundable(conn: Connection, settlement_id: str) -> list[dict[str, Any]]:
+    """A settled tab's lines with what may still be taken back of each (refunds reserved or
+    made, and disputes, count against it)."""
+    cursor = await conn.execute(
+        """
+        SELECT l.line_id, l.kind, l.room, l.amount_minor, l.seconds, l.at,
+               l.amount_minor - coalesce(r.refunded_minor + r.disputed_minor, 0)
+                   AS refundable_minor
+        FROM settlement_lines l
+        LEFT JOIN refundable_lines r USING (settlement_id, line_id)
+        WHERE l.settlement_id = %s
+        ORDER BY l.seq
+        """,
+        (settlement_id,),
+    )
+    return list(await cursor.fetchall())
+
+
+async def refunds_of(conn: Connection, settlement_id: str) -> list[dict[str, Any]]:
+    """Every refund of a tab, oldest first, with the names and sizes of its attachments."""
+    cursor = await conn.execute(
+        """
+        SELECT r.*, coalesce((
+            SELECT json_agg(json_build_object('n', a.n, 'content_type', a.content_type,
+                'size_bytes', a.size_bytes, 'filename', a.filename) ORDER BY a.n)
+            FROM refund_attachments a WHERE a.refund_id = r.refund_id), '[]') AS attachments
+        FROM refunds r WHERE r.settlement_id = %s
+        ORDER BY r.requested_at, r.refund_id
+        """,
+        (settlement_id,),
+    )
+    return list(await cursor.fetchall())
 
 
 # -- disputes and flags ------------------------------------------------------------------------

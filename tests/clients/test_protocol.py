@@ -10,80 +10,61 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients.protocol import (
-    Codec,
-    Drain,
-    Error,
-    ErrorCode,
-    Invalid,
-    Message,
-    Ping,
-    Pong,
-    RateView,
-    Result,
-    RoomEvent,
-    SessionStart,
-    SessionStop,
-    SessionUpdate,
-    SessionView,
-    SetRates,
-    Subscribe,
-    Subscribed,
-    TabUpdate,
-    TabView,
-    Tip,
-    TipReceipt,
-    Unsubscribe,
-    Unsubscribed,
-    Warning,
-    Welcome,
-    decode_client,
-    decode_server,
-    encode,
-    is_stream_id,
-    to_map,
-)
+from clients import protocol as p
+from clients.protocol import Codec, ErrorCode, Invalid, Message, decode_client, decode_server
 
-TAB = TabView("tab_1", "USD", "open", 5_000, 1_250, 7)
-SESSION = SessionView("s-9", "alice", "private", "running", 600, 0, 1_700_000_000_000, 1, 10)
+TAB = p.TabView("tab_1", "USD", "open", 5_000, 1_250, 7)
+SESSION = p.SessionView("s-9", "alice", "private", "running", 600, 0, 1_700_000_000_000, 1, 10)
 CLIENT_MESSAGES: list[Message] = [
-    Tip("t-1", "alice", 500, "USD"),
-    Tip("t-2", "alice", 1, "EUR", message="hi 💋", anonymous=True),
-    Subscribe("alice"),
-    Subscribe("alice", after="1700000000000-3", id="s-1"),
-    Unsubscribe("alice", id="u-1"),
-    Ping("p-1"),
-    SessionStart("s-9", "alice", "private"),
-    SessionStop("stop-1", "s-9"),
-    SetRates("r-1", {"private": RateView(600, 60), "spy": RateView(200)}),
+    p.Tip("t-1", "alice", 500, "USD"),
+    p.Tip("t-2", "alice", 1, "EUR", message="hi 💋", anonymous=True),
+    p.Subscribe("alice"),
+    p.Subscribe("alice", after="1700000000000-3", id="s-1"),
+    p.Unsubscribe("alice", id="u-1"),
+    p.Ping("p-1"),
+    p.SessionStart("s-9", "alice", "private"),
+    p.SessionStop("stop-1", "s-9"),
+    p.SetRates("r-1", {"private": p.RateView(600, 60), "spy": p.RateView(200)}),
+    p.RefundAnswer("a-1", "rf-1", True),
+    p.RefundAnswer("a-2", "rf-2", False),
 ]
 SERVER_MESSAGES: list[Message] = [
-    Welcome(1, "viewer", "c42", "conn", 1_700_000_000_000, {"frame_bytes_max": 4096}, TAB, None),
-    Welcome(1, "model", "alice", "conn", 1, {}, None, {"USD": 150}),
-    Result("t-1", "applied", TAB, TipReceipt(3, 1_700_000_000_123)),
-    Result("t-1", "duplicate", TAB, TipReceipt(3, 1_700_000_000_123)),
-    Error("over_cap", "does not fit", "t-1", TAB, None),
-    Error("rate_limited", "slow down", None, None, 250),
-    TabUpdate(TAB),
-    RoomEvent("alice", "1700000000000-0", "tip", {"amount_minor": 500, "name": "bob"}),
-    Subscribed("alice", "s-1", gap=True),
-    Unsubscribed("alice", "u-1"),
-    Drain(2_500),
-    Pong("p-1", 1_700_000_000_000),
-    Result("s-9", "applied", TabView("tab_1", "USD", "open", 5_000, 10, 2, 600), None, SESSION),
-    Error("insufficient_cap", "raise the cap", "s-9", TAB, None, 1_500),
-    SessionUpdate(
-        SessionView("s-9", "alice", "private", "ended", 600, 0, 1, 4, 40, "cap_reached", 5)
+    p.Welcome(1, "viewer", "c42", "conn", 1_700_000_000_000, {"frame_bytes_max": 4096}, TAB, None),
+    p.Welcome(1, "model", "alice", "conn", 1, {}, None, {"USD": 150}),
+    p.Result("t-1", "applied", TAB, p.TipReceipt(3, 1_700_000_000_123)),
+    p.Result("t-1", "duplicate", TAB, p.TipReceipt(3, 1_700_000_000_123)),
+    p.Error("over_cap", "does not fit", "t-1", TAB, None),
+    p.Error("rate_limited", "slow down", None, None, 250),
+    p.TabUpdate(TAB),
+    p.RoomEvent("alice", "1700000000000-0", "tip", {"amount_minor": 500, "name": "bob"}),
+    p.Subscribed("alice", "s-1", gap=True),
+    p.Unsubscribed("alice", "u-1"),
+    p.Drain(2_500),
+    p.Pong("p-1", 1_700_000_000_000),
+    p.Result("s-9", "applied", p.TabView("tab_1", "USD", "open", 5_000, 10, 2, 600), None, SESSION),
+    p.Error("insufficient_cap", "raise the cap", "s-9", TAB, None, 1_500),
+    p.SessionUpdate(
+        p.SessionView("s-9", "alice", "private", "ended", 600, 0, 1, 4, 40, "cap_reached", 5)
     ),
-    Warning("tab_1", 59, 60),
-    TabUpdate(TabView("tab_1", "USD", "open", 5_000, 10, 2, 600)),
+    p.Warning("tab_1", 59, 60),
+    p.TabUpdate(p.TabView("tab_1", "USD", "open", 5_000, 10, 2, 600)),
+    p.RefundsWaiting("alice", {}),
+    p.RefundsWaiting(
+        "alice",
+        {
+            "rf-1": p.RefundWaiting(
+                "USD", 301, "technical_problem", "customer", 1, 2, {"tip:t1": 301}, "froze"
+            ),
+            "rf-0": p.RefundWaiting("USD", 50, "goodwill", "merchant", 0, 1, {"sess:s1": 50}),
+        },
+    ),
 ]
 
 
 @pytest.mark.parametrize("codec", list(Codec))
 @pytest.mark.parametrize("message", CLIENT_MESSAGES, ids=repr)
 def test_client_messages_round_trip(codec: Codec, message: Message) -> None:
-    frame = encode(message, codec)
+    frame = p.encode(message, codec)
     assert isinstance(frame, bytes if codec is Codec.MSGPACK else str)
     assert decode_client(frame, codec) == message
 
@@ -91,7 +72,7 @@ def test_client_messages_round_trip(codec: Codec, message: Message) -> None:
 @pytest.mark.parametrize("codec", list(Codec))
 @pytest.mark.parametrize("message", SERVER_MESSAGES, ids=repr)
 def test_server_messages_round_trip(codec: Codec, message: Message) -> None:
-    assert decode_server(encode(message, codec), codec) == message
+    assert decode_server(p.encode(message, codec), codec) == message
 
 
 def _json(obj: Any) -> str:
@@ -188,7 +169,7 @@ def test_a_msgpack_frame_that_repeats_a_key_is_refused() -> None:
 
 def test_colons_in_strings_are_not_mistaken_for_repeated_keys() -> None:
     frame = _json(_tip(message="time: 10:30 :)", room="alice"))
-    assert isinstance(decode_client(frame, Codec.JSON), Tip)
+    assert isinstance(decode_client(frame, Codec.JSON), p.Tip)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +186,7 @@ def test_colons_in_strings_are_not_mistaken_for_repeated_keys() -> None:
     ],
 )
 def test_event_ids_are_ids_a_stream_can_hold(value: str, valid: bool) -> None:
-    assert is_stream_id(value) is valid
+    assert p.is_stream_id(value) is valid
 
 
 def test_a_refusal_names_the_message_it_refuses() -> None:
@@ -242,7 +223,7 @@ def test_a_frame_of_the_wrong_kind_is_malformed() -> None:
 
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     frame = _json({**_tip(), "tip_jar_color": "pink"})
-    assert decode_client(frame, Codec.JSON) == Tip("t-1", "alice", 500, "USD")
+    assert decode_client(frame, Codec.JSON) == p.Tip("t-1", "alice", 500, "USD")
 
 
 def test_negotiation() -> None:
@@ -261,7 +242,7 @@ def test_every_error_code_is_documented() -> None:
 
 
 def test_wire_maps_use_the_documented_keys() -> None:
-    assert to_map(Tip("t-1", "alice", 500, "USD")) == {
+    assert p.to_map(p.Tip("t-1", "alice", 500, "USD")) == {
         "type": "tip",
         "id": "t-1",
         "room": "alice",
@@ -339,7 +320,7 @@ def test_a_decoded_tip_always_carries_a_valid_amount(obj: dict[str, Any]) -> Non
     except (TypeError, orjson.JSONEncodeError):
         return
     decoded = decode_client(frame, Codec.JSON)
-    if isinstance(decoded, Tip):
+    if isinstance(decoded, p.Tip):
         assert type(decoded.amount_minor) is int
         assert 0 < decoded.amount_minor < 2**53
 
@@ -350,7 +331,9 @@ def test_the_documented_examples_decode_identically_in_both_encodings() -> None:
 
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     pairs = re.findall(r"```json\n(.*?)\n```.*?```msgpack-hex\n(.*?)\n```", doc, re.S)
-    assert len(pairs) == 18
+    # 18; refund_answer, refunds_waiting (docs/refunds.md); buy, fulfil, decline and a
+    # purchase result (issue 17)
+    assert len(pairs) == 24
     for text, hexdump in pairs:
         frame = bytes.fromhex(hexdump.replace("\n", " "))
         as_json: object = decode_client(text, Codec.JSON)

@@ -12,6 +12,7 @@ from loadtest.bench import BEGIN, END, write_report
 ROWS = (
     "tips/s acknowledged, 10 connections",
     "ack latency p99",
+    "tips/s, replicated ack (`TIPMETER_ACK_REPLICAS=1`",
     "server CPU per acknowledged tip",
     "fan-out A → B p99 at 50 tips/s",
     "server CPU per room event shown to a viewer (10 viewers",
@@ -46,6 +47,9 @@ def test_the_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     product, baseline = (int(n.replace(",", "")) for n in tips.groups())
     assert product > 0
     assert baseline > 0
+    replicated = re.search(r"\| tips/s, replicated ack [^|]* \| ([\d,]+) \|", table)
+    assert replicated is not None
+    assert int(replicated.group(1).replace(",", "")) > 0  # acknowledged, so the replica confirmed
     frames = re.search(r"\(10 viewers, ([\d,]+) frames\)", table)
     assert frames is not None
     assert int(frames.group(1).replace(",", "")) > 0

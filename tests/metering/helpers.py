@@ -7,6 +7,8 @@ from typing import Any
 from metering.clock import FakeClock
 from metering.meter import Meter
 from metering.outcomes import Code, TabRef
+from metering.purchase_lifecycle import ItemKind
+from metering.purchases import PurchaseRequest
 from metering.tips import TipRequest
 
 HOLD_MS = 7 * 24 * 3600 * 1000
@@ -38,3 +40,24 @@ def tip(tip_id: str, amount: Any = 100, room: str = "room1", **fields: Any) -> T
         currency=fields.pop("currency", "USD"),
         **fields,
     )
+
+
+MINUTE_MS = 60_000
+
+
+def buy(purchase_id: str, amount: Any = 300, **fields: Any) -> PurchaseRequest:
+    """A request for "dance" in USD, done within a minute (fields may override anything)."""
+    values: dict[str, Any] = {
+        "purchase_id": purchase_id,
+        "room": "room1",
+        "item_id": "dance",
+        "item_name": "Dance",
+        "item_kind": ItemKind.REQUEST.value,
+        "amount_minor": amount,
+        "currency": "USD",
+        "duration_ms": MINUTE_MS,
+        "viewer_name": "alice",
+        "message": "please",
+    }
+    values.update(fields)
+    return PurchaseRequest(**values)

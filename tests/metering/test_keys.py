@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from redis.crc import key_slot
 
@@ -45,3 +47,33 @@ def test_the_tab_index_shard_is_stable_and_in_range() -> None:
     shards = {keys.tab_index_shard(f"c{n}") for n in range(1_000)}
     assert shards == set(range(keys.TAB_INDEX_SHARDS))
     assert keys.tab_index_shard("c1") == keys.tab_index_shard("c1")
+
+
+#: The placeholder the module's key table writes for each parameter of a key builder.
+_PLACEHOLDERS = {
+    "customer": "C",
+    "tab_id": "T",
+    "currency": "CUR",
+    "op_id": "ID",
+    "session_id": "S",
+    "room": "R",
+    "shard": "N",
+    "owner": "O",
+    "ticket_id": "J",
+    "purchase_id": "P",
+}
+#: Functions of the module that build no key of their own.
+_NOT_KEYS = {"check_id", "is_id", "customer_tag", "room_tag", "tab_index_shard", "tab_index_member"}
+
+
+def test_the_key_table_lists_every_key_the_module_builds() -> None:
+    builders = [
+        (name, value)
+        for name, value in vars(keys).items()
+        if inspect.isfunction(value) and value.__module__ == keys.__name__ and name not in _NOT_KEYS
+    ]
+    assert len(builders) > 20
+    table = keys.__doc__ or ""
+    for name, build in builders:
+        args = [_PLACEHOLDERS[param] for param in inspect.signature(build).parameters]
+        assert f"``{build(*args)}``" in table, f"keys.{name} is missing from the key table"

@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import expect
 
 from clients.tickets import Claims, Role, verify
-from server import demo_api
+from server import demo_api, overlay
 from server.api import tab_id_for
 from server.config import Settings
 from server.embedded_redis import RedisServer
@@ -210,7 +210,7 @@ async def test_an_overlay_trades_its_feed_token_for_a_broadcast_ticket(site: Sit
     assert ticket.status_code == 201, ticket.text
     claims = claims_of(ticket.json()["ticket"])
     assert (claims.role, claims.subject) == (Role.BROADCAST, room)
-    assert claims.expires_at_ms - claims.issued_at_ms == demo_api.OVERLAY_TICKET_TTL_S * 1000
+    assert claims.expires_at_ms - claims.issued_at_ms == overlay.OVERLAY_TICKET_TTL_S * 1000
     assert feed.status_code == 200
     assert made["feed_url"].endswith(f"/events/{room}/{made['token']}/")
     for refused in (wrong, other_room, revoked):

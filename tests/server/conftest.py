@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 import httpx
 import pytest
 
+from clients.errors import Refused
 from clients.protocol import ServerMessage
 from clients.sdk import Client
 from server.embedded_redis import RedisServer
 from tests.support.processes import API_KEY, TipmeterProcess
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +85,39 @@ async def read_tab(server: TipmeterProcess, customer: str, tab_id: str) -> dict[
     return tab
 
 
-async def next_of(client: Client, kind: type[ServerMessage], timeout_s: float = 5.0) -> Any:
-    """The next pushed message of ``kind`` (others are skipped); fail after ``timeout_s``."""
-    import time
-
+async def next_of(
+    client: Client,
+    kind: type[ServerMessage],
+    timeout_s: float = 5.0,
+    where: Callable[[Any], bool] = lambda message: True,
+) -> Any:
+    """The next pushed message of ``kind`` that ``where`` accepts (others are skipped); fail
+    after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while (remaining := deadline - time.monotonic()) > 0:
         message = await client.next_message(remaining)
-        if isinstance(message, kind):
+        if isinstance(message, kind) and where(message):
             return message
     raise AssertionError(f"no {kind.__name__} within {timeout_s} s")
+
+
+#: Refusals that say "not now": a tip refused so is sent again with the same id.
+RETRYABLE: Final = ("unavailable", "busy", "internal_error")
+
+
+async def tip_until_answered(
+    viewer: Client, room: str, tip_id: str, timeout_s: float = 60, interval_s: float = 0.05
+) -> None:
+    """Send one tip of 1 USD until it is answered applied or duplicate (the same id every time:
+    at most one applies), while the server answers that it cannot now."""
+
+    async def answered() -> bool:
+        try:
+            await viewer.tip(room, 1, "USD", tip_id=tip_id)
+        except Refused as refused:
+            if refused.code not in RETRYABLE:
+                raise
+            return False
+        return True
+
+    await eventually(answered, timeout_s=timeout_s, interval_s=interval_s, what=f"tip {tip_id}")

@@ -15,8 +15,9 @@ from clients.sdk import Client
 from clients.tickets import Role
 from metering.rooms import RoomEvent as RoomEventRecord
 from server.feed import feed_event
-from tests.server.conftest import api, next_of, open_tab
+from tests.server.conftest import api, next_of, open_tab, read_tab
 from tests.support.processes import TipmeterProcess, ticket
+from tests.support.waiting import eventually
 
 Pair = tuple[TipmeterProcess, TipmeterProcess]
 
@@ -336,7 +337,7 @@ async def test_the_feed_speaks_the_chaturbate_events_shape(servers: Pair) -> Non
             waiting = asyncio.create_task(
                 http.get(next_url.replace("timeout=0", "timeout=10"), timeout=15)
             )
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # an observation window: the poll must still be waiting
             assert not waiting.done()
             await viewer.tip("alice", 40, "USD")
             woke = (await asyncio.wait_for(waiting, 5)).json()
@@ -401,7 +402,12 @@ async def test_the_statement_itemizes_by_model_and_adds_up(servers: Pair) -> Non
             await viewer.tip("alice", 125, "USD")
             await viewer.tip("bella", 300, "USD")
             await viewer.start_session("bella", "private", session_id="show-st")
-            await asyncio.sleep(1.5)
+
+            async def billed_two_seconds() -> bool:
+                lines = (await read_tab(a, "c9", tab["tab_id"]))["lines"]
+                return any(line["kind"] == "session" and line["seconds"] >= 2 for line in lines)
+
+            await eventually(billed_two_seconds)
             await viewer.stop_session("show-st")
     async with api(a) as http:
         statement = (await http.get(f"/v1/customers/c9/tabs/{tab['tab_id']}/statement")).json()

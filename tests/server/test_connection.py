@@ -12,6 +12,7 @@ from clients.tickets import Claims, Role
 from server.connection import Connection
 from server.metrics import Metrics
 from server.ratelimit import TokenBucket
+from tests.support.waiting import eventually
 
 
 class StuckSocket:
@@ -52,8 +53,8 @@ async def test_a_client_that_does_not_read_is_dropped_with_4008() -> None:
     for n in range(10):  # the writer holds one, the queue four: the sixth frame overflows
         for conn in (slow, fast):
             conn.send(Pong(id=f"p{n}", server_time_ms=n), "pong")
-        await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # let the writers run between sends
+    await eventually(lambda: stuck.closed_with is not None and len(healthy.sent) == 10)
     assert stuck.closed_with == 4008
     assert slow.closing
     assert len(healthy.sent) == 10  # the healthy client got everything, undelayed
@@ -68,7 +69,7 @@ async def test_close_soon_sends_what_is_queued_first() -> None:
     conn = _connection(socket, Metrics(), queue_max=8)
     conn.send(Pong(id="p", server_time_ms=1), "pong")
     conn.close_soon(1001, "draining")
-    await asyncio.sleep(0.01)
+    await eventually(lambda: socket.closed_with is not None)
     assert len(socket.sent) == 1
     assert socket.closed_with == 1001
     await conn.stop()
@@ -86,11 +87,10 @@ async def test_an_idle_connection_holds_no_writer_task() -> None:
     conn.send(Pong(id="p1", server_time_ms=1), "pong")
     conn.send(Pong(id="p2", server_time_ms=2), "pong")
     assert _writing(conn)
-    await asyncio.sleep(0.01)
-    assert len(socket.sent) == 2
+    await eventually(lambda: len(socket.sent) == 2 and not _writing(conn))
     assert not _writing(conn)  # the queue drained: the writer is gone
     conn.send(Pong(id="p3", server_time_ms=3), "pong")  # and comes back for the next frame
-    await asyncio.sleep(0.01)
+    await eventually(lambda: len(socket.sent) == 3)
     assert [m["text"] for m in socket.sent][-1].count('"p3"') == 1
     await conn.stop()
 
@@ -105,7 +105,7 @@ class GoneSocket(StuckSocket):
 async def test_a_client_gone_mid_send_just_ends_the_connection() -> None:
     conn = _connection(GoneSocket(), Metrics(), queue_max=8)
     conn.send(Pong(id="p1", server_time_ms=1), "pong")
-    await asyncio.sleep(0.01)
+    await eventually(lambda: not _writing(conn))
     assert conn.closing
     assert not _writing(conn)
     await conn.reply(Pong(id="p2", server_time_ms=2), "pong")  # neither raises

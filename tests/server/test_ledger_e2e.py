@@ -4,8 +4,6 @@ outlive a restart of the server."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from tests.server.test_settlement_e2e import settled_statement
 from tests.support import postgres
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -39,14 +38,6 @@ async def _get(server: TipmeterProcess, path: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def _until(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen in {timeout_s} s")
-        await asyncio.sleep(0.1)
 
 
 async def test_the_same_answers_before_and_after_the_tabs_keys_expire(
@@ -90,9 +81,9 @@ async def test_the_same_answers_before_and_after_the_tabs_keys_expire(
             lines_key = keys.tab_lines("c-keep", tab_id)
             # Retired once the ledger holds it: an expiry on the tab's keys (-1: none yet; -2:
             # expired already, a second after), then gone.
-            await _until(lambda: client.pttl(tab_key) != -1, 10, "the retention expiry")
-            await _until(
-                lambda: not client.exists(tab_key, lines_key), 15, "the expiry of the tab's keys"
+            await eventually(lambda: client.pttl(tab_key) != -1, what="the retention expiry")
+            await eventually(
+                lambda: not client.exists(tab_key, lines_key), what="the expiry of the tab's keys"
             )
 
             after = [await _get(server, path) for path in paths]

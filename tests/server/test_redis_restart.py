@@ -10,7 +10,7 @@ followers' connections stay up through it all: what they get must be exactly eac
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +19,15 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from clients.errors import Disconnected, Refused
 from clients.protocol import RoomEvent
 from clients.sdk import Client
 from clients.tickets import Role
 from metering import keys
 from metering.store import stream_entries
 from server.embedded_redis import RedisServer, free_port
-from tests.server.conftest import open_tab
+from tests.server.conftest import open_tab, tip_until_answered
 from tests.support.processes import TipmeterProcess, ticket
+from tests.support.waiting import eventually, eventually_sync
 
 ROOMS = ("r0", "r1", "r2", "r3")
 TIPPERS = 4
@@ -63,29 +63,14 @@ def restartable_redis(tmp_path: Path) -> Iterator[SlowLoadingRedis]:
                     pipe.set(f"filler:{n}", n)
                 pipe.execute()
             admin.bgrewriteaof()  # an RDB preamble: the restart loads key by key, slowly
-            deadline = time.monotonic() + 30
-            while admin.info("persistence")["aof_rewrite_in_progress"]:
-                assert time.monotonic() < deadline, "AOF rewrite did not finish"
-                time.sleep(0.05)
+            eventually_sync(
+                lambda: not admin.info("persistence")["aof_rewrite_in_progress"],
+                timeout_s=30,
+                what="the AOF rewrite finishes",
+            )
         yield server
     finally:
         server.stop()
-
-
-async def _tip_until_answered(viewer: Client, room: str, tip_id: str) -> None:
-    """Send one tip until it is answered applied or duplicate (same id every time)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            await viewer.tip(room, 1, "USD", tip_id=tip_id)
-            return
-        except Refused as refused:
-            if refused.code not in ("unavailable", "busy", "internal_error"):
-                raise
-        except Disconnected:
-            raise
-        assert time.monotonic() < deadline, f"tip {tip_id} never answered"
-        await asyncio.sleep(0.05)
 
 
 async def _collect(client: Client, into: dict[str, list[str]]) -> None:
@@ -136,29 +121,26 @@ async def test_no_event_missed_or_repeated_through_a_redis_restart(
             nonlocal applied
             i = 0
             while not restarted.is_set() or i < 250:
-                await _tip_until_answered(tipper, ROOMS[(i + n) % len(ROOMS)], f"t{n}-{i}")
+                await tip_until_answered(tipper, ROOMS[(i + n) % len(ROOMS)], f"t{n}-{i}")
                 applied += 1
                 i += 1
 
         tipping = [asyncio.create_task(tip_away(n, t)) for n, t in enumerate(tippers)]
-        deadline = time.monotonic() + 30
-        while applied < 100:
-            assert time.monotonic() < deadline, "tips did not flow"
-            await asyncio.sleep(0.01)
+        await eventually(lambda: applied >= 100, timeout_s=30, what="tips flow")
         admin = aioredis.Redis(port=restartable_redis.tcp_port)
         try:
             await admin.client_kill_filter(_type="pubsub")
         finally:
             await admin.aclose()
-        await asyncio.sleep(0.01)  # tips land unheard; then Redis dies before they resubscribe
+        unheard = applied  # tips land unheard; then Redis dies before they resubscribe
+        await eventually(lambda: applied > unheard, interval_s=0.001, what="a tip lands unheard")
         restartable_redis.kill()
         await asyncio.to_thread(restartable_redis.start)  # returns once it answers PING
         restarted.set()
         before = applied
-        deadline = time.monotonic() + 60
-        while applied < before + 100:
-            assert time.monotonic() < deadline, "tips did not flow after the restart"
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: applied >= before + 100, timeout_s=60, what="tips flow after the restart"
+        )
         admin = aioredis.Redis(port=restartable_redis.tcp_port)
         try:
             await admin.client_kill_filter(_type="pubsub")  # and cut them once more under load
@@ -188,12 +170,9 @@ async def test_no_event_missed_or_repeated_through_a_redis_restart(
                 for room in rooms_of[name]
             )
 
-        deadline = time.monotonic() + 30
-        while not complete():
-            if time.monotonic() > deadline:
-                break  # the comparison below says what is missing
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # anything repeated would arrive now
+        with contextlib.suppress(AssertionError):  # the comparison below says what is missing
+            await eventually(complete, timeout_s=30)
+        await asyncio.sleep(0.3)  # an observation window: anything repeated would arrive now
         for name in followers:
             for room in rooms_of[name]:
                 got = seen[name][room]

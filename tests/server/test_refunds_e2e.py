@@ -3,7 +3,6 @@ Redis, real PostgreSQL, the in-process sandbox and settlement worker)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.server.test_settlement_e2e import settled_statement
 from tests.settlement.receiver import receiving
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually
 
 SUPPORT_KEY = "support-key-for-tests-0123456789abcdef"
 NOTICE_SECRET = "whsec_sandbox_notices"
@@ -302,13 +302,13 @@ async def test_a_refund_is_announced_by_a_signed_webhook_and_its_delivery_record
                     )
                     assert done.json()["status"] == "succeeded", done.text
 
-                    deadline = time.monotonic() + 20
-                    events: list[dict[str, Any]] = []
-                    while time.monotonic() < deadline:
-                        events = [orjson.loads(r.body) for r in receiver.received]
-                        if any(e["type"] == "refund.succeeded" for e in events):
-                            break
-                        await asyncio.sleep(0.1)
+                    await eventually(
+                        lambda: any(
+                            orjson.loads(r.body)["type"] == "refund.succeeded"
+                            for r in receiver.received
+                        ),
+                        what="the refund.succeeded webhook",
+                    )
                     (hook,) = [
                         r
                         for r in receiver.received
@@ -323,14 +323,12 @@ async def test_a_refund_is_announced_by_a_signed_webhook_and_its_delivery_record
                     data = orjson.loads(hook.body)["data"]
                     assert (data["refund_id"], data["amount_minor"]) == ("rf-hook", 20)
                     # The delivery is part of the payment's history.
-                    deadline = time.monotonic() + 10
-                    while time.monotonic() < deadline:
+
+                    async def recorded() -> bool:
                         found = (await http.get("/v1/payments/rf-hook")).json()
-                        if "refund.succeeded" in {w["event_type"] for w in found["webhooks"]}:
-                            break
-                        await asyncio.sleep(0.1)
-                    else:
-                        raise AssertionError("the delivery was not recorded")
+                        return "refund.succeeded" in {w["event_type"] for w in found["webhooks"]}
+
+                    await eventually(recorded, what="the delivery is recorded")
             finally:
                 server.stop()
     finally:

@@ -4,19 +4,21 @@ captures), on a Redis of its own so no other test's tabs are settled here."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from clients.protocol import RateView, TabUpdate
 from clients.sdk import Client
 from clients.tickets import Role
+from metering import keys
 from tests.server.conftest import api, next_of, open_tab
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually
 
 #: The viewer has this long to raise an exhausted cap before the tab settles.
 CAP_GRACE_MS = 500
@@ -54,14 +56,14 @@ async def settled_statement(
     server: TipmeterProcess, customer: str, tab_id: str, timeout_s: float = 15.0
 ) -> dict[str, Any]:
     """The tab's statement once its settlement has an outcome; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body = await statement(server, customer, tab_id)
-        if body["state"] in SETTLED_STATES:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"tab {tab_id} not settled in {timeout_s} s: {body['state']}")
-        await asyncio.sleep(0.1)
+    body: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        body.update(await statement(server, customer, tab_id))
+        return body["state"] in SETTLED_STATES
+
+    await eventually(settled, timeout_s=timeout_s, what=f"tab {tab_id} settles")
+    return body
 
 
 async def test_settle_now_captures_once_and_support_finds_the_payment(
@@ -98,6 +100,23 @@ async def test_settle_now_captures_once_and_support_finds_the_payment(
     assert unknown.json()["error"]["code"] == "capture_not_found"
 
 
+async def _swept_once(server: TipmeterProcess, customer: str, tab_id: str) -> None:
+    """Wait until the sweeper has looked at the new tab once: a tab opens due at once in the
+    sweeper's index, and a look moves its next look to the future."""
+    index = keys.tab_index(keys.tab_index_shard(customer))
+    member = keys.tab_index_member(customer, tab_id)
+    client = redis.asyncio.Redis.from_url(server.env["TIPMETER_REDIS_URL"])
+    try:
+
+        async def looked_at() -> bool:
+            score = await client.zscore(index, member)
+            return score is not None and score > time.time() * 1000
+
+        await eventually(looked_at, what="the sweeper looks at the new tab")
+    finally:
+        await client.aclose()
+
+
 async def test_a_tip_that_exhausts_the_cap_settles_the_tab_after_the_grace(
     server: TipmeterProcess,
 ) -> None:
@@ -105,7 +124,7 @@ async def test_a_tip_that_exhausts_the_cap_settles_the_tab_after_the_grace(
     # earliest trigger it knows then — minutes away. Only the server's hint brings the look
     # forward to the end of the grace: settling within seconds proves the hint.
     tab = await open_tab(server, "c-exhaust", cap_minor=1_000)
-    await asyncio.sleep(1.5)
+    await _swept_once(server, "c-exhaust", tab["tab_id"])
     async with Client(server.ws_url, ticket(Role.VIEWER, "c-exhaust", currency="USD")) as viewer:
         result = await viewer.tip("alice", 1_000, "USD")
         assert result.status == "applied"

@@ -20,6 +20,7 @@ from metering import keys
 from tests.server.conftest import api, next_of, open_tab, read_tab
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.proxy import Proxy
+from tests.support.waiting import eventually
 
 Pair = tuple[TipmeterProcess, TipmeterProcess]
 
@@ -105,15 +106,13 @@ async def test_a_tip_whose_answer_was_lost_is_applied_once(servers: Pair) -> Non
         try:
             proxy.swallow_downstream = True  # the tip reaches the server; its answer is lost
             pending = asyncio.create_task(client.tip("alice", 300, "USD", tip_id="lost-answer"))
-            for _ in range(100):
-                if (await read_tab(a, "erin", tab["tab_id"]))["accrued_minor"] == 300:
-                    break
-                await asyncio.sleep(0.02)
-            for _ in range(100):  # the tip's answer may still be on its way to the proxy
-                if proxy.downstream_bytes_dropped > 0:
-                    break
-                await asyncio.sleep(0.02)
-            assert proxy.downstream_bytes_dropped > 0
+
+            async def applied() -> bool:
+                return bool((await read_tab(a, "erin", tab["tab_id"]))["accrued_minor"] == 300)
+
+            await eventually(applied)
+            # The tip's answer may still be on its way to the proxy.
+            await eventually(lambda: proxy.downstream_bytes_dropped > 0)
             proxy.swallow_downstream = False
             proxy.cut()  # the connection dies; the SDK reconnects and sends the tip again
             result = await asyncio.wait_for(pending, 15)
@@ -195,16 +194,17 @@ async def test_devices_are_counted_so_a_second_device_hears_the_first(
                 await paying.tip("alice", 150, "USD")
                 update = await next_of(joining, TabUpdate)
                 assert update.tab.accrued_minor == 250
-            for _ in range(50):  # the count drops in the background once a device leaves
-                if list((await counts.hgetall(devices)).values()) == [b"1"]:
-                    break
-                await asyncio.sleep(0.05)
-            assert list((await counts.hgetall(devices)).values()) == [b"1"]
-        for _ in range(50):
-            if not await counts.exists(devices):
-                break
-            await asyncio.sleep(0.05)
-        assert not await counts.exists(devices)
+
+            async def one_device() -> bool:
+                return list((await counts.hgetall(devices)).values()) == [b"1"]
+
+            # The count drops in the background once a device leaves.
+            await eventually(one_device)
+
+        async def no_devices() -> bool:
+            return not await counts.exists(devices)
+
+        await eventually(no_devices)
     finally:
         await counts.aclose()
 
@@ -268,6 +268,9 @@ async def test_bad_frames_are_refused_and_change_nothing_in_redis(servers: Pair)
             subprotocols=[Subprotocol("tipmeter.v1.json")],
         ) as ws:
             await ws.recv()  # welcome
+            # The in-process settlement worker makes its queue when it starts: not the frames'
+            # doing, so the pictures are taken once it has.
+            await eventually(lambda: store.client.exists(keys.settle_queue()))
             before = await snapshot(store)
             for frame in [
                 '{"type":"tip","id":"f1","room":"alice","amount_minor":2.5,"currency":"USD"}',
@@ -360,10 +363,13 @@ async def test_sigterm_drains_clients_then_exits(tmp_path: object, redis_url: st
         await client.connect()
         started = time.monotonic()
         server.signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
         async with httpx.AsyncClient() as http:
-            ready = await http.get(f"{server.base_url}/readyz")
-        assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
+
+            async def draining() -> bool:
+                ready = await http.get(f"{server.base_url}/readyz")
+                return (ready.status_code, ready.json()) == (503, {"status": "draining"})
+
+            await eventually(draining, timeout_s=5)
         drain = await next_of(client, Drain, timeout_s=5)
         assert 0 <= drain.reconnect_after_ms < 5_000
         assert await asyncio.to_thread(server.wait, 10) == 0

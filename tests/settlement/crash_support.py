@@ -22,6 +22,7 @@ from metering.meter import Meter
 from metering.outcomes import Code, Tab, TabRef
 from metering.tips import TipRequest
 from settlement import scripts
+from settlement.config import Checkpoint
 from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
 from settlement.sandbox_http import HttpGateway
@@ -30,6 +31,8 @@ from settlement.statements import build_statement, read_statement
 from settlement.worker import capture_key
 
 TIPMETER = str(Path(sys.executable).parent / "tipmeter")
+#: The checkout, from where ``python -m tests.settlement.crash_worker`` finds its module.
+REPO = Path(__file__).parents[2]
 ROOMS = ("roomA", "roomB", "roomC")
 DECLINING_CARDS = ("tok_capture_decline_insufficient_funds", "tok_capture_decline_stolen_card")
 
@@ -59,10 +62,16 @@ def worker_env(
     return env
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``tipmeter worker`` (loop mode); its output goes to ``log_path``."""
+def start_worker(
+    env: dict[str, str], log_path: Path, crash_at: Checkpoint | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``tipmeter worker`` (loop mode), or with ``crash_at`` the same worker that kills
+    itself at that checkpoint (``crash_worker.py``); its output goes to ``log_path``."""
+    command = [TIPMETER, "worker"]
+    if crash_at is not None:
+        command = [sys.executable, "-m", "tests.settlement.crash_worker", crash_at.value]
     with log_path.open("ab") as log:
-        return subprocess.Popen([TIPMETER, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
 def burst(env: dict[str, str], timeout_s: float = 60) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metering import keys
 from metering.meter import Meter
 from metering.outcomes import Code, TabRef
 from settlement.config import SettlementConfig
@@ -10,12 +11,29 @@ from settlement.ledger.ledger import Ledger
 from settlement.processors.registry import ProcessorRegistry
 from settlement.sandbox import SandboxGateway
 from settlement.webhooks import WebhookConfig
-from settlement.worker import Worker
+from settlement.worker import GROUP, Worker
+from tests.support.waiting import eventually
 
 #: Tight bounds so that reclaiming and dead-lettering happen within a test.
 FAST = SettlementConfig(
     claim_idle_ms=100, gateway_timeout_s=0.05, deliveries_max=3, requeue_after_ms=60_000
 )
+
+
+async def past_claim_bound(meter: Meter, claim_idle_ms: int = FAST.claim_idle_ms) -> None:
+    """Wait until every entry pending in the settlement queue has been idle for the claim bound,
+    as Redis counts idle time, so that the next burst reclaims it (nothing pending: at once)."""
+    client = meter.store.client
+    queue = keys.settle_queue()
+
+    async def all_idle() -> bool:
+        pending = int((await client.xpending(queue, GROUP))["pending"])
+        if not pending:
+            return True
+        idle = await client.xpending_range(queue, GROUP, "-", "+", pending, idle=claim_idle_ms)
+        return len(idle) == pending
+
+    await eventually(all_idle, what="the pending settlement entries pass the claim bound")
 
 
 async def open_backed_tab(

@@ -36,7 +36,7 @@ from metering.scripts import METERING_SCRIPTS
 from metering.store import RedisTarget
 from server.embedded_postgres import PostgresServer
 from server.embedded_redis import free_port
-from settlement.config import CrashPoint
+from settlement.config import Checkpoint
 from settlement.ledger.db import DatabaseConfig
 from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
@@ -165,10 +165,8 @@ async def soak(
         started = time.monotonic()
         while killed + self_killed < kills:
             while len(workers) < WORKERS:
-                extra = {}
-                if rng.random() < 0.25:
-                    extra["TIPMETER_SETTLE_CRASH_POINT"] = rng.choice(list(CrashPoint)).value
-                workers.append(start_worker(env | extra, log_path))
+                crash_at = rng.choice(list(Checkpoint)) if rng.random() < 0.25 else None
+                workers.append(start_worker(env, log_path, crash_at))
             await asyncio.sleep(rng.uniform(0.2, 1.2))
             for worker in [w for w in workers if w.poll() is not None]:
                 workers.remove(worker)

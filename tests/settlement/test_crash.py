@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,7 +22,7 @@ from metering.meter import Meter
 from metering.outcomes import TabRef
 from metering.store import Store
 from settlement import scripts
-from settlement.config import CrashPoint
+from settlement.config import SETTLEMENT_CHECKPOINTS, Checkpoint
 from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.sandbox import Fault
@@ -35,11 +35,15 @@ from tests.settlement.crash_support import (
     start_worker,
     worker_env,
 )
-from tests.support.processes import TipmeterProcess
+from tests.settlement.helpers import past_claim_bound
+from tests.support.processes import TipmeterProcess, connected_to
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
 SEED = 20_261_122
+#: The claim bound of the workers ``worker_env`` describes (TIPMETER_SETTLE_CLAIM_IDLE_MS).
+CLAIM_IDLE_MS = 1_000
 
 
 @pytest.fixture
@@ -63,7 +67,7 @@ async def _frozen_tabs(meter: Meter, gateway: HttpGateway, count: int) -> list[T
 async def _finish_and_check(
     meter: Meter, gateway: HttpGateway, refs: list[TabRef], env: dict[str, str], ledger: Ledger
 ) -> None:
-    await asyncio.sleep(1.1)  # the killed worker's entry becomes reclaimable
+    await past_claim_bound(meter, CLAIM_IDLE_MS)  # the killed worker's entry is reclaimable
     report = await asyncio.to_thread(burst, env)
     assert report["left_pending"] == 0, report
     assert report["dead_lettered"] == 0, report
@@ -72,9 +76,9 @@ async def _finish_and_check(
     assert findings.outcomes["settled"] + findings.outcomes["voided"] == len(refs)
 
 
-@pytest.mark.parametrize("point", list(CrashPoint))
+@pytest.mark.parametrize("point", SETTLEMENT_CHECKPOINTS)
 async def test_kill_at_each_crash_point(
-    point: CrashPoint,
+    point: Checkpoint,
     live_meter: Meter,
     redis_url: str,
     sandbox_process: TipmeterProcess,
@@ -87,8 +91,7 @@ async def test_kill_at_each_crash_point(
     env = worker_env(redis_url, sandbox_process.base_url, database_url)
     # One tab at a time, so that exactly one tab reaches the point when the worker dies.
     crashing = start_worker(
-        {**env, "TIPMETER_SETTLE_CRASH_POINT": point.value, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"},
-        tmp_path / "w.log",
+        {**env, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"}, tmp_path / "w.log", crash_at=point
     )
     assert await asyncio.to_thread(crashing.wait, 30) == -signal.SIGKILL
 
@@ -98,10 +101,10 @@ async def test_kill_at_each_crash_point(
     log = await gateway.capture_log()
     assert len(begun) == 1
     tab, record = begun[0]
-    if point is CrashPoint.BEFORE_GATEWAY:
+    if point is Checkpoint.BEFORE_GATEWAY:
         assert tab.state is TabState.SETTLING
         assert log == []
-    elif point is CrashPoint.AFTER_GATEWAY:
+    elif point is Checkpoint.AFTER_GATEWAY:
         assert tab.state is TabState.SETTLING  # charged, but not recorded
         assert len(log) == (1 if tab.accrued_minor else 0)
     else:
@@ -109,21 +112,23 @@ async def test_kill_at_each_crash_point(
         assert not record.followups_done
         # Between the two stores: the outcome is in Redis; the ledger has it only after.
         in_ledger = await ledger.read_tab(tab.ref) is not None
-        assert in_ledger is (point is CrashPoint.AFTER_LEDGER)
+        assert in_ledger is (point is Checkpoint.AFTER_LEDGER)
 
     await _finish_and_check(live_meter, gateway, refs, env, ledger)
 
 
 async def _wait_until_begun(meter: Meter, ref: TabRef) -> None:
     """Wait until a worker has recorded the amount of ``ref`` (it calls the gateway next)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    async def begun() -> bool:
         found = await scripts.read_settlement(meter.store, ref)
-        if found is not None and found[1].amount_minor is not None:
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the worker never began the settlement")
+        return found is not None and found[1].amount_minor is not None
+
+    await eventually(begun, what="the worker begins the settlement")
+
+
+async def _captured(gateway: HttpGateway, ref: TabRef) -> bool:
+    return await gateway.lookup(capture_key(ref)) is not None
 
 
 @pytest.mark.parametrize(
@@ -157,7 +162,14 @@ async def test_kill_while_the_gateway_call_is_in_flight(
     worker = start_worker(env, tmp_path / "w.log")
     try:
         await _wait_until_begun(live_meter, refs[0])
-        await asyncio.sleep(0.5)  # inside the sandbox's 2 s wait
+        # In flight: the worker's capture is its first call to the sandbox, so its connection
+        # to the sandbox means the request is on its way; an "after commit" fault is committed
+        # before the sandbox's 2 s wait.
+        port = urlsplit(sandbox_process.base_url).port
+        assert port is not None
+        await eventually(lambda: connected_to(worker.pid, port))
+        if committed:
+            await eventually(lambda: _captured(gateway, refs[0]))
         worker.send_signal(signal.SIGKILL)
         assert await asyncio.to_thread(worker.wait, 10) == -signal.SIGKILL
     finally:
@@ -167,9 +179,10 @@ async def test_kill_while_the_gateway_call_is_in_flight(
     assert found is not None
     assert found[0].state is TabState.SETTLING  # killed before it learnt the outcome
     assert (await gateway.lookup(capture_key(refs[0])) is not None) is committed
-    await asyncio.sleep(2)  # the sandbox finishes the slow call (and commits it) by itself
+    # The sandbox finishes the slow call (and commits it) by itself.
+    await eventually(lambda: _captured(gateway, refs[0]))
     fast = worker_env(redis_url, sandbox_process.base_url, database_url)
-    await asyncio.sleep(1.1)
+    await past_claim_bound(live_meter, CLAIM_IDLE_MS)
     report = await asyncio.to_thread(burst, fast)
     assert report["statuses"] == {"settled": 1}, report
     findings = await check_invariants(live_meter, gateway, refs, ledger)
@@ -190,16 +203,16 @@ async def test_a_worker_settles_and_stops_cleanly_on_sigterm(
         worker_env(redis_url, sandbox_process.base_url, database_url), tmp_path / "w.log"
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            findings = await check_invariants(live_meter, gateway, refs, ledger)
-            if findings.clean:
-                break
-            await asyncio.sleep(0.05)
+
+        async def clean() -> bool:
+            return (await check_invariants(live_meter, gateway, refs, ledger)).clean
+
+        await eventually(clean, what="the worker settles every tab")
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, 10) == 0
     finally:
         if worker.poll() is None:
             worker.kill()
+    findings = await check_invariants(live_meter, gateway, refs, ledger)
     assert findings.clean, findings
     assert "Traceback" not in (tmp_path / "w.log").read_text()

@@ -7,7 +7,7 @@ from metering.lifecycle import FreezeReason, TabState
 from metering.meter import Meter
 from metering.outcomes import Code, TabRef
 from metering.store import stream_entries
-from settlement.queue import request_settlement
+from settlement.queue import entry_ref, request_settlement
 from tests.metering.helpers import open_tab, tip
 
 
@@ -42,3 +42,12 @@ async def test_nothing_is_queued_for_a_missing_tab(meter: Meter) -> None:
     result = await request_settlement(meter, TabRef("c1", "tab_none"), FreezeReason.MERCHANT)
     assert result.code is Code.TAB_NOT_FOUND
     assert await meter.store.client.xlen(keys.settle_queue()) == 0
+
+
+async def test_the_worker_reads_back_the_tab_of_every_entry_the_queue_writes(meter: Meter) -> None:
+    ref = await open_tab(meter)
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)  # writes through add_entry
+    [(_, fields)] = stream_entries(await meter.store.client.xrange(keys.settle_queue()))
+    assert entry_ref(fields) == ref
+    assert entry_ref({"customer": b"c1"}) is None
+    assert entry_ref({"customer": b"c1", "tab": b"no:colons"}) is None

@@ -9,9 +9,10 @@ import pytest
 
 from server.config import Settings
 from server.errors import ConfigError
-from settlement.config import CrashPoint, SettlementConfig, crash_if
+from settlement.config import Checkpoint, SettlementConfig
 from settlement.errors import SettlementMisuse
 from tests.settlement.crash_support import TIPMETER
+from tests.settlement.crash_worker import kill_at
 
 
 def test_settings_fill_the_settlement_config() -> None:
@@ -22,7 +23,6 @@ def test_settings_fill_the_settlement_config() -> None:
             "TIPMETER_SETTLE_CAP_GRACE_MS": "30000",
             "TIPMETER_SETTLE_CLAIM_IDLE_MS": "30000",
             "TIPMETER_GATEWAY_TIMEOUT_MS": "10000",
-            "TIPMETER_SETTLE_CRASH_POINT": "after_record",
             "TIPMETER_WEBHOOK_URL": "https://cam.example/hooks",
             "TIPMETER_WEBHOOK_SECRET": "s3",
         }
@@ -34,9 +34,7 @@ def test_settings_fill_the_settlement_config() -> None:
         30_000,
     )
     assert (config.claim_idle_ms, config.gateway_timeout_s) == (30_000, 10.0)
-    assert config.crash_point is CrashPoint.AFTER_RECORD
     assert settings.webhook_config().url == "https://cam.example/hooks"
-    assert Settings.from_env({}).settlement_config().crash_point is None  # inert by default
     assert not Settings.from_env({}).webhook_config().enabled
 
 
@@ -48,7 +46,8 @@ def test_settings_fill_the_settlement_config() -> None:
             "must exceed the gateway timeout",
         ),
         ({"TIPMETER_WEBHOOK_URL": "https://x"}, "WEBHOOK_SECRET"),
-        ({"TIPMETER_SETTLE_CRASH_POINT": "somewhere"}, "expected one of"),
+        # Crash points are the crash tests' own (tests/settlement/crash_worker.py).
+        ({"TIPMETER_SETTLE_CRASH_POINT": "after_record"}, "unknown setting"),
         ({"TIPMETER_GATEWAY": "paypal"}, "expected one of"),
     ],
 )
@@ -62,10 +61,11 @@ def test_the_config_checks_its_bounds() -> None:
         SettlementConfig(deliveries_max=0)
 
 
-def test_no_crash_point_is_inert() -> None:
-    for point in CrashPoint:
-        crash_if(None, point)  # the test process is still alive
-    crash_if(CrashPoint.AFTER_RECORD, CrashPoint.BEFORE_GATEWAY)
+def test_the_crash_hook_passes_every_other_checkpoint() -> None:
+    hook = kill_at(Checkpoint.AFTER_RECORD)
+    for point in Checkpoint:
+        if point is not Checkpoint.AFTER_RECORD:
+            hook(point)  # the test process is still alive
 
 
 def test_the_worker_command_needs_a_redis() -> None:

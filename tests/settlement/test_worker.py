@@ -19,13 +19,18 @@ from settlement.sandbox import Fault, SandboxGateway
 from settlement.statements import build_statement, read_statement
 from settlement.worker import SettleStatus, capture_key
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker, open_backed_tab, settled_share
+from tests.settlement.helpers import make_worker, open_backed_tab, past_claim_bound, settled_share
+from tests.support.waiting import eventually
 
 
 async def _state(meter: Meter, ref: TabRef) -> TabState:
     tab = await meter.tabs.read(ref)
     assert tab is not None
     return tab.state
+
+
+async def _is(meter: Meter, ref: TabRef, state: TabState) -> bool:
+    return await _state(meter, ref) is state
 
 
 async def _pending(meter: Meter) -> int:
@@ -181,7 +186,7 @@ async def test_timeout_after_commit_is_retried_with_the_same_key(
     assert await _state(meter, ref) is TabState.SETTLING
     assert await _pending(meter) == 1
 
-    await asyncio.sleep(0.15)  # past the claim bound (real Redis idle time)
+    await past_claim_bound(meter)
     second = await make_worker(meter, gateway, ledger, consumer="w2").run_burst()
     assert second.statuses == {"settled": 1}
     assert len(gateway.captures) == 1
@@ -200,10 +205,10 @@ async def test_failure_before_commit_then_success(
     worker = make_worker(meter, gateway, ledger)
     assert (await worker.run_burst()).left_pending == 1
     assert gateway.captures == []
-    await asyncio.sleep(0.15)
+    await past_claim_bound(meter)
     gateway.inject("capture", Fault.SLOW)  # slower than the 50 ms gateway bound: unavailable
     assert (await worker.run_burst()).left_pending == 1
-    await asyncio.sleep(0.15)
+    await past_claim_bound(meter)
     assert (await worker.run_burst()).statuses == {"settled": 1}
     assert len(gateway.captures) == 1
 
@@ -238,7 +243,7 @@ async def test_an_earlier_capture_is_found_when_the_hold_has_expired_since(
     tab = await meter.tabs.read(ref)
     assert tab is not None
     clock.advance(tab.capture_before_ms - clock.now_ms() + 1)
-    await asyncio.sleep(0.15)
+    await past_claim_bound(meter)
     report = await make_worker(meter, gateway, ledger, consumer="w2").run_burst(sweep=False)
     assert report.statuses == {"settled": 1}
     assert len(gateway.captures) == 1
@@ -262,7 +267,7 @@ async def test_a_refused_request_is_dead_lettered_after_the_bound(
     for _ in range(4):  # deliveries_max is 3
         report = await worker.run_burst(sweep=False)
         dead += report.dead_lettered
-        await asyncio.sleep(0.12)
+        await past_claim_bound(meter)
     assert dead == 1
     letters = stream_entries(await meter.store.client.xrange(keys.settle_dead_letters()))
     assert [(f["customer"], f["tab"]) for _, f in letters] == [(b"c9", ref.tab_id.encode())]
@@ -292,10 +297,7 @@ async def test_run_stops_on_its_event(
     stop = asyncio.Event()
     worker = make_worker(meter, gateway, ledger)
     task = asyncio.create_task(worker.run(stop))
-    for _ in range(100):
-        if await _state(meter, ref) is TabState.SETTLED:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: _is(meter, ref, TabState.SETTLED))
     stop.set()
     await asyncio.wait_for(task, 5)
     assert await _state(meter, ref) is TabState.SETTLED
@@ -312,7 +314,7 @@ async def test_a_long_gateway_outage_does_not_dead_letter(
     for _ in range(6):
         report = await worker.run_burst(sweep=False)
         assert (report.left_pending, report.dead_lettered) == (1, 0)
-        await asyncio.sleep(0.12)
+        await past_claim_bound(meter)
     assert (await worker.run_burst(sweep=False)).statuses == {"settled": 1}
     assert await meter.store.client.xlen(keys.settle_dead_letters()) == 0
 
@@ -326,12 +328,10 @@ async def test_the_loop_recreates_a_lost_consumer_group(
     ref = await open_backed_tab(meter, gateway)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
-    await asyncio.sleep(0.05)
+    # The loop meets the missing group and creates it again (with its stream) before the entry.
+    await eventually(lambda: meter.store.client.exists(keys.settle_queue()))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
-    for _ in range(150):
-        if await _state(meter, ref) is TabState.VOIDED:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: _is(meter, ref, TabState.VOIDED))
     stop.set()
     await asyncio.wait_for(task, 5)
     assert await _state(meter, ref) is TabState.VOIDED

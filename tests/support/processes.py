@@ -59,6 +59,11 @@ def ticket(
     )
 
 
+#: How long a server may take to answer ``/readyz``: imports alone took 50 s on this 2-core
+#: machine under a load of 30.
+START_TIMEOUT_S = 90.0
+
+
 class TipmeterProcess:
     """``tipmeter <command>`` as a child process, with its environment and its log captured."""
 
@@ -94,8 +99,11 @@ class TipmeterProcess:
         """The server's WebSocket endpoint."""
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self, ready_path: str | None = "/readyz", timeout_s: float = 30) -> TipmeterProcess:
-        """Start the process; wait until ``ready_path`` answers 200 (unless None)."""
+    def start(
+        self, ready_path: str | None = "/readyz", timeout_s: float = START_TIMEOUT_S
+    ) -> TipmeterProcess:
+        """Start the process; wait until ``ready_path`` answers 200 (unless None). A process
+        that does not get ready is stopped, so it cannot act on a later test's Redis."""
         log = self.log_path.open("ab")
         out = self.out_path.open("ab")
         self.process = subprocess.Popen(
@@ -108,7 +116,11 @@ class TipmeterProcess:
         log.close()
         out.close()
         if ready_path is not None:
-            self.wait_for(ready_path, timeout_s)
+            try:
+                self.wait_for(ready_path, timeout_s)
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def wait_for(self, path: str, timeout_s: float = 30, status: int = 200) -> httpx.Response:
@@ -163,3 +175,27 @@ class TipmeterProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds an established TCP connection to ``port`` on loopback
+    (Linux: its socket descriptors, looked up in ``/proc/net/tcp``)."""
+    inodes = set()
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        for fd in fds.iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # the process is gone (or a descriptor closed under us: ask again)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)  # the header
+            for row in rows:
+                fields = row.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                established = fields[3] == "01"
+                if established and remote_port == port and fields[9] in inodes:
+                    return True
+    return False

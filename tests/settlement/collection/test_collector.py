@@ -10,18 +10,21 @@ import pytest
 from metering.clock import FakeClock
 from metering.meter import Meter
 from metering.store import Store
+from settlement import webhooks
 from settlement.collection import collector as collection
+from settlement.collection import outbox
 from settlement.collection.collector import (
     ChargeCode,
     CollectionConfig,
     Collector,
     case_id_of,
-    webhook_notifier,
 )
 from settlement.collection.lifecycle import CaseState
 from settlement.collection.links import LinkLimits, LinkRefusal
+from settlement.collection.outbox import Relay
 from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
+from settlement.outcomes import SettleCode
 from settlement.processors.registry import ProcessorRegistry
 from settlement.sandbox import Fault, SandboxGateway
 from settlement.webhooks import Deliverer, WebhookConfig, verify_signature
@@ -70,7 +73,7 @@ async def test_a_declined_capture_is_retried_then_paid_by_link_and_the_merchant_
     async with receiving() as receiver:
         hooks = WebhookConfig(url=receiver.url, secret=SECRET)
         collector = Collector(
-            ledger, ProcessorRegistry.single(gateway), CONFIG, webhook_notifier(store, hooks)
+            ledger, ProcessorRegistry.single(gateway), CONFIG, Relay(ledger.database, store, hooks)
         )
         report = await collector.sweep(clock.now_ms())
         assert report.opened == 1
@@ -269,3 +272,36 @@ async def test_an_attempt_the_processor_did_not_answer_is_run_again_by_its_numbe
     assert case["state"] == "paid"
     assert [a["attempt_no"] for a in case["attempts"]] == [1]
     assert len(_collection_captures(gateway, case_id_of(sid))) == 1
+
+
+async def test_an_outbox_row_queued_but_not_marked_is_relayed_again_and_delivered_once(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger, clock: FakeClock, store: Store
+) -> None:
+    sid = await failed_tab(meter, gateway, ledger, reason="stolen_card")
+    collector = _collector(gateway, ledger)  # no relay of its own: the rows wait in the outbox
+    assert (await collector.sweep(clock.now_ms())).exhausted == 1
+    async with receiving() as receiver:
+        hooks = WebhookConfig(url=receiver.url, secret=SECRET)
+        # A relay that died after queueing the event, before its mark committed:
+        async with (
+            ledger.database.connection() as conn,
+            conn.transaction(force_rollback=True),
+        ):
+            [pending] = await outbox.unrelayed(conn, 10)
+            code = await webhooks.enqueue(
+                store, hooks, pending.event_type, pending.subject, pending.data, pending.created_ms
+            )
+            assert code is SettleCode.APPLIED
+        relay = Relay(ledger.database, store, hooks)
+        assert await relay.relay(clock.now_ms()) == 1  # queued again: the queue says duplicate
+        assert await relay.relay(clock.now_ms()) == 0
+        async with ledger.database.connection() as conn:
+            assert await outbox.count_unrelayed(conn) == 0
+        assert (await Deliverer(store, clock, hooks).deliver_due()).delivered == 1
+        assert (await Deliverer(store, clock, hooks).deliver_due()).attempts == 0
+    [delivery] = receiver.received
+    event = orjson.loads(delivery.body)
+    assert (event["id"], event["type"]) == (
+        webhooks.event_id(collection.EXHAUSTED, case_id_of(sid)),
+        collection.EXHAUSTED,
+    )

@@ -8,7 +8,6 @@ makes it larger (``make soak`` explores with kill -9 of real processes).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 from collections import Counter
@@ -22,7 +21,7 @@ from settlement.queue import request_settlement
 from settlement.sandbox import Fault, SandboxGateway
 from settlement.statements import build_statement
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker, open_backed_tab
+from tests.settlement.helpers import make_worker, open_backed_tab, past_claim_bound
 
 SEED = int(os.environ.get("TIPMETER_SIM_SEED", "20261130"))
 TABS = int(os.environ.get("TIPMETER_SIM_TABS", "60"))
@@ -67,7 +66,7 @@ async def test_settlement_keeps_every_invariant_in_the_ledger(
         report = await worker.run_burst(sweep=rounds > 1)
         if report.left_pending == 0 and report.acked == 0 and rounds > 1:
             break
-        await asyncio.sleep(0.12)  # past the claim bound: the entries left pending come back
+        await past_claim_bound(meter)  # past the claim bound: the entries left pending come back
 
     outcomes: Counter[str] = Counter()
     shares: Counter[str] = Counter()

@@ -36,8 +36,11 @@ class SegpayProcess:
         return found
 
 
-def start_segpay(log_dir: Path, allow: str = "127.0.0.1", timeout_s: float = 20) -> SegpayProcess:
-    """Start the Segpay test process; wait until it answers (fail with its log if it dies)."""
+def start_segpay(
+    log_dir: Path, allow: str = "127.0.0.1", timeout_s: float = 20, postback: str | None = None
+) -> SegpayProcess:
+    """Start the Segpay test process (posting postbacks to ``postback``, if given); wait until
+    it answers (fail with its log if it dies)."""
     port = free_port()
     log = (log_dir / f"segpay-{port}.log").open("ab")
     process = subprocess.Popen(
@@ -51,6 +54,7 @@ def start_segpay(log_dir: Path, allow: str = "127.0.0.1", timeout_s: float = 20)
             ETICKET_ID,
             "--allow",
             allow,
+            *(["--postback", postback] if postback else []),
         ],
         stdout=log,
         stderr=log,

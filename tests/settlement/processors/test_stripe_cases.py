@@ -8,7 +8,6 @@ client matters (the base URL from the settings), a loopback receiver stands in f
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -36,7 +35,7 @@ from settlement.processors.stripe import (
 )
 from settlement.queue import request_settlement
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker
+from tests.settlement.helpers import make_worker, past_claim_bound
 from tests.settlement.processors.recording import Recording, Reply, Script
 from tests.settlement.receiver import receiving
 
@@ -356,7 +355,7 @@ async def test_a_revoked_key_never_dead_letters_a_queued_tab(
         report = await worker.run_burst(sweep=False)
         assert report.statuses == {"retry_later": 1}
         assert report.dead_lettered == 0
-        await asyncio.sleep(0.12)  # past the claim bound: the next burst takes it again
+        await past_claim_bound(meter)  # past the claim bound: the next burst takes it again
 
 
 async def test_an_authorization_answered_500_is_found_by_its_key_in_the_metadata() -> None:

@@ -3,8 +3,6 @@ looked up at its own processor; a soft decline cascades, a hard one does not."""
 
 from __future__ import annotations
 
-import asyncio
-
 from metering import keys
 from metering.clock import FakeClock
 from metering.lifecycle import FreezeReason
@@ -20,7 +18,7 @@ from settlement.queue import request_settlement
 from settlement.sandbox import SandboxGateway
 from settlement.worker import SettleStatus
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker
+from tests.settlement.helpers import make_worker, past_claim_bound
 
 
 def _registry(
@@ -161,7 +159,7 @@ async def test_a_tab_at_a_processor_no_longer_configured_waits_instead_of_dead_l
         report = await worker.run_burst(sweep=False)
         assert report.statuses == {SettleStatus.RETRY_LATER.value: 1}
         assert (report.left_pending, report.dead_lettered) == (1, 0)
-        await asyncio.sleep(0.12)  # past FAST's claim bound, so the next burst reclaims it
+        await past_claim_bound(meter)  # past FAST's claim bound, so the next burst reclaims it
     # The processor's settings are back: the tab settles there.
     restored = make_worker(meter, registry, ledger)
     assert (await restored.run_burst(sweep=False)).statuses == {"settled": 1}
@@ -239,7 +237,7 @@ async def test_a_decline_after_a_committed_capture_waits_for_an_operator(
     tab = await meter.tabs.read(ref)
     assert tab is not None
     assert tab.state.value == "settling"
-    await asyncio.sleep(0.12)  # past FAST's claim bound: the next burst takes the entry again
+    await past_claim_bound(meter)  # past FAST's claim bound: the next burst takes the entry again
     again = await worker.run_burst()
     assert again.left_pending == 1
     assert len(flat.captures) == 1  # the first capture was replayed, never repeated

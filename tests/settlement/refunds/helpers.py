@@ -25,14 +25,17 @@ async def settled_tab(
     tips: tuple[tuple[str, int, str], ...] = (("t1", 301, "roomA"), ("t2", 250, "roomB")),
     show_s: int = 0,
     show_kind: SessionKind = SessionKind.PRIVATE,
+    messages: dict[str, str] | None = None,
 ) -> tuple[TabRef, str]:
-    """Open a tab, tip, optionally watch a show of ``show_s`` seconds in roomA (120 a minute),
-    settle it through the worker; return the tab and its capture id."""
+    """Open a tab, tip (with ``messages`` by tip id), optionally watch a show of ``show_s``
+    seconds in roomA (120 a minute), settle it through the worker; return the tab and its
+    capture id."""
     await meter.rooms.set_payout_bp("roomA", 6_000)
     await meter.rooms.set_payout_bp("roomB", 7_000)
     ref = await open_backed_tab(meter, gateway, customer=customer)
     for tip_id, amount, room in tips:
-        assert (await meter.tip(ref, tip(tip_id, amount, room=room))).code.ok
+        message = (messages or {}).get(tip_id, "")
+        assert (await meter.tip(ref, tip(tip_id, amount, room=room, message=message))).code.ok
     if show_s:
         await meter.sessions.set_rates("roomA", {show_kind: Rate(120)})
         started = await meter.sessions.start(

@@ -3,11 +3,13 @@ earnings that equal the ledger's sum for the room after every step."""
 
 from __future__ import annotations
 
+import pytest
+
 from metering.clock import FakeClock
 from metering.meter import Meter
 from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
-from settlement.refunds.policy import Reason
+from settlement.refunds.policy import ModelShare, Reason
 from settlement.refunds.service import DisputeNotice, RefundRequest, Refunds
 from settlement.sandbox import SandboxGateway
 from tests.settlement.refunds.helpers import settled_tab
@@ -110,7 +112,9 @@ async def test_a_dispute_claws_back_flags_the_customer_and_a_win_gives_it_back(
 async def test_a_lost_dispute_makes_the_loss_final_and_the_evidence_comes_from_the_ledger(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger, clock: FakeClock
 ) -> None:
-    ref, capture_id = await settled_tab(meter, gateway, ledger, clock, show_s=45)
+    ref, capture_id = await settled_tab(
+        meter, gateway, ledger, clock, show_s=45, messages={"t1": "for the <b>song</b> 🎵"}
+    )
     refunds = Refunds(ledger.database, lambda _n: gateway, clock)
     found = await ledger.read_tab(ref)
     assert found is not None
@@ -135,7 +139,11 @@ async def test_a_lost_dispute_makes_the_loss_final_and_the_evidence_comes_from_t
     assert [h["kind"] for h in evidence["holds"]] == [] or evidence["holds"][0][
         "kind"
     ] == "authorize"
-    assert {t["tip_id"] for t in evidence["tips"]} == {"t1", "t2"}
+    # The tips with their messages, as the viewer sent them, kept by the ledger.
+    assert {t["tip_id"]: t["message"] for t in evidence["tips"]} == {
+        "t1": "for the <b>song</b> 🎵",
+        "t2": "",
+    }
     (show,) = evidence["shows"]
     assert (show["session_id"], show["billed_s"], show["amount_minor"]) == (
         "s1",
@@ -145,3 +153,58 @@ async def test_a_lost_dispute_makes_the_loss_final_and_the_evidence_comes_from_t
     assert show["started_at"]
     assert show["ended_at"]
     assert evidence["statement"]["total_minor"] == captured
+
+
+@pytest.mark.parametrize("share", [ModelShare.TAKE_BACK, ModelShare.HOLD])
+@pytest.mark.parametrize("outcome", ["won", "lost"])
+async def test_the_models_share_is_taken_back_or_held_by_policy_and_entries_balance(
+    meter: Meter,
+    gateway: SandboxGateway,
+    ledger: Ledger,
+    clock: FakeClock,
+    share: ModelShare,
+    outcome: str,
+) -> None:
+    ref, capture_id = await settled_tab(meter, gateway, ledger, clock, show_s=30)
+    refunds = Refunds(ledger.database, lambda _n: gateway, clock, dispute_model_share=share)
+    found = await ledger.read_tab(ref)
+    assert found is not None
+    captured = found[1].captured_minor
+    before = {
+        room: await ledger.account_balance(journal.model_payable(room, "USD"))
+        for room in ("roomA", "roomB")
+    }
+
+    opened = await refunds.dispute(_notice(capture_id, captured, dispute_id="dp_h"))
+    parts = {line["room"]: 0 for line in opened.body["lines"]}
+    for line in opened.body["lines"]:
+        parts[line["room"]] += line["model_minor"]
+    await _check_earnings(ledger)
+    disputes_open = journal.Account(journal.AccountKind.DISPUTES_OPEN, "USD")
+    for room, part in parts.items():
+        held = journal.Account(journal.AccountKind.MODEL_HELD, "USD", room)
+        # Either way she is not paid the disputed part while the dispute is open ...
+        payable = await ledger.account_balance(journal.model_payable(room, "USD"))
+        assert payable == before[room] + part
+        # ... but held, it is still hers (credited to her held account), not the platform's.
+        assert await ledger.account_balance(held) == (-part if share is ModelShare.HOLD else 0)
+    model = sum(parts.values())
+    assert await ledger.account_balance(disputes_open) == captured + FEE - (
+        0 if share is ModelShare.HOLD else model
+    )
+
+    await refunds.dispute(_notice(capture_id, captured, outcome, dispute_id="dp_h"))
+    await _check_earnings(ledger)
+    # After the outcome both policies leave every account in the same place.
+    assert await ledger.account_balance(disputes_open) == 0
+    chargebacks = journal.Account(journal.AccountKind.CHARGEBACKS, "USD")
+    for room, part in parts.items():
+        held = journal.Account(journal.AccountKind.MODEL_HELD, "USD", room)
+        assert await ledger.account_balance(held) == 0
+        payable = await ledger.account_balance(journal.model_payable(room, "USD"))
+        assert payable == before[room] + (0 if outcome == "won" else part)
+    assert await ledger.account_balance(chargebacks) == (
+        FEE if outcome == "won" else captured + FEE - model
+    )
+    clearing = journal.processor_clearing("sandbox", "USD")
+    assert await ledger.account_balance(clearing) == (captured - FEE if outcome == "won" else -FEE)

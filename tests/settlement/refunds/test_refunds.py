@@ -20,7 +20,7 @@ from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
 from settlement.refunds.errors import NotRefundable, RefundIdReused, RefundNotFound
-from settlement.refunds.policy import Reason, RefundPolicy
+from settlement.refunds.policy import Reason, RefundPolicy, Unanswered
 from settlement.refunds.service import RefundRequest, Refunds
 from settlement.refunds.split import model_part
 from settlement.sandbox import Fault, SandboxGateway
@@ -284,3 +284,72 @@ async def test_only_a_captured_tab_is_refunded(
     await make_worker(meter, gateway, ledger).run_burst()
     with pytest.raises(NotRefundable):
         await refunds.request(RefundRequest("rf-v", ref, Reason.OTHER))
+
+
+async def test_each_room_asked_answers_for_its_lines_and_the_list_follows(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger, clock: FakeClock
+) -> None:
+    ref, _ = await settled_tab(meter, gateway, ledger, clock)
+    refunds = _refunds(ledger, gateway, clock)
+    both = await refunds.request(
+        RefundRequest("rf-both", ref, Reason.OTHER, lines={"tip:t1": None, "tip:t2": None})
+    )
+    assert both.body["status"] == "awaiting_consent"
+    assert [(c["room"], c["answer"]) for c in both.body["consents"]] == [
+        ("roomA", None),
+        ("roomB", None),
+    ]
+    # Each model's list shows the refund with her own lines only.
+    (for_a,) = await refunds.waiting_for("roomA", 10)
+    assert (for_a["refund_id"], [x["line_id"] for x in for_a["lines"]]) == ("rf-both", ["tip:t1"])
+    (for_b,) = await refunds.waiting_for("roomB", 10)
+    assert [x["line_id"] for x in for_b["lines"]] == ["tip:t2"]
+    with pytest.raises(RefundNotFound):
+        await refunds.consent("rf-both", accept=True, by="model:roomC", room="roomC")
+
+    half = await refunds.consent("rf-both", accept=True, by="model:roomA", room="roomA")
+    assert half.body["status"] == "awaiting_consent"
+    assert await refunds.waiting_for("roomA", 10) == []
+    clock.advance(1_000)
+    done = await refunds.consent("rf-both", accept=True, by="model:roomB", room="roomB")
+    assert (done.body["status"], done.body["decided_by"]) == ("succeeded", "model:roomB")
+    answers = {c["room"]: (c["answer"], c["answered_by"]) for c in done.body["consents"]}
+    assert answers == {"roomA": ("accepted", "model:roomA"), "roomB": ("accepted", "model:roomB")}
+    assert all(c["answered_at"] for c in done.body["consents"])
+    assert await refunds.waiting_for("roomB", 10) == []
+
+
+@pytest.mark.parametrize("unanswered", [Unanswered.DECLINE, Unanswered.ESCALATE])
+async def test_an_unanswered_request_is_declined_or_escalated_by_the_sweep(
+    meter: Meter,
+    gateway: SandboxGateway,
+    ledger: Ledger,
+    clock: FakeClock,
+    unanswered: Unanswered,
+) -> None:
+    ref, _ = await settled_tab(meter, gateway, ledger, clock)
+    policy = RefundPolicy(consent_timeout_s=60, unanswered=unanswered)
+    refunds = Refunds(ledger.database, lambda _n: gateway, clock, policy)
+    await refunds.request(RefundRequest("rf-late", ref, Reason.OTHER, lines={"tip:t1": 10}))
+    assert await refunds.expire_consents(10) == 0  # not yet overdue
+    assert len(await refunds.waiting_for("roomA", 10)) == 1
+    clock.advance(60_001)
+    assert await refunds.expire_consents(10) == 1
+    assert await refunds.expire_consents(10) == 0  # once
+    assert await refunds.waiting_for("roomA", 10) == []
+    # Her answer after the time is up changes nothing, either way.
+    late = await refunds.consent("rf-late", accept=True, by="model:roomA", room="roomA")
+    if unanswered is Unanswered.DECLINE:
+        assert (late.body["status"], late.body["decided_by"]) == ("declined", "timeout")
+        assert late.body["decided_at"]
+    else:
+        assert late.body["status"] == "awaiting_consent"
+        assert late.body["escalated_at"]
+        assert late.body["consents"][0]["answer"] is None
+        # Escalated: support answers it, and who decided is theirs.
+        decided = await refunds.consent("rf-late", accept=True, by="support:agent-1", support=True)
+        assert (decided.body["status"], decided.body["decided_by"]) == (
+            "succeeded",
+            "support:agent-1",
+        )
+        assert decided.body["consents"][0]["answered_by"] == "support:agent-1"
