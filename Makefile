@@ -13,8 +13,8 @@ EXTRAS := server,loadtest,dev
 JS_DIR := clients/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: help install redis-server postgresql npm js chromium run test lint typecheck pytest lock clean soak \
-	bench screenshots
+.PHONY: help install redis-server postgresql npm js chromium promtool run test lint typecheck pytest \
+	lock clean soak bench screenshots
 
 help:
 	@echo "make run     install what is missing, then run tipmeter on its embedded defaults"
@@ -24,7 +24,7 @@ help:
 	@echo "make soak    settlement soak: 200+ kill -9 of workers under load, then the invariants"
 	@echo "make bench   the benchmark against the in-repo baseline; writes docs/benchmarks.md"
 	@echo "make loadtest  locust, headless, against a local tipmeter; CSV and HTML in reports/"
-	@echo "make screenshots  retake the README's screenshots of the pages (docs/screenshots/)"
+	@echo "make screenshots  retake the screenshots of the pages and the console (docs/screenshots/)"
 	@echo "make docs   rewrite the generated parts of docs/protocol.md from clients/protocol.py"
 
 $(BIN)/python:
@@ -127,6 +127,23 @@ chromium:
 		exit 1; \
 	fi
 
+# promtool checks the Prometheus alerting rules in ops/prometheus/ (tests/ops): Debian's
+# prometheus package (or PROMTOOL_BIN). As root on Debian, install the distribution's; its
+# server is not started (nor needed): only promtool is used.
+promtool:
+	@bin="$${PROMTOOL_BIN:-promtool}"; \
+	if command -v "$$bin" >/dev/null 2>&1; then exit 0; fi; \
+	if [ -z "$${PROMTOOL_BIN:-}" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing prometheus (for promtool) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends prometheus >/dev/null; \
+		if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; \
+	else \
+		echo "$$bin is missing: the alerting rules' tests need promtool. Install it with your" >&2; \
+		echo "package manager (e.g. 'sudo apt-get install prometheus'), or set PROMTOOL_BIN." >&2; \
+		exit 1; \
+	fi
+
 run: install
 	$(BIN)/tipmeter serve
 
@@ -137,7 +154,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: install chromium
+pytest: install chromium promtool
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -159,9 +176,11 @@ soak: install
 	$(BIN)/python -m tests.settlement.soak --kills 200
 
 # The benchmark (about forty minutes): every figure of docs/benchmarks.md, measured in one run
-# next to the in-repo baseline, with the machine; the table there is replaced.
+# next to the in-repo baseline, with the machine; the table there is replaced. Then the
+# operator console's slowest page over a ledger of 1,000,000 journal entries (docs/console.md).
 bench: install
 	$(BIN)/python -m loadtest.bench
+	$(BIN)/python -m loadtest.bench_console
 
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"

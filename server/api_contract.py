@@ -542,6 +542,13 @@ ERRORS: Final[dict[str, tuple[int, str]]] = {
     "charge_in_flight": (409, "A charge of the subscription is being made: retry shortly."),
     "plan_unknown": (422, "No such plan."),
     "currency_not_sold": (422, "The plan has no price in the currency."),
+    # A model's catalog (server/catalog_api.py, docs/purchases.md).
+    # A customer's own refund request (server/refund_requests_api.py, docs/refunds.md).
+    "too_many_attachments": (400, "More attachments than a refund request may carry."),
+    "attachment_refused": (400, "An attachment is too large or not a PNG, JPEG or PDF."),
+    "item_not_found": (404, "The room's catalog has no such item."),
+    "purchase_not_found": (404, "The customer has no such purchase."),
+    "catalog_full": (409, "The room's catalog holds its most items: remove one first."),
 }
 
 

@@ -29,8 +29,10 @@ from server import (
     refunds_api,
     subscriptions_api,
 )
+from server.backlog_metrics import BacklogGauges
 from server.config import Settings
 from server.consent_push import ConsentPush
+from server.console.mount import console_routes
 from server.errors import ConfigError
 from server.hub import Hub
 from server.metrics import Metrics
@@ -60,6 +62,13 @@ async def metrics_endpoint(request: Request) -> Response:
         return api.ApiError(
             403, "metrics_not_allowed", "set TIPMETER_METRICS_CLIENTS to read /metrics from here"
         ).response()
+    gauges = getattr(request.app.state, "backlog_gauges", None)
+    if not isinstance(gauges, BacklogGauges):
+        gauges = request.app.state.backlog_gauges = BacklogGauges(rt.metrics.registry)
+    try:
+        await gauges.refresh(rt.store, rt.meter.clock.now_ms())
+    except Exception as exc:  # Redis away: the rest of the metrics still answer
+        log.warning("backlog gauges not refreshed", extra={"fields": {"error": repr(exc)}})
     return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -200,6 +209,7 @@ def create_app(
         *catalog_api.routes(),  # purchases (issue 17)
         *paylinks.routes(),
         *subscriptions_api.routes(),
+        *console_routes(),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: api.internal_error}

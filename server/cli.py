@@ -218,6 +218,35 @@ def _reconcile(settings: Settings, since: str, until: str, as_json: bool) -> int
     return 1 if report.mismatches else 0
 
 
+def _admin_create(settings: Settings, operator_id: str, role: str) -> int:
+    """Create an operator of the console (the first admin, or any other)."""
+    import asyncio
+    import time
+
+    from metering.keys import is_id
+    from server.console.admin_cli import create, read_password
+
+    if not is_id(operator_id):
+        print("tipmeter admin: the name must match [A-Za-z0-9_.-]{1,64}", file=sys.stderr)
+        return 2
+    password = read_password()
+    if password is None:
+        return 2
+    with contextlib.ExitStack() as stack:
+        migrate = settings.embedded_postgres
+        if migrate:
+            settings = _start_postgres(settings, stack)
+        now_ms = time.time_ns() // 1_000_000
+        made = asyncio.run(
+            create(settings.database_config(), operator_id, role, password, now_ms, migrate=migrate)
+        )
+    if not made:
+        print(f"tipmeter admin: an operator {operator_id} exists already", file=sys.stderr)
+        return 1
+    print(f"tipmeter admin: operator {operator_id} ({role}) created")
+    return 0
+
+
 def _sandbox_gateway(settings: Settings) -> int:
     """Serve the sandbox gateway over HTTP until SIGINT/SIGTERM."""
     import uvicorn
@@ -291,6 +320,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--since", required=True, help="start of the window (ISO 8601)")
     export.add_argument("--until", required=True, help="end of the window (exclusive)")
     export.add_argument("--format", choices=("datev", "plain"), default="plain")
+    admin = commands.add_parser("admin", help="manage the operator console's accounts")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    admin_create = admin_commands.add_parser(
+        "create", help="create an operator (the password is asked, or read from standard input)"
+    )
+    admin_create.add_argument("name", help="the operator's login name")
+    admin_create.add_argument(
+        "--role", choices=("admin", "support", "read_only"), default="admin", help="default admin"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -316,8 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ServerError as exc:
             print(f"tipmeter: {exc}", file=sys.stderr)
             return 1
-    if args.command in ("migrate", "reconcile"):
+    if args.command in ("migrate", "reconcile", "admin"):
         try:
+            if args.command == "admin":
+                return _admin_create(settings, args.name, args.role)
             if args.command == "migrate":
                 return _migrate(settings)
             return _reconcile(settings, args.since, args.until, args.json)
