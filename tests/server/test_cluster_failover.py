@@ -67,12 +67,6 @@ def _wait_for_rejoin(cluster: LocalCluster, timeout_s: float = 30) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="since the servers run the settlement worker in-process (the sandbox's holds live "
-    "there), a primary's kill leaves tips refused 'unavailable' past the test's minute on this "
-    "shared machine; it passed on its branch without the worker. Open in issue 11.",
-    strict=False,
-)
 async def test_fan_out_survives_a_primary_killed(own_cluster: LocalCluster, tmp_path: Path) -> None:
     """The killed primary served a customer's and a room's channels (in different slots): after
     the failover, the customer's other device gets its tab updates and the model her events."""

@@ -14,7 +14,10 @@ from tests.settlement.collection.simulation import simulate
 SEED = int(os.environ.get("TIPMETER_SIM_SEED", random.SystemRandom().randrange(2**32)))
 
 
-@pytest.mark.parametrize("captures", [200, pytest.param(2_000, marks=pytest.mark.slow, id="2000")])
+@pytest.mark.parametrize(
+    "captures",
+    [200, pytest.param(2_000, marks=[pytest.mark.slow, pytest.mark.timeout(900)], id="2000")],
+)
 async def test_collection_over_sixty_days_keeps_the_card_rules_and_charges_once(
     ledger: Ledger, captures: int
 ) -> None:
