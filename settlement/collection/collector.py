@@ -408,13 +408,9 @@ class Collector:
     ) -> ChargeResult:
         now = at(now_ms)
         async with self.ledger.database.connection() as conn, conn.transaction():
-            locked = await cases.read(conn, case.case_id, lock=True)
-            if locked is None:  # pragma: no cover - cases are never deleted
-                return ChargeResult(ChargeCode.CLOSED)
-            recorded = await cases.read_attempt(conn, case.case_id, number)
-            if recorded is not None and recorded.status in ("approved", "declined"):
-                # Another runner of this attempt recorded it first: the same answer, once.
-                return _recorded(recorded)
+            locked = await _lock_unrecorded(conn, case, number)
+            if isinstance(locked, ChargeResult):
+                return locked
             await cases.finish_attempt(
                 conn, case.case_id, number, status="approved", now=now, capture_id=capture_id
             )
@@ -440,12 +436,9 @@ class Collector:
     ) -> ChargeResult:
         now = at(now_ms)
         async with self.ledger.database.connection() as conn, conn.transaction():
-            locked = await cases.read(conn, case.case_id, lock=True)
-            if locked is None:  # pragma: no cover - cases are never deleted
-                return ChargeResult(ChargeCode.CLOSED)
-            recorded = await cases.read_attempt(conn, case.case_id, number)
-            if recorded is not None and recorded.status in ("approved", "declined"):
-                return _recorded(recorded)
+            locked = await _lock_unrecorded(conn, case, number)
+            if isinstance(locked, ChargeResult):
+                return locked
             await cases.finish_attempt(
                 conn,
                 case.case_id,
@@ -871,6 +864,21 @@ def _window_free_ms(recent: list[int], now_ms: int) -> int:
     if len(inside) < limit:
         return now_ms
     return inside[len(inside) - limit] + window + 1
+
+
+async def _lock_unrecorded(
+    conn: psycopg.AsyncConnection[Any], case: Case, number: int
+) -> Case | ChargeResult:
+    """The case, locked, while attempt ``number`` is still unanswered; otherwise the result to
+    return: the attempt's recorded answer when another runner of it recorded it first (the same
+    answer, once)."""
+    locked = await cases.read(conn, case.case_id, lock=True)
+    if locked is None:  # pragma: no cover - cases are never deleted
+        return ChargeResult(ChargeCode.CLOSED)
+    recorded = await cases.read_attempt(conn, case.case_id, number)
+    if recorded is not None and recorded.status in ("approved", "declined"):
+        return _recorded(recorded)
+    return locked
 
 
 def _recorded(attempt: cases.Attempt) -> ChargeResult:
