@@ -141,6 +141,11 @@ class SweepReport:
     expired: int = 0
     written_off: int = 0
 
+    def counts(self) -> dict[str, int]:
+        """The counts by name, as the sweep's log line and ``POST /v1/collection/sweep`` give
+        them."""
+        return dataclasses.asdict(self)
+
 
 def hosted_key(case_id: str, attempt_no: int) -> str:
     """The idempotency key of attempt ``attempt_no`` paid on a processor's hosted page (asking
