@@ -40,32 +40,40 @@ def _found(summary: str, name: str, answer: dict[str, Any], method: str = "get")
     }
 
 
-def paths() -> dict[str, Any]:
-    """The refunds routes' OpenAPI path items."""
-    refund_body = {
+def _refund_body(properties: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body asking for a refund: ``refund_id`` and ``reason`` always,
+    with the route's other ``properties``."""
+    return {
         "required": True,
         "content": {
             "application/json": {
                 "schema": {
                     "type": "object",
                     "required": ["refund_id", "reason"],
-                    "properties": {
-                        "refund_id": {"type": "string"},
-                        "customer": {"type": "string"},
-                        "tab_id": {"type": "string"},
-                        "capture_id": {"type": "string"},
-                        "lines": {"type": "array"},
-                        "amount_minor": {"type": "integer", "minimum": 1},
-                        "reason": {"type": "string"},
-                        "override": {
-                            "type": "object",
-                            "properties": {"by": {"type": "string"}, "reason": {"type": "string"}},
-                        },
-                    },
+                    "properties": properties,
                 }
             }
         },
     }
+
+
+def paths() -> dict[str, Any]:
+    """The refunds routes' OpenAPI path items."""
+    refund_body = _refund_body(
+        {
+            "refund_id": {"type": "string"},
+            "customer": {"type": "string"},
+            "tab_id": {"type": "string"},
+            "capture_id": {"type": "string"},
+            "lines": {"type": "array"},
+            "amount_minor": {"type": "integer", "minimum": 1},
+            "reason": {"type": "string"},
+            "override": {
+                "type": "object",
+                "properties": {"by": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        }
+    )
     return {
         "/v1/refunds": {
             "post": {
@@ -155,35 +163,26 @@ def paths() -> dict[str, Any]:
 def _customer_paths() -> dict[str, Any]:
     """Customers' own refund requests (``server.refund_requests_api``)."""
     tab = [_param("customer"), _param("tab_id")]
-    request_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
+    request_body = _refund_body(
+        {
+            "refund_id": {"type": "string"},
+            "reason": {"type": "string"},
+            "note": {"type": "string", "maxLength": 2000},
+            "lines": {"type": "array", "items": {"type": "string"}},
+            "attachments": {
+                "type": "array",
+                "maxItems": 3,
+                "items": {
                     "type": "object",
-                    "required": ["refund_id", "reason"],
+                    "required": ["content_base64"],
                     "properties": {
-                        "refund_id": {"type": "string"},
-                        "reason": {"type": "string"},
-                        "note": {"type": "string", "maxLength": 2000},
-                        "lines": {"type": "array", "items": {"type": "string"}},
-                        "attachments": {
-                            "type": "array",
-                            "maxItems": 3,
-                            "items": {
-                                "type": "object",
-                                "required": ["content_base64"],
-                                "properties": {
-                                    "filename": {"type": "string"},
-                                    "content_base64": {"type": "string"},
-                                },
-                            },
-                        },
+                        "filename": {"type": "string"},
+                        "content_base64": {"type": "string"},
                     },
-                }
-            }
-        },
-    }
+                },
+            },
+        }
+    )
     return {
         "/v1/customers/{customer}/tabs/{tab_id}/refund-requests": {
             "post": {

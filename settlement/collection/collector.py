@@ -413,12 +413,11 @@ class Collector:
     ) -> ChargeResult:
         now = at(now_ms)
         async with self.ledger.database.connection() as conn, conn.transaction():
-            locked = await _lock_unrecorded(conn, case, number)
+            locked = await _finish_unrecorded(
+                conn, case, number, now, status="approved", capture_id=capture_id
+            )
             if isinstance(locked, ChargeResult):
                 return locked
-            await cases.finish_attempt(
-                conn, case.case_id, number, status="approved", now=now, capture_id=capture_id
-            )
             await cases.transition(
                 conn, locked, CaseEvent.PAY, now, f"attempt {number}", capture_id=capture_id
             )
@@ -441,18 +440,17 @@ class Collector:
     ) -> ChargeResult:
         now = at(now_ms)
         async with self.ledger.database.connection() as conn, conn.transaction():
-            locked = await _lock_unrecorded(conn, case, number)
-            if isinstance(locked, ChargeResult):
-                return locked
-            await cases.finish_attempt(
+            locked = await _finish_unrecorded(
                 conn,
-                case.case_id,
+                case,
                 number,
+                now,
                 status="declined",
-                now=now,
                 decline_reason=reason,
                 advice_code=advice,
             )
+            if isinstance(locked, ChargeResult):
+                return locked
             await cases.transition(
                 conn, locked, CaseEvent.ATTEMPT_FAILED, now, f"attempt {number}: {reason}"
             )
@@ -871,18 +869,36 @@ def _window_free_ms(recent: list[int], now_ms: int) -> int:
     return inside[len(inside) - limit] + window + 1
 
 
-async def _lock_unrecorded(
-    conn: psycopg.AsyncConnection[Any], case: Case, number: int
+async def _finish_unrecorded(
+    conn: psycopg.AsyncConnection[Any],
+    case: Case,
+    number: int,
+    now: datetime,
+    *,
+    status: str,
+    decline_reason: str = "",
+    advice_code: str = "",
+    capture_id: str = "",
 ) -> Case | ChargeResult:
-    """The case, locked, while attempt ``number`` is still unanswered; otherwise the result to
-    return: the attempt's recorded answer when another runner of it recorded it first (the same
-    answer, once)."""
+    """Lock the case and record attempt ``number``'s answer while it is still unanswered, and
+    return the locked case; otherwise the result to return: the attempt's recorded answer when
+    another runner of it recorded it first (the same answer, once)."""
     locked = await cases.read(conn, case.case_id, lock=True)
     if locked is None:  # pragma: no cover - cases are never deleted
         return ChargeResult(ChargeCode.CLOSED)
     recorded = await cases.read_attempt(conn, case.case_id, number)
     if recorded is not None and recorded.status in ("approved", "declined"):
         return _recorded(recorded)
+    await cases.finish_attempt(
+        conn,
+        case.case_id,
+        number,
+        status=status,
+        now=now,
+        decline_reason=decline_reason,
+        advice_code=advice_code,
+        capture_id=capture_id,
+    )
     return locked
 
 
