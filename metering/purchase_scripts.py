@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from metering import keys
-from metering.lifecycle import TabEvent, TabState, lua_states
+from metering.lifecycle import TabEvent, lua_states
 from metering.lifecycle import sources as tab_sources
 from metering.limits import Limits
 from metering.outcomes import Balance, Code, RoomEventDraft, TabRef, no_balance
 from metering.purchase_lifecycle import PurchaseEvent, PurchaseState, sources, target
+from metering.scripts import reply_balance
 from metering.store import LuaScript, Store, as_int, as_text
 
 APPLY_PURCHASE: Final = LuaScript.load("apply_purchase")
@@ -82,17 +83,6 @@ class ResolveResult:
     balance: Balance = field(default_factory=no_balance)
     voided_minor: int = 0
     event: RoomEventDraft | None = None
-
-
-def _balance(reply: Any, burn: int = 0) -> Balance:
-    state = as_text(reply[1])
-    return Balance(
-        state=TabState(state) if state else None,
-        cap_minor=as_int(reply[2]),
-        accrued_minor=as_int(reply[3]),
-        version=as_int(reply[4]),
-        burn_minor_per_minute=burn,
-    )
 
 
 def _pstate(raw: Any) -> PurchaseState | None:
@@ -170,7 +160,7 @@ async def apply_purchase(
     )
     code = Code(as_text(reply[0]))
     if len(reply) < 13:
-        return PurchaseResult(code=code, purchase_id=item.purchase_id, balance=_balance(reply))
+        return PurchaseResult(code=code, purchase_id=item.purchase_id, balance=reply_balance(reply))
     share = as_int(reply[6])
     event = None
     if code is Code.APPLIED:
@@ -187,7 +177,7 @@ async def apply_purchase(
     return PurchaseResult(
         code=code,
         purchase_id=item.purchase_id,
-        balance=_balance(reply, burn=as_int(reply[10])),
+        balance=reply_balance(reply, burn=as_int(reply[10])),
         seq=as_int(reply[5]),
         share_minor=share,
         applied_at_ms=as_int(reply[7]),
@@ -244,7 +234,7 @@ async def void_purchase(
         code=code,
         purchase_id=purchase_id,
         state=_pstate(reply[5]),
-        balance=_balance(reply, burn=as_int(reply[9])),
+        balance=reply_balance(reply, burn=as_int(reply[9])),
         voided_minor=as_int(reply[8]),
         event=draft,
     )

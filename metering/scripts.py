@@ -52,7 +52,7 @@ METERING_SCRIPTS: Final = (
 )
 
 
-def _balance(reply: Sequence[Any], burn: int = 0) -> Balance:
+def reply_balance(reply: Sequence[Any], burn: int = 0) -> Balance:
     """Decode ``state, cap, accrued, ver`` (positions 1–4 of every tab reply)."""
     state = as_text(reply[1])
     return Balance(
@@ -101,7 +101,7 @@ async def open_tab(
         ],
     )
     return OpenResult(
-        code=Code(as_text(reply[0])), tab_id=as_text(reply[5]), balance=_balance(reply)
+        code=Code(as_text(reply[0])), tab_id=as_text(reply[5]), balance=reply_balance(reply)
     )
 
 
@@ -131,7 +131,7 @@ async def raise_cap(
             second_hold_minor,
         ],
     )
-    return CapResult(code=Code(as_text(reply[0])), balance=_balance(reply))
+    return CapResult(code=Code(as_text(reply[0])), balance=reply_balance(reply))
 
 
 async def freeze_tab(
@@ -155,7 +155,7 @@ async def freeze_tab(
     )
     return FreezeResult(
         code=Code(as_text(reply[0])),
-        balance=_balance(reply),
+        balance=reply_balance(reply),
         reason=as_text(reply[5]),
         frozen_at_ms=as_int(reply[6]),
     )
@@ -302,7 +302,7 @@ def _decode_tip(item: TipItem, reply: Any) -> TipResult:
     if size < 9:
         if size < 5:
             return TipResult(code=code, tip_id=item.tip_id, balance=Balance(None, 0, 0, 0))
-        balance = _balance(reply, burn=reply[5] if size == 6 else 0)
+        balance = reply_balance(reply, burn=reply[5] if size == 6 else 0)
         return TipResult(code=code, tip_id=item.tip_id, balance=balance)
     burn = reply[10] if size > 10 else 0
     balance = Balance(_STATE_OF[reply[1]], reply[2], reply[3], reply[4], burn)

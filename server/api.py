@@ -72,7 +72,7 @@ from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.queue import request_settlement
 from settlement.refunds.service import customer_flagged
 from settlement.scripts import SettlementRecord, read_settlement
-from settlement.statements import Statement, build_statement, statement_data
+from settlement.statements import Statement, build_statement, kind_fields, statement_data
 
 log = logging.getLogger("tipmeter.api")
 
@@ -225,23 +225,8 @@ def tab_json(tab: Tab) -> dict[str, Any]:
                 "amount_minor": line.amount_minor,
                 "payout_bp": line.payout_bp,
                 "share_minor": line.share_minor,
-                **(
-                    {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
-                    if line.kind == "session"
-                    else {}
-                ),
-                # Purchases (issue 17): the item and the purchase's state.
-                **(
-                    {
-                        "item_id": line.item_id,
-                        "item_name": line.item_name,
-                        "item_kind": line.item_kind,
-                        "state": line.state,
-                        "voided_minor": line.voided_minor,
-                    }
-                    if line.kind == "purchase"
-                    else {}
-                ),
+                # Sessions: seconds and rate; purchases (issue 17): the item and its state.
+                **kind_fields(line),
             }
             for line in tab.lines
         ],

@@ -199,16 +199,7 @@ async def handle_write_off(request: Request, rt: Runtime) -> Response:
 async def handle_sweep(_request: Request, rt: Runtime) -> Response:
     """Run one collection sweep now."""
     report = await collector_of(rt).sweep(rt.meter.clock.now_ms())
-    return JSONResponse(
-        {
-            "opened": report.opened,
-            "retried": report.retried,
-            "paid": report.paid,
-            "exhausted": report.exhausted,
-            "expired": report.expired,
-            "written_off": report.written_off,
-        }
-    )
+    return JSONResponse(report.counts())
 
 
 def routes() -> list[Route]:

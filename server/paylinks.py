@@ -33,7 +33,7 @@ from server.collection_api import collector_of
 from server.paylink_text import text
 from server.runtime import runtime
 from settlement.collection.cases import Case
-from settlement.collection.collector import ChargeCode, parse_hosted_key, reason_in_words
+from settlement.collection.collector import ChargeCode, Collector, parse_hosted_key, reason_in_words
 from settlement.collection.links import LinkRefusal
 from settlement.sandbox import APPROVING_CARDS
 
@@ -86,6 +86,17 @@ def _lang(case: Case | None) -> str:
     return case.language if case is not None else "en"
 
 
+async def _link_case(request: Request) -> tuple[str, Collector, Case] | Response:
+    """The link's token, the collector and the link's case; the not-found page when the token
+    names no case."""
+    token = request.path_params["token"]
+    collector = collector_of(runtime(request))
+    case = await collector.find_by_token(token)
+    if case is None:
+        return _refused(LinkRefusal.NOT_FOUND, "en")
+    return token, collector, case
+
+
 async def show_statement(request: Request) -> Response:
     """The statement of what is owed (one open of the link)."""
     token = request.path_params["token"]
@@ -109,12 +120,11 @@ async def show_statement(request: Request) -> Response:
 
 async def card_page(request: Request) -> Response:
     """The sandbox processor's hosted card page; it posts the chosen card back."""
-    token = request.path_params["token"]
+    found = await _link_case(request)
+    if isinstance(found, Response):
+        return found
+    token, _, case = found
     rt = runtime(request)
-    collector = collector_of(rt)
-    case = await collector.find_by_token(token)
-    if case is None:
-        return _refused(LinkRefusal.NOT_FOUND, "en")
     if request.method == "POST":
         return await _pay(request, token, case)
     if rt.processors.processor(case.processor).spec.kind not in _SANDBOX_KINDS:
@@ -157,12 +167,11 @@ async def _to_hosted_page(request: Request, token: str, case: Case) -> Response:
 async def hosted_return(request: Request) -> Response:
     """Where the processor's page sends the customer back: what became of the payment is asked
     of the processor (never read from this URL), recorded, and shown."""
-    token = request.path_params["token"]
+    found = await _link_case(request)
+    if isinstance(found, Response):
+        return found
+    token, collector, case = found
     rt = runtime(request)
-    collector = collector_of(rt)
-    case = await collector.find_by_token(token)
-    if case is None:
-        return _refused(LinkRefusal.NOT_FOUND, "en")
     number = await collector.pending_hosted(token)
     if number is not None:
         await collector.complete_hosted(case.case_id, number, rt.meter.clock.now_ms())
@@ -216,11 +225,10 @@ async def _pay(request: Request, token: str, case: Case) -> Response:
 
 async def outcome_page(request: Request) -> Response:
     """Paid, or declined with the reason in words (from the case's newest attempt)."""
-    token = request.path_params["token"]
-    collector = collector_of(runtime(request))
-    case = await collector.find_by_token(token)
-    if case is None:
-        return _refused(LinkRefusal.NOT_FOUND, "en")
+    found = await _link_case(request)
+    if isinstance(found, Response):
+        return found
+    token, collector, case = found
     t = text(case.language)
     fresh = await collector.case(case.case_id)
     if fresh is not None and fresh["state"] == "paid":

@@ -28,32 +28,52 @@ _NOT_FOUND: Final = _error("No such refund, dispute, tab or payment (`not_found`
 _BAD: Final = _error("Invalid input (`invalid_id`, `invalid_field`, `invalid_amount`).")
 
 
-def paths() -> dict[str, Any]:
-    """The refunds routes' OpenAPI path items."""
-    refund_body = {
+def _found(summary: str, name: str, answer: dict[str, Any], method: str = "get") -> dict[str, Any]:
+    """The path item of one thing named by the path parameter ``name``: 200 with ``answer``,
+    404 when there is no such thing."""
+    return {
+        method: {
+            "summary": summary,
+            "parameters": [_param(name)],
+            "responses": {"200": answer, "404": _NOT_FOUND},
+        }
+    }
+
+
+def _refund_body(properties: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body asking for a refund: ``refund_id`` and ``reason`` always,
+    with the route's other ``properties``."""
+    return {
         "required": True,
         "content": {
             "application/json": {
                 "schema": {
                     "type": "object",
                     "required": ["refund_id", "reason"],
-                    "properties": {
-                        "refund_id": {"type": "string"},
-                        "customer": {"type": "string"},
-                        "tab_id": {"type": "string"},
-                        "capture_id": {"type": "string"},
-                        "lines": {"type": "array"},
-                        "amount_minor": {"type": "integer", "minimum": 1},
-                        "reason": {"type": "string"},
-                        "override": {
-                            "type": "object",
-                            "properties": {"by": {"type": "string"}, "reason": {"type": "string"}},
-                        },
-                    },
+                    "properties": properties,
                 }
             }
         },
     }
+
+
+def paths() -> dict[str, Any]:
+    """The refunds routes' OpenAPI path items."""
+    refund_body = _refund_body(
+        {
+            "refund_id": {"type": "string"},
+            "customer": {"type": "string"},
+            "tab_id": {"type": "string"},
+            "capture_id": {"type": "string"},
+            "lines": {"type": "array"},
+            "amount_minor": {"type": "integer", "minimum": 1},
+            "reason": {"type": "string"},
+            "override": {
+                "type": "object",
+                "properties": {"by": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        }
+    )
     return {
         "/v1/refunds": {
             "post": {
@@ -70,20 +90,13 @@ def paths() -> dict[str, Any]:
                 },
             }
         },
-        "/v1/refunds/{refund_id}": {
-            "get": {
-                "summary": "A refund.",
-                "parameters": [_param("refund_id")],
-                "responses": {"200": _answer("The refund."), "404": _NOT_FOUND},
-            }
-        },
-        "/v1/refunds/{refund_id}/consent": {
-            "post": {
-                "summary": "The model's answer to a refund awaiting her consent.",
-                "parameters": [_param("refund_id")],
-                "responses": {"200": _answer("The refund."), "404": _NOT_FOUND},
-            }
-        },
+        "/v1/refunds/{refund_id}": _found("A refund.", "refund_id", _answer("The refund.")),
+        "/v1/refunds/{refund_id}/consent": _found(
+            "The model's answer to a refund awaiting her consent.",
+            "refund_id",
+            _answer("The refund."),
+            "post",
+        ),
         "/v1/disputes/notices/{processor}": {
             "post": {
                 "summary": "A processor's signed dispute notice (idempotent by dispute id).",
@@ -110,27 +123,15 @@ def paths() -> dict[str, Any]:
                 "responses": {"200": _answer("The ratios, with the alert level.")},
             }
         },
-        "/v1/disputes/{dispute_id}": {
-            "get": {
-                "summary": "A dispute.",
-                "parameters": [_param("dispute_id")],
-                "responses": {"200": _answer("The dispute."), "404": _NOT_FOUND},
-            }
-        },
-        "/v1/disputes/{dispute_id}/evidence": {
-            "get": {
-                "summary": "The dispute's evidence package, from the ledger.",
-                "parameters": [_param("dispute_id")],
-                "responses": {"200": _answer("The package."), "404": _NOT_FOUND},
-            }
-        },
-        "/v1/disputes/{dispute_id}/evidence.html": {
-            "get": {
-                "summary": "The evidence package as a printable page.",
-                "parameters": [_param("dispute_id")],
-                "responses": {"200": {"description": "HTML."}, "404": _NOT_FOUND},
-            }
-        },
+        "/v1/disputes/{dispute_id}": _found("A dispute.", "dispute_id", _answer("The dispute.")),
+        "/v1/disputes/{dispute_id}/evidence": _found(
+            "The dispute's evidence package, from the ledger.",
+            "dispute_id",
+            _answer("The package."),
+        ),
+        "/v1/disputes/{dispute_id}/evidence.html": _found(
+            "The evidence package as a printable page.", "dispute_id", {"description": "HTML."}
+        ),
         "/v1/customers/{customer}/flag": {
             "get": {
                 "summary": "The customer's standing dispute flag.",
@@ -162,35 +163,26 @@ def paths() -> dict[str, Any]:
 def _customer_paths() -> dict[str, Any]:
     """Customers' own refund requests (``server.refund_requests_api``)."""
     tab = [_param("customer"), _param("tab_id")]
-    request_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
+    request_body = _refund_body(
+        {
+            "refund_id": {"type": "string"},
+            "reason": {"type": "string"},
+            "note": {"type": "string", "maxLength": 2000},
+            "lines": {"type": "array", "items": {"type": "string"}},
+            "attachments": {
+                "type": "array",
+                "maxItems": 3,
+                "items": {
                     "type": "object",
-                    "required": ["refund_id", "reason"],
+                    "required": ["content_base64"],
                     "properties": {
-                        "refund_id": {"type": "string"},
-                        "reason": {"type": "string"},
-                        "note": {"type": "string", "maxLength": 2000},
-                        "lines": {"type": "array", "items": {"type": "string"}},
-                        "attachments": {
-                            "type": "array",
-                            "maxItems": 3,
-                            "items": {
-                                "type": "object",
-                                "required": ["content_base64"],
-                                "properties": {
-                                    "filename": {"type": "string"},
-                                    "content_base64": {"type": "string"},
-                                },
-                            },
-                        },
+                        "filename": {"type": "string"},
+                        "content_base64": {"type": "string"},
                     },
-                }
-            }
-        },
-    }
+                },
+            },
+        }
+    )
     return {
         "/v1/customers/{customer}/tabs/{tab_id}/refund-requests": {
             "post": {

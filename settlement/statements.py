@@ -177,6 +177,25 @@ async def read_statement(store: Store, ref: TabRef) -> Statement | None:
     return build_statement(tab, record)
 
 
+def kind_fields(line: Line | StatementLine) -> dict[str, Any]:
+    """The JSON fields only a line of its kind has: a session's seconds and rate, a purchase's
+    item and state (and, on a statement line, its purchase id); none for a tip. The tab's
+    lines and the statement's lines read the same way (docs/http-api.md)."""
+    if line.kind == "session":
+        return {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
+    if line.kind != "purchase":
+        return {}
+    purchase_id = {"purchase_id": line.purchase_id} if isinstance(line, StatementLine) else {}
+    return {
+        **purchase_id,
+        "item_id": line.item_id,
+        "item_name": line.item_name,
+        "item_kind": line.item_kind,
+        "state": line.state,
+        "voided_minor": line.voided_minor,
+    }
+
+
 def statement_data(statement: Statement) -> dict[str, Any]:
     """The statement as JSON-ready data (webhook payloads, the HTTP API): integers and text."""
     return {
@@ -203,23 +222,7 @@ def statement_data(statement: Statement) -> dict[str, Any]:
                 "count": line.count,
                 "amount_minor": line.amount_minor,
                 "share_minor": line.share_minor,
-                **(
-                    {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
-                    if line.kind == "session"
-                    else {}
-                ),
-                **(
-                    {
-                        "purchase_id": line.purchase_id,
-                        "item_id": line.item_id,
-                        "item_name": line.item_name,
-                        "item_kind": line.item_kind,
-                        "state": line.state,
-                        "voided_minor": line.voided_minor,
-                    }
-                    if line.kind == "purchase"
-                    else {}
-                ),
+                **kind_fields(line),
             }
             for line in statement.lines
         ],

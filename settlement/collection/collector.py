@@ -141,6 +141,11 @@ class SweepReport:
     expired: int = 0
     written_off: int = 0
 
+    def counts(self) -> dict[str, int]:
+        """The counts by name, as the sweep's log line and ``POST /v1/collection/sweep`` give
+        them."""
+        return dataclasses.asdict(self)
+
 
 def hosted_key(case_id: str, attempt_no: int) -> str:
     """The idempotency key of attempt ``attempt_no`` paid on a processor's hosted page (asking
@@ -408,16 +413,11 @@ class Collector:
     ) -> ChargeResult:
         now = at(now_ms)
         async with self.ledger.database.connection() as conn, conn.transaction():
-            locked = await cases.read(conn, case.case_id, lock=True)
-            if locked is None:  # pragma: no cover - cases are never deleted
-                return ChargeResult(ChargeCode.CLOSED)
-            recorded = await cases.read_attempt(conn, case.case_id, number)
-            if recorded is not None and recorded.status in ("approved", "declined"):
-                # Another runner of this attempt recorded it first: the same answer, once.
-                return _recorded(recorded)
-            await cases.finish_attempt(
-                conn, case.case_id, number, status="approved", now=now, capture_id=capture_id
+            locked = await _finish_unrecorded(
+                conn, case, number, now, status="approved", capture_id=capture_id
             )
+            if isinstance(locked, ChargeResult):
+                return locked
             await cases.transition(
                 conn, locked, CaseEvent.PAY, now, f"attempt {number}", capture_id=capture_id
             )
@@ -440,21 +440,17 @@ class Collector:
     ) -> ChargeResult:
         now = at(now_ms)
         async with self.ledger.database.connection() as conn, conn.transaction():
-            locked = await cases.read(conn, case.case_id, lock=True)
-            if locked is None:  # pragma: no cover - cases are never deleted
-                return ChargeResult(ChargeCode.CLOSED)
-            recorded = await cases.read_attempt(conn, case.case_id, number)
-            if recorded is not None and recorded.status in ("approved", "declined"):
-                return _recorded(recorded)
-            await cases.finish_attempt(
+            locked = await _finish_unrecorded(
                 conn,
-                case.case_id,
+                case,
                 number,
+                now,
                 status="declined",
-                now=now,
                 decline_reason=reason,
                 advice_code=advice,
             )
+            if isinstance(locked, ChargeResult):
+                return locked
             await cases.transition(
                 conn, locked, CaseEvent.ATTEMPT_FAILED, now, f"attempt {number}: {reason}"
             )
@@ -871,6 +867,39 @@ def _window_free_ms(recent: list[int], now_ms: int) -> int:
     if len(inside) < limit:
         return now_ms
     return inside[len(inside) - limit] + window + 1
+
+
+async def _finish_unrecorded(
+    conn: psycopg.AsyncConnection[Any],
+    case: Case,
+    number: int,
+    now: datetime,
+    *,
+    status: str,
+    decline_reason: str = "",
+    advice_code: str = "",
+    capture_id: str = "",
+) -> Case | ChargeResult:
+    """Lock the case and record attempt ``number``'s answer while it is still unanswered, and
+    return the locked case; otherwise the result to return: the attempt's recorded answer when
+    another runner of it recorded it first (the same answer, once)."""
+    locked = await cases.read(conn, case.case_id, lock=True)
+    if locked is None:  # pragma: no cover - cases are never deleted
+        return ChargeResult(ChargeCode.CLOSED)
+    recorded = await cases.read_attempt(conn, case.case_id, number)
+    if recorded is not None and recorded.status in ("approved", "declined"):
+        return _recorded(recorded)
+    await cases.finish_attempt(
+        conn,
+        case.case_id,
+        number,
+        status=status,
+        now=now,
+        decline_reason=decline_reason,
+        advice_code=advice_code,
+        capture_id=capture_id,
+    )
+    return locked
 
 
 def _recorded(attempt: cases.Attempt) -> ChargeResult:

@@ -91,19 +91,8 @@ class CollectionTimer:
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_ID,))
         if report.opened or report.retried or report.exhausted or report.expired:
-            log.info("collection swept", extra={"fields": _fields(report)})
+            log.info("collection swept", extra={"fields": report.counts()})
         return report
-
-
-def _fields(report: SweepReport) -> dict[str, int]:
-    return {
-        "opened": report.opened,
-        "retried": report.retried,
-        "paid": report.paid,
-        "exhausted": report.exhausted,
-        "expired": report.expired,
-        "written_off": report.written_off,
-    }
 
 
 def collection_timer(

@@ -262,11 +262,22 @@ def dispute_entries(
         if rest == 0:
             return None
         code, postings = EntryCode.DISPUTE_LOST, [Posting(losses, rest), Posting(held, -rest)]
+    return _dispute_entry_of(dispute, outcome, code, postings, posted_at)
+
+
+def _dispute_entry_of(
+    dispute: Mapping[str, Any],
+    outcome: str,
+    code: EntryCode,
+    postings: list[Posting],
+    posted_at: datetime,
+) -> Entry:
+    """The ledger entry of a dispute's ``outcome``, keyed by the dispute so it posts once."""
     name = {"open": "dispute_opened", "won": "dispute_won", "lost": "dispute_lost"}[outcome]
     return Entry(
         f"{name}:{dispute['dispute_id']}",
         code,
-        currency,
+        dispute["currency"],
         tuple(postings),
         posted_at,
         dispute["settlement_id"],
@@ -318,15 +329,7 @@ def _held_dispute_entry(
         if amount + fee - model:
             postings.append(Posting(losses, amount + fee - model))
         postings += [Posting(hold, m) for _pay, hold, m in payable]
-    name = {"open": "dispute_opened", "won": "dispute_won", "lost": "dispute_lost"}[outcome]
-    return Entry(
-        f"{name}:{dispute['dispute_id']}",
-        code,
-        currency,
-        tuple(postings),
-        posted_at,
-        dispute["settlement_id"],
-    )
+    return _dispute_entry_of(dispute, outcome, code, postings, posted_at)
 
 
 class Refunds:

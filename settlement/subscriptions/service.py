@@ -251,11 +251,9 @@ class Subscriptions:
     async def cancel(self, subscription_id: str, mode: CancelMode, now_ms: int) -> Result:
         """Cancel now, at the period's end, or after the plan's notice period."""
         async with self.database.connection() as conn, conn.transaction():
-            sub = await store.read(conn, subscription_id, lock=True)
-            if sub is None:
-                return Result(SubCode.NOT_FOUND)
-            if sub.state in TERMINAL:
-                return Result(SubCode.NOT_ALLOWED, sub)
+            sub = await _changeable(conn, subscription_id)
+            if isinstance(sub, Result):
+                return sub
             if await _in_flight(conn, sub):
                 return Result(SubCode.CHARGE_IN_FLIGHT, sub)
             plan = await store.read_plan(conn, sub.plan_id)
@@ -298,11 +296,9 @@ class Subscriptions:
         """A new card on file (entered on the processor's page); a past-due period is retried
         with it at once."""
         async with self.database.connection() as conn, conn.transaction():
-            sub = await store.read(conn, subscription_id, lock=True)
-            if sub is None:
-                return Result(SubCode.NOT_FOUND)
-            if sub.state in TERMINAL:
-                return Result(SubCode.NOT_ALLOWED, sub)
+            sub = await _changeable(conn, subscription_id)
+            if isinstance(sub, Result):
+                return sub
             sub = dataclasses.replace(
                 sub,
                 payment_method=payment_method,
@@ -409,6 +405,17 @@ def _change_refused(sub: Subscription, old: Plan, new: Plan) -> SubCode | None:
     ):
         return SubCode.PLAN_INCOMPATIBLE
     return None
+
+
+async def _changeable(conn: Any, subscription_id: str) -> Subscription | Result:
+    """The subscription, locked, while it can still change; otherwise the result to answer:
+    ``not_found``, or ``not_allowed`` once it has ended."""
+    sub = await store.read(conn, subscription_id, lock=True)
+    if sub is None:
+        return Result(SubCode.NOT_FOUND)
+    if sub.state in TERMINAL:
+        return Result(SubCode.NOT_ALLOWED, sub)
+    return sub
 
 
 async def _in_flight(conn: Any, sub: Subscription) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from metering.lifecycle import FreezeReason
 from metering.meter import Meter
 from metering.outcomes import Code, TabRef
+from settlement.gateway import Gateway
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.settlements import settlement_id_of
 from settlement.queue import request_settlement
@@ -13,17 +14,8 @@ from tests.metering.helpers import tip
 from tests.settlement.helpers import make_worker
 
 
-async def failed_tab(
-    meter: Meter,
-    gateway: SandboxGateway,
-    ledger: Ledger,
-    *,
-    customer: str = "c1",
-    reason: str = "insufficient_funds",
-    amounts: tuple[tuple[str, int], ...] = (("roomA", 300), ("roomB", 200)),
-) -> str:
-    """A tab whose capture the sandbox declines with ``reason``; its settlement id."""
-    card = f"tok_capture_decline_{reason}"
+async def card_tab(meter: Meter, gateway: Gateway, customer: str, card: str) -> TabRef:
+    """An open USD tab of cap 5,000 under a hold on ``card`` (kept on file for collection)."""
     hold = await gateway.authorize(
         idempotency_key=f"auth:{customer}", payment_method=card, amount_minor=5_000, currency="USD"
     )
@@ -37,7 +29,20 @@ async def failed_tab(
         payment_method=card,
     )
     assert opened.code is Code.APPLIED, opened
-    ref = TabRef(customer, opened.tab_id)
+    return TabRef(customer, opened.tab_id)
+
+
+async def failed_tab(
+    meter: Meter,
+    gateway: SandboxGateway,
+    ledger: Ledger,
+    *,
+    customer: str = "c1",
+    reason: str = "insufficient_funds",
+    amounts: tuple[tuple[str, int], ...] = (("roomA", 300), ("roomB", 200)),
+) -> str:
+    """A tab whose capture the sandbox declines with ``reason``; its settlement id."""
+    ref = await card_tab(meter, gateway, customer, f"tok_capture_decline_{reason}")
     for number, (room, amount) in enumerate(amounts):
         assert (await meter.tip(ref, tip(f"t{number}", amount, room=room))).code.ok
     await request_settlement(meter, ref, FreezeReason.MERCHANT)

@@ -21,7 +21,6 @@ import pytest
 from metering.clock import SystemClock
 from metering.lifecycle import FreezeReason
 from metering.meter import Meter
-from metering.outcomes import Code, TabRef
 from metering.store import Store
 from settlement import webhooks
 from settlement.collection import collector as collection
@@ -32,6 +31,7 @@ from settlement.ledger.settlements import settlement_id_of
 from settlement.queue import request_settlement
 from settlement.sandbox_http import HttpGateway
 from tests.metering.helpers import tip
+from tests.settlement.collection.helpers import card_tab
 from tests.settlement.crash_support import start_worker, worker_env
 from tests.settlement.receiver import receiving
 from tests.support.processes import TipmeterProcess
@@ -57,20 +57,7 @@ async def live_meter(store: Store) -> AsyncIterator[Meter]:
 
 async def _declined_tab(meter: Meter, gateway: HttpGateway, customer: str, card: str) -> str:
     """A frozen tab on ``card`` (kept on file) whose capture the sandbox will decline."""
-    hold = await gateway.authorize(
-        idempotency_key=f"auth:{customer}", payment_method=card, amount_minor=5_000, currency="USD"
-    )
-    assert hold.approved, hold
-    opened = await meter.tabs.open(
-        customer=customer,
-        currency="USD",
-        cap_minor=5_000,
-        auth_ref=hold.auth_ref,
-        capture_before_ms=hold.expires_at_ms,
-        payment_method=card,
-    )
-    assert opened.code is Code.APPLIED, opened
-    ref = TabRef(customer, opened.tab_id)
+    ref = await card_tab(meter, gateway, customer, card)
     assert (await meter.tip(ref, tip("t0", 300, room="roomA"))).code.ok
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     return settlement_id_of(ref)
