@@ -90,6 +90,18 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
 
 
 @pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A cluster of the test's own (three primaries, three replicas), for tests that kill or
+    freeze its nodes."""
+    cluster = LocalCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
 def cluster_nodes(redis_cluster: LocalCluster) -> tuple[str, ...]:
     """The cluster's startup nodes, with every key flushed before the test."""
     redis_cluster.flush()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
@@ -21,17 +19,6 @@ from tests.support.redis_procs import CLUSTER_SLOTS, LocalCluster
 pytestmark = pytest.mark.slow
 
 CUSTOMERS = 30
-
-
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    """A cluster of this test's own: its first primary gets killed."""
-    cluster = LocalCluster(tmp_path / "cluster")
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _on_killed_shard(key: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,17 +33,6 @@ def _on_first_primary(make: str, channel_of: Callable[[str], str], count: int = 
             found.append(candidate)
             slots.add(slot)
     return found
-
-
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    """A cluster of this test's own: a primary of it gets killed."""
-    cluster = LocalCluster(tmp_path / "cluster")
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _wait_for_failover(cluster: LocalCluster, timeout_s: float = 30) -> None:
