@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from metering.lifecycle import TabState
 from metering.outcomes import TabRef
 from server import refunds_api
 from server.api import ApiError, endpoint, json_body
@@ -133,9 +134,22 @@ async def handle_view(request: Request, rt: Runtime) -> Response:
     """``GET /v1/customers/{customer}/tabs/{tab_id}/refunds``."""
     ref = _ref(request)
     service = refunds_api.service(request.app.state, rt)
-    return JSONResponse(
-        await refunds_api.call_service(service.customer_view(ref.customer, ref.tab_id))
-    )
+    try:
+        view = await refunds_api.call_service(service.customer_view(ref.customer, ref.tab_id))
+    except ApiError as error:
+        tab = await rt.meter.tabs.read(ref) if error.code == "not_found" else None
+        if tab is None or tab.state is not TabState.SETTLED:
+            raise
+        # Settled in Redis, its ledger record still being written by the worker: nothing can
+        # have been refunded yet. The page reads again (``recorded: false``).
+        view = {
+            "customer": ref.customer,
+            "tab_id": ref.tab_id,
+            "recorded": False,
+            "lines": [],
+            "refunds": [],
+        }
+    return JSONResponse(view)
 
 
 async def handle_attachment(request: Request, rt: Runtime) -> Response:

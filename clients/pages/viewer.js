@@ -640,6 +640,15 @@ async function readRefunds(tabId) {
   if (page.refunds.tabId !== tabId) {
     return;
   }
+  if (view.recorded === false) {
+    // Settled a moment ago: the ledger's record is still being written; read again.
+    if (page.refunds.polls < REFUNDS_POLLS_MAX) {
+      page.refunds.polls += 1;
+      clearTimeout(page.refunds.timer);
+      page.refunds.timer = setTimeout(() => readRefunds(tabId), REFUNDS_POLL_MS);
+    }
+    return;
+  }
   renderRefunds(view);
   clearTimeout(page.refunds.timer);
   const waiting = view.refunds.some(
