@@ -35,6 +35,7 @@ from tests.settlement.collection.helpers import card_tab
 from tests.settlement.crash_support import start_worker, worker_env
 from tests.settlement.receiver import receiving
 from tests.support.processes import TipmeterProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -70,11 +71,7 @@ async def _rows(ledger: Ledger, sql: str, *args: Any) -> list[dict[str, Any]]:
 
 
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
+    await eventually(check, timeout_s=WAIT_S, what=what)
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> int:

@@ -29,6 +29,7 @@ from settlement.subscriptions.service import SubCode, Subscriptions
 from tests.settlement.crash_support import start_worker, worker_env
 from tests.settlement.subscriptions.helpers import DAY_MS, plan, signup
 from tests.support.processes import TipmeterProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -102,12 +103,12 @@ async def test_racing_workers_killed_mid_charge_charge_each_period_once(
             victim.wait()
             killed += 1
             workers.append(start_worker(env, tmp_path / f"worker-r{killed}.log"))
-        while time.monotonic() < deadline:
-            if await _settled(ledger, SystemClock().now_ms()):
-                break
-            await asyncio.sleep(0.3)
-        else:
-            pytest.fail("the workers did not charge every due period in time")
+        await eventually(
+            lambda: _settled(ledger, SystemClock().now_ms()),
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            interval_s=0.3,
+            what="the workers charge every due period",
+        )
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
