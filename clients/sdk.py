@@ -634,6 +634,14 @@ class Backend:
         body = {"payment_method": payment_method, "card_expires": card_expires}
         return await self._json("POST", path, body)
 
+    async def subscription_pay_link(
+        self, subscription_id: str, expiry_h: int = 72
+    ) -> dict[str, Any]:
+        """A pay link for the period a past-due subscription owes: ``url`` (answered once),
+        ``case_id``, ``amount_minor``, ``expires_at_ms``."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/pay-link"
+        return await self._json("POST", path, {"expiry_h": expiry_h})
+
     async def customer_subscriptions(self, customer: str) -> list[dict[str, Any]]:
         """A customer's subscriptions, newest first."""
         found = await self._json("GET", f"/v1/customers/{quote(customer, safe='')}/subscriptions")

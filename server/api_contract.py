@@ -540,6 +540,7 @@ ERRORS: Final[dict[str, tuple[int, str]]] = {
     "not_allowed": (409, "The subscription's state does not allow it."),
     "plan_incompatible": (409, "Another kind, room or period length: not a plan change."),
     "charge_in_flight": (409, "A charge of the subscription is being made: retry shortly."),
+    "nothing_owed": (409, "The subscription is not past due: no period is owed."),
     "plan_unknown": (422, "No such plan."),
     "currency_not_sold": (422, "The plan has no price in the currency."),
     # A model's catalog (server/catalog_api.py, docs/purchases.md).

@@ -35,6 +35,7 @@ from settlement.collection.links import (
 from settlement.collection.outbox import Relay
 from settlement.notify.base import Channel
 from settlement.notify.templates import LANGUAGES, paylink_message
+from settlement.subscriptions.scheduler import Renewals
 
 #: Largest uploaded list, in bytes.
 BATCH_BYTES_MAX: Final = 1_048_576
@@ -49,7 +50,13 @@ def collector_of(rt: Runtime) -> Collector:
     """The collector over this app's ledger, processors and webhook queue (each case change's
     webhook is written with it, into the outbox, and relayed right after the commit)."""
     relay = Relay(rt.ledger.database, rt.store, rt.settings.webhook_config())
-    return Collector(rt.ledger, rt.processors, rt.settings.collection_config(), relay)
+    # A membership debt paid through its link is recorded as its period's renewal, with the
+    # receipt sent through the deployment's notifier like any renewal's.
+    renewals = Renewals(rt.ledger.database, rt.processors)
+    renewals.notify_with(rt.settings.notifier())
+    return Collector(
+        rt.ledger, rt.processors, rt.settings.collection_config(), relay, renewals=renewals
+    )
 
 
 def _bounded(value: object, name: str, low: int, high: int) -> int:

@@ -14,6 +14,8 @@ shows how the first charge went.
 - ``POST /v1/subscriptions/{subscription_id}/cancel`` — ``{"mode": "now"|"period_end"|"notice"}``;
 - ``POST /v1/subscriptions/{subscription_id}/card`` — a new card on file (a past-due period is
   retried with it at once);
+- ``POST /v1/subscriptions/{subscription_id}/pay-link`` — a pay link for the period a past-due
+  subscription owes (a collection case of origin ``membership``);
 - ``GET /v1/subscriptions/{subscription_id}/invoices`` — its invoices with lines and tax;
 - ``GET /v1/customers/{customer}/subscriptions`` — a customer's subscriptions;
 - ``POST /v1/subscriptions/run`` — run the due renewals now (the worker runs them anyway);
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 from datetime import datetime
 from typing import Any, Final
@@ -36,11 +39,13 @@ from starlette.routing import Route
 from metering.keys import is_id
 from metering.money import is_currency
 from server.api import ApiError, endpoint, field, json_body
+from server.collection_api import LINK_EXPIRY_H_MAX, collector_of
 from server.config import Settings
 from server.reconcile import parse_instant
 from server.runtime import Runtime
+from settlement.collection.links import LINK_EXPIRY_H_DEFAULT
 from settlement.ledger.ledger import Ledger
-from settlement.subscriptions import export, store
+from settlement.subscriptions import export, paylink, store
 from settlement.subscriptions.config import LIST_MAX_DEFAULT
 from settlement.subscriptions.errors import PlanInvalid
 from settlement.subscriptions.plans import plan_from_json
@@ -262,6 +267,53 @@ async def handle_card(request: Request, rt: Runtime) -> Response:
     return JSONResponse(await _view_or_404(rt, sid))
 
 
+async def handle_pay_link(request: Request, rt: Runtime) -> Response:
+    """A pay link for the period a past-due subscription owes (its collection case is opened
+    once per period); the URL is answered once."""
+    sid = request.path_params["subscription_id"]
+    body = await json_body(request)
+    hours = field(body, "expiry_h", LINK_EXPIRY_H_DEFAULT)
+    if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= LINK_EXPIRY_H_MAX:
+        raise ApiError(
+            400, "invalid_field", f"expiry_h must be an integer in [1, {LINK_EXPIRY_H_MAX}]"
+        )
+    async with rt.ledger.database.connection() as conn:
+        owed = await paylink.owed_period(conn, sid)
+        found = owed[0] if owed is not None else await store.read(conn, sid)
+    if found is None:
+        raise ApiError(404, "subscription_not_found", f"no subscription {sid}")
+    if owed is None:
+        raise ApiError(409, "nothing_owed", "the subscription is not past due")
+    sub, period = owed
+    now_ms = rt.meter.clock.now_ms()
+    collector = collector_of(rt)
+    case_id = await collector.open_membership(
+        subscription_id=sid,
+        period_no=period.period_no,
+        customer=sub.customer,
+        currency=sub.currency,
+        amount_minor=period.total_minor,
+        processor=sub.processor,
+        language=sub.language,
+        now_ms=now_ms,
+    )
+    limits = dataclasses.replace(rt.settings.collection_config().link, expiry_s=hours * 3_600)
+    token = await collector.create_link(case_id, now_ms, limits)
+    return JSONResponse(
+        {
+            "subscription_id": sid,
+            "period_no": period.period_no,
+            "case_id": case_id,
+            "amount_minor": period.total_minor,
+            "currency": sub.currency,
+            "url": f"{str(request.base_url).rstrip('/')}/pay/{token}",
+            "expires_at_ms": now_ms + limits.expiry_s * 1_000,
+        },
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 async def handle_invoices(request: Request, rt: Runtime) -> Response:
     """A subscription's invoices."""
     sid = request.path_params["subscription_id"]
@@ -370,6 +422,11 @@ def routes() -> list[Route]:
         Route(f"{sub}/cancel", endpoint("cancel_subscription", handle_cancel), methods=["POST"]),
         Route(f"{sub}/card", endpoint("update_subscription_card", handle_card), methods=["POST"]),
         Route(
+            f"{sub}/pay-link",
+            endpoint("subscription_pay_link", handle_pay_link),
+            methods=["POST"],
+        ),
+        Route(
             f"{sub}/invoices",
             endpoint("subscription_invoices", handle_invoices),
             methods=["GET"],
@@ -456,6 +513,15 @@ def openapi_paths() -> dict[str, Any]:
                 "A new card on file; a past-due period is retried at once.",
                 "The subscription.",
                 refused,
+                parameters=params,
+            )
+        },
+        f"{sub}/pay-link": {
+            "post": _op(
+                "A pay link for the period a past-due subscription owes (docs/subscriptions.md); "
+                "the URL is answered once.",
+                "The link (201): `url`, `case_id`, `amount_minor`, `expires_at_ms`.",
+                {**missing, "400": "`invalid_field`: expiry_h.", "409": "`nothing_owed`."},
                 parameters=params,
             )
         },

@@ -10,7 +10,9 @@ together (:mod:`settlement.collection.collector`).
 
 What it may import: :mod:`metering` (the tab lifecycle it ends), :mod:`settlement.ledger`,
 :mod:`settlement.processors` (every charge goes to the processor named on the case),
-:mod:`settlement.gateway` and :mod:`settlement.retry_rules`. Nothing in :mod:`server`; the HTTP
+:mod:`settlement.gateway`, :mod:`settlement.retry_rules`, and
+:mod:`settlement.subscriptions` (a membership debt's charge is an attempt of its period:
+:mod:`settlement.subscriptions.paylink`). Nothing in :mod:`server`; the HTTP
 routes and pages live in ``server/`` and call in here. ``docs/collection.md`` draws the
 lifecycle, the retry table and both ways to start.
 

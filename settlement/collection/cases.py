@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from metering.lifecycle import TabState, next_state
 from settlement.collection.lifecycle import TAB_EVENT, CaseEvent, CaseState, apply
@@ -43,6 +43,13 @@ class Case:
     capture_id: str
     opened_at_ms: int
     updated_at_ms: int
+    #: A membership debt (origin ``membership``): the subscription and its unpaid period.
+    subscription_id: str = ""
+    period_no: int = 0
+
+
+#: The origin of a case that is a membership's unpaid period (migration 0011).
+MEMBERSHIP: Final = "membership"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,8 @@ def _case(row: dict[str, Any]) -> Case:
         capture_id=row["capture_id"] or "",
         opened_at_ms=ms(row["opened_at"]),
         updated_at_ms=ms(row["updated_at"]),
+        subscription_id=row["subscription_id"] or "",
+        period_no=row["period_no"] or 0,
     )
 
 
@@ -128,8 +137,9 @@ async def insert_case(conn: Connection, case: Case) -> bool:
         INSERT INTO collection_cases (
             case_id, settlement_id, customer, currency, amount_minor, processor,
             payment_method, origin, state, decline_reason, advice_code, retries_n,
-            next_retry_at, contact, language, opened_at, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s)
+            next_retry_at, contact, language, opened_at, updated_at, subscription_id,
+            period_no)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT DO NOTHING
         RETURNING case_id
         """,
@@ -150,6 +160,8 @@ async def insert_case(conn: Connection, case: Case) -> bool:
             case.language,
             at(case.opened_at_ms),
             at(case.updated_at_ms),
+            case.subscription_id or None,
+            case.period_no if case.subscription_id else None,
         ),
     )
     return await cursor.fetchone() is not None

@@ -40,7 +40,7 @@ from metering.errors import StoreError
 from settlement import retry_rules
 from settlement.collection import cases, links, outbox, policy
 from settlement.collection.batch import Row
-from settlement.collection.cases import Case
+from settlement.collection.cases import MEMBERSHIP, Case
 from settlement.collection.lifecycle import CHARGEABLE, CaseEvent, CaseState
 from settlement.collection.links import LinkLimits, LinkRefusal, LinkRow
 from settlement.config import Checkpoint
@@ -50,6 +50,8 @@ from settlement.ledger.ledger import Ledger
 from settlement.ledger.times import at
 from settlement.processors.hosted import HostedCheckout, HostedStart, HostedStatus
 from settlement.processors.registry import ProcessorRegistry
+from settlement.subscriptions.paylink import LinkCode, pay_period
+from settlement.subscriptions.scheduler import Renewals
 
 log = logging.getLogger("tipmeter.collection")
 
@@ -66,6 +68,8 @@ HOSTED_PREFIX: Final = "hosted:"
 HOSTED_ABANDON_MS_DEFAULT: Final = 24 * 3_600_000
 #: The decline reason of a hosted page given up (shown as "other").
 HOSTED_PAGE_EXPIRED: Final = "hosted_page_expired"
+#: The decline reason of a membership debt whose membership ended unpaid before it was paid.
+NOTHING_OWED: Final = "nothing_owed"
 #: How long an exhausted or expired case waits for a new link before it is written off.
 WRITE_OFF_GRACE_MS_DEFAULT: Final = 14 * 24 * 3_600_000
 
@@ -178,9 +182,13 @@ class Collector:
         config: CollectionConfig | None = None,
         relay: outbox.Relay | None = None,
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
+        *,
+        renewals: Renewals | None = None,
     ) -> None:
         self.ledger = ledger
         self.processors = processors
+        #: Records a membership debt's payment as its period's renewal (docs/subscriptions.md).
+        self.renewals = renewals or Renewals(ledger.database, processors)
         self.config = config or CollectionConfig()
         #: Relays the outbox right after each commit that wrote to it (None: only the
         #: worker's loop relays).
@@ -283,6 +291,50 @@ class Collector:
             token = await self._insert_link(conn, case, limits, now_ms, f"batch {batch_id}")
         return case_id, token
 
+    async def open_membership(
+        self,
+        *,
+        subscription_id: str,
+        period_no: int,
+        customer: str,
+        currency: str,
+        amount_minor: int,
+        processor: str,
+        language: str,
+        now_ms: int,
+    ) -> str:
+        """The case of a past-due membership period (opened now, or found: one per period). It
+        has no card to retry — the subscription's dunning plan retries the card on file — and
+        no receivable entry: paid, the period's own ``subscription_charge`` entry records it."""
+        case = Case(
+            case_id="case_"
+            + hashlib.sha256(f"{MEMBERSHIP}:{subscription_id}:{period_no}".encode()).hexdigest()[
+                :24
+            ],
+            settlement_id="",
+            customer=customer,
+            currency=currency,
+            amount_minor=amount_minor,
+            processor=processor,
+            payment_method="",
+            origin=MEMBERSHIP,
+            state=CaseState.OPEN,
+            decline_reason="",
+            advice_code="",
+            retries_n=0,
+            next_retry_at_ms=None,
+            contact="",
+            language=language,
+            capture_id="",
+            opened_at_ms=now_ms,
+            updated_at_ms=now_ms,
+            subscription_id=subscription_id,
+            period_no=period_no,
+        )
+        async with self.ledger.database.connection() as conn, conn.transaction():
+            await cases.insert_case(conn, case)
+        return case.case_id
+
     # -- charging ----------------------------------------------------------------------------
 
     async def retry(self, case_id: str, now_ms: int) -> ChargeResult:
@@ -373,8 +425,10 @@ class Collector:
     async def _run_attempt(
         self, case: Case, number: int, source: str, card: str, now_ms: int, link_id: str
     ) -> ChargeResult:
-        gateway = self.processors.for_processor(case.processor)
         key = f"collect:{case.case_id}:{number}"
+        if case.origin == MEMBERSHIP:
+            return await self._run_membership(case, number, source, card, now_ms, link_id)
+        gateway = self.processors.for_processor(case.processor)
         try:
             hold = await gateway.authorize(
                 idempotency_key=f"{key}:auth",
@@ -408,6 +462,44 @@ class Collector:
             return await self._record_paid(case, number, capture_id, now_ms)
         return await self._record_declined(case, number, source, reason, advice, now_ms, link_id)
 
+    async def _run_membership(
+        self, case: Case, number: int, source: str, card: str, now_ms: int, link_id: str
+    ) -> ChargeResult:
+        """Attempt ``number`` of a membership debt: an attempt of the period itself, recorded
+        as any renewal (:func:`settlement.subscriptions.paylink.pay_period`), then here."""
+        charged = await pay_period(
+            self.renewals,
+            case.subscription_id,
+            case.period_no,
+            key=f"collect:{case.case_id}:{number}",
+            payment_method=card,
+            now_ms=now_ms,
+        )
+        if charged.code is LinkCode.APPROVED or (
+            charged.code is LinkCode.NOT_OWED and charged.capture_id
+        ):
+            # Paid now, or paid meanwhile by a dunning retry: the debt is settled, once.
+            return await self._record_paid(case, number, charged.capture_id, now_ms)
+        if charged.code is LinkCode.DECLINED:
+            return await self._record_declined(
+                case,
+                number,
+                source,
+                charged.decline_reason,
+                charged.advice_code,
+                now_ms,
+                link_id,
+            )
+        if charged.code is LinkCode.NOT_OWED:  # the membership ended unpaid: nothing to pay
+            return await self._record_declined(
+                case, number, source, NOTHING_OWED, "", now_ms, link_id
+            )
+        # No answer, or a dunning retry in flight: run again by the sweep, same number.
+        async with self.ledger.database.connection() as conn:
+            await cases.finish_attempt(conn, case.case_id, number, status="unknown", now=at(now_ms))
+        busy = charged.code is LinkCode.BUSY
+        return ChargeResult(ChargeCode.BUSY if busy else ChargeCode.UNAVAILABLE, number)
+
     async def _record_paid(
         self, case: Case, number: int, capture_id: str, now_ms: int
     ) -> ChargeResult:
@@ -421,7 +513,8 @@ class Collector:
             await cases.transition(
                 conn, locked, CaseEvent.PAY, now, f"attempt {number}", capture_id=capture_id
             )
-            await cases.post_paid(conn, locked, capture_id, now)
+            if case.origin != MEMBERSHIP:  # a period's payment has its own entry (code 30)
+                await cases.post_paid(conn, locked, capture_id, now)
             await outbox.record(
                 conn, PAID, case.case_id, self._data(case, number, capture_id=capture_id), now
             )
@@ -581,7 +674,9 @@ class Collector:
                 return ChargeResult(ChargeCode.CLOSED), None
             waiting = await cases.in_flight_attempt(conn, case.case_id)
         gateway = self.processors.for_processor(case.processor)
-        if not isinstance(gateway, HostedCheckout):
+        if not isinstance(gateway, HostedCheckout) or case.origin == MEMBERSHIP:
+            # A membership debt is an attempt of its period, charged with a card token (the
+            # sandbox's page); a processor's hosted page for it is not built yet.
             return ChargeResult(ChargeCode.CLOSED), None
         if (
             waiting is not None
@@ -693,7 +788,8 @@ class Collector:
             if await cases.has_in_flight(conn, case_id):
                 return False
             await cases.transition(conn, case, CaseEvent.WRITE_OFF, now, detail)
-            await cases.post_write_off(conn, case, now)
+            if case.origin != MEMBERSHIP:  # a membership debt was never a receivable
+                await cases.post_write_off(conn, case, now)
             await outbox.record(conn, WRITTEN_OFF, case_id, self._data(case, 0), now)
         await self._committed(now_ms)
         return True
@@ -807,6 +903,8 @@ class Collector:
 
     async def statement(self, case: Case) -> list[tuple[str, str, int]]:
         """The itemized lines of a case's debt (one line of the whole amount without any)."""
+        if case.origin == MEMBERSHIP:
+            return [("membership", f"{case.subscription_id} #{case.period_no}", case.amount_minor)]
         async with self.ledger.database.connection() as conn:
             lines = await cases.statement_lines(conn, case.settlement_id)
         return lines or [("tip", case.customer, case.amount_minor)]

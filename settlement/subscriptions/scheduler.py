@@ -61,6 +61,8 @@ from settlement.subscriptions.tax import rate_bp
 
 log = logging.getLogger("tipmeter.subscriptions")
 
+#: The key of a period's attempt made through a collection pay link starts so.
+LINK_KEY_PREFIX: Final = "collect:"
 #: Decisions per subscription per claim at most (begin a period, then charge it; restrict,
 #: then retry): a bound, not a loop without end.
 STEPS_PER_CLAIM_MAX: Final = 6
@@ -83,6 +85,12 @@ def attempt_key(subscription_id: str, period_no: int, attempt_no: int) -> str:
     first, ``…:<attempt>`` for each retry."""
     base = f"sub:{subscription_id}:{period_no}"
     return base if attempt_no == 1 else f"{base}:{attempt_no}"
+
+
+def is_link_attempt(attempt: Attempt) -> bool:
+    """Whether a period's attempt was made through a collection pay link (its key
+    ``collect:<case>:<n>``, :mod:`settlement.subscriptions.paylink`)."""
+    return attempt.idempotency_key.startswith(LINK_KEY_PREFIX)
 
 
 def charge_entry_id(subscription_id: str, period_no: int) -> str:
@@ -255,6 +263,12 @@ class Renewals:
                 raise RuntimeError(f"{sub.subscription_id}: period {sub.period_no} missing")
             tried = await store.attempts(conn, sub.subscription_id, sub.period_no)
             in_flight = [a for a in tried if a.status in ("pending", "unknown")]
+            if in_flight and is_link_attempt(in_flight[0]):
+                # The member is paying through a pay link: the collector runs that attempt
+                # (and its sweep runs it again if its answer was lost); look again later.
+                return dataclasses.replace(
+                    sub, next_action_at_ms=now_ms + self.config.lease_ms
+                ), None
             if in_flight:
                 # A claim lapsed (a worker died) or an answer was lost: the same attempt again.
                 return sub, in_flight[0]
@@ -333,7 +347,10 @@ class Renewals:
         if sub.state is SubState.PAST_DUE and now_ms >= restrict_at:
             notices.append(Notice("restricted", sub.subscription_id, period.period_no))
             return await store.transition(conn, sub, SubEvent.RESTRICT, now_ms, "unpaid")
-        last = tried[-1]
+        # A card the member tried on a pay link is not the card on file: the retries are
+        # planned from the scheduler's own attempts (the first charge is always one).
+        retries = [a for a in tried if not is_link_attempt(a)] or tried
+        last = retries[-1]
         schedule = _waits_ms(plan.dunning.retry_days)
         card_retries = await store.card_attempts_since(
             conn, last.payment_method, last.started_at_ms - VISA_REATTEMPT_WINDOW_MS
@@ -341,7 +358,7 @@ class Renewals:
         decision = policy.next_retry(
             reason=last.decline_reason,
             advice_code=last.advice_code,
-            retries_done=len(tried) - 1,
+            retries_done=len(retries) - 1,
             last_attempt_ms=last.started_at_ms,
             card_retries_ms=card_retries,
             schedule_ms=schedule,
@@ -403,6 +420,13 @@ class Renewals:
             report.approved += 1
         else:
             report.declined += 1
+
+    async def record(
+        self, subscription_id: str, attempt: Attempt, outcome: ChargeOutcome | None, now_ms: int
+    ) -> list[Notice]:
+        """Record an attempt's outcome as any renewal's (a pay link's charge of a past-due
+        period, :mod:`settlement.subscriptions.paylink`); the notices it calls for."""
+        return await self._record(subscription_id, attempt, outcome, now_ms)
 
     async def _record(
         self, subscription_id: str, attempt: Attempt, outcome: ChargeOutcome | None, now_ms: int

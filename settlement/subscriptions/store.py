@@ -517,11 +517,13 @@ async def finish_attempt(
 
 async def card_attempts_since(conn: Connection, payment_method: str, since_ms: int) -> list[int]:
     """Times of every retry (attempt 2 on) of this card since ``since_ms``: the card-network
-    reattempt limit counts them across every subscription of the card."""
+    reattempt limit counts them across every subscription of the card (a payment the member
+    made herself through a pay link is no merchant's retry)."""
     cursor = await conn.execute(
         """
         SELECT started_at FROM subscription_attempts
         WHERE payment_method = %s AND started_at > %s AND attempt_no >= 2
+          AND idempotency_key NOT LIKE 'collect:%%'
         """,
         (payment_method, at(since_ms)),
     )
