@@ -541,6 +541,9 @@ ERRORS: Final[dict[str, tuple[int, str]]] = {
     "plan_incompatible": (409, "Another kind, room or period length: not a plan change."),
     "charge_in_flight": (409, "A charge of the subscription is being made: retry shortly."),
     "nothing_owed": (409, "The subscription is not past due: no period is owed."),
+    # The viewer page's membership panel (server/demo_membership.py, docs/pages.md).
+    "checkout_not_found": (404, "No such membership checkout (a sign-up's way to the card page)."),
+    "checkout_expired": (410, "The membership checkout expired: start the sign-up again."),
     "plan_unknown": (422, "No such plan."),
     "currency_not_sold": (422, "The plan has no price in the currency."),
     # A model's catalog (server/catalog_api.py, docs/purchases.md).

@@ -20,6 +20,7 @@ from server import (
     catalog_api,
     collection_api,
     demo_api,
+    demo_membership,
     feed,
     health,
     openapi,
@@ -218,6 +219,7 @@ def create_app(
         *feed.routes(),
         *overlay.routes(),
         *demo_api.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
+        *demo_membership.routes(demo_enabled=demo_api.enabled(settings, embedded=demo)),
         *collection_api.routes(),
         *catalog_api.routes(),  # purchases (issue 17)
         *paylinks.routes(),

@@ -129,13 +129,15 @@ async def card_page(request: Request) -> Response:
         return await _pay(request, token, case)
     if rt.processors.processor(case.processor).spec.kind not in _SANDBOX_KINDS:
         return await _to_hosted_page(request, token, case)
-    return _page(
-        "card.html",
-        case.language,
-        total=format_minor(case.amount_minor, case.currency),
-        cards=SANDBOX_CARDS,
-        action=f"/pay/{token}/card",
+    return sandbox_card_page(
+        format_minor(case.amount_minor, case.currency), f"/pay/{token}/card", case.language
     )
+
+
+def sandbox_card_page(total: str, action: str, lang: str = "en") -> HTMLResponse:
+    """The sandbox processor's hosted card page: its test cards, posted to ``action`` (a pay
+    link's, or a membership sign-up's: :mod:`server.demo_membership`)."""
+    return _page("card.html", lang, total=total, cards=SANDBOX_CARDS, action=action)
 
 
 async def _to_hosted_page(request: Request, token: str, case: Case) -> Response:

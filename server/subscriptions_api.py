@@ -211,13 +211,40 @@ async def handle_create(request: Request, rt: Runtime) -> Response:
         card_expires=card_expires,
         processor=_text(body, "processor"),
     )
+    view, created = await sign_up(rt, new)
+    return JSONResponse(view, status_code=201 if created else 200)
+
+
+async def sign_up(rt: Runtime, new: NewSubscription) -> tuple[dict[str, Any], bool]:
+    """Sign a customer up and run the first charge (``POST /v1/subscriptions``, and the demo
+    viewer's membership form): the subscription's view, and whether it was created now (False:
+    the same sign-up again). Raises the API's refusal otherwise."""
     result = await service_of(rt).create(new, rt.meter.clock.now_ms())
     if result.code not in (SubCode.APPLIED, SubCode.DUPLICATE):
         raise _refused(result.code)
     if result.code is SubCode.APPLIED:
         await _charge_now(rt, new.subscription_id)
-    status = 201 if result.code is SubCode.APPLIED else 200
-    return JSONResponse(await _view_or_404(rt, new.subscription_id), status_code=status)
+    return await _view_or_404(rt, new.subscription_id), result.code is SubCode.APPLIED
+
+
+async def change(rt: Runtime, subscription_id: str, plan_id: str) -> dict[str, Any]:
+    """Change the plan (``POST …/change``); the view, or the API's refusal raised."""
+    result = await service_of(rt).change_plan(subscription_id, plan_id, rt.meter.clock.now_ms())
+    if result.code is not SubCode.APPLIED:
+        raise _refused(result.code)
+    return await _view_or_404(rt, subscription_id)
+
+
+async def cancel(rt: Runtime, subscription_id: str, mode_raw: object) -> dict[str, Any]:
+    """Cancel (``POST …/cancel``); the view, or the API's refusal raised."""
+    try:
+        mode = CancelMode(str(mode_raw))
+    except ValueError:
+        raise ApiError(400, "invalid_field", "mode is now, period_end or notice") from None
+    result = await service_of(rt).cancel(subscription_id, mode, rt.meter.clock.now_ms())
+    if result.code is not SubCode.APPLIED:
+        raise _refused(result.code)
+    return await _view_or_404(rt, subscription_id)
 
 
 async def handle_read(request: Request, rt: Runtime) -> Response:
@@ -227,27 +254,16 @@ async def handle_read(request: Request, rt: Runtime) -> Response:
 
 async def handle_change(request: Request, rt: Runtime) -> Response:
     """Change the plan, prorated on the next invoice."""
-    sid = request.path_params["subscription_id"]
     body = await json_body(request)
     plan_id = _id(field(body, "plan_id"), "plan_id")
-    result = await service_of(rt).change_plan(sid, plan_id, rt.meter.clock.now_ms())
-    if result.code is not SubCode.APPLIED:
-        raise _refused(result.code)
-    return JSONResponse(await _view_or_404(rt, sid))
+    return JSONResponse(await change(rt, request.path_params["subscription_id"], plan_id))
 
 
 async def handle_cancel(request: Request, rt: Runtime) -> Response:
     """Cancel now, at the period's end, or after notice."""
-    sid = request.path_params["subscription_id"]
     body = await json_body(request)
-    try:
-        mode = CancelMode(field(body, "mode", "period_end"))
-    except ValueError:
-        raise ApiError(400, "invalid_field", "mode is now, period_end or notice") from None
-    result = await service_of(rt).cancel(sid, mode, rt.meter.clock.now_ms())
-    if result.code is not SubCode.APPLIED:
-        raise _refused(result.code)
-    return JSONResponse(await _view_or_404(rt, sid))
+    sid = request.path_params["subscription_id"]
+    return JSONResponse(await cancel(rt, sid, field(body, "mode", "period_end")))
 
 
 async def handle_card(request: Request, rt: Runtime) -> Response:

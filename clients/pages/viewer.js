@@ -22,6 +22,7 @@ import {
   ticketProvider,
   trim,
 } from "/pages/common.js";
+import { startMembership } from "/pages/membership.js";
 
 /** The one-click tips, in minor units. */
 const TIP_PRESETS_MINOR = [100, 500, 1_000, 2_500];
@@ -848,6 +849,8 @@ async function main() {
   client.addEventListener("tab", (event) => renderTab(event.detail));
   client.addEventListener("warning", onWarning);
   client.addEventListener("session", sessionEnded);
+  // My membership (issue 16): its own panel, following the `subscription` messages.
+  startMembership(page, client).catch((error) => fatal(`The membership panel failed: ${error.message}`));
   await client.connect();
 }
 
