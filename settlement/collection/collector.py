@@ -70,6 +70,9 @@ HOSTED_ABANDON_MS_DEFAULT: Final = 24 * 3_600_000
 HOSTED_PAGE_EXPIRED: Final = "hosted_page_expired"
 #: The decline reason of a membership debt whose membership ended unpaid before it was paid.
 NOTHING_OWED: Final = "nothing_owed"
+#: The end of a membership debt's link attempt made while a dunning retry of its period ran
+#: (nothing was charged; the member tries again in a moment).
+PAYMENT_IN_PROGRESS: Final = "payment_in_progress"
 #: How long an exhausted or expired case waits for a new link before it is written off.
 WRITE_OFF_GRACE_MS_DEFAULT: Final = 14 * 24 * 3_600_000
 
@@ -494,11 +497,23 @@ class Collector:
             return await self._record_declined(
                 case, number, source, NOTHING_OWED, "", now_ms, link_id
             )
-        # No answer, or a dunning retry in flight: run again by the sweep, same number.
         async with self.ledger.database.connection() as conn:
+            if charged.code is LinkCode.BUSY:
+                # A dunning retry of the period is in flight: nothing reached the processor.
+                # The attempt ends (not counted against the link) and the member is told to try
+                # again in a moment.
+                await cases.finish_attempt(
+                    conn,
+                    case.case_id,
+                    number,
+                    status="declined",
+                    now=at(now_ms),
+                    decline_reason=PAYMENT_IN_PROGRESS,
+                )
+                return ChargeResult(ChargeCode.BUSY, number)
+            # No answer: the sweep runs the same attempt again (the processor replays it).
             await cases.finish_attempt(conn, case.case_id, number, status="unknown", now=at(now_ms))
-        busy = charged.code is LinkCode.BUSY
-        return ChargeResult(ChargeCode.BUSY if busy else ChargeCode.UNAVAILABLE, number)
+        return ChargeResult(ChargeCode.UNAVAILABLE, number)
 
     async def _record_paid(
         self, case: Case, number: int, capture_id: str, now_ms: int
