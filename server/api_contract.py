@@ -28,9 +28,11 @@ from starlette.responses import JSONResponse
 from clients.declare import STREAM_ID_PATTERN, is_stream_id
 from clients.ids import ID_PATTERN
 from clients.tickets import Role
+from metering.allowances import AllowanceKind
 from metering.lifecycle import TabState
 from metering.limits import Limits
 from metering.money import AMOUNT_LIMIT_MINOR, CURRENCY_EXPONENTS
+from settlement.subscriptions.plans import AllowanceUnit
 
 #: Longest Idempotency-Key header accepted (same alphabet as ids).
 IDEMPOTENCY_KEY_CHARS_MAX: Final = 64
@@ -52,6 +54,26 @@ FEED_TIMEOUT_S_DEFAULT: Final = 10
 FEED_TOKEN_CHARS_MAX: Final = 128
 #: Largest amount anywhere: every amount is below 2**53.
 AMOUNT_MAX_MINOR: Final = AMOUNT_LIMIT_MINOR - 1
+
+#: One entry of the ``allowance`` array of a subscription's answer (``GET
+#: /v1/subscriptions/{id}`` and every answer that shows a subscription): what its plan gives in
+#: the current period and what is left of it (docs/subscriptions.md, "Allowances"). Free
+#: seconds (``unit`` ``seconds``) are consumed by shows of their kind; a discount (``unit``
+#: ``bp``, on a kind's per-minute rate or on tips) is not: its ``used`` is 0, ``left`` all of it.
+#: settlement.subscriptions.allowances.AllowanceLeft.to_json builds it; the viewer's membership
+#: panel reads it.
+ALLOWANCE_ENTRY: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["kind", "unit", "granted", "used", "left"],
+    "additionalProperties": False,
+    "properties": {
+        "kind": {"type": "string", "enum": [kind.value for kind in AllowanceKind]},
+        "unit": {"type": "string", "enum": [unit.value for unit in AllowanceUnit]},
+        "granted": {"type": "integer", "minimum": 0},
+        "used": {"type": "integer", "minimum": 0},
+        "left": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 class ApiError(Exception):
