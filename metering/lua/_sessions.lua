@@ -8,7 +8,9 @@
 -- A member's session also holds covered (seconds a plan's free allowance paid for: they are
 -- delivered and cost 0) and drate (the per-minute rate after the plan's discount, fixed at the
 -- start): then amount = floor(drate * (billed - covered) / 60), still computed from the whole.
--- The tab hash holds burn (the sum of its running sessions' rates) and sessions (how many run),
+-- The tab hash holds burn (the sum of its running sessions' list rates: a member's discount and
+-- free seconds make the real pace slower, so "seconds left" shown from it errs on the safe
+-- side) and sessions (how many run),
 -- and a member's reserve (reserve_allowance.lua): free:<kind> (free seconds left in it) and
 -- dbp:<kind> (the discount in basis points).
 
