@@ -625,6 +625,18 @@ class Backend:
         path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/cancel"
         return await self._json("POST", path, {"mode": mode})
 
+    async def pause(self, subscription_id: str) -> dict[str, Any]:
+        """Pause at the end of the paid period (``pause_at_ms``): no charge, no features until
+        :meth:`resume`."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/pause"
+        return await self._json("POST", path, {})
+
+    async def resume(self, subscription_id: str) -> dict[str, Any]:
+        """Resume: the next period begins and is charged now (a pause not yet taken is
+        dropped)."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/resume"
+        return await self._json("POST", path, {})
+
     async def update_card(
         self, subscription_id: str, payment_method: str, card_expires: str = ""
     ) -> dict[str, Any]:
