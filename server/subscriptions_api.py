@@ -21,7 +21,10 @@ shows how the first charge went.
 - ``GET /v1/customers/{customer}/subscriptions`` — a customer's subscriptions;
 - ``POST /v1/subscriptions/run`` — run the due renewals now (the worker runs them anyway);
 - ``GET /v1/exports/invoices?since=…&until=…&format=plain|datev`` — the accountants' export
-  (also ``tipmeter export``).
+  (also ``tipmeter export``);
+- ``GET /v1/invoices?customer=…[&before_ms=…]`` — a customer's invoices and credit notes (of
+  memberships and of Post Pay captures and refunds), newest first;
+- ``GET /v1/invoices/{invoice_id}`` — one invoice or credit note with its lines.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from server.api import ApiError, endpoint, field, json_body
 from server.config import Settings
 from server.reconcile import parse_instant
 from server.runtime import Runtime
+from settlement.ledger import invoices
 from settlement.ledger.ledger import Ledger
 from settlement.subscriptions import export, store
 from settlement.subscriptions.config import LIST_MAX_DEFAULT
@@ -298,6 +302,27 @@ async def handle_of_customer(request: Request, rt: Runtime) -> Response:
     return JSONResponse({"subscriptions": shown})
 
 
+async def handle_customer_invoices(request: Request, rt: Runtime) -> Response:
+    """A customer's invoices and credit notes, newest first (``before_ms`` pages on)."""
+    customer = _id(request.query_params.get("customer", ""), "customer")
+    before_raw = request.query_params.get("before_ms", "0")
+    if not before_raw.isdigit() or len(before_raw) > 15:
+        raise ApiError(400, "invalid_field", "before_ms must be a time in ms")
+    async with rt.ledger.database.connection() as conn:
+        found = await invoices.of_customer(conn, customer, before_ms=int(before_raw))
+    return JSONResponse({"invoices": found})
+
+
+async def handle_read_invoice(request: Request, rt: Runtime) -> Response:
+    """One invoice or credit note with its lines."""
+    invoice_id = request.path_params["invoice_id"]
+    async with rt.ledger.database.connection() as conn:
+        found = await invoices.read(conn, invoice_id) if len(invoice_id) <= 64 else None
+    if found is None:
+        raise ApiError(404, "invoice_not_found", "no such invoice or credit note")
+    return JSONResponse(found)
+
+
 async def handle_run(_request: Request, rt: Runtime) -> Response:
     """Run the due renewals now."""
     report = await renewals_of(rt).run_due(rt.meter.clock.now_ms())
@@ -393,6 +418,16 @@ def routes() -> list[Route]:
             methods=["GET"],
         ),
         Route("/v1/exports/invoices", endpoint("export_invoices", handle_export), methods=["GET"]),
+        Route(
+            "/v1/invoices",
+            endpoint("customer_invoices", handle_customer_invoices),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/invoices/{invoice_id}",
+            endpoint("read_invoice", handle_read_invoice),
+            methods=["GET"],
+        ),
         Route(
             "/v1/customers/{customer}/subscriptions",
             endpoint("customer_subscriptions", handle_of_customer),
@@ -508,6 +543,31 @@ def openapi_paths() -> dict[str, Any]:
                 "(default) or datev (docs/subscriptions.md says which columns).",
                 "text/csv",
                 {"400": "`invalid_field`: since, until (ISO 8601) or format."},
+            )
+        },
+        "/v1/invoices": {
+            "get": _op(
+                "A customer's invoices and credit notes (memberships, Post Pay captures, "
+                "refunds), newest first, with lines and tax (docs/invoices.md).",
+                "The invoices.",
+                {"400": "`invalid_id` (customer), `invalid_field` (before_ms)."},
+                parameters=[
+                    {
+                        "name": "customer",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "before_ms", "in": "query", "schema": {"type": "integer"}},
+                ],
+            )
+        },
+        "/v1/invoices/{invoice_id}": {
+            "get": _op(
+                "One invoice or credit note with its lines.",
+                "The invoice.",
+                {"404": "`invoice_not_found`."},
+                parameters=_path("invoice_id"),
             )
         },
         "/v1/customers/{customer}/subscriptions": {
