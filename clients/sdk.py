@@ -66,6 +66,7 @@ from clients.protocol import (
     SetRates,
     Subscribe,
     Subscribed,
+    SubscriptionUpdate,
     TabUpdate,
     TabView,
     Tip,
@@ -333,7 +334,7 @@ class Client(Connection):
             case TabUpdate():
                 self._see_tab(message.tab)
                 self._offer(message)
-            case SessionUpdate() | Warning() | RefundsWaiting():
+            case SessionUpdate() | Warning() | RefundsWaiting() | SubscriptionUpdate():
                 self._offer(message)
             case Drain():
                 self._reconnect_after_s = message.reconnect_after_ms / 1000

@@ -143,8 +143,14 @@ async def _charge_now(rt: Runtime, subscription_id: str) -> None:
         await asyncio.sleep(CHARGE_WAIT_POLL_S)
 
 
+async def view_of(rt: Runtime, subscription_id: str) -> dict[str, Any] | None:
+    """A subscription as ``GET /v1/subscriptions/{id}`` shows it (and the ``subscription``
+    WebSocket message carries it: :mod:`server.subscription_push`), or None."""
+    return await service_of(rt).view(subscription_id)
+
+
 async def _view_or_404(rt: Runtime, subscription_id: str) -> dict[str, Any]:
-    found = await service_of(rt).view(subscription_id)
+    found = await view_of(rt, subscription_id)
     if found is None:
         raise ApiError(404, "subscription_not_found", f"no subscription {subscription_id}")
     return found

@@ -381,6 +381,11 @@ class Subscriptions:
         async with self.database.connection() as conn:
             return await store.read(conn, subscription_id)
 
+    async def of_customer(self, customer: str, limit: int) -> list[str]:
+        """The ids of a customer's subscriptions, newest first, at most ``limit``."""
+        async with self.database.connection() as conn:
+            return [s.subscription_id for s in await store.of_customer(conn, customer, limit)]
+
     async def view(self, subscription_id: str) -> dict[str, Any] | None:
         """A subscription as the API shows it: plan, state, features, the current period,
         the next charge, the cancellation, its periods, changes and history."""
@@ -456,6 +461,7 @@ def subscription_json(sub: Subscription, plan: Plan) -> dict[str, Any]:
         "paused_at_ms": sub.paused_at_ms or None,
         "started_at_ms": sub.started_at_ms,
         "ended_at_ms": sub.ended_at_ms or None,
+        "updated_at_ms": sub.updated_at_ms,
     }
 
 
