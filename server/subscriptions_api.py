@@ -56,6 +56,7 @@ from settlement.subscriptions.scheduler import Renewals
 from settlement.subscriptions.service import (
     CancelMode,
     NewSubscription,
+    Result,
     SubCode,
     Subscriptions,
     subscription_json,
@@ -152,6 +153,13 @@ async def _into_open_tab(rt: Runtime, customer: str, currency: str) -> None:
     tab = await rt.meter.tabs.read(TabRef(customer, tab_id))
     if tab is not None:
         await reserve_allowances(rt, tab)
+
+
+async def _into_open_tab_of(rt: Runtime, result: Result) -> None:
+    """A membership active again (resumed, or restored by a new card) puts its allowance into
+    the member's open tab."""
+    if result.subscription is not None:
+        await _into_open_tab(rt, result.subscription.customer, result.subscription.currency)
 
 
 async def view_of(rt: Runtime, subscription_id: str) -> dict[str, Any] | None:
@@ -280,6 +288,7 @@ async def handle_resume(request: Request, rt: Runtime) -> Response:
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
     await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
@@ -297,6 +306,7 @@ async def handle_card(request: Request, rt: Runtime) -> Response:
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
     await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
