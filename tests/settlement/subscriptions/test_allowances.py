@@ -14,6 +14,8 @@ from metering.sessions import EndReason, Rate, SessionKind, SessionRef
 from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
 from settlement.queue import request_settlement
+from settlement.refunds.policy import Reason
+from settlement.refunds.service import RefundRequest, Refunds
 from settlement.sandbox import SandboxGateway
 from settlement.statements import build_statement, statement_data
 from settlement.subscriptions.allowances import reserve_for_tab
@@ -154,3 +156,23 @@ async def test_the_allowance_is_never_in_two_tabs_and_what_is_unused_returns(
     assert statement is not None
     [line] = [line for line in statement.lines if line.kind == "session"]
     assert (line.covered_s, line.amount_minor) == (40, 100)
+
+
+async def test_a_member_tab_with_a_show_the_allowance_paid_whole_can_be_refunded(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger, clock: FakeClock
+) -> None:
+    world = World(ledger, clock)
+    await _member(world)
+    await meter.sessions.set_rates("alice", {SessionKind.PRIVATE: Rate(600)})
+    ref = await open_backed_tab(meter, gateway, "c1")
+    await _reserve(meter, ledger, ref)
+    await _watch(meter, clock, ref, 30, "free-show")  # all 30 s free: a line of 0
+    await _watch(meter, clock, ref, 90, "paid-show")  # 30 s free, 60 s paid: 600
+    await _settle(meter, gateway, ledger, ref)
+    refunds = Refunds(ledger.database, lambda _name: gateway, clock)
+    request = RefundRequest("rf-1", ref, Reason.SHOW_NOT_DELIVERED, lines={"sess:paid-show": None})
+    answer = await refunds.request(request)
+    assert answer.body["status"] == "succeeded", answer.body
+    assert answer.body["amount_minor"] == 600
+    async with ledger.database.connection() as conn:
+        assert await journal.unbalanced_entries(conn) == []
