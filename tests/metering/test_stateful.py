@@ -760,6 +760,9 @@ class MoneyCore(RuleBasedStateMachine):
                     list_price = prorate_minor(line.rate_per_minute_minor, line.seconds)
                     assert line.saved_minor == list_price - line.amount_minor >= 0
                     covered[line.session_kind] += line.covered_s
+                if line.kind == "tip":
+                    m = self.applied[(model.customer, line.line_id.removeprefix("tip:"))]
+                    assert line.saved_minor == m.amount - m.charged >= 0
             # The reserve: never negative, and what left it is what the lines say was covered.
             reserves = self.run(read_reserve(self.store, TabRef(model.customer, tab_id)))
             assert reserves is not None
