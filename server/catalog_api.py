@@ -43,7 +43,7 @@ from server.api import ApiError, json_body, route
 from server.catalog import ITEMS_PER_ROOM_MAX, CatalogInvalid, Shop, parse_item, parse_site_unlocks
 from server.catalog_refunds import refund_owed
 from server.runtime import Runtime
-from settlement.ledger.errors import LedgerError
+from settlement.errors import SettlementError
 from settlement.refunds.service import Refunds
 
 log = logging.getLogger("tipmeter.catalog")
@@ -229,9 +229,13 @@ async def expire_requests(
         now_ms = rt.meter.clock.now_ms()
         try:
             await shop.expire_due(now_ms)
-            await refund_owed(shop, refunds(), now_ms)
-        except (StoreError, LedgerError) as exc:
+        except StoreError as exc:
             log.warning("request expiry sweep failed", extra={"fields": {"error": repr(exc)}})
+        # Apart, so that a ledger or processor down delays refunds and never expiries.
+        try:
+            await refund_owed(shop, refunds(), now_ms)
+        except (StoreError, SettlementError) as exc:
+            log.warning("purchase refund sweep failed", extra={"fields": {"error": repr(exc)}})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), EXPIRY_SWEEP_S)
 

@@ -7,7 +7,9 @@
  * for the model (`pending`), then is done (`fulfilled`) or declined (`voided`: it costs
  * nothing, and the tab's push frees the cap in the meter above), or refunded after the
  * capture (`refunded`); an unlock is `granted` at once and counts down to its end. The remaining
- * cap follows through the meter (every answer and void carries the tab).
+ * cap follows through the meter (every answer and void carries the tab). Buying needs an open
+ * tab; the purchases stay listed once it closes, since a request declined after the tab froze
+ * is refunded after the capture.
  */
 
 import { formatMinor } from "/js/tipmeter.js";
@@ -176,8 +178,10 @@ export function startMenu(client, room) {
   menu.room = room;
   client.addEventListener("tab", (e) => {
     const open = e.detail !== null && e.detail.state === "open";
-    const shown = !$("menu-card").hidden;
-    $("menu-card").hidden = !open;
+    const shown = !$("menu-buy").hidden && !$("menu-card").hidden;
+    // Buying needs an open tab; the purchases stay listed after it (a refund may follow).
+    $("menu-buy").hidden = !open;
+    $("menu-card").hidden = !open && menu.bought.size === 0;
     if (open && !shown) {
       readMenu();
     }

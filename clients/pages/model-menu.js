@@ -4,8 +4,8 @@
  * her queue of requests with Done or Decline over her connection.
  *
  * The queue is read from the server when the console opens and again on each purchase event of
- * her room (a new request, one answered from another device, one expired), so it always shows
- * what the server holds; a declined request costs the viewer nothing.
+ * her room (a new request, one answered from another device, one expired) and a moment after
+ * it, so it always shows what the server holds; a declined request costs the viewer nothing.
  */
 
 import { formatMinor, parseMinor } from "/js/tipmeter.js";
@@ -13,6 +13,12 @@ import { $, backend, clock, el, say } from "/pages/common.js";
 
 /** Longest a request's time to be done, or an unlock's duration, the form offers (s). */
 const DURATION_S_MAX = 7 * 24 * 3600;
+/**
+ * The server queues a request right after charging it, on other keys than the charge's, so
+ * the purchase event can arrive before the queue holds it: the queue is read again this much
+ * later too.
+ */
+const QUEUE_REREAD_MS = 1_000;
 
 const REFUSALS = {
   purchase_not_found: "That request is no longer in your queue.",
@@ -179,6 +185,7 @@ export async function startMenuEditor(client, room, currency) {
   client.addEventListener("event", (e) => {
     if (e.detail.event.startsWith("purchase")) {
       readQueue();
+      setTimeout(readQueue, QUEUE_REREAD_MS);
     }
   });
   try {

@@ -2,7 +2,8 @@
 docs/purchases.md): the model fills her menu from her console, a viewer buys from it, the model
 declines one request and fulfils another, and the viewer's remaining cap, purchases and
 statement follow; a site unlock shows in the viewer's page with its countdown; the broadcast
-overlay shows each purchase like a tip."""
+overlay shows each purchase like a tip; a request declined after the tab froze is refunded by
+the server itself, and the viewer's page shows it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
+from server.catalog_refunds import refund_id_of
 from tests.pages.conftest import Pages, Site, unique
 from tests.pages.flows import (
     minor,
@@ -115,3 +117,41 @@ async def test_a_viewer_buys_from_the_menu_and_the_model_answers(pages: Pages, s
     assert await minor(viewer, "#statement-captured") == 450
     settled = await site.settled_statement(customer, tab_id)
     assert settled["captured_minor"] == 450
+
+
+async def test_a_request_declined_after_the_tab_froze_is_refunded_by_itself(
+    pages: Pages, site: Site
+) -> None:
+    room, customer = unique("room"), unique("viewer")
+    model = await open_model_console(pages, site.base, room)
+    await add_item(model, "wave", "Wave", "1.00")
+    viewer = await open_viewer(pages, site.base, customer, room, name="Bob")
+    tab_id = await open_tab(viewer, "10.00")
+    await expect(viewer.locator("#menu-items li")).to_have_count(2)  # and the site's unlock
+    await buy(viewer, "wave")
+    queue = model.locator("#request-queue li")
+    await expect(queue).to_have_count(1)
+    wave = viewer.locator("#purchase-log li").filter(has_text="Wave")
+    purchase_id = await wave.get_attribute("data-purchase-id")
+    assert purchase_id is not None
+
+    # The viewer ends the tab before the model answers: the capture includes the request.
+    await viewer.click("#settle-button")
+    await expect(viewer.locator("#statement")).to_have_attribute("data-outcome", "captured")
+    assert (await site.settled_statement(customer, tab_id))["captured_minor"] == 100
+
+    # She declines it now: it leaves her queue, and the server refunds it through the refunds
+    # flow; the viewer's page shows it refunded, live.
+    await expect(queue).to_have_count(1)
+    await queue.locator("button.decline").click()
+    await expect(model.locator("#queue-status")).to_have_text(
+        "The viewer's tab is settling: the request will be refunded after the charge."
+    )
+    await expect(queue).to_have_count(0)
+    await expect(wave).to_have_attribute("data-state", "refunded")
+    await expect(wave).to_contain_text("refunded")
+    async with site.api() as http:
+        found = (await http.get(f"/v1/customers/{customer}/purchases/{purchase_id}")).json()
+        refund = (await http.get(f"/v1/refunds/{refund_id_of(customer, purchase_id)}")).json()
+    assert found["state"] == "refunded"
+    assert (refund["status"], refund["amount_minor"]) == ("succeeded", 100)
