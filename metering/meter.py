@@ -71,6 +71,13 @@ class Meter:
             await self.rooms.relay(result.event)
         return result
 
+    async def refunded(self, customer: str, purchase_id: str) -> ResolveResult:
+        """Record a pending request refunded after the capture and relay its event."""
+        result = await self.purchases.refunded(customer, purchase_id)
+        if result.event is not None:
+            await self.rooms.relay(result.event)
+        return result
+
     async def aclose(self) -> None:
         """Finish queued work (the store stays open: its owner closes it)."""
         await self.tips.aclose()

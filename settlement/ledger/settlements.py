@@ -80,11 +80,9 @@ def settlement_id_of(ref: TabRef) -> str:
     return f"{ref.customer}/{ref.tab_id}"
 
 
-#: Line id prefix of a catalog purchase (metering/lua/apply_purchase.lua). The ledger's
-#: ``settlement_lines.kind`` admits ``tip`` and ``session`` only until the purchases migration
-#: lands (docs/purchases.md), so a purchase line is recorded there as a ``tip`` — which it is
-#: for refunds and collection: a one-off amount with the model's share — and read back as a
-#: ``purchase`` by its line id.
+#: Line id prefix of a catalog purchase (metering/lua/apply_purchase.lua). A purchase line is
+#: recorded with kind ``purchase``, its item's id and name and the item's kind (migration 0010,
+#: docs/purchases.md); the database checks that only ``buy:`` lines are purchases.
 PURCHASE_LINE_PREFIX: Final = "buy:"
 
 
@@ -305,15 +303,15 @@ async def _write_lines(conn: Connection, sid: str, all_lines: Sequence[Line]) ->
             """
             INSERT INTO settlement_lines (settlement_id, line_id, seq, kind, room, at,
                 amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor, message,
-                covered_s, saved_minor, session_kind)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                covered_s, saved_minor, session_kind, item_id, item_name, purchase_kind)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             [
                 (
                     sid,
                     line.line_id,
                     line.seq,
-                    "tip" if line.kind == "purchase" else line.kind,
+                    line.kind,
                     line.room,
                     at(line.at_ms),
                     line.amount_minor,
@@ -325,6 +323,9 @@ async def _write_lines(conn: Connection, sid: str, all_lines: Sequence[Line]) ->
                     line.covered_s,
                     line.saved_minor,
                     line.session_kind,
+                    line.item_id,
+                    line.item_name,
+                    line.item_kind,
                 )
                 for line in lines
             ],
@@ -475,9 +476,8 @@ async def recorded_ids(conn: Connection, settlement_ids: Sequence[str]) -> dict[
 
 
 def _line(row: dict[str, Any]) -> Line:
-    purchase = row["line_id"].startswith(PURCHASE_LINE_PREFIX)
     return Line(
-        kind="purchase" if purchase else row["kind"],
+        kind=row["kind"],
         line_id=row["line_id"],
         seq=row["seq"],
         at_ms=ms(row["at"]),
@@ -491,6 +491,9 @@ def _line(row: dict[str, Any]) -> Line:
         covered_s=row["covered_s"],
         saved_minor=row["saved_minor"],
         session_kind=row["session_kind"],
+        item_id=row["item_id"],
+        item_name=row["item_name"],
+        item_kind=row["purchase_kind"],
     )
 
 
