@@ -62,6 +62,25 @@ def worker_env(
     return env
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRig:
+    """What a test of real worker processes works with (the ``rig`` fixture): the money core on
+    the wall clock, like the workers; a gateway to the sandbox process; the ledger; the folder
+    the workers' logs go to; and what a worker's environment names."""
+
+    meter: Meter
+    gateway: HttpGateway
+    ledger: Ledger
+    logs: Path
+    redis_url: str
+    sandbox_url: str
+    database_url: str
+
+    def env(self, **settings: str) -> dict[str, str]:
+        """The environment of a worker process of this rig (:func:`worker_env`)."""
+        return worker_env(self.redis_url, self.sandbox_url, self.database_url, **settings)
+
+
 def start_worker(
     env: dict[str, str], log_path: Path, crash_at: Checkpoint | None = None
 ) -> subprocess.Popen[bytes]:

@@ -63,6 +63,43 @@ async def open_backed_tab(
     return TabRef(customer, result.tab_id)
 
 
+async def raised_by_second_hold(
+    meter: Meter, flat: SandboxGateway, second_card: str = "tok_visa"
+) -> tuple[TabRef, str, str]:
+    """A tab ``cm/tab_m`` at ``flat`` (a sandbox without increments) opened on a 5,000 hold and
+    raised to 8,000 by a second hold of 3,000 on ``second_card``: the tab and the references of
+    its first and second hold."""
+    first = await flat.authorize(
+        idempotency_key="auth:tab_m", payment_method="tok_visa", amount_minor=5_000, currency="USD"
+    )
+    opened = await meter.tabs.open(
+        customer="cm",
+        currency="USD",
+        cap_minor=5_000,
+        auth_ref=first.auth_ref,
+        capture_before_ms=first.expires_at_ms,
+        tab_id="tab_m",
+        payment_method="tok_visa",
+    )
+    assert opened.code is Code.APPLIED
+    second = await flat.authorize(
+        idempotency_key="auth:tab_m:raise:8000",
+        payment_method=second_card,
+        amount_minor=3_000,
+        currency="USD",
+    )
+    ref = TabRef("cm", "tab_m")
+    raised = await meter.tabs.raise_cap(
+        ref,
+        cap_minor=8_000,
+        auth_ref=second.auth_ref,
+        capture_before_ms=second.expires_at_ms,
+        second_hold_minor=3_000,
+    )
+    assert raised.code is Code.APPLIED
+    return ref, first.auth_ref, second.auth_ref
+
+
 def make_worker(
     meter: Meter,
     gateway: SandboxGateway | Gateway | ProcessorRegistry,
