@@ -43,8 +43,11 @@ async def open_backed_tab(
     cap_minor: int = 5_000,
     card: str = "tok_visa",
     currency: str = "USD",
+    *,
+    keep_card: bool = False,
 ) -> TabRef:
-    """Place a hold on the sandbox and open a tab on it; fail the test if either is refused."""
+    """Place a hold on the sandbox and open a tab on it; fail the test if either is refused.
+    With ``keep_card``, the tab keeps the card on file (for collection)."""
     hold = await gateway.authorize(
         idempotency_key=f"auth:{customer}:{currency}",
         payment_method=card,
@@ -58,6 +61,7 @@ async def open_backed_tab(
         cap_minor=cap_minor,
         auth_ref=hold.auth_ref,
         capture_before_ms=hold.expires_at_ms,
+        payment_method=card if keep_card else "",
     )
     assert result.code is Code.APPLIED, result
     return TabRef(customer, result.tab_id)
