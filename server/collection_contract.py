@@ -32,7 +32,18 @@ CASE_ID_CHARS_MAX: Final = 255
 CONTACT_CHARS_MIN: Final = 3
 CONTACT_CHARS_MAX: Final = 254
 
-_BOUNDED: Final = "{name} must be an integer in [{{low}}, {{high}}]"
+
+def _limit(name: str, high: int, description: str, example: int | None = None) -> Integer:
+    """A limit of a link: an integer in 1 … ``high``."""
+    return Integer(
+        name=name,
+        minimum=1,
+        maximum=high,
+        refusal=f"{name} must be an integer in [{{low}}, {{high}}]",
+        description=description,
+        example=example,
+    )
+
 
 CASE_ID: Final = Text(
     name="case_id",
@@ -43,57 +54,43 @@ CASE_ID: Final = Text(
     refusal="no such collection case",
     example="cc_8f2k",
 )
-LINK_EXPIRY_S: Final = Integer(
-    name="expiry_s",
-    minimum=1,
-    maximum=LINK_EXPIRY_H_MAX * 3_600,
-    refusal=_BOUNDED.format(name="expiry_s"),
-    description="The link's life in seconds (instead of `expiry_h`).",
+LINK_EXPIRY_S: Final = _limit(
+    "expiry_s", LINK_EXPIRY_H_MAX * 3_600, "The link's life in seconds (instead of `expiry_h`)."
 )
-LINK_EXPIRY_H: Final = Integer(
-    name="expiry_h",
-    minimum=1,
-    maximum=LINK_EXPIRY_H_MAX,
-    refusal=_BOUNDED.format(name="expiry_h"),
-    description=f"The link's life in hours (default {LINK_EXPIRY_H_DEFAULT}).",
-    example=LINK_EXPIRY_H_DEFAULT,
+LINK_EXPIRY_H: Final = _limit(
+    "expiry_h",
+    LINK_EXPIRY_H_MAX,
+    f"The link's life in hours (default {LINK_EXPIRY_H_DEFAULT}).",
+    LINK_EXPIRY_H_DEFAULT,
 )
-LINK_OPENS_MAX: Final = Integer(
-    name="opens_max",
-    minimum=1,
-    maximum=LINK_OPENS_MAX_MAX,
-    refusal=_BOUNDED.format(name="opens_max"),
-    description=f"How often the link may be opened (default {LINK_OPENS_MAX_DEFAULT}; "
-    "`null`: no bound).",
-    example=LINK_OPENS_MAX_DEFAULT,
+LINK_OPENS_MAX: Final = _limit(
+    "opens_max",
+    LINK_OPENS_MAX_MAX,
+    f"How often the link may be opened (default {LINK_OPENS_MAX_DEFAULT}; `null`: no bound).",
+    LINK_OPENS_MAX_DEFAULT,
 )
-LINK_FAILED_MAX: Final = Integer(
-    name="failed_max",
-    minimum=1,
-    maximum=LINK_FAILED_MAX_MAX,
-    refusal=_BOUNDED.format(name="failed_max"),
-    description=f"Failed payments before the link stops (default {LINK_FAILED_MAX_DEFAULT}).",
-    example=LINK_FAILED_MAX_DEFAULT,
+LINK_FAILED_MAX: Final = _limit(
+    "failed_max",
+    LINK_FAILED_MAX_MAX,
+    f"Failed payments before the link stops (default {LINK_FAILED_MAX_DEFAULT}).",
+    LINK_FAILED_MAX_DEFAULT,
 )
-_CONTACT_REFUSAL: Final = (
-    f"{{name}} must be a string of {CONTACT_CHARS_MIN} to {CONTACT_CHARS_MAX} chars"
-)
-LINK_PHONE: Final = Text(
-    name="phone",
-    chars_min=CONTACT_CHARS_MIN,
-    chars_max=CONTACT_CHARS_MAX,
-    refusal=_CONTACT_REFUSAL.format(name="phone"),
-    description="Send the link by SMS to this number.",
-    example="+4915112345678",
-)
-LINK_EMAIL: Final = Text(
-    name="email",
-    chars_min=CONTACT_CHARS_MIN,
-    chars_max=CONTACT_CHARS_MAX,
-    refusal=_CONTACT_REFUSAL.format(name="email"),
-    description="Send the link by e-mail to this address.",
-    example="bob@example.com",
-)
+
+
+def _contact(name: str, description: str, example: str) -> Text:
+    """A phone number or an e-mail address the link is sent to."""
+    return Text(
+        name=name,
+        chars_min=CONTACT_CHARS_MIN,
+        chars_max=CONTACT_CHARS_MAX,
+        refusal=f"{name} must be a string of {CONTACT_CHARS_MIN} to {CONTACT_CHARS_MAX} chars",
+        description=description,
+        example=example,
+    )
+
+
+LINK_PHONE: Final = _contact("phone", "Send the link by SMS to this number.", "+4915112345678")
+LINK_EMAIL: Final = _contact("email", "Send the link by e-mail to this address.", "bob@example.com")
 LANGUAGE: Final = OneOf(
     name="language",
     values=LANGUAGES,

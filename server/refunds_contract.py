@@ -52,6 +52,19 @@ REQUEST_BYTES_MAX: Final = ATTACHMENTS_MAX * (ATTACHMENT_BYTES_MAX * 4 // 3 + 4)
 #: A sandbox dispute's fee when the request names none, in minor units.
 SANDBOX_FEE_MINOR_DEFAULT: Final = 1_500
 
+
+def _printable(name: str, chars_max: int, example: str) -> Text:
+    """Printable text on one line of 1 … ``chars_max`` characters."""
+    return Text(
+        name=name,
+        chars_min=1,
+        chars_max=chars_max,
+        printable=True,
+        refusal=f"{name} must be printable text, 1..{chars_max}",
+        example=example,
+    )
+
+
 REFUND_ID: Final = id_param("refund_id", "The client-minted refund id (retries are safe).", "rf_1")
 REASON: Final = OneOf(
     name="reason",
@@ -106,14 +119,7 @@ REFUND_LINES: Final = Items(
     description="The lines refunded (a line id, or a line id with the part of it refunded); "
     "none: the whole tab.",
 )
-WRITTEN_REASON: Final = Text(
-    name="reason",
-    chars_min=1,
-    chars_max=REASON_CHARS_MAX,
-    printable=True,
-    refusal=f"reason must be printable text, 1..{REASON_CHARS_MAX}",
-    example="goodwill after a call",
-)
+WRITTEN_REASON: Final = _printable("reason", REASON_CHARS_MAX, "goodwill after a call")
 BY: Final = id_param("by", "Who answers: the model's or the support agent's id.", "alice")
 OVERRIDE: Final = Record(
     name="override",
@@ -169,14 +175,7 @@ SANDBOX_DISPUTE_BODY: Final = Body(
     ),
     ("capture_id",),
 )
-DISPUTE_ID: Final = Text(
-    name="dispute_id",
-    chars_min=1,
-    chars_max=REASON_CHARS_MAX,
-    printable=True,
-    refusal=f"dispute_id must be printable text, 1..{REASON_CHARS_MAX}",
-    example="dp_cap_3Qx9",
-)
+DISPUTE_ID: Final = _printable("dispute_id", REASON_CHARS_MAX, "dp_cap_3Qx9")
 NOTICE_PROCESSOR: Final = id_param("processor", "The processor sending the notice.", "sandbox")
 MONTH: Final = Pattern(
     name="month",
@@ -185,14 +184,7 @@ MONTH: Final = Pattern(
     description="The calendar month (default: this one).",
     example="2026-11",
 )
-NUMBER: Final = Text(
-    name="number",
-    chars_min=1,
-    chars_max=NUMBER_CHARS_MAX,
-    printable=True,
-    refusal=f"the number is printable, 1..{NUMBER_CHARS_MAX} characters",
-    example="cap_3Qx9",
-)
+NUMBER: Final = _printable("number", NUMBER_CHARS_MAX, "cap_3Qx9")
 NOTE: Final = Text(
     name="note",
     chars_max=NOTE_CHARS_MAX,
