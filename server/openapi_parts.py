@@ -79,9 +79,9 @@ def errors(*codes: str) -> dict[str, Any]:
 
 
 def request_body(body: Body, bounds: Bounds) -> dict[str, Any]:
-    """A required JSON request body."""
+    """A JSON request body (one with no required field may be left out: ``{}``)."""
     return {
-        "required": True,
+        "required": bool(body.required),
         "content": {"application/json": {"schema": body.schema(bounds), "example": body.example()}},
     }
 
