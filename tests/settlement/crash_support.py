@@ -19,7 +19,7 @@ import orjson
 
 from metering.lifecycle import TabState
 from metering.meter import Meter
-from metering.outcomes import Code, Tab, TabRef
+from metering.outcomes import Tab, TabRef
 from metering.tips import TipRequest
 from settlement import scripts
 from settlement.config import Checkpoint
@@ -29,6 +29,7 @@ from settlement.sandbox_http import HttpGateway
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, read_statement
 from settlement.worker import capture_key
+from tests.settlement.helpers import open_backed_tab
 
 TIPMETER = str(Path(sys.executable).parent / "tipmeter")
 #: The checkout, from where ``python -m tests.settlement.crash_worker`` finds its module.
@@ -123,21 +124,7 @@ async def open_tabs(
         customer = f"{prefix}{n}"
         cap = rng.randrange(500, 5_000)
         card = rng.choice(DECLINING_CARDS) if rng.random() < decline_share else "tok_visa"
-        hold = await gateway.authorize(
-            idempotency_key=f"auth:{customer}",
-            payment_method=card,
-            amount_minor=cap,
-            currency="USD",
-        )
-        opened = await meter.tabs.open(
-            customer=customer,
-            currency="USD",
-            cap_minor=cap,
-            auth_ref=hold.auth_ref,
-            capture_before_ms=hold.expires_at_ms,
-        )
-        assert opened.code is Code.APPLIED, opened
-        ref = TabRef(customer, opened.tab_id)
+        ref = await open_backed_tab(meter, gateway, customer, cap, card)
         for t in range(rng.randrange(0, 4)):
             amount = rng.randrange(1, cap // 4)
             room = rng.choice(ROOMS)
