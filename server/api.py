@@ -45,9 +45,12 @@ from server.api_contract import (
     CAP,
     CAPTURE_ID,
     COUNTRY,
+    COUNTRY_EVIDENCE,
     CURRENCY,
     CUSTOMER,
+    EMAIL,
     IDEMPOTENCY_KEY,
+    LANGUAGE,
     PAYMENT_METHOD,
     PAYOUT_BP,
     PROCESSOR,
@@ -66,7 +69,7 @@ from server.api_contract import ApiError as ApiError
 from server.runtime import Runtime, runtime
 from settlement.gateway import Gateway, GatewayError, GatewayUnavailable, Hold, Outcome
 from settlement.ledger.errors import LedgerUnavailable
-from settlement.ledger.holds import HoldRecord
+from settlement.ledger.holds import HoldCustomer, HoldRecord
 from settlement.processors.cascade import RoutedHold, place_hold
 from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.queue import request_settlement
@@ -314,6 +317,9 @@ async def open_tab(
     payment_method: str,
     country: str = "",
     processor: str = "",
+    country_evidence: str = "",
+    email: str = "",
+    language: str = "",
 ) -> Opened:
     """Authorize a hold of ``cap_minor`` on ``payment_method``, then open the tab.
 
@@ -335,6 +341,9 @@ async def open_tab(
     limits = rt.meter.limits
     CAP.check_range(cap, bounds_of(rt))
     COUNTRY.check(country)
+    COUNTRY_EVIDENCE.check(country_evidence)
+    EMAIL.check(email)
+    LANGUAGE.check(language)
     PROCESSOR.check(processor)
     tab_id = tab_id_for(customer, idempotency_key)
     ref = TabRef(customer, tab_id)
@@ -382,7 +391,15 @@ async def open_tab(
     # The hold is recorded before the tab exists: the ledger knows every hold a tab could
     # be charged on (and the card on file), and a retry with the same key records nothing new.
     await _record_hold(
-        rt, ref, routed.processor, f"auth:{tab_id}", hold, payment_method, currency=currency
+        rt,
+        ref,
+        routed.processor,
+        f"auth:{tab_id}",
+        hold,
+        payment_method,
+        currency=currency,
+        # Recorded for the invoice of the tab's capture (docs/invoices.md).
+        customer=HoldCustomer(country.upper(), country_evidence, email, language or "en"),
     )
     opened = await rt.meter.tabs.open(
         customer=customer,
@@ -562,6 +579,7 @@ async def _record_hold(
     *,
     currency: str,
     kind: str = "authorize",
+    customer: HoldCustomer | None = None,
 ) -> None:
     """Record an approved hold (or increment) in the ledger, once per idempotency key."""
     await rt.ledger.record_hold(
@@ -577,6 +595,7 @@ async def _record_hold(
             expires_at_ms=hold.expires_at_ms,
             recorded_at_ms=rt.meter.clock.now_ms(),
             processor_ref=hold.processor_ref,
+            customer=customer if customer is not None else HoldCustomer(),
         )
     )
 
@@ -746,6 +765,9 @@ async def handle_open_tab(request: Request, rt: Runtime) -> Response:
         payment_method=field(body, "payment_method"),
         country=field(body, "country", ""),
         processor=field(body, "processor", ""),
+        country_evidence=field(body, "country_evidence", ""),
+        email=field(body, "email", ""),
+        language=field(body, "language", ""),
     )
     return JSONResponse(tab_json(opened.tab), status_code=201 if opened.created else 200)
 

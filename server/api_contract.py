@@ -492,6 +492,31 @@ COUNTRY: Final = Pattern(
     description="The customer's country (ISO 3166 alpha-2), for routing.",
     example="US",
 )
+COUNTRY_EVIDENCE: Final = Text(
+    name="country_evidence",
+    chars_max=200,
+    printable=True,
+    refusal="country_evidence must be at most 200 printable characters",
+    description="What the country was decided from (billing address, card country, IP); "
+    "recorded on the tab's invoice.",
+    example="card country",
+)
+EMAIL: Final = Pattern(
+    name="email",
+    pattern=re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}"),
+    allow_empty=True,
+    refusal="email must be an e-mail address",
+    description="Where the invoice of the tab's capture (and any credit note) is e-mailed.",
+    example="fan@example.com",
+)
+LANGUAGE: Final = Pattern(
+    name="language",
+    pattern=re.compile(r"[a-z]{2}"),
+    allow_empty=True,
+    refusal="language must be an ISO 639-1 code (en, de …)",
+    description="The language of the e-mailed receipts (others than en, de read English).",
+    example="en",
+)
 PROCESSOR: Final = Pattern(
     name="processor",
     pattern=ID_PATTERN,
@@ -593,7 +618,17 @@ class Body:
 
 
 OPEN_TAB_BODY: Final = Body(
-    (CUSTOMER, CURRENCY, CAP, PAYMENT_METHOD, COUNTRY, PROCESSOR),
+    (
+        CUSTOMER,
+        CURRENCY,
+        CAP,
+        PAYMENT_METHOD,
+        COUNTRY,
+        COUNTRY_EVIDENCE,
+        EMAIL,
+        LANGUAGE,
+        PROCESSOR,
+    ),
     ("customer", "currency", "cap_minor", "payment_method"),
 )
 RAISE_CAP_BODY: Final = Body((CAP,), ("cap_minor",))
@@ -664,6 +699,7 @@ ERRORS: Final[dict[str, tuple[int, str]]] = {
     "invalid_plan": (400, "A plan's definition breaks a rule (the message says which)."),
     "plan_not_found": (404, "No such plan."),
     "subscription_not_found": (404, "No such subscription."),
+    "invoice_not_found": (404, "No such invoice or credit note."),
     "plan_exists": (409, "A plan of that id exists with another definition."),
     "already_subscribed": (409, "The customer has a live subscription to the plan."),
     "not_allowed": (409, "The subscription's state does not allow it."),

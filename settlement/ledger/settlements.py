@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from metering.lifecycle import TabState
 from metering.outcomes import Line, SecondHold, Tab, TabRef
-from settlement.ledger import journal
+from settlement.ledger import invoices, journal
 from settlement.ledger.db import Connection
 from settlement.ledger.errors import LedgerMismatch
 from settlement.ledger.journal import Entry, EntryCode, Posting
@@ -222,7 +222,51 @@ async def record(conn: Connection, facts: SettlementFacts) -> bool:
             await _write_shows(conn, sid, facts.shows)
             await _write_earnings(conn, facts)
             await journal.post(conn, entries_for(facts))
+        # Last in the transaction: the invoice takes its series' counter row, held until the
+        # commit, so the lock is held as briefly as it can be.
+        invoice = tab_invoice(facts)
+        if invoice is not None:
+            await invoices.issue_for_settlement(conn, invoice, tab.ref.tab_id)
     return True
+
+
+def tab_invoice(facts: SettlementFacts) -> invoices.TabInvoice | None:
+    """What the invoice of a captured tab documents (None: not captured, or nothing accrued).
+
+    One line per statement line (a model's tips, a show at one rate, a purchase); a voided
+    purchase (0) has none. The invoice documents the ``tab_capture`` entry.
+    """
+    if facts.outcome is not SettlementOutcome.CAPTURED or facts.tab.accrued_minor == 0:
+        return None
+    currency = facts.tab.currency
+    lines = tuple(
+        invoices.TabLine(
+            key=invoices.line_key(
+                item.kind, item.room, item.rate_per_minute_minor, item.purchase_id
+            ),
+            description=invoices.tab_line_description(
+                item.kind,
+                item.room,
+                currency,
+                count=item.count,
+                seconds=item.seconds,
+                rate_per_minute_minor=item.rate_per_minute_minor,
+                item_name=item.item_name,
+            ),
+            amount_minor=item.amount_minor,
+        )
+        for item in facts.statement.lines
+        if item.amount_minor
+    )
+    return invoices.TabInvoice(
+        settlement_id=facts.settlement_id,
+        customer=facts.tab.ref.customer,
+        currency=currency,
+        capture_id=facts.record.capture_id,
+        entry_id=f"tab_capture:{facts.settlement_id}",
+        issued_at_ms=facts.record.outcome_at_ms,
+        lines=lines,
+    )
 
 
 async def _check_same(conn: Connection, facts: SettlementFacts) -> None:

@@ -11,7 +11,8 @@ What it owns:
   table (drawn in ``docs/subscriptions.md`` from the table);
 - :mod:`~settlement.subscriptions.proration` — upgrade and downgrade mid-period, exact to the
   cent by one rounding rule;
-- :mod:`~settlement.subscriptions.tax` — tax per line, by country, inclusive or exclusive;
+- :mod:`~settlement.subscriptions.tax` — tax per line, by country, inclusive or exclusive (the
+  rule itself is :mod:`settlement.ledger.tax`, shared with Post Pay invoices);
 - :mod:`~settlement.subscriptions.store` — the SQL (migration ``0004_subscriptions.sql``);
 - :mod:`~settlement.subscriptions.service` — create, change, cancel, read;
 - :mod:`~settlement.subscriptions.scheduler` — charges each due period exactly once, with any

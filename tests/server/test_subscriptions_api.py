@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from clients.errors import Refused
-from clients.sdk import Backend
+from clients.sdk import Backend, Client
+from clients.tickets import Role
 from server.embedded_redis import RedisServer
-from tests.server.conftest import api
-from tests.support.processes import API_KEY, TipmeterProcess
+from tests.server.conftest import api, settled_statement
+from tests.support.processes import API_KEY, TipmeterProcess, ticket
+from tests.support.waiting import eventually
 
 SILVER = {
     "plan_id": "silver",
@@ -121,3 +123,93 @@ async def test_a_declined_sign_up_is_past_due_until_a_new_card(server: TipmeterP
     assert [p["status"] for p in restored["periods"]] == ["paid"]
     listed = await backend.customer_subscriptions("bob")
     assert [s["state"] for s in listed] == ["active"]
+
+
+async def test_pause_and_resume_through_the_sdk(server: TipmeterProcess) -> None:
+    backend = Backend(server.base_url, API_KEY)
+    await backend.create_plan(SILVER)
+    sub = await _signup(backend, "pauline", "tok_visa", "signup-pauline")
+    sid = sub["subscription_id"]
+    paused = await backend.pause(sid)
+    # The paid month is kept: the pause takes effect at its end, and no charge is announced.
+    assert paused["state"] == "active"
+    assert paused["pause_at_ms"] == sub["period"]["ends_at_ms"]
+    assert paused["next_charge_at_ms"] is None
+    resumed = await backend.resume(sid)
+    assert (resumed["pause_at_ms"], resumed["next_charge_at_ms"]) == (
+        None,
+        sub["period"]["ends_at_ms"],
+    )
+    with pytest.raises(Refused) as refused:
+        await backend.resume(sid)
+    assert refused.value.code == "not_allowed"
+
+
+async def test_a_post_pay_capture_is_invoiced_and_listed_with_its_country(
+    server: TipmeterProcess,
+) -> None:
+    async with api(server) as http:
+        opened = await http.post(
+            "/v1/tabs",
+            headers={"Idempotency-Key": "tab-carla"},
+            json={
+                "customer": "carla",
+                "currency": "EUR",
+                "cap_minor": 5_000,
+                "payment_method": "tok_visa",
+                "country": "it",
+                "country_evidence": "card country",
+                "email": "carla@example.com",
+                "language": "it",
+            },
+        )
+        assert opened.status_code == 201, opened.text
+        tab_id = opened.json()["tab_id"]
+        refused = await http.post(
+            "/v1/tabs",
+            headers={"Idempotency-Key": "tab-carla-2"},
+            json={
+                "customer": "carla2",
+                "currency": "EUR",
+                "cap_minor": 5_000,
+                "payment_method": "tok_visa",
+                "email": "not an address",
+            },
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "invalid_field"
+    async with Client(server.ws_url, ticket(Role.VIEWER, "carla", currency="EUR")) as viewer:
+        assert (await viewer.tip("alice", 1_220, "EUR")).status == "applied"
+    async with api(server) as http:
+        queued = await http.post(f"/v1/customers/carla/tabs/{tab_id}/settle")
+    assert queued.status_code == 202, queued.text
+    statement = await settled_statement(server, "carla", tab_id)
+    backend = Backend(server.base_url, API_KEY)
+    found: list[dict[str, Any]] = []
+
+    async def invoiced() -> bool:
+        found[:] = await backend.customer_invoices("carla")
+        return bool(found)
+
+    await eventually(invoiced, what="the capture's invoice")
+    [invoice] = found
+    assert invoice["kind"] == "invoice"
+    assert invoice["series"].startswith("P")
+    assert invoice["capture_id"] == statement["capture_id"]
+    assert (invoice["country"], invoice["country_evidence"]) == ("IT", "card country")
+    # 22 % included in 12.20: 2.20 of tax, by the one rule.
+    assert (invoice["net_minor"], invoice["tax_minor"], invoice["total_minor"]) == (1000, 220, 1220)
+    assert invoice["lines"] == [
+        {
+            "line_no": 1,
+            "description": "tips in room alice (1)",
+            "net_minor": 1000,
+            "tax_minor": 220,
+            "total_minor": 1220,
+            "tax_rate_bp": 2200,
+        }
+    ]
+    assert await backend.invoice(invoice["invoice_id"]) == invoice
+    with pytest.raises(Refused) as missing:
+        await backend.invoice("P1999-0000001")
+    assert missing.value.code == "invoice_not_found"
