@@ -626,6 +626,18 @@ class Backend:
         path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/cancel"
         return await self._json("POST", path, {"mode": mode})
 
+    async def pause(self, subscription_id: str) -> dict[str, Any]:
+        """Pause at the end of the paid period (``pause_at_ms``): no charge, no features until
+        :meth:`resume`."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/pause"
+        return await self._json("POST", path, {})
+
+    async def resume(self, subscription_id: str) -> dict[str, Any]:
+        """Resume: the next period begins and is charged now (a pause not yet taken is
+        dropped)."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/resume"
+        return await self._json("POST", path, {})
+
     async def update_card(
         self, subscription_id: str, payment_method: str, card_expires: str = ""
     ) -> dict[str, Any]:
@@ -647,6 +659,19 @@ class Backend:
         found = await self._json("GET", f"/v1/customers/{quote(customer, safe='')}/subscriptions")
         listed = found.get("subscriptions")
         return [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
+
+    async def customer_invoices(self, customer: str, before_ms: int = 0) -> list[dict[str, Any]]:
+        """A customer's invoices and credit notes (memberships, Post Pay captures, refunds),
+        newest first, with lines and tax; ``before_ms`` pages on."""
+        query = f"customer={quote(customer, safe='')}"
+        if before_ms:
+            query += f"&before_ms={before_ms}"
+        found = (await self._json("GET", f"/v1/invoices?{query}")).get("invoices")
+        return [i for i in found if isinstance(i, dict)] if isinstance(found, list) else []
+
+    async def invoice(self, invoice_id: str) -> dict[str, Any]:
+        """One invoice or credit note with its lines (``invoice_not_found`` if none)."""
+        return await self._json("GET", f"/v1/invoices/{quote(invoice_id, safe='')}")
 
     async def invoices(self, subscription_id: str) -> list[dict[str, Any]]:
         """A subscription's invoices, with lines and tax."""

@@ -159,9 +159,13 @@ def create_app(
         if settings.worker_in_process(embedded=demo):
             worker = settings_worker(settings, meter, processors, ledger)
             worker_task = asyncio.create_task(worker.run(worker_stop), name="settlement-worker")
-        # Purchases (issue 17): catalog requests not done in time expire.
+        # Purchases (issue 17): catalog requests not done in time expire; those declined or
+        # expired after their tab froze are refunded once it is captured.
         expiry_task = asyncio.create_task(
-            catalog_api.expire_requests(rt, worker_stop), name="request-expiry"
+            catalog_api.expire_requests(
+                rt, worker_stop, refunds=lambda: refunds_api.service(app.state, rt)
+            ),
+            name="request-expiry",
         )
         log.info(
             "ready",

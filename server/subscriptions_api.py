@@ -12,6 +12,9 @@ shows how the first charge went.
 - ``GET /v1/subscriptions/{subscription_id}`` — the subscription, its periods and history;
 - ``POST /v1/subscriptions/{subscription_id}/change`` — ``{"plan_id": …}``, prorated;
 - ``POST /v1/subscriptions/{subscription_id}/cancel`` — ``{"mode": "now"|"period_end"|"notice"}``;
+- ``POST /v1/subscriptions/{subscription_id}/pause`` — pause at the end of the paid period;
+- ``POST /v1/subscriptions/{subscription_id}/resume`` — resume: the next period begins and is
+  charged now;
 - ``POST /v1/subscriptions/{subscription_id}/card`` — a new card on file (a past-due period is
   retried with it at once);
 - ``POST /v1/subscriptions/{subscription_id}/pay-link`` — a pay link for the period a past-due
@@ -20,7 +23,10 @@ shows how the first charge went.
 - ``GET /v1/customers/{customer}/subscriptions`` — a customer's subscriptions;
 - ``POST /v1/subscriptions/run`` — run the due renewals now (the worker runs them anyway);
 - ``GET /v1/exports/invoices?since=…&until=…&format=plain|datev`` — the accountants' export
-  (also ``tipmeter export``).
+  (also ``tipmeter export``);
+- ``GET /v1/invoices?customer=…[&before_ms=…]`` — a customer's invoices and credit notes (of
+  memberships and of Post Pay captures and refunds), newest first;
+- ``GET /v1/invoices/{invoice_id}`` — one invoice or credit note with its lines.
 """
 
 from __future__ import annotations
@@ -38,12 +44,15 @@ from starlette.routing import Route
 
 from metering.keys import is_id
 from metering.money import is_currency
-from server.api import ApiError, endpoint, field, json_body
-from server.collection_api import LINK_EXPIRY_H_MAX, collector_of
+from metering.outcomes import TabRef
+from server.api import ApiError, endpoint, field, json_body, reserve_allowances
+from server.collection_api import collector_of
+from server.collection_contract import LINK_EXPIRY_H
 from server.config import Settings
 from server.reconcile import parse_instant
 from server.runtime import Runtime
 from settlement.collection.links import LINK_EXPIRY_H_DEFAULT
+from settlement.ledger import invoices
 from settlement.ledger.ledger import Ledger
 from settlement.subscriptions import export, paylink, store
 from settlement.subscriptions.config import LIST_MAX_DEFAULT
@@ -53,6 +62,7 @@ from settlement.subscriptions.scheduler import Renewals
 from settlement.subscriptions.service import (
     CancelMode,
     NewSubscription,
+    Result,
     SubCode,
     Subscriptions,
     subscription_json,
@@ -81,7 +91,7 @@ CHARGE_WAIT_POLL_S: Final = 0.05
 
 def service_of(rt: Runtime) -> Subscriptions:
     """The subscriptions service over this app's ledger and processors."""
-    return Subscriptions(rt.ledger.database, rt.processors)
+    return Subscriptions(rt.ledger.database, rt.processors, meter_store=rt.store)
 
 
 def renewals_of(rt: Runtime) -> Renewals:
@@ -139,6 +149,23 @@ async def _charge_now(rt: Runtime, subscription_id: str) -> None:
         if not waiting or asyncio.get_running_loop().time() > deadline:
             return
         await asyncio.sleep(CHARGE_WAIT_POLL_S)
+
+
+async def _into_open_tab(rt: Runtime, customer: str, currency: str) -> None:
+    """A new member with a tab open already gets the allowance into it at once."""
+    tab_id = await rt.meter.tabs.find_open(customer, currency)
+    if tab_id is None:
+        return
+    tab = await rt.meter.tabs.read(TabRef(customer, tab_id))
+    if tab is not None:
+        await reserve_allowances(rt, tab)
+
+
+async def _into_open_tab_of(rt: Runtime, result: Result) -> None:
+    """A membership active again (resumed, or restored by a new card) puts its allowance into
+    the member's open tab."""
+    if result.subscription is not None:
+        await _into_open_tab(rt, result.subscription.customer, result.subscription.currency)
 
 
 async def view_of(rt: Runtime, subscription_id: str) -> dict[str, Any] | None:
@@ -224,6 +251,7 @@ async def sign_up(rt: Runtime, new: NewSubscription) -> tuple[dict[str, Any], bo
         raise _refused(result.code)
     if result.code is SubCode.APPLIED:
         await _charge_now(rt, new.subscription_id)
+    await _into_open_tab(rt, new.customer, new.currency)
     return await _view_or_404(rt, new.subscription_id), result.code is SubCode.APPLIED
 
 
@@ -266,6 +294,26 @@ async def handle_cancel(request: Request, rt: Runtime) -> Response:
     return JSONResponse(await cancel(rt, sid, field(body, "mode", "period_end")))
 
 
+async def handle_pause(request: Request, rt: Runtime) -> Response:
+    """Pause at the end of the paid period (no charge and no features until resumed)."""
+    sid = request.path_params["subscription_id"]
+    result = await service_of(rt).pause(sid, rt.meter.clock.now_ms())
+    if result.code is not SubCode.APPLIED:
+        raise _refused(result.code)
+    return JSONResponse(await _view_or_404(rt, sid))
+
+
+async def handle_resume(request: Request, rt: Runtime) -> Response:
+    """Resume: the next period begins now and is charged before the answer."""
+    sid = request.path_params["subscription_id"]
+    result = await service_of(rt).resume(sid, rt.meter.clock.now_ms())
+    if result.code is not SubCode.APPLIED:
+        raise _refused(result.code)
+    await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
+    return JSONResponse(await _view_or_404(rt, sid))
+
+
 async def handle_card(request: Request, rt: Runtime) -> Response:
     """A new card on file; a past-due period is retried with it at once."""
     sid = request.path_params["subscription_id"]
@@ -280,6 +328,7 @@ async def handle_card(request: Request, rt: Runtime) -> Response:
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
     await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
@@ -288,11 +337,7 @@ async def handle_pay_link(request: Request, rt: Runtime) -> Response:
     once per period); the URL is answered once."""
     sid = request.path_params["subscription_id"]
     body = await json_body(request)
-    hours = field(body, "expiry_h", LINK_EXPIRY_H_DEFAULT)
-    if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= LINK_EXPIRY_H_MAX:
-        raise ApiError(
-            400, "invalid_field", f"expiry_h must be an integer in [1, {LINK_EXPIRY_H_MAX}]"
-        )
+    hours = int(LINK_EXPIRY_H.check(field(body, "expiry_h", LINK_EXPIRY_H_DEFAULT)))
     async with rt.ledger.database.connection() as conn:
         owed = await paylink.owed_period(conn, sid)
         found = owed[0] if owed is not None else await store.read(conn, sid)
@@ -348,6 +393,27 @@ async def handle_of_customer(request: Request, rt: Runtime) -> Response:
             if plan is not None:
                 shown.append(subscription_json(sub, plan))
     return JSONResponse({"subscriptions": shown})
+
+
+async def handle_customer_invoices(request: Request, rt: Runtime) -> Response:
+    """A customer's invoices and credit notes, newest first (``before_ms`` pages on)."""
+    customer = _id(request.query_params.get("customer", ""), "customer")
+    before_raw = request.query_params.get("before_ms", "0")
+    if not before_raw.isdigit() or len(before_raw) > 15:
+        raise ApiError(400, "invalid_field", "before_ms must be a time in ms")
+    async with rt.ledger.database.connection() as conn:
+        found = await invoices.of_customer(conn, customer, before_ms=int(before_raw))
+    return JSONResponse({"invoices": found})
+
+
+async def handle_read_invoice(request: Request, rt: Runtime) -> Response:
+    """One invoice or credit note with its lines."""
+    invoice_id = request.path_params["invoice_id"]
+    async with rt.ledger.database.connection() as conn:
+        found = await invoices.read(conn, invoice_id) if len(invoice_id) <= 64 else None
+    if found is None:
+        raise ApiError(404, "invoice_not_found", "no such invoice or credit note")
+    return JSONResponse(found)
 
 
 async def handle_run(_request: Request, rt: Runtime) -> Response:
@@ -436,6 +502,8 @@ def routes() -> list[Route]:
         Route(sub, endpoint("read_subscription", handle_read), methods=["GET"]),
         Route(f"{sub}/change", endpoint("change_subscription", handle_change), methods=["POST"]),
         Route(f"{sub}/cancel", endpoint("cancel_subscription", handle_cancel), methods=["POST"]),
+        Route(f"{sub}/pause", endpoint("pause_subscription", handle_pause), methods=["POST"]),
+        Route(f"{sub}/resume", endpoint("resume_subscription", handle_resume), methods=["POST"]),
         Route(f"{sub}/card", endpoint("update_subscription_card", handle_card), methods=["POST"]),
         Route(
             f"{sub}/pay-link",
@@ -448,6 +516,16 @@ def routes() -> list[Route]:
             methods=["GET"],
         ),
         Route("/v1/exports/invoices", endpoint("export_invoices", handle_export), methods=["GET"]),
+        Route(
+            "/v1/invoices",
+            endpoint("customer_invoices", handle_customer_invoices),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/invoices/{invoice_id}",
+            endpoint("read_invoice", handle_read_invoice),
+            methods=["GET"],
+        ),
         Route(
             "/v1/customers/{customer}/subscriptions",
             endpoint("customer_subscriptions", handle_of_customer),
@@ -524,6 +602,23 @@ def openapi_paths() -> dict[str, Any]:
                 parameters=params,
             )
         },
+        f"{sub}/pause": {
+            "post": _op(
+                "Pause at the end of the paid period: no charge, no features until resumed.",
+                "The subscription (pause_at_ms says when the pause takes effect).",
+                refused,
+                parameters=params,
+            )
+        },
+        f"{sub}/resume": {
+            "post": _op(
+                "Resume: the next period begins now and is charged before the answer; later "
+                "charges are counted from now (a pause asked for and not taken is dropped).",
+                "The subscription.",
+                refused,
+                parameters=params,
+            )
+        },
         f"{sub}/card": {
             "post": _op(
                 "A new card on file; a past-due period is retried at once.",
@@ -555,6 +650,31 @@ def openapi_paths() -> dict[str, Any]:
                 "(default) or datev (docs/subscriptions.md says which columns).",
                 "text/csv",
                 {"400": "`invalid_field`: since, until (ISO 8601) or format."},
+            )
+        },
+        "/v1/invoices": {
+            "get": _op(
+                "A customer's invoices and credit notes (memberships, Post Pay captures, "
+                "refunds), newest first, with lines and tax (docs/invoices.md).",
+                "The invoices.",
+                {"400": "`invalid_id` (customer), `invalid_field` (before_ms)."},
+                parameters=[
+                    {
+                        "name": "customer",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "before_ms", "in": "query", "schema": {"type": "integer"}},
+                ],
+            )
+        },
+        "/v1/invoices/{invoice_id}": {
+            "get": _op(
+                "One invoice or credit note with its lines.",
+                "The invoice.",
+                {"404": "`invoice_not_found`."},
+                parameters=_path("invoice_id"),
             )
         },
         "/v1/customers/{customer}/subscriptions": {

@@ -22,6 +22,7 @@ import {
   ticketProvider,
   trim,
 } from "/pages/common.js";
+import { startMenu } from "/pages/menu.js";
 import { startMembership } from "/pages/membership.js";
 
 /** The one-click tips, in minor units. */
@@ -566,7 +567,9 @@ function renderStatement(statement, why) {
         {},
         line.kind === "session"
           ? `Show: ${duration(line.seconds)} at ${money(line.rate_per_minute_minor)} a minute`
-          : "Tip",
+          : line.kind === "purchase"
+            ? purchaseLabel(line)
+            : "Tip",
       ),
       el("td", {}, line.room),
       el("td", { class: "num" }, money(line.amount_minor)),
@@ -620,6 +623,12 @@ function refundState(refund) {
     default:
       return [refund.status, ""];
   }
+}
+
+/** A purchase's statement line: its item and state (a declined request reads 0). */
+function purchaseLabel(line) {
+  const state = line.state === "voided" ? `declined, ${money(line.voided_minor)} not charged` : line.state;
+  return state ? `${line.item_name} (${state})` : line.item_name || "Purchase";
 }
 
 function lineLabel(line) {
@@ -847,6 +856,7 @@ async function main() {
     }
   });
   client.addEventListener("tab", (event) => renderTab(event.detail));
+  startMenu(client, page.room); // the model's menu (issue 17)
   client.addEventListener("warning", onWarning);
   client.addEventListener("session", sessionEnded);
   // My membership (issue 16): its own panel, following the `subscription` messages.

@@ -4,7 +4,7 @@
 &currency=USD&format=json|csv`` — ``since`` inclusive, ``until`` exclusive (default: the 30
 days up to and including today), at most :data:`WINDOW_DAYS_MAX` days. The names:
 
-- ``revenue`` — revenue of captured settlements by kind (tip, private, spy, cam2cam);
+- ``revenue`` — revenue of captured settlements by kind (tip, purchase, private, spy, cam2cam);
 - ``refunds`` — refunds, disputes opened and chargebacks lost beside captures, with the dispute
   ratio (disputes opened over captured settlements, in basis points) and whether it passes the
   alert level (``TIPMETER_DISPUTE_RATIO_ALERT_BP``);

@@ -13,16 +13,17 @@ from typing import Any
 
 from settlement.ledger.db import Connection
 
-#: Per UTC day, currency and kind: the revenue of captured settlements (tips from the itemized
-#: lines, each kind of show from the shows' billed amounts), and the captured settlements
-#: themselves (metric 'captured'). Three plain joins the planner may hash; memberships join
-#: here once their ledger entries exist.
+#: Per UTC day, currency and kind: the revenue of captured settlements (tips and catalog
+#: purchases from the itemized lines, each its own kind since migration 0010; each kind of
+#: show from the shows' billed amounts), and the captured settlements themselves (metric
+#: 'captured'). Three plain joins the planner may hash; memberships join here once their
+#: ledger entries exist.
 _DAILY = """
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date AS day, s.currency, 'revenue' AS metric,
-       'tip' AS kind, sum(l.amount_minor)::bigint AS amount_minor, count(*)::bigint AS items_n
+       l.kind, sum(l.amount_minor)::bigint AS amount_minor, count(*)::bigint AS items_n
 FROM settlements s JOIN settlement_lines l USING (settlement_id)
 WHERE s.outcome = 'captured' AND s.outcome_at >= %(d_since)s AND s.outcome_at < %(d_until)s
-  AND l.kind = 'tip'
+  AND l.kind IN ('tip', 'purchase')
 GROUP BY 1, 2, 3, 4
 UNION ALL
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date, s.currency, 'revenue', w.kind,

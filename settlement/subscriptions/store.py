@@ -64,6 +64,14 @@ class Subscription:
     lease_until_ms: int
     ended_at_ms: int
     updated_at_ms: int
+    #: A pause asked for: it takes effect at this time (the paid period's end); 0: none.
+    pause_at_ms: int = 0
+    #: When the pause took effect (0 unless ``paused``).
+    paused_at_ms: int = 0
+    #: Periods from ``schedule_from_period`` on are counted from ``schedule_from_ms`` (the day
+    #: of the last resume) instead of from ``anchor_ms``; 0: never resumed.
+    schedule_from_ms: int = 0
+    schedule_from_period: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,9 @@ _SUB_TIMES = {
     "lease_until": "lease_until_ms",
     "ended_at": "ended_at_ms",
     "updated_at": "updated_at_ms",
+    "pause_at": "pause_at_ms",
+    "paused_at": "paused_at_ms",
+    "schedule_from": "schedule_from_ms",
 }
 _SUB_PLAIN = (
     "subscription_id",
@@ -135,6 +146,7 @@ _SUB_PLAIN = (
     "paid_periods",
     "adjustment_minor",
     "cancel_mode",
+    "schedule_from_period",
 )
 
 

@@ -47,6 +47,7 @@ async def test_sign_up_with_a_trial_upgrade_and_cancel_the_panel_follows_live(
             "level": "gold",
             "rank": 3,
             "prices": {"USD": {"price_minor": 1500}},
+            "allowances": [{"kind": "private", "unit": "seconds", "granted": 600}],
         },
     )
     viewer = await open_viewer(pages, site.base, customer, room)
@@ -79,6 +80,10 @@ async def test_sign_up_with_a_trial_upgrade_and_cancel_the_panel_follows_live(
     await viewer.click("#membership-change")
     await expect(panel.locator("#membership-plan")).to_have_text("gold")
     await expect(panel.locator("#membership-next")).to_contain_text("$15.00 on ")
+    # Gold gives ten free minutes of private shows a period: the allowance left shows.
+    await expect(panel.locator("#membership-allowance li")).to_have_text(
+        "private: 10 min left of 10 min"
+    )
 
     # The cam site cancels at the period's end (no action on this page): the panel follows.
     async with site.api() as http:

@@ -56,7 +56,7 @@ async def test_a_member_s_devices_follow_each_change_and_a_new_device_gets_them_
         assert (active.plan_id, active.level, active.rank) == ("silver", "silver", 1)
         assert (active.price_minor, active.currency, active.features) == (990, "EUR", ["hd"])
         assert active.next_charge_at_ms == active.period_ends_at_ms == sub["period"]["ends_at_ms"]
-        assert active.allowance is None  # the plan gives none
+        assert not active.allowance  # the plan gives none
 
         await backend.change_plan(sid, "gold")
         upgraded = await _membership(phone, sid, plan_id="gold")
