@@ -32,7 +32,8 @@ from metering.money import format_minor
 from server.collection_api import collector_of
 from server.paylink_text import text
 from server.runtime import runtime
-from settlement.collection.cases import Case
+from server.subscriptions_api import into_open_tab
+from settlement.collection.cases import MEMBERSHIP, Case
 from settlement.collection.collector import ChargeCode, Collector, parse_hosted_key, reason_in_words
 from settlement.collection.links import LinkRefusal
 from settlement.sandbox import APPROVING_CARDS
@@ -211,6 +212,9 @@ async def _pay(request: Request, token: str, case: Case) -> Response:
         return RedirectResponse(f"/pay/{token}/card", status_code=303)
     rt = runtime(request)
     result = await collector_of(rt).pay_link(token, card, rt.meter.clock.now_ms())
+    if result.code is ChargeCode.PAID and case.origin == MEMBERSHIP:
+        # A membership restored: its allowance reaches the member's open tab at once.
+        await into_open_tab(rt, case.customer, case.currency)
     if result.code is ChargeCode.BUSY:
         t = text(case.language)
         return _page(

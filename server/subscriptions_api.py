@@ -151,7 +151,7 @@ async def _charge_now(rt: Runtime, subscription_id: str) -> None:
         await asyncio.sleep(CHARGE_WAIT_POLL_S)
 
 
-async def _into_open_tab(rt: Runtime, customer: str, currency: str) -> None:
+async def into_open_tab(rt: Runtime, customer: str, currency: str) -> None:
     """A new member with a tab open already gets the allowance into it at once."""
     tab_id = await rt.meter.tabs.find_open(customer, currency)
     if tab_id is None:
@@ -165,7 +165,7 @@ async def _into_open_tab_of(rt: Runtime, result: Result) -> None:
     """A membership active again (resumed, or restored by a new card) puts its allowance into
     the member's open tab."""
     if result.subscription is not None:
-        await _into_open_tab(rt, result.subscription.customer, result.subscription.currency)
+        await into_open_tab(rt, result.subscription.customer, result.subscription.currency)
 
 
 async def view_of(rt: Runtime, subscription_id: str) -> dict[str, Any] | None:
@@ -251,7 +251,7 @@ async def sign_up(rt: Runtime, new: NewSubscription) -> tuple[dict[str, Any], bo
         raise _refused(result.code)
     if result.code is SubCode.APPLIED:
         await _charge_now(rt, new.subscription_id)
-    await _into_open_tab(rt, new.customer, new.currency)
+    await into_open_tab(rt, new.customer, new.currency)
     return await _view_or_404(rt, new.subscription_id), result.code is SubCode.APPLIED
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import expect
 
@@ -104,3 +105,57 @@ async def test_sign_up_with_a_trial_upgrade_and_cancel_the_panel_follows_live(
     async with site.api() as http:
         final = (await http.get(f"/v1/subscriptions/{sid}")).json()
     assert (final["state"], final["plan_id"]) == ("cancelled", gold)
+
+
+async def test_the_panel_s_demo_routes_refuse_what_is_not_the_demo_s(site: Site) -> None:
+    tag = unique("x").rsplit("-", 1)[1]
+    plan_id = f"silver-{tag}"
+    await _plan(
+        site,
+        {
+            "plan_id": plan_id,
+            "kind": "site",
+            "level": "silver",
+            "prices": {"USD": {"price_minor": 700}},
+        },
+    )
+    async with site.api() as http:
+        made = await http.post(
+            "/v1/subscriptions",
+            headers={"Idempotency-Key": f"real-{tag}"},
+            json={
+                "customer": f"alice-{tag}",
+                "plan_id": plan_id,
+                "currency": "USD",
+                "payment_method": "tok_visa",
+                "country": "US",
+                "country_evidence": "billing_address",
+            },
+        )
+    assert made.status_code == 201, made.text
+    real = made.json()["subscription_id"]
+    async with httpx.AsyncClient(base_url=site.base, timeout=10) as browser:
+        # A customer who is not a demo one, another customer's (real) subscription.
+        refused = await browser.post(
+            f"/demo/customers/alice-{tag}/memberships", json={"plan_id": plan_id}
+        )
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "not_a_demo_id"
+        cancel = await browser.post(f"/demo/subscriptions/{real}/cancel", json={"mode": "now"})
+        assert cancel.status_code == 403
+        # A checkout is signed: a forged or altered one opens no card page.
+        checkout = await browser.post(
+            f"/demo/customers/{unique('viewer')}/memberships", json={"plan_id": plan_id}
+        )
+        assert checkout.status_code == 201, checkout.text
+        card_url = checkout.json()["card_url"]
+        assert (await browser.get(card_url)).status_code == 200
+        body, signature = card_url.rsplit("/", 1)[1].split(".")
+        forged = f"/demo/memberships/card/{body}.{'0' * len(signature)}"
+        for url in (forged, "/demo/memberships/card/nothing.here"):
+            answer = await browser.post(url, data={"payment_method": "tok_visa"})
+            assert answer.status_code == 404
+            assert answer.json()["error"]["code"] == "checkout_not_found"
+    async with site.api() as http:
+        still = (await http.get(f"/v1/subscriptions/{real}")).json()
+    assert still["state"] == "active"
