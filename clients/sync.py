@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import time
-from types import TracebackType
 from typing import Final
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -77,12 +76,7 @@ class SyncClient(Connection):
         self.connect()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def connect(self) -> Welcome:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -68,7 +69,7 @@ from server.api_contract import (
 from server.api_contract import ApiError as ApiError
 from server.runtime import Runtime, runtime
 from settlement.gateway import Gateway, GatewayError, GatewayUnavailable, Hold, Outcome
-from settlement.ledger.errors import LedgerUnavailable
+from settlement.ledger.errors import LedgerError, LedgerUnavailable
 from settlement.ledger.holds import HoldCustomer, HoldRecord
 from settlement.processors.cascade import RoutedHold, place_hold
 from settlement.processors.routing import NoProcessor, RouteRequest
@@ -76,6 +77,7 @@ from settlement.queue import request_settlement
 from settlement.refunds.service import customer_flagged
 from settlement.scripts import SettlementRecord, read_settlement
 from settlement.statements import Statement, build_statement, kind_fields, statement_data
+from settlement.subscriptions.allowances import reserve_for_tab
 
 log = logging.getLogger("tipmeter.api")
 
@@ -357,6 +359,8 @@ async def open_tab(
             raise ApiError(
                 409, "idempotency_key_reused", "this key opened a tab in another currency"
             )
+        # A retry puts in what an earlier call may not have (it is idempotent).
+        await reserve_allowances(rt, existing)
         return Opened(existing, created=False)
     other = await rt.meter.tabs.find_open(customer, currency)
     if other is not None:
@@ -421,7 +425,31 @@ async def open_tab(
         )
     if not opened.code.ok:
         raise _code_error(opened.code, "the tab could not be opened")
-    return Opened(await read_tab(rt, ref), created=opened.code is Code.APPLIED)
+    tab = await read_tab(rt, ref)
+    await reserve_allowances(rt, tab)
+    return Opened(tab, created=opened.code is Code.APPLIED)
+
+
+async def reserve_allowances(rt: Runtime, tab: Tab) -> None:
+    """Put the allowances of the customer's memberships into ``tab`` while it is open
+    (docs/subscriptions.md, "Allowances"; safe to repeat). A failure is logged, not answered:
+    the tab works without them, and the next open call for it (a retry) or a sign-up tries
+    again."""
+    if tab.state is not TabState.OPEN:
+        return
+    try:
+        await reserve_for_tab(
+            rt.ledger.database,
+            rt.store,
+            tab.ref,
+            expires_ms=tab.capture_before_ms,
+            now_ms=rt.meter.clock.now_ms(),
+        )
+    except (LedgerError, StoreError, psycopg.Error) as exc:
+        log.warning(
+            "could not reserve a member's allowances for a tab",
+            extra={"fields": {"tab": tab.ref.tab_id, "why": repr(exc)}},
+        )
 
 
 async def _void_quietly(gateway: Gateway, tab_id: str, hold: Hold) -> None:

@@ -28,9 +28,11 @@ from starlette.responses import JSONResponse
 from clients.declare import STREAM_ID_PATTERN, is_stream_id
 from clients.ids import ID_PATTERN
 from clients.tickets import Role
+from metering.allowances import AllowanceKind
 from metering.lifecycle import TabState
 from metering.limits import Limits
 from metering.money import AMOUNT_LIMIT_MINOR, CURRENCY_EXPONENTS
+from settlement.subscriptions.plans import AllowanceUnit
 
 #: Longest Idempotency-Key header accepted (same alphabet as ids).
 IDEMPOTENCY_KEY_CHARS_MAX: Final = 64
@@ -52,6 +54,26 @@ FEED_TIMEOUT_S_DEFAULT: Final = 10
 FEED_TOKEN_CHARS_MAX: Final = 128
 #: Largest amount anywhere: every amount is below 2**53.
 AMOUNT_MAX_MINOR: Final = AMOUNT_LIMIT_MINOR - 1
+
+#: One entry of the ``allowance`` array of a subscription's answer (``GET
+#: /v1/subscriptions/{id}`` and every answer that shows a subscription): what its plan gives in
+#: the current period and what is left of it (docs/subscriptions.md, "Allowances"). Free
+#: seconds (``unit`` ``seconds``) are consumed by shows of their kind; a discount (``unit``
+#: ``bp``, on a kind's per-minute rate or on tips) is not: its ``used`` is 0, ``left`` all of it.
+#: settlement.subscriptions.allowances.AllowanceLeft.to_json builds it; the viewer's membership
+#: panel reads it.
+ALLOWANCE_ENTRY: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["kind", "unit", "granted", "used", "left"],
+    "additionalProperties": False,
+    "properties": {
+        "kind": {"type": "string", "enum": [kind.value for kind in AllowanceKind]},
+        "unit": {"type": "string", "enum": [unit.value for unit in AllowanceUnit]},
+        "granted": {"type": "integer", "minimum": 0},
+        "used": {"type": "integer", "minimum": 0},
+        "left": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 class ApiError(Exception):
@@ -303,7 +325,136 @@ class Cursor(Param):
         return {"type": "string", "pattern": f"^{STREAM_ID_PATTERN.pattern}$"}
 
 
-def _id(name: str, description: str = "", example: str = "") -> Pattern:
+def _json_type(value: object) -> str:
+    """The JSON Schema type of a decoded JSON value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, name in ((int, "integer"), (str, "string"), (list, "array"), (dict, "object")):
+        if isinstance(value, kind):
+            return name
+    return "number"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flag(Param):
+    """``true`` or ``false`` (never 0, 1 or a string)."""
+
+    def accepts(self, value: object, bounds: Bounds) -> bool:
+        return isinstance(value, bool)
+
+    def _schema(self, bounds: Bounds) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Null(Param):
+    """JSON ``null`` (an option of :class:`Either`: "absent")."""
+
+    def accepts(self, value: object, bounds: Bounds) -> bool:
+        return value is None
+
+    def _schema(self, bounds: Bounds) -> dict[str, Any]:
+        return {"type": "null"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Either(Param):
+    """One of ``options``, each of another JSON type. A value is checked by the option of its
+    type (so it is refused with that option's code and message); a value of no option's type
+    with this param's."""
+
+    options: tuple[Param, ...]
+
+    def accepts(self, value: object, bounds: Bounds) -> bool:
+        return any(option.accepts(value, bounds) for option in self.options)
+
+    def check(self, value: object, bounds: Bounds | None = None) -> Any:
+        kind = _json_type(value)
+        for option in self.options:
+            if option.schema(bounds or _NO_BOUNDS).get("type") == kind:
+                return option.check(value, bounds)
+        raise ApiError(self.status, self.code, self._refusal(bounds or _NO_BOUNDS))
+
+    def _schema(self, bounds: Bounds) -> dict[str, Any]:
+        return {"anyOf": [option.schema(bounds) for option in self.options]}
+
+
+def nullable(param: Param) -> Either:
+    """``param`` or ``null`` (which the operation reads as "absent"), refused as ``param``."""
+    return Either(
+        name=param.name,
+        options=(param, Null(name=param.name)),
+        code=param.code,
+        refusal=param.refusal,
+        status=param.status,
+        example=param.example,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Items(Param):
+    """A list of at most ``items_max`` values, each an ``item``. The list is refused with this
+    param's code, an item with the item's."""
+
+    item: Param
+    items_max: int
+
+    def accepts(self, value: object, bounds: Bounds) -> bool:
+        return (
+            isinstance(value, list)
+            and len(value) <= self.items_max
+            and all(self.item.accepts(each, bounds) for each in value)
+        )
+
+    def check(self, value: object, bounds: Bounds | None = None) -> Any:
+        if not (isinstance(value, list) and len(value) <= self.items_max):
+            raise ApiError(self.status, self.code, self._refusal(bounds or _NO_BOUNDS))
+        for each in value:
+            self.item.check(each, bounds)
+        return value
+
+    def _schema(self, bounds: Bounds) -> dict[str, Any]:
+        return {"type": "array", "maxItems": self.items_max, "items": self.item.schema(bounds)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record(Param):
+    """A JSON object of ``fields`` (``required`` among them; other keys are ignored). The object
+    is refused with this param's code, a field with the field's (a required field missing is
+    checked as ``null``)."""
+
+    fields: tuple[Param, ...]
+    required: tuple[str, ...] = ()
+
+    def accepts(self, value: object, bounds: Bounds) -> bool:
+        return (
+            isinstance(value, dict)
+            and all(name in value for name in self.required)
+            and all(p.accepts(value[p.name], bounds) for p in self.fields if p.name in value)
+        )
+
+    def check(self, value: object, bounds: Bounds | None = None) -> Any:
+        if not isinstance(value, dict):
+            raise ApiError(self.status, self.code, self._refusal(bounds or _NO_BOUNDS))
+        for param in self.fields:
+            if param.name in value or param.name in self.required:
+                param.check(value.get(param.name), bounds)
+        return value
+
+    def _schema(self, bounds: Bounds) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "object",
+            "properties": {p.name: p.schema(bounds) for p in self.fields},
+        }
+        if self.required:
+            out["required"] = list(self.required)
+        return out
+
+
+def id_param(name: str, description: str = "", example: str = "") -> Pattern:
+    """An id (the one id pattern of :mod:`clients.ids`), refused with ``invalid_id``."""
     return Pattern(
         name=name,
         pattern=ID_PATTERN,
@@ -314,10 +465,10 @@ def _id(name: str, description: str = "", example: str = "") -> Pattern:
     )
 
 
-CUSTOMER: Final = _id("customer", "The cam site's id of the customer.", "c42")
-TAB_ID: Final = _id("tab_id", "", "tab_Q2xv9")
-ROOM: Final = _id("room", "The model's room.", "alice")
-SUBJECT: Final = _id(
+CUSTOMER: Final = id_param("customer", "The cam site's id of the customer.", "c42")
+TAB_ID: Final = id_param("tab_id", "", "tab_Q2xv9")
+ROOM: Final = id_param("room", "The model's room.", "alice")
+SUBJECT: Final = id_param(
     "subject", "The viewer's customer id, or the room for `model` and `broadcast`.", "c42"
 )
 IDEMPOTENCY_KEY: Final = Pattern(

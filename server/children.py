@@ -6,7 +6,6 @@ from __future__ import annotations
 import abc
 import signal
 import subprocess
-from types import TracebackType
 from typing import Self
 
 
@@ -43,10 +42,5 @@ class ChildServer(abc.ABC):
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

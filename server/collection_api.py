@@ -23,6 +23,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.api import ApiError, field, json_body, read_body, route
+from server.api_contract import nullable
+from server.collection_contract import (
+    BATCH_ID,
+    CASE_ID,
+    LANGUAGE,
+    LINK_EMAIL,
+    LINK_EXPIRY_H,
+    LINK_EXPIRY_S,
+    LINK_FAILED_MAX,
+    LINK_OPENS_MAX,
+    LINK_PHONE,
+)
 from server.runtime import Runtime
 from settlement.collection import batch
 from settlement.collection.collector import Collector, case_id_of
@@ -34,15 +46,11 @@ from settlement.collection.links import (
 )
 from settlement.collection.outbox import Relay
 from settlement.notify.base import Channel
-from settlement.notify.templates import LANGUAGES, paylink_message
+from settlement.notify.templates import paylink_message
 
 #: Largest uploaded list, in bytes.
 BATCH_BYTES_MAX: Final = 1_048_576
 _STATUSES: Final = ("created", "duplicate", "refused")
-#: Bounds of a link's limits as the API accepts them.
-LINK_EXPIRY_H_MAX: Final = 24 * 90
-LINK_OPENS_MAX_MAX: Final = 1_000
-LINK_FAILED_MAX_MAX: Final = 20
 
 
 def collector_of(rt: Runtime) -> Collector:
@@ -52,14 +60,8 @@ def collector_of(rt: Runtime) -> Collector:
     return Collector(rt.ledger, rt.processors, rt.settings.collection_config(), relay)
 
 
-def _bounded(value: object, name: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ApiError(400, "invalid_field", f"{name} must be an integer in [{low}, {high}]")
-    return value
-
-
 async def _case_or_404(collector: Collector, case_id: str) -> dict[str, Any]:
-    found = await collector.case(case_id)
+    found = await collector.case(CASE_ID.check(case_id))
     if found is None:
         raise ApiError(404, "case_not_found", f"no collection case {case_id}")
     return found
@@ -80,22 +82,14 @@ async def handle_create_link(request: Request, rt: Runtime) -> Response:
     """Online start: a new link for one case; the URL is answered once."""
     body = await json_body(request)
     if field(body, "expiry_s") is not None:
-        expiry_s = _bounded(field(body, "expiry_s"), "expiry_s", 1, LINK_EXPIRY_H_MAX * 3_600)
+        expiry_s = LINK_EXPIRY_S.check(field(body, "expiry_s"))
     else:
-        hours = field(body, "expiry_h", LINK_EXPIRY_H_DEFAULT)
-        expiry_s = _bounded(hours, "expiry_h", 1, LINK_EXPIRY_H_MAX) * 3_600
-    opens = field(body, "opens_max", LINK_OPENS_MAX_DEFAULT)
-    opens_max = None if opens is None else _bounded(opens, "opens_max", 1, LINK_OPENS_MAX_MAX)
-    failed_max = _bounded(
-        field(body, "failed_max", LINK_FAILED_MAX_DEFAULT), "failed_max", 1, LINK_FAILED_MAX_MAX
-    )
-    phone, email = field(body, "phone"), field(body, "email")
-    language = field(body, "language", "en")
-    if language not in LANGUAGES:
-        raise ApiError(400, "invalid_field", f"language must be one of {', '.join(LANGUAGES)}")
-    for value, name in ((phone, "phone"), (email, "email")):
-        if value is not None and (not isinstance(value, str) or not 3 <= len(value) <= 254):
-            raise ApiError(400, "invalid_field", f"{name} must be a string of 3 to 254 chars")
+        expiry_s = LINK_EXPIRY_H.check(field(body, "expiry_h", LINK_EXPIRY_H_DEFAULT)) * 3_600
+    opens_max = nullable(LINK_OPENS_MAX).check(field(body, "opens_max", LINK_OPENS_MAX_DEFAULT))
+    failed_max = LINK_FAILED_MAX.check(field(body, "failed_max", LINK_FAILED_MAX_DEFAULT))
+    phone = nullable(LINK_PHONE).check(field(body, "phone"))
+    email = nullable(LINK_EMAIL).check(field(body, "email"))
+    language = LANGUAGE.check(field(body, "language", "en"))
     collector = collector_of(rt)
     case_id = request.path_params["case_id"]
     case = await _case_or_404(collector, case_id)
@@ -141,9 +135,7 @@ async def handle_batch(request: Request, rt: Runtime) -> Response:
     """Batch start: a list of customers who owe money (CSV or JSON); each good row gets a case,
     a receivable entry and a link (whole or not at all) and is sent; each bad row is explained.
     The Idempotency-Key names the batch: the same list uploaded again creates nothing twice."""
-    batch_id = request.headers.get("idempotency-key", "")
-    if not batch_id or len(batch_id) > 64:
-        raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key naming the batch")
+    batch_id = BATCH_ID.check(request.headers.get("idempotency-key", ""))
     body = await read_body(request, BATCH_BYTES_MAX, "lists")
     try:
         good, bad = batch.parse(body, request.headers.get("content-type", ""))
@@ -221,74 +213,3 @@ def routes() -> list[Route]:
         route("POST", "/v1/collection/sweep", "collection_sweep", handle_sweep),
         route("POST", "/v1/collection/batches", "collection_batch", handle_batch),
     ]
-
-
-def _described(
-    summary: str, ok: str, errors: dict[str, str], *, created: bool = False, **extra: Any
-) -> dict[str, Any]:
-    responses: dict[str, Any] = {"201" if created else "200": {"description": ok}}
-    responses.update({code: {"description": text} for code, text in errors.items()})
-    return {"summary": summary, "responses": responses, **extra}
-
-
-_CASE_PARAM: Final = [
-    {"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"}}
-]
-_NOT_FOUND: Final = {"401": "Missing or wrong API key.", "404": "No such case (`case_not_found`)."}
-
-
-def openapi_paths() -> dict[str, Any]:
-    """The collection routes as the OpenAPI document describes them (docs/collection.md)."""
-    return {
-        "/v1/collection/cases/{case_id}": {
-            "get": _described(
-                "A collection case, its attempts and its history.",
-                "The case.",
-                _NOT_FOUND,
-                parameters=_CASE_PARAM,
-            )
-        },
-        "/v1/collection/cases/{case_id}/links": {
-            "post": _described(
-                "Online start: a new pay link for one case (its URL is answered once).",
-                "The link's URL and limits.",
-                {**_NOT_FOUND, "400": "A limit out of range.", "409": "`case_closed`."},
-                parameters=_CASE_PARAM,
-                created=True,
-            )
-        },
-        "/v1/collection/cases/{case_id}/write-off": {
-            "post": _described(
-                "Give the debt up (ledger entry `collection_write_off`).",
-                "The case, written off.",
-                {**_NOT_FOUND, "409": "`not_written_off`: closed, or a payment is in flight."},
-                parameters=_CASE_PARAM,
-            )
-        },
-        "/v1/customers/{customer}/tabs/{tab_id}/collection": {
-            "get": _described(
-                "The collection case of a declined or expired tab.",
-                "The case.",
-                _NOT_FOUND,
-                parameters=[
-                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for n in ("customer", "tab_id")
-                ],
-            )
-        },
-        "/v1/collection/batches": {
-            "post": _described(
-                "Batch start: a CSV or JSON list of debts; a case and a link per good row, "
-                "sent; a report of every row.",
-                "The per-row report.",
-                {"400": "`malformed_batch` or `idempotency_key_required`.", "413": "Too large."},
-            )
-        },
-        "/v1/collection/sweep": {
-            "post": _described(
-                "Run one collection sweep now: open cases, due retries, closings.",
-                "What the sweep did.",
-                {"401": "Missing or wrong API key."},
-            )
-        },
-    }

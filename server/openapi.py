@@ -12,7 +12,6 @@ operators, see docs/server.md), the pages and their files, and the web pages' de
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Final
 
 import orjson
@@ -20,11 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from clients.ids import ID_PATTERN
-from server import catalog_api, collection_api, refunds_openapi, subscriptions_api
+from server import catalog_api, collection_openapi, refunds_openapi, subscriptions_api
 from server.api import BODY_BYTES_MAX, bounds_of, route
 from server.api_contract import (
-    AMOUNT_MAX_MINOR,
     CAPTURE_ID,
     CURRENCY,
     CUSTOMER,
@@ -41,16 +38,24 @@ from server.api_contract import (
     TAB_ID,
     TAB_STATES,
     TICKET_BODY,
-    Body,
     Bounds,
-    Param,
     codes_of,
+)
+from server.openapi_parts import (
+    ALWAYS,
+    BODY_ERRORS,
+    ID,
+    KEYED,
+    MINOR,
+    answer,
+    error_schema,
+    errors,
+    parameter,
+    request_body,
 )
 from server.overlay import OVERLAY_BODY_BYTES_MAX, OVERLAY_TICKET_TTL_S
 from server.runtime import Runtime
 
-_MINOR: Final = {"type": "integer", "minimum": 0, "maximum": AMOUNT_MAX_MINOR}
-_ID: Final = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
 _LINE = {
     "type": "object",
     "required": [
@@ -68,31 +73,31 @@ _LINE = {
         "line_id": {"type": "string"},
         "seq": {"type": "integer"},
         "at_ms": {"type": "integer"},
-        "room": _ID,
-        "amount_minor": _MINOR,
+        "room": ID,
+        "amount_minor": MINOR,
         "payout_bp": {"type": "integer", "minimum": 0, "maximum": 10000},
-        "share_minor": _MINOR,
+        "share_minor": MINOR,
         "seconds": {"type": "integer"},
-        "rate_per_minute_minor": _MINOR,
+        "rate_per_minute_minor": MINOR,
         # Purchase lines (docs/purchases.md): the item, its kind and the purchase's state.
         "item_id": {"type": "string"},
         "item_name": {"type": "string"},
         "item_kind": {"type": "string"},
         "state": {"type": "string"},
-        "voided_minor": _MINOR,
+        "voided_minor": MINOR,
     },
 }
 _TAB = {
     "type": "object",
     "required": ["tab_id", "customer", "currency", "state", "cap_minor", "accrued_minor", "lines"],
     "properties": {
-        "tab_id": _ID,
-        "customer": _ID,
+        "tab_id": ID,
+        "customer": ID,
         "currency": {"type": "string", "enum": list(CURRENCY.values)},
         "state": {"type": "string", "enum": list(TAB_STATES)},
-        "cap_minor": _MINOR,
-        "accrued_minor": _MINOR,
-        "remaining_minor": _MINOR,
+        "cap_minor": MINOR,
+        "accrued_minor": MINOR,
+        "remaining_minor": MINOR,
         "version": {"type": "integer"},
         "capture_before_ms": {"type": "integer"},
         "opened_at_ms": {"type": "integer"},
@@ -131,20 +136,20 @@ _STATEMENT = {
         "by_model",
     ],
     "properties": {
-        "tab_id": _ID,
-        "customer": _ID,
+        "tab_id": ID,
+        "customer": ID,
         "currency": {"type": "string"},
         "state": {"type": "string"},
-        "cap_minor": _MINOR,
-        "total_minor": _MINOR,
-        "platform_minor": _MINOR,
+        "cap_minor": MINOR,
+        "total_minor": MINOR,
+        "platform_minor": MINOR,
         "outcome": {
             "type": "string",
             "enum": ["", "captured", "declined", "voided", "expired"],
             "description": "How the settlement ended; empty until it has.",
         },
         "freeze_reason": {"type": "string"},
-        "captured_minor": _MINOR,
+        "captured_minor": MINOR,
         "capture_id": {"type": "string"},
         "settled_at_ms": {"type": "integer"},
         "decline_reason": {"type": "string"},
@@ -154,7 +159,7 @@ _STATEMENT = {
             "description": "Only for a tab raised by further holds: one capture per hold.",
             "items": {
                 "type": "object",
-                "properties": {"auth_ref": {"type": "string"}, "amount_minor": _MINOR},
+                "properties": {"auth_ref": {"type": "string"}, "amount_minor": MINOR},
             },
         },
         "note": {"type": "string"},
@@ -162,7 +167,7 @@ _STATEMENT = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"room": _ID, "share_minor": _MINOR},
+                "properties": {"room": ID, "share_minor": MINOR},
             },
         },
         "lines": {"type": "array", "items": _LINE},
@@ -173,12 +178,12 @@ _STATEMENT = {
                 "required": ["kind", "room", "count", "amount_minor", "share_minor"],
                 "properties": {
                     "kind": {"type": "string", "enum": ["tip", "session", "purchase"]},
-                    "room": _ID,
+                    "room": ID,
                     "count": {"type": "integer"},
-                    "amount_minor": _MINOR,
-                    "share_minor": _MINOR,
+                    "amount_minor": MINOR,
+                    "share_minor": MINOR,
                     "seconds": {"type": "integer"},
-                    "rate_per_minute_minor": _MINOR,
+                    "rate_per_minute_minor": MINOR,
                 },
             },
         },
@@ -187,12 +192,12 @@ _STATEMENT = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "room": _ID,
-                    "tips_minor": _MINOR,
-                    "sessions_minor": _MINOR,
+                    "room": ID,
+                    "tips_minor": MINOR,
+                    "sessions_minor": MINOR,
                     "session_seconds": {"type": "integer"},
-                    "total_minor": _MINOR,
-                    "share_minor": _MINOR,
+                    "total_minor": MINOR,
+                    "share_minor": MINOR,
                 },
             },
         },
@@ -200,75 +205,11 @@ _STATEMENT = {
 }
 
 
-def _error_schema(codes: Iterable[str]) -> dict[str, Any]:
-    """Every error answer: ``{"error": {"code", "message", …}}`` (the extra fields are the
-    code's), with ``code`` one of ``codes``."""
-    return {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": list(codes)},
-                    "message": {"type": "string", "description": "For a person."},
-                },
-                "additionalProperties": True,
-            }
-        },
-    }
-
-
-_ERROR: Final = _error_schema(ERRORS)
-#: What every route answers whatever it does: a bug, Redis or the ledger unavailable.
-_ALWAYS: Final = ("internal_error", "unavailable", "ledger_unavailable")
-#: What every route behind the API key answers too.
-_KEYED: Final = ("unauthorized", *_ALWAYS)
-#: What every route with a JSON body answers too.
-_BODY: Final = ("malformed_body", "duplicate_key", "body_too_large")
-
-
-def _json(schema: dict[str, Any], description: str, example: Any = None) -> dict[str, Any]:
-    content: dict[str, Any] = {"schema": schema}
-    if example is not None:
-        content["example"] = example
-    return {"description": description, "content": {"application/json": content}}
-
-
-def _errors(*codes: str) -> dict[str, Any]:
-    """The error answers of an operation that may refuse with ``codes``, by status: each
-    status's ``code`` enumerates exactly the codes it may carry."""
-    by_status: dict[int, list[str]] = {}
-    for code in dict.fromkeys(codes):
-        by_status.setdefault(ERRORS[code][0], []).append(code)
-    out = {}
-    for status, listed in sorted(by_status.items()):
-        schema = _error_schema(listed)
-        text = " ".join(f"`{code}`: {ERRORS[code][1]}" for code in listed)
-        example = {"error": {"code": listed[0], "message": ERRORS[listed[0]][1]}}
-        out[str(status)] = _json(schema, text, example)
-    return out
-
-
-def _body(body: Body, bounds: Bounds) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": body.schema(bounds), "example": body.example()}},
-    }
-
-
-def _param(param: Param, where: str, bounds: Bounds, *, required: bool = True) -> dict[str, Any]:
-    return {
-        "name": param.name,
-        "in": where,
-        "required": required,
-        "schema": param.schema(bounds),
-    }
+_ERROR: Final = error_schema(ERRORS)
 
 
 def _tab_params(bounds: Bounds) -> list[dict[str, Any]]:
-    return [_param(CUSTOMER, "path", bounds), _param(TAB_ID, "path", bounds)]
+    return [parameter(CUSTOMER, "path", bounds), parameter(TAB_ID, "path", bounds)]
 
 
 _TICKET: Final = {
@@ -284,7 +225,7 @@ _PAYOUT: Final = {
     "type": "object",
     "required": ["room", "payout_bp"],
     "properties": {
-        "room": _ID,
+        "room": ID,
         "payout_bp": PAYOUT_BODY.schema(Bounds(0, 0, 0, 0))["properties"]["payout_bp"],
     },
 }
@@ -299,7 +240,7 @@ _FEED_EVENT: Final = {
             "type": "object",
             "required": ["broadcaster", "user", "tip"],
             "properties": {
-                "broadcaster": _ID,
+                "broadcaster": ID,
                 "user": {
                     "type": "object",
                     "required": ["username"],
@@ -340,12 +281,12 @@ def _with_error_shapes(paths: dict[str, Any]) -> dict[str, Any]:
     for item in paths.values():
         for operation in item.values():
             responses = operation.setdefault("responses", {})
-            common = _errors(*(_ALWAYS if operation.get("security") == [] else _KEYED))
+            common = errors(*(ALWAYS if operation.get("security") == [] else KEYED))
             for status, response in common.items():
                 responses.setdefault(status, response)
             for status, response in responses.items():
                 if int(status) >= 400 and response is not common.get(status):
-                    schema = _error_schema(codes_of(int(status)))
+                    schema = error_schema(codes_of(int(status)))
                     response["content"] = {"application/json": {"schema": schema}}
     return paths
 
@@ -355,14 +296,14 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
         "/v1/tabs": {
             "post": {
                 "summary": "Open a tab: authorize a hold for the cap, then open the tab.",
-                "parameters": [_param(IDEMPOTENCY_KEY, "header", bounds)],
-                "requestBody": _body(OPEN_TAB_BODY, bounds),
+                "parameters": [parameter(IDEMPOTENCY_KEY, "header", bounds)],
+                "requestBody": request_body(OPEN_TAB_BODY, bounds),
                 "responses": {
-                    "201": _json(_TAB, "The tab is open."),
-                    "200": _json(_TAB, "A retry with the same Idempotency-Key: the same tab."),
-                    **_errors(
-                        *_KEYED,
-                        *_BODY,
+                    "201": answer(_TAB, "The tab is open."),
+                    "200": answer(_TAB, "A retry with the same Idempotency-Key: the same tab."),
+                    **errors(
+                        *KEYED,
+                        *BODY_ERRORS,
                         "idempotency_key_required",
                         "invalid_id",
                         "invalid_currency",
@@ -386,8 +327,8 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                 "summary": "A tab with its itemized lines.",
                 "parameters": _tab_params(bounds),
                 "responses": {
-                    "200": _json(_TAB, "The tab."),
-                    **_errors(*_KEYED, "invalid_id", "tab_not_found"),
+                    "200": answer(_TAB, "The tab."),
+                    **errors(*KEYED, "invalid_id", "tab_not_found"),
                 },
             }
         },
@@ -397,18 +338,18 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                 "and how its settlement ended.",
                 "parameters": _tab_params(bounds),
                 "responses": {
-                    "200": _json(_STATEMENT, "The statement."),
-                    **_errors(*_KEYED, "invalid_id", "tab_not_found"),
+                    "200": answer(_STATEMENT, "The statement."),
+                    **errors(*KEYED, "invalid_id", "tab_not_found"),
                 },
             }
         },
         "/v1/captures/{capture_id}": {
             "get": {
                 "summary": "Find a payment: the statement of the tab a capture settled.",
-                "parameters": [_param(CAPTURE_ID, "path", bounds)],
+                "parameters": [parameter(CAPTURE_ID, "path", bounds)],
                 "responses": {
-                    "200": _json(_STATEMENT, "The statement of the settled tab."),
-                    **_errors(*_KEYED, "capture_not_found", "tab_not_found"),
+                    "200": answer(_STATEMENT, "The statement of the settled tab."),
+                    **errors(*KEYED, "capture_not_found", "tab_not_found"),
                 },
             }
         },
@@ -416,12 +357,12 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
             "post": {
                 "summary": "Raise the cap (the gateway raises the hold first).",
                 "parameters": _tab_params(bounds),
-                "requestBody": _body(RAISE_CAP_BODY, bounds),
+                "requestBody": request_body(RAISE_CAP_BODY, bounds),
                 "responses": {
-                    "200": _json(_TAB, "The tab with its new cap."),
-                    **_errors(
-                        *_KEYED,
-                        *_BODY,
+                    "200": answer(_TAB, "The tab with its new cap."),
+                    **errors(
+                        *KEYED,
+                        *BODY_ERRORS,
                         "invalid_id",
                         "invalid_amount",
                         "cap_out_of_range",
@@ -442,8 +383,8 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                 "summary": "Freeze the tab now and queue its settlement.",
                 "parameters": _tab_params(bounds),
                 "responses": {
-                    "202": _json(_TAB, "Frozen (state settling) and queued."),
-                    **_errors(*_KEYED, "invalid_id", "tab_not_found", "tab_not_open"),
+                    "202": answer(_TAB, "Frozen (state settling) and queued."),
+                    **errors(*KEYED, "invalid_id", "tab_not_found", "tab_not_open"),
                 },
             }
         },
@@ -451,9 +392,9 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
             "post": {
                 "summary": "Mint a short-lived, single-use ticket for one WebSocket connection "
                 "(a viewer's needs the currency of the tab it spends from).",
-                "requestBody": _body(TICKET_BODY, bounds),
+                "requestBody": request_body(TICKET_BODY, bounds),
                 "responses": {
-                    "201": _json(
+                    "201": answer(
                         _TICKET,
                         "The ticket.",
                         {
@@ -462,26 +403,28 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                             "ws_url": "ws://127.0.0.1:8000/ws",
                         },
                     ),
-                    **_errors(*_KEYED, *_BODY, "invalid_id", "invalid_field", "invalid_currency"),
+                    **errors(
+                        *KEYED, *BODY_ERRORS, "invalid_id", "invalid_field", "invalid_currency"
+                    ),
                 },
             }
         },
         "/v1/rooms/{room}/payout": {
             "put": {
                 "summary": "Set the model's share of later charges (basis points).",
-                "parameters": [_param(ROOM, "path", bounds)],
-                "requestBody": _body(PAYOUT_BODY, bounds),
+                "parameters": [parameter(ROOM, "path", bounds)],
+                "requestBody": request_body(PAYOUT_BODY, bounds),
                 "responses": {
-                    "200": _json(
+                    "200": answer(
                         {
                             "type": "object",
                             "required": ["room", "payout_bp"],
-                            "properties": {"room": _ID, "payout_bp": PAYOUT_BP.schema(bounds)},
+                            "properties": {"room": ID, "payout_bp": PAYOUT_BP.schema(bounds)},
                         },
                         "The new payout rate.",
                         {"room": "alice", "payout_bp": 6_000},
                     ),
-                    **_errors(*_KEYED, *_BODY, "invalid_id", "invalid_field"),
+                    **errors(*KEYED, *BODY_ERRORS, "invalid_id", "invalid_field"),
                 },
             }
         },
@@ -489,54 +432,54 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
             "get": {
                 "summary": "The model's earnings: settled (from the ledger) per currency, "
                 "and accrued on tabs not settled yet.",
-                "parameters": [_param(ROOM, "path", bounds)],
+                "parameters": [parameter(ROOM, "path", bounds)],
                 "responses": {
-                    "200": _json(
+                    "200": answer(
                         {
                             "type": "object",
                             "required": ["room", "settled", "accrued"],
                             "properties": {
-                                "room": _ID,
+                                "room": ID,
                                 "settled": {
                                     "type": "array",
                                     "items": {
                                         "type": "object",
                                         "properties": {
                                             "currency": {"type": "string"},
-                                            "gross_minor": _MINOR,
-                                            "share_minor": _MINOR,
-                                            "pending_minor": _MINOR,
+                                            "gross_minor": MINOR,
+                                            "share_minor": MINOR,
+                                            "pending_minor": MINOR,
                                             "settlements": {"type": "integer"},
                                         },
                                     },
                                 },
-                                "accrued": {"type": "object", "additionalProperties": _MINOR},
+                                "accrued": {"type": "object", "additionalProperties": MINOR},
                             },
                         },
                         "The room's earnings.",
                     ),
-                    **_errors(*_KEYED, "invalid_id"),
+                    **errors(*KEYED, "invalid_id"),
                 },
             }
         },
         "/v1/rooms/{room}/feed-token": {
             "post": {
                 "summary": "A new token for the room's event feed (the previous one stops).",
-                "parameters": [_param(ROOM, "path", bounds)],
+                "parameters": [parameter(ROOM, "path", bounds)],
                 "responses": {
-                    "201": _json(
+                    "201": answer(
                         {
                             "type": "object",
                             "required": ["room", "token", "feed_url"],
                             "properties": {
-                                "room": _ID,
+                                "room": ID,
                                 "token": {"type": "string"},
                                 "feed_url": {"type": "string"},
                             },
                         },
                         "The token and the feed's first URL.",
                     ),
-                    **_errors(*_KEYED, "invalid_id"),
+                    **errors(*KEYED, "invalid_id"),
                 },
             }
         },
@@ -545,13 +488,13 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                 "summary": "Long-poll of the room's events, in the Chaturbate Events API shape.",
                 "security": [],
                 "parameters": [
-                    {"name": "room", "in": "path", "required": True, "schema": _ID},
+                    {"name": "room", "in": "path", "required": True, "schema": ID},
                     {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}},
-                    _param(FEED_CURSOR, "query", bounds, required=False),
-                    _param(FEED_TIMEOUT, "query", bounds, required=False),
+                    parameter(FEED_CURSOR, "query", bounds, required=False),
+                    parameter(FEED_TIMEOUT, "query", bounds, required=False),
                 ],
                 "responses": {
-                    "200": _json(
+                    "200": answer(
                         {
                             "type": "object",
                             "required": ["events", "nextUrl"],
@@ -562,7 +505,7 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                         },
                         "Events after `i`, and the URL to resume from.",
                     ),
-                    **_errors(*_ALWAYS, "invalid_field", "invalid_token"),
+                    **errors(*ALWAYS, "invalid_field", "invalid_token"),
                 },
             }
         },
@@ -573,9 +516,9 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                 "overlay follows the room; the feed token is the credential). Bodies are at "
                 f"most {OVERLAY_BODY_BYTES_MAX} bytes.",
                 "security": [],
-                "requestBody": _body(OVERLAY_BODY, bounds),
+                "requestBody": request_body(OVERLAY_BODY, bounds),
                 "responses": {
-                    "201": _json(
+                    "201": answer(
                         {
                             "type": "object",
                             "required": ["ticket", "expires_at_ms"],
@@ -586,7 +529,7 @@ def _operations(bounds: Bounds) -> dict[str, Any]:
                         },
                         "The ticket.",
                     ),
-                    **_errors(*_ALWAYS, *_BODY, "invalid_token"),
+                    **errors(*ALWAYS, *BODY_ERRORS, "invalid_token"),
                 },
             }
         },
@@ -613,8 +556,8 @@ def document(server_url: str, bounds: Bounds) -> dict[str, Any]:
         "security": [{"apiKey": []}],
         "paths": {
             **_operations(bounds),
-            **_with_error_shapes(collection_api.openapi_paths()),
-            **_with_error_shapes(refunds_openapi.paths()),
+            **collection_openapi.paths(bounds),
+            **refunds_openapi.paths(bounds),
             **_with_error_shapes(catalog_api.openapi_paths()),  # purchases (issue 17)
             **_with_error_shapes(subscriptions_api.openapi_paths()),
             "/openapi.json": {

@@ -29,24 +29,22 @@ from metering.lifecycle import TabState
 from metering.outcomes import TabRef
 from server import refunds_api
 from server.api import ApiError, endpoint, json_body
+from server.api_contract import CUSTOMER, TAB_ID
 from server.demo_api import DEMO_ID_PREFIX, is_demo_id
-from server.runtime import Runtime
-from settlement.refunds.attachments import (
-    ATTACHMENT_BYTES_MAX,
-    ATTACHMENTS_MAX,
-    Attachment,
-    check,
+from server.refunds_contract import (
+    ATTACHMENT_N,
+    ATTACHMENTS,
+    NOTE,
+    REASON,
+    REFUND_ID,
+    REQUEST_BYTES_MAX,
+    REQUEST_LINES,
 )
+from server.runtime import Runtime
+from settlement.refunds.attachments import Attachment, check
 from settlement.refunds.policy import Reason
 from settlement.refunds.service import RefundRequest
 
-#: Longest note a customer writes, in characters (the database holds the same bound).
-NOTE_CHARS_MAX: Final = 2_000
-#: Largest request body: the attachments in base64 (4 characters for each 3 bytes) and the rest.
-REQUEST_BYTES_MAX: Final = ATTACHMENTS_MAX * (ATTACHMENT_BYTES_MAX * 4 // 3 + 4) + 65_536
-#: Lines one request names at most.
-LINES_MAX: Final = 200
-_REASONS: Final = {reason.value: reason for reason in Reason}
 #: How an attachment is served: a download, never a page, a script or an image of this site.
 ATTACHMENT_HEADERS: Final = {
     "Content-Type": "application/octet-stream",
@@ -58,24 +56,13 @@ ATTACHMENT_HEADERS: Final = {
 
 def _ref(request: Request) -> TabRef:
     customer, tab_id = request.path_params["customer"], request.path_params["tab_id"]
-    return TabRef(
-        refunds_api.valid_id(customer, "customer"), refunds_api.valid_id(tab_id, "tab_id")
-    )
+    return TabRef(CUSTOMER.check(customer), TAB_ID.check(tab_id))
 
 
 def _attachments(raw: object) -> list[Attachment]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or len(raw) > ATTACHMENTS_MAX:
-        raise ApiError(
-            400, "too_many_attachments", f"at most {ATTACHMENTS_MAX} attachments a request"
-        )
     checked = []
-    for item in raw:
-        encoded = item.get("content_base64") if isinstance(item, dict) else None
-        filename = item.get("filename", "") if isinstance(item, dict) else ""
-        if not isinstance(encoded, str) or not isinstance(filename, str):
-            raise ApiError(400, "invalid_field", "an attachment is {filename?, content_base64}")
+    for item in ATTACHMENTS.check(raw) or []:
+        encoded, filename = item["content_base64"], item.get("filename", "")
         try:
             content = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
@@ -90,20 +77,10 @@ def _attachments(raw: object) -> list[Attachment]:
 async def ask(request: Request, rt: Runtime, ref: TabRef) -> Response:
     """A customer's refund request for ``ref`` (the body as the module docstring says)."""
     body = await json_body(request, REQUEST_BYTES_MAX)
-    refund_id = refunds_api.valid_id(body.get("refund_id"), "refund_id")
-    raw_reason = body.get("reason")
-    reason = _REASONS.get(raw_reason) if isinstance(raw_reason, str) else None
-    if reason is None:
-        raise ApiError(400, "invalid_field", f"reason must be one of {', '.join(_REASONS)}")
-    note = body.get("note", "")
-    if not (isinstance(note, str) and len(note) <= NOTE_CHARS_MAX):
-        raise ApiError(400, "invalid_field", f"note is text of at most {NOTE_CHARS_MAX}")
-    note = "".join(ch for ch in note if ch.isprintable() or ch == "\n")
-    raw_lines = body.get("lines", [])
-    if not (isinstance(raw_lines, list) and len(raw_lines) <= LINES_MAX):
-        raise ApiError(400, "invalid_field", f"lines is a list of at most {LINES_MAX} line ids")
-    if not all(isinstance(line, str) and 0 < len(line) <= 80 for line in raw_lines):
-        raise ApiError(400, "invalid_field", "each line is a line id")
+    refund_id = REFUND_ID.check(body.get("refund_id"))
+    reason = Reason(REASON.check(body.get("reason")))
+    note = "".join(ch for ch in NOTE.check(body.get("note", "")) if ch.isprintable() or ch == "\n")
+    raw_lines = REQUEST_LINES.check(body.get("lines", []))
     attachments = _attachments(body.get("attachments"))
     service = refunds_api.service(request.app.state, rt)
     answer = await refunds_api.call_service(
@@ -156,10 +133,8 @@ async def handle_attachment(request: Request, rt: Runtime) -> Response:
     """``GET /v1/refunds/{refund_id}/attachments/{n}``: support staff only, as a download."""
     if not refunds_api.is_support(request, rt):
         raise ApiError(403, "support_key_required", "attachments are served to support only")
-    refund_id = refunds_api.valid_id(request.path_params["refund_id"], "refund_id")
-    raw_n = request.path_params["n"]
-    if not (raw_n.isdigit() and 1 <= int(raw_n) <= ATTACHMENTS_MAX):
-        raise ApiError(404, "not_found", f"attachments are numbered 1..{ATTACHMENTS_MAX}")
+    refund_id = REFUND_ID.check(request.path_params["refund_id"])
+    raw_n = ATTACHMENT_N.check(request.path_params["n"])
     service = refunds_api.service(request.app.state, rt)
     found: dict[str, Any] = await refunds_api.call_service(
         service.attachment(refund_id, int(raw_n))

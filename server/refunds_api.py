@@ -16,8 +16,9 @@ Routes (docs/refunds.md has the flows, docs/http-api.md the list):
   support key);
 - ``GET /v1/payments/{number}`` — a tab and its whole history from any number.
 
-Every handler reads the request, calls :class:`settlement.refunds.service.Refunds`, and
-shapes the answer; the errors are those of :mod:`server.api`.
+Every handler reads the request (checked with the params of :mod:`server.refunds_contract`,
+which /openapi.json draws), calls :class:`settlement.refunds.service.Refunds`, and shapes the
+answer; the errors are those of :mod:`server.api`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,31 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from clients.ids import ID_PATTERN
-from metering.keys import is_id
 from metering.outcomes import TabRef
 from server.api import ApiError, json_body, read_body, route
+from server.api_contract import CUSTOMER, ROOM, TAB_ID, id_param, nullable
+from server.refunds_contract import (
+    ACCEPT,
+    BY,
+    DISPUTE_ID,
+    DISPUTE_STATUS,
+    MONTH,
+    NOTICE_PROCESSOR,
+    NUMBER,
+    OVERRIDE,
+    REASON,
+    REFUND_AMOUNT,
+    REFUND_CAPTURE_ID,
+    REFUND_ID,
+    REFUND_LINES,
+    SANDBOX_FEE,
+    SANDBOX_FEE_MINOR_DEFAULT,
+    WRITTEN_REASON,
+)
+
+# Re-exported: the console's support actions read these two bounds from here.
+from server.refunds_contract import NUMBER_CHARS_MAX as NUMBER_CHARS_MAX
+from server.refunds_contract import REASON_CHARS_MAX as REASON_CHARS_MAX
 from server.runtime import Runtime
 from settlement import webhooks
 from settlement.errors import InvalidSignature
@@ -54,13 +76,6 @@ from settlement.refunds.policy import ModelShare, Reason
 from settlement.refunds.service import RefundRequest, Refunds
 
 SUPPORT_KEY_HEADER: Final = "tipmeter-support-key"
-#: Longest a written reason (an override, a consent) may be, in characters.
-REASON_CHARS_MAX: Final = 500
-#: Longest number ``GET /v1/payments/{number}`` looks for.
-NUMBER_CHARS_MAX: Final = 255
-#: Line ids named by one refund request at most.
-LINES_MAX: Final = 1_000
-_REASONS: Final = {reason.value: reason for reason in Reason}
 
 
 def _service(request: Request, rt: Runtime) -> Refunds:
@@ -105,28 +120,6 @@ def is_support(request: Request, rt: Runtime) -> bool:
     return bool(given) and any(hmac.compare_digest(given.encode(), k.encode()) for k in keys)
 
 
-def _text(value: object, name: str, *, required: bool = True) -> str:
-    if value is None and not required:
-        return ""
-    if not (isinstance(value, str) and 0 < len(value) <= REASON_CHARS_MAX and value.isprintable()):
-        raise ApiError(
-            400, "invalid_field", f"{name} must be printable text, 1..{REASON_CHARS_MAX}"
-        )
-    return value
-
-
-def valid_id(value: object, name: str) -> str:
-    if not is_id(value):
-        raise ApiError(400, "invalid_id", f"{name} must match {ID_PATTERN.pattern}")
-    return str(value)
-
-
-def _amount(value: object, name: str) -> int:
-    if type(value) is not int or value <= 0:
-        raise ApiError(400, "invalid_amount", f"{name} must be a positive integer of minor units")
-    return value
-
-
 async def call_service(coro: Any) -> Any:
     """Await a service call, its exceptions as API errors."""
     try:
@@ -142,35 +135,24 @@ async def call_service(coro: Any) -> Any:
 async def handle_create_refund(request: Request, rt: Runtime) -> Response:
     """``POST /v1/refunds``: 201 with the refund (its decision and status); 200 for a repeat."""
     body = await json_body(request)
-    refund_id = valid_id(body.get("refund_id"), "refund_id")
-    raw_reason = body.get("reason")
-    reason = _REASONS.get(raw_reason) if isinstance(raw_reason, str) else None
-    if reason is None:
-        raise ApiError(400, "invalid_field", f"reason must be one of {', '.join(_REASONS)}")
+    refund_id = REFUND_ID.check(body.get("refund_id"))
+    reason = Reason(REASON.check(body.get("reason")))
     customer, tab_id = body.get("customer"), body.get("tab_id")
     service = _service(request, rt)
     if "capture_id" in body and tab_id is None:
-        capture = body.get("capture_id")
-        found = await rt.ledger.find_capture(capture) if isinstance(capture, str) else None
+        capture = REFUND_CAPTURE_ID.check(body.get("capture_id"))
+        found = await rt.ledger.find_capture(capture)
         if found is None:
             raise ApiError(404, "not_found", f"no capture {capture}")
         customer, tab_id = found.customer, found.tab_id
-    ref = TabRef(valid_id(customer, "customer"), valid_id(tab_id, "tab_id"))
-    raw_lines = body.get("lines", [])
-    if not (isinstance(raw_lines, list) and len(raw_lines) <= LINES_MAX):
-        raise ApiError(400, "invalid_field", f"lines must be a list of at most {LINES_MAX}")
+    ref = TabRef(CUSTOMER.check(customer), TAB_ID.check(tab_id))
     lines: dict[str, int | None] = {}
-    for item in raw_lines:
-        line_id = item.get("line_id") if isinstance(item, dict) else item
-        if not (isinstance(line_id, str) and 0 < len(line_id) <= 80):
-            raise ApiError(
-                400, "invalid_field", "each line is a line id or {line_id, amount_minor}"
-            )
-        amount = item.get("amount_minor") if isinstance(item, dict) else None
-        lines[line_id] = None if amount is None else _amount(amount, "amount_minor")
-    amount_minor = body.get("amount_minor")
-    if amount_minor is not None:
-        amount_minor = _amount(amount_minor, "amount_minor")
+    for item in REFUND_LINES.check(body.get("lines", [])):
+        if isinstance(item, dict):
+            lines[item["line_id"]] = item.get("amount_minor")
+        else:
+            lines[item] = None
+    amount_minor = nullable(REFUND_AMOUNT).check(body.get("amount_minor"))
     override = body.get("override")
     by = override_reason = ""
     if override is not None:
@@ -178,10 +160,8 @@ async def handle_create_refund(request: Request, rt: Runtime) -> Response:
             raise ApiError(
                 403, "support_key_required", "an override needs the Tipmeter-Support-Key header"
             )
-        if not isinstance(override, dict):
-            raise ApiError(400, "invalid_field", "override is {by, reason}")
-        by = valid_id(override.get("by"), "override.by")
-        override_reason = _text(override.get("reason"), "override.reason")
+        OVERRIDE.check(override)
+        by, override_reason = override["by"], override["reason"]
     answer = await call_service(
         service.request(
             RefundRequest(
@@ -200,7 +180,7 @@ async def handle_create_refund(request: Request, rt: Runtime) -> Response:
 
 async def handle_read_refund(request: Request, rt: Runtime) -> Response:
     """``GET /v1/refunds/{refund_id}``."""
-    refund_id = valid_id(request.path_params["refund_id"], "refund_id")
+    refund_id = REFUND_ID.check(request.path_params["refund_id"])
     return JSONResponse(await call_service(_service(request, rt).read(refund_id)))
 
 
@@ -208,13 +188,11 @@ async def handle_consent(request: Request, rt: Runtime) -> Response:
     """``POST /v1/refunds/{refund_id}/consent``: ``{"accept": bool, "by": model id, "room"?:
     the room she answers for (none: the answer stands for every room asked)}``. With the
     support key, support staff answer (``by`` is theirs), also an escalated request."""
-    refund_id = valid_id(request.path_params["refund_id"], "refund_id")
+    refund_id = REFUND_ID.check(request.path_params["refund_id"])
     body = await json_body(request)
-    accept = body.get("accept")
-    if type(accept) is not bool:
-        raise ApiError(400, "invalid_field", "accept must be true or false")
-    by = valid_id(body.get("by"), "by")
-    room = valid_id(body["room"], "room") if "room" in body else None
+    accept = ACCEPT.check(body.get("accept"))
+    by = BY.check(body.get("by"))
+    room = ROOM.check(body["room"]) if "room" in body else None
     # Support staff (their key) answer an escalated request, for every room asked.
     support = is_support(request, rt)
     answer = await call_service(
@@ -231,7 +209,7 @@ async def handle_consent(request: Request, rt: Runtime) -> Response:
 
 async def handle_dispute_notice(request: Request, rt: Runtime) -> Response:
     """``POST /v1/disputes/notices/{processor}``: a signed notice (200 once recorded)."""
-    processor = valid_id(request.path_params["processor"], "processor")
+    processor = NOTICE_PROCESSOR.check(request.path_params["processor"])
     secret = rt.settings.dispute_secret(processor)
     if not secret or processor not in rt.processors.gateways():
         raise ApiError(404, "not_found", f"no dispute notices are taken for {processor}")
@@ -264,27 +242,24 @@ async def handle_sandbox_dispute(request: Request, rt: Runtime) -> Response:
     ``{"capture_id", "dispute_id"?, "amount_minor"?, "fee_minor"?, "status"?}``. The notice is
     signed and read exactly as a processor's would be."""
     body = await json_body(request)
-    capture_id = body.get("capture_id")
-    found = await rt.ledger.find_capture(capture_id) if isinstance(capture_id, str) else None
+    capture_id = REFUND_CAPTURE_ID.check(body.get("capture_id"))
+    found = await rt.ledger.find_capture(capture_id)
     if found is None:
         raise ApiError(404, "not_found", f"no capture {capture_id}")
     settled = await rt.ledger.read_tab(found)
     assert settled is not None
     tab, record = settled
-    status = body.get("status", "open")
-    if status not in ("open", "won", "lost"):
-        raise ApiError(400, "invalid_field", "status must be open, won or lost")
-    fee = body.get("fee_minor", 1_500)
-    if type(fee) is not int or fee < 0:
-        raise ApiError(400, "invalid_amount", "fee_minor must be a whole number of minor units")
+    status = DISPUTE_STATUS.check(body.get("status", "open"))
+    fee = SANDBOX_FEE.check(body.get("fee_minor", SANDBOX_FEE_MINOR_DEFAULT))
     processor = tab.processor or rt.processors.default_name
+    dispute_id = body.get("dispute_id", f"dp_{record.capture_id}")
     raw = sandbox_notice(
-        dispute_id=valid_id(body.get("dispute_id", f"dp_{record.capture_id}"), "dispute_id"),
+        dispute_id=id_param("dispute_id").check(dispute_id),
         capture_id=record.capture_id,
         currency=tab.currency,
-        amount_minor=_amount(body.get("amount_minor", record.captured_minor), "amount_minor"),
+        amount_minor=REFUND_AMOUNT.check(body.get("amount_minor", record.captured_minor)),
         fee_minor=fee,
-        reason=_text(body.get("reason", "fraudulent"), "reason"),
+        reason=WRITTEN_REASON.check(body.get("reason", "fraudulent")),
         status=status,
         created_ms=rt.meter.clock.now_ms(),
     )
@@ -297,19 +272,19 @@ async def handle_sandbox_dispute(request: Request, rt: Runtime) -> Response:
 
 async def handle_read_dispute(request: Request, rt: Runtime) -> Response:
     """``GET /v1/disputes/{dispute_id}``."""
-    dispute_id = _text(request.path_params["dispute_id"], "dispute_id")
+    dispute_id = DISPUTE_ID.check(request.path_params["dispute_id"])
     return JSONResponse(await call_service(_service(request, rt).read_dispute(dispute_id)))
 
 
 async def handle_evidence(request: Request, rt: Runtime) -> Response:
     """``GET /v1/disputes/{dispute_id}/evidence``: the evidence package, JSON."""
-    dispute_id = _text(request.path_params["dispute_id"], "dispute_id")
+    dispute_id = DISPUTE_ID.check(request.path_params["dispute_id"])
     return JSONResponse(await call_service(_service(request, rt).evidence(dispute_id)))
 
 
 async def handle_evidence_page(request: Request, rt: Runtime) -> Response:
     """``GET /v1/disputes/{dispute_id}/evidence.html``: the same package, printable."""
-    dispute_id = _text(request.path_params["dispute_id"], "dispute_id")
+    dispute_id = DISPUTE_ID.check(request.path_params["dispute_id"])
     evidence = await call_service(_service(request, rt).evidence(dispute_id))
     return HTMLResponse(evidence_page(evidence))
 
@@ -359,11 +334,7 @@ def _month(value: str | None, now_ms: int) -> tuple[datetime, datetime, str]:
         now = datetime.fromtimestamp(now_ms / 1000, UTC)
         year, month = now.year, now.month
     else:
-        try:
-            year, month = (int(part) for part in value.split("-"))
-            datetime(year, month, 1, tzinfo=UTC)
-        except ValueError:
-            raise ApiError(400, "invalid_field", "month must be YYYY-MM") from None
+        year, month = (int(part) for part in MONTH.check(value).split("-"))
     since = datetime(year, month, 1, tzinfo=UTC)
     until = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return since, until, f"{year:04d}-{month:02d}"
@@ -408,7 +379,7 @@ async def handle_dispute_ratio(request: Request, rt: Runtime) -> Response:
 
 async def handle_read_flag(request: Request, rt: Runtime) -> Response:
     """``GET /v1/customers/{customer}/flag``: the standing flag, or 404."""
-    customer = valid_id(request.path_params["customer"], "customer")
+    customer = CUSTOMER.check(request.path_params["customer"])
     flag = await _service(request, rt).flagged(customer)
     if flag is None:
         raise ApiError(404, "not_found", f"customer {customer} is not flagged")
@@ -419,10 +390,10 @@ async def handle_read_flag(request: Request, rt: Runtime) -> Response:
 
 async def handle_clear_flag(request: Request, rt: Runtime) -> Response:
     """``DELETE /v1/customers/{customer}/flag``: support clears it (``?by=<support id>``)."""
-    customer = valid_id(request.path_params["customer"], "customer")
+    customer = CUSTOMER.check(request.path_params["customer"])
     if not is_support(request, rt):
         raise ApiError(403, "support_key_required", "clearing a flag needs the support key")
-    by = valid_id(request.query_params.get("by"), "by")
+    by = BY.check(request.query_params.get("by"))
     if not await _service(request, rt).clear_flag(customer, by):
         raise ApiError(404, "not_found", f"customer {customer} is not flagged")
     return JSONResponse({"customer": customer, "cleared_by": by})
@@ -430,9 +401,7 @@ async def handle_clear_flag(request: Request, rt: Runtime) -> Response:
 
 async def handle_find_payment(request: Request, rt: Runtime) -> Response:
     """``GET /v1/payments/{number}``: the tab a number names, and its whole history."""
-    number = request.path_params["number"]
-    if not (0 < len(number) <= NUMBER_CHARS_MAX and number.isprintable()):
-        raise ApiError(400, "invalid_field", "the number is printable, 1..255 characters")
+    number = NUMBER.check(request.path_params["number"])
     return JSONResponse(await call_service(_service(request, rt).find_payment(number)))
 
 

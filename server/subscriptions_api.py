@@ -41,7 +41,8 @@ from starlette.routing import Route
 
 from metering.keys import is_id
 from metering.money import is_currency
-from server.api import ApiError, endpoint, field, json_body
+from metering.outcomes import TabRef
+from server.api import ApiError, endpoint, field, json_body, reserve_allowances
 from server.config import Settings
 from server.reconcile import parse_instant
 from server.runtime import Runtime
@@ -55,6 +56,7 @@ from settlement.subscriptions.scheduler import Renewals
 from settlement.subscriptions.service import (
     CancelMode,
     NewSubscription,
+    Result,
     SubCode,
     Subscriptions,
     subscription_json,
@@ -83,7 +85,7 @@ CHARGE_WAIT_POLL_S: Final = 0.05
 
 def service_of(rt: Runtime) -> Subscriptions:
     """The subscriptions service over this app's ledger and processors."""
-    return Subscriptions(rt.ledger.database, rt.processors)
+    return Subscriptions(rt.ledger.database, rt.processors, meter_store=rt.store)
 
 
 def renewals_of(rt: Runtime) -> Renewals:
@@ -141,6 +143,23 @@ async def _charge_now(rt: Runtime, subscription_id: str) -> None:
         if not waiting or asyncio.get_running_loop().time() > deadline:
             return
         await asyncio.sleep(CHARGE_WAIT_POLL_S)
+
+
+async def _into_open_tab(rt: Runtime, customer: str, currency: str) -> None:
+    """A new member with a tab open already gets the allowance into it at once."""
+    tab_id = await rt.meter.tabs.find_open(customer, currency)
+    if tab_id is None:
+        return
+    tab = await rt.meter.tabs.read(TabRef(customer, tab_id))
+    if tab is not None:
+        await reserve_allowances(rt, tab)
+
+
+async def _into_open_tab_of(rt: Runtime, result: Result) -> None:
+    """A membership active again (resumed, or restored by a new card) puts its allowance into
+    the member's open tab."""
+    if result.subscription is not None:
+        await _into_open_tab(rt, result.subscription.customer, result.subscription.currency)
 
 
 async def view_of(rt: Runtime, subscription_id: str) -> dict[str, Any] | None:
@@ -218,6 +237,7 @@ async def handle_create(request: Request, rt: Runtime) -> Response:
         raise _refused(result.code)
     if result.code is SubCode.APPLIED:
         await _charge_now(rt, new.subscription_id)
+    await _into_open_tab(rt, customer, currency)
     status = 201 if result.code is SubCode.APPLIED else 200
     return JSONResponse(await _view_or_404(rt, new.subscription_id), status_code=status)
 
@@ -268,6 +288,7 @@ async def handle_resume(request: Request, rt: Runtime) -> Response:
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
     await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
@@ -285,6 +306,7 @@ async def handle_card(request: Request, rt: Runtime) -> Response:
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
     await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
     return JSONResponse(await _view_or_404(rt, sid))
 
 

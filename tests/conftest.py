@@ -78,27 +78,26 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A local six-node Redis Cluster (three primaries, three replicas) for the session."""
-    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+def _running(cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """``cluster``, started, and stopped when the fixture ends (also on failure)."""
     cluster.start()
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local six-node Redis Cluster (three primaries, three replicas) for the session."""
+    yield from _running(LocalCluster(tmp_path_factory.mktemp("cluster")))
 
 
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A cluster of the test's own (three primaries, three replicas), for tests that kill or
     freeze its nodes."""
-    cluster = LocalCluster(tmp_path / "cluster")
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _running(LocalCluster(tmp_path / "cluster"))
 
 
 @pytest.fixture

@@ -23,8 +23,10 @@ BATCH_ROWS_MAX: Final = 1_000
 #: Largest amount one row may ask for (minor units).
 ROW_AMOUNT_MAX_MINOR: Final = 10_000_000
 LANGUAGES: Final = ("en", "de", "it", "lt")
-_ID_CHARS_MAX: Final = 64
-_CONTACT_CHARS_MAX: Final = 254
+#: Longest customer id a row may name.
+ROW_CUSTOMER_CHARS_MAX: Final = 64
+#: Longest e-mail address a row may give.
+ROW_EMAIL_CHARS_MAX: Final = 254
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ def _records(body: bytes, content_type: str) -> list[dict[str, Any]]:
 def _row(number: int, record: dict[str, Any]) -> Row | Refusal:
     errors = []
     customer = str(record.get("customer") or "").strip()
-    if not customer or len(customer) > _ID_CHARS_MAX or "/" in customer:
+    if not customer or len(customer) > ROW_CUSTOMER_CHARS_MAX or "/" in customer:
         errors.append("customer must be 1 to 64 characters, without '/'")
     raw_amount = record.get("amount_minor")
     amount = 0
@@ -91,7 +93,7 @@ def _row(number: int, record: dict[str, Any]) -> Row | Refusal:
         errors.append("a phone or an e-mail is needed to send the link")
     if phone and not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
         errors.append("phone must be in international form (+ and 7 to 15 digits)")
-    if email and ("@" not in email or len(email) > _CONTACT_CHARS_MAX or " " in email):
+    if email and ("@" not in email or len(email) > ROW_EMAIL_CHARS_MAX or " " in email):
         errors.append("email is not an address")
     language = str(record.get("language") or "en").strip().lower()
     if language not in LANGUAGES:

@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from metering.lifecycle import TabState
 from metering.outcomes import Line, SecondHold, Tab, TabRef
-from settlement.ledger import invoices, journal
+from settlement.ledger import allowances, invoices, journal
 from settlement.ledger.db import Connection
 from settlement.ledger.errors import LedgerMismatch
 from settlement.ledger.journal import Entry, EntryCode, Posting
@@ -92,11 +92,12 @@ def charged_lines(lines: Sequence[Line]) -> list[Line]:
 
 
 def gross_by_room(lines: Sequence[Line]) -> dict[str, int]:
-    """What the lines paid each room, before the model's share (voided purchases paid none)."""
+    """What the lines paid each room, before the model's share (voided purchases paid none;
+    a room whose lines a member's allowance covered whole was paid nothing and is left out)."""
     gross: dict[str, int] = {}
     for line in charged_lines(lines):
         gross[line.room] = gross.get(line.room, 0) + line.amount_minor
-    return gross
+    return {room: amount for room, amount in gross.items() if amount > 0}
 
 
 def entries_for(facts: SettlementFacts) -> list[Entry]:
@@ -220,6 +221,15 @@ async def record(conn: Connection, facts: SettlementFacts) -> bool:
             await _write_shows(conn, sid, facts.shows)
             await _write_earnings(conn, facts)
             await journal.post(conn, entries_for(facts))
+        # Outside the pipeline: it reads the reservations (FOR UPDATE) before it writes them.
+        await allowances.settle_tab(
+            conn,
+            customer=tab.ref.customer,
+            tab_id=tab.ref.tab_id,
+            settlement_id=sid,
+            lines=tab.lines,
+            settled_at_ms=facts.record.outcome_at_ms,
+        )
         # Last in the transaction: the invoice takes its series' counter row, held until the
         # commit, so the lock is held as briefly as it can be.
         invoice = tab_invoice(facts)
@@ -293,8 +303,8 @@ async def _write_lines(conn: Connection, sid: str, all_lines: Sequence[Line]) ->
             """
             INSERT INTO settlement_lines (settlement_id, line_id, seq, kind, room, at,
                 amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor, message,
-                item_id, item_name, purchase_kind)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                covered_s, saved_minor, session_kind, item_id, item_name, purchase_kind)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             [
                 (
@@ -310,6 +320,9 @@ async def _write_lines(conn: Connection, sid: str, all_lines: Sequence[Line]) ->
                     line.seconds,
                     line.rate_per_minute_minor,
                     line.message,
+                    line.covered_s,
+                    line.saved_minor,
+                    line.session_kind,
                     line.item_id,
                     line.item_name,
                     line.item_kind,
@@ -475,6 +488,9 @@ def _line(row: dict[str, Any]) -> Line:
         seconds=row["seconds"],
         rate_per_minute_minor=row["rate_per_minute_minor"],
         message=row["message"],
+        covered_s=row["covered_s"],
+        saved_minor=row["saved_minor"],
+        session_kind=row["session_kind"],
         item_id=row["item_id"],
         item_name=row["item_name"],
         item_kind=row["purchase_kind"],

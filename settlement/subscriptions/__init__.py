@@ -16,9 +16,12 @@ What it owns:
 - :mod:`~settlement.subscriptions.store` — the SQL (migration ``0004_subscriptions.sql``);
 - :mod:`~settlement.subscriptions.service` — create, change, cancel, read;
 - :mod:`~settlement.subscriptions.scheduler` — charges each due period exactly once, with any
-  number of workers, through crashes.
+  number of workers, through crashes;
+- :mod:`~settlement.subscriptions.allowances` — a plan's free seconds and discounts reserved
+  into a member's tab (one tab at a time), and what is left of them.
 
-What it may import: :mod:`metering.money`, :mod:`metering.clock`, :mod:`settlement.ledger`,
+What it may import: :mod:`metering.money`, :mod:`metering.clock`, :mod:`metering.allowances`
+(and the store it runs on), :mod:`settlement.ledger`,
 :mod:`settlement.gateway`, :mod:`settlement.processors`, :mod:`settlement.retry_rules`,
 :mod:`settlement.notify`. Nothing in :mod:`server`.
 

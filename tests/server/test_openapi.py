@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server import api_contract
+from server import api_contract, collection_contract, refunds_contract
 from server.api_contract import (
     CAP,
     ERRORS,
@@ -35,17 +35,41 @@ Pair = tuple[TipmeterProcess, TipmeterProcess]
 BOUNDS = Bounds(
     cap_min_minor=100, cap_max_minor=1_000_000, ticket_ttl_s_max=300, feed_timeout_s_max=60
 )
-PARAMS = [v for v in vars(api_contract).values() if isinstance(v, Param)]
+#: The modules that declare the API's params and bodies.
+CONTRACTS = (api_contract, refunds_contract, collection_contract)
+PARAMS = list(
+    {id(v): v for c in CONTRACTS for v in vars(c).values() if isinstance(v, Param)}.values()
+)
 SERVER_DIR = Path(__file__).resolve().parents[2] / "server"
 
 
+_TYPES: dict[str, Any] = {
+    "integer": lambda v: type(v) is int,
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
 def _valid(schema: dict[str, Any], value: object) -> bool:
-    """JSON Schema validation for the keywords the params use (type, bounds, enum, pattern)."""
+    """JSON Schema validation for the keywords the params use (type, bounds, enum, pattern,
+    anyOf, items, properties)."""
+    if "anyOf" in schema:
+        return any(_valid(option, value) for option in schema["anyOf"])
     kind = schema.get("type")
-    if kind == "integer" and (type(value) is not int):
+    if kind is not None and not _TYPES[kind](value):
         return False
-    if kind == "string" and not isinstance(value, str):
-        return False
+    if isinstance(value, list):
+        return len(value) <= schema.get("maxItems", len(value)) and all(
+            _valid(schema.get("items", {}), each) for each in value
+        )
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return all(name in value for name in schema.get("required", [])) and all(
+            _valid(properties[name], each) for name, each in value.items() if name in properties
+        )
     if "enum" in schema and value not in schema["enum"]:
         return False
     if isinstance(value, int) and not (
@@ -66,10 +90,33 @@ def _python_regex(pattern: str) -> str:
 
 def _probes(schema: dict[str, Any], example: object) -> Iterator[object]:
     """Values on both sides of each bound the schema states, and values of the wrong type."""
-    yield from (None, True, 1.5, [], {})
+    yield from (None, True, False, 1.5, [], {}, "", 0)
     if example is not None:
         yield example
-    if schema["type"] == "integer":
+    if "anyOf" in schema:
+        for option in schema["anyOf"]:
+            yield from _probes(option, example)
+    elif schema["type"] == "array":
+        items = [each for each in _probes(schema["items"], None) if each is not None]
+        for each in items:
+            yield [each]
+        good = [each for each in items if _valid(schema["items"], each)][:1]
+        bad = [each for each in items if not _valid(schema["items"], each)][:1]
+        for n in (schema["maxItems"] - 1, schema["maxItems"], schema["maxItems"] + 1):
+            yield good * n
+            yield good * (n - 1) + bad
+    elif schema["type"] == "object":
+        properties, required = schema["properties"], schema.get("required", [])
+        whole = {name: _example(inner) for name, inner in properties.items()}
+        yield whole
+        for name in properties:
+            yield {k: v for k, v in whole.items() if k != name}
+            for each in _probes(properties[name], whole[name]):
+                yield {**whole, name: each}
+        yield {name: whole[name] for name in required}
+    elif schema["type"] in ("boolean", "null"):
+        return
+    elif schema["type"] == "integer":
         low, high = schema["minimum"], schema["maximum"]
         yield from (low - 1, low, low + 1, high - 1, high, high + 1, str(low))
     else:
@@ -81,6 +128,13 @@ def _probes(schema: dict[str, Any], example: object) -> Iterator[object]:
                     yield "a" * length
                     if isinstance(example, str) and example:
                         yield (example * (length // len(example) + 1))[:length]
+
+
+def _example(schema: dict[str, Any]) -> object:
+    """A value ``schema`` accepts (from the probes of its own bounds)."""
+    if "examples" in schema:
+        return schema["examples"][0]
+    return next(v for v in _probes(schema, None) if v is not None and _valid(schema, v))
 
 
 @pytest.mark.parametrize("param", PARAMS, ids=lambda p: p.name)
@@ -126,8 +180,17 @@ def test_every_param_and_body_the_server_checks_is_in_the_document() -> None:
         ("/v1/tickets", "post", TICKET_BODY),
         ("/v1/rooms/{room}/payout", "put", PAYOUT_BODY),
         ("/overlay/ticket", "post", OVERLAY_BODY),
+        ("/v1/refunds", "post", refunds_contract.REFUND_BODY),
+        ("/v1/refunds/{refund_id}/consent", "post", refunds_contract.CONSENT_BODY),
+        ("/v1/sandbox/disputes", "post", refunds_contract.SANDBOX_DISPUTE_BODY),
+        (
+            "/v1/customers/{customer}/tabs/{tab_id}/refund-requests",
+            "post",
+            refunds_contract.REFUND_REQUEST_BODY,
+        ),
+        ("/v1/collection/cases/{case_id}/links", "post", collection_contract.LINK_BODY),
     ]
-    declared = [v for v in vars(api_contract).values() if isinstance(v, Body)]
+    declared = [v for c in CONTRACTS for v in vars(c).values() if isinstance(v, Body)]
     assert sorted(map(id, declared)) == sorted(id(body) for _, _, body in bodies)
     for path, method, body in bodies:
         content = doc["paths"][path][method]["requestBody"]["content"]["application/json"]
@@ -243,3 +306,53 @@ async def test_the_served_document_has_the_servers_bounds_and_the_server_holds_t
     async with api(a) as http:
         answer = await http.put("/v1/rooms/bounds-feed/payout", json={"payout_bp": 10_000})
     assert set(answer.json()) == set(payout["content"]["application/json"]["schema"]["required"])
+
+
+async def test_the_refund_and_collection_bounds_in_the_document_are_the_servers(
+    servers: Pair,
+) -> None:
+    a, _ = servers
+    async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as http:
+        doc = (await http.get("/openapi.json")).json()
+
+    def body_of(path: str) -> dict[str, Any]:
+        content: dict[str, Any] = doc["paths"][path]["post"]["requestBody"]["content"]
+        schema: dict[str, Any] = content["application/json"]
+        return schema
+
+    # A refund of a tab that does not exist: refused by the bound at once, else looked for.
+    refund = body_of("/v1/refunds")
+    lines = refund["schema"]["properties"]["lines"]
+    line_max = lines["items"]["anyOf"][0]["maxLength"]
+    async with api(a) as http:
+        at_max = await http.post(
+            "/v1/refunds", json={**refund["example"], "lines": ["l"] * lines["maxItems"]}
+        )
+        longest = await http.post(
+            "/v1/refunds", json={**refund["example"], "lines": ["l" * line_max]}
+        )
+        over = await http.post(
+            "/v1/refunds", json={**refund["example"], "lines": ["l"] * (lines["maxItems"] + 1)}
+        )
+        too_long = await http.post(
+            "/v1/refunds", json={**refund["example"], "lines": ["l" * (line_max + 1)]}
+        )
+    assert (at_max.status_code, at_max.json()["error"]["code"]) == (404, "not_found")
+    assert (longest.status_code, longest.json()["error"]["code"]) == (404, "not_found")
+    assert (over.status_code, over.json()["error"]["code"]) == (400, "invalid_field")
+    assert (too_long.status_code, too_long.json()["error"]["code"]) == (400, "invalid_field")
+
+    # A link for a case that does not exist: the limits are read before the case is looked for.
+    link = body_of("/v1/collection/cases/{case_id}/links")
+    failed = link["schema"]["properties"]["failed_max"]
+    async with api(a) as http:
+        at_max = await http.post(
+            "/v1/collection/cases/no-such-case/links",
+            json={**link["example"], "failed_max": failed["maximum"]},
+        )
+        over = await http.post(
+            "/v1/collection/cases/no-such-case/links",
+            json={**link["example"], "failed_max": failed["maximum"] + 1},
+        )
+    assert (at_max.status_code, at_max.json()["error"]["code"]) == (404, "case_not_found")
+    assert (over.status_code, over.json()["error"]["code"]) == (400, "invalid_field")

@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from clients.errors import Refused
 from clients.sdk import Backend, Client
 from clients.tickets import Role
+from metering import keys
+from server.api_contract import ALLOWANCE_ENTRY
 from server.embedded_redis import RedisServer
-from tests.server.conftest import api, settled_statement
+from tests.server.conftest import api, post_tab, settled_statement
 from tests.support.processes import API_KEY, TipmeterProcess, ticket
 from tests.support.waiting import eventually
 
@@ -123,6 +126,54 @@ async def test_a_declined_sign_up_is_past_due_until_a_new_card(server: TipmeterP
     assert [p["status"] for p in restored["periods"]] == ["paid"]
     listed = await backend.customer_subscriptions("bob")
     assert [s["state"] for s in listed] == ["active"]
+
+
+VIP = {
+    **SILVER,
+    "plan_id": "vip",
+    "allowances": [
+        {"kind": "private", "unit": "seconds", "granted": 60},
+        {"kind": "tip", "unit": "bp", "granted": 1_000},
+    ],
+}
+
+
+async def _reserve_of(redis_server: RedisServer, customer: str, tab_id: str) -> list[Any]:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        return await client.hmget(keys.tab(customer, tab_id), ["free:private", "dbp:tip"])
+    finally:
+        await client.aclose()
+
+
+async def test_a_members_tabs_hold_the_allowance_and_the_answer_shows_what_is_left(
+    server: TipmeterProcess, redis_server: RedisServer
+) -> None:
+    backend = Backend(server.base_url, API_KEY)
+    await backend.create_plan(VIP)
+    # A tab open before the sign-up gets the allowance when the membership begins.
+    async with api(server) as http:
+        before = await post_tab(http, "dave", currency="EUR")
+        assert before.status_code == 201, before.text
+    await _signup(backend, "dave", "tok_visa", "signup-dave", plan="vip")
+    assert await _reserve_of(redis_server, "dave", before.json()["tab_id"]) == [b"60", b"1000"]
+
+    sub = await _signup(backend, "carol", "tok_visa", "signup-carol", plan="vip")
+    assert sub["allowance"] == [
+        {"kind": "private", "unit": "seconds", "granted": 60, "used": 0, "left": 60},
+        {"kind": "tip", "unit": "bp", "granted": 1_000, "used": 0, "left": 1_000},
+    ]
+    for entry in sub["allowance"]:
+        assert set(entry) == set(ALLOWANCE_ENTRY["properties"]) == set(ALLOWANCE_ENTRY["required"])
+    # A tab opened by a member holds the allowance: the meter spends it there.
+    async with api(server) as http:
+        opened = await post_tab(http, "carol", currency="EUR")
+        assert opened.status_code == 201, opened.text
+        again = await post_tab(http, "carol", currency="EUR")  # a retry reserves nothing more
+        assert again.json()["tab_id"] == opened.json()["tab_id"]
+    assert await _reserve_of(redis_server, "carol", opened.json()["tab_id"]) == [b"60", b"1000"]
+    read = await backend.subscription(sub["subscription_id"])
+    assert read["allowance"][0]["left"] == 60  # held for the tab, not used yet
 
 
 async def test_pause_and_resume_through_the_sdk(server: TipmeterProcess) -> None:

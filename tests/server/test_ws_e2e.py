@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -298,20 +299,17 @@ async def test_bad_frames_are_refused_and_change_nothing_in_redis(servers: Pair)
         await store.close()
 
 
+def _own_server(tmp_path: object, redis_url: str, **settings: str) -> TipmeterProcess:
+    """A server process of the test's own on ``redis_url``, with ``settings`` (names without
+    their ``TIPMETER_`` prefix), started."""
+    env = {"TIPMETER_REDIS_URL": redis_url, **{f"TIPMETER_{k}": v for k, v in settings.items()}}
+    return TipmeterProcess(["serve"], env, cwd=Path(str(tmp_path))).start()
+
+
 async def test_tips_beyond_the_rate_limit_are_refused_with_a_wait(
     tmp_path: object, redis_url: str
 ) -> None:
-    from pathlib import Path
-
-    server = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis_url,
-            "TIPMETER_TIPS_PER_S_MAX": "2",
-            "TIPMETER_TIPS_BURST_MAX": "3",
-        },
-        cwd=Path(str(tmp_path)),
-    ).start()
+    server = _own_server(tmp_path, redis_url, TIPS_PER_S_MAX="2", TIPS_BURST_MAX="3")
     try:
         await open_tab(server, "kim")
         async with connect(
@@ -344,21 +342,12 @@ async def test_tips_beyond_the_rate_limit_are_refused_with_a_wait(
 async def test_sigterm_drains_clients_then_exits(tmp_path: object, redis_url: str) -> None:
     import signal
     import time
-    from pathlib import Path
 
     import httpx
 
     from clients.protocol import Drain
 
-    server = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis_url,
-            "TIPMETER_DRAIN_DELAY_S": "1",
-            "TIPMETER_DRAIN_S_MAX": "10",
-        },
-        cwd=Path(str(tmp_path)),
-    ).start()
+    server = _own_server(tmp_path, redis_url, DRAIN_DELAY_S="1", DRAIN_S_MAX="10")
     try:
         client = Client(server.ws_url, viewer_ticket("lou"), reconnect=False)
         await client.connect()

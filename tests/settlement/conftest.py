@@ -1,18 +1,22 @@
-"""Settlement fixtures: a store with the settlement scripts too, a sandbox on the fake clock."""
+"""Settlement fixtures: a store with the settlement scripts too, a sandbox on the fake clock, a
+sandbox process, and the rig of the tests of real worker processes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from metering.clock import FakeClock
-from metering.meter import CORE_SCRIPTS
-from metering.store import LuaScript
+from metering.clock import FakeClock, SystemClock
+from metering.meter import CORE_SCRIPTS, Meter
+from metering.store import LuaScript, Store
 from server.embedded_redis import free_port
+from settlement.ledger.ledger import Ledger
 from settlement.sandbox import SandboxGateway
+from settlement.sandbox_http import HttpGateway
 from settlement.scripts import SETTLEMENT_SCRIPTS
+from tests.settlement.crash_support import WorkerRig
 from tests.support.processes import TipmeterProcess
 
 
@@ -40,3 +44,28 @@ def sandbox_process(tmp_path: Path) -> Iterator[TipmeterProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+async def rig(
+    store: Store,
+    redis_url: str,
+    sandbox_process: TipmeterProcess,
+    tmp_path: Path,
+    database_url: str,
+    ledger: Ledger,
+) -> AsyncIterator[WorkerRig]:
+    """The rig of a test of real worker processes (:class:`WorkerRig`)."""
+    meter = Meter(store, clock=SystemClock())
+    try:
+        yield WorkerRig(
+            meter,
+            HttpGateway(sandbox_process.base_url, timeout_s=5),
+            ledger,
+            tmp_path,
+            redis_url,
+            sandbox_process.base_url,
+            database_url,
+        )
+    finally:
+        await meter.aclose()

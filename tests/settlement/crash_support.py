@@ -19,7 +19,7 @@ import orjson
 
 from metering.lifecycle import TabState
 from metering.meter import Meter
-from metering.outcomes import Code, Tab, TabRef
+from metering.outcomes import Tab, TabRef
 from metering.tips import TipRequest
 from settlement import scripts
 from settlement.config import Checkpoint
@@ -29,6 +29,7 @@ from settlement.sandbox_http import HttpGateway
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, read_statement
 from settlement.worker import capture_key
+from tests.settlement.helpers import open_backed_tab
 
 TIPMETER = str(Path(sys.executable).parent / "tipmeter")
 #: The checkout, from where ``python -m tests.settlement.crash_worker`` finds its module.
@@ -60,6 +61,25 @@ def worker_env(
     )
     env.update({f"TIPMETER_{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRig:
+    """What a test of real worker processes works with (the ``rig`` fixture): the money core on
+    the wall clock, like the workers; a gateway to the sandbox process; the ledger; the folder
+    the workers' logs go to; and what a worker's environment names."""
+
+    meter: Meter
+    gateway: HttpGateway
+    ledger: Ledger
+    logs: Path
+    redis_url: str
+    sandbox_url: str
+    database_url: str
+
+    def env(self, **settings: str) -> dict[str, str]:
+        """The environment of a worker process of this rig (:func:`worker_env`)."""
+        return worker_env(self.redis_url, self.sandbox_url, self.database_url, **settings)
 
 
 def start_worker(
@@ -104,21 +124,7 @@ async def open_tabs(
         customer = f"{prefix}{n}"
         cap = rng.randrange(500, 5_000)
         card = rng.choice(DECLINING_CARDS) if rng.random() < decline_share else "tok_visa"
-        hold = await gateway.authorize(
-            idempotency_key=f"auth:{customer}",
-            payment_method=card,
-            amount_minor=cap,
-            currency="USD",
-        )
-        opened = await meter.tabs.open(
-            customer=customer,
-            currency="USD",
-            cap_minor=cap,
-            auth_ref=hold.auth_ref,
-            capture_before_ms=hold.expires_at_ms,
-        )
-        assert opened.code is Code.APPLIED, opened
-        ref = TabRef(customer, opened.tab_id)
+        ref = await open_backed_tab(meter, gateway, customer, cap, card)
         for t in range(rng.randrange(0, 4)):
             amount = rng.randrange(1, cap // 4)
             room = rng.choice(ROOMS)

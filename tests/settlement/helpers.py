@@ -43,8 +43,11 @@ async def open_backed_tab(
     cap_minor: int = 5_000,
     card: str = "tok_visa",
     currency: str = "USD",
+    *,
+    keep_card: bool = False,
 ) -> TabRef:
-    """Place a hold on the sandbox and open a tab on it; fail the test if either is refused."""
+    """Place a hold on the sandbox and open a tab on it; fail the test if either is refused.
+    With ``keep_card``, the tab keeps the card on file (for collection)."""
     hold = await gateway.authorize(
         idempotency_key=f"auth:{customer}:{currency}",
         payment_method=card,
@@ -58,9 +61,47 @@ async def open_backed_tab(
         cap_minor=cap_minor,
         auth_ref=hold.auth_ref,
         capture_before_ms=hold.expires_at_ms,
+        payment_method=card if keep_card else "",
     )
     assert result.code is Code.APPLIED, result
     return TabRef(customer, result.tab_id)
+
+
+async def raised_by_second_hold(
+    meter: Meter, flat: SandboxGateway, second_card: str = "tok_visa"
+) -> tuple[TabRef, str, str]:
+    """A tab ``cm/tab_m`` at ``flat`` (a sandbox without increments) opened on a 5,000 hold and
+    raised to 8,000 by a second hold of 3,000 on ``second_card``: the tab and the references of
+    its first and second hold."""
+    first = await flat.authorize(
+        idempotency_key="auth:tab_m", payment_method="tok_visa", amount_minor=5_000, currency="USD"
+    )
+    opened = await meter.tabs.open(
+        customer="cm",
+        currency="USD",
+        cap_minor=5_000,
+        auth_ref=first.auth_ref,
+        capture_before_ms=first.expires_at_ms,
+        tab_id="tab_m",
+        payment_method="tok_visa",
+    )
+    assert opened.code is Code.APPLIED
+    second = await flat.authorize(
+        idempotency_key="auth:tab_m:raise:8000",
+        payment_method=second_card,
+        amount_minor=3_000,
+        currency="USD",
+    )
+    ref = TabRef("cm", "tab_m")
+    raised = await meter.tabs.raise_cap(
+        ref,
+        cap_minor=8_000,
+        auth_ref=second.auth_ref,
+        capture_before_ms=second.expires_at_ms,
+        second_hold_minor=3_000,
+    )
+    assert raised.code is Code.APPLIED
+    return ref, first.auth_ref, second.auth_ref
 
 
 def make_worker(

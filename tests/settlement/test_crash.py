@@ -10,17 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from metering.clock import SystemClock
 from metering.lifecycle import FreezeReason, TabState
 from metering.meter import Meter
 from metering.outcomes import TabRef
-from metering.store import Store
 from settlement import scripts
 from settlement.config import SETTLEMENT_CHECKPOINTS, Checkpoint
 from settlement.ledger.ledger import Ledger
@@ -29,14 +25,14 @@ from settlement.sandbox import Fault
 from settlement.sandbox_http import HttpGateway
 from settlement.worker import capture_key
 from tests.settlement.crash_support import (
+    WorkerRig,
     burst,
     check_invariants,
     open_tabs,
     start_worker,
-    worker_env,
 )
 from tests.settlement.helpers import past_claim_bound
-from tests.support.processes import TipmeterProcess, connected_to
+from tests.support.processes import connected_to
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -44,16 +40,6 @@ pytestmark = pytest.mark.slow
 SEED = 20_261_122
 #: The claim bound of the workers ``worker_env`` describes (TIPMETER_SETTLE_CLAIM_IDLE_MS).
 CLAIM_IDLE_MS = 1_000
-
-
-@pytest.fixture
-async def live_meter(store: Store) -> AsyncIterator[Meter]:
-    """The money core on the wall clock, like the worker processes."""
-    meter = Meter(store, clock=SystemClock())
-    try:
-        yield meter
-    finally:
-        await meter.aclose()
 
 
 async def _frozen_tabs(meter: Meter, gateway: HttpGateway, count: int) -> list[TabRef]:
@@ -79,19 +65,14 @@ async def _finish_and_check(
 @pytest.mark.parametrize("point", SETTLEMENT_CHECKPOINTS)
 async def test_kill_at_each_crash_point(
     point: Checkpoint,
-    live_meter: Meter,
-    redis_url: str,
-    sandbox_process: TipmeterProcess,
-    tmp_path: Path,
-    database_url: str,
-    ledger: Ledger,
+    rig: WorkerRig,
 ) -> None:
-    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    live_meter, gateway, ledger = rig.meter, rig.gateway, rig.ledger
     refs = await _frozen_tabs(live_meter, gateway, 4)
-    env = worker_env(redis_url, sandbox_process.base_url, database_url)
+    env = rig.env()
     # One tab at a time, so that exactly one tab reaches the point when the worker dies.
     crashing = start_worker(
-        {**env, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"}, tmp_path / "w.log", crash_at=point
+        {**env, "TIPMETER_SETTLE_CONCURRENCY_MAX": "1"}, rig.logs / "w.log", crash_at=point
     )
     assert await asyncio.to_thread(crashing.wait, 30) == -signal.SIGKILL
 
@@ -137,35 +118,27 @@ async def _captured(gateway: HttpGateway, ref: TabRef) -> bool:
 async def test_kill_while_the_gateway_call_is_in_flight(
     fault: Fault,
     committed: bool,
-    live_meter: Meter,
-    redis_url: str,
-    sandbox_process: TipmeterProcess,
-    tmp_path: Path,
-    database_url: str,
-    ledger: Ledger,
+    rig: WorkerRig,
 ) -> None:
     """An external kill -9, timed by the sandbox's slow replies (no hook involved)."""
-    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    live_meter, gateway, ledger = rig.meter, rig.gateway, rig.ledger
     refs = await _frozen_tabs(live_meter, gateway, 1)
     tab = await live_meter.tabs.read(refs[0])
     assert tab is not None
     if tab.accrued_minor == 0:
         pytest.fail("the seed must give the tab an amount to capture")
     await gateway.inject("capture", fault)  # the sandbox then waits 2 s
-    env = worker_env(
-        redis_url,
-        sandbox_process.base_url,
-        database_url,
+    env = rig.env(
         gateway_timeout_ms="5000",
         settle_claim_idle_ms="6000",
     )
-    worker = start_worker(env, tmp_path / "w.log")
+    worker = start_worker(env, rig.logs / "w.log")
     try:
         await _wait_until_begun(live_meter, refs[0])
         # In flight: the worker's capture is its first call to the sandbox, so its connection
         # to the sandbox means the request is on its way; an "after commit" fault is committed
         # before the sandbox's 2 s wait.
-        port = urlsplit(sandbox_process.base_url).port
+        port = urlsplit(rig.sandbox_url).port
         assert port is not None
         await eventually(lambda: connected_to(worker.pid, port))
         if committed:
@@ -181,7 +154,7 @@ async def test_kill_while_the_gateway_call_is_in_flight(
     assert (await gateway.lookup(capture_key(refs[0])) is not None) is committed
     # The sandbox finishes the slow call (and commits it) by itself.
     await eventually(lambda: _captured(gateway, refs[0]))
-    fast = worker_env(redis_url, sandbox_process.base_url, database_url)
+    fast = rig.env()
     await past_claim_bound(live_meter, CLAIM_IDLE_MS)
     report = await asyncio.to_thread(burst, fast)
     assert report["statuses"] == {"settled": 1}, report
@@ -190,18 +163,11 @@ async def test_kill_while_the_gateway_call_is_in_flight(
 
 
 async def test_a_worker_settles_and_stops_cleanly_on_sigterm(
-    live_meter: Meter,
-    redis_url: str,
-    sandbox_process: TipmeterProcess,
-    tmp_path: Path,
-    database_url: str,
-    ledger: Ledger,
+    rig: WorkerRig,
 ) -> None:
-    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    live_meter, gateway, ledger = rig.meter, rig.gateway, rig.ledger
     refs = await _frozen_tabs(live_meter, gateway, 3)
-    worker = start_worker(
-        worker_env(redis_url, sandbox_process.base_url, database_url), tmp_path / "w.log"
-    )
+    worker = start_worker(rig.env(), rig.logs / "w.log")
     try:
 
         async def clean() -> bool:
@@ -215,4 +181,4 @@ async def test_a_worker_settles_and_stops_cleanly_on_sigterm(
             worker.kill()
     findings = await check_invariants(live_meter, gateway, refs, ledger)
     assert findings.clean, findings
-    assert "Traceback" not in (tmp_path / "w.log").read_text()
+    assert "Traceback" not in (rig.logs / "w.log").read_text()

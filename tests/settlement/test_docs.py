@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,19 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
+def _integrators_example() -> tuple[Callable[..., bool], Callable[..., bool]]:
+    """``handle`` and ``verify`` of the docs' example."""
+    namespace: dict[str, Any] = {}
+    exec(_blocks("python")[0], namespace)  # noqa: S102 - the docs' own example, run as written
+    return namespace["handle"], namespace["verify"]
+
+
 def test_the_state_diagram_is_generated_from_the_lifecycle_table() -> None:
     assert _blocks("mermaid") == [mermaid()]
 
 
 def test_the_integrators_example_verifies_and_refuses() -> None:
-    namespace: dict[str, Any] = {}
-    exec(_blocks("python")[0], namespace)  # noqa: S102 - the docs' own example, run as written
-    handle, verify = namespace["handle"], namespace["verify"]
+    handle, verify = _integrators_example()
     body = b'{"id":"evt_1","type":"tab.settled"}'
     now = int(time.time())
     good = sign(body, "whsec", now)
@@ -39,9 +45,7 @@ def test_the_integrators_example_verifies_and_refuses() -> None:
 
 
 def test_both_checks_agree_and_never_raise_on_odd_headers() -> None:
-    namespace: dict[str, Any] = {}
-    exec(_blocks("python")[0], namespace)  # noqa: S102 - the docs' own example, run as written
-    handle, verify = namespace["handle"], namespace["verify"]
+    handle, verify = _integrators_example()
     body = b'{"id":"evt_1"}'
     now = int(time.time())
     good = sign(body, "whsec", now)

@@ -4,32 +4,19 @@ from __future__ import annotations
 
 from metering.lifecycle import FreezeReason
 from metering.meter import Meter
-from metering.outcomes import Code, TabRef
+from metering.outcomes import TabRef
 from settlement.gateway import Gateway
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.settlements import settlement_id_of
 from settlement.queue import request_settlement
 from settlement.sandbox import SandboxGateway
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker
+from tests.settlement.helpers import make_worker, open_backed_tab
 
 
 async def card_tab(meter: Meter, gateway: Gateway, customer: str, card: str) -> TabRef:
     """An open USD tab of cap 5,000 under a hold on ``card`` (kept on file for collection)."""
-    hold = await gateway.authorize(
-        idempotency_key=f"auth:{customer}", payment_method=card, amount_minor=5_000, currency="USD"
-    )
-    assert hold.approved, hold
-    opened = await meter.tabs.open(
-        customer=customer,
-        currency="USD",
-        cap_minor=5_000,
-        auth_ref=hold.auth_ref,
-        capture_before_ms=hold.expires_at_ms,
-        payment_method=card,
-    )
-    assert opened.code is Code.APPLIED, opened
-    return TabRef(customer, opened.tab_id)
+    return await open_backed_tab(meter, gateway, customer, card=card, keep_card=True)
 
 
 async def failed_tab(

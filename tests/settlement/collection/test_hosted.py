@@ -32,8 +32,7 @@ from settlement.processors.stripe import HOSTED_KEY_METADATA, StripeGateway
 from tests.settlement.processors.conftest import (
     ETICKET_ID,
     SegpayProcess,
-    start_segpay,
-    stop_segpay,
+    running_segpay,
 )
 from tests.settlement.processors.recording import Recording, Reply
 
@@ -45,11 +44,7 @@ CSV = b"customer,amount_minor,currency,phone,email,language\nalice,1250,USD,+370
 @pytest.fixture
 def segpay(tmp_path: Path) -> Iterator[SegpayProcess]:
     """The Segpay test process of this test."""
-    started = start_segpay(tmp_path)
-    try:
-        yield started
-    finally:
-        stop_segpay(started)
+    yield from running_segpay(tmp_path)
 
 
 async def _uploaded_case(collector: Collector, processor: str, now_ms: int) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from settlement import retry_rules
-from settlement.collection.policy import next_retry
+from settlement.collection.policy import RetryDecision, next_retry
 from settlement.retry_rules import VisaCategory
 
 DAY_MS = 24 * 3_600_000
@@ -70,30 +70,18 @@ def test_mastercard_advice_24_to_30_wait_as_they_say(advice: str, wait_ms: int) 
 
 def test_a_soft_decline_follows_the_schedule_then_stops() -> None:
     schedule = (DAY_MS, 2 * DAY_MS)
-    first = next_retry(
-        reason="insufficient_funds",
-        advice_code="",
-        retries_done=0,
-        last_attempt_ms=0,
-        card_retries_ms=(),
-        schedule_ms=schedule,
-    )
-    second = next_retry(
-        reason="insufficient_funds",
-        advice_code="",
-        retries_done=1,
-        last_attempt_ms=DAY_MS,
-        card_retries_ms=(),
-        schedule_ms=schedule,
-    )
-    third = next_retry(
-        reason="insufficient_funds",
-        advice_code="",
-        retries_done=2,
-        last_attempt_ms=3 * DAY_MS,
-        card_retries_ms=(),
-        schedule_ms=schedule,
-    )
+
+    def after(retries_done: int, last_attempt_ms: int) -> RetryDecision:
+        return next_retry(
+            reason="insufficient_funds",
+            advice_code="",
+            retries_done=retries_done,
+            last_attempt_ms=last_attempt_ms,
+            card_retries_ms=(),
+            schedule_ms=schedule,
+        )
+
+    first, second, third = after(0, 0), after(1, DAY_MS), after(2, 3 * DAY_MS)
     assert (first.at_ms, second.at_ms, third.at_ms) == (DAY_MS, 3 * DAY_MS, None)
     assert third.why_not == "schedule_done"
 

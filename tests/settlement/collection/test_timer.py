@@ -11,14 +11,12 @@ import asyncio
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
 
-from metering.clock import SystemClock
 from metering.lifecycle import FreezeReason
 from metering.meter import Meter
 from metering.store import Store
@@ -32,9 +30,8 @@ from settlement.queue import request_settlement
 from settlement.sandbox_http import HttpGateway
 from tests.metering.helpers import tip
 from tests.settlement.collection.helpers import card_tab
-from tests.settlement.crash_support import start_worker, worker_env
+from tests.settlement.crash_support import WorkerRig, start_worker
 from tests.settlement.receiver import receiving
-from tests.support.processes import TipmeterProcess
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -44,16 +41,6 @@ WAIT_S = 60.0
 SECRET = "whsec_timer"
 RETRYABLE = "tok_capture_decline_insufficient_funds"
 NEVER = "tok_capture_decline_stolen_card"
-
-
-@pytest.fixture
-async def live_meter(store: Store) -> AsyncIterator[Meter]:
-    """The money core on the wall clock, like the worker processes."""
-    meter = Meter(store, clock=SystemClock())
-    try:
-        yield meter
-    finally:
-        await meter.aclose()
 
 
 async def _declined_tab(meter: Meter, gateway: HttpGateway, customer: str, card: str) -> str:
@@ -84,23 +71,15 @@ def _stop(worker: subprocess.Popen[bytes]) -> int:
 
 
 async def test_two_workers_open_each_case_once_and_run_each_due_retry_once(
-    live_meter: Meter,
-    redis_url: str,
-    sandbox_process: TipmeterProcess,
-    tmp_path: Path,
-    database_url: str,
-    ledger: Ledger,
+    rig: WorkerRig,
 ) -> None:
-    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    live_meter, gateway, ledger = rig.meter, rig.gateway, rig.ledger
     retryable = [await _declined_tab(live_meter, gateway, f"r{n}", RETRYABLE) for n in range(3)]
     never = [await _declined_tab(live_meter, gateway, f"n{n}", NEVER) for n in range(2)]
-    env = worker_env(
-        redis_url,
-        sandbox_process.base_url,
-        database_url,
+    env = rig.env(
         collection_sweep_interval_ms="100",
     )
-    workers = [start_worker(env, tmp_path / f"w{n}.log") for n in range(2)]
+    workers = [start_worker(env, rig.logs / f"w{n}.log") for n in range(2)]
     try:
 
         async def opened_and_never_closed() -> bool:
@@ -142,32 +121,24 @@ async def test_two_workers_open_each_case_once_and_run_each_due_retry_once(
         assert await gateway.lookup(f"collect:{case_id_of(sid)}:1:auth") is not None
         assert await gateway.lookup(f"collect:{case_id_of(sid)}:2:auth") is None
     for n in range(2):
-        assert "Traceback" not in (tmp_path / f"w{n}.log").read_text()
+        assert "Traceback" not in (rig.logs / f"w{n}.log").read_text()
 
 
 async def test_a_webhook_committed_before_a_kill_9_is_relayed_by_the_next_worker(
-    live_meter: Meter,
+    rig: WorkerRig,
     store: Store,
-    redis_url: str,
-    sandbox_process: TipmeterProcess,
-    tmp_path: Path,
-    database_url: str,
-    ledger: Ledger,
 ) -> None:
-    gateway = HttpGateway(sandbox_process.base_url, timeout_s=5)
+    live_meter, gateway, ledger = rig.meter, rig.gateway, rig.ledger
     sid = await _declined_tab(live_meter, gateway, "k1", NEVER)
     case_id = case_id_of(sid)
     event_id = webhooks.event_id(collection.EXHAUSTED, case_id)
     async with receiving() as receiver:
-        env = worker_env(
-            redis_url,
-            sandbox_process.base_url,
-            database_url,
+        env = rig.env(
             collection_sweep_interval_ms="100",
             webhook_url=receiver.url,
             webhook_secret=SECRET,
         )
-        crashing = start_worker(env, tmp_path / "a.log", crash_at=Checkpoint.COLLECTION_COMMITTED)
+        crashing = start_worker(env, rig.logs / "a.log", crash_at=Checkpoint.COLLECTION_COMMITTED)
         assert await asyncio.to_thread(crashing.wait, WAIT_S) == -signal.SIGKILL
 
         # Committed: the case is exhausted and its webhook is in the outbox, unrelayed; the
@@ -183,7 +154,7 @@ async def test_a_webhook_committed_before_a_kill_9_is_relayed_by_the_next_worker
         assert not await store.client.hexists("tm:{hooks}:events", event_id)
         assert await store.client.zscore("tm:{hooks}:sent", event_id) is None
 
-        worker = start_worker(env, tmp_path / "b.log")
+        worker = start_worker(env, rig.logs / "b.log")
         try:
 
             def delivered() -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ process) and an HTTP SMS provider (its own process); the log notifier; the templ
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import logging
@@ -41,6 +42,17 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
+@contextlib.contextmanager
+def _serving(port: int, process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Once ``process`` listens on ``port``, until the block ends; then it is stopped."""
+    try:
+        _wait_for_port(port, process)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.fixture
 def smtp_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """aiosmtpd in a process of its own, delivering into a Maildir."""
@@ -58,12 +70,8 @@ def smtp_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
             str(maildir),
         ]
     )
-    try:
-        _wait_for_port(port, process)
+    with _serving(port, process):
         yield port, maildir
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -81,12 +89,8 @@ def sms_provider(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         ],
         cwd=Path(__file__).parents[3],
     )
-    try:
-        _wait_for_port(port, process)
+    with _serving(port, process):
         yield f"http://127.0.0.1:{port}", outbox
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def test_smtp_delivers_the_pay_link_in_german_to_a_real_server(

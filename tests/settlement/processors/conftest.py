@@ -85,11 +85,16 @@ def stop_segpay(started: SegpayProcess) -> None:
         started.process.wait()
 
 
-@pytest.fixture
-def segpay(tmp_path: Path) -> Iterator[SegpayProcess]:
-    """A Segpay Post Pay test process of the test's own."""
+def running_segpay(tmp_path: Path) -> Iterator[SegpayProcess]:
+    """A Segpay Post Pay test process, stopped when the fixture that yields from this ends."""
     started = start_segpay(tmp_path)
     try:
         yield started
     finally:
         stop_segpay(started)
+
+
+@pytest.fixture
+def segpay(tmp_path: Path) -> Iterator[SegpayProcess]:
+    """A Segpay Post Pay test process of the test's own."""
+    yield from running_segpay(tmp_path)

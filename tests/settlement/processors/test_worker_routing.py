@@ -18,7 +18,7 @@ from settlement.queue import request_settlement
 from settlement.sandbox import SandboxGateway
 from settlement.worker import SettleStatus
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker, past_claim_bound
+from tests.settlement.helpers import make_worker, past_claim_bound, raised_by_second_hold
 
 
 def _registry(
@@ -170,41 +170,11 @@ async def _raised_by_second_hold(
 ) -> tuple[TabRef, SandboxGateway, str, str]:
     """A tab at a sandbox without increments, raised from 5,000 to 8,000 by a second hold."""
     flat = SandboxGateway(clock=clock, incremental=False)
-    first = await flat.authorize(
-        idempotency_key="auth:tab_m", payment_method="tok_visa", amount_minor=5_000, currency="USD"
-    )
-    opened = await meter.tabs.open(
-        customer="cm",
-        currency="USD",
-        cap_minor=5_000,
-        auth_ref=first.auth_ref,
-        capture_before_ms=first.expires_at_ms,
-        tab_id="tab_m",
-        payment_method="tok_visa",
-    )
-    assert opened.code is Code.APPLIED
-    second = await flat.authorize(
-        idempotency_key="auth:tab_m:raise:8000",
-        payment_method=second_card,
-        amount_minor=3_000,
-        currency="USD",
-    )
-    ref = TabRef("cm", "tab_m")
-    raised = await meter.tabs.raise_cap(
-        ref,
-        cap_minor=8_000,
-        auth_ref=second.auth_ref,
-        capture_before_ms=second.expires_at_ms,
-        second_hold_minor=3_000,
-    )
-    assert raised.code is Code.APPLIED
+    ref, first, second = await raised_by_second_hold(meter, flat, second_card)
     tab = await meter.tabs.read(ref)
     assert tab is not None
-    assert (tab.auth_ref, [h.auth_ref for h in tab.second_holds]) == (
-        first.auth_ref,
-        [second.auth_ref],
-    )
-    return ref, flat, first.auth_ref, second.auth_ref
+    assert (tab.auth_ref, [h.auth_ref for h in tab.second_holds]) == (first, [second])
+    return ref, flat, first, second
 
 
 async def test_a_tab_within_its_first_hold_captures_there_and_releases_the_second(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from metering.clock import FakeClock
 from metering.lifecycle import FreezeReason
 from metering.meter import Meter
-from metering.outcomes import Code, Line, TabRef
+from metering.outcomes import Line, TabRef
 from settlement.gateway import RefundResult
 from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
@@ -16,7 +16,7 @@ from settlement.refunds.policy import Reason
 from settlement.refunds.service import RefundRequest, Refunds, capture_split
 from settlement.sandbox import SandboxGateway
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker
+from tests.settlement.helpers import make_worker, raised_by_second_hold
 
 
 def _line(line_id: str, seq: int, amount: int) -> Line:
@@ -47,43 +47,16 @@ async def _settled_over_two_holds(
     """A tab opened on a 5,000 hold, raised to 8,000 by a second hold of 3,000, tipped 3,000
     twice and settled: 5,000 captured on the first hold, 1,000 on the second."""
     await meter.rooms.set_payout_bp("roomA", 6_000)
-    first = await flat.authorize(
-        idempotency_key="auth:tab_m", payment_method="tok_visa", amount_minor=5_000, currency="USD"
-    )
-    opened = await meter.tabs.open(
-        customer="cm",
-        currency="USD",
-        cap_minor=5_000,
-        auth_ref=first.auth_ref,
-        capture_before_ms=first.expires_at_ms,
-        tab_id="tab_m",
-        payment_method="tok_visa",
-    )
-    assert opened.code is Code.APPLIED
-    second = await flat.authorize(
-        idempotency_key="auth:tab_m:raise:8000",
-        payment_method="tok_visa",
-        amount_minor=3_000,
-        currency="USD",
-    )
-    ref = TabRef("cm", "tab_m")
-    raised = await meter.tabs.raise_cap(
-        ref,
-        cap_minor=8_000,
-        auth_ref=second.auth_ref,
-        capture_before_ms=second.expires_at_ms,
-        second_hold_minor=3_000,
-    )
-    assert raised.code is Code.APPLIED
+    ref, first, second = await raised_by_second_hold(meter, flat)
     for tip_id in ("a", "b"):
         assert (await meter.tip(ref, tip(tip_id, 3_000, room="roomA"))).code.ok
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     report = await make_worker(meter, ProcessorRegistry.single(flat), ledger).run_burst()
     assert report.statuses == {"settled": 1}
     assert sorted((c.auth_ref, c.amount_minor) for c in flat.captures) == sorted(
-        [(first.auth_ref, 5_000), (second.auth_ref, 1_000)]
+        [(first, 5_000), (second, 1_000)]
     )
-    return ref, first.auth_ref, second.auth_ref
+    return ref, first, second
 
 
 def _override(refund_id: str, ref: TabRef, lines: dict[str, int | None]) -> RefundRequest:
