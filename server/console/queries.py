@@ -14,9 +14,9 @@ from typing import Any
 from settlement.ledger.db import Connection
 
 #: Per UTC day, currency and kind: the revenue of captured settlements (tips from the itemized
-#: lines, each kind of show from the shows' billed amounts), and the captured settlements
-#: themselves (metric 'captured'). Three plain joins the planner may hash; memberships join
-#: here once their ledger entries exist.
+#: lines, each kind of show from the shows' billed amounts), the membership periods paid (kind
+#: 'membership', their invoice totals, by the day they were paid), and the captured settlements
+#: themselves (metric 'captured'). Plain joins the planner may hash.
 _DAILY = """
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date AS day, s.currency, 'revenue' AS metric,
        'tip' AS kind, sum(l.amount_minor)::bigint AS amount_minor, count(*)::bigint AS items_n
@@ -30,6 +30,12 @@ SELECT (s.outcome_at AT TIME ZONE 'UTC')::date, s.currency, 'revenue', w.kind,
 FROM settlements s JOIN settlement_sessions w USING (settlement_id)
 WHERE s.outcome = 'captured' AND s.outcome_at >= %(d_since)s AND s.outcome_at < %(d_until)s
   AND w.amount_minor > 0
+GROUP BY 1, 2, 3, 4
+UNION ALL
+SELECT (settled_at AT TIME ZONE 'UTC')::date, currency, 'revenue', 'membership',
+       sum(total_minor)::bigint, count(*)::bigint
+FROM subscription_periods
+WHERE status = 'paid' AND settled_at >= %(d_since)s AND settled_at < %(d_until)s
 GROUP BY 1, 2, 3, 4
 UNION ALL
 SELECT (outcome_at AT TIME ZONE 'UTC')::date, currency, 'captured', '',

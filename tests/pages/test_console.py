@@ -132,7 +132,7 @@ async def test_every_chart_renders_from_the_seeded_ledger(
 ) -> None:
     page = await open_console(console_pages, console_server, "ada")
     await page.click("#tabs button[data-section=analyses]")
-    for name in ("revenue", "refunds", "collection", "top-models"):
+    for name in ("revenue", "refunds", "collection", "top-models", "mrr", "churn", "trials"):
         canvas = page.locator(f"#chart-{name}")
         await expect(canvas).to_have_attribute("data-rendered", "true")
         points = int(await canvas.get_attribute("data-points") or "0")
@@ -144,7 +144,7 @@ async def test_every_chart_renders_from_the_seeded_ledger(
     kinds = await page.evaluate(
         "Chart.getChart('chart-revenue').data.datasets.map((d) => d.label).sort()"
     )
-    assert kinds == ["cam2cam", "private", "spy", "tip"]
+    assert kinds == ["cam2cam", "membership", "private", "spy", "tip"]
     await page.select_option("#an-period", "week")
     await page.click("#analyses-filters button[type=submit]")
     await expect(page.locator("#an-status")).to_contain_text("by week")
