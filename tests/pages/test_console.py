@@ -242,3 +242,34 @@ async def test_a_refund_from_the_console(
     await expect(admin.locator("#search-refunds tr")).to_have_count(2)
     await expect(admin.locator("#search-refunds")).to_contain_text("succeeded")
     await admin.screenshot(path=screenshots / "console-search.png", full_page=True)
+
+
+@pytest.mark.screenshots
+async def test_support_pauses_a_membership_from_the_console(
+    console_pages: Pages, console_server: TipmeterProcess, screenshots: Path
+) -> None:
+    from tests.server.test_console_memberships import member
+
+    sid = await member(console_server, "c-console-member")
+    reader = await open_console(console_pages, console_server, "rio", allow=REFUSED)
+    await reader.click("#tabs button[data-section=search]")
+    await reader.fill("#search-number", "c-console-member")
+    await reader.click("#search-form button[type=submit]")
+    row = reader.locator(f"#memberships-rows tr[data-subscription='{sid}']")
+    await expect(row).to_contain_text("active")
+    await expect(row.locator("button")).to_have_count(0)  # read-only: no action
+    agent = await open_console(console_pages, console_server, "sam", allow=REFUSED)
+    await agent.click("#tabs button[data-section=search]")
+    await agent.fill("#search-number", "c-console-member")
+    await agent.click("#search-form button[type=submit]")
+    await expect(agent.locator("#search-status")).to_contain_text("1 membership")
+    row = agent.locator(f"#memberships-rows tr[data-subscription='{sid}']")
+    await row.locator("button[data-action=pause]").click()
+    await expect(agent.locator("#membership-status")).to_have_attribute(
+        "data-outcome", "pause:active"
+    )
+    # The paid month is kept: the row says when the pause takes effect, and offers a resume.
+    await expect(row).to_contain_text("pauses on")
+    await expect(row.locator("button[data-action=resume]")).to_be_visible()
+    await expect(row.locator("button[data-action=pause]")).to_have_count(0)
+    await agent.screenshot(path=screenshots / "console-memberships.png", full_page=True)
