@@ -66,6 +66,7 @@ from clients.protocol import (
     SetRates,
     Subscribe,
     Subscribed,
+    SubscriptionUpdate,
     TabUpdate,
     TabView,
     Tip,
@@ -333,7 +334,7 @@ class Client(Connection):
             case TabUpdate():
                 self._see_tab(message.tab)
                 self._offer(message)
-            case SessionUpdate() | Warning() | RefundsWaiting():
+            case SessionUpdate() | Warning() | RefundsWaiting() | SubscriptionUpdate():
                 self._offer(message)
             case Drain():
                 self._reconnect_after_s = message.reconnect_after_ms / 1000
@@ -650,6 +651,19 @@ class Backend:
         found = await self._json("GET", f"/v1/customers/{quote(customer, safe='')}/subscriptions")
         listed = found.get("subscriptions")
         return [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
+
+    async def customer_invoices(self, customer: str, before_ms: int = 0) -> list[dict[str, Any]]:
+        """A customer's invoices and credit notes (memberships, Post Pay captures, refunds),
+        newest first, with lines and tax; ``before_ms`` pages on."""
+        query = f"customer={quote(customer, safe='')}"
+        if before_ms:
+            query += f"&before_ms={before_ms}"
+        found = (await self._json("GET", f"/v1/invoices?{query}")).get("invoices")
+        return [i for i in found if isinstance(i, dict)] if isinstance(found, list) else []
+
+    async def invoice(self, invoice_id: str) -> dict[str, Any]:
+        """One invoice or credit note with its lines (``invoice_not_found`` if none)."""
+        return await self._json("GET", f"/v1/invoices/{quote(invoice_id, safe='')}")
 
     async def invoices(self, subscription_id: str) -> list[dict[str, Any]]:
         """A subscription's invoices, with lines and tax."""

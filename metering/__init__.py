@@ -11,6 +11,8 @@ cluster-safe, wrapped by one typed Python function in :mod:`metering.scripts`. T
 - :mod:`metering.store` — the Redis connection (standalone or cluster) and script runner.
 - :mod:`metering.batch` — coalescing of many callers' script items into few round trips.
 - :mod:`metering.tabs`, :mod:`metering.tips`, :mod:`metering.rooms` — the operations.
+- :mod:`metering.allowances` — a member's free seconds and discounts, reserved into a tab and
+  spent by the session and tip scripts in the same step as the cap check.
 
 Exceptions (:mod:`metering.errors`) are for misuse and infrastructure failure only::
 

@@ -269,6 +269,12 @@ def requests_due() -> str:
     return f"{PREFIX}:{{buys}}:due"
 
 
+def purchase_refunds_due() -> str:
+    """The sorted set of every request declined or expired after its tab froze
+    (``room/customer/purchase``), by when to try its refund next (ms)."""
+    return f"{PREFIX}:{{buys}}:refunds"
+
+
 def room_resolved(room: str) -> str:
     """The sorted set of ``room``'s most recently resolved requests (``customer/tab/purchase``),
     so that a model's repeated answer finds the request it answered (bounded)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from metering.allowances import ALLOWANCE_SCRIPTS
 from metering.batch import Observer
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
@@ -70,14 +71,21 @@ class Meter:
             await self.rooms.relay(result.event)
         return result
 
+    async def refunded(self, customer: str, purchase_id: str) -> ResolveResult:
+        """Record a pending request refunded after the capture and relay its event."""
+        result = await self.purchases.refunded(customer, purchase_id)
+        if result.event is not None:
+            await self.rooms.relay(result.event)
+        return result
+
     async def aclose(self) -> None:
         """Finish queued work (the store stays open: its owner closes it)."""
         await self.tips.aclose()
         await self.rooms.aclose()
 
 
-#: Every script of the money core: tabs, tips, rooms, sessions and purchases.
-CORE_SCRIPTS = (*METERING_SCRIPTS, *SESSION_SCRIPTS, *PURCHASE_SCRIPTS)
+#: Every script of the money core: tabs, tips, rooms, sessions, purchases and allowances.
+CORE_SCRIPTS = (*METERING_SCRIPTS, *SESSION_SCRIPTS, *PURCHASE_SCRIPTS, *ALLOWANCE_SCRIPTS)
 
 
 async def open_store(target: RedisTarget, scripts: Sequence[LuaScript] = CORE_SCRIPTS) -> Store:

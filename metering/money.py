@@ -15,6 +15,11 @@ the tests check that both agree:
   ``floor(rate × n / 60)``. It is applied to the whole elapsed time, never summed per second, so
   no rounding error accumulates; each second is billed as ``prorate(n) - prorate(n - 1)``. The
   floor favours the customer: a partial minor unit is never charged.
+- :func:`discounted_minor` — what a member pays for ``amount`` with a plan's discount of ``bp``
+  basis points: ``amount - floor(amount × bp / 10000)``. The discount is rounded down (the
+  member pays the rest, never a fraction less than the discount allows), the same floor as a
+  share. A session applies it to its per-minute rate once, at its start, and then prorates the
+  discounted rate over the seconds it pays for (docs/subscriptions.md, "Allowances").
 """
 
 from __future__ import annotations
@@ -93,6 +98,18 @@ def prorate_minor(rate_per_minute_minor: int, seconds: int) -> int:
     if seconds < 0:
         raise ValueError(f"seconds must not be negative, got {seconds}")
     return rate_per_minute_minor * seconds // 60
+
+
+def discounted_minor(amount_minor: int, discount_bp: int) -> int:
+    """Return what is charged for ``amount_minor`` with a discount of ``discount_bp`` basis
+    points: the discount ``floor(amount × bp / 10000)`` is taken off, the rest is charged.
+
+    Invariant: ``0 <= discounted_minor(a, bp) <= a``; it is monotonic in ``a``; at 0 bp it is
+    ``a`` and at 10,000 bp it is 0.
+    """
+    if not (0 <= discount_bp <= BP_ONE):
+        raise ValueError(f"discount_bp must be within 0..{BP_ONE}, got {discount_bp}")
+    return amount_minor - amount_minor * discount_bp // BP_ONE
 
 
 def format_minor(amount_minor: int, currency: str) -> str:

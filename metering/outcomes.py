@@ -168,6 +168,12 @@ class Line:
     item_kind: str = ""
     state: str = ""
     voided_minor: int = 0
+    #: A member's allowance (metering/allowances.py): the seconds of a session its free
+    #: allowance covered (delivered, charged 0), and what the allowance saved on the line (a
+    #: session's list price less its amount; a tip's discount); the session's show kind.
+    covered_s: int = 0
+    saved_minor: int = 0
+    session_kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)

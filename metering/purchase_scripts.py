@@ -23,9 +23,16 @@ APPLY_PURCHASE: Final = LuaScript.load("apply_purchase")
 VOID_PURCHASE: Final = LuaScript.load("void_purchase")
 FULFIL_PURCHASE: Final = LuaScript.load("fulfil_purchase")
 PUT_CATALOG_ITEM: Final = LuaScript.load("put_catalog_item")
+REFUND_PURCHASE: Final = LuaScript.load("refund_purchase")
 
 #: The purchase scripts; :data:`metering.meter.CORE_SCRIPTS` registers them.
-PURCHASE_SCRIPTS: Final = (APPLY_PURCHASE, VOID_PURCHASE, FULFIL_PURCHASE, PUT_CATALOG_ITEM)
+PURCHASE_SCRIPTS: Final = (
+    APPLY_PURCHASE,
+    VOID_PURCHASE,
+    FULFIL_PURCHASE,
+    PUT_CATALOG_ITEM,
+    REFUND_PURCHASE,
+)
 
 _SPENDABLE: Final = lua_states(tab_sources(TabEvent.SPEND))
 
@@ -119,6 +126,7 @@ def _event(
 BOUGHT: Final = ("buy", "purchase")
 VOIDED: Final = ("buy_void", "purchase_voided")
 FULFILLED: Final = ("buy_done", "purchase_fulfilled")
+REFUNDED: Final = ("buy_refund", "purchase_refunded")
 
 
 async def apply_purchase(
@@ -274,6 +282,42 @@ async def fulfil_purchase(
         draft = _event(
             ref.customer, purchase_id, FULFILLED, reply, 2, room, currency, as_int(reply[4])
         )
+    return ResolveResult(code=code, purchase_id=purchase_id, state=_pstate(reply[1]), event=draft)
+
+
+async def refund_purchase(
+    store: Store,
+    ref: TabRef,
+    purchase_id: str,
+    *,
+    room: str,
+    currency: str,
+    now_ms: int,
+    limits: Limits,
+) -> ResolveResult:
+    """Run ``refund_purchase.lua``: record that a pending request was refunded after the
+    capture (the refunds flow moved the money first; this records the purchase's state)."""
+    reply = await store.call(
+        REFUND_PURCHASE,
+        [
+            keys.purchase(ref.customer, purchase_id),
+            keys.tab_lines(ref.customer, ref.tab_id),
+            keys.outbox(ref.customer),
+        ],
+        [
+            now_ms,
+            ref.customer,
+            purchase_id,
+            ref.tab_id,
+            _states(sources(PurchaseEvent.REFUND)),
+            target(PurchaseEvent.REFUND),
+            limits.outbox_max,
+        ],
+    )
+    code = Code(as_text(reply[0]))
+    draft = None
+    if code is Code.APPLIED:
+        draft = _event(ref.customer, purchase_id, REFUNDED, reply, 2, room, currency, 0)
     return ResolveResult(code=code, purchase_id=purchase_id, state=_pstate(reply[1]), event=draft)
 
 

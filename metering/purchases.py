@@ -210,6 +210,25 @@ class Purchases:
             limits=self._limits,
         )
 
+    async def refunded(self, customer: str, purchase_id: str) -> ResolveResult:
+        """Record that a pending request was refunded after the capture (the refunds flow
+        moved the money); relay the result's ``event`` after.
+
+        Codes, in order: purchase_not_found, duplicate, purchase_not_pending, busy, applied.
+        """
+        view = await self.read(customer, purchase_id)
+        if view is None:
+            return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
+        return await purchase_scripts.refund_purchase(
+            self._store,
+            view.ref,
+            purchase_id,
+            room=view.room,
+            currency=view.currency,
+            now_ms=self._clock.now_ms(),
+            limits=self._limits,
+        )
+
     async def void(self, customer: str, purchase_id: str, event: PurchaseEvent) -> ResolveResult:
         """Void a pending request before settlement (``event``: decline or expire); relay the
         result's ``event`` after.

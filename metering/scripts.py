@@ -186,6 +186,9 @@ def decode_line(line_id: str, packed: bytes) -> Line:
         item_kind=raw.get("ikind", ""),
         state=raw.get("state", ""),
         voided_minor=raw.get("was", 0),
+        covered_s=raw.get("covered", 0),
+        saved_minor=raw.get("saved", 0),
+        session_kind=raw.get("skind", ""),
     )
 
 

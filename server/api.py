@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -45,9 +46,12 @@ from server.api_contract import (
     CAP,
     CAPTURE_ID,
     COUNTRY,
+    COUNTRY_EVIDENCE,
     CURRENCY,
     CUSTOMER,
+    EMAIL,
     IDEMPOTENCY_KEY,
+    LANGUAGE,
     PAYMENT_METHOD,
     PAYOUT_BP,
     PROCESSOR,
@@ -65,14 +69,15 @@ from server.api_contract import (
 from server.api_contract import ApiError as ApiError
 from server.runtime import Runtime, runtime
 from settlement.gateway import Gateway, GatewayError, GatewayUnavailable, Hold, Outcome
-from settlement.ledger.errors import LedgerUnavailable
-from settlement.ledger.holds import HoldRecord
+from settlement.ledger.errors import LedgerError, LedgerUnavailable
+from settlement.ledger.holds import HoldCustomer, HoldRecord
 from settlement.processors.cascade import RoutedHold, place_hold
 from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.queue import request_settlement
 from settlement.refunds.service import customer_flagged
 from settlement.scripts import SettlementRecord, read_settlement
 from settlement.statements import Statement, build_statement, kind_fields, statement_data
+from settlement.subscriptions.allowances import reserve_for_tab
 
 log = logging.getLogger("tipmeter.api")
 
@@ -314,6 +319,9 @@ async def open_tab(
     payment_method: str,
     country: str = "",
     processor: str = "",
+    country_evidence: str = "",
+    email: str = "",
+    language: str = "",
 ) -> Opened:
     """Authorize a hold of ``cap_minor`` on ``payment_method``, then open the tab.
 
@@ -335,6 +343,9 @@ async def open_tab(
     limits = rt.meter.limits
     CAP.check_range(cap, bounds_of(rt))
     COUNTRY.check(country)
+    COUNTRY_EVIDENCE.check(country_evidence)
+    EMAIL.check(email)
+    LANGUAGE.check(language)
     PROCESSOR.check(processor)
     tab_id = tab_id_for(customer, idempotency_key)
     ref = TabRef(customer, tab_id)
@@ -348,6 +359,8 @@ async def open_tab(
             raise ApiError(
                 409, "idempotency_key_reused", "this key opened a tab in another currency"
             )
+        # A retry puts in what an earlier call may not have (it is idempotent).
+        await reserve_allowances(rt, existing)
         return Opened(existing, created=False)
     other = await rt.meter.tabs.find_open(customer, currency)
     if other is not None:
@@ -382,7 +395,15 @@ async def open_tab(
     # The hold is recorded before the tab exists: the ledger knows every hold a tab could
     # be charged on (and the card on file), and a retry with the same key records nothing new.
     await _record_hold(
-        rt, ref, routed.processor, f"auth:{tab_id}", hold, payment_method, currency=currency
+        rt,
+        ref,
+        routed.processor,
+        f"auth:{tab_id}",
+        hold,
+        payment_method,
+        currency=currency,
+        # Recorded for the invoice of the tab's capture (docs/invoices.md).
+        customer=HoldCustomer(country.upper(), country_evidence, email, language or "en"),
     )
     opened = await rt.meter.tabs.open(
         customer=customer,
@@ -404,7 +425,31 @@ async def open_tab(
         )
     if not opened.code.ok:
         raise _code_error(opened.code, "the tab could not be opened")
-    return Opened(await read_tab(rt, ref), created=opened.code is Code.APPLIED)
+    tab = await read_tab(rt, ref)
+    await reserve_allowances(rt, tab)
+    return Opened(tab, created=opened.code is Code.APPLIED)
+
+
+async def reserve_allowances(rt: Runtime, tab: Tab) -> None:
+    """Put the allowances of the customer's memberships into ``tab`` while it is open
+    (docs/subscriptions.md, "Allowances"; safe to repeat). A failure is logged, not answered:
+    the tab works without them, and the next open call for it (a retry) or a sign-up tries
+    again."""
+    if tab.state is not TabState.OPEN:
+        return
+    try:
+        await reserve_for_tab(
+            rt.ledger.database,
+            rt.store,
+            tab.ref,
+            expires_ms=tab.capture_before_ms,
+            now_ms=rt.meter.clock.now_ms(),
+        )
+    except (LedgerError, StoreError, psycopg.Error) as exc:
+        log.warning(
+            "could not reserve a member's allowances for a tab",
+            extra={"fields": {"tab": tab.ref.tab_id, "why": repr(exc)}},
+        )
 
 
 async def _void_quietly(gateway: Gateway, tab_id: str, hold: Hold) -> None:
@@ -562,6 +607,7 @@ async def _record_hold(
     *,
     currency: str,
     kind: str = "authorize",
+    customer: HoldCustomer | None = None,
 ) -> None:
     """Record an approved hold (or increment) in the ledger, once per idempotency key."""
     await rt.ledger.record_hold(
@@ -577,6 +623,7 @@ async def _record_hold(
             expires_at_ms=hold.expires_at_ms,
             recorded_at_ms=rt.meter.clock.now_ms(),
             processor_ref=hold.processor_ref,
+            customer=customer if customer is not None else HoldCustomer(),
         )
     )
 
@@ -746,6 +793,9 @@ async def handle_open_tab(request: Request, rt: Runtime) -> Response:
         payment_method=field(body, "payment_method"),
         country=field(body, "country", ""),
         processor=field(body, "processor", ""),
+        country_evidence=field(body, "country_evidence", ""),
+        email=field(body, "email", ""),
+        language=field(body, "language", ""),
     )
     return JSONResponse(tab_json(opened.tab), status_code=201 if opened.created else 200)
 

@@ -28,9 +28,11 @@ from starlette.responses import JSONResponse
 from clients.declare import STREAM_ID_PATTERN, is_stream_id
 from clients.ids import ID_PATTERN
 from clients.tickets import Role
+from metering.allowances import AllowanceKind
 from metering.lifecycle import TabState
 from metering.limits import Limits
 from metering.money import AMOUNT_LIMIT_MINOR, CURRENCY_EXPONENTS
+from settlement.subscriptions.plans import AllowanceUnit
 
 #: Longest Idempotency-Key header accepted (same alphabet as ids).
 IDEMPOTENCY_KEY_CHARS_MAX: Final = 64
@@ -52,6 +54,26 @@ FEED_TIMEOUT_S_DEFAULT: Final = 10
 FEED_TOKEN_CHARS_MAX: Final = 128
 #: Largest amount anywhere: every amount is below 2**53.
 AMOUNT_MAX_MINOR: Final = AMOUNT_LIMIT_MINOR - 1
+
+#: One entry of the ``allowance`` array of a subscription's answer (``GET
+#: /v1/subscriptions/{id}`` and every answer that shows a subscription): what its plan gives in
+#: the current period and what is left of it (docs/subscriptions.md, "Allowances"). Free
+#: seconds (``unit`` ``seconds``) are consumed by shows of their kind; a discount (``unit``
+#: ``bp``, on a kind's per-minute rate or on tips) is not: its ``used`` is 0, ``left`` all of it.
+#: settlement.subscriptions.allowances.AllowanceLeft.to_json builds it; the viewer's membership
+#: panel reads it.
+ALLOWANCE_ENTRY: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["kind", "unit", "granted", "used", "left"],
+    "additionalProperties": False,
+    "properties": {
+        "kind": {"type": "string", "enum": [kind.value for kind in AllowanceKind]},
+        "unit": {"type": "string", "enum": [unit.value for unit in AllowanceUnit]},
+        "granted": {"type": "integer", "minimum": 0},
+        "used": {"type": "integer", "minimum": 0},
+        "left": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 class ApiError(Exception):
@@ -363,6 +385,31 @@ COUNTRY: Final = Pattern(
     description="The customer's country (ISO 3166 alpha-2), for routing.",
     example="US",
 )
+COUNTRY_EVIDENCE: Final = Text(
+    name="country_evidence",
+    chars_max=200,
+    printable=True,
+    refusal="country_evidence must be at most 200 printable characters",
+    description="What the country was decided from (billing address, card country, IP); "
+    "recorded on the tab's invoice.",
+    example="card country",
+)
+EMAIL: Final = Pattern(
+    name="email",
+    pattern=re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}"),
+    allow_empty=True,
+    refusal="email must be an e-mail address",
+    description="Where the invoice of the tab's capture (and any credit note) is e-mailed.",
+    example="fan@example.com",
+)
+LANGUAGE: Final = Pattern(
+    name="language",
+    pattern=re.compile(r"[a-z]{2}"),
+    allow_empty=True,
+    refusal="language must be an ISO 639-1 code (en, de …)",
+    description="The language of the e-mailed receipts (others than en, de read English).",
+    example="en",
+)
 PROCESSOR: Final = Pattern(
     name="processor",
     pattern=ID_PATTERN,
@@ -464,7 +511,17 @@ class Body:
 
 
 OPEN_TAB_BODY: Final = Body(
-    (CUSTOMER, CURRENCY, CAP, PAYMENT_METHOD, COUNTRY, PROCESSOR),
+    (
+        CUSTOMER,
+        CURRENCY,
+        CAP,
+        PAYMENT_METHOD,
+        COUNTRY,
+        COUNTRY_EVIDENCE,
+        EMAIL,
+        LANGUAGE,
+        PROCESSOR,
+    ),
     ("customer", "currency", "cap_minor", "payment_method"),
 )
 RAISE_CAP_BODY: Final = Body((CAP,), ("cap_minor",))
@@ -535,6 +592,7 @@ ERRORS: Final[dict[str, tuple[int, str]]] = {
     "invalid_plan": (400, "A plan's definition breaks a rule (the message says which)."),
     "plan_not_found": (404, "No such plan."),
     "subscription_not_found": (404, "No such subscription."),
+    "invoice_not_found": (404, "No such invoice or credit note."),
     "plan_exists": (409, "A plan of that id exists with another definition."),
     "already_subscribed": (409, "The customer has a live subscription to the plan."),
     "not_allowed": (409, "The subscription's state does not allow it."),

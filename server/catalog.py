@@ -57,9 +57,6 @@ REQUEST_TTL_S_DEFAULT: Final = 900
 QUEUE_READ_MAX: Final = 200
 #: Due requests one expiry sweep voids at most.
 EXPIRE_BATCH_MAX: Final = 100
-#: How long a due request whose tab froze first waits before the sweep looks at it again (it
-#: waits for its refund; looking every sweep would keep newer due requests out of the batch).
-REFUND_RECHECK_MS: Final = 60_000
 
 _FIELDS: Final = frozenset(
     {"name", "kind", "prices", "active", "limit_per_viewer", "limit_per_show", "duration_s"}
@@ -426,14 +423,26 @@ class Shop:
             )
 
     async def _resolved(self, view: PurchaseView, result: ResolveResult, voided: bool) -> None:
-        """After a fulfilment or a void: out of the queues; a void frees its limit counters."""
-        if result.code is Code.APPLIED or result.code is Code.DUPLICATE:
+        """After a fulfilment or a void: out of the queues; a void frees its limit counters. A
+        void refused because the tab froze first leaves the queues too, owed a refund."""
+        if result.code is Code.TAB_NOT_OPEN and voided:
+            await self._owe_refund(view)
+        if result.code in (Code.APPLIED, Code.DUPLICATE, Code.TAB_NOT_OPEN):
             member = f"{view.customer}/{view.tab_id}/{view.purchase_id}"
             await self._dequeue(view.room, view.customer, member, view.purchase_id)
         if voided and result.code is Code.APPLIED:
             item = await self.item(view.room, view.item_id)
             if item is not None:
                 await self._release(view.room, self._counters(item, view.customer))
+
+    async def _owe_refund(self, view: PurchaseView) -> None:
+        """List a request declined or expired after its tab froze for its refund after the
+        capture (:mod:`server.catalog_refunds`; idempotent: a set member)."""
+        member = f"{view.room}/{view.customer}/{view.purchase_id}"
+        with translated():
+            await self.meter.store.client.zadd(
+                keys.purchase_refunds_due(), {member: self.meter.clock.now_ms()}, nx=True
+            )
 
     async def fulfil(self, room: str, customer: str, purchase_id: str) -> ResolveResult:
         """The model of ``room`` marks a request done. Codes: purchase_not_found (also for a
@@ -447,9 +456,9 @@ class Shop:
 
     async def decline(self, room: str, customer: str, purchase_id: str) -> ResolveResult:
         """The model of ``room`` declines a request: voided before settlement (the viewer pays
-        nothing), or — the tab frozen already — ``tab_not_open``: refund it after the capture
-        (docs/purchases.md). Codes: purchase_not_found, then those of
-        :meth:`metering.meter.Meter.void`."""
+        nothing), or — the tab frozen already — ``tab_not_open``: it is refunded after the
+        capture, by itself (:mod:`server.catalog_refunds`, docs/purchases.md). Codes:
+        purchase_not_found, then those of :meth:`metering.meter.Meter.void`."""
         view = await self.meter.purchases.read(customer, purchase_id)
         if view is None or view.room != room:
             return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
@@ -459,8 +468,8 @@ class Shop:
 
     async def expire_due(self, now_ms: int) -> list[ResolveResult]:
         """Expire every request past its deadline (at most :data:`EXPIRE_BATCH_MAX`): voided
-        while its tab is open. One whose tab froze first (``tab_not_open``) stays listed for
-        its refund, looked at again every :data:`REFUND_RECHECK_MS`."""
+        while its tab is open. One whose tab froze first (``tab_not_open``) leaves the due list
+        for the list of refunds owed (:mod:`server.catalog_refunds`)."""
         client = self.meter.store.client
         with translated():
             due = await client.zrangebyscore(
@@ -479,11 +488,6 @@ class Shop:
                 result = ResolveResult(
                     code=Code.DUPLICATE, purchase_id=purchase_id, state=view.state
                 )
-            elif result.code is Code.TAB_NOT_OPEN:
-                with translated():
-                    await client.zadd(
-                        keys.requests_due(), {as_text(member): now_ms + REFUND_RECHECK_MS}
-                    )
             await self._resolved(view, result, voided=True)
             results.append(result)
         return results

@@ -12,13 +12,15 @@ it to show it).
 - ``GET /v1/rooms/{room}/requests`` — the model's queue: pending requests by deadline;
 - ``POST /v1/rooms/{room}/requests/{customer}/{purchase_id}/fulfil`` (or ``/decline``) — the
   model marks a request done, or declines it (voided before settlement: the viewer pays
-  nothing; 409 ``tab_not_open`` once the tab froze: refund it through the refunds API);
+  nothing; 409 ``tab_not_open`` once the tab froze: the request leaves her queue and is
+  refunded by itself once the tab is captured, :mod:`server.catalog_refunds`);
 - ``GET /v1/customers/{customer}/purchases/{purchase_id}`` — a purchase and its state;
 - ``GET /v1/customers/{customer}/entitlements`` — the customer's running unlocks
   (``room/item`` → until, ms): what the cam site checks before it shows HD, a channel, a badge.
 
-The server expires requests not done in time with :func:`expire_requests`, one sweep every
-:data:`EXPIRY_SWEEP_S` while it runs.
+The server expires requests not done in time, and refunds those declined or expired after
+their tab froze, with :func:`expire_requests`, one sweep every :data:`EXPIRY_SWEEP_S` while it
+runs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -38,7 +41,10 @@ from metering.outcomes import Code
 from metering.purchases import PurchaseView
 from server.api import ApiError, json_body, route
 from server.catalog import ITEMS_PER_ROOM_MAX, CatalogInvalid, Shop, parse_item, parse_site_unlocks
+from server.catalog_refunds import refund_owed
 from server.runtime import Runtime
+from settlement.errors import SettlementError
+from settlement.refunds.service import Refunds
 
 log = logging.getLogger("tipmeter.catalog")
 
@@ -211,15 +217,25 @@ async def handle_entitlements(request: Request, rt: Runtime) -> Response:
     )
 
 
-async def expire_requests(rt: Runtime, stop: asyncio.Event) -> None:
-    """Expire requests past their deadline until ``stop`` is set (every server runs it; the
-    void is atomic and idempotent, so two servers sweeping at once change nothing twice)."""
+async def expire_requests(
+    rt: Runtime, stop: asyncio.Event, *, refunds: Callable[[], Refunds]
+) -> None:
+    """Expire requests past their deadline, and refund those declined or expired after their
+    tab froze (:mod:`server.catalog_refunds`), until ``stop`` is set. Every server runs it: a
+    void is atomic and idempotent, a refund keyed by its purchase, so two servers sweeping at
+    once change nothing twice."""
     shop = shop_of(rt)
     while not stop.is_set():
+        now_ms = rt.meter.clock.now_ms()
         try:
-            await shop.expire_due(rt.meter.clock.now_ms())
+            await shop.expire_due(now_ms)
         except StoreError as exc:
             log.warning("request expiry sweep failed", extra={"fields": {"error": repr(exc)}})
+        # Apart, so that a ledger or processor down delays refunds and never expiries.
+        try:
+            await refund_owed(shop, refunds(), now_ms)
+        except (StoreError, SettlementError) as exc:
+            log.warning("purchase refund sweep failed", extra={"fields": {"error": repr(exc)}})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), EXPIRY_SWEEP_S)
 
@@ -308,7 +324,7 @@ def openapi_paths() -> dict[str, Any]:
                 "Voided.",
                 {
                     "404": "`purchase_not_found`.",
-                    "409": "`purchase_not_pending`, or `tab_not_open`: refund it instead.",
+                    "409": "`purchase_not_pending`, or `tab_not_open`: refunded after the capture.",
                 },
                 *request,
             )

@@ -10,9 +10,9 @@ A browser must never hold the cam site's API key. On a real site, the site's own
 tabs, mints tickets and settles with its key; for the demo pages, the routes under ``/demo/``
 do that job. Each one checks what is the demo's to check (demo ids, its own bounds), then calls
 the very operation of the HTTP API (``server.api.open_tab``, ``raise_cap``, ``settle_tab``,
-``tab_statement``, ``mint_ticket``, ``create_feed_token``) that a request of the cam-site
-backend runs, so the demo opens a tab, raises a cap or settles exactly as production does, with
-the same checks and error codes. Because they need no key, they are
+``tab_statement``, ``mint_ticket``, ``create_feed_token``, the catalog's handlers) that a
+request of the cam-site backend runs, so the demo opens a tab, raises a cap or settles exactly
+as production does, with the same checks and error codes. Because they need no key, they are
 
 - enabled only in the embedded default (``tipmeter serve`` with no Redis configured) or with
   ``TIPMETER_DEMO_API=on``, and answer ``404 demo_disabled`` otherwise (``TIPMETER_DEMO_API=off``
@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import clients
 from metering.keys import is_id
 from metering.outcomes import TabRef
-from server import api
+from server import api, catalog_api
 from server.api import ApiError
 from server.config import Settings
 from server.runtime import Runtime
@@ -216,6 +216,32 @@ async def demo_rates(request: Request, rt: Runtime) -> Response:
     )
 
 
+async def demo_catalog(request: Request, rt: Runtime) -> Response:
+    """``GET /demo/rooms/{room}/catalog``: a demo room's menu and the site's unlocks (the
+    viewer page's menu, the model console's editor; docs/purchases.md)."""
+    _demo_path(request)
+    return await catalog_api.handle_read_catalog(request, rt)
+
+
+async def demo_put_item(request: Request, rt: Runtime) -> Response:
+    """``PUT /demo/rooms/{room}/catalog/{item_id}``: the model console adds or edits an item
+    (validated and bounded as the HTTP API's)."""
+    _demo_path(request)
+    return await catalog_api.handle_put_item(request, rt)
+
+
+async def demo_delete_item(request: Request, rt: Runtime) -> Response:
+    """``DELETE /demo/rooms/{room}/catalog/{item_id}``: the model console removes an item."""
+    _demo_path(request)
+    return await catalog_api.handle_delete_item(request, rt)
+
+
+async def demo_requests(request: Request, rt: Runtime) -> Response:
+    """``GET /demo/rooms/{room}/requests``: a demo room's queue of pending requests."""
+    _demo_path(request)
+    return await catalog_api.handle_queue(request, rt)
+
+
 def _only_if(is_enabled: bool, handler: api.Handler) -> api.Handler:
     """``handler`` when the demo runs; otherwise a handler that refuses with demo_disabled."""
 
@@ -288,6 +314,11 @@ def routes(*, demo_enabled: bool) -> list[BaseRoute]:
         ("POST", "/demo/customers/{customer}/tabs/{tab_id}/settle", "demo_settle", demo_settle),
         ("POST", "/demo/rooms/{room}/feed-token", "demo_feed_token", demo_feed_token),
         ("GET", "/demo/rooms/{room}/rates", "demo_rates", demo_rates),
+        # Purchases (issue 17): the menu, its editor and the request queue.
+        ("GET", "/demo/rooms/{room}/catalog", "demo_catalog", demo_catalog),
+        ("PUT", "/demo/rooms/{room}/catalog/{item_id}", "demo_put_item", demo_put_item),
+        ("DELETE", "/demo/rooms/{room}/catalog/{item_id}", "demo_delete_item", demo_delete_item),
+        ("GET", "/demo/rooms/{room}/requests", "demo_requests", demo_requests),
     ]
     return [
         Route("/", _home, methods=["GET"]),

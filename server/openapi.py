@@ -64,7 +64,7 @@ _LINE = {
         "share_minor",
     ],
     "properties": {
-        "kind": {"type": "string", "enum": ["tip", "session"]},
+        "kind": {"type": "string", "enum": ["tip", "session", "purchase"]},
         "line_id": {"type": "string"},
         "seq": {"type": "integer"},
         "at_ms": {"type": "integer"},
@@ -74,6 +74,12 @@ _LINE = {
         "share_minor": _MINOR,
         "seconds": {"type": "integer"},
         "rate_per_minute_minor": _MINOR,
+        # Purchase lines (docs/purchases.md): the item, its kind and the purchase's state.
+        "item_id": {"type": "string"},
+        "item_name": {"type": "string"},
+        "item_kind": {"type": "string"},
+        "state": {"type": "string"},
+        "voided_minor": _MINOR,
     },
 }
 _TAB = {
@@ -166,7 +172,7 @@ _STATEMENT = {
                 "type": "object",
                 "required": ["kind", "room", "count", "amount_minor", "share_minor"],
                 "properties": {
-                    "kind": {"type": "string", "enum": ["tip", "session"]},
+                    "kind": {"type": "string", "enum": ["tip", "session", "purchase"]},
                     "room": _ID,
                     "count": {"type": "integer"},
                     "amount_minor": _MINOR,

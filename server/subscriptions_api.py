@@ -21,7 +21,10 @@ shows how the first charge went.
 - ``GET /v1/customers/{customer}/subscriptions`` — a customer's subscriptions;
 - ``POST /v1/subscriptions/run`` — run the due renewals now (the worker runs them anyway);
 - ``GET /v1/exports/invoices?since=…&until=…&format=plain|datev`` — the accountants' export
-  (also ``tipmeter export``).
+  (also ``tipmeter export``);
+- ``GET /v1/invoices?customer=…[&before_ms=…]`` — a customer's invoices and credit notes (of
+  memberships and of Post Pay captures and refunds), newest first;
+- ``GET /v1/invoices/{invoice_id}`` — one invoice or credit note with its lines.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from starlette.routing import Route
 
 from metering.keys import is_id
 from metering.money import is_currency
-from server.api import ApiError, endpoint, field, json_body
+from metering.outcomes import TabRef
+from server.api import ApiError, endpoint, field, json_body, reserve_allowances
 from server.config import Settings
 from server.reconcile import parse_instant
 from server.runtime import Runtime
+from settlement.ledger import invoices
 from settlement.ledger.ledger import Ledger
 from settlement.subscriptions import export, store
 from settlement.subscriptions.config import LIST_MAX_DEFAULT
@@ -51,6 +56,7 @@ from settlement.subscriptions.scheduler import Renewals
 from settlement.subscriptions.service import (
     CancelMode,
     NewSubscription,
+    Result,
     SubCode,
     Subscriptions,
     subscription_json,
@@ -79,7 +85,7 @@ CHARGE_WAIT_POLL_S: Final = 0.05
 
 def service_of(rt: Runtime) -> Subscriptions:
     """The subscriptions service over this app's ledger and processors."""
-    return Subscriptions(rt.ledger.database, rt.processors)
+    return Subscriptions(rt.ledger.database, rt.processors, meter_store=rt.store)
 
 
 def renewals_of(rt: Runtime) -> Renewals:
@@ -139,8 +145,31 @@ async def _charge_now(rt: Runtime, subscription_id: str) -> None:
         await asyncio.sleep(CHARGE_WAIT_POLL_S)
 
 
+async def _into_open_tab(rt: Runtime, customer: str, currency: str) -> None:
+    """A new member with a tab open already gets the allowance into it at once."""
+    tab_id = await rt.meter.tabs.find_open(customer, currency)
+    if tab_id is None:
+        return
+    tab = await rt.meter.tabs.read(TabRef(customer, tab_id))
+    if tab is not None:
+        await reserve_allowances(rt, tab)
+
+
+async def _into_open_tab_of(rt: Runtime, result: Result) -> None:
+    """A membership active again (resumed, or restored by a new card) puts its allowance into
+    the member's open tab."""
+    if result.subscription is not None:
+        await _into_open_tab(rt, result.subscription.customer, result.subscription.currency)
+
+
+async def view_of(rt: Runtime, subscription_id: str) -> dict[str, Any] | None:
+    """A subscription as ``GET /v1/subscriptions/{id}`` shows it (and the ``subscription``
+    WebSocket message carries it: :mod:`server.subscription_push`), or None."""
+    return await service_of(rt).view(subscription_id)
+
+
 async def _view_or_404(rt: Runtime, subscription_id: str) -> dict[str, Any]:
-    found = await service_of(rt).view(subscription_id)
+    found = await view_of(rt, subscription_id)
     if found is None:
         raise ApiError(404, "subscription_not_found", f"no subscription {subscription_id}")
     return found
@@ -208,6 +237,7 @@ async def handle_create(request: Request, rt: Runtime) -> Response:
         raise _refused(result.code)
     if result.code is SubCode.APPLIED:
         await _charge_now(rt, new.subscription_id)
+    await _into_open_tab(rt, customer, currency)
     status = 201 if result.code is SubCode.APPLIED else 200
     return JSONResponse(await _view_or_404(rt, new.subscription_id), status_code=status)
 
@@ -258,6 +288,7 @@ async def handle_resume(request: Request, rt: Runtime) -> Response:
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
     await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
@@ -275,6 +306,7 @@ async def handle_card(request: Request, rt: Runtime) -> Response:
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
     await _charge_now(rt, sid)
+    await _into_open_tab_of(rt, result)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
@@ -296,6 +328,27 @@ async def handle_of_customer(request: Request, rt: Runtime) -> Response:
             if plan is not None:
                 shown.append(subscription_json(sub, plan))
     return JSONResponse({"subscriptions": shown})
+
+
+async def handle_customer_invoices(request: Request, rt: Runtime) -> Response:
+    """A customer's invoices and credit notes, newest first (``before_ms`` pages on)."""
+    customer = _id(request.query_params.get("customer", ""), "customer")
+    before_raw = request.query_params.get("before_ms", "0")
+    if not before_raw.isdigit() or len(before_raw) > 15:
+        raise ApiError(400, "invalid_field", "before_ms must be a time in ms")
+    async with rt.ledger.database.connection() as conn:
+        found = await invoices.of_customer(conn, customer, before_ms=int(before_raw))
+    return JSONResponse({"invoices": found})
+
+
+async def handle_read_invoice(request: Request, rt: Runtime) -> Response:
+    """One invoice or credit note with its lines."""
+    invoice_id = request.path_params["invoice_id"]
+    async with rt.ledger.database.connection() as conn:
+        found = await invoices.read(conn, invoice_id) if len(invoice_id) <= 64 else None
+    if found is None:
+        raise ApiError(404, "invoice_not_found", "no such invoice or credit note")
+    return JSONResponse(found)
 
 
 async def handle_run(_request: Request, rt: Runtime) -> Response:
@@ -393,6 +446,16 @@ def routes() -> list[Route]:
             methods=["GET"],
         ),
         Route("/v1/exports/invoices", endpoint("export_invoices", handle_export), methods=["GET"]),
+        Route(
+            "/v1/invoices",
+            endpoint("customer_invoices", handle_customer_invoices),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/invoices/{invoice_id}",
+            endpoint("read_invoice", handle_read_invoice),
+            methods=["GET"],
+        ),
         Route(
             "/v1/customers/{customer}/subscriptions",
             endpoint("customer_subscriptions", handle_of_customer),
@@ -508,6 +571,31 @@ def openapi_paths() -> dict[str, Any]:
                 "(default) or datev (docs/subscriptions.md says which columns).",
                 "text/csv",
                 {"400": "`invalid_field`: since, until (ISO 8601) or format."},
+            )
+        },
+        "/v1/invoices": {
+            "get": _op(
+                "A customer's invoices and credit notes (memberships, Post Pay captures, "
+                "refunds), newest first, with lines and tax (docs/invoices.md).",
+                "The invoices.",
+                {"400": "`invalid_id` (customer), `invalid_field` (before_ms)."},
+                parameters=[
+                    {
+                        "name": "customer",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "before_ms", "in": "query", "schema": {"type": "integer"}},
+                ],
+            )
+        },
+        "/v1/invoices/{invoice_id}": {
+            "get": _op(
+                "One invoice or credit note with its lines.",
+                "The invoice.",
+                {"404": "`invoice_not_found`."},
+                parameters=_path("invoice_id"),
             )
         },
         "/v1/customers/{customer}/subscriptions": {

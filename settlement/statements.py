@@ -48,6 +48,11 @@ class StatementLine:
     item_kind: str = ""
     state: str = ""
     voided_minor: int = 0
+    #: What a member's allowance did for the lines grouped here: the seconds its free
+    #: allowance covered (delivered, charged 0) and what it saved, free seconds and discounts
+    #: together (docs/subscriptions.md, "Allowances").
+    covered_seconds: int = 0
+    saved_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,8 @@ def itemize(lines: Iterable[Line]) -> tuple[tuple[StatementLine, ...], tuple[tup
                 count=len(group),
                 seconds=sum(line.seconds for line in group),
                 rate_per_minute_minor=rate,
+                covered_seconds=sum(line.covered_s for line in group),
+                saved_minor=sum(line.saved_minor for line in group),
             )
         )
     return tuple(items), tuple(sorted(shares.items()))
@@ -177,14 +184,33 @@ async def read_statement(store: Store, ref: TabRef) -> Statement | None:
     return build_statement(tab, record)
 
 
+def allowance_fields(line: Line | StatementLine) -> dict[str, Any]:
+    """What a member's allowance did on a line, only where it did something: the session
+    seconds it covered (``covered_seconds``) and what it saved (``saved_minor``)."""
+    if isinstance(line, StatementLine):
+        covered, saved = line.covered_seconds, line.saved_minor
+    else:
+        covered, saved = line.covered_s, line.saved_minor
+    if not (covered or saved):
+        return {}
+    if line.kind == "session":
+        return {"covered_seconds": covered, "saved_minor": saved}
+    return {"saved_minor": saved}
+
+
 def kind_fields(line: Line | StatementLine) -> dict[str, Any]:
     """The JSON fields only a line of its kind has: a session's seconds and rate, a purchase's
-    item and state (and, on a statement line, its purchase id); none for a tip. The tab's
-    lines and the statement's lines read the same way (docs/http-api.md)."""
+    item and state (and, on a statement line, its purchase id); none for a tip; and, on a
+    member's line, what the allowance covered (:func:`allowance_fields`). The tab's lines and
+    the statement's lines read the same way (docs/http-api.md)."""
     if line.kind == "session":
-        return {"seconds": line.seconds, "rate_per_minute_minor": line.rate_per_minute_minor}
+        return {
+            "seconds": line.seconds,
+            "rate_per_minute_minor": line.rate_per_minute_minor,
+            **allowance_fields(line),
+        }
     if line.kind != "purchase":
-        return {}
+        return allowance_fields(line)
     purchase_id = {"purchase_id": line.purchase_id} if isinstance(line, StatementLine) else {}
     return {
         **purchase_id,

@@ -597,6 +597,11 @@ export class TipmeterClient extends EventTarget {
         // To a model: the whole list of refunds waiting for her consent (it replaces the last).
         this._emit("refunds_waiting", message);
         break;
+      case "subscription":
+        // To a viewer: one of her memberships, whole (issue 16); the newest has the highest
+        // `updated_at_ms`.
+        this._emit("subscription", message.subscription);
+        break;
       case "drain":
         // The server spreads its clients over a few seconds; never wait longer than the cap.
         this._drainDelayMs = Number.isSafeInteger(message.reconnect_after_ms)
@@ -735,6 +740,36 @@ export class TipmeterClient extends EventTarget {
       frame.anonymous = true;
     }
     return this._request(id, () => frame);
+  }
+
+  /**
+   * Buy `itemId` of `room`'s catalog (`site.<id>`: one of the site's unlocks) from the tab, at
+   * the catalog's price (viewers; docs/purchases.md). Resolves with the `result`, whose
+   * `purchase` has the state (`pending` request, `granted` unlock); rejects with a RefusedError
+   * (`item_not_found`, `limit_reached`, `over_cap` …). Pass `id` to retry a purchase.
+   */
+  buy(room, itemId, { message = "", anonymous = false, id = newId("buy") } = {}) {
+    if (!isId(id) || !isId(room) || !isId(itemId)) {
+      return Promise.reject(new TypeError("ids, rooms and items match [A-Za-z0-9_.-]{1,64}"));
+    }
+    const frame = { type: "buy", id, room, item_id: itemId };
+    if (message) {
+      frame.message = message;
+    }
+    if (anonymous) {
+      frame.anonymous = true;
+    }
+    return this._request(id, () => frame);
+  }
+
+  /** Mark a pending request of the model's room done (models). */
+  fulfil(purchaseId, { id = newId("fulfil") } = {}) {
+    return this._request(id, () => ({ type: "fulfil", id, purchase_id: purchaseId }));
+  }
+
+  /** Decline a pending request of the model's room: it costs the viewer nothing (models). */
+  decline(purchaseId, { id = newId("decline") } = {}) {
+    return this._request(id, () => ({ type: "decline", id, purchase_id: purchaseId }));
   }
 
   /** Start a metered show (`private`, `spy` or `cam2cam`) with `room`'s model (viewers). */

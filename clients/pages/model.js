@@ -14,6 +14,7 @@
 import { eventIdAt, formatMinor, parseMinor } from "/js/tipmeter.js";
 import { $, backend, clock, el, fatal, openPage, pageClient } from "/pages/common.js";
 import { say, ticketProvider, trim } from "/pages/common.js";
+import { startMenuEditor } from "/pages/model-menu.js";
 
 /** Entries kept in the feed. */
 const FEED_ITEMS_MAX = 50;
@@ -332,8 +333,10 @@ async function main() {
       say($("sessions-status"), "Some older events were trimmed from the room's history.");
     }
   });
+  const menuReady = startMenuEditor(client, page.room, page.config.currency); // issue 17
   await client.connect();
   await client.subscribe(page.room, { after: eventIdAt(Date.now() - HISTORY_MS) });
+  await menuReady;
   document.body.dataset.ready = "true";
 }
 

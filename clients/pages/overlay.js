@@ -9,6 +9,8 @@
  * right after it: what happened meanwhile is shown, nothing is shown twice. The queue of alerts
  * waiting their turn is bounded; past ALERT_QUEUE_MAX the extra tips are summed into one alert.
  *
+ * A catalog purchase (issue 17) shows as a tip whose message names the item.
+ *
  * Optional fragment parameters: `seconds` (how long an alert stays, 2–30, default 7).
  */
 
@@ -138,9 +140,24 @@ function pump() {
   }
 }
 
+/**
+ * The tip an event shows, or null: a tip, or a catalog purchase shown as a tip whose message
+ * names the item ("Dance: the slow one"), as the event feed shows it (docs/purchases.md).
+ */
+function tipOf(event) {
+  if (event.event === "tip") {
+    return event.data;
+  }
+  if (event.event === "purchase") {
+    const { item_name: item, message } = event.data;
+    return { ...event.data, message: message ? `${item}: ${message}` : item };
+  }
+  return null;
+}
+
 function onEvent(e) {
   const event = e.detail;
-  const tip = event.event === "tip" ? event.data : null;
+  const tip = tipOf(event);
   if (queue.length >= ALERT_QUEUE_MAX) {
     if (tip !== null) {
       overflow.count += 1;

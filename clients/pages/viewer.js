@@ -22,6 +22,7 @@ import {
   ticketProvider,
   trim,
 } from "/pages/common.js";
+import { startMenu } from "/pages/menu.js";
 
 /** The one-click tips, in minor units. */
 const TIP_PRESETS_MINOR = [100, 500, 1_000, 2_500];
@@ -565,7 +566,9 @@ function renderStatement(statement, why) {
         {},
         line.kind === "session"
           ? `Show: ${duration(line.seconds)} at ${money(line.rate_per_minute_minor)} a minute`
-          : "Tip",
+          : line.kind === "purchase"
+            ? purchaseLabel(line)
+            : "Tip",
       ),
       el("td", {}, line.room),
       el("td", { class: "num" }, money(line.amount_minor)),
@@ -619,6 +622,12 @@ function refundState(refund) {
     default:
       return [refund.status, ""];
   }
+}
+
+/** A purchase's statement line: its item and state (a declined request reads 0). */
+function purchaseLabel(line) {
+  const state = line.state === "voided" ? `declined, ${money(line.voided_minor)} not charged` : line.state;
+  return state ? `${line.item_name} (${state})` : line.item_name || "Purchase";
 }
 
 function lineLabel(line) {
@@ -846,6 +855,7 @@ async function main() {
     }
   });
   client.addEventListener("tab", (event) => renderTab(event.detail));
+  startMenu(client, page.room); // the model's menu (issue 17)
   client.addEventListener("warning", onWarning);
   client.addEventListener("session", sessionEnded);
   await client.connect();

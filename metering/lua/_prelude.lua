@@ -18,6 +18,12 @@ local function is_amount(n)
   return n ~= nil and n >= 0 and n < 9007199254740992 and n == math.floor(n)
 end
 
+-- What is charged for `amount` with a discount of `bp` basis points: the one discount rule
+-- (metering/money.py discounted_minor): the discount is floor(amount * bp / 10000).
+local function discounted(amount, bp)
+  return amount - floor_div(amount * bp, 10000)
+end
+
 -- `set` is ",a,b,c," (metering/lifecycle.py lua_states); true when `state` is one of them.
 local function in_states(set, state)
   return state ~= nil and string.find(set, ',' .. state .. ',', 1, true) ~= nil

@@ -5,6 +5,10 @@
 -- share, the tip id is recorded with its result (so a retry returns that result and is never
 -- applied twice), and the tip's room event is queued in the customer's outbox for relaying
 -- (metering/rooms.py). accrued <= cap holds before and after every tip.
+-- On a member's tab whose plan gives a discount on tips (dbp:tip, reserve_allowance.lua) the
+-- tab is charged discounted(amount, dbp) (the one discount rule, _prelude.lua): the cap check,
+-- the line (with `saved`, what the discount took off), the share and the room event all use
+-- what is charged; the op record keeps the amount asked, so a retry is recognised.
 --
 -- Tips are batched: one call carries any number of tips, each with its own four keys. On Redis
 -- Cluster a batch only carries tips whose keys share one slot (metering/batch.py groups them).
@@ -64,7 +68,7 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, device
   end
 
   local t = redis.call('HMGET', tab_key, 'state', 'cap', 'accrued', 'ver', 'currency', 'seq',
-    'burn')
+    'burn', 'dbp:tip')
   if not t[1] then
     return {'tab_not_found', '', 0, 0, 0}
   end
@@ -79,6 +83,8 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, device
   if not is_amount(amount) or amount == 0 then
     return {'invalid_amount', state, cap, accrued, ver, burn}
   end
+  local asked = amount
+  amount = discounted(asked, tonumber(t[8] or '0'))
   if accrued + amount > cap then
     return {'over_cap', state, cap, accrued, ver, burn}
   end
@@ -101,13 +107,13 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, device
   -- ledger keeps it for a dispute's evidence after the stream has trimmed the event.
   redis.call('HSET', lines_key, 'tip:' .. tip_id, cmsgpack.pack({
     kind = 'tip', id = tip_id, seq = seq, at = now_ms, room = room,
-    amount = amount, bp = payout_bp, share = share, msg = message}))
+    amount = amount, bp = payout_bp, share = share, msg = message, saved = asked - amount}))
   local data = cmsgpack.pack({
     type = 'tip', tip_id = tip_id, room = room, amount = amount, currency = currency,
     share = share, name = name, anon = anon, message = message, at = now_ms})
   local outbox_id = redis.call('XADD', outbox_key, '*', 'k', 'tip:' .. customer .. ':' .. tip_id,
     'r', room, 't', 'tip', 'd', data, 'cur', currency, 'earn', int(share))
-  redis.call('HSET', op_key, 'tab', tab_id, 'room', room, 'amount', int(amount),
+  redis.call('HSET', op_key, 'tab', tab_id, 'room', room, 'amount', int(asked),
     'state', state, 'cap', int(cap), 'accrued', int(accrued), 'ver', int(ver),
     'seq', int(seq), 'share', int(share), 'at', int(now_ms), 'outbox', outbox_id)
   redis.call('PEXPIRE', op_key, op_ttl_ms)

@@ -8,6 +8,9 @@
 -- without billing the time it was away). A session ends here with `cap_reached` (the next
 -- second does not fit: the seconds that fit are billed first), `settling` (the tab froze) or
 -- `owner_lost`. Billing is prepaid: after a tick, the current second is paid for.
+-- On a member's tab the new seconds come from the tab's free reserve (free:<kind>) first, in
+-- this same step as the cap check; the rest are paid at the session's discounted rate
+-- (_sessions.lua bill_through; docs/sessions.md).
 --
 -- Sessions are batched: one call carries many, each with its own five keys; on Redis Cluster
 -- a call only carries sessions whose keys share one slot.
@@ -18,7 +21,8 @@
 -- Returns one array per session: {code, billed, amount, accrued, cap, burn, ver, reason}, code:
 --   gone (no such session) | not_owner (another process bills it now) | ended (it had ended:
 --   reason) | finished (it ended in this tick: reason) | running
--- Cost: O(1) per session: 2 HMGET, up to 4 HSET, 1 SPUBLISH; 3 HINCRBY and 1 XADD when it ends.
+-- Cost: O(1) per session: 2 HMGET, 1 HGET, up to 4 HSET and 1 HINCRBY (free seconds taken),
+-- 1 SPUBLISH; 3 HINCRBY and 1 XADD when it ends.
 
 local now_ms, owner, lease_ms, spendable = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local FIXED, PER = 4, 2

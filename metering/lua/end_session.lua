@@ -9,7 +9,8 @@
 -- model_left or stopped while its owner's lease is alive and its tab accepts spending is first
 -- billed through the second begun at now_ms (as far as the cap allows), since the owner's last
 -- tick may be up to a second old. owner_lost bills nothing after the last tick (the time the
--- owner was away was not delivered).
+-- owner was away was not delivered). That last bill takes a member's free seconds first, like
+-- a tick (_sessions.lua bill_through).
 --
 -- KEYS: [1] tab hash  [2] tab lines hash  [3] session hash  [4] customer outbox
 --   [5] customer live channel

@@ -4,6 +4,9 @@
 -- else the first second, prepaid — is applied in the same step as the start, and only if it
 -- fits under the cap; the tab's burn rate grows by the session's rate; a line is written; the
 -- session_started event is queued in the customer's outbox; the new balance is announced.
+-- A member's tab (reserve_allowance.lua) fixes the session's discounted rate here, from the
+-- tab's dbp:<kind>, and pays the first charge from its free seconds first (they cost 0); a
+-- refusal takes nothing from the reserve.
 --
 -- KEYS: [1] tab hash  [2] tab lines hash  [3] session hash  [4] customer outbox
 --   [5] customer live channel
@@ -29,7 +32,7 @@ if existing then
     tonumber(t[4] or '0'), tonumber(t[5] or '0'), existing.billed, existing.amount, 0}
 end
 local t = redis.call('HMGET', KEYS[1], 'state', 'cap', 'accrued', 'ver', 'currency', 'seq',
-  'burn', 'sessions')
+  'burn', 'sessions', 'dbp:' .. kind, 'free:' .. kind)
 if not t[1] then
   return {'tab_not_found', '', 0, 0, 0, 0, 0, 0, 0}
 end
@@ -52,21 +55,25 @@ if seq > lines_max then
   return refuse('lines_full')
 end
 local first = math.max(min_s, 1)
-local amount = prorate(rate, first)
+local drate = discounted(rate, tonumber(t[9] or '0'))
+local cover = math.min(first, tonumber(t[10] or '0'))
+local amount = prorate(drate, first - cover)
 if accrued + amount > cap then
   return refuse('insufficient_cap', accrued + amount - cap)
 end
+cover = take_free(KEYS[1], kind, cover)
 
 accrued = accrued + amount
 redis.call('HSET', KEYS[1], 'accrued', int(accrued), 'seq', int(seq), 'active_at', int(now_ms))
 burn = redis.call('HINCRBY', KEYS[1], 'burn', rate)
 redis.call('HINCRBY', KEYS[1], 'sessions', 1)
 ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
-local s = {seq = seq, started = now_ms, room = room, bp = bp, rate = rate}
+local s = {seq = seq, started = now_ms, room = room, bp = bp, rate = rate, kind = kind,
+  covered = cover}
 redis.call('HSET', KEYS[3], 'tab', tab_id, 'room', room, 'kind', kind, 'rate', int(rate),
   'min_s', int(min_s), 'bp', int(bp), 'started', int(now_ms), 'billed', int(first),
   'amount', int(amount), 'state', 'running', 'owner', owner, 'lease', int(now_ms + lease_ms),
-  'seq', int(seq), 'currency', currency)
+  'seq', int(seq), 'currency', currency, 'covered', int(cover), 'drate', int(drate))
 write_session_line(KEYS[2], sid, s, amount, first)
 local data = cmsgpack.pack({
   type = 'session_started', session_id = sid, room = room, kind = kind, rate = rate,

@@ -4,8 +4,8 @@
 &currency=USD&format=json|csv`` — ``since`` inclusive, ``until`` exclusive (default: the 30
 days up to and including today), at most :data:`WINDOW_DAYS_MAX` days. The names:
 
-- ``revenue`` — revenue by kind: captured settlements' tips, private, spy and cam2cam shows,
-  and memberships (periods paid);
+- ``revenue`` — revenue by kind: captured settlements' tips, purchases, private, spy and
+  cam2cam shows, and memberships (periods paid);
 - ``refunds`` — refunds, disputes opened and chargebacks lost beside captures, with the dispute
   ratio (disputes opened over captured settlements, in basis points) and whether it passes the
   alert level (``TIPMETER_DISPUTE_RATIO_ALERT_BP``);

@@ -13,8 +13,9 @@ from typing import Any
 
 from settlement.ledger.db import Connection
 
-#: Per UTC day, currency and kind: the revenue of captured settlements (tips from the itemized
-#: lines, each kind of show from the shows' billed amounts), the membership periods paid (kind
+#: Per UTC day, currency and kind: the revenue of captured settlements (tips and catalog
+#: purchases from the itemized lines, each its own kind since migration 0010; each kind of show
+#: from the shows' billed amounts), the membership periods paid (kind
 #: 'membership', their invoice totals, by the day they were paid), and the captured settlements
 #: themselves (metric 'captured'). Two forms, the same rows: :data:`_DAILY` for the few open days
 #: a page reads, which looks up each settlement's lines and shows (LATERAL, through their primary
@@ -23,11 +24,12 @@ from settlement.ledger.db import Connection
 #: proportion to the ledger); :data:`_DAILY_JOINED` for a roll-up of many closed days, where
 #: hashing the tables once beats a lookup per settlement.
 _TIPS_LOOKUP = """
-CROSS JOIN LATERAL (SELECT amount_minor FROM settlement_lines
-                    WHERE settlement_id = s.settlement_id AND kind = 'tip' OFFSET 0) l
+CROSS JOIN LATERAL (SELECT kind, amount_minor FROM settlement_lines
+                    WHERE settlement_id = s.settlement_id AND kind IN ('tip', 'purchase')
+                    OFFSET 0) l
 """
 _TIPS_JOINED = """
-JOIN settlement_lines l ON l.settlement_id = s.settlement_id AND l.kind = 'tip'
+JOIN settlement_lines l ON l.settlement_id = s.settlement_id AND l.kind IN ('tip', 'purchase')
 """
 _SHOWS_LOOKUP = """
 CROSS JOIN LATERAL (SELECT kind, amount_minor FROM settlement_sessions
@@ -38,7 +40,7 @@ JOIN settlement_sessions w ON w.settlement_id = s.settlement_id AND w.amount_min
 """
 _DAILY_TIPS_HEAD = """
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date AS day, s.currency, 'revenue' AS metric,
-       'tip' AS kind, sum(l.amount_minor)::bigint AS amount_minor, count(*)::bigint AS items_n
+       l.kind, sum(l.amount_minor)::bigint AS amount_minor, count(*)::bigint AS items_n
 FROM settlements s
 """
 _DAILY_SHOWS_HEAD = """

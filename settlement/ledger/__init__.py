@@ -9,7 +9,11 @@ module of explicit SQL per aggregate:
 - :mod:`settlement.ledger.settlements` — a settled tab, its lines, shows and model earnings,
   written once per settlement id, read back as the same tab and statement Redis showed;
 - :mod:`settlement.ledger.holds` — every authorization a tab was opened or raised with;
+- :mod:`settlement.ledger.allowances` — what a settled tab used of the allowance reserved for
+  it (written in the settlement's transaction);
 - :mod:`settlement.ledger.deliveries` — webhook events delivered to the cam site;
+- :mod:`settlement.ledger.invoices` — invoices and credit notes, numbered gap-free per series,
+  written with the entries they document; :mod:`settlement.ledger.tax` — the one tax rule;
 - :mod:`settlement.ledger.reconcile` — the ledger, Redis and each processor compared.
 
 What it may import: :mod:`metering` (the tab and line types it records), and the settlement

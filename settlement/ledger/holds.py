@@ -16,6 +16,18 @@ from settlement.ledger.times import at, at_or_none, ms
 
 
 @dataclass(frozen=True, slots=True)
+class HoldCustomer:
+    """What the opener of a tab said of the customer: the country (ISO 3166 alpha-2, "" not
+    given) and its evidence, for the tax on the tab's invoice; where receipts go, in which
+    language."""
+
+    country: str = ""
+    country_evidence: str = ""
+    email: str = ""
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
 class HoldRecord:
     """One approved authorization (or increment) of a tab's hold."""
 
@@ -30,6 +42,7 @@ class HoldRecord:
     expires_at_ms: int
     recorded_at_ms: int
     processor_ref: str = ""
+    customer: HoldCustomer = HoldCustomer()
 
 
 async def record(conn: Connection, hold: HoldRecord) -> bool:
@@ -38,8 +51,8 @@ async def record(conn: Connection, hold: HoldRecord) -> bool:
         """
         INSERT INTO holds (idempotency_key, customer, tab_id, processor, auth_ref,
             payment_method, kind, currency, amount_minor, expires_at, processor_ref,
-            recorded_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            recorded_at, country, country_evidence, email, language)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING idempotency_key
         """,
@@ -56,6 +69,10 @@ async def record(conn: Connection, hold: HoldRecord) -> bool:
             at_or_none(hold.expires_at_ms),
             hold.processor_ref,
             at(hold.recorded_at_ms),
+            hold.customer.country,
+            hold.customer.country_evidence,
+            hold.customer.email,
+            hold.customer.language,
         ),
     )
     return await cursor.fetchone() is not None

@@ -41,11 +41,15 @@ class EntryCode(IntEnum):
     TAB_CHARGE = 1
     TAB_CAPTURE = 2
     TAB_RECEIVABLE = 3
+    #: The tax in a captured tab's lines (settlement.ledger.invoices, migration 0009).
+    TAB_TAX = 4
     #: Refunds and disputes (settlement.refunds, docs/refunds.md): codes 10-19.
     REFUND = 10
     DISPUTE_OPENED = 11
     DISPUTE_WON = 12
     DISPUTE_LOST = 13
+    #: The tax in a refunded amount, given back (settlement.ledger.invoices, migration 0009).
+    REFUND_TAX = 14
     #: Collection (settlement.collection, docs/collection.md): codes 20-29.
     COLLECTION_CAPTURE = 20
     COLLECTION_EARNINGS = 21

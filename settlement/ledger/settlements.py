@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from metering.lifecycle import TabState
 from metering.outcomes import Line, SecondHold, Tab, TabRef
-from settlement.ledger import journal
+from settlement.ledger import allowances, invoices, journal
 from settlement.ledger.db import Connection
 from settlement.ledger.errors import LedgerMismatch
 from settlement.ledger.journal import Entry, EntryCode, Posting
@@ -80,11 +80,9 @@ def settlement_id_of(ref: TabRef) -> str:
     return f"{ref.customer}/{ref.tab_id}"
 
 
-#: Line id prefix of a catalog purchase (metering/lua/apply_purchase.lua). The ledger's
-#: ``settlement_lines.kind`` admits ``tip`` and ``session`` only until the purchases migration
-#: lands (docs/purchases.md), so a purchase line is recorded there as a ``tip`` — which it is
-#: for refunds and collection: a one-off amount with the model's share — and read back as a
-#: ``purchase`` by its line id.
+#: Line id prefix of a catalog purchase (metering/lua/apply_purchase.lua). A purchase line is
+#: recorded with kind ``purchase``, its item's id and name and the item's kind (migration 0010,
+#: docs/purchases.md); the database checks that only ``buy:`` lines are purchases.
 PURCHASE_LINE_PREFIX: Final = "buy:"
 
 
@@ -94,11 +92,12 @@ def charged_lines(lines: Sequence[Line]) -> list[Line]:
 
 
 def gross_by_room(lines: Sequence[Line]) -> dict[str, int]:
-    """What the lines paid each room, before the model's share (voided purchases paid none)."""
+    """What the lines paid each room, before the model's share (voided purchases paid none;
+    a room whose lines a member's allowance covered whole was paid nothing and is left out)."""
     gross: dict[str, int] = {}
     for line in charged_lines(lines):
         gross[line.room] = gross.get(line.room, 0) + line.amount_minor
-    return gross
+    return {room: amount for room, amount in gross.items() if amount > 0}
 
 
 def entries_for(facts: SettlementFacts) -> list[Entry]:
@@ -222,7 +221,60 @@ async def record(conn: Connection, facts: SettlementFacts) -> bool:
             await _write_shows(conn, sid, facts.shows)
             await _write_earnings(conn, facts)
             await journal.post(conn, entries_for(facts))
+        # Outside the pipeline: it reads the reservations (FOR UPDATE) before it writes them.
+        await allowances.settle_tab(
+            conn,
+            customer=tab.ref.customer,
+            tab_id=tab.ref.tab_id,
+            settlement_id=sid,
+            lines=tab.lines,
+            settled_at_ms=facts.record.outcome_at_ms,
+        )
+        # Last in the transaction: the invoice takes its series' counter row, held until the
+        # commit, so the lock is held as briefly as it can be.
+        invoice = tab_invoice(facts)
+        if invoice is not None:
+            await invoices.issue_for_settlement(conn, invoice, tab.ref.tab_id)
     return True
+
+
+def tab_invoice(facts: SettlementFacts) -> invoices.TabInvoice | None:
+    """What the invoice of a captured tab documents (None: not captured, or nothing accrued).
+
+    One line per statement line (a model's tips, a show at one rate, a purchase); a voided
+    purchase (0) has none. The invoice documents the ``tab_capture`` entry.
+    """
+    if facts.outcome is not SettlementOutcome.CAPTURED or facts.tab.accrued_minor == 0:
+        return None
+    currency = facts.tab.currency
+    lines = tuple(
+        invoices.TabLine(
+            key=invoices.line_key(
+                item.kind, item.room, item.rate_per_minute_minor, item.purchase_id
+            ),
+            description=invoices.tab_line_description(
+                item.kind,
+                item.room,
+                currency,
+                count=item.count,
+                seconds=item.seconds,
+                rate_per_minute_minor=item.rate_per_minute_minor,
+                item_name=item.item_name,
+            ),
+            amount_minor=item.amount_minor,
+        )
+        for item in facts.statement.lines
+        if item.amount_minor
+    )
+    return invoices.TabInvoice(
+        settlement_id=facts.settlement_id,
+        customer=facts.tab.ref.customer,
+        currency=currency,
+        capture_id=facts.record.capture_id,
+        entry_id=f"tab_capture:{facts.settlement_id}",
+        issued_at_ms=facts.record.outcome_at_ms,
+        lines=lines,
+    )
 
 
 async def _check_same(conn: Connection, facts: SettlementFacts) -> None:
@@ -250,15 +302,16 @@ async def _write_lines(conn: Connection, sid: str, all_lines: Sequence[Line]) ->
         await cur.executemany(
             """
             INSERT INTO settlement_lines (settlement_id, line_id, seq, kind, room, at,
-                amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor, message)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                amount_minor, payout_bp, share_minor, seconds, rate_per_minute_minor, message,
+                covered_s, saved_minor, session_kind, item_id, item_name, purchase_kind)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             [
                 (
                     sid,
                     line.line_id,
                     line.seq,
-                    "tip" if line.kind == "purchase" else line.kind,
+                    line.kind,
                     line.room,
                     at(line.at_ms),
                     line.amount_minor,
@@ -267,6 +320,12 @@ async def _write_lines(conn: Connection, sid: str, all_lines: Sequence[Line]) ->
                     line.seconds,
                     line.rate_per_minute_minor,
                     line.message,
+                    line.covered_s,
+                    line.saved_minor,
+                    line.session_kind,
+                    line.item_id,
+                    line.item_name,
+                    line.item_kind,
                 )
                 for line in lines
             ],
@@ -417,9 +476,8 @@ async def recorded_ids(conn: Connection, settlement_ids: Sequence[str]) -> dict[
 
 
 def _line(row: dict[str, Any]) -> Line:
-    purchase = row["line_id"].startswith(PURCHASE_LINE_PREFIX)
     return Line(
-        kind="purchase" if purchase else row["kind"],
+        kind=row["kind"],
         line_id=row["line_id"],
         seq=row["seq"],
         at_ms=ms(row["at"]),
@@ -430,6 +488,12 @@ def _line(row: dict[str, Any]) -> Line:
         seconds=row["seconds"],
         rate_per_minute_minor=row["rate_per_minute_minor"],
         message=row["message"],
+        covered_s=row["covered_s"],
+        saved_minor=row["saved_minor"],
+        session_kind=row["session_kind"],
+        item_id=row["item_id"],
+        item_name=row["item_name"],
+        item_kind=row["purchase_kind"],
     )
 
 

@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from metering.clock import Clock
 from metering.outcomes import Line, TabRef
 from settlement.gateway import Gateway, GatewayRequestError, GatewayUnavailable, RefundResult
-from settlement.ledger import journal, settlements
+from settlement.ledger import invoices, journal, settlements
 from settlement.ledger.db import Connection, Database
 from settlement.ledger.journal import Account, AccountKind, Entry, EntryCode, Posting
 from settlement.ledger.times import at, ms
@@ -834,9 +834,17 @@ class Refunds:
                 processor_refund_id=result.refund_id,
                 processor_ref=result.processor_ref,
             ):
-                await journal.post(
+                entry = refund_entry(refund_id, sid, row["processor"], row["currency"], parts, now)
+                await journal.post(conn, [entry])
+                # The credit note documents the money given back, in the same transaction as
+                # its entry (docs/refunds.md, "Credit notes").
+                await invoices.credit_refund(
                     conn,
-                    [refund_entry(refund_id, sid, row["processor"], row["currency"], parts, now)],
+                    refund_id=refund_id,
+                    settlement_id=sid,
+                    entry_id=entry.entry_id,
+                    parts=[invoices.Credited(p.line_id, p.amount_minor) for p in parts],
+                    posted_at=now,
                 )
 
     # -- disputes ------------------------------------------------------------------------------

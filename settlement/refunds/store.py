@@ -119,7 +119,9 @@ async def lock_lines(conn: Connection, settlement_id: str) -> list[LineState]:
         """
         INSERT INTO refundable_lines (settlement_id, line_id, room, captured_minor, share_minor)
         SELECT settlement_id, line_id, room, amount_minor, share_minor FROM settlement_lines
-        WHERE settlement_id = %s AND EXISTS (
+        -- A line a member's allowance paid whole (docs/subscriptions.md) captured nothing:
+        -- there is nothing of it to refund.
+        WHERE settlement_id = %s AND amount_minor > 0 AND EXISTS (
             SELECT 1 FROM refundable_tabs t WHERE t.settlement_id = %s)
         ON CONFLICT (settlement_id, line_id) DO NOTHING
         """,

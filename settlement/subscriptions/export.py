@@ -1,14 +1,16 @@
 """Invoices exported for accountants: a DATEV-style booking batch and a plain CSV.
 
-Both read the invoices issued in a window ``[since, until)`` (with their lines), and both are
-checked against the ledger by :func:`ledger_totals`: for every currency, the export's totals
-equal the journal's subscription charges of the same window (the entry and its invoice are
-written in one transaction, at one instant).
+Both read the documents issued in a window ``[since, until)`` (with their lines): memberships'
+invoices, Post Pay captures' invoices and refunds' credit notes (negative). Both are checked
+against the ledger by :func:`ledger_totals`: for every currency, the export's totals equal the
+journal's documented entries of the same window (each entry and its document are written in one
+transaction, at one instant).
 
 **Plain CSV**: one row per invoice line, amounts as integer minor units (no rounding anywhere):
 ``invoice_id, series, number, kind, issued_at, customer, country, country_evidence, currency,
 line_no, description, net_minor, tax_minor, total_minor, tax_rate_bp, tax_inclusive,
-subscription_id, period_no, capture_id, entry_id``.
+subscription_id, period_no, capture_id, entry_id, settlement_id, refund_id,
+credits_invoice_id``.
 
 **DATEV-style booking batch** (``Buchungsstapel``): semicolon-separated, decimal comma, one
 booking per invoice line, the gross amount of the line. Filled columns and where they come from:
@@ -72,6 +74,9 @@ PLAIN_COLUMNS: Final = (
     "period_no",
     "capture_id",
     "entry_id",
+    "settlement_id",
+    "refund_id",
+    "credits_invoice_id",
 )
 DATEV_COLUMNS: Final = (
     "Umsatz (ohne Soll/Haben-Kz)",
@@ -141,9 +146,27 @@ def totals(found: list[dict[str, Any]]) -> dict[str, Totals]:
     return sums
 
 
+#: The journal entries that invoices and credit notes document: memberships' charges; Post
+#: Pay captures (the charge, the capture, the tax moved out of it); refunds and their tax.
+DOCUMENTED_ENTRY_CODES: Final = (
+    EntryCode.SUBSCRIPTION_CHARGE,
+    EntryCode.TAB_CHARGE,
+    EntryCode.TAB_CAPTURE,
+    EntryCode.TAB_TAX,
+    EntryCode.REFUND,
+    EntryCode.REFUND_TAX,
+)
+
+
 async def ledger_totals(conn: Connection, since: datetime, until: datetime) -> dict[str, Totals]:
-    """The journal's subscription charges posted in ``[since, until)``, per currency: total
-    (what the processors owe), tax (tax payable) and net (the models' and platform's parts)."""
+    """The journal's documented entries posted in ``[since, until)``, per currency: total
+    (what the processors owe: positive for charges, negative for refunds), tax (tax payable)
+    and net (the models' and platform's parts, refunds taken off).
+
+    A Post Pay entry counts when its settlement has an invoice: a tab captured before invoices
+    were written (migration 0009), or a debt paid through collection, has none, and neither do
+    its refunds.
+    """
     cursor = await conn.execute(
         """
         SELECT p.currency,
@@ -151,14 +174,18 @@ async def ledger_totals(conn: Connection, since: datetime, until: datetime) -> d
                    AS total,
                -coalesce(sum(p.amount_minor) FILTER (WHERE a.kind = 'tax_payable'), 0) AS tax,
                -coalesce(sum(p.amount_minor)
-                   FILTER (WHERE a.kind IN ('platform_revenue', 'model_payable')), 0) AS net
+                   FILTER (WHERE a.kind IN ('platform_revenue', 'model_payable', 'refunds')), 0)
+                   AS net
         FROM postings p
         JOIN journal_entries e USING (entry_id)
         JOIN accounts a ON a.account_id = p.account_id
-        WHERE e.code = %s AND e.posted_at >= %s AND e.posted_at < %s
+        WHERE e.code = ANY(%s) AND e.posted_at >= %s AND e.posted_at < %s
+          AND (e.settlement_id IS NULL OR EXISTS (
+                SELECT 1 FROM invoices i
+                WHERE i.settlement_id = e.settlement_id AND i.kind = 'invoice'))
         GROUP BY p.currency
         """,
-        (int(EntryCode.SUBSCRIPTION_CHARGE), since, until),
+        ([int(code) for code in DOCUMENTED_ENTRY_CODES], since, until),
     )
     return {
         row["currency"].strip(): Totals(int(row["net"]), int(row["tax"]), int(row["total"]))
@@ -195,6 +222,9 @@ def plain_csv(found: list[dict[str, Any]]) -> str:
                     invoice["period_no"] if invoice["period_no"] is not None else "",
                     invoice["capture_id"],
                     invoice["entry_id"],
+                    invoice["settlement_id"],
+                    invoice["refund_id"],
+                    invoice["credits_invoice_id"],
                 ]
             )
     return out.getvalue()

@@ -7,7 +7,10 @@ recorded on the ledger as the room's payable, like any other line. A plan has a 
 **rank** (bronze 1, silver 2, gold 3): a change to a higher rank is an upgrade. It may have a
 **trial** (N days, free or at a trial price, with some features left out), a **fixed term**
 (the subscription expires after N periods), a **notice period** for cancellations, a **bonus
-rule** (every Nth period free) and a **dunning plan** (what happens after a declined renewal).
+rule** (every Nth period free), a **dunning plan** (what happens after a declined renewal) and
+**allowances** that reach the meter: free seconds of a show kind per period, or a discount in
+basis points on a show kind's per-minute rate or on tips (:class:`PlanAllowance`;
+:mod:`settlement.subscriptions.allowances` reserves them into a member's tabs).
 
 :func:`plan_from_json` checks a plan from the API; a broken one raises :class:`PlanInvalid`
 saying what to change.
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from metering.allowances import SECONDS_KINDS, AllowanceKind
 from metering.money import BP_ONE, is_amount, is_currency, is_positive_amount
 from settlement.subscriptions.errors import PlanInvalid
 from settlement.subscriptions.periods import DAY_MS, PeriodUnit
@@ -37,6 +41,29 @@ DUNNING_RESTRICT_DAYS_DEFAULT: Final = 7
 DUNNING_CANCEL_DAYS_DEFAULT: Final = 14
 #: How long before a renewal a member whose card expires first is told to update it.
 CARD_EXPIRY_NOTICE_DAYS_DEFAULT: Final = 7
+#: Most free seconds of one show kind a plan may give per period (a year of them).
+ALLOWANCE_SECONDS_MAX: Final = 366 * 86_400
+
+
+class AllowanceUnit(StrEnum):
+    """How an allowance is counted: free seconds (consumed) or a discount in basis points."""
+
+    SECONDS = "seconds"
+    BP = "bp"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAllowance:
+    """What a plan gives its members each period for one kind: ``granted`` free seconds of a
+    show kind, or a discount of ``granted`` basis points on the kind's rate (or on tips)."""
+
+    kind: AllowanceKind
+    unit: AllowanceUnit
+    granted: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The allowance as the API shows it."""
+        return {"kind": str(self.kind), "unit": str(self.unit), "granted": self.granted}
 
 
 class PlanKind(StrEnum):
@@ -94,6 +121,7 @@ class Plan:
     features: tuple[str, ...] = ()
     trial_excludes: tuple[str, ...] = ()
     dunning: DunningPlan = field(default_factory=DunningPlan)
+    allowances: tuple[PlanAllowance, ...] = ()
 
     def price(self, currency: str) -> Price | None:
         """The price in ``currency`` (None: not sold in it)."""
@@ -135,6 +163,7 @@ class Plan:
                 "restrict_after_days": self.dunning.restrict_after_days,
                 "cancel_after_days": self.dunning.cancel_after_days,
             },
+            "allowances": [a.to_json() for a in self.allowances],
         }
 
 
@@ -190,6 +219,32 @@ def _dunning(value: object) -> DunningPlan:
     return DunningPlan(tuple(retry), restrict, cancel)
 
 
+def _allowances(value: object) -> tuple[PlanAllowance, ...]:
+    shape = 'allowances: a list of {"kind": "private"|"spy"|"cam2cam"|"tip", "unit": ' + (
+        '"seconds"|"bp", "granted": N}, one per kind and unit'
+    )
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 2 * len(AllowanceKind):
+        raise PlanInvalid(shape)
+    out: list[PlanAllowance] = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != {"kind", "unit", "granted"}:
+            raise PlanInvalid(shape)
+        try:
+            kind, unit = AllowanceKind(entry["kind"]), AllowanceUnit(entry["unit"])
+        except ValueError:
+            raise PlanInvalid(shape) from None
+        if unit is AllowanceUnit.SECONDS and kind not in SECONDS_KINDS:
+            raise PlanInvalid("allowances: free seconds are for a show kind, not for tips")
+        high = ALLOWANCE_SECONDS_MAX if unit is AllowanceUnit.SECONDS else BP_ONE
+        granted = _int(entry, "granted", 0, 1, high)
+        if any(a.kind is kind and a.unit is unit for a in out):
+            raise PlanInvalid(shape)
+        out.append(PlanAllowance(kind, unit, granted))
+    return tuple(out)
+
+
 def plan_from_json(data: Mapping[str, Any]) -> Plan:
     """A plan from its JSON form (:meth:`Plan.to_json`'s shape); PlanInvalid if it is broken."""
     plan_id = data.get("plan_id")
@@ -242,4 +297,5 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         features=_names(data, "features"),
         trial_excludes=_names(data, "trial_excludes"),
         dunning=_dunning(data.get("dunning")),
+        allowances=_allowances(data.get("allowances")),
     )

@@ -18,12 +18,13 @@ from typing import Any, Final
 
 import psycopg
 
+from metering.store import Store
 from settlement.gateway import GatewayError
 from settlement.ledger.db import Database
 from settlement.ledger.times import at
 from settlement.processors.registry import ProcessorRegistry
 from settlement.processors.routing import NoProcessor, RouteRequest
-from settlement.subscriptions import invoices, store
+from settlement.subscriptions import allowances, invoices, store
 from settlement.subscriptions.config import SubscriptionsConfig
 from settlement.subscriptions.lifecycle import (
     ENTITLED,
@@ -97,10 +98,14 @@ class Subscriptions:
         database: Database,
         processors: ProcessorRegistry,
         config: SubscriptionsConfig | None = None,
+        meter_store: Store | None = None,
     ) -> None:
         self.database = database
         self.processors = processors
         self.config = config if config is not None else SubscriptionsConfig()
+        #: The meter's Redis, to read what open tabs have used of an allowance so far (None:
+        #: only settled tabs count).
+        self.meter_store = meter_store
 
     async def put_plan(self, plan: Plan, now_ms: int) -> bool:
         """Create a plan (False: one of that id exists; plans are never edited)."""
@@ -381,20 +386,28 @@ class Subscriptions:
         async with self.database.connection() as conn:
             return await store.read(conn, subscription_id)
 
+    async def of_customer(self, customer: str, limit: int) -> list[str]:
+        """The ids of a customer's subscriptions, newest first, at most ``limit``."""
+        async with self.database.connection() as conn:
+            return [s.subscription_id for s in await store.of_customer(conn, customer, limit)]
+
     async def view(self, subscription_id: str) -> dict[str, Any] | None:
         """A subscription as the API shows it: plan, state, features, the current period,
-        the next charge, the cancellation, its periods, changes and history."""
+        the next charge, the cancellation, the allowance left, its periods, changes and
+        history."""
         async with self.database.connection() as conn:
             sub = await store.read(conn, subscription_id)
             if sub is None:
                 return None
             plan = await store.read_plan(conn, sub.plan_id)
+            if plan is None:  # pragma: no cover - a foreign key holds it
+                return None
             periods = await store.periods(conn, subscription_id)
             changes = await store.changes(conn, subscription_id)
             history = await store.history(conn, subscription_id)
-        if plan is None:  # pragma: no cover - a foreign key holds it
-            return None
+            allowance = await allowances.allowance_left(conn, self.meter_store, sub, plan)
         return subscription_json(sub, plan) | {
+            "allowance": allowances.allowance_json(allowance),
             "periods": [
                 {
                     "period_no": p.period_no,
@@ -456,6 +469,7 @@ def subscription_json(sub: Subscription, plan: Plan) -> dict[str, Any]:
         "paused_at_ms": sub.paused_at_ms or None,
         "started_at_ms": sub.started_at_ms,
         "ended_at_ms": sub.ended_at_ms or None,
+        "updated_at_ms": sub.updated_at_ms,
     }
 
 

@@ -22,6 +22,11 @@ from settlement.subscriptions.errors import SubscriptionError
 from settlement.subscriptions.lifecycle import SubEvent, SubState, apply
 from settlement.subscriptions.plans import Plan, plan_from_json
 
+#: The PostgreSQL channel a trigger on ``subscriptions`` sends ``<customer> <subscription_id>``
+#: on, in the transaction of every change a member sees (migration 0011); every server process
+#: listens (:mod:`server.subscription_push`).
+SUBSCRIPTIONS_CHANNEL = "tipmeter_subscriptions"
+
 
 class TransitionRefused(SubscriptionError):
     """A transition the lifecycle table does not allow (a bug in the caller: the service and

@@ -9,8 +9,10 @@ import redis
 
 from metering.money import (
     AMOUNT_LIMIT_MINOR,
+    BP_ONE,
     CAP_HARD_MAX_MINOR,
     RATE_HARD_MAX_MINOR,
+    discounted_minor,
     format_minor,
     is_amount,
     is_positive_amount,
@@ -112,3 +114,35 @@ return out
             args = [str(v) for pair in chunk for v in pair]
             got = client.eval(script, 0, *args)
             assert [int(g) for g in got] == [a // b for a, b in chunk]
+
+
+def test_lua_discount_agrees_with_python_up_to_the_hard_bounds(redis_server: RedisServer) -> None:
+    """The prelude's discounted() must equal money.discounted_minor on amounts up to the cap
+    bound and on rates up to the rate bound, at every discount."""
+    prelude = (LUA_DIR / "_prelude.lua").read_text()
+    script = (
+        prelude
+        + """
+local out = {}
+for i = 1, #ARGV, 2 do
+  out[#out + 1] = int(discounted(tonumber(ARGV[i]), tonumber(ARGV[i + 1])))
+end
+return out
+"""
+    )
+    rng = random.Random(17)
+    pairs = [(CAP_HARD_MAX_MINOR, 9_999), (CAP_HARD_MAX_MINOR, BP_ONE), (1, 1), (0, 5_000)]
+    for _ in range(2_000):
+        amount = rng.choice(
+            [
+                rng.randrange(0, CAP_HARD_MAX_MINOR + 1),
+                rng.randrange(1, RATE_HARD_MAX_MINOR + 1),
+                CAP_HARD_MAX_MINOR - rng.randrange(0, 3),
+            ]
+        )
+        pairs.append((amount, rng.randrange(0, BP_ONE + 1)))
+    with redis.Redis(port=redis_server.tcp_port) as client:
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start : start + 500]
+            got = client.eval(script, 0, *[str(v) for pair in chunk for v in pair])
+            assert [int(g) for g in got] == [discounted_minor(a, bp) for a, bp in chunk]

@@ -123,6 +123,12 @@ class Site:
         return found
 
 
+#: The site's unlocks the pages' server sells in every room (as ``site.<id>``).
+SITE_UNLOCKS = (
+    '[{"item_id": "hd", "name": "HD for this show", "prices": {"USD": 150}, "duration_s": 3600}]'
+)
+
+
 def unique(kind: str) -> str:
     """A fresh demo id (``demo-<kind>-<hex>``): tests share one Redis and never collide."""
     return f"demo-{kind}-{secrets.token_hex(4)}"
@@ -160,6 +166,8 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
                     "TIPMETER_DEMO_API": "on",
                     "TIPMETER_WORKER": "on",
                     "TIPMETER_ALLOWED_ORIGINS": origins,
+                    # A site-wide unlock every room sells (tests/pages/test_purchase_pages.py).
+                    "TIPMETER_SITE_UNLOCKS": SITE_UNLOCKS,
                 },
                 cwd=tmp_path_factory.mktemp("pages"),
                 port=port,

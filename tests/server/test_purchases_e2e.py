@@ -102,6 +102,19 @@ async def test_a_model_sells_from_her_menu(server: TipmeterProcess, redis_url: s
         if line["kind"] == "purchase"
     ] == [("buy:p1", "voided", 0), ("buy:p2", "fulfilled", 300), ("buy:u1", "granted", 200)]
 
+    # The Chaturbate-style feed shows each purchase as a tip naming the item, and nothing of
+    # the fulfilment or the void (the model's tools showed the request when it was bought).
+    async with api(server) as http:
+        token = (await http.post("/v1/rooms/alice/feed-token")).json()
+        feed = (await http.get(token["feed_url"] + "?i=0-0&timeout=0")).json()
+    assert {e["method"] for e in feed["events"]} == {"tip"}
+    assert [e["object"]["tip"] for e in feed["events"]] == [
+        {"tokens": 300, "isAnon": False, "message": "Dance: slow", "tipId": "p1"},
+        {"tokens": 300, "isAnon": False, "message": "Dance", "tipId": "p2"},
+        {"tokens": 200, "isAnon": False, "message": "HD", "tipId": "u1"},
+    ]
+    assert feed["events"][0]["object"]["user"]["username"] == "Bob"
+
 
 def test_the_feed_shows_a_purchase_as_a_tip_naming_the_item() -> None:
     data = {"amount": 300, "item_name": "Dance", "message": "slow", "purchase_id": "p1"}

@@ -7,12 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from clients.errors import Refused
-from clients.sdk import Backend
+from clients.sdk import Backend, Client
+from clients.tickets import Role
+from metering import keys
+from server.api_contract import ALLOWANCE_ENTRY
 from server.embedded_redis import RedisServer
-from tests.server.conftest import api
-from tests.support.processes import API_KEY, TipmeterProcess
+from tests.server.conftest import api, post_tab, settled_statement
+from tests.support.processes import API_KEY, TipmeterProcess, ticket
+from tests.support.waiting import eventually
 
 SILVER = {
     "plan_id": "silver",
@@ -123,6 +128,54 @@ async def test_a_declined_sign_up_is_past_due_until_a_new_card(server: TipmeterP
     assert [s["state"] for s in listed] == ["active"]
 
 
+VIP = {
+    **SILVER,
+    "plan_id": "vip",
+    "allowances": [
+        {"kind": "private", "unit": "seconds", "granted": 60},
+        {"kind": "tip", "unit": "bp", "granted": 1_000},
+    ],
+}
+
+
+async def _reserve_of(redis_server: RedisServer, customer: str, tab_id: str) -> list[Any]:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        return await client.hmget(keys.tab(customer, tab_id), ["free:private", "dbp:tip"])
+    finally:
+        await client.aclose()
+
+
+async def test_a_members_tabs_hold_the_allowance_and_the_answer_shows_what_is_left(
+    server: TipmeterProcess, redis_server: RedisServer
+) -> None:
+    backend = Backend(server.base_url, API_KEY)
+    await backend.create_plan(VIP)
+    # A tab open before the sign-up gets the allowance when the membership begins.
+    async with api(server) as http:
+        before = await post_tab(http, "dave", currency="EUR")
+        assert before.status_code == 201, before.text
+    await _signup(backend, "dave", "tok_visa", "signup-dave", plan="vip")
+    assert await _reserve_of(redis_server, "dave", before.json()["tab_id"]) == [b"60", b"1000"]
+
+    sub = await _signup(backend, "carol", "tok_visa", "signup-carol", plan="vip")
+    assert sub["allowance"] == [
+        {"kind": "private", "unit": "seconds", "granted": 60, "used": 0, "left": 60},
+        {"kind": "tip", "unit": "bp", "granted": 1_000, "used": 0, "left": 1_000},
+    ]
+    for entry in sub["allowance"]:
+        assert set(entry) == set(ALLOWANCE_ENTRY["properties"]) == set(ALLOWANCE_ENTRY["required"])
+    # A tab opened by a member holds the allowance: the meter spends it there.
+    async with api(server) as http:
+        opened = await post_tab(http, "carol", currency="EUR")
+        assert opened.status_code == 201, opened.text
+        again = await post_tab(http, "carol", currency="EUR")  # a retry reserves nothing more
+        assert again.json()["tab_id"] == opened.json()["tab_id"]
+    assert await _reserve_of(redis_server, "carol", opened.json()["tab_id"]) == [b"60", b"1000"]
+    read = await backend.subscription(sub["subscription_id"])
+    assert read["allowance"][0]["left"] == 60  # held for the tab, not used yet
+
+
 async def test_pause_and_resume_through_the_sdk(server: TipmeterProcess) -> None:
     backend = Backend(server.base_url, API_KEY)
     await backend.create_plan(SILVER)
@@ -141,3 +194,73 @@ async def test_pause_and_resume_through_the_sdk(server: TipmeterProcess) -> None
     with pytest.raises(Refused) as refused:
         await backend.resume(sid)
     assert refused.value.code == "not_allowed"
+
+
+async def test_a_post_pay_capture_is_invoiced_and_listed_with_its_country(
+    server: TipmeterProcess,
+) -> None:
+    async with api(server) as http:
+        opened = await http.post(
+            "/v1/tabs",
+            headers={"Idempotency-Key": "tab-carla"},
+            json={
+                "customer": "carla",
+                "currency": "EUR",
+                "cap_minor": 5_000,
+                "payment_method": "tok_visa",
+                "country": "it",
+                "country_evidence": "card country",
+                "email": "carla@example.com",
+                "language": "it",
+            },
+        )
+        assert opened.status_code == 201, opened.text
+        tab_id = opened.json()["tab_id"]
+        refused = await http.post(
+            "/v1/tabs",
+            headers={"Idempotency-Key": "tab-carla-2"},
+            json={
+                "customer": "carla2",
+                "currency": "EUR",
+                "cap_minor": 5_000,
+                "payment_method": "tok_visa",
+                "email": "not an address",
+            },
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "invalid_field"
+    async with Client(server.ws_url, ticket(Role.VIEWER, "carla", currency="EUR")) as viewer:
+        assert (await viewer.tip("alice", 1_220, "EUR")).status == "applied"
+    async with api(server) as http:
+        queued = await http.post(f"/v1/customers/carla/tabs/{tab_id}/settle")
+    assert queued.status_code == 202, queued.text
+    statement = await settled_statement(server, "carla", tab_id)
+    backend = Backend(server.base_url, API_KEY)
+    found: list[dict[str, Any]] = []
+
+    async def invoiced() -> bool:
+        found[:] = await backend.customer_invoices("carla")
+        return bool(found)
+
+    await eventually(invoiced, what="the capture's invoice")
+    [invoice] = found
+    assert invoice["kind"] == "invoice"
+    assert invoice["series"].startswith("P")
+    assert invoice["capture_id"] == statement["capture_id"]
+    assert (invoice["country"], invoice["country_evidence"]) == ("IT", "card country")
+    # 22 % included in 12.20: 2.20 of tax, by the one rule.
+    assert (invoice["net_minor"], invoice["tax_minor"], invoice["total_minor"]) == (1000, 220, 1220)
+    assert invoice["lines"] == [
+        {
+            "line_no": 1,
+            "description": "tips in room alice (1)",
+            "net_minor": 1000,
+            "tax_minor": 220,
+            "total_minor": 1220,
+            "tax_rate_bp": 2200,
+        }
+    ]
+    assert await backend.invoice(invoice["invoice_id"]) == invoice
+    with pytest.raises(Refused) as missing:
+        await backend.invoice("P1999-0000001")
+    assert missing.value.code == "invoice_not_found"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
+import pytest
+
 from metering.lifecycle import FreezeReason
 from metering.meter import Meter
 from metering.outcomes import Code
@@ -53,8 +56,45 @@ async def test_a_voided_request_is_never_captured(
     assert recorded is not None
     tab, record = recorded
     assert record.captured_minor == 600
-    assert [(line.kind, line.line_id, line.amount_minor) for line in tab.lines] == [
-        ("tip", "tip:t1", 100),
-        ("purchase", "buy:done", 300),
-        ("purchase", "buy:hd", 200),
+    assert [
+        (line.kind, line.line_id, line.amount_minor, line.item_id, line.item_name, line.item_kind)
+        for line in tab.lines
+    ] == [
+        ("tip", "tip:t1", 100, "", "", ""),
+        ("purchase", "buy:done", 300, "dance", "Dance", "request"),
+        ("purchase", "buy:hd", 200, "hd", "HD", "unlock"),
     ]
+    # Recorded as purchases of their own kind (migration 0010), not as tips.
+    async with ledger.database.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT line_id, kind, purchase_kind FROM settlement_lines ORDER BY seq"
+        )
+        rows = [(r["line_id"], r["kind"], r["purchase_kind"]) for r in await cursor.fetchall()]
+    assert rows == [
+        ("tip:t1", "tip", ""),
+        ("buy:done", "purchase", "request"),
+        ("buy:hd", "purchase", "unlock"),
+    ]
+
+
+async def test_the_ledger_admits_an_item_on_purchase_lines_only(
+    meter: Meter, gateway: SandboxGateway, ledger: Ledger
+) -> None:
+    ref = await open_backed_tab(meter, gateway)
+    assert (await meter.tip(ref, tip("t1", 100))).code is Code.APPLIED
+    await request_settlement(meter, ref, FreezeReason.MERCHANT)
+    assert (await make_worker(meter, gateway, ledger).run_burst()).statuses == {"settled": 1}
+    insert = """
+        INSERT INTO settlement_lines (settlement_id, line_id, seq, kind, room, at, amount_minor,
+            payout_bp, share_minor, item_id, purchase_kind)
+        SELECT settlement_id, %s, 9, %s, 'room1', now(), 1, 0, 0, 'x', %s FROM settlements
+    """
+    for line_id, kind, purchase_kind in (
+        ("tip:t9", "tip", "request"),  # a tip names no item
+        ("tip:t9", "purchase", "request"),  # a purchase's id is buy:...
+        ("buy:b9", "tip", ""),  # and a buy:... line is a purchase
+        ("buy:b9", "purchase", "bundle"),  # of a known kind
+    ):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            async with ledger.database.connection() as conn:
+                await conn.execute(insert, (line_id, kind, purchase_kind))

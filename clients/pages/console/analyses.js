@@ -7,7 +7,7 @@ import { api, registerSection } from "./console.js";
 const $ = (id) => document.getElementById(id);
 const charts = new Map(); // analysis name → Chart
 const KIND_COLOURS = {
-  tip: "#ff4f9a", private: "#8ab4ff", spy: "#ffb347", cam2cam: "#4cd490", membership: "#c792ea",
+  tip: "#ff4f9a", purchase: "#ffd166", private: "#8ab4ff", spy: "#ffb347", cam2cam: "#4cd490", membership: "#c792ea",
 };
 
 function scale(currency) {
