@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from psycopg.types.json import Jsonb
 
 from settlement.ledger.db import Connection
 from settlement.ledger.times import at, at_or_none, ms
@@ -59,6 +60,9 @@ class Subscription:
     lease_until_ms: int
     ended_at_ms: int
     updated_at_ms: int
+    #: What a tiered plan counts (seats, members), and the add-ons: ``(addon_id, quantity)``.
+    quantity: int = 1
+    addons: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,7 @@ _SUB_PLAIN = (
     "paid_periods",
     "adjustment_minor",
     "cancel_mode",
+    "quantity",
 )
 
 
@@ -140,12 +145,14 @@ def _subscription(row: dict[str, Any]) -> Subscription:
     fields["state"] = SubState(row["state"])
     for column, name in _SUB_TIMES.items():
         fields[name] = ms(row[column])
+    fields["addons"] = tuple((a["addon_id"], a["quantity"]) for a in row["addons"])
     return Subscription(**fields)
 
 
 def _values(sub: Subscription) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(sub, name) for name in _SUB_PLAIN}
     values["state"] = sub.state.value
+    values["addons"] = Jsonb([{"addon_id": a, "quantity": q} for a, q in sub.addons])
     for column, name in _SUB_TIMES.items():
         value = getattr(sub, name)
         values[column] = at(value) if column in _REQUIRED_TIMES else at_or_none(value)
