@@ -1,7 +1,9 @@
 """A seeded year of memberships on a fake clock: sign-ups, trials, upgrades, downgrades,
 cancellations (now, at the period's end, after notice), fixed terms, bonus periods, card
-expiries and declines (some recovered by a new card, some never), on a real PostgreSQL and the
-sandbox processor, with the renewal scheduler run every simulated twelve hours.
+expiries and declines (some recovered by a new card, some never), team plans priced by
+graduated and volume tiers of seats with add-ons (seats and add-ons changed mid-period), on a
+real PostgreSQL and the sandbox processor, with the renewal scheduler run every simulated
+twelve hours.
 
 It prints its seed and figures and checks, from the processor's and the ledger's side:
 
@@ -9,8 +11,9 @@ It prints its seed and figures and checks, from the processor's and the ledger's
 - 0 due periods missed (every live subscription's current period covers the end; every
   subscription's periods are numbered without a gap and start where the anchor says; nothing
   is left due);
-- every proration exact (each line the exact fraction rounded half up; the net of every change
-  billed on an invoice or still pending, to the cent);
+- every proration exact (each line the exact fraction rounded half up of the period's whole
+  recurring amount before and after the change — plan, tiers for the seats, add-ons; the net of
+  every change billed on an invoice or still pending, to the cent);
 - every invoice's lines plus tax equal its total;
 - invoice numbers gap-free per series;
 - the export's totals (both formats) equal the ledger's; every journal entry balances.
@@ -37,6 +40,7 @@ from settlement.subscriptions.lifecycle import SubState
 from settlement.subscriptions.notices import Notice
 from settlement.subscriptions.periods import period_bounds
 from settlement.subscriptions.plans import Plan
+from settlement.subscriptions.pricing import recurring_minor
 from settlement.subscriptions.proration import prorate
 from settlement.subscriptions.scheduler import card_valid_until_ms
 from settlement.subscriptions.service import CancelMode, NewSubscription, SubCode
@@ -86,22 +90,67 @@ def _plans() -> list[Plan]:
         ),
         plan("six", period={"unit": "day", "length": 30}, term_periods=6, prices=priced(2)),
         plan("notice", notice_days=45, prices=priced(3)),
+        _team("team", "graduated", 1500, tax_inclusive=False),
+        _team("crew", "volume", 0, rank=1),
     ]
+
+
+def _team(plan_id: str, mode: str, flat_minor: int, **fields: Any) -> Plan:
+    """A monthly plan for a team of seats, tiered in ``mode``, with two add-ons."""
+
+    def tiers(scale: int) -> list[dict[str, Any]]:
+        return [
+            {"up_to": 5, "unit_minor": 499 * scale // 10},
+            {"up_to": 20, "unit_minor": 399 * scale // 10, "flat_minor": 250},
+            {"up_to": None, "unit_minor": 333 * scale // 10},
+        ]
+
+    return plan(
+        plan_id,
+        tiers={"mode": mode, "unit": "seat"},
+        prices={
+            "USD": {"price_minor": flat_minor, "tiers": tiers(10)},
+            "EUR": {"price_minor": flat_minor * 9 // 10, "tiers": tiers(9)},
+        },
+        addons=[
+            {"addon_id": "hd", "prices": {"USD": 299, "EUR": 269}, "quantity_max": 3},
+            {"addon_id": "dm", "prices": {"USD": 101, "EUR": 91}},
+        ],
+        **fields,
+    )
+
+
+def _items(rng: random.Random) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """A random number of seats and add-ons for a team plan."""
+    addons = []
+    if rng.random() < 0.5:
+        addons.append(("hd", rng.randint(1, 3)))
+    if rng.random() < 0.5:
+        addons.append(("dm", 1))
+    return rng.randint(1, 40), tuple(addons)
 
 
 #: Members with fixed fates (plan, card, a new card after N days, the card expiring after N
 #: days): a fixed term that runs out, a decline recovered by a new card after the features
 #: were restricted, a card that expires (its notice, its declines, its replacement), a free
-#: trial.
+#: trial, a team whose seats and add-ons change mid-period (:data:`STEADY_ITEMS`).
 STEADY: Final = (
     ("six", "tok_visa", 0, 0),
     ("bronze", "tok_decline_insufficient_funds", 10, 0),
     ("gold", "tok_visa", 128, 80),
     ("fan-mia", "tok_visa", 0, 0),
+    ("team", "tok_visa", 0, 0),
 )
+#: The steady team's seats and add-ons at sign-up, and after 45 days.
+STEADY_ITEMS: Final = ((3, (("dm", 1),)), (17, (("hd", 2),)))
 
 #: Plans a member may change between (same kind, room and period).
-FAMILIES: Final = (("bronze", "silver", "gold", "notice"), ("fan-mia", "fan-mia-vip"))
+FAMILIES: Final = (
+    ("bronze", "silver", "gold", "notice"),
+    ("fan-mia", "fan-mia-vip"),
+    ("team", "crew"),
+)
+TEAMS: Final = frozenset({"team", "crew"})
 
 
 @dataclass
@@ -116,6 +165,7 @@ class Figures:
     declines: int = 0
     cards_updated: int = 0
     changes: int = 0
+    item_changes: int = 0
     cancels: Counter[str] = field(default_factory=Counter)
     states: Counter[str] = field(default_factory=Counter)
     notices: Counter[str] = field(default_factory=Counter)
@@ -136,7 +186,7 @@ class Figures:
             f"periods paid {self.periods_paid}, free {self.periods_free}, "
             f"captures {self.captures}, "
             f"declines {self.declines}, cards updated {self.cards_updated}, "
-            f"plan changes {self.changes}",
+            f"plan changes {self.changes}, seat and add-on changes {self.item_changes}",
             f"cancellations {dict(self.cancels)}; final states {dict(self.states)}",
             f"notices {dict(self.notices)}; invoices {self.invoices}; "
             f"totals (net, tax, total) {self.totals}",
@@ -174,6 +224,7 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
     signups: dict[int, list[NewSubscription]] = defaultdict(list)
     fixes: dict[int, list[tuple[str, str]]] = defaultdict(list)  # step -> (sid, new card)
     expiries: dict[int, list[str]] = defaultdict(list)  # step -> sid whose card stops working
+    scripted: dict[int, list[str]] = defaultdict(list)  # step -> team whose items change
     steps = DAYS * DAY_MS // STEP_MS
     for n in range(subscriptions):
         sid = f"s{n}"
@@ -196,11 +247,15 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
                 fixes[expiry_step + rng.randrange(-40, 40)].append((sid, "tok_mastercard"))
         plan_id = rng.choice(list(plans))
         currency = rng.choice(("USD", "EUR"))
+        quantity, addons = _items(rng) if plan_id in TEAMS else (1, ())
         if n < len(STEADY):
             # A few members with fixed fates, so that every path is exercised whatever the
             # seed: they never change plan or cancel on their own.
             plan_id, card, fix_after, expires = STEADY[n]
             step, currency, card_expires = n, "EUR", ""
+            if plan_id in TEAMS:
+                quantity, addons = STEADY_ITEMS[0]
+                scripted[step + 45 * DAY_MS // STEP_MS].append(sid)
             if expires:
                 month = at(START_MS + expires * DAY_MS)
                 card_expires = f"{month.year:04d}-{month.month:02d}"
@@ -219,9 +274,17 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
                 email=f"c{n}@example.com",
                 language=rng.choice(("en", "de")),
                 card_expires=card_expires,
+                quantity=quantity,
+                addons=addons,
             )
         )
     live: list[str] = []
+    # What each change was made from and to (the period's whole recurring amount), in order.
+    recurring: dict[str, list[tuple[int, int]]] = defaultdict(list)
+
+    def amount_of(sub: store.Subscription) -> int:
+        return recurring_minor(plans[sub.plan_id], sub.currency, sub.quantity, sub.addons)
+
     for step in range(steps):
         now = world.clock.now_ms()
         for new in signups.get(step, []):
@@ -237,6 +300,14 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
         for sid, card in fixes.get(step, []):
             if (await world.subs.update_card(sid, card, "2031-12", now)).code is SubCode.APPLIED:
                 figures.cards_updated += 1
+        for sid in scripted.get(step, []):
+            found = await world.subs.read(sid)
+            assert found is not None
+            quantity, addons = STEADY_ITEMS[1]
+            changed = await world.subs.change_items(sid, quantity, addons, now)
+            if changed.code is SubCode.APPLIED and changed.subscription is not None:
+                figures.item_changes += 1
+                recurring[sid].append((amount_of(found), amount_of(changed.subscription)))
         # Some members change plan or cancel, at random instants of the step.
         expected = len(live) * ACTION_P
         actions = int(expected) + (rng.random() < expected - int(expected))
@@ -246,14 +317,21 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
             found = await world.subs.read(sid)
             if found is None or found.state not in (SubState.ACTIVE, SubState.TRIALING):
                 continue
-            if rng.random() < 0.6:
+            if found.plan_id in TEAMS and rng.random() < 0.5:
+                quantity, addons = _items(rng)
+                changed = await world.subs.change_items(sid, quantity, addons, now)
+                if changed.code is SubCode.APPLIED and changed.subscription is not None:
+                    figures.item_changes += 1
+                    recurring[sid].append((amount_of(found), amount_of(changed.subscription)))
+            elif rng.random() < 0.6:
                 family = next((f for f in FAMILIES if found.plan_id in f), None)
                 if family is None:
                     continue
                 target = rng.choice([p for p in family if p != found.plan_id])
                 changed = await world.subs.change_plan(sid, target, now)
-                if changed.code is SubCode.APPLIED:
+                if changed.code is SubCode.APPLIED and changed.subscription is not None:
                     figures.changes += 1
+                    recurring[sid].append((amount_of(found), amount_of(changed.subscription)))
             else:
                 mode = rng.choice(list(CancelMode))
                 if (await world.subs.cancel(sid, mode, now)).code is SubCode.APPLIED:
@@ -261,11 +339,16 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
         await world.renewals.run_due(now)
         world.clock.advance(STEP_MS + rng.randrange(0, 60_000))
     await world.renewals.run_due(world.clock.now_ms())
-    await _check(world, plans, figures)
+    await _check(world, plans, figures, recurring)
     return figures
 
 
-async def _check(world: World, plans: dict[str, Plan], figures: Figures) -> None:
+async def _check(
+    world: World,
+    plans: dict[str, Plan],
+    figures: Figures,
+    recurring: dict[str, list[tuple[int, int]]],
+) -> None:
     now = world.clock.now_ms()
     captures = world.gateway.captures
     figures.captures = len(captures)
@@ -312,21 +395,20 @@ async def _check(world: World, plans: dict[str, Plan], figures: Figures) -> None
                 figures.periods_missed += 1  # something left due
             if sub.state in (SubState.ACTIVE, SubState.TRIALING) and sub.period_end_ms <= now:
                 figures.periods_missed += 1
-            for change in await store.changes(conn, sid):
-                old = plans[change["from_plan"]].price(sub.currency)
-                new = plans[change["to_plan"]].price(sub.currency)
-                if old is None or new is None:
-                    figures.prorations_off += 1
-                    continue
+            changes = await store.changes(conn, sid)
+            if len(changes) != len(recurring.get(sid, [])):
+                figures.prorations_off += 1
+                continue
+            for change, (old, new) in zip(changes, recurring.get(sid, []), strict=True):
                 r, length = change["remaining_ms"], change["period_ms"]
                 if change["period_no"] == 0:
                     expected = (0, 0)
                 else:
                     expected = (
-                        _half_up(Fraction(old.price_minor * r, length)),
-                        _half_up(Fraction(new.price_minor * r, length)),
+                        _half_up(Fraction(old * r, length)),
+                        _half_up(Fraction(new * r, length)),
                     )
-                    lines = prorate(old.price_minor, new.price_minor, r, length)
+                    lines = prorate(old, new, r, length)
                     if (lines.credit_minor, lines.charge_minor) != expected:
                         figures.prorations_off += 1
                 if (change["credit_minor"], change["charge_minor"]) != expected:

@@ -50,6 +50,7 @@ async def test_a_year_of_memberships_charges_each_period_once_and_adds_up(
     assert figures.declines > 0, figures
     assert figures.cards_updated > 0, figures
     assert figures.changes > 0, figures
+    assert figures.item_changes > 0, figures
     assert sum(figures.cancels.values()) > 0, figures
     assert figures.states["expired"] > 0, figures
     assert figures.states["cancelled"] > 0, figures
