@@ -3,7 +3,8 @@ cancellations (now, at the period's end, after notice), fixed terms, bonus perio
 expiries and declines (some recovered by a new card, some never), team plans priced by
 graduated and volume tiers of seats with add-ons (seats and add-ons changed mid-period), on a
 real PostgreSQL and the sandbox processor, with the renewal scheduler run every simulated
-twelve hours.
+twelve hours. Beside them, Post Pay tabs are captured (their settlements recorded in the ledger
+as the worker records them) and some refunded, in one or several steps.
 
 It prints its seed and figures and checks, from the processor's and the ledger's side:
 
@@ -14,8 +15,11 @@ It prints its seed and figures and checks, from the processor's and the ledger's
 - every proration exact (each line the exact fraction rounded half up of the period's whole
   recurring amount before and after the change — plan, tiers for the seats, add-ons; the net of
   every change billed on an invoice or still pending, to the cent);
-- every invoice's lines plus tax equal its total;
-- invoice numbers gap-free per series;
+- every invoice's and credit note's lines plus tax equal its total;
+- invoice numbers gap-free per series (memberships, Post Pay captures, credit notes);
+- every Post Pay capture has one invoice, every refund of it one credit note crediting it; the
+  credit notes of an invoice never credit more than it, and those of a tab refunded in full
+  credit exactly its total and its tax;
 - the export's totals (both formats) equal the ledger's; every journal entry balances.
 
 Replay: ``python -m tests.settlement.subscriptions.simulation --subscriptions 10000 --seed N``.
@@ -32,9 +36,20 @@ from fractions import Fraction
 from typing import Any, Final
 
 from metering.clock import FakeClock
+from metering.lifecycle import TabState
+from metering.money import share_minor
+from metering.outcomes import Line, Tab, TabRef
+from settlement.gateway import RefundResult
 from settlement.ledger import journal
+from settlement.ledger.holds import HoldCustomer, HoldRecord
 from settlement.ledger.ledger import Ledger
+from settlement.ledger.settlements import SettlementFacts
 from settlement.ledger.times import at
+from settlement.outcomes import SettlementOutcome
+from settlement.refunds.policy import Reason
+from settlement.refunds.service import RefundRequest, Refunds
+from settlement.scripts import SettlementRecord
+from settlement.statements import build_statement
 from settlement.subscriptions import export, store
 from settlement.subscriptions.lifecycle import SubState
 from settlement.subscriptions.notices import Notice
@@ -53,6 +68,9 @@ ACTION_P: Final = 0.0012
 DAYS: Final = 365
 SIGNUP_DAYS: Final = 120
 COUNTRIES: Final = ("DE", "DE", "FR", "IT", "LT", "GB", "US", "US", "CH")
+#: Chance per step that a Post Pay tab is captured, and that one of them is refunded.
+POSTPAY_P: Final = 0.25
+REFUND_P: Final = 0.1
 
 
 def _plans() -> list[Plan]:
@@ -178,6 +196,10 @@ class Figures:
     numbering_gaps: int = 0
     export_off: int = 0
     unbalanced: int = 0
+    tabs: int = 0
+    refunds: int = 0
+    credit_notes: int = 0
+    credits_off: int = 0
 
     def lines(self) -> list[str]:
         """The figures as the test prints them."""
@@ -188,6 +210,8 @@ class Figures:
             f"declines {self.declines}, cards updated {self.cards_updated}, "
             f"plan changes {self.changes}, seat and add-on changes {self.item_changes}",
             f"cancellations {dict(self.cancels)}; final states {dict(self.states)}",
+            f"Post Pay tabs {self.tabs}, refunds {self.refunds}, "
+            f"credit notes {self.credit_notes}, credits off {self.credits_off}",
             f"notices {dict(self.notices)}; invoices {self.invoices}; "
             f"totals (net, tax, total) {self.totals}",
             f"charged twice {self.charged_twice}, periods missed {self.periods_missed}, "
@@ -279,6 +303,8 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
             )
         )
     live: list[str] = []
+    tabs: list[TabRef] = []
+    refunds_minor = asked = 0
     # What each change was made from and to (the period's whole recurring amount), in order.
     recurring: dict[str, list[tuple[int, int]]] = defaultdict(list)
 
@@ -336,11 +362,123 @@ async def simulate(ledger: Ledger, subscriptions: int, seed: int) -> Figures:
                 mode = rng.choice(list(CancelMode))
                 if (await world.subs.cancel(sid, mode, now)).code is SubCode.APPLIED:
                     figures.cancels[str(mode)] += 1
+        if rng.random() < POSTPAY_P:
+            tabs.append(await _postpay_tab(world, rng, len(tabs), now))
+            figures.tabs += 1
+        if tabs and rng.random() < REFUND_P:
+            refunded = await _refund(world, rng, rng.choice(tabs), asked)
+            asked += 1
+            figures.refunds += refunded > 0
+            refunds_minor += refunded
         await world.renewals.run_due(now)
         world.clock.advance(STEP_MS + rng.randrange(0, 60_000))
     await world.renewals.run_due(world.clock.now_ms())
-    await _check(world, plans, figures, recurring)
+    await _check(world, plans, figures, recurring, refunds_minor)
     return figures
+
+
+async def _postpay_tab(world: World, rng: random.Random, n: int, now: int) -> TabRef:
+    """A Post Pay tab captured at the sandbox and recorded in the ledger as the worker records
+    it: its hold (with the customer's country), tips to two rooms, the one capture."""
+    ref = TabRef(f"pp{n}", f"tab{n}")
+    currency = rng.choice(("USD", "EUR"))
+    cap = 10_000
+    hold = await world.gateway.authorize(
+        idempotency_key=f"auth:{ref.tab_id}",
+        payment_method="tok_visa",
+        amount_minor=cap,
+        currency=currency,
+    )
+    country = rng.choice(COUNTRIES)
+    await world.ledger.record_hold(
+        HoldRecord(
+            idempotency_key=f"auth:{ref.tab_id}",
+            ref=ref,
+            processor="sandbox",
+            auth_ref=hold.auth_ref,
+            payment_method="tok_visa",
+            kind="authorize",
+            currency=currency,
+            amount_minor=cap,
+            expires_at_ms=hold.expires_at_ms,
+            recorded_at_ms=now,
+            customer=HoldCustomer(country, "card_country", f"pp{n}@example.com"),
+        )
+    )
+    lines = []
+    for seq in range(1, rng.randint(1, 5) + 1):
+        room, payout = rng.choice((("mia", 6_000), ("zoe", 7_500)))
+        amount = rng.randint(25, 1_999)
+        lines.append(
+            Line(
+                "tip",
+                f"tip:{ref.tab_id}-{seq}",
+                seq,
+                now,
+                room,
+                amount,
+                payout,
+                share_minor(amount, payout),
+            )
+        )
+    total = sum(line.amount_minor for line in lines)
+    key = f"capture:{ref.customer}/{ref.tab_id}"
+    captured = await world.gateway.capture(
+        idempotency_key=key, auth_ref=hold.auth_ref, amount_minor=total
+    )
+    tab = Tab(
+        ref=ref,
+        currency=currency,
+        state=TabState.SETTLED,
+        cap_minor=cap,
+        accrued_minor=total,
+        version=len(lines) + 1,
+        auth_ref=hold.auth_ref,
+        capture_before_ms=hold.expires_at_ms,
+        opened_at_ms=now,
+        active_at_ms=now,
+        processor="sandbox",
+        opened_cap_minor=cap,
+        payment_method="tok_visa",
+        lines=tuple(lines),
+    )
+    record = SettlementRecord(
+        amount_minor=total,
+        idempotency_key=key,
+        started_at_ms=now,
+        attempts=1,
+        outcome=SettlementOutcome.CAPTURED,
+        outcome_at_ms=now,
+        captured_minor=total,
+        capture_id=captured.capture_id,
+        released_minor=cap - total,
+        followups_done=True,
+        processor="sandbox",
+    )
+    facts = SettlementFacts(tab, record, build_statement(tab, record), "sandbox")
+    await world.ledger.record_settlement(facts)
+    await world.ledger.record_settlement(facts)  # as a repeating worker would: nothing more
+    return ref
+
+
+async def _refund(world: World, rng: random.Random, ref: TabRef, n: int) -> int:
+    """Refund part of what is left of a tab (or all of it); what the processor gave back."""
+    refunds = Refunds(world.ledger.database, lambda _name: world.gateway, world.clock)
+    amount = rng.choice((None, rng.randint(1, 400)))
+    answer = await refunds.request(
+        RefundRequest(
+            f"rf{n}",
+            ref,
+            Reason.GOODWILL,
+            amount_minor=amount,
+            override_by="sim",
+            override_reason="goodwill",
+        )
+    )
+    if answer.body["status"] != "succeeded":
+        return 0
+    given = await world.gateway.lookup(f"refund:rf{n}")
+    return given.amount_minor if isinstance(given, RefundResult) else 0
 
 
 async def _check(
@@ -348,13 +486,14 @@ async def _check(
     plans: dict[str, Plan],
     figures: Figures,
     recurring: dict[str, list[tuple[int, int]]],
+    refunds_minor: int,
 ) -> None:
     now = world.clock.now_ms()
     captures = world.gateway.captures
-    figures.captures = len(captures)
+    figures.captures = sum(c.idempotency_key.startswith("sub:") for c in captures)
     per_period = Counter(
         ":".join(c.idempotency_key.split(":")[:3]) for c in captures
-    )  # sub:<id>:<period>
+    )  # sub:<id>:<period>, capture:<customer>/<tab>
     figures.charged_twice = sum(n - 1 for n in per_period.values() if n > 1)
     async with world.ledger.database.connection() as conn:
         cursor = await conn.execute("SELECT subscription_id FROM subscriptions ORDER BY 1")
@@ -439,11 +578,16 @@ async def _check(
         cursor = await conn.execute(
             "SELECT count(*) AS n FROM subscription_periods WHERE status = 'paid'"
         )
+        figures.credits_off = await _credits_off(conn)
         since, until = at(START_MS - DAY_MS), at(now + DAY_MS)
         found = await export.issued(conn, since, until)
         booked = await export.ledger_totals(conn, since, until)
         figures.unbalanced = len(await journal.unbalanced_entries(conn))
-    figures.invoices = len(found)
+    figures.invoices = sum(i["series"].startswith("S") for i in found)
+    figures.credit_notes = sum(i["kind"] == "credit_note" for i in found)
+    tab_invoices = sum(i["series"].startswith("P") for i in found)
+    if tab_invoices != figures.tabs:
+        figures.credits_off += abs(tab_invoices - figures.tabs)
     if figures.invoices != figures.periods_paid or figures.captures != figures.periods_paid:
         figures.charged_twice += abs(figures.captures - figures.periods_paid)
     if export.totals(found) != booked:
@@ -451,11 +595,44 @@ async def _check(
     datev = export.datev_totals(export.datev_csv(found, since, until))
     if datev != {cur: t.total_minor for cur, t in booked.items()}:
         figures.export_off += 1
-    if sum(c.amount_minor for c in captures) != sum(t.total_minor for t in booked.values()):
+    if sum(c.amount_minor for c in captures) - refunds_minor != sum(
+        t.total_minor for t in booked.values()
+    ):
         figures.export_off += 1
     figures.totals = {
         cur: (t.net_minor, t.tax_minor, t.total_minor) for cur, t in sorted(booked.items())
     }
+
+
+async def _credits_off(conn: Any) -> int:
+    """Credit notes that credit more than their invoice, or (refunded in full) not exactly its
+    total and tax; refunds without their one credit note."""
+    cursor = await conn.execute(
+        """
+        SELECT i.invoice_id, i.total_minor, i.tax_minor,
+               coalesce(sum(c.total_minor), 0) AS credited,
+               coalesce(sum(c.tax_minor), 0) AS credited_tax
+        FROM invoices i LEFT JOIN invoices c ON c.credits_invoice_id = i.invoice_id
+        WHERE i.kind = 'invoice' AND i.settlement_id IS NOT NULL
+        GROUP BY i.invoice_id, i.total_minor, i.tax_minor
+        """
+    )
+    off = 0
+    for row in await cursor.fetchall():
+        total, credited = row["total_minor"], -row["credited"]
+        if not 0 <= credited <= total or not 0 <= -row["credited_tax"] <= row["tax_minor"]:
+            off += 1
+        if credited == total and -row["credited_tax"] != row["tax_minor"]:
+            off += 1
+    cursor = await conn.execute(
+        """
+        SELECT count(*) AS n FROM refunds r
+        WHERE r.status = 'succeeded'
+          AND (SELECT count(*) FROM invoices c WHERE c.refund_id = r.refund_id) <> 1
+        """
+    )
+    row = await cursor.fetchone()
+    return off + (int(row["n"]) if row else 0)
 
 
 def main() -> None:
