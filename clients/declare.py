@@ -358,6 +358,31 @@ class ObjectMap(Kind):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ListOf(Kind):
+    """A list of at most ``items_max`` values of one kind (a membership's features, its
+    allowances)."""
+
+    item: Kind
+    items_max: int
+
+    def check(self, value: object, name: str) -> list[Any]:
+        if type(value) is not list or len(value) > self.items_max:
+            raise Refused(
+                ErrorCode.INVALID_FIELD, f"{name} must be a list of at most {self.items_max}"
+            )
+        return [self.item.check(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+    def dump(self, value: Any) -> Any:
+        return [self.item.dump(v) for v in value]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "maxItems": self.items_max, "items": self.item.schema()}
+
+    def describe(self) -> str:
+        return f"list of up to {self.items_max}: {self.item.describe()}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Specs
 

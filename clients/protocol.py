@@ -45,6 +45,8 @@ from clients.declare import (
     Id,
     Int,
     IntMap,
+    ListOf,
+    Object,
     ObjectMap,
     Refused,
     Registry,
@@ -73,6 +75,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RATES_KINDS_MAX",
     "SERVER_MESSAGES",
+    "AllowanceView",
     "ClientMessage",
     "CloseCode",
     "Codec",
@@ -81,6 +84,7 @@ __all__ = [
     "Error",
     "ErrorCode",
     "Invalid",
+    "MembershipView",
     "Message",
     "Ping",
     "Pong",
@@ -98,6 +102,7 @@ __all__ = [
     "SetRates",
     "Subscribe",
     "Subscribed",
+    "SubscriptionUpdate",
     "TabUpdate",
     "TabView",
     "Tip",
@@ -555,9 +560,83 @@ class RefundsWaiting:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# Memberships (issue 16, docs/subscriptions.md) — one block.
+
+#: Features and allowances one ``subscription`` message lists at most.
+MEMBERSHIP_FEATURES_MAX: Final = 64
+MEMBERSHIP_ALLOWANCES_MAX: Final = 16
+#: Subscriptions a viewer is sent when her connection is welcomed, at most (newest first).
+MEMBERSHIPS_WELCOME_MAX: Final = 20
+_SIGNED: Final = Int(minimum=-(AMOUNT_LIMIT_MINOR - 1))
+
+
+@wire_object("allowance")
+@dataclass(frozen=True, slots=True)
+class AllowanceView:
+    """What a plan gives its member each period and how much of it is left."""
+
+    kind: Annotated[str, _TEXT, "what it covers: a show kind (`private` …) or `tips`"]
+    unit: Annotated[str, _TEXT, "`seconds`, `minor` (money) or `bp` (a discount)"]
+    granted: Annotated[int, _COUNT]
+    used: Annotated[int, _COUNT]
+    left: Annotated[int, _COUNT]
+
+
+@wire_object("membership")
+@dataclass(frozen=True, slots=True)
+class MembershipView:
+    """A subscription as its member sees it: the fields of ``GET /v1/subscriptions/{id}``
+    that say where it stands (docs/subscriptions.md)."""
+
+    subscription_id: Annotated[str, _ID]
+    plan_id: Annotated[str, _ID]
+    kind: Annotated[str, _TEXT, "`site` or `fan_club`"]
+    level: Annotated[str, _TEXT, "the plan's level (`bronze`, `gold` …)"]
+    rank: Annotated[int, _COUNT, "a higher rank is an upgrade"]
+    state: Annotated[
+        str, _TEXT, "`trialing`, `active`, `past_due`, `restricted`, `cancelled`, `expired`"
+    ]
+    currency: Annotated[str, Currency()]
+    period_no: Annotated[int, _COUNT, "the current period (0: the trial)"]
+    period_ends_at_ms: Annotated[int, _COUNT]
+    updated_at_ms: Annotated[int, _COUNT, "the newest message has the highest"]
+    room: Annotated[str | None, _TEXT, "a fan club's room"] = None
+    price_minor: Annotated[int | None, _COUNT, "the plan's price a period"] = None
+    next_charge_at_ms: Annotated[int | None, _COUNT, "`null`: nothing renews"] = None
+    adjustment_minor: Annotated[int, _SIGNED, "prorations due on the next charge"] = 0
+    trial_ends_at_ms: Annotated[int | None, _COUNT] = None
+    cancel_at_ms: Annotated[int | None, _COUNT, "when a cancellation takes effect"] = None
+    past_due_since_ms: Annotated[int | None, _COUNT] = None
+    ended_at_ms: Annotated[int | None, _COUNT] = None
+    features: Annotated[
+        list[str], ListOf(Text(chars_max=64), MEMBERSHIP_FEATURES_MAX), "what it includes now"
+    ] = field(default_factory=list)
+    allowance: Annotated[
+        list[AllowanceView] | None,
+        ListOf(Object(SPECS[AllowanceView]), MEMBERSHIP_ALLOWANCES_MAX),
+        "what is left of the period's allowances (`null`: the plan gives none)",
+    ] = None
+
+
+@SERVER_MESSAGES.message("subscription")
+@dataclass(frozen=True, slots=True)
+class SubscriptionUpdate:
+    """To a viewer: one of her subscriptions, whole. Sent whenever it changes (created, a
+    trial ends, renewed, past due, restricted, cancelled, expired, another plan), from any
+    server process, and for each of her subscriptions (newest last, at most 20) when her
+    connection is welcomed. The one with the highest ``updated_at_ms`` is the newest."""
+
+    subscription: MembershipView
+
+
+# -- end of the memberships block -------------------------------------------------------------
+
+
 ServerMessage: TypeAlias = (
     Welcome
     | RefundsWaiting
+    | SubscriptionUpdate  # memberships (issue 16)
     | Result
     | Error
     | TabUpdate

@@ -145,6 +145,28 @@ EXAMPLES: Final[dict[str, list[Message]]] = {
             },
         )
     ],
+    # Memberships (issue 16).
+    "subscription": [
+        p.SubscriptionUpdate(
+            p.MembershipView(
+                subscription_id="sub_Jx2Qd",
+                plan_id="gold-monthly",
+                kind="site",
+                level="gold",
+                rank=3,
+                state="trialing",
+                currency="USD",
+                period_no=0,
+                period_ends_at_ms=1_700_604_800_000,
+                updated_at_ms=1_700_000_000_000,
+                price_minor=1_999,
+                next_charge_at_ms=1_700_604_800_000,
+                trial_ends_at_ms=1_700_604_800_000,
+                features=["hd", "chat"],
+                allowance=[p.AllowanceView("private", "seconds", 600, 90, 510)],
+            )
+        )
+    ],
 }
 
 _BLOCK: Final = re.compile(

@@ -66,6 +66,7 @@ from clients.protocol import (
     SetRates,
     Subscribe,
     Subscribed,
+    SubscriptionUpdate,
     TabUpdate,
     TabView,
     Tip,
@@ -333,7 +334,7 @@ class Client(Connection):
             case TabUpdate():
                 self._see_tab(message.tab)
                 self._offer(message)
-            case SessionUpdate() | Warning() | RefundsWaiting():
+            case SessionUpdate() | Warning() | RefundsWaiting() | SubscriptionUpdate():
                 self._offer(message)
             case Drain():
                 self._reconnect_after_s = message.reconnect_after_ms / 1000
@@ -633,6 +634,18 @@ class Backend:
         """Cancel: ``now``, ``period_end`` (default) or ``notice``."""
         path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/cancel"
         return await self._json("POST", path, {"mode": mode})
+
+    async def pause(self, subscription_id: str) -> dict[str, Any]:
+        """Pause at the end of the paid period (``pause_at_ms``): no charge, no features until
+        :meth:`resume`."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/pause"
+        return await self._json("POST", path, {})
+
+    async def resume(self, subscription_id: str) -> dict[str, Any]:
+        """Resume: the next period begins and is charged now (a pause not yet taken is
+        dropped)."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/resume"
+        return await self._json("POST", path, {})
 
     async def update_card(
         self, subscription_id: str, payment_method: str, card_expires: str = ""

@@ -390,11 +390,13 @@ def translated() -> Iterator[None]:
     """Turn redis-py exceptions raised inside the block into the money core's exceptions."""
     try:
         yield
-    except (redis_errors.RedisError, AttributeError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, AttributeError) as exc:
         raise _translate(exc) from exc
 
 
-def _translate(exc: redis_errors.RedisError | AttributeError) -> StoreError:
+def _translate(
+    exc: redis_errors.RedisError | redis_errors.RedisClusterException | AttributeError,
+) -> StoreError:
     if isinstance(exc, AttributeError):
         # redis-py tears a connection down under a command still using it (a cluster client
         # closes a failed node's connections, in use or not): the command then meets
@@ -404,6 +406,9 @@ def _translate(exc: redis_errors.RedisError | AttributeError) -> StoreError:
         return StoreUnavailable(f"Redis connection torn down mid-command: {exc}")
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
         return StoreUnavailable(f"Redis unavailable: {exc}")
+    if isinstance(exc, redis_errors.RedisClusterException):
+        # No node reachable to read the slot map from, or the slots not all served.
+        return StoreUnavailable(f"Redis cluster unavailable: {exc}")
     if isinstance(exc, redis_errors.ClusterError) and "down" in str(exc).lower():
         return StoreUnavailable(f"Redis cluster unavailable: {exc}")
     return StoreError(f"Redis error: {exc}")
@@ -446,6 +451,8 @@ class GatedCluster(RedisCluster):
     def __init__(self, *args: Any, gate: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gate = asyncio.Semaphore(gate)
+        self._parser_ready = False  # COMMAND read once: key positions do not change
+        self._refreshing = asyncio.Lock()
 
     @asynccontextmanager
     async def gated(self) -> AsyncIterator[None]:
@@ -478,6 +485,9 @@ class GatedCluster(RedisCluster):
         redis-py's cluster pipeline is not used here: one unreachable node fails the whole
         pipeline and closes every node's connections, so healthy shards paid for a failed one.
         """
+        if self._initialize:
+            with translated():
+                await self.initialize()
         by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
         for index, (keys, _) in enumerate(calls):
             node = self.get_node_from_key(str(keys[0]))
@@ -490,7 +500,8 @@ class GatedCluster(RedisCluster):
             try:
                 replies = await _round_trip(node, [calls[i] for i in indexes], sha, wait)
             except StoreError as exc:
-                self._initialize = True  # the next command refreshes the slot map first
+                self.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+                self._initialize = True  # the next round trip or command reads the slot map
                 replies = [exc] * len(indexes)
             for index, reply in zip(indexes, replies, strict=True):
                 answers[index] = reply
@@ -498,6 +509,32 @@ class GatedCluster(RedisCluster):
         async with self.gated():
             await asyncio.gather(*(on_node(node, ix) for node, ix in by_node.values()))
         return answers
+
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> GatedCluster:
+        """Connect at first; after a node failed, read only the slot map again.
+
+        redis-py's refresh also reads ``COMMAND`` again from its default node — the first
+        primary, which may be the dead one until its replica takes over — and when that fails
+        it closes every node's connections, healthy shards' round trips in flight with them,
+        and fails the command: every command then failed while one primary was down. Key
+        positions do not change, so ``COMMAND`` is read once, at the first connection.
+        """
+        if not self._parser_ready:
+            await super().initialize(additional_startup_nodes_info, last_failed_node_name)
+            self._parser_ready = True
+            return self
+        async with self._refreshing:
+            if self._initialize:  # not already refreshed by another waiter
+                await self.nodes_manager.initialize(
+                    additional_startup_nodes_info=additional_startup_nodes_info,
+                    last_failed_node_name=last_failed_node_name,
+                )
+                self._initialize = False
+        return self
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:
@@ -521,7 +558,7 @@ async def _round_trip(
         commands.append(pack_command(cast(Any, ("WAIT", wait.replicas, wait.wait_ms))))
     try:
         conn = node.acquire_connection()
-    except (redis_errors.RedisError, AttributeError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, AttributeError) as exc:
         raise _translate(exc) from exc
     answers: list[Any] = []
     try:

@@ -31,13 +31,16 @@ from server import (
 )
 from server.backlog_metrics import BacklogGauges
 from server.config import Settings
+from server.consent_push import SWEEP_S_DEFAULT as CONSENT_SWEEP_S
 from server.consent_push import ConsentPush
 from server.console.mount import console_routes
 from server.errors import ConfigError
 from server.hub import Hub
 from server.metrics import Metrics
+from server.pg_listen import PgListener
 from server.runtime import Runtime, runtime
 from server.scheduler import Scheduler, new_owner_id
+from server.subscription_push import SubscriptionPush
 from server.tickets import TicketGate
 from server.triggers import CapWatch
 from server.ws import websocket_endpoint
@@ -134,13 +137,22 @@ def create_app(
         )
         app.state.runtime = rt
         scheduler.start()
-        # h-refcol: refunds waiting for a model's consent, pushed live to her console.
+        # h-refcol: refunds waiting for a model's consent, pushed live to her console; issue
+        # 16: a member's subscriptions, live on her devices. One listening connection.
         consent = ConsentPush(
             ledger.database.config.url, lambda: refunds_api.service(app.state, rt)
         )
         rt.consent = consent
+        memberships = SubscriptionPush(
+            lambda: subscriptions_api.service_of(rt),
+            lambda sid: subscriptions_api.view_of(rt, sid),
+        )
+        rt.memberships = memberships
+        listener = PgListener(
+            ledger.database.config.url, (consent, memberships), idle_s=CONSENT_SWEEP_S
+        )
         consent_stop = asyncio.Event()
-        consent_task = asyncio.create_task(consent.run(consent_stop), name="refund-consent")
+        consent_task = asyncio.create_task(listener.run(consent_stop), name="pg-listener")
         worker_stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         if settings.worker_in_process(embedded=demo):
@@ -178,6 +190,7 @@ def create_app(
                 ("request expiry", lambda: expiry_task),
                 ("scheduler", scheduler.stop),
                 ("refund consent", lambda: _cancelled(consent_task, consent.aclose())),
+                ("memberships", memberships.aclose),
                 ("cap watch", cap_watch.aclose),
                 ("hub", hub.stop),
                 ("meter", meter.aclose),

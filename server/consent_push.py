@@ -3,16 +3,18 @@
 Theory of operation. A refund that needs the models' consent is recorded in PostgreSQL with
 the rooms it asks (``refund_consents``, :mod:`settlement.refunds.store`); the same
 transaction sends each room's name on the channel ``CONSENT_CHANNEL`` (``pg_notify``,
-delivered when it commits), and so does every answer and every timeout. Each server process
-holds one connection of its own that LISTENs there (not a pool connection: it is held for the
-process's life). When a room it has a console for is named, it reads that room's list from the
+delivered when it commits), and so does every answer and every timeout. The process's
+listening connection (:class:`server.pg_listen.PgListener`, which this class serves as one
+:class:`~server.pg_listen.Channel`) hands it the names. When a room it has a console for is
+named, it reads that room's list from the
 ledger and sends it whole (``refunds_waiting``) to each of the room's consoles; a console gets
 its list as soon as it is welcomed (unless it is empty: a console starts with an empty list).
 The list is read, never patched, so a push repeated or reordered is harmless, and a
 notification lost while the listening connection was down costs nothing: after every
 (re)connect every room's list is sent again.
 
-The same loop answers for the models who did not answer in time: every ``sweep_s`` it runs
+The same loop answers for the models who did not answer in time: every ``SWEEP_S_DEFAULT`` (the
+listener's idle interval) it runs
 :meth:`~settlement.refunds.service.Refunds.expire_consents` (decline, or escalate to support:
 ``TIPMETER_REFUND_CONSENT_UNANSWERED``), whose transactions notify in turn. Every process
 sweeps; each refund is expired once, under its lock.
@@ -24,12 +26,9 @@ room and ``model:<room>`` as who decided (:meth:`ConsentPush.answer`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
-
-import psycopg
 
 from clients.protocol import Error as ErrorMessage
 from clients.protocol import ErrorCode, RefundAnswer, RefundsWaiting, RefundWaiting, Result
@@ -48,24 +47,20 @@ SWEEP_S_DEFAULT: Final = 5.0
 SWEEP_BATCH_MAX: Final = 100
 #: Refunds one console's list holds at most (the oldest first; the protocol's bound).
 LIST_MAX: Final = 100
-#: Backoff between reconnects of the listening connection (doubling).
-RECONNECT_S_MIN: Final = 0.2
-RECONNECT_S_MAX: Final = 10.0
 
 
 class ConsentPush:
-    """The consoles of this process, by room, and the loop that keeps their lists current."""
+    """The consoles of this process, by room, and the channel that keeps their lists current."""
+
+    channel = CONSENT_CHANNEL
 
     def __init__(
         self,
         url: str,
         service: Callable[[], Refunds],
-        *,
-        sweep_s: float = SWEEP_S_DEFAULT,
     ) -> None:
         self.url = url
         self.service = service
-        self.sweep_s = sweep_s
         self.rooms: dict[str, set[Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -158,36 +153,20 @@ class ConsentPush:
         status = "applied" if answer.created else "duplicate"
         conn.send(Result(id=message.id, status=status), "result")
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Listen and sweep until ``stop`` is set, reconnecting with backoff."""
-        backoff = RECONNECT_S_MIN
-        while not stop.is_set():
-            try:
-                await self._listen(stop)
-                backoff = RECONNECT_S_MIN
-                continue
-            except (psycopg.Error, LedgerError, OSError) as exc:
-                log.warning("consent listener lost", extra={"fields": {"error": repr(exc)}})
-            except Exception:
-                # A bug must not end the live lists for good: logged, then listen again.
-                log.exception("consent listener failed")
-            if not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, RECONNECT_S_MAX)
+    # -- the listener's channel (server.pg_listen) ------------------------------------------
 
-    async def _listen(self, stop: asyncio.Event) -> None:
-        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-            await conn.execute(f"LISTEN {CONSENT_CHANNEL}")
-            # Anything notified while not listening: every console's list again.
-            for room in list(self.rooms):
-                await self.push(room)
-            while not stop.is_set():
-                async for notice in conn.notifies(timeout=self.sweep_s):
-                    await self.push(notice.payload)
-                    if stop.is_set():
-                        return
-                await self.service().expire_consents(SWEEP_BATCH_MAX)
+    async def resync(self) -> None:
+        """(Re)connected: anything notified while not listening — every console's list again."""
+        for room in list(self.rooms):
+            await self.push(room)
+
+    async def notified(self, payload: str) -> None:
+        """A room's list changed."""
+        await self.push(payload)
+
+    async def idle(self) -> None:
+        """Answer for the models who did not answer in time."""
+        await self.service().expire_consents(SWEEP_BATCH_MAX)
 
     async def aclose(self) -> None:
         """Stop the pushes under way (at shutdown: the consoles are closing too)."""

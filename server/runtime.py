@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from server.consent_push import ConsentPush
     from server.hub import Hub
     from server.scheduler import Scheduler
+    from server.subscription_push import SubscriptionPush
     from server.triggers import CapWatch
 
 
@@ -47,6 +48,8 @@ class Runtime:
     draining: bool = False
     #: The models' consoles' refund consent (h-refcol); None until the lifespan starts it.
     consent: ConsentPush | None = None
+    #: A viewer's subscriptions, pushed live (issue 16); None until the lifespan starts it.
+    memberships: SubscriptionPush | None = None
 
     @property
     def gateway(self) -> Gateway:

@@ -14,6 +14,9 @@ shows how the first charge went.
 - ``POST /v1/subscriptions/{subscription_id}/items`` — ``{"quantity": N, "addons": […]}``,
   prorated;
 - ``POST /v1/subscriptions/{subscription_id}/cancel`` — ``{"mode": "now"|"period_end"|"notice"}``;
+- ``POST /v1/subscriptions/{subscription_id}/pause`` — pause at the end of the paid period;
+- ``POST /v1/subscriptions/{subscription_id}/resume`` — resume: the next period begins and is
+  charged now;
 - ``POST /v1/subscriptions/{subscription_id}/card`` — a new card on file (a past-due period is
   retried with it at once);
 - ``GET /v1/subscriptions/{subscription_id}/invoices`` — its invoices with lines and tax;
@@ -166,8 +169,14 @@ async def _charge_now(rt: Runtime, subscription_id: str) -> None:
         await asyncio.sleep(CHARGE_WAIT_POLL_S)
 
 
+async def view_of(rt: Runtime, subscription_id: str) -> dict[str, Any] | None:
+    """A subscription as ``GET /v1/subscriptions/{id}`` shows it (and the ``subscription``
+    WebSocket message carries it: :mod:`server.subscription_push`), or None."""
+    return await service_of(rt).view(subscription_id)
+
+
 async def _view_or_404(rt: Runtime, subscription_id: str) -> dict[str, Any]:
-    found = await service_of(rt).view(subscription_id)
+    found = await view_of(rt, subscription_id)
     if found is None:
         raise ApiError(404, "subscription_not_found", f"no subscription {subscription_id}")
     return found
@@ -279,6 +288,25 @@ async def handle_cancel(request: Request, rt: Runtime) -> Response:
     result = await service_of(rt).cancel(sid, mode, rt.meter.clock.now_ms())
     if result.code is not SubCode.APPLIED:
         raise _refused(result.code)
+    return JSONResponse(await _view_or_404(rt, sid))
+
+
+async def handle_pause(request: Request, rt: Runtime) -> Response:
+    """Pause at the end of the paid period (no charge and no features until resumed)."""
+    sid = request.path_params["subscription_id"]
+    result = await service_of(rt).pause(sid, rt.meter.clock.now_ms())
+    if result.code is not SubCode.APPLIED:
+        raise _refused(result.code)
+    return JSONResponse(await _view_or_404(rt, sid))
+
+
+async def handle_resume(request: Request, rt: Runtime) -> Response:
+    """Resume: the next period begins now and is charged before the answer."""
+    sid = request.path_params["subscription_id"]
+    result = await service_of(rt).resume(sid, rt.meter.clock.now_ms())
+    if result.code is not SubCode.APPLIED:
+        raise _refused(result.code)
+    await _charge_now(rt, sid)
     return JSONResponse(await _view_or_404(rt, sid))
 
 
@@ -429,6 +457,8 @@ def routes() -> list[Route]:
             f"{sub}/items", endpoint("change_subscription_items", handle_items), methods=["POST"]
         ),
         Route(f"{sub}/cancel", endpoint("cancel_subscription", handle_cancel), methods=["POST"]),
+        Route(f"{sub}/pause", endpoint("pause_subscription", handle_pause), methods=["POST"]),
+        Route(f"{sub}/resume", endpoint("resume_subscription", handle_resume), methods=["POST"]),
         Route(f"{sub}/card", endpoint("update_subscription_card", handle_card), methods=["POST"]),
         Route(
             f"{sub}/invoices",
@@ -527,6 +557,23 @@ def openapi_paths() -> dict[str, Any]:
         f"{sub}/cancel": {
             "post": _op(
                 "Cancel now, at the period's end, or after notice.",
+                "The subscription.",
+                refused,
+                parameters=params,
+            )
+        },
+        f"{sub}/pause": {
+            "post": _op(
+                "Pause at the end of the paid period: no charge, no features until resumed.",
+                "The subscription (pause_at_ms says when the pause takes effect).",
+                refused,
+                parameters=params,
+            )
+        },
+        f"{sub}/resume": {
+            "post": _op(
+                "Resume: the next period begins now and is charged before the answer; later "
+                "charges are counted from now (a pause asked for and not taken is dropped).",
                 "The subscription.",
                 refused,
                 parameters=params,

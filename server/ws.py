@@ -63,6 +63,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         rt.hub.forget(conn)
         if rt.consent is not None:
             rt.consent.leave(conn)
+        if rt.memberships is not None:
+            rt.memberships.leave(conn)
         rt.connections.discard(conn)
         if not rt.connections:
             rt.no_connections.set()
@@ -137,6 +139,8 @@ async def _welcome(ctx: Context) -> bool:
     conn.release_tab_push()
     if rt.consent is not None:  # a model's refunds waiting for her consent (consent_push)
         rt.consent.join(conn)
+    if rt.memberships is not None:  # a viewer's subscriptions (subscription_push)
+        rt.memberships.join(conn)
     return True
 
 

@@ -597,6 +597,11 @@ export class TipmeterClient extends EventTarget {
         // To a model: the whole list of refunds waiting for her consent (it replaces the last).
         this._emit("refunds_waiting", message);
         break;
+      case "subscription":
+        // To a viewer: one of her memberships, whole (issue 16); the newest has the highest
+        // `updated_at_ms`.
+        this._emit("subscription", message.subscription);
+        break;
       case "drain":
         // The server spreads its clients over a few seconds; never wait longer than the cap.
         this._drainDelayMs = Number.isSafeInteger(message.reconnect_after_ms)

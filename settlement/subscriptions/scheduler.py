@@ -85,6 +85,21 @@ def attempt_key(subscription_id: str, period_no: int, attempt_no: int) -> str:
     return base if attempt_no == 1 else f"{base}:{attempt_no}"
 
 
+def bounds_of(sub: Subscription, plan: Plan, period_no: int) -> tuple[int, int]:
+    """Start and end of ``sub``'s period ``period_no`` ≥ 1: counted from the anchor (the start
+    of period 1), or, from the period a resume began on, from the day of that resume — a pause
+    moves every later charge date by the days it lasted, the calendar rule of
+    :func:`~settlement.subscriptions.periods.period_bounds` then applying from the new day."""
+    if sub.schedule_from_ms and period_no >= sub.schedule_from_period:
+        return period_bounds(
+            sub.schedule_from_ms,
+            plan.period_unit,
+            plan.period_length,
+            period_no - sub.schedule_from_period + 1,
+        )
+    return period_bounds(sub.anchor_ms, plan.period_unit, plan.period_length, period_no)
+
+
 def charge_entry_id(subscription_id: str, period_no: int) -> str:
     """The journal entry of a period's charge (written once)."""
     return f"subscription_charge:{subscription_id}:{period_no}"
@@ -249,7 +264,9 @@ class Renewals:
     ) -> tuple[Subscription, Attempt | None]:
         """Decide what ``sub`` (locked) needs now; the attempt to run, if any."""
         for _ in range(STEPS_PER_CLAIM_MAX):
-            if sub.state in TERMINAL:
+            if sub.state in TERMINAL or sub.state is SubState.PAUSED:
+                # Nothing is ever due for these: a paused subscription waits for its resume,
+                # which begins its next period (the service), never for this scheduler.
                 return dataclasses.replace(sub, next_action_at_ms=0, lease_until_ms=0), None
             plan = await self._plan(conn, sub.plan_id)
             period = await store.read_period(conn, sub.subscription_id, sub.period_no)
@@ -289,10 +306,14 @@ class Renewals:
             if plan.term_periods and sub.period_no >= plan.term_periods:
                 sub = await self._end(conn, sub, SubEvent.EXPIRE, now_ms, "fixed term ended")
                 continue
+            if sub.pause_at_ms and sub.pause_at_ms <= sub.period_end_ms:
+                sub = await store.transition(conn, sub, SubEvent.PAUSE, now_ms, "pause took effect")
+                sub = dataclasses.replace(
+                    sub, pause_at_ms=0, paused_at_ms=sub.period_end_ms, next_action_at_ms=0
+                )
+                continue
             number = sub.period_no + 1
-            starts, ends = period_bounds(
-                sub.anchor_ms, plan.period_unit, plan.period_length, number
-            )
+            starts, ends = bounds_of(sub, plan, number)
             sub, begun = await begin_period(
                 conn, sub, plan, number, starts, ends, now_ms, self.config
             )

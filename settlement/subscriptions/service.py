@@ -1,4 +1,5 @@
-"""Subscriptions as the API uses them: create, change plan, cancel, update the card, read.
+"""Subscriptions as the API uses them: create, change plan, cancel, pause and resume, update the
+card, read.
 
 Each operation is one transaction with the subscription read ``FOR UPDATE``; the state it moves
 to is decided by the lifecycle table; business outcomes are :class:`SubCode` values. Charges are
@@ -24,11 +25,17 @@ from settlement.processors.registry import ProcessorRegistry
 from settlement.processors.routing import NoProcessor, RouteRequest
 from settlement.subscriptions import invoices, pricing, store
 from settlement.subscriptions.config import SubscriptionsConfig
-from settlement.subscriptions.lifecycle import ENTITLED, TERMINAL, SubEvent, SubState
+from settlement.subscriptions.lifecycle import (
+    ENTITLED,
+    PAUSABLE,
+    TERMINAL,
+    SubEvent,
+    SubState,
+)
 from settlement.subscriptions.periods import DAY_MS, period_bounds
 from settlement.subscriptions.plans import Plan
 from settlement.subscriptions.proration import prorate
-from settlement.subscriptions.scheduler import begin_period
+from settlement.subscriptions.scheduler import begin_period, bounds_of
 from settlement.subscriptions.store import Subscription
 
 _CARD_EXPIRES: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -347,6 +354,8 @@ class Subscriptions:
                     next_action_at_ms=0,
                     lease_until_ms=0,
                     past_due_since_ms=0,
+                    pause_at_ms=0,
+                    paused_at_ms=0,
                 )
             else:
                 cancel_at = sub.period_end_ms
@@ -355,11 +364,68 @@ class Subscriptions:
                     number = sub.period_no
                     while cancel_at < earliest and number < sub.period_no + 10_000:
                         number += 1
-                        cancel_at = period_bounds(
-                            sub.anchor_ms, plan.period_unit, plan.period_length, max(number, 1)
-                        )[1]
+                        cancel_at = bounds_of(sub, plan, max(number, 1))[1]
+                # A cancellation supersedes a pause asked for: the membership ends instead.
                 sub = dataclasses.replace(
-                    sub, cancel_mode=mode.value, cancel_at_ms=cancel_at, updated_at_ms=now_ms
+                    sub,
+                    cancel_mode=mode.value,
+                    cancel_at_ms=cancel_at,
+                    pause_at_ms=0,
+                    updated_at_ms=now_ms,
+                )
+            await store.save(conn, sub)
+        return Result(SubCode.APPLIED, sub)
+
+    async def pause(self, subscription_id: str, now_ms: int) -> Result:
+        """Ask for a pause: it takes effect at the end of the period already paid (or of the
+        trial) — the member keeps what was paid for; from then on nothing is charged and the
+        plan's features are withheld until :meth:`resume`. Asking again changes nothing."""
+        async with self.database.connection() as conn, conn.transaction():
+            sub = await _changeable(conn, subscription_id)
+            if isinstance(sub, Result):
+                return sub
+            if sub.state is SubState.PAUSED or sub.pause_at_ms:
+                return Result(SubCode.APPLIED, sub)
+            if sub.state not in PAUSABLE or sub.cancel_at_ms:
+                # Past due: the unpaid period is dunned first; a cancellation asked for: ends.
+                return Result(SubCode.NOT_ALLOWED, sub)
+            if await _in_flight(conn, sub):
+                return Result(SubCode.CHARGE_IN_FLIGHT, sub)
+            sub = dataclasses.replace(sub, pause_at_ms=sub.period_end_ms, updated_at_ms=now_ms)
+            await store.save(conn, sub)
+        return Result(SubCode.APPLIED, sub)
+
+    async def resume(self, subscription_id: str, now_ms: int) -> Result:
+        """Resume: a pause asked for and not yet taken is dropped (nothing moves); a paused
+        subscription becomes ``active`` and its next period begins now, due at once — that
+        period and every later one are counted from this instant (:func:`bounds_of`), so each
+        charge date after a pause falls on the resume's day of the month (a monthly plan
+        resumed on 10 May renews on 10 June, 10 July …; a plan of N days every N days from it).
+        The paused days are neither charged nor given back."""
+        async with self.database.connection() as conn, conn.transaction():
+            sub = await _changeable(conn, subscription_id)
+            if isinstance(sub, Result):
+                return sub
+            if sub.state in PAUSABLE and sub.pause_at_ms:
+                sub = dataclasses.replace(sub, pause_at_ms=0, updated_at_ms=now_ms)
+                await store.save(conn, sub)
+                return Result(SubCode.APPLIED, sub)
+            if sub.state is not SubState.PAUSED:
+                return Result(SubCode.NOT_ALLOWED, sub)
+            plan = await store.read_plan(conn, sub.plan_id)
+            if plan is None:  # pragma: no cover - a foreign key holds it
+                return Result(SubCode.PLAN_UNKNOWN)
+            number = sub.period_no + 1
+            sub = dataclasses.replace(sub, schedule_from_ms=now_ms, schedule_from_period=number)
+            starts, ends = bounds_of(sub, plan, number)
+            sub = await store.transition(conn, sub, SubEvent.RESUME, now_ms, f"period {number}")
+            sub, period = await begin_period(
+                conn, sub, plan, number, starts, ends, now_ms, self.config
+            )
+            sub = dataclasses.replace(sub, paused_at_ms=0, next_action_at_ms=now_ms)
+            if period.status == "free":
+                sub = dataclasses.replace(
+                    sub, paid_periods=sub.paid_periods + 1, next_action_at_ms=ends
                 )
             await store.save(conn, sub)
         return Result(SubCode.APPLIED, sub)
@@ -388,6 +454,11 @@ class Subscriptions:
         """A subscription, or None."""
         async with self.database.connection() as conn:
             return await store.read(conn, subscription_id)
+
+    async def of_customer(self, customer: str, limit: int) -> list[str]:
+        """The ids of a customer's subscriptions, newest first, at most ``limit``."""
+        async with self.database.connection() as conn:
+            return [s.subscription_id for s in await store.of_customer(conn, customer, limit)]
 
     async def view(self, subscription_id: str) -> dict[str, Any] | None:
         """A subscription as the API shows it: plan, state, features, the current period,
@@ -430,6 +501,7 @@ def subscription_json(sub: Subscription, plan: Plan) -> dict[str, Any]:
     """The subscription's own fields as the API shows them."""
     renewing = sub.state in (SubState.TRIALING, SubState.ACTIVE)
     ending = bool(sub.cancel_at_ms) and sub.cancel_at_ms <= sub.period_end_ms
+    pausing = bool(sub.pause_at_ms)
     ends_by_term = bool(plan.term_periods) and sub.period_no >= plan.term_periods
     price = plan.price(sub.currency)
     return {
@@ -451,7 +523,7 @@ def subscription_json(sub: Subscription, plan: Plan) -> dict[str, Any]:
         },
         "trial_ends_at_ms": sub.anchor_ms if sub.state is SubState.TRIALING else None,
         "next_charge_at_ms": sub.period_end_ms
-        if renewing and not ending and not ends_by_term
+        if renewing and not ending and not pausing and not ends_by_term
         else None,
         "next_price_minor": pricing.recurring_minor(plan, sub.currency, sub.quantity, sub.addons)
         if price is not None
@@ -463,8 +535,11 @@ def subscription_json(sub: Subscription, plan: Plan) -> dict[str, Any]:
         "cancel_at_ms": sub.cancel_at_ms or None,
         "cancel_mode": sub.cancel_mode or None,
         "past_due_since_ms": sub.past_due_since_ms or None,
+        "pause_at_ms": sub.pause_at_ms or None,
+        "paused_at_ms": sub.paused_at_ms or None,
         "started_at_ms": sub.started_at_ms,
         "ended_at_ms": sub.ended_at_ms or None,
+        "updated_at_ms": sub.updated_at_ms,
     }
 
 

@@ -23,6 +23,11 @@ from settlement.subscriptions.errors import SubscriptionError
 from settlement.subscriptions.lifecycle import SubEvent, SubState, apply
 from settlement.subscriptions.plans import Plan, plan_from_json
 
+#: The PostgreSQL channel a trigger on ``subscriptions`` sends ``<customer> <subscription_id>``
+#: on, in the transaction of every change a member sees (migration 0011); every server process
+#: listens (:mod:`server.subscription_push`).
+SUBSCRIPTIONS_CHANNEL = "tipmeter_subscriptions"
+
 
 class TransitionRefused(SubscriptionError):
     """A transition the lifecycle table does not allow (a bug in the caller: the service and
@@ -60,6 +65,14 @@ class Subscription:
     lease_until_ms: int
     ended_at_ms: int
     updated_at_ms: int
+    #: A pause asked for: it takes effect at this time (the paid period's end); 0: none.
+    pause_at_ms: int = 0
+    #: When the pause took effect (0 unless ``paused``).
+    paused_at_ms: int = 0
+    #: Periods from ``schedule_from_period`` on are counted from ``schedule_from_ms`` (the day
+    #: of the last resume) instead of from ``anchor_ms``; 0: never resumed.
+    schedule_from_ms: int = 0
+    schedule_from_period: int = 1
     #: What a tiered plan counts (seats, members), and the add-ons: ``(addon_id, quantity)``.
     quantity: int = 1
     addons: tuple[tuple[str, int], ...] = ()
@@ -116,6 +129,9 @@ _SUB_TIMES = {
     "lease_until": "lease_until_ms",
     "ended_at": "ended_at_ms",
     "updated_at": "updated_at_ms",
+    "pause_at": "pause_at_ms",
+    "paused_at": "paused_at_ms",
+    "schedule_from": "schedule_from_ms",
 }
 _SUB_PLAIN = (
     "subscription_id",
@@ -134,6 +150,7 @@ _SUB_PLAIN = (
     "paid_periods",
     "adjustment_minor",
     "cancel_mode",
+    "schedule_from_period",
     "quantity",
 )
 

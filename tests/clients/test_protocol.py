@@ -58,6 +58,30 @@ SERVER_MESSAGES: list[Message] = [
             "rf-0": p.RefundWaiting("USD", 50, "goodwill", "merchant", 0, 1, {"sess:s1": 50}),
         },
     ),
+    # Memberships (issue 16): with and without allowances, a credit pending.
+    p.SubscriptionUpdate(
+        p.MembershipView("sub_1", "gold", "site", "gold", 3, "active", "USD", 2, 9, 8)
+    ),
+    p.SubscriptionUpdate(
+        p.MembershipView(
+            "sub_2",
+            "club-1",
+            "fan_club",
+            "silver",
+            2,
+            "past_due",
+            "EUR",
+            1,
+            9,
+            8,
+            room="alice",
+            price_minor=990,
+            adjustment_minor=-250,
+            past_due_since_ms=7,
+            features=["chat"],
+            allowance=[p.AllowanceView("private", "seconds", 600, 0, 600)],
+        )
+    ),
 ]
 
 
@@ -332,8 +356,8 @@ def test_the_documented_examples_decode_identically_in_both_encodings() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     pairs = re.findall(r"```json\n(.*?)\n```.*?```msgpack-hex\n(.*?)\n```", doc, re.S)
     # 18; refund_answer, refunds_waiting (docs/refunds.md); buy, fulfil, decline and a
-    # purchase result (issue 17)
-    assert len(pairs) == 24
+    # purchase result (issue 17); subscription (issue 16)
+    assert len(pairs) == 25
     for text, hexdump in pairs:
         frame = bytes.fromhex(hexdump.replace("\n", " "))
         as_json: object = decode_client(text, Codec.JSON)
@@ -344,3 +368,21 @@ def test_the_documented_examples_decode_identically_in_both_encodings() -> None:
             as_msgpack = decode_client(frame, Codec.MSGPACK)
         assert not isinstance(as_json, Invalid), text
         assert as_json == as_msgpack
+
+
+@pytest.mark.parametrize(
+    "features",
+    ["chat", ["x"] * (p.MEMBERSHIP_FEATURES_MAX + 1), [1], ["x" * 65]],
+    ids=["not a list", "too many", "not a string", "too long"],
+)
+def test_a_membership_s_lists_are_checked(features: object) -> None:
+    message = p.to_map(
+        p.SubscriptionUpdate(
+            p.MembershipView("sub_1", "gold", "site", "gold", 3, "active", "USD", 2, 9, 8)
+        )
+    )
+    message["subscription"]["features"] = features
+    decoded = decode_server(orjson.dumps(message).decode(), Codec.JSON)
+    assert isinstance(decoded, Invalid)
+    assert decoded.code is p.ErrorCode.INVALID_FIELD
+    assert "subscription.features" in decoded.message

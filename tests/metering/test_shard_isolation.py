@@ -26,11 +26,6 @@ def _on_killed_shard(key: str) -> bool:
     return key_slot(key.encode()) < CLUSTER_SLOTS // 3
 
 
-@pytest.mark.xfail(
-    reason="passed in every run alone; failed in one fresh-clone CI run of the whole suite, "
-    "not yet diagnosed (issue 11 stays open on it)",
-    strict=False,
-)
 async def test_tips_on_healthy_shards_apply_while_one_shard_is_down(
     own_cluster: LocalCluster,
 ) -> None:
@@ -46,22 +41,34 @@ async def test_tips_on_healthy_shards_apply_while_one_shard_is_down(
         )
         assert 0 < len(down) < CUSTOMERS
 
-        own_cluster.nodes[0].kill()  # no failover yet: its slots are unreachable
+        # What the test holds still, whatever the machine's load: Redis's defaults would have
+        # the killed primary's replica take over, and every node refuse every command
+        # (CLUSTERDOWN) from the moment the others mark the primary failed (cluster-node-timeout,
+        # 2 s here) until then — a slow run saw either. Here the shard stays down and only it.
+        own_cluster.config_set("cluster-replica-no-failover", "yes", [own_cluster.replica_of(0)])
+        own_cluster.config_set("cluster-require-full-coverage", "no")
+        own_cluster.nodes[0].kill()  # its slots are unreachable until it comes back
 
-        async def tip_once(n: int) -> TipResult | StoreUnavailable:
+        async def tip_once(n: int, tip_id: str) -> TipResult | StoreUnavailable:
             try:
-                return await meter.tips.apply(refs[n], tip(f"t{n}", 100, room=room))
+                return await meter.tips.apply(refs[n], tip(tip_id, 100, room=room))
             except StoreUnavailable as exc:
                 return exc
 
-        # All at once: the coalescer puts them in shared batches spanning every node.
-        outcomes = await asyncio.gather(*(tip_once(n) for n in range(CUSTOMERS)))
-        for customer, outcome in zip(customers, outcomes, strict=True):
-            if customer in down:
-                assert isinstance(outcome, StoreUnavailable), (customer, outcome)
-            else:
-                assert not isinstance(outcome, StoreUnavailable), (customer, outcome)
-                assert outcome.code is Code.APPLIED
+        # All at once: the coalescer puts them in shared batches spanning every node. A second
+        # round: the first one's failure made the client read the slot map again, which must
+        # not fail the healthy shards' commands (redis-py's own refresh did, asking the dead
+        # primary for COMMAND).
+        for round_ in ("first", "second"):
+            outcomes = await asyncio.gather(
+                *(tip_once(n, f"{round_}{n}") for n in range(CUSTOMERS))
+            )
+            for customer, outcome in zip(customers, outcomes, strict=True):
+                if customer in down:
+                    assert isinstance(outcome, StoreUnavailable), (round_, customer, outcome)
+                else:
+                    assert not isinstance(outcome, StoreUnavailable), (round_, customer, outcome)
+                    assert outcome.code is Code.APPLIED
     finally:
         await meter.aclose()
         await store.close()

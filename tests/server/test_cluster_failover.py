@@ -56,11 +56,6 @@ def _wait_for_rejoin(cluster: LocalCluster, timeout_s: float = 30) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="passed in every run but one this session; one fresh-clone CI run failed it (issue 11 "
-    "stays open on it)",
-    strict=False,
-)
 async def test_fan_out_survives_a_primary_killed(own_cluster: LocalCluster, tmp_path: Path) -> None:
     """The killed primary served a customer's and a room's channels (in different slots): after
     the failover, the customer's other device gets its tab updates and the model her events."""

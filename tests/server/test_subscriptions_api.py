@@ -125,6 +125,26 @@ async def test_a_declined_sign_up_is_past_due_until_a_new_card(server: TipmeterP
     assert [s["state"] for s in listed] == ["active"]
 
 
+async def test_pause_and_resume_through_the_sdk(server: TipmeterProcess) -> None:
+    backend = Backend(server.base_url, API_KEY)
+    await backend.create_plan(SILVER)
+    sub = await _signup(backend, "pauline", "tok_visa", "signup-pauline")
+    sid = sub["subscription_id"]
+    paused = await backend.pause(sid)
+    # The paid month is kept: the pause takes effect at its end, and no charge is announced.
+    assert paused["state"] == "active"
+    assert paused["pause_at_ms"] == sub["period"]["ends_at_ms"]
+    assert paused["next_charge_at_ms"] is None
+    resumed = await backend.resume(sid)
+    assert (resumed["pause_at_ms"], resumed["next_charge_at_ms"]) == (
+        None,
+        sub["period"]["ends_at_ms"],
+    )
+    with pytest.raises(Refused) as refused:
+        await backend.resume(sid)
+    assert refused.value.code == "not_allowed"
+
+
 async def test_a_post_pay_capture_is_invoiced_and_listed_with_its_country(
     server: TipmeterProcess,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -98,6 +99,16 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    def replica_of(self, primary: int) -> RedisServer:
+        """The (first) replica that :meth:`start` attached to primary number ``primary``."""
+        return self.nodes[self.primaries + primary]
+
+    def config_set(self, name: str, value: str, nodes: Sequence[RedisServer] = ()) -> None:
+        """``CONFIG SET name value`` on ``nodes`` (every node when none are named)."""
+        for node in nodes or self.nodes:
+            with redis.Redis(port=node.tcp_port) as client:
+                _command(client, "CONFIG", "SET", name, value)
 
     def flush(self) -> None:
         """Empty every primary (replicas follow)."""
