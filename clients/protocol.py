@@ -595,7 +595,9 @@ class MembershipView:
     level: Annotated[str, _TEXT, "the plan's level (`bronze`, `gold` …)"]
     rank: Annotated[int, _COUNT, "a higher rank is an upgrade"]
     state: Annotated[
-        str, _TEXT, "`trialing`, `active`, `past_due`, `restricted`, `cancelled`, `expired`"
+        str,
+        _TEXT,
+        "`trialing`, `active`, `past_due`, `restricted`, `paused`, `cancelled`, `expired`",
     ]
     currency: Annotated[str, Currency()]
     period_no: Annotated[int, _COUNT, "the current period (0: the trial)"]
@@ -609,6 +611,8 @@ class MembershipView:
     cancel_at_ms: Annotated[int | None, _COUNT, "when a cancellation takes effect"] = None
     past_due_since_ms: Annotated[int | None, _COUNT] = None
     ended_at_ms: Annotated[int | None, _COUNT] = None
+    pause_at_ms: Annotated[int | None, _COUNT, "when a pause asked for takes effect"] = None
+    paused_at_ms: Annotated[int | None, _COUNT, "since when it is paused"] = None
     features: Annotated[
         list[str], ListOf(Text(chars_max=64), MEMBERSHIP_FEATURES_MAX), "what it includes now"
     ] = field(default_factory=list)

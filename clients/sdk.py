@@ -595,10 +595,11 @@ class Backend:
         country: str,
         country_evidence: str,
         idempotency_key: str | None = None,
-        **extra: str,
+        **extra: Any,
     ) -> dict[str, Any]:
         """Sign ``customer`` up for ``plan_id`` with the card token the processor's page gave
-        (``email``, ``language``, ``card_expires``, ``processor`` optional). Keep
+        (``email``, ``language``, ``card_expires``, ``processor`` optional; ``quantity`` for a
+        tiered plan, ``addons`` as ``[{"addon_id", "quantity"}]``). Keep
         ``idempotency_key`` to retry safely: the same key answers the same subscription."""
         body = {
             "customer": customer,
@@ -620,6 +621,14 @@ class Backend:
         """Move to ``plan_id`` now; the proration goes on the next invoice."""
         path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/change"
         return await self._json("POST", path, {"plan_id": plan_id})
+
+    async def change_items(
+        self, subscription_id: str, quantity: int = 1, addons: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Set the quantity a tiered plan counts and the add-ons now; prorated on the next
+        invoice."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/items"
+        return await self._json("POST", path, {"quantity": quantity, "addons": addons or []})
 
     async def cancel(self, subscription_id: str, mode: str = "period_end") -> dict[str, Any]:
         """Cancel: ``now``, ``period_end`` (default) or ``notice``."""

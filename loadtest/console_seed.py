@@ -11,6 +11,14 @@ collection case, every other one of them paid); the others are captured (``tab_c
 dispute (every other one lost). Customers' tab accounts are one per customer (not per tab): the
 analyses never read balances, and it keeps the accounts table small.
 
+Memberships: one subscription per :data:`SETTLEMENTS_PER_SUBSCRIPTION` settlements (each its
+own customer), spread over the same days, on three plans in turn — monthly, annual, and a monthly
+fan club with a 7-day trial; every fourth in EUR. A third of the fan clubs' trials end without
+converting (cancelled at the trial's end); every fifth subscription is cancelled after 1 to 4
+paid periods. Every period that began before the end of the seeded days is paid (on the day it
+began), so the console's recurring revenue, churn, trial conversion and membership revenue have
+data; no membership journal entries or invoices are written (the analyses read periods).
+
 With ``checked`` (the tests) every database rule runs: balance, conservation, foreign keys. The
 benchmark seeds with triggers off (``session_replication_role = replica``, which needs a
 superuser: its own embedded server) — the same rows, a hundred times faster.
@@ -19,10 +27,13 @@ superuser: its own embedded server) — the same rows, a hundred times faster.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 import psycopg
+from psycopg.types.json import Jsonb
+
+from settlement.subscriptions.plans import plan_from_json
 
 #: Customers the seeded tabs belong to, and model rooms they pay.
 CUSTOMERS_N: Final = 5_000
@@ -35,6 +46,22 @@ DISPUTED_EVERY: Final = 200
 BATCH_N: Final = 50_000
 #: The model's part of every seeded line, in basis points.
 PAYOUT_BP: Final = 6_000
+#: One seeded subscription per this many settlements.
+SETTLEMENTS_PER_SUBSCRIPTION: Final = 50
+#: The seeded plans, by ``i % 3`` of the subscription: (plan, price USD, price EUR).
+SEED_PLANS: Final[tuple[dict[str, Any], ...]] = (
+    {"plan_id": "seed-monthly", "kind": "site", "period": {"unit": "month", "length": 1}},
+    {"plan_id": "seed-annual", "kind": "site", "period": {"unit": "year", "length": 1}},
+    {
+        "plan_id": "seed-fan",
+        "kind": "fan_club",
+        "room": "seed-m0",
+        "model_share_bp": PAYOUT_BP,
+        "period": {"unit": "month", "length": 1},
+        "trial_days": 7,
+    },
+)
+SEED_PRICES: Final = ((999, 899), (9_999, 8_999), (499, 449))
 
 _ACCOUNTS = """
 INSERT INTO accounts (code, kind, currency, owner)
@@ -166,12 +193,69 @@ FROM seed WHERE declined;
 """
 
 
+_SUBSCRIPTIONS = """
+CREATE TEMPORARY TABLE seed_sub ON COMMIT DROP AS
+SELECT i, %(prefix)s || 'sub-' || i AS sid, %(prefix)s || 's' || i AS customer,
+       (ARRAY['seed-monthly', 'seed-annual', 'seed-fan'])[1 + i %% 3] AS plan_id,
+       CASE WHEN i %% 4 = 0 THEN 'EUR' ELSE 'USD' END AS cur,
+       CASE WHEN i %% 3 = 1 THEN interval '1 year' ELSE interval '1 month' END AS unit,
+       CASE WHEN i %% 4 = 0 THEN (%(eur)s::int[])[1 + i %% 3]
+            ELSE (%(usd)s::int[])[1 + i %% 3] END AS price,
+       at,
+       at + CASE WHEN i %% 3 = 2 THEN interval '7 days' ELSE interval '0' END AS anchor,
+       (i %% 3 = 2 AND (i / 3) %% 3 = 0) AS trial_failed,
+       CASE WHEN i %% 5 = 0 THEN 1 + (i / 5) %% 4 ELSE 0 END AS cancel_after
+FROM (SELECT i, %(since)s::timestamptz + i * %(step)s::interval AS at
+      FROM generate_series(0, %(n)s - 1) i) x;
+
+CREATE TEMPORARY TABLE seed_period ON COMMIT DROP AS
+SELECT s.sid, n, s.plan_id, s.cur, s.price, s.anchor + (n - 1) * s.unit AS starts,
+       s.anchor + n * s.unit AS ends
+FROM seed_sub s, generate_series(1, %(periods_max)s) n
+WHERE NOT s.trial_failed AND s.anchor + (n - 1) * s.unit < %(until)s
+  AND (s.cancel_after = 0 OR n <= s.cancel_after);
+
+CREATE TEMPORARY TABLE seed_sub_last ON COMMIT DROP AS
+SELECT DISTINCT ON (sid) sid, n, starts, ends FROM seed_period ORDER BY sid, n DESC;
+
+INSERT INTO subscriptions (subscription_id, customer, plan_id, currency, processor,
+    payment_method, country, country_evidence, state, started_at, anchor_at, period_no,
+    period_start, period_end, paid_periods, cancel_at, cancel_mode, next_action_at, ended_at,
+    updated_at)
+SELECT s.sid, s.customer, s.plan_id, s.cur, 'sandbox', 'tok_visa', 'DE', 'seed',
+       CASE WHEN e.ended_at IS NOT NULL THEN 'cancelled' WHEN l.n IS NULL THEN 'trialing'
+            ELSE 'active' END,
+       s.at, s.anchor, coalesce(l.n, 0), coalesce(l.starts, s.at), coalesce(l.ends, s.anchor),
+       coalesce(l.n, 0), e.ended_at, CASE WHEN e.ended_at IS NULL THEN '' ELSE 'period_end' END,
+       CASE WHEN e.ended_at IS NULL THEN coalesce(l.ends, s.anchor) END, e.ended_at, s.at
+FROM seed_sub s
+LEFT JOIN seed_sub_last l USING (sid)
+CROSS JOIN LATERAL (SELECT CASE
+    WHEN s.trial_failed AND s.anchor < %(until)s THEN s.anchor
+    WHEN s.cancel_after > 0 AND s.anchor + s.cancel_after * s.unit < %(until)s
+        THEN s.anchor + s.cancel_after * s.unit
+    END AS ended_at) e;
+
+INSERT INTO subscription_periods (subscription_id, period_no, plan_id, starts_at, ends_at,
+    currency, net_minor, tax_minor, total_minor, tax_rate_bp, lines, status, capture_id,
+    created_at, settled_at)
+SELECT sid, n, plan_id, starts, ends, cur, price, 0, price, 0, '[]'::jsonb, 'paid',
+       'seed-subcap-' || sid || '-' || n, starts, starts
+FROM seed_period
+UNION ALL
+SELECT sid, 0, plan_id, at, anchor, cur, 0, 0, 0, 0, '[]'::jsonb, 'free', NULL, at, NULL
+FROM seed_sub WHERE anchor > at
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Seeded:
     """What a seeding wrote."""
 
     settlements_n: int
     entries_n: int
+    subscriptions_n: int = 0
+    periods_paid_n: int = 0
 
 
 def settlements_for(entries_n: int) -> int:
@@ -220,5 +304,53 @@ def seed(
                             conn.execute(statement.encode(), params)
                 row = conn.execute("SELECT count(*) FROM seed_entry").fetchone()
                 entries_n += int(row[0]) if row else 0
+        subscriptions_n = max(1, settlements_n // SETTLEMENTS_PER_SUBSCRIPTION)
+        periods_paid_n = _seed_subscriptions(conn, subscriptions_n, since, days, prefix, checked)
         conn.execute("ANALYZE")
-    return Seeded(settlements_n, entries_n)
+    return Seeded(settlements_n, entries_n, subscriptions_n, periods_paid_n)
+
+
+def _seed_subscriptions(
+    conn: psycopg.Connection[Any],
+    subscriptions_n: int,
+    since: datetime,
+    days: int,
+    prefix: str,
+    checked: bool,
+) -> int:
+    """Write the plans (once) and ``subscriptions_n`` subscriptions with their periods; the
+    number of paid periods."""
+    with conn.transaction():
+        if not checked:
+            conn.execute("SET LOCAL session_replication_role = replica")
+        for definition, (usd, eur) in zip(SEED_PLANS, SEED_PRICES, strict=True):
+            prices = {"USD": {"price_minor": usd}, "EUR": {"price_minor": eur}}
+            plan = plan_from_json({**definition, "prices": prices})
+            conn.execute(
+                "INSERT INTO subscription_plans (plan_id, kind, room, model_share_bp, rank, "
+                "definition, created_at) VALUES (%s, %s, %s, %s, 0, %s, %s) "
+                "ON CONFLICT (plan_id) DO NOTHING",
+                (
+                    plan.plan_id,
+                    plan.kind.value,
+                    plan.room,
+                    plan.model_share_bp,
+                    Jsonb(plan.to_json()),
+                    since,
+                ),
+            )
+        params = {
+            "prefix": prefix,
+            "n": subscriptions_n,
+            "since": since,
+            "until": since + timedelta(days=days),
+            "step": f"{days * 86_400_000_000 // subscriptions_n} microseconds",
+            "usd": [price for price, _ in SEED_PRICES],
+            "eur": [price for _, price in SEED_PRICES],
+            "periods_max": days // 28 + 2,
+        }
+        for statement in _SUBSCRIPTIONS.split(";\n"):
+            if statement.strip():
+                conn.execute(statement.encode(), params)
+        row = conn.execute("SELECT count(*) FROM seed_period").fetchone()
+    return int(row[0]) if row else 0

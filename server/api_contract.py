@@ -722,6 +722,7 @@ ERRORS: Final[dict[str, tuple[int, str]]] = {
     "plan_not_found": (404, "No such plan."),
     "subscription_not_found": (404, "No such subscription."),
     "invoice_not_found": (404, "No such invoice or credit note."),
+    "items_invalid": (422, "A quantity or add-ons the subscription's plan does not offer."),
     "plan_exists": (409, "A plan of that id exists with another definition."),
     "already_subscribed": (409, "The customer has a live subscription to the plan."),
     "not_allowed": (409, "The subscription's state does not allow it."),

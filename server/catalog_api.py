@@ -39,7 +39,7 @@ from metering.errors import StoreError
 from metering.keys import is_id
 from metering.outcomes import Code
 from metering.purchases import PurchaseView
-from server.api import ApiError, json_body, route
+from server.api import BODY_BYTES_MAX, ApiError, json_body, route
 from server.catalog import ITEMS_PER_ROOM_MAX, CatalogInvalid, Shop, parse_item, parse_site_unlocks
 from server.catalog_refunds import refund_owed
 from server.runtime import Runtime
@@ -83,11 +83,14 @@ async def handle_read_catalog(request: Request, rt: Runtime) -> Response:
     )
 
 
-async def handle_put_item(request: Request, rt: Runtime) -> Response:
-    """Add or replace one item."""
+async def handle_put_item(
+    request: Request, rt: Runtime, *, body_bytes_max: int = BODY_BYTES_MAX
+) -> Response:
+    """Add or replace one item (a body of at most ``body_bytes_max`` bytes)."""
     room = _room(request)
+    raw = await json_body(request, body_bytes_max)
     try:
-        item = parse_item(request.path_params["item_id"], await json_body(request), rt.meter.limits)
+        item = parse_item(request.path_params["item_id"], raw, rt.meter.limits)
     except CatalogInvalid as exc:
         raise ApiError(400, exc.code, str(exc)) from None
     if not await shop_of(rt).put(room, item):

@@ -227,7 +227,7 @@ async def demo_put_item(request: Request, rt: Runtime) -> Response:
     """``PUT /demo/rooms/{room}/catalog/{item_id}``: the model console adds or edits an item
     (validated and bounded as the HTTP API's)."""
     _demo_path(request)
-    return await catalog_api.handle_put_item(request, rt)
+    return await catalog_api.handle_put_item(request, rt, body_bytes_max=DEMO_BODY_BYTES_MAX)
 
 
 async def demo_delete_item(request: Request, rt: Runtime) -> Response:

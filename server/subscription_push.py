@@ -59,6 +59,8 @@ def membership_view(view: dict[str, Any]) -> MembershipView:
         cancel_at_ms=view["cancel_at_ms"],
         past_due_since_ms=view["past_due_since_ms"],
         ended_at_ms=view["ended_at_ms"],
+        pause_at_ms=view.get("pause_at_ms"),
+        paused_at_ms=view.get("paused_at_ms"),
         features=list(view["features"]),
         # Added to the view by the allowances (h-allow); absent: the plan gives none.
         allowance=[

@@ -11,6 +11,8 @@ shows how the first charge went.
 - ``POST /v1/subscriptions`` — sign up (``Idempotency-Key`` names the subscription);
 - ``GET /v1/subscriptions/{subscription_id}`` — the subscription, its periods and history;
 - ``POST /v1/subscriptions/{subscription_id}/change`` — ``{"plan_id": …}``, prorated;
+- ``POST /v1/subscriptions/{subscription_id}/items`` — ``{"quantity": N, "addons": […]}``,
+  prorated;
 - ``POST /v1/subscriptions/{subscription_id}/cancel`` — ``{"mode": "now"|"period_end"|"notice"}``;
 - ``POST /v1/subscriptions/{subscription_id}/pause`` — pause at the end of the paid period;
 - ``POST /v1/subscriptions/{subscription_id}/resume`` — resume: the next period begins and is
@@ -57,7 +59,7 @@ from settlement.ledger.ledger import Ledger
 from settlement.subscriptions import export, paylink, store
 from settlement.subscriptions.config import LIST_MAX_DEFAULT
 from settlement.subscriptions.errors import PlanInvalid
-from settlement.subscriptions.plans import plan_from_json
+from settlement.subscriptions.plans import ADDONS_MAX, QUANTITY_MAX, plan_from_json
 from settlement.subscriptions.scheduler import Renewals
 from settlement.subscriptions.service import (
     CancelMode,
@@ -79,6 +81,7 @@ _STATUS: Final = {
     SubCode.NOT_ALLOWED: 409,
     SubCode.PLAN_INCOMPATIBLE: 409,
     SubCode.CHARGE_IN_FLIGHT: 409,
+    SubCode.ITEMS_INVALID: 422,
 }
 #: Longest free-text field accepted (evidence, e-mail address).
 TEXT_CHARS_MAX: Final = 200
@@ -111,6 +114,29 @@ def subscription_id_for(customer: str, idempotency_key: str) -> str:
 def _refused(code: SubCode) -> ApiError:
     name = "subscription_not_found" if code is SubCode.NOT_FOUND else str(code)
     return ApiError(_STATUS.get(code, 409), name, f"refused: {name}")
+
+
+def _items(body: dict[str, Any]) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """``quantity`` (default 1) and ``addons`` (``[{"addon_id", "quantity"}]``) of a body;
+    whether the plan offers them is the service's to say (``items_invalid``)."""
+    quantity = field(body, "quantity", 1)
+    if type(quantity) is not int or not 1 <= quantity <= QUANTITY_MAX:
+        raise ApiError(400, "invalid_field", f"quantity must be an integer in 1..{QUANTITY_MAX}")
+    raw = field(body, "addons", [])
+    if not isinstance(raw, list) or len(raw) > ADDONS_MAX:
+        raise ApiError(400, "invalid_field", f"addons must be a list of at most {ADDONS_MAX}")
+    addons = []
+    for entry in raw:
+        count = entry.get("quantity", 1) if isinstance(entry, dict) else None
+        if (
+            not isinstance(entry, dict)
+            or not is_id(entry.get("addon_id"))
+            or type(count) is not int
+            or not 1 <= count <= QUANTITY_MAX
+        ):
+            raise ApiError(400, "invalid_field", 'addons: [{"addon_id": id, "quantity": 1..}] each')
+        addons.append((str(entry["addon_id"]), count))
+    return quantity, tuple(addons)
 
 
 def _text(body: dict[str, Any], name: str, default: str = "", *, required: bool = False) -> str:
@@ -225,6 +251,7 @@ async def handle_create(request: Request, rt: Runtime) -> Response:
     card_expires = _text(body, "card_expires")
     if not valid_card_expires(card_expires):
         raise ApiError(400, "invalid_field", "card_expires must be YYYY-MM")
+    quantity, addons = _items(body)
     new = NewSubscription(
         subscription_id=subscription_id_for(customer, key),
         customer=customer,
@@ -237,6 +264,8 @@ async def handle_create(request: Request, rt: Runtime) -> Response:
         language=language,
         card_expires=card_expires,
         processor=_text(body, "processor"),
+        quantity=quantity,
+        addons=addons,
     )
     view, created = await sign_up(rt, new)
     return JSONResponse(view, status_code=201 if created else 200)
@@ -285,6 +314,16 @@ async def handle_change(request: Request, rt: Runtime) -> Response:
     body = await json_body(request)
     plan_id = _id(field(body, "plan_id"), "plan_id")
     return JSONResponse(await change(rt, request.path_params["subscription_id"], plan_id))
+
+
+async def handle_items(request: Request, rt: Runtime) -> Response:
+    """Set the quantity and the add-ons, prorated on the next invoice."""
+    sid = request.path_params["subscription_id"]
+    quantity, addons = _items(await json_body(request))
+    result = await service_of(rt).change_items(sid, quantity, addons, rt.meter.clock.now_ms())
+    if result.code is not SubCode.APPLIED:
+        raise _refused(result.code)
+    return JSONResponse(await _view_or_404(rt, sid))
 
 
 async def handle_cancel(request: Request, rt: Runtime) -> Response:
@@ -501,6 +540,9 @@ def routes() -> list[Route]:
         Route("/v1/subscriptions/run", endpoint("run_renewals", handle_run), methods=["POST"]),
         Route(sub, endpoint("read_subscription", handle_read), methods=["GET"]),
         Route(f"{sub}/change", endpoint("change_subscription", handle_change), methods=["POST"]),
+        Route(
+            f"{sub}/items", endpoint("change_subscription_items", handle_items), methods=["POST"]
+        ),
         Route(f"{sub}/cancel", endpoint("cancel_subscription", handle_cancel), methods=["POST"]),
         Route(f"{sub}/pause", endpoint("pause_subscription", handle_pause), methods=["POST"]),
         Route(f"{sub}/resume", endpoint("resume_subscription", handle_resume), methods=["POST"]),
@@ -571,7 +613,7 @@ def openapi_paths() -> dict[str, Any]:
                 {
                     "400": "A field is malformed.",
                     "409": "`already_subscribed`.",
-                    "422": "`plan_unknown`, `currency_not_sold`, `no_processor`.",
+                    "422": "`plan_unknown`, `currency_not_sold`, `no_processor`, `items_invalid`.",
                 },
             )
         },
@@ -591,6 +633,16 @@ def openapi_paths() -> dict[str, Any]:
                 "Change the plan now, prorated on the next invoice.",
                 "The subscription.",
                 refused,
+                parameters=params,
+            )
+        },
+        f"{sub}/items": {
+            "post": _op(
+                "Set the quantity a tiered plan counts and the add-ons "
+                '({"quantity": N, "addons": [{"addon_id", "quantity"}]}), prorated on the next '
+                "invoice.",
+                "The subscription.",
+                {**refused, "422": "`items_invalid`: the plan does not offer them."},
                 parameters=params,
             )
         },

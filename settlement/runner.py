@@ -15,6 +15,7 @@ from settlement.collection.timer import collection_timer
 from settlement.config import Checkpoint
 from settlement.ledger.ledger import Ledger
 from settlement.processors.registry import ProcessorRegistry
+from settlement.receipts import Receipts
 from settlement.scripts import SETTLEMENT_SCRIPTS
 from settlement.worker import Worker
 
@@ -51,6 +52,7 @@ def settings_worker(
         ),
     )
     worker.renewals.notify_with(settings.notifier())  # member notices (subscriptions)
+    worker.receipts = Receipts(ledger.database, settings.notifier())  # docs/invoices.md
     return worker
 
 

@@ -84,6 +84,7 @@ from settlement.outcomes import SettleCode, SettlementOutcome
 from settlement.processors import holds
 from settlement.processors.registry import ProcessorRegistry
 from settlement.queue import entry_ref
+from settlement.receipts import Receipts
 from settlement.retry_rules import rule_for
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement, statement_data
@@ -194,6 +195,9 @@ class Worker:
         self.renewals = Renewals.for_worker(
             ledger.database, self.processors, self.config.claim_idle_ms
         )
+        #: Receipts of Post Pay invoices and credit notes (docs/invoices.md); set by the
+        #: runner with the deployment's notifier, none sent without one.
+        self.receipts: Receipts | None = None
         self.deliverer = (
             Deliverer(
                 self.store, self.clock, self.webhook_config, on_delivered=ledger.record_delivery
@@ -654,6 +658,8 @@ class Worker:
                 if self.collection is not None:
                     await self.collection.tick(self.clock.now_ms())  # never raises
                 await self.renewals.run_due_logged(self.clock.now_ms())
+                if self.receipts is not None:
+                    await self.receipts.send_due_logged(self.clock.now_ms())
                 if self.deliverer is not None:
                     for _ in range(WEBHOOK_ROUNDS_MAX):
                         round_ = await self.deliverer.deliver_due()

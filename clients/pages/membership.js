@@ -14,7 +14,7 @@
 import { formatMinor } from "/js/tipmeter.js";
 import { $, backend, el, param, say } from "/pages/common.js";
 
-const LIVE = new Set(["trialing", "active", "past_due", "restricted"]);
+const LIVE = new Set(["trialing", "active", "past_due", "restricted", "paused"]);
 const CHANGEABLE = new Set(["trialing", "active"]);
 
 const STATES = {
@@ -22,6 +22,7 @@ const STATES = {
   active: "active",
   past_due: "payment due",
   restricted: "restricted",
+  paused: "paused",
   cancelled: "cancelled",
   expired: "expired",
 };
@@ -126,6 +127,12 @@ function note(view) {
   }
   if (view.cancel_at_ms !== null) {
     return `Your membership ends on ${day(view.cancel_at_ms)}.`;
+  }
+  if (view.paused_at_ms !== null) {
+    return `Paused since ${day(view.paused_at_ms)}.`;
+  }
+  if (view.pause_at_ms !== null) {
+    return `Your membership pauses on ${day(view.pause_at_ms)}.`;
   }
   if (view.state === "trialing") {
     return `Your trial ends on ${day(view.trial_ends_at_ms)}.`;

@@ -112,6 +112,15 @@ function onEvent(e) {
       addFeed(event, `${who} tipped${message}${share}`, money(data.amount_minor));
       break;
     }
+    case "purchase": {
+      // A catalog purchase (issue 17): a request earns her its share once she marks it done.
+      const who = data.anonymous || !data.name ? "Anonymous" : data.name;
+      const message = data.message ? ` “${data.message}”` : "";
+      const what = data.kind === "unlock" ? "unlocked" : "asked for";
+      const amount = formatMinor(data.amount_minor, data.currency);
+      addFeed(event, `${who} ${what} ${data.item_name}${message}`, amount);
+      break;
+    }
     case "session_started":
       if (page.sessions.size < SESSIONS_MAX) {
         page.sessions.set(data.session_id, data);

@@ -4,13 +4,16 @@
 &currency=USD&format=json|csv`` — ``since`` inclusive, ``until`` exclusive (default: the 30
 days up to and including today), at most :data:`WINDOW_DAYS_MAX` days. The names:
 
-- ``revenue`` — revenue of captured settlements by kind (tip, purchase, private, spy, cam2cam);
+- ``revenue`` — revenue by kind: captured settlements' tips, purchases, private, spy and
+  cam2cam shows, and memberships (periods paid);
 - ``refunds`` — refunds, disputes opened and chargebacks lost beside captures, with the dispute
   ratio (disputes opened over captured settlements, in basis points) and whether it passes the
   alert level (``TIPMETER_DISPUTE_RATIO_ALERT_BP``);
 - ``collection`` — collection cases opened, owed and paid back, with the recovery rate (paid
   over owed, in basis points);
-- ``top-models`` — the rooms with the largest collected share in the window (no buckets).
+- ``top-models`` — the rooms with the largest collected share in the window (no buckets);
+- ``mrr``, ``churn``, ``trials`` — recurring revenue, churn and trial conversion of memberships
+  (:mod:`server.console.recurring`).
 
 Every figure is read by :mod:`server.console.queries` through an index on its time column;
 revenue and captured settlements of closed days (ended :data:`CLOSED_AFTER_DAYS` days ago or
@@ -31,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 
 from metering.money import is_currency
 from server.api import ApiError
-from server.console import queries
+from server.console import queries, recurring
 from server.console.routes import Operator, now, write_audit
 from server.runtime import Runtime
 from settlement.ledger.db import Connection
@@ -133,6 +136,24 @@ async def _top_models(
     return await queries.top_models(conn, since, until, cur, TOP_MODELS_N), {}
 
 
+async def _mrr(
+    conn: Connection, rt: Runtime, period: str, since: datetime, until: datetime, cur: str | None
+) -> tuple[Rows, dict[str, Any]]:
+    return await recurring.mrr(conn, period, since, until, cur), {}
+
+
+async def _churn(
+    conn: Connection, rt: Runtime, period: str, since: datetime, until: datetime, cur: str | None
+) -> tuple[Rows, dict[str, Any]]:
+    return await recurring.churn(conn, period, since, until, cur), {}
+
+
+async def _trials(
+    conn: Connection, rt: Runtime, period: str, since: datetime, until: datetime, cur: str | None
+) -> tuple[Rows, dict[str, Any]]:
+    return await recurring.trials(conn, period, since, until, cur, now(rt)), {}
+
+
 Analysis = Callable[
     [Connection, Runtime, str, datetime, datetime, str | None],
     Awaitable[tuple[Rows, dict[str, Any]]],
@@ -143,6 +164,9 @@ ANALYSES: Final[dict[str, Analysis]] = {
     "refunds": _refunds,
     "collection": _collection,
     "top-models": _top_models,
+    "mrr": _mrr,
+    "churn": _churn,
+    "trials": _trials,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from server.console import analyses, live, routes, support
+from server.console import analyses, live, memberships, routes, support
 from server.console.auth import Role
 from server.console.routes import guarded
 
@@ -38,6 +38,23 @@ def console_routes() -> list[BaseRoute]:
                 "/console/api/customers/{customer}/flag/clear",
                 guarded("clear_flag", support.clear_flag, Role.SUPPORT),
                 methods=["POST"],
+            ),
+            Route(
+                "/console/api/customers/{customer}/subscriptions",
+                guarded("membership_search", memberships.customer_subscriptions, Role.READ_ONLY),
+                methods=["GET"],
+            ),
+            *(
+                Route(
+                    f"/console/api/subscriptions/{{subscription_id}}/{action}",
+                    guarded(f"membership_{action}", handler, Role.SUPPORT),
+                    methods=["POST"],
+                )
+                for action, handler in (
+                    ("cancel", memberships.cancel),
+                    ("pause", memberships.pause),
+                    ("resume", memberships.resume),
+                )
             ),
         ]
     )

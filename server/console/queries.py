@@ -14,23 +14,51 @@ from typing import Any
 from settlement.ledger.db import Connection
 
 #: Per UTC day, currency and kind: the revenue of captured settlements (tips and catalog
-#: purchases from the itemized lines, each its own kind since migration 0010; each kind of
-#: show from the shows' billed amounts), and the captured settlements themselves (metric
-#: 'captured'). Three plain joins the planner may hash; memberships join here once their
-#: ledger entries exist.
-_DAILY = """
+#: purchases from the itemized lines, each its own kind since migration 0010; each kind of show
+#: from the shows' billed amounts), the membership periods paid (kind
+#: 'membership', their invoice totals, by the day they were paid), and the captured settlements
+#: themselves (metric 'captured'). Two forms, the same rows: :data:`_DAILY` for the few open days
+#: a page reads, which looks up each settlement's lines and shows (LATERAL, through their primary
+#: keys, which begin with the settlement id; ``OFFSET 0`` keeps the planner from flattening the
+#: lookup back into a join, which hashed the whole lines table and made every page take time in
+#: proportion to the ledger); :data:`_DAILY_JOINED` for a roll-up of many closed days, where
+#: hashing the tables once beats a lookup per settlement.
+_TIPS_LOOKUP = """
+CROSS JOIN LATERAL (SELECT kind, amount_minor FROM settlement_lines
+                    WHERE settlement_id = s.settlement_id AND kind IN ('tip', 'purchase')
+                    OFFSET 0) l
+"""
+_TIPS_JOINED = """
+JOIN settlement_lines l ON l.settlement_id = s.settlement_id AND l.kind IN ('tip', 'purchase')
+"""
+_SHOWS_LOOKUP = """
+CROSS JOIN LATERAL (SELECT kind, amount_minor FROM settlement_sessions
+                    WHERE settlement_id = s.settlement_id AND amount_minor > 0 OFFSET 0) w
+"""
+_SHOWS_JOINED = """
+JOIN settlement_sessions w ON w.settlement_id = s.settlement_id AND w.amount_minor > 0
+"""
+_DAILY_TIPS_HEAD = """
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date AS day, s.currency, 'revenue' AS metric,
        l.kind, sum(l.amount_minor)::bigint AS amount_minor, count(*)::bigint AS items_n
-FROM settlements s JOIN settlement_lines l USING (settlement_id)
+FROM settlements s
+"""
+_DAILY_SHOWS_HEAD = """
 WHERE s.outcome = 'captured' AND s.outcome_at >= %(d_since)s AND s.outcome_at < %(d_until)s
-  AND l.kind IN ('tip', 'purchase')
 GROUP BY 1, 2, 3, 4
 UNION ALL
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date, s.currency, 'revenue', w.kind,
        sum(w.amount_minor)::bigint, count(*)::bigint
-FROM settlements s JOIN settlement_sessions w USING (settlement_id)
+FROM settlements s
+"""
+_DAILY_TAIL = """
 WHERE s.outcome = 'captured' AND s.outcome_at >= %(d_since)s AND s.outcome_at < %(d_until)s
-  AND w.amount_minor > 0
+GROUP BY 1, 2, 3, 4
+UNION ALL
+SELECT (settled_at AT TIME ZONE 'UTC')::date, currency, 'revenue', 'membership',
+       sum(total_minor)::bigint, count(*)::bigint
+FROM subscription_periods
+WHERE status = 'paid' AND settled_at >= %(d_since)s AND settled_at < %(d_until)s
 GROUP BY 1, 2, 3, 4
 UNION ALL
 SELECT (outcome_at AT TIME ZONE 'UTC')::date, currency, 'captured', '',
@@ -39,6 +67,10 @@ FROM settlements
 WHERE outcome = 'captured' AND outcome_at >= %(d_since)s AND outcome_at < %(d_until)s
 GROUP BY 1, 2, 3, 4
 """
+_DAILY = "".join((_DAILY_TIPS_HEAD, _TIPS_LOOKUP, _DAILY_SHOWS_HEAD, _SHOWS_LOOKUP, _DAILY_TAIL))
+_DAILY_JOINED = "".join(
+    (_DAILY_TIPS_HEAD, _TIPS_JOINED, _DAILY_SHOWS_HEAD, _SHOWS_JOINED, _DAILY_TAIL)
+)
 
 #: Closed days missing from the aggregate, in ``[since, until)``.
 _MISSING_DAYS = """
@@ -49,7 +81,7 @@ ORDER BY 1
 
 _ROLL_UP = (
     "INSERT INTO console_revenue_days (day, currency, metric, kind, amount_minor, items_n) "
-    + _DAILY
+    + _DAILY_JOINED
     + " ON CONFLICT DO NOTHING"
 )
 

@@ -403,7 +403,9 @@ async def issue_for_settlement(
         settlement_id=tab.settlement_id,
     )
     series = series_of(series_prefix, tab.issued_at_ms)
-    return await issue(conn, series, facts, tab.issued_at_ms)
+    invoice_id = await issue(conn, series, facts, tab.issued_at_ms)
+    await receipt_due(conn, invoice_id, at(tab.issued_at_ms))
+    return invoice_id
 
 
 # -- credit notes ------------------------------------------------------------------------------
@@ -553,6 +555,20 @@ async def credit_refund(
         credits_invoice_id=invoice_id,
     )
     issued_at_ms = ms(posted_at)
-    return await issue(
+    note_id = await issue(
         conn, series_of(series_prefix, issued_at_ms), facts, issued_at_ms, issued_at=posted_at
+    )
+    await receipt_due(conn, note_id, posted_at)
+    return note_id
+
+
+async def receipt_due(conn: Connection, invoice_id: str, created_at: datetime) -> None:
+    """Queue the receipt of a Post Pay invoice or credit note, in the transaction that writes
+    it (an outbox row: :mod:`settlement.receipts` sends it once the transaction committed)."""
+    await conn.execute(
+        """
+        INSERT INTO invoice_notices (invoice_id, created_at) VALUES (%s, %s)
+        ON CONFLICT (invoice_id) DO NOTHING
+        """,
+        (invoice_id, created_at),
     )

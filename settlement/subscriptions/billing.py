@@ -1,18 +1,22 @@
 """What a period costs: its invoice lines, taxed, and the adjustments it takes over. Pure.
 
-A period's lines are, in order: the plan's price for the period (the trial price for period 0);
-a bonus line taking it back when the plan's bonus rule makes the period free; and the pending
-prorations of plan changes (positive: owed; negative: a credit). A credit never takes a total
+A period's lines are, in order: the plan's price for the period (the trial price for period 0),
+then its tiers for the subscription's quantity (:mod:`settlement.subscriptions.pricing`); a
+bonus line taking the plan's part back when the plan's bonus rule makes the period free; the
+add-ons (billed from period 1, bonus or not); and the pending prorations of plan, quantity and
+add-on changes (positive: owed; negative: a credit). A credit never takes a total
 below zero: what it cannot use here carries on to the next period. Each line is taxed on its own
 (:func:`settlement.subscriptions.tax.tax_line`); the period's net, tax and total are the sums.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from settlement.ledger.times import at
+from settlement.subscriptions import pricing
 from settlement.subscriptions.plans import Plan
 from settlement.subscriptions.tax import TaxedLine, tax_line
 
@@ -38,8 +42,11 @@ def bill_period(
     *,
     adjustment_minor: int,
     tax_rate_bp: int,
+    quantity: int = 1,
+    addons: Sequence[tuple[str, int]] = (),
 ) -> Bill:
-    """The bill of period ``period_no`` (0: the trial) of ``plan`` in ``currency``."""
+    """The bill of period ``period_no`` (0: the trial) of ``plan`` in ``currency``, for
+    ``quantity`` (what a tiered plan counts) and ``addons`` (``(addon_id, quantity)``)."""
     price = plan.price(currency)
     if price is None:
         raise ValueError(f"plan {plan.plan_id} is not sold in {currency}")
@@ -49,9 +56,16 @@ def bill_period(
         if price.trial_price_minor:
             amounts.append((f"{plan.plan_id} trial, {span}", price.trial_price_minor))
     else:
-        amounts.append((f"{plan.plan_id}, period {period_no}, {span}", price.price_minor))
+        own = pricing.plan_items(plan, price, quantity, currency)
+        for number, item in enumerate(own):
+            # The first line names the period, as an invoice of an untiered plan always did.
+            where = f", period {period_no}, {span}" if number == 0 else ""
+            amounts.append((f"{item.description}{where}", item.amount_minor))
         if plan.is_free_period(period_no):
-            amounts.append((f"bonus: period {period_no} free", -price.price_minor))
+            amounts.append((f"bonus: period {period_no} free", -sum(i.amount_minor for i in own)))
+        amounts += [
+            (i.description, i.amount_minor) for i in pricing.addon_items(plan, addons, currency)
+        ]
     subtotal = sum(amount for _, amount in amounts)
     # A credit takes the total to zero at most; an amount owed is billed whole.
     used = max(adjustment_minor, -subtotal)

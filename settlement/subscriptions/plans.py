@@ -12,6 +12,13 @@ rule** (every Nth period free), a **dunning plan** (what happens after a decline
 basis points on a show kind's per-minute rate or on tips (:class:`PlanAllowance`;
 :mod:`settlement.subscriptions.allowances` reserves them into a member's tabs).
 
+A plan that counts something (seats, fan-club members: the subscription's ``quantity``) prices
+it by **tiers** per currency, on top of the flat ``price_minor`` (which may then be 0):
+``graduated`` — each tier prices the units that fall in it — or ``volume`` — the tier the whole
+quantity falls in prices every unit; a tier may add a flat amount. **Add-ons** are further
+priced items a member adds to the subscription (``quantity_max`` of each), per currency like the
+plan's price. :mod:`settlement.subscriptions.pricing` computes what a period costs from them.
+
 :func:`plan_from_json` checks a plan from the API; a broken one raises :class:`PlanInvalid`
 saying what to change.
 """
@@ -24,6 +31,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from metering.allowances import SECONDS_KINDS, AllowanceKind
+from metering.keys import is_id
 from metering.money import BP_ONE, is_amount, is_currency, is_positive_amount
 from settlement.subscriptions.errors import PlanInvalid
 from settlement.subscriptions.periods import DAY_MS, PeriodUnit
@@ -34,6 +42,11 @@ TRIAL_DAYS_MAX: Final = 365
 TERM_PERIODS_MAX: Final = 1_000
 NOTICE_DAYS_MAX: Final = 365
 FEATURES_MAX: Final = 32
+#: Most tiers a price has, add-ons a plan offers, and the largest quantity counted (the
+#: ledger's ``subscriptions.quantity`` CHECK holds the same bound).
+TIERS_MAX: Final = 10
+ADDONS_MAX: Final = 16
+QUANTITY_MAX: Final = 1_000_000
 #: The default dunning plan: retries 1, 3, 5 and 7 days after the declined renewal (each also
 #: held to the card-network table), features restricted after 7 days, cancelled after 14.
 DUNNING_RETRY_DAYS_DEFAULT: Final = (1, 3, 5, 7)
@@ -73,12 +86,42 @@ class PlanKind(StrEnum):
     FAN_CLUB = "fan_club"  # one model's fan club: her share goes to her room
 
 
+class TierMode(StrEnum):
+    """How a plan's tiers price a quantity."""
+
+    GRADUATED = "graduated"  # each tier prices the units that fall in it
+    VOLUME = "volume"  # the tier the whole quantity falls in prices every unit
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One tier: units up to ``up_to`` (0: no bound, the last tier) at ``unit_minor`` each, and
+    ``flat_minor`` once when the tier applies."""
+
+    up_to: int
+    unit_minor: int
+    flat_minor: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
-    """A plan's price in one currency: per period, and during the trial (0: free)."""
+    """A plan's price in one currency: per period, and during the trial (0: free); with tiers,
+    what the subscription's quantity adds per period."""
 
     price_minor: int
     trial_price_minor: int = 0
+    tiers: tuple[Tier, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Addon:
+    """An extra priced item of a plan: a price per period in each currency of the plan, and
+    how many of it one subscription may have."""
+
+    addon_id: str
+    prices: Mapping[str, int]
+    quantity_max: int = 1
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +165,10 @@ class Plan:
     trial_excludes: tuple[str, ...] = ()
     dunning: DunningPlan = field(default_factory=DunningPlan)
     allowances: tuple[PlanAllowance, ...] = ()
+    #: Tiers (set with their mode and what they count, e.g. "seat"): every price has tiers.
+    tier_mode: TierMode | None = None
+    tier_unit: str = ""
+    addons: Mapping[str, Addon] = field(default_factory=dict)
 
     def price(self, currency: str) -> Price | None:
         """The price in ``currency`` (None: not sold in it)."""
@@ -147,10 +194,7 @@ class Plan:
             "level": self.level,
             "rank": self.rank,
             "period": {"unit": str(self.period_unit), "length": self.period_length},
-            "prices": {
-                cur: {"price_minor": p.price_minor, "trial_price_minor": p.trial_price_minor}
-                for cur, p in sorted(self.prices.items())
-            },
+            "prices": {cur: _price_json(p) for cur, p in sorted(self.prices.items())},
             "trial_days": self.trial_days,
             "term_periods": self.term_periods,
             "notice_days": self.notice_days,
@@ -164,7 +208,38 @@ class Plan:
                 "cancel_after_days": self.dunning.cancel_after_days,
             },
             "allowances": [a.to_json() for a in self.allowances],
+            **self._items_json(),
         }
+
+    def _items_json(self) -> dict[str, Any]:
+        # Left out when unused, so the plans created before tiers read the same.
+        out: dict[str, Any] = {}
+        if self.tier_mode is not None:
+            out["tiers"] = {"mode": str(self.tier_mode), "unit": self.tier_unit}
+        if self.addons:
+            out["addons"] = [
+                {
+                    "addon_id": a.addon_id,
+                    "name": a.name,
+                    "prices": dict(sorted(a.prices.items())),
+                    "quantity_max": a.quantity_max,
+                }
+                for a in sorted(self.addons.values(), key=lambda a: a.addon_id)
+            ]
+        return out
+
+
+def _price_json(price: Price) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "price_minor": price.price_minor,
+        "trial_price_minor": price.trial_price_minor,
+    }
+    if price.tiers:
+        out["tiers"] = [
+            {"up_to": t.up_to or None, "unit_minor": t.unit_minor, "flat_minor": t.flat_minor}
+            for t in price.tiers
+        ]
+    return out
 
 
 def _int(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -185,7 +260,32 @@ def _names(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _prices(value: object) -> dict[str, Price]:
+def _tiers(value: object, where: str) -> tuple[Tier, ...]:
+    if not isinstance(value, list) or not 0 < len(value) <= TIERS_MAX:
+        raise PlanInvalid(f"{where}.tiers: a list of 1 to {TIERS_MAX} tiers")
+    tiers = []
+    below = 0
+    for number, entry in enumerate(value, start=1):
+        last = number == len(value)
+        if not isinstance(entry, dict):
+            raise PlanInvalid(f"{where}.tiers[{number}] must be an object")
+        up_to = entry.get("up_to")
+        unit, flat = entry.get("unit_minor", 0), entry.get("flat_minor", 0)
+        if last and up_to is not None:
+            raise PlanInvalid(f"{where}.tiers: the last tier has no bound (up_to: null)")
+        if not last and (
+            not isinstance(up_to, int) or isinstance(up_to, bool) or not below < up_to
+        ):
+            raise PlanInvalid(f"{where}.tiers[{number}].up_to: an integer above {below}")
+        if not is_amount(unit) or unit < 0 or not is_amount(flat) or flat < 0:
+            raise PlanInvalid(f"{where}.tiers[{number}]: unit_minor and flat_minor >= 0")
+        bound = up_to if isinstance(up_to, int) and not last else 0
+        tiers.append(Tier(bound, unit, flat))
+        below = bound
+    return tuple(tiers)
+
+
+def _prices(value: object, tiered: bool) -> dict[str, Price]:
     if not isinstance(value, dict) or not value:
         raise PlanInvalid('prices must map currencies to {"price_minor": …}, at least one')
     prices = {}
@@ -193,10 +293,66 @@ def _prices(value: object) -> dict[str, Price]:
         if not is_currency(currency) or not isinstance(entry, dict):
             raise PlanInvalid(f"prices: {currency!r} is not a currency with a price")
         price, trial = entry.get("price_minor"), entry.get("trial_price_minor", 0)
-        if not is_positive_amount(price) or not is_amount(trial) or trial < 0:
+        # A tiered plan may charge for the quantity alone: its flat price may be 0.
+        if tiered and is_amount(price) and price == 0:
+            pass
+        elif not is_positive_amount(price) or not is_amount(trial) or trial < 0:
             raise PlanInvalid(f"prices.{currency}: price_minor > 0 and trial_price_minor >= 0")
-        prices[currency] = Price(price, trial)
+        if not is_amount(trial) or trial < 0:
+            raise PlanInvalid(f"prices.{currency}: trial_price_minor >= 0")
+        if tiered != ("tiers" in entry):
+            raise PlanInvalid(
+                f"prices.{currency}.tiers: every price of a tiered plan has tiers, and only "
+                "a tiered plan's"
+            )
+        tiers = _tiers(entry["tiers"], f"prices.{currency}") if tiered else ()
+        prices[currency] = Price(price, trial, tiers)
     return prices
+
+
+def _tier_mode(value: object) -> tuple[TierMode | None, str]:
+    if value is None:
+        return None, ""
+    if not isinstance(value, dict):
+        raise PlanInvalid('tiers must be {"mode": "graduated"|"volume", "unit": "seat"}')
+    try:
+        mode = TierMode(str(value.get("mode")))
+    except ValueError:
+        raise PlanInvalid("tiers.mode must be 'graduated' or 'volume'") from None
+    unit = value.get("unit", "unit")
+    if not isinstance(unit, str) or not 0 < len(unit) <= 40:
+        raise PlanInvalid("tiers.unit names what is counted (seat, member …), 1-40 characters")
+    return mode, unit
+
+
+def _addons(value: object, currencies: set[str]) -> dict[str, Addon]:
+    if value is None:
+        return {}
+    if not isinstance(value, list) or len(value) > ADDONS_MAX:
+        raise PlanInvalid(f"addons: a list of at most {ADDONS_MAX}")
+    addons: dict[str, Addon] = {}
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise PlanInvalid("addons: each add-on is an object")
+        addon_id = entry.get("addon_id")
+        if not isinstance(addon_id, str) or not is_id(addon_id) or addon_id in addons:
+            raise PlanInvalid("addons: each addon_id is a distinct id ([A-Za-z0-9_.-]{1,64})")
+        name = entry.get("name", "")
+        if not isinstance(name, str) or len(name) > 60:
+            raise PlanInvalid(f"addons.{addon_id}.name: at most 60 characters")
+        prices = entry.get("prices")
+        if (
+            not isinstance(prices, dict)
+            or set(prices) != currencies
+            or not all(is_positive_amount(v) for v in prices.values())
+        ):
+            raise PlanInvalid(
+                f"addons.{addon_id}.prices: a price > 0 in each of the plan's currencies "
+                f"({', '.join(sorted(currencies))})"
+            )
+        quantity_max = _int(entry, "quantity_max", 1, 1, QUANTITY_MAX)
+        addons[addon_id] = Addon(addon_id, dict(prices), quantity_max, name)
+    return addons
 
 
 def _dunning(value: object) -> DunningPlan:
@@ -279,10 +435,12 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
     free_every_n = _int(data, "free_every_n", 0, 0, 1_000)
     if free_every_n == 1:
         raise PlanInvalid("free_every_n: 0 (no bonus) or N >= 2 (every Nth period free)")
+    tier_mode, tier_unit = _tier_mode(data.get("tiers"))
+    prices = _prices(data.get("prices"), tier_mode is not None)
     return Plan(
         plan_id=plan_id,
         kind=kind,
-        prices=_prices(data.get("prices")),
+        prices=prices,
         period_unit=unit,
         period_length=length,
         room=room,
@@ -298,4 +456,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         trial_excludes=_names(data, "trial_excludes"),
         dunning=_dunning(data.get("dunning")),
         allowances=_allowances(data.get("allowances")),
+        tier_mode=tier_mode,
+        tier_unit=tier_unit,
+        addons=_addons(data.get("addons"), set(prices)),
     )

@@ -133,6 +133,8 @@ async def begin_period(
         ends_ms,
         adjustment_minor=sub.adjustment_minor,
         tax_rate_bp=rate_bp(sub.country, config.tax_rates_bp),
+        quantity=sub.quantity,
+        addons=sub.addons,
     )
     period = Period(
         subscription_id=sub.subscription_id,

@@ -24,7 +24,7 @@ from settlement.ledger.db import Database
 from settlement.ledger.times import at
 from settlement.processors.registry import ProcessorRegistry
 from settlement.processors.routing import NoProcessor, RouteRequest
-from settlement.subscriptions import allowances, invoices, store
+from settlement.subscriptions import allowances, invoices, pricing, store
 from settlement.subscriptions.config import SubscriptionsConfig
 from settlement.subscriptions.lifecycle import (
     ENTITLED,
@@ -55,6 +55,7 @@ class SubCode(StrEnum):
     NOT_ALLOWED = "not_allowed"  # the lifecycle table forbids it in the current state
     PLAN_INCOMPATIBLE = "plan_incompatible"  # another kind, room or period length
     CHARGE_IN_FLIGHT = "charge_in_flight"  # a charge is being made: ask again shortly
+    ITEMS_INVALID = "items_invalid"  # a quantity or add-ons the plan does not offer
 
 
 class CancelMode(StrEnum):
@@ -80,6 +81,9 @@ class NewSubscription:
     language: str = "en"
     card_expires: str = ""
     processor: str = ""
+    #: What a tiered plan counts, and the add-ons ``(addon_id, quantity)``.
+    quantity: int = 1
+    addons: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,8 @@ class Subscriptions:
             return Result(SubCode.PLAN_UNKNOWN)
         if plan.price(new.currency) is None:
             return Result(SubCode.CURRENCY_NOT_SOLD)
+        if pricing.items_refused(plan, new.quantity, new.addons) is not None:
+            return Result(SubCode.ITEMS_INVALID)
         processor = self._route(new)
         if processor is None:
             return Result(SubCode.NO_PROCESSOR)
@@ -171,6 +177,8 @@ class Subscriptions:
             lease_until_ms=0,
             ended_at_ms=0,
             updated_at_ms=now_ms,
+            quantity=new.quantity,
+            addons=tuple(sorted(new.addons)),
         )
         try:
             async with self.database.connection() as conn, conn.transaction():
@@ -229,13 +237,22 @@ class Subscriptions:
                     return Result(refused, sub)
                 if await _in_flight(conn, sub):
                     return Result(SubCode.CHARGE_IN_FLIGHT, sub)
+                # The new plan keeps the quantity when it counts too, and the add-ons it offers.
+                quantity = sub.quantity if new.tier_mode is not None else 1
+                addons = tuple((a, q) for a, q in sub.addons if a in new.addons)
+                if pricing.items_refused(new, quantity, addons) is not None:
+                    return Result(SubCode.ITEMS_INVALID, sub)
                 if sub.period_no >= 1:
-                    old_price, new_price = old.price(sub.currency), new.price(sub.currency)
-                    if old_price is None or new_price is None:  # pragma: no cover - checked
+                    if new.price(sub.currency) is None:  # pragma: no cover - checked
                         return Result(SubCode.CURRENCY_NOT_SOLD, sub)
                     length = sub.period_end_ms - sub.period_start_ms
                     remaining = min(max(sub.period_end_ms - now_ms, 0), length)
-                    lines = prorate(old_price.price_minor, new_price.price_minor, remaining, length)
+                    lines = prorate(
+                        pricing.recurring_minor(old, sub.currency, sub.quantity, sub.addons),
+                        pricing.recurring_minor(new, sub.currency, quantity, addons),
+                        remaining,
+                        length,
+                    )
                     await store.insert_change(
                         conn,
                         sub,
@@ -254,10 +271,67 @@ class Subscriptions:
                 sub = await store.transition(
                     conn, sub, SubEvent.CHANGE, now_ms, f"{sub.plan_id} -> {new.plan_id}"
                 )
-                sub = dataclasses.replace(sub, plan_id=new.plan_id)
+                sub = dataclasses.replace(
+                    sub, plan_id=new.plan_id, quantity=quantity, addons=addons
+                )
                 await store.save(conn, sub)
         except psycopg.errors.UniqueViolation:
             return Result(SubCode.ALREADY_SUBSCRIBED)
+        return Result(SubCode.APPLIED, sub)
+
+    async def change_items(
+        self,
+        subscription_id: str,
+        quantity: int,
+        addons: tuple[tuple[str, int], ...],
+        now_ms: int,
+    ) -> Result:
+        """Set the quantity a tiered plan counts and the add-ons now, prorated like a plan
+        change: the credit for the old items' unused time and the charge for the new items'
+        remaining time (each rounded by the one rule) go on the next invoice."""
+        async with self.database.connection() as conn, conn.transaction():
+            sub = await store.read(conn, subscription_id, lock=True)
+            if sub is None:
+                return Result(SubCode.NOT_FOUND)
+            plan = await store.read_plan(conn, sub.plan_id)
+            if plan is None:  # pragma: no cover - a foreign key holds it
+                return Result(SubCode.PLAN_UNKNOWN)
+            if sub.state not in (SubState.TRIALING, SubState.ACTIVE):
+                return Result(SubCode.NOT_ALLOWED, sub)
+            if pricing.items_refused(plan, quantity, addons) is not None:
+                return Result(SubCode.ITEMS_INVALID, sub)
+            if await _in_flight(conn, sub):
+                return Result(SubCode.CHARGE_IN_FLIGHT, sub)
+            addons = tuple(sorted(addons))
+            if sub.period_no >= 1:
+                length = sub.period_end_ms - sub.period_start_ms
+                remaining = min(max(sub.period_end_ms - now_ms, 0), length)
+                lines = prorate(
+                    pricing.recurring_minor(plan, sub.currency, sub.quantity, sub.addons),
+                    pricing.recurring_minor(plan, sub.currency, quantity, addons),
+                    remaining,
+                    length,
+                )
+                await store.insert_change(
+                    conn,
+                    sub,
+                    plan.plan_id,
+                    remaining,
+                    length,
+                    lines.credit_minor,
+                    lines.charge_minor,
+                    now_ms,
+                )
+                sub = dataclasses.replace(
+                    sub, adjustment_minor=sub.adjustment_minor + lines.net_minor
+                )
+            else:
+                # In the trial nothing is charged for the items yet: free, like a plan change.
+                await store.insert_change(conn, sub, plan.plan_id, 0, 1, 0, 0, now_ms)
+            detail = f"quantity {sub.quantity} -> {quantity}, add-ons {list(addons)}"
+            sub = await store.transition(conn, sub, SubEvent.CHANGE, now_ms, detail[:200])
+            sub = dataclasses.replace(sub, quantity=quantity, addons=addons)
+            await store.save(conn, sub)
         return Result(SubCode.APPLIED, sub)
 
     async def cancel(self, subscription_id: str, mode: CancelMode, now_ms: int) -> Result:
@@ -459,7 +533,11 @@ def subscription_json(sub: Subscription, plan: Plan) -> dict[str, Any]:
         "next_charge_at_ms": sub.period_end_ms
         if renewing and not ending and not pausing and not ends_by_term
         else None,
-        "next_price_minor": price.price_minor if price is not None else None,
+        "next_price_minor": pricing.recurring_minor(plan, sub.currency, sub.quantity, sub.addons)
+        if price is not None
+        else None,
+        "quantity": sub.quantity,
+        "addons": [{"addon_id": a, "quantity": q} for a, q in sub.addons],
         "adjustment_minor": sub.adjustment_minor,
         "paid_periods": sub.paid_periods,
         "cancel_at_ms": sub.cancel_at_ms or None,

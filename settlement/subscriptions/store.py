@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from psycopg.types.json import Jsonb
 
 from settlement.ledger.db import Connection
 from settlement.ledger.times import at, at_or_none, ms
@@ -72,6 +73,9 @@ class Subscription:
     #: of the last resume) instead of from ``anchor_ms``; 0: never resumed.
     schedule_from_ms: int = 0
     schedule_from_period: int = 1
+    #: What a tiered plan counts (seats, members), and the add-ons: ``(addon_id, quantity)``.
+    quantity: int = 1
+    addons: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,7 @@ _SUB_PLAIN = (
     "adjustment_minor",
     "cancel_mode",
     "schedule_from_period",
+    "quantity",
 )
 
 
@@ -157,12 +162,14 @@ def _subscription(row: dict[str, Any]) -> Subscription:
     fields["state"] = SubState(row["state"])
     for column, name in _SUB_TIMES.items():
         fields[name] = ms(row[column])
+    fields["addons"] = tuple((a["addon_id"], a["quantity"]) for a in row["addons"])
     return Subscription(**fields)
 
 
 def _values(sub: Subscription) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(sub, name) for name in _SUB_PLAIN}
     values["state"] = sub.state.value
+    values["addons"] = Jsonb([{"addon_id": a, "quantity": q} for a, q in sub.addons])
     for column, name in _SUB_TIMES.items():
         value = getattr(sub, name)
         values[column] = at(value) if column in _REQUIRED_TIMES else at_or_none(value)

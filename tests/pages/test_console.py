@@ -132,7 +132,7 @@ async def test_every_chart_renders_from_the_seeded_ledger(
 ) -> None:
     page = await open_console(console_pages, console_server, "ada")
     await page.click("#tabs button[data-section=analyses]")
-    for name in ("revenue", "refunds", "collection", "top-models"):
+    for name in ("revenue", "refunds", "collection", "top-models", "mrr", "churn", "trials"):
         canvas = page.locator(f"#chart-{name}")
         await expect(canvas).to_have_attribute("data-rendered", "true")
         points = int(await canvas.get_attribute("data-points") or "0")
@@ -144,7 +144,7 @@ async def test_every_chart_renders_from_the_seeded_ledger(
     kinds = await page.evaluate(
         "Chart.getChart('chart-revenue').data.datasets.map((d) => d.label).sort()"
     )
-    assert kinds == ["cam2cam", "private", "spy", "tip"]
+    assert kinds == ["cam2cam", "membership", "private", "spy", "tip"]
     await page.select_option("#an-period", "week")
     await page.click("#analyses-filters button[type=submit]")
     await expect(page.locator("#an-status")).to_contain_text("by week")
@@ -242,3 +242,34 @@ async def test_a_refund_from_the_console(
     await expect(admin.locator("#search-refunds tr")).to_have_count(2)
     await expect(admin.locator("#search-refunds")).to_contain_text("succeeded")
     await admin.screenshot(path=screenshots / "console-search.png", full_page=True)
+
+
+@pytest.mark.screenshots
+async def test_support_pauses_a_membership_from_the_console(
+    console_pages: Pages, console_server: TipmeterProcess, screenshots: Path
+) -> None:
+    from tests.server.test_console_memberships import member
+
+    sid = await member(console_server, "c-console-member")
+    reader = await open_console(console_pages, console_server, "rio", allow=REFUSED)
+    await reader.click("#tabs button[data-section=search]")
+    await reader.fill("#search-number", "c-console-member")
+    await reader.click("#search-form button[type=submit]")
+    row = reader.locator(f"#memberships-rows tr[data-subscription='{sid}']")
+    await expect(row).to_contain_text("active")
+    await expect(row.locator("button")).to_have_count(0)  # read-only: no action
+    agent = await open_console(console_pages, console_server, "sam", allow=REFUSED)
+    await agent.click("#tabs button[data-section=search]")
+    await agent.fill("#search-number", "c-console-member")
+    await agent.click("#search-form button[type=submit]")
+    await expect(agent.locator("#search-status")).to_contain_text("1 membership")
+    row = agent.locator(f"#memberships-rows tr[data-subscription='{sid}']")
+    await row.locator("button[data-action=pause]").click()
+    await expect(agent.locator("#membership-status")).to_have_attribute(
+        "data-outcome", "pause:active"
+    )
+    # The paid month is kept: the row says when the pause takes effect, and offers a resume.
+    await expect(row).to_contain_text("pauses on")
+    await expect(row.locator("button[data-action=resume]")).to_be_visible()
+    await expect(row.locator("button[data-action=pause]")).to_have_count(0)
+    await agent.screenshot(path=screenshots / "console-memberships.png", full_page=True)

@@ -106,10 +106,38 @@ async def test_the_demo_acts_on_demo_ids_only(site: Site) -> None:
             await http.post("/demo/customers/c42/tabs/tab_x/settle"),
             await http.post("/demo/customers/c42/tabs/tab_x/cap", json={"cap_minor": 900}),
             await http.post("/demo/rooms/alice/feed-token"),
+            await http.get("/demo/rooms/alice/catalog"),
+            await http.put("/demo/rooms/alice/catalog/dance", json={"name": "Dance"}),
+            await http.delete("/demo/rooms/alice/catalog/dance"),
+            await http.get("/demo/rooms/alice/requests"),
         ]
     assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [
         (403, "not_a_demo_id")
     ] * len(refused)
+
+
+async def test_the_demo_edits_a_menu_as_the_catalog_api_does(site: Site) -> None:
+    room = unique("room")
+    dance = {"name": "Dance", "kind": "request", "prices": {"USD": 300}}
+    async with httpx.AsyncClient(base_url=f"{site.base}/demo/rooms/{room}", timeout=10) as http:
+        assert (await http.put("/catalog/dance", json=dance)).status_code == 200
+        bad = await http.put("/catalog/dance", json={**dance, "prices": {"USD": 1.5}})
+        huge = await http.put("/catalog/dance", json={**dance, "name": "x" * 4_000})
+        catalog = (await http.get("/catalog")).json()
+        queue = (await http.get("/requests")).json()
+        removed = await http.delete("/catalog/dance")
+        gone = await http.delete("/catalog/dance")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_amount")
+    # The demo's own bound on bodies, below the API's.
+    assert (huge.status_code, huge.json()["error"]["code"]) == (413, "body_too_large")
+    assert [item["item_id"] for item in catalog["items"]] == ["dance"]
+    assert [item["item_id"] for item in catalog["site_unlocks"]] == ["site.hd"]
+    assert queue == {"room": room, "requests": []}
+    assert removed.status_code == 200
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "item_not_found")
+    async with site.api() as http:
+        api_catalog = (await http.get(f"/v1/rooms/{room}/catalog")).json()
+    assert api_catalog["items"] == []
 
 
 async def test_the_demo_opens_tabs_through_the_http_api(site: Site) -> None:

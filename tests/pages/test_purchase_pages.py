@@ -82,6 +82,12 @@ async def test_a_viewer_buys_from_the_menu_and_the_model_answers(pages: Pages, s
     await expect(alerts.nth(1)).to_have_text("Bob tipped $2.00: Song")
     await expect(alerts.nth(2)).to_have_text("Bob tipped $1.50: HD for this show")
 
+    # Her console's feed lists each purchase as it comes.
+    feed = model.locator("#feed li[data-event='purchase']")
+    await expect(feed).to_have_count(3)
+    await expect(feed.nth(2)).to_contain_text("Bob asked for Dance “the slow one”")
+    await expect(feed.nth(0)).to_contain_text("Bob unlocked HD for this show")
+
     # The model's queue holds the two requests, with the viewer's name and message.
     queue = model.locator("#request-queue li")
     await expect(queue).to_have_count(2)

@@ -264,3 +264,48 @@ async def test_a_post_pay_capture_is_invoiced_and_listed_with_its_country(
     with pytest.raises(Refused) as missing:
         await backend.invoice("P1999-0000001")
     assert missing.value.code == "invoice_not_found"
+
+
+async def test_seats_and_add_ons_through_the_api(server: TipmeterProcess) -> None:
+    backend = Backend(server.base_url, API_KEY)
+    await backend.create_plan(
+        {
+            "plan_id": "team",
+            "kind": "site",
+            "tiers": {"mode": "volume", "unit": "seat"},
+            "prices": {
+                "EUR": {
+                    "price_minor": 0,
+                    "tiers": [
+                        {"up_to": 10, "unit_minor": 500},
+                        {"up_to": None, "unit_minor": 400},
+                    ],
+                }
+            },
+            "addons": [{"addon_id": "hd", "prices": {"EUR": 300}, "quantity_max": 2}],
+        }
+    )
+    sub = await backend.subscribe(
+        "dora",
+        "team",
+        "EUR",
+        "tok_visa",
+        country="DE",
+        country_evidence="billing_address",
+        idempotency_key="signup-dora",
+        quantity=12,
+        addons=[{"addon_id": "hd", "quantity": 1}],
+    )
+    assert (sub["quantity"], sub["addons"]) == (12, [{"addon_id": "hd", "quantity": 1}])
+    assert sub["next_price_minor"] == 12 * 400 + 300
+    [invoice] = await backend.invoices(sub["subscription_id"])
+    assert invoice["total_minor"] == 12 * 400 + 300
+    changed = await backend.change_items(sub["subscription_id"], 3)
+    assert (changed["quantity"], changed["addons"], changed["next_price_minor"]) == (3, [], 1500)
+    assert changed["adjustment_minor"] < 0  # a credit for the unused seats and add-on
+    with pytest.raises(Refused) as refused:
+        await backend.change_items(sub["subscription_id"], 3, [{"addon_id": "hd", "quantity": 3}])
+    assert refused.value.code == "items_invalid"
+    with pytest.raises(Refused) as refused:
+        await backend.change_items(sub["subscription_id"], 0)
+    assert refused.value.code == "invalid_field"

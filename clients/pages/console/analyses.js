@@ -1,4 +1,4 @@
-// The console's analyses: four charts drawn by Chart.js (served by tipmeter itself, the global
+// The console's analyses: seven charts drawn by Chart.js (served by tipmeter itself, the global
 // `Chart` of its UMD build), each with its CSV download. Amounts come in integer minor units;
 // they are divided by the currency's minor-unit scale only to be drawn.
 
@@ -146,9 +146,77 @@ function drawTopModels(body, unit) {
   });
 }
 
+function drawMrr(body, unit) {
+  const labels = buckets(body.rows);
+  draw("mrr", {
+    type: "line",
+    data: {
+      labels,
+      datasets: [
+        { label: "recurring revenue / month", borderColor: "#c792ea", yAxisID: "y",
+          data: byBucket(body.rows, labels, (row) => row.mrr_minor / unit) },
+        { label: "paid-up memberships", borderColor: "#8ab4ff", yAxisID: "n",
+          data: byBucket(body.rows, labels, (row) => row.subscriptions_n) },
+      ],
+    },
+    options: {
+      scales: {
+        y: { position: "left", beginAtZero: true },
+        n: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } },
+      },
+    },
+  });
+}
+
+function drawChurn(body) {
+  const labels = buckets(body.rows);
+  draw("churn", {
+    type: "bar",
+    data: {
+      labels,
+      datasets: [
+        { label: "ended", backgroundColor: "#ff6b6b", yAxisID: "n",
+          data: byBucket(body.rows, labels, (row) => row.ended_n) },
+        { label: "churn %", type: "line", yAxisID: "rate", borderColor: "#ffcc4d",
+          data: byBucket(body.rows, labels, (row) => row.churn_bp / 100) },
+      ],
+    },
+    options: {
+      scales: {
+        n: { position: "left", beginAtZero: true },
+        rate: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } },
+      },
+    },
+  });
+}
+
+function drawTrials(body) {
+  const labels = buckets(body.rows);
+  draw("trials", {
+    type: "bar",
+    data: {
+      labels,
+      datasets: [
+        { label: "trials ended", backgroundColor: "#b3a8c4", yAxisID: "n",
+          data: byBucket(body.rows, labels, (row) => row.trials_ended_n) },
+        { label: "converted", backgroundColor: "#4cd490", yAxisID: "n",
+          data: byBucket(body.rows, labels, (row) => row.converted_n) },
+        { label: "conversion %", type: "line", yAxisID: "rate", borderColor: "#ffcc4d",
+          data: byBucket(body.rows, labels, (row) => row.conversion_bp / 100) },
+      ],
+    },
+    options: {
+      scales: {
+        n: { position: "left", beginAtZero: true },
+        rate: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false } },
+      },
+    },
+  });
+}
+
 const DRAW = {
   revenue: drawRevenue, refunds: drawRefunds, collection: drawCollection,
-  "top-models": drawTopModels,
+  "top-models": drawTopModels, mrr: drawMrr, churn: drawChurn, trials: drawTrials,
 };
 
 async function currencies() {

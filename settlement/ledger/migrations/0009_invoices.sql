@@ -40,12 +40,17 @@ CREATE INDEX invoices_credits ON invoices (credits_invoice_id) WHERE credits_inv
 -- so a credit note's line credits the invoice line it names.
 ALTER TABLE invoice_lines ADD COLUMN line_key text NOT NULL DEFAULT '';
 
--- Receipts of Post Pay invoices and credit notes, each sent at most once.
+-- Receipts of Post Pay invoices and credit notes: a row written with the document (an outbox:
+-- a process that dies after the commit leaves it pending), claimed by one sender
+-- ('sending'), then marked with how it went. At most once: a claimed row is never sent again.
 CREATE TABLE invoice_notices (
     invoice_id text PRIMARY KEY REFERENCES invoices (invoice_id),
-    status text NOT NULL,
-    at timestamptz NOT NULL
+    status text NOT NULL DEFAULT 'pending' CHECK (length(status) BETWEEN 1 AND 40),
+    created_at timestamptz NOT NULL,
+    sent_at timestamptz
 );
+
+CREATE INDEX invoice_notices_pending ON invoice_notices (created_at) WHERE status = 'pending';
 
 -- Graduated and volume price tiers count a quantity (seats, members); add-ons are further
 -- priced items on a subscription (settlement/subscriptions/plans.py).

@@ -20,15 +20,14 @@ $$;
 CREATE TRIGGER subscriptions_notify_insert AFTER INSERT ON subscriptions
     FOR EACH ROW EXECUTE FUNCTION notify_subscription_changed();
 
+-- Every column but a worker's bookkeeping is something a member sees (the row as JSON, less
+-- those columns): so a column added later (a pause, items, add-ons) is covered without a change
+-- here, and a claim alone announces nothing.
 CREATE TRIGGER subscriptions_notify_update AFTER UPDATE ON subscriptions
     FOR EACH ROW
-    WHEN ((OLD.state, OLD.plan_id, OLD.period_no, OLD.period_start, OLD.period_end,
-           OLD.paid_periods, OLD.adjustment_minor, OLD.cancel_at, OLD.cancel_mode,
-           OLD.past_due_since, OLD.ended_at, OLD.payment_method, OLD.card_expires)
+    WHEN ((to_jsonb(OLD) - 'lease_until' - 'next_action_at' - 'updated_at' - 'card_notice_for')
           IS DISTINCT FROM
-          (NEW.state, NEW.plan_id, NEW.period_no, NEW.period_start, NEW.period_end,
-           NEW.paid_periods, NEW.adjustment_minor, NEW.cancel_at, NEW.cancel_mode,
-           NEW.past_due_since, NEW.ended_at, NEW.payment_method, NEW.card_expires))
+          (to_jsonb(NEW) - 'lease_until' - 'next_action_at' - 'updated_at' - 'card_notice_for'))
     EXECUTE FUNCTION notify_subscription_changed();
 
 ALTER TABLE collection_cases DROP CONSTRAINT collection_cases_origin_check;

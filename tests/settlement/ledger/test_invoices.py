@@ -10,8 +10,12 @@ totals equal the ledger's.
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
+import mailbox
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from metering.clock import FakeClock
@@ -25,13 +29,19 @@ from settlement.ledger.ledger import Ledger
 from settlement.ledger.settlements import settlement_id_of
 from settlement.ledger.tax import tax_line
 from settlement.ledger.times import at
+from settlement.notify.log import LogNotifier
+from settlement.notify.smtp import SmtpConfig, SmtpNotifier
 from settlement.queue import request_settlement
+from settlement.receipts import CATALOGUE, Receipts
 from settlement.refunds.policy import Reason
 from settlement.refunds.service import RefundRequest, Refunds
 from settlement.sandbox import SandboxGateway
 from settlement.subscriptions import export
 from tests.metering.helpers import tip
 from tests.settlement.helpers import make_worker, open_backed_tab
+from tests.settlement.notify.test_notify import smtp_server
+
+__all__ = ["smtp_server"]
 
 DAY_MS = 86_400_000
 
@@ -46,6 +56,7 @@ async def _captured(
     country: str,
     tips: tuple[tuple[str, int, str], ...] = (("t1", 301, "roomA"), ("t2", 250, "roomB")),
     show_s: int = 90,
+    language: str = "en",
 ) -> TabRef:
     """A tab of ``customer`` in ``country`` (recorded on its hold, as the API does), tipped,
     with a show of ``show_s`` seconds in roomA at 1.20 a minute, settled by the worker."""
@@ -66,7 +77,9 @@ async def _captured(
             amount_minor=tab.cap_minor,
             expires_at_ms=tab.capture_before_ms,
             recorded_at_ms=clock.now_ms(),
-            customer=HoldCustomer(country, "card country" if country else "", "fan@example.com"),
+            customer=HoldCustomer(
+                country, "card country" if country else "", f"{customer}@example.com", language
+            ),
         )
     )
     for tip_id, amount, room in tips:
@@ -262,3 +275,79 @@ async def test_the_export_of_captures_and_credit_notes_equals_the_ledger(
     datev = export.datev_csv(found, since, until)
     assert export.datev_totals(datev) == {"USD": booked["USD"].total_minor}
     assert any(row.split(";")[1] == "H" for row in datev.splitlines()[2:])
+
+
+async def test_receipts_of_an_invoice_and_its_credit_note_are_mailed_once_in_the_language(
+    meter: Meter,
+    gateway: SandboxGateway,
+    ledger: Ledger,
+    clock: FakeClock,
+    smtp_server: tuple[int, Path],
+) -> None:
+    port, maildir = smtp_server
+    ref = await _captured(
+        meter, gateway, ledger, clock, customer="c-mail", country="DE", language="de"
+    )
+    await _captured(meter, gateway, ledger, clock, customer="c-nomail", country="DE", show_s=0)
+    async with ledger.database.connection() as conn:
+        await conn.execute("UPDATE holds SET email = '' WHERE customer = 'c-nomail'")
+    answer = await _refunds(ledger, gateway, clock).request(
+        RefundRequest(
+            "rf-mail",
+            ref,
+            Reason.GOODWILL,
+            amount_minor=100,
+            override_by="s",
+            override_reason="goodwill",
+        )
+    )
+    assert answer.body["status"] == "succeeded", answer.body
+    receipts = Receipts(ledger.database, SmtpNotifier(SmtpConfig("127.0.0.1", port)))
+
+    assert await receipts.send_due(clock.now_ms()) == {"sent": 2, "no_address": 1}
+    assert await receipts.send_due(clock.now_ms()) == {}  # each at most once
+
+    documents = {d["kind"]: d for d in await _documents(ledger, "c-mail")}
+    invoice, note = documents["invoice"], documents["credit_note"]
+    mails = {}
+    for found in mailbox.Maildir(maildir, create=False):
+        mail = email.message_from_bytes(found.as_bytes(), policy=email.policy.default)
+        assert str(mail["To"]) == "c-mail@example.com"
+        body = mail.get_body(preferencelist=("plain",))
+        assert body is not None
+        mails[str(mail["Subject"])] = body.get_content()
+    assert set(mails) == {
+        f"Ihre Rechnung {invoice['invoice_id']}",
+        f"Ihre Gutschrift {note['invoice_id']}",
+    }
+    credit = mails[f"Ihre Gutschrift {note['invoice_id']}"]
+    assert f"Korrigiert die Rechnung: {invoice['invoice_id']}" in credit
+    assert "Gesamt: -1.00 USD" in credit
+    async with ledger.database.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT status, count(*) AS n FROM invoice_notices GROUP BY status"
+        )
+        assert {row["status"]: row["n"] for row in await cursor.fetchall()} == {
+            "sent": 2,
+            "no_address": 1,
+        }
+
+
+def test_a_receipt_renders_in_every_language_escaped(ledger: Ledger) -> None:
+    receipts = Receipts(ledger.database, LogNotifier())
+    document = {
+        "invoice_id": "CN2026-0000001",
+        "kind": "credit_note",
+        "currency": "EUR",
+        "credits_invoice_id": "P2026-0000001",
+        "net_minor": -82,
+        "tax_minor": -18,
+        "total_minor": -100,
+        "lines": [{"description": "refund: <b>tips</b>", "total_minor": -100}],
+    }
+    for language in (*CATALOGUE, "xx"):
+        message = receipts.render(document, "a@example.com", language)
+        assert message.subject.endswith("CN2026-0000001")
+        assert "-1.00 EUR" in message.text
+        assert "&lt;b&gt;tips&lt;/b&gt;" in message.html
+        assert "<b>tips</b>" in message.text

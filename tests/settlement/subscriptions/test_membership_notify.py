@@ -70,6 +70,10 @@ async def test_each_change_is_notified_on_commit_and_a_claim_or_a_rollback_is_no
 
         assert (await world.subs.change_plan("n1", "gold", now)).code is SubCode.APPLIED
         assert await _next(listener) == "carol n1"
+        # A pause asked for (it takes effect at the period's end): a column added after this
+        # trigger (migration 0012) is announced too.
+        assert (await world.subs.pause("n1", now)).code is SubCode.APPLIED
+        assert await _next(listener) == "carol n1"
         cancelled = await world.subs.cancel("n1", CancelMode.NOW, now)
         assert cancelled.code is SubCode.APPLIED
         assert await _next(listener) == "carol n1"

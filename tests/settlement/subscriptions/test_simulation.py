@@ -44,12 +44,16 @@ async def test_a_year_of_memberships_charges_each_period_once_and_adds_up(
     assert figures.numbering_gaps == 0, figures
     assert figures.export_off == 0, figures
     assert figures.unbalanced == 0, figures
+    assert figures.credits_off == 0, figures
     # The simulation exercised what it claims to (else its zeros prove nothing).
     assert figures.periods_paid > subscriptions, figures
     assert figures.periods_free > 0, figures
     assert figures.declines > 0, figures
     assert figures.cards_updated > 0, figures
     assert figures.changes > 0, figures
+    assert figures.item_changes > 0, figures
+    assert figures.tabs > 0, figures
+    assert figures.credit_notes == figures.refunds > 0, figures
     assert sum(figures.cancels.values()) > 0, figures
     assert figures.states["expired"] > 0, figures
     assert figures.states["cancelled"] > 0, figures
