@@ -347,16 +347,8 @@ class MoneyCore(RuleBasedStateMachine):
         elif previous is not None:
             same = (previous.tab_id, previous.room, previous.amount) == (tab_id, room, amount)
             expected = Code.DUPLICATE if same else Code.ID_REUSED
-        elif currency != tab.currency:
-            expected = Code.CURRENCY_MISMATCH
-        elif tab.frozen:
-            expected = Code.TAB_NOT_OPEN
-        elif tab.accrued + discounted_minor(amount, tab.dbp["tip"]) > tab.cap:
-            expected = Code.OVER_CAP
-        elif self._lines(tab) >= LIMITS.tab_lines_max:
-            expected = Code.LINES_FULL
         else:
-            expected = Code.APPLIED
+            expected = self._charge_outcome(tab, currency, discounted_minor(amount, tab.dbp["tip"]))
         assert result.code is expected, (result, amount, tab)
         MoneyCore.seen[expected] += 1
         if expected is Code.APPLIED:
@@ -548,6 +540,20 @@ class MoneyCore(RuleBasedStateMachine):
     def _lines(tab: ModelTab) -> int:
         return len(tab.lines) + len(tab.sessions) + len(tab.buys)
 
+    def _charge_outcome(self, tab: ModelTab, currency: str, charged: int) -> Code:
+        """What ``tab`` answers a valid new tip or purchase charging ``charged`` in ``currency``:
+        apply_tips.lua and apply_purchase.lua check in this same order (the model never fills
+        an outbox, so never expects busy)."""
+        if currency != tab.currency:
+            return Code.CURRENCY_MISMATCH
+        if tab.frozen:
+            return Code.TAB_NOT_OPEN
+        if tab.accrued + charged > tab.cap:
+            return Code.OVER_CAP
+        if self._lines(tab) >= LIMITS.tab_lines_max:
+            return Code.LINES_FULL
+        return Code.APPLIED
+
     @rule(data=st.data())
     def retry_a_purchase(self, data: st.DataObject) -> None:
         """Send an applied purchase again, mostly unchanged (a retry), sometimes altered."""
@@ -603,16 +609,8 @@ class MoneyCore(RuleBasedStateMachine):
                 amount,
             )
             expected = Code.DUPLICATE if same else Code.ID_REUSED
-        elif currency != tab.currency:
-            expected = Code.CURRENCY_MISMATCH
-        elif tab.frozen:
-            expected = Code.TAB_NOT_OPEN
-        elif tab.accrued + amount > tab.cap:
-            expected = Code.OVER_CAP
-        elif self._lines(tab) >= LIMITS.tab_lines_max:
-            expected = Code.LINES_FULL
         else:
-            expected = Code.APPLIED
+            expected = self._charge_outcome(tab, currency, amount)
         assert result.code is expected, (result, amount, tab)
         MoneyCore.seen_buys[f"buy:{expected}"] += 1
         if expected is Code.APPLIED:
