@@ -29,6 +29,18 @@ local function in_states(set, state)
   return state ~= nil and string.find(set, ',' .. state .. ',', 1, true) ~= nil
 end
 
+-- Charge `amount` to a tab as its line `seq` (a tip or a purchase): the accrued total grows, the
+-- tab is marked exhausted (the cap_reached settlement trigger) once less than `exhausted_below`
+-- is left, and its version moves on. The new accrued total and version.
+local function accrue(tab_key, cap, accrued, amount, seq, now_ms, exhausted_below)
+  accrued = accrued + amount
+  redis.call('HSET', tab_key, 'accrued', int(accrued), 'seq', int(seq), 'active_at', int(now_ms))
+  if cap - accrued < exhausted_below then
+    redis.call('HSETNX', tab_key, 'exhausted_at', int(now_ms))
+  end
+  return accrued, redis.call('HINCRBY', tab_key, 'ver', 1)
+end
+
 -- Announce a tab's balance on its customer's sharded channel (tm:{c:C}:live), so that every
 -- server process holding a connection of that customer pushes it. `channel` is always passed
 -- in KEYS, so Redis Cluster routes and checks it like a key of the customer's tag.

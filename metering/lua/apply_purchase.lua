@@ -82,12 +82,7 @@ if redis.call('XLEN', outbox_key) >= outbox_max then
 end
 
 local share = floor_div(amount * payout_bp, 10000)
-accrued = accrued + amount
-redis.call('HSET', tab_key, 'accrued', int(accrued), 'seq', int(seq), 'active_at', int(now_ms))
-if cap - accrued < exhausted_below then
-  redis.call('HSETNX', tab_key, 'exhausted_at', int(now_ms))
-end
-ver = redis.call('HINCRBY', tab_key, 'ver', 1)
+accrued, ver = accrue(tab_key, cap, accrued, amount, seq, now_ms, exhausted_below)
 redis.call('HSET', lines_key, 'buy:' .. purchase_id, cmsgpack.pack({
   kind = 'purchase', id = purchase_id, seq = seq, at = now_ms, room = room,
   amount = amount, bp = payout_bp, share = share, item = item_id, name = item_name,

@@ -97,12 +97,7 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, device
   end
 
   local share = floor_div(amount * payout_bp, 10000)
-  accrued = accrued + amount
-  redis.call('HSET', tab_key, 'accrued', int(accrued), 'seq', int(seq), 'active_at', int(now_ms))
-  if cap - accrued < exhausted_below then
-    redis.call('HSETNX', tab_key, 'exhausted_at', int(now_ms))
-  end
-  ver = redis.call('HINCRBY', tab_key, 'ver', 1)
+  accrued, ver = accrue(tab_key, cap, accrued, amount, seq, now_ms, exhausted_below)
   -- The message rides on the line (bounded by the caller's message_chars_max) so that the
   -- ledger keeps it for a dispute's evidence after the stream has trimmed the event.
   redis.call('HSET', lines_key, 'tip:' .. tip_id, cmsgpack.pack({

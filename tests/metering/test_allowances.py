@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from metering.allowances import AllowanceKind, Grant, read_reserve, reserve
+from metering.allowances import AllowanceKind, Grant, Reserve, read_reserve, reserve
 from metering.clock import FakeClock
 from metering.meter import Meter
 from metering.money import BP_ONE, discounted_minor, prorate_minor
@@ -34,6 +34,12 @@ async def _tab(meter: Meter, ref: TabRef) -> Tab:
     tab = await meter.tabs.read(ref)
     assert tab is not None
     return tab
+
+
+async def _reserves(meter: Meter, ref: TabRef) -> dict[AllowanceKind, Reserve]:
+    reserves = await read_reserve(meter.store, ref)
+    assert reserves is not None
+    return reserves
 
 
 def _line(tab: Tab, line_id: str) -> Line:
@@ -64,8 +70,7 @@ async def test_free_seconds_run_out_in_the_middle_of_a_tick(meter: Meter, clock:
     assert (line.seconds, line.covered_s, line.amount_minor, line.saved_minor) == (6, 5, 10, 50)
     assert line.session_kind == "private"
     assert tab.accrued_minor == sum(line.amount_minor for line in tab.lines) == 10
-    reserves = await read_reserve(meter.store, ref)
-    assert reserves is not None
+    reserves = await _reserves(meter, ref)
     assert (reserves[PRIVATE].reserved_s, reserves[PRIVATE].left_s) == (5, 0)
 
 
@@ -82,8 +87,7 @@ async def test_cap_and_allowance_both_bind_in_one_tick(meter: Meter, clock: Fake
     tab = await _tab(meter, ref)
     assert tab.accrued_minor == tab.cap_minor == sum(line.amount_minor for line in tab.lines)
     assert _line(tab, "sess:s1").covered_s == 3
-    reserves = await read_reserve(meter.store, ref)
-    assert reserves is not None
+    reserves = await _reserves(meter, ref)
     assert reserves[PRIVATE].left_s == 0
 
 
@@ -96,8 +100,7 @@ async def test_a_start_that_does_not_fit_takes_nothing_from_the_reserve(meter: M
     )
     # 60 s minimum: 10 free, 50 at 10 a second is 500 > 100.
     assert (result.code, result.needed_minor) == (Code.INSUFFICIENT_CAP, 400)
-    reserves = await read_reserve(meter.store, ref)
-    assert reserves is not None
+    reserves = await _reserves(meter, ref)
     assert reserves[PRIVATE].left_s == 10
 
 
@@ -117,8 +120,7 @@ async def test_two_sessions_share_one_reserve_and_never_overdraw_it(
     assert tab.accrued_minor == prorate_minor(600, 11 - covered[0]) + prorate_minor(
         600, 11 - covered[1]
     )
-    reserves = await read_reserve(meter.store, ref)
-    assert reserves is not None
+    reserves = await _reserves(meter, ref)
     assert reserves[PRIVATE].left_s == 0
 
 
@@ -177,8 +179,7 @@ async def test_a_reservation_enters_a_tab_once_and_only_while_it_spends(meter: M
     assert await reserve(meter.store, ref, "sub1/1", grants) is Code.APPLIED
     assert await reserve(meter.store, ref, "sub1/1", grants) is Code.DUPLICATE
     assert await reserve(meter.store, ref, "sub2/4", [Grant(PRIVATE, 30, 50)]) is Code.APPLIED
-    reserves = await read_reserve(meter.store, ref)
-    assert reserves is not None
+    reserves = await _reserves(meter, ref)
     assert (reserves[PRIVATE].reserved_s, reserves[PRIVATE].left_s) == (90, 90)
     assert reserves[PRIVATE].discount_bp == 50
     assert reserves[AllowanceKind.SPY].discount_bp == 100

@@ -82,19 +82,29 @@ def test_format_minor_is_for_people() -> None:
     assert format_minor(500, "JPY") == "500 JPY"
 
 
+def _lua_on_pairs(
+    redis_server: RedisServer, function: str, pairs: list[tuple[int, int]]
+) -> list[int]:
+    """What the prelude's two-argument ``function`` returns on each pair, run in real Redis."""
+    script = (LUA_DIR / "_prelude.lua").read_text() + (
+        "local out = {}\n"
+        "for i = 1, #ARGV, 2 do\n"
+        f"  out[#out + 1] = int({function}(tonumber(ARGV[i]), tonumber(ARGV[i + 1])))\n"
+        "end\n"
+        "return out\n"
+    )
+    got: list[int] = []
+    with redis.Redis(port=redis_server.tcp_port) as client:
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start : start + 500]
+            got += [
+                int(g) for g in client.eval(script, 0, *[str(v) for pair in chunk for v in pair])
+            ]
+    return got
+
+
 def test_lua_floor_div_agrees_with_python_up_to_the_hard_bounds(redis_server: RedisServer) -> None:
     """The prelude's floor_div must equal Python's // wherever the products can reach."""
-    prelude = (LUA_DIR / "_prelude.lua").read_text()
-    script = (
-        prelude
-        + """
-local out = {}
-for i = 1, #ARGV, 2 do
-  out[#out + 1] = int(floor_div(tonumber(ARGV[i]), tonumber(ARGV[i + 1])))
-end
-return out
-"""
-    )
     rng = random.Random(53)
     pairs: list[tuple[int, int]] = []
     for _ in range(2_000):
@@ -108,28 +118,13 @@ return out
         seconds = rng.randrange(0, 10**7)
         pairs.append((rate * seconds, 60))
     pairs += [(AMOUNT_LIMIT_MINOR - 1, 10_000), (10_000 * 900_000_000_000 - 1, 10_000)]
-    with redis.Redis(port=redis_server.tcp_port) as client:
-        for start in range(0, len(pairs), 500):
-            chunk = pairs[start : start + 500]
-            args = [str(v) for pair in chunk for v in pair]
-            got = client.eval(script, 0, *args)
-            assert [int(g) for g in got] == [a // b for a, b in chunk]
+    got = _lua_on_pairs(redis_server, "floor_div", pairs)
+    assert got == [a // b for a, b in pairs]
 
 
 def test_lua_discount_agrees_with_python_up_to_the_hard_bounds(redis_server: RedisServer) -> None:
     """The prelude's discounted() must equal money.discounted_minor on amounts up to the cap
     bound and on rates up to the rate bound, at every discount."""
-    prelude = (LUA_DIR / "_prelude.lua").read_text()
-    script = (
-        prelude
-        + """
-local out = {}
-for i = 1, #ARGV, 2 do
-  out[#out + 1] = int(discounted(tonumber(ARGV[i]), tonumber(ARGV[i + 1])))
-end
-return out
-"""
-    )
     rng = random.Random(17)
     pairs = [(CAP_HARD_MAX_MINOR, 9_999), (CAP_HARD_MAX_MINOR, BP_ONE), (1, 1), (0, 5_000)]
     for _ in range(2_000):
@@ -141,8 +136,5 @@ return out
             ]
         )
         pairs.append((amount, rng.randrange(0, BP_ONE + 1)))
-    with redis.Redis(port=redis_server.tcp_port) as client:
-        for start in range(0, len(pairs), 500):
-            chunk = pairs[start : start + 500]
-            got = client.eval(script, 0, *[str(v) for pair in chunk for v in pair])
-            assert [int(g) for g in got] == [discounted_minor(a, bp) for a, bp in chunk]
+    got = _lua_on_pairs(redis_server, "discounted", pairs)
+    assert got == [discounted_minor(a, bp) for a, bp in pairs]

@@ -315,16 +315,6 @@ class MoneyCore(RuleBasedStateMachine):
             tab.cap = new_cap
         assert result.code is expected, (result, new_cap, tab)
 
-    @rule(
-        tab_id=tabs,
-        tip_id=st.sampled_from(TIP_IDS),
-        room=st.sampled_from(ROOMS),
-        amount=AMOUNTS,
-        wrong_currency=st.sampled_from([False] * 7 + [True]),
-    )
-    def tip(self, tab_id: str, tip_id: str, room: str, amount: Any, wrong_currency: bool) -> None:
-        self._tip(tab_id, tip_id, room, amount, wrong_currency)
-
     @rule(data=st.data())
     def retry_an_applied_tip(self, data: st.DataObject) -> None:
         """Send an applied tip again, mostly unchanged (a retry), sometimes altered (reuse)."""
@@ -333,9 +323,16 @@ class MoneyCore(RuleBasedStateMachine):
         (_, tip_id), original = data.draw(st.sampled_from(sorted(self.applied.items())))
         altered = data.draw(st.sampled_from([False, False, False, True]))
         amount = original.amount + 1 if altered else original.amount
-        self._tip(original.tab_id, tip_id, original.room, amount, wrong_currency=False)
+        self.tip(original.tab_id, tip_id, original.room, amount, wrong_currency=False)
 
-    def _tip(self, tab_id: str, tip_id: str, room: str, amount: Any, wrong_currency: bool) -> None:
+    @rule(
+        tab_id=tabs,
+        tip_id=st.sampled_from(TIP_IDS),
+        room=st.sampled_from(ROOMS),
+        amount=AMOUNTS,
+        wrong_currency=st.sampled_from([False] * 7 + [True]),
+    )
+    def tip(self, tab_id: str, tip_id: str, room: str, amount: Any, wrong_currency: bool) -> None:
         tab = self.model[tab_id]
         currency = (
             tab.currency if not wrong_currency else next(c for c in CURRENCIES if c != tab.currency)
@@ -350,16 +347,8 @@ class MoneyCore(RuleBasedStateMachine):
         elif previous is not None:
             same = (previous.tab_id, previous.room, previous.amount) == (tab_id, room, amount)
             expected = Code.DUPLICATE if same else Code.ID_REUSED
-        elif currency != tab.currency:
-            expected = Code.CURRENCY_MISMATCH
-        elif tab.frozen:
-            expected = Code.TAB_NOT_OPEN
-        elif tab.accrued + discounted_minor(amount, tab.dbp["tip"]) > tab.cap:
-            expected = Code.OVER_CAP
-        elif self._lines(tab) >= LIMITS.tab_lines_max:
-            expected = Code.LINES_FULL
         else:
-            expected = Code.APPLIED
+            expected = self._charge_outcome(tab, currency, discounted_minor(amount, tab.dbp["tip"]))
         assert result.code is expected, (result, amount, tab)
         MoneyCore.seen[expected] += 1
         if expected is Code.APPLIED:
@@ -551,24 +540,19 @@ class MoneyCore(RuleBasedStateMachine):
     def _lines(tab: ModelTab) -> int:
         return len(tab.lines) + len(tab.sessions) + len(tab.buys)
 
-    @rule(
-        tab_id=tabs,
-        purchase_id=st.sampled_from(PURCHASE_IDS),
-        room=st.sampled_from(ROOMS),
-        item=st.sampled_from(ITEMS),
-        amount=AMOUNTS,
-        wrong_currency=st.sampled_from([False] * 7 + [True]),
-    )
-    def buy(
-        self,
-        tab_id: str,
-        purchase_id: str,
-        room: str,
-        item: tuple[str, ItemKind, int],
-        amount: Any,
-        wrong_currency: bool,
-    ) -> None:
-        self._buy(tab_id, purchase_id, room, item, amount, wrong_currency)
+    def _charge_outcome(self, tab: ModelTab, currency: str, charged: int) -> Code:
+        """What ``tab`` answers a valid new tip or purchase charging ``charged`` in ``currency``:
+        apply_tips.lua and apply_purchase.lua check in this same order (the model never fills
+        an outbox, so never expects busy)."""
+        if currency != tab.currency:
+            return Code.CURRENCY_MISMATCH
+        if tab.frozen:
+            return Code.TAB_NOT_OPEN
+        if tab.accrued + charged > tab.cap:
+            return Code.OVER_CAP
+        if self._lines(tab) >= LIMITS.tab_lines_max:
+            return Code.LINES_FULL
+        return Code.APPLIED
 
     @rule(data=st.data())
     def retry_a_purchase(self, data: st.DataObject) -> None:
@@ -579,9 +563,17 @@ class MoneyCore(RuleBasedStateMachine):
         altered = data.draw(st.sampled_from([False, False, False, True]))
         item = next(i for i in ITEMS if i[0] == original.item)
         amount = original.amount + 1 if altered else original.amount
-        self._buy(original.tab_id, purchase_id, original.room, item, amount, False)
+        self.buy(original.tab_id, purchase_id, original.room, item, amount, False)
 
-    def _buy(
+    @rule(
+        tab_id=tabs,
+        purchase_id=st.sampled_from(PURCHASE_IDS),
+        room=st.sampled_from(ROOMS),
+        item=st.sampled_from(ITEMS),
+        amount=AMOUNTS,
+        wrong_currency=st.sampled_from([False] * 7 + [True]),
+    )
+    def buy(
         self,
         tab_id: str,
         purchase_id: str,
@@ -617,16 +609,8 @@ class MoneyCore(RuleBasedStateMachine):
                 amount,
             )
             expected = Code.DUPLICATE if same else Code.ID_REUSED
-        elif currency != tab.currency:
-            expected = Code.CURRENCY_MISMATCH
-        elif tab.frozen:
-            expected = Code.TAB_NOT_OPEN
-        elif tab.accrued + amount > tab.cap:
-            expected = Code.OVER_CAP
-        elif self._lines(tab) >= LIMITS.tab_lines_max:
-            expected = Code.LINES_FULL
         else:
-            expected = Code.APPLIED
+            expected = self._charge_outcome(tab, currency, amount)
         assert result.code is expected, (result, amount, tab)
         MoneyCore.seen_buys[f"buy:{expected}"] += 1
         if expected is Code.APPLIED:
@@ -932,34 +916,34 @@ def test_every_outcome_against_the_model(redis_server: RedisServer) -> None:
         shop = str(m.open_tab("c1", "EUR", 1_000))
         dance, song, hd = ITEMS
         steps = [
-            lambda: m._buy(shop, "p1", "r1", dance, 300, False),  # applied, pending
-            lambda: m._buy(shop, "p1", "r1", dance, 300, False),  # duplicate
-            lambda: m._buy(shop, "p1", "r1", dance, 301, False),  # id_reused
-            lambda: m._buy(shop, "p2", "r1", dance, 0, False),  # invalid_amount
-            lambda: m._buy(shop, "p2", "r1", dance, 300, True),  # currency_mismatch
-            lambda: m._buy(shop, "p2", "r2", song, 900, False),  # over_cap
-            lambda: m._buy(shop, "p3", "r2", hd, 100, False),  # applied, granted
+            lambda: m.buy(shop, "p1", "r1", dance, 300, False),  # applied, pending
+            lambda: m.buy(shop, "p1", "r1", dance, 300, False),  # duplicate
+            lambda: m.buy(shop, "p1", "r1", dance, 301, False),  # id_reused
+            lambda: m.buy(shop, "p2", "r1", dance, 0, False),  # invalid_amount
+            lambda: m.buy(shop, "p2", "r1", dance, 300, True),  # currency_mismatch
+            lambda: m.buy(shop, "p2", "r2", song, 900, False),  # over_cap
+            lambda: m.buy(shop, "p3", "r2", hd, 100, False),  # applied, granted
             lambda: m._void("c1", "p3", PurchaseEvent.DECLINE),  # an unlock: not pending
             lambda: m._void("c1", "p1", PurchaseEvent.DECLINE),  # applied: the cap is freed
             lambda: m._void("c1", "p1", PurchaseEvent.DECLINE),  # duplicate
             lambda: m._fulfil("c1", "p1"),  # voided: not pending
-            lambda: m._buy(shop, "p2", "r2", song, 800, False),  # fits now: applied
+            lambda: m.buy(shop, "p2", "r2", song, 800, False),  # fits now: applied
             lambda: m._void("c1", "p2", PurchaseEvent.EXPIRE),  # not_due
             lambda: m._fulfil("c1", "p2"),  # applied
             lambda: m._fulfil("c1", "p2"),  # duplicate
             lambda: m._fulfil("c1", "nope"),  # purchase_not_found
             lambda: m._void("c1", "nope", PurchaseEvent.DECLINE),  # purchase_not_found
-            lambda: m._buy(shop, "p4", "r1", dance, 10, False),  # the fourth line
-            lambda: m._buy(shop, "p5", "r1", dance, 10, False),  # lines_full
+            lambda: m.buy(shop, "p4", "r1", dance, 10, False),  # the fourth line
+            lambda: m.buy(shop, "p5", "r1", dance, 10, False),  # lines_full
             lambda: m.expire_after("c1", "p4", song[2]),  # the deadline passed: applied
-            lambda: m._buy(str(small), "p6", "r1", dance, 10, False),  # tab_not_open
+            lambda: m.buy(str(small), "p6", "r1", dance, 10, False),  # tab_not_open
         ]
         for step in steps:
             step()
             m.redis_agrees_with_the_model()
         late = str(m.open_tab("c2", "USD", 1_000))
         steps = [
-            lambda: m._buy(late, "p7", "r1", song, 100, False),
+            lambda: m.buy(late, "p7", "r1", song, 100, False),
             lambda: m.freeze(late, "merchant", now=True),
             lambda: m._void("c2", "p7", PurchaseEvent.DECLINE),  # frozen: tab_not_open
         ]

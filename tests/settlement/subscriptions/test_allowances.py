@@ -31,11 +31,16 @@ VIP = [
 ]
 
 
-async def _member(world: World, customer: str = "c1") -> None:
-    await world.subs.put_plan(plan("vip", allowances=VIP), world.clock.now_ms())
-    created = await world.subs.create(signup("s1", "vip", customer=customer), world.clock.now_ms())
+async def _member(meter: Meter, ledger: Ledger, clock: FakeClock) -> Subscriptions:
+    """Make c1 a VIP member (subscription s1) and price alice's private shows at 600 a minute;
+    the subscriptions service that sees the meter, for reading what is left of the allowance."""
+    world = World(ledger, clock)
+    await world.subs.put_plan(plan("vip", allowances=VIP), clock.now_ms())
+    created = await world.subs.create(signup("s1", "vip", customer="c1"), clock.now_ms())
     assert created.code is SubCode.APPLIED
     await world.run()
+    await meter.sessions.set_rates("alice", {SessionKind.PRIVATE: Rate(600)})
+    return Subscriptions(ledger.database, world.processors, meter_store=meter.store)
 
 
 async def _reserve(meter: Meter, ledger: Ledger, ref: TabRef) -> list[str]:
@@ -81,10 +86,7 @@ async def _settle(
 async def test_a_member_with_60_free_seconds_watches_90_and_pays_for_30(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger, clock: FakeClock
 ) -> None:
-    world = World(ledger, clock)
-    await _member(world)
-    subs = Subscriptions(ledger.database, world.processors, meter_store=meter.store)
-    await meter.sessions.set_rates("alice", {SessionKind.PRIVATE: Rate(600)})
+    subs = await _member(meter, ledger, clock)
     ref = await open_backed_tab(meter, gateway, "c1")
     assert await _reserve(meter, ledger, ref) == ["s1/1"]
     assert await _reserve(meter, ledger, ref) == ["s1/1"]  # a retry reserves nothing more
@@ -124,10 +126,7 @@ async def test_a_member_with_60_free_seconds_watches_90_and_pays_for_30(
 async def test_the_allowance_is_never_in_two_tabs_and_what_is_unused_returns(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger, clock: FakeClock
 ) -> None:
-    world = World(ledger, clock)
-    await _member(world)
-    subs = Subscriptions(ledger.database, world.processors, meter_store=meter.store)
-    await meter.sessions.set_rates("alice", {SessionKind.PRIVATE: Rate(600)})
+    subs = await _member(meter, ledger, clock)
     usd = await open_backed_tab(meter, gateway, "c1", currency="USD")
     eur = await open_backed_tab(meter, gateway, "c1", currency="EUR")
     assert await _reserve(meter, ledger, usd) == ["s1/1"]
@@ -161,9 +160,7 @@ async def test_the_allowance_is_never_in_two_tabs_and_what_is_unused_returns(
 async def test_a_member_tab_with_a_show_the_allowance_paid_whole_can_be_refunded(
     meter: Meter, gateway: SandboxGateway, ledger: Ledger, clock: FakeClock
 ) -> None:
-    world = World(ledger, clock)
-    await _member(world)
-    await meter.sessions.set_rates("alice", {SessionKind.PRIVATE: Rate(600)})
+    await _member(meter, ledger, clock)
     ref = await open_backed_tab(meter, gateway, "c1")
     await _reserve(meter, ledger, ref)
     await _watch(meter, clock, ref, 30, "free-show")  # all 30 s free: a line of 0
