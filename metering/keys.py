@@ -43,6 +43,7 @@ key                                      type    what it holds
 ``tm:{r:R}:resolved``                     zset    "C/T/P" of R's last resolved requests (bounded)
 ``tm:{r:R}:sold``                         hash    R's limit counters per viewer and per show
 ``tm:{buys}:due``                         zset    "R/C/P" of pending requests → deadline (ms)
+``tm:{buys}:refunds``                     zset    "R/C/P" voided after the freeze → next refund try
 =======================================  ======  =============================================
 """
 
