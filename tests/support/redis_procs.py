@@ -63,7 +63,8 @@ class LocalCluster:
         return tuple(f"127.0.0.1:{node.port}" for node in self.nodes)
 
     def start(self, timeout_s: float = 30) -> None:
-        """Start the nodes, assign slots, meet, attach replicas, wait for ``cluster_state:ok``."""
+        """Start the nodes, assign slots, meet, attach replicas; return at ``cluster_state:ok``
+        with every replica in sync with its primary."""
         count = self.primaries * (1 + self.replicas_per_primary)
         try:
             for _ in range(count):
@@ -87,12 +88,26 @@ class LocalCluster:
                     raise TimeoutError("cluster nodes did not meet")
                 time.sleep(0.05)
             ids = [_command(c, "CLUSTER", "MYID").decode() for c in clients]
+            for c in clients[: self.primaries]:
+                # Send a replica its first copy at once, not after the 5 s wait for more
+                # replicas (a test may kill a primary soon after the start).
+                _command(c, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
             for index in range(self.primaries, count):
                 primary = (index - self.primaries) % self.primaries
                 _command(clients[index], "CLUSTER", "REPLICATE", ids[primary])
             while not all(b"cluster_state:ok" in _command(c, "CLUSTER", "INFO") for c in clients):
                 if time.monotonic() > deadline:
                     raise TimeoutError("cluster did not reach cluster_state:ok")
+                time.sleep(0.05)
+            # A replica that has not finished its first copy refuses to take over (its data
+            # is older than cluster-replica-validity-factor allows): a primary killed then
+            # stays failed for good. Return once every replica holds its copy.
+            while not all(
+                _command(c, "INFO", "replication").get("master_link_status") == "up"
+                for c in clients[self.primaries :]
+            ):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the replicas did not finish their first copy")
                 time.sleep(0.05)
             for c in clients:
                 c.close()
