@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -148,13 +149,19 @@ async def tip_until_answered(
     """Send one tip of 1 USD until it is answered applied or duplicate (the same id every time:
     at most one applies), while the server answers that it cannot now."""
 
+    refusals: Counter[str] = Counter()
+
     async def answered() -> bool:
         try:
             await viewer.tip(room, 1, "USD", tip_id=tip_id)
         except Refused as refused:
             if refused.code not in RETRYABLE:
                 raise
+            refusals[f"{refused.code}: {refused.message}"] += 1
             return False
         return True
 
-    await eventually(answered, timeout_s=timeout_s, interval_s=interval_s, what=f"tip {tip_id}")
+    try:
+        await eventually(answered, timeout_s=timeout_s, interval_s=interval_s, what=f"tip {tip_id}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; refused {dict(refusals)}") from None

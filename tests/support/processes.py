@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -147,6 +148,15 @@ class TipmeterProcess:
         """What the process wrote to standard error (its JSON log)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def problems(self, lines_max: int = 40) -> str:
+        """The last ``lines_max`` warnings and errors of the log, each cut to 400 characters."""
+        found = [
+            line[:400]
+            for line in self.log().splitlines()
+            if '"level":"warning"' in line or '"level":"error"' in line
+        ]
+        return "\n".join(found[-lines_max:])
+
     def output(self) -> str:
         """What the process wrote to standard output."""
         return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
@@ -173,6 +183,19 @@ class TipmeterProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+@contextmanager
+def logs_on_failure(*servers: TipmeterProcess) -> Iterator[None]:
+    """Print the servers' warnings and errors if the block fails (pytest shows what a failed
+    test printed): a failure under a loaded CI machine is read from its report."""
+    try:
+        yield
+    except BaseException:
+        for server in servers:
+            print(f"--- {' '.join(server.args)} on port {server.port}: warnings and errors ---")
+            print(server.problems())
+        raise
 
 
 def connected_to(pid: int, port: int) -> bool:
