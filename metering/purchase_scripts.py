@@ -41,8 +41,18 @@ def _states(states: frozenset[PurchaseState]) -> str:
     return "," + ",".join(sorted(states)) + ","
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuyerNote:
+    """What a buyer attaches to a purchase (a request and the validated item both carry it):
+    the name shown with it, whether to hide that name, and a message to the model."""
+
+    viewer_name: str = ""
+    anonymous: bool = False
+    message: str = ""
+
+
 @dataclass(frozen=True, slots=True)
-class PurchaseItem:
+class PurchaseItem(BuyerNote):
     """One validated purchase, ready for ``apply_purchase.lua``: the price is the catalog's."""
 
     customer: str
@@ -57,9 +67,6 @@ class PurchaseItem:
     payout_bp: int
     state: PurchaseState
     until_ms: int
-    viewer_name: str = ""
-    anonymous: bool = False
-    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,19 +255,36 @@ async def void_purchase(
     )
 
 
-async def fulfil_purchase(
+#: What a closing event runs and the room event its script writes: the model's share is
+#: earned only when the request is done, not when it was refunded.
+_CLOSINGS: Final = {
+    PurchaseEvent.FULFIL: (FULFIL_PURCHASE, FULFILLED),
+    PurchaseEvent.REFUND: (REFUND_PURCHASE, REFUNDED),
+}
+
+
+async def close_purchase(
     store: Store,
     ref: TabRef,
     purchase_id: str,
     *,
+    event: PurchaseEvent,
     room: str,
     currency: str,
     now_ms: int,
     limits: Limits,
 ) -> ResolveResult:
-    """Run ``fulfil_purchase.lua``: mark a pending request done (the model earns its share)."""
+    """Run the script that closes a pending request on a settled line: ``fulfil_purchase.lua``
+    (``event`` fulfil: the model earns its share) or ``refund_purchase.lua`` (``event`` refund:
+    the refunds flow moved the money first; this records the purchase's state).
+
+    Both scripts take the same keys and arguments and answer the same shape, so one wrapper
+    serves them."""
+    if event not in _CLOSINGS:
+        raise ValueError(f"a closing is a fulfilment or a refund, not {event}")
+    script, kind = _CLOSINGS[event]
     reply = await store.call(
-        FULFIL_PURCHASE,
+        script,
         [
             keys.purchase(ref.customer, purchase_id),
             keys.tab_lines(ref.customer, ref.tab_id),
@@ -271,53 +295,16 @@ async def fulfil_purchase(
             ref.customer,
             purchase_id,
             ref.tab_id,
-            _states(sources(PurchaseEvent.FULFIL)),
-            target(PurchaseEvent.FULFIL),
+            _states(sources(event)),
+            target(event),
             limits.outbox_max,
         ],
     )
     code = Code(as_text(reply[0]))
     draft = None
     if code is Code.APPLIED:
-        draft = _event(
-            ref.customer, purchase_id, FULFILLED, reply, 2, room, currency, as_int(reply[4])
-        )
-    return ResolveResult(code=code, purchase_id=purchase_id, state=_pstate(reply[1]), event=draft)
-
-
-async def refund_purchase(
-    store: Store,
-    ref: TabRef,
-    purchase_id: str,
-    *,
-    room: str,
-    currency: str,
-    now_ms: int,
-    limits: Limits,
-) -> ResolveResult:
-    """Run ``refund_purchase.lua``: record that a pending request was refunded after the
-    capture (the refunds flow moved the money first; this records the purchase's state)."""
-    reply = await store.call(
-        REFUND_PURCHASE,
-        [
-            keys.purchase(ref.customer, purchase_id),
-            keys.tab_lines(ref.customer, ref.tab_id),
-            keys.outbox(ref.customer),
-        ],
-        [
-            now_ms,
-            ref.customer,
-            purchase_id,
-            ref.tab_id,
-            _states(sources(PurchaseEvent.REFUND)),
-            target(PurchaseEvent.REFUND),
-            limits.outbox_max,
-        ],
-    )
-    code = Code(as_text(reply[0]))
-    draft = None
-    if code is Code.APPLIED:
-        draft = _event(ref.customer, purchase_id, REFUNDED, reply, 2, room, currency, 0)
+        earned = as_int(reply[4]) if event is PurchaseEvent.FULFIL else 0
+        draft = _event(ref.customer, purchase_id, kind, reply, 2, room, currency, earned)
     return ResolveResult(code=code, purchase_id=purchase_id, state=_pstate(reply[1]), event=draft)
 
 

@@ -23,7 +23,7 @@ from metering.limits import Limits
 from metering.money import is_currency, is_positive_amount
 from metering.outcomes import Code, TabRef
 from metering.purchase_lifecycle import ItemKind, PurchaseEvent, PurchaseState, bought_state
-from metering.purchase_scripts import PurchaseItem, PurchaseResult, ResolveResult
+from metering.purchase_scripts import BuyerNote, PurchaseItem, PurchaseResult, ResolveResult
 from metering.rooms import Rooms
 from metering.store import Store, as_int, as_text, translated
 
@@ -42,11 +42,12 @@ def _is_text(value: object, chars_max: int) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class PurchaseRequest:
+class PurchaseRequest(BuyerNote):
     """A purchase as the server resolved it from the catalog: the item, its price in the tab's
     currency, and how long it lasts (a request's time to be done, an unlock's duration).
 
-    ``purchase_id`` is minted by the client and kept until the purchase is acknowledged.
+    ``purchase_id`` is minted by the client and kept until the purchase is acknowledged; the
+    buyer's name, anonymity and message are :class:`BuyerNote`'s (keyword-only).
     """
 
     purchase_id: str
@@ -57,9 +58,6 @@ class PurchaseRequest:
     amount_minor: int
     currency: str
     duration_ms: int
-    viewer_name: str = ""
-    anonymous: bool = False
-    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,18 +195,7 @@ class Purchases:
 
         Codes, in order: purchase_not_found, duplicate, purchase_not_pending, busy, applied.
         """
-        view = await self.read(customer, purchase_id)
-        if view is None:
-            return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
-        return await purchase_scripts.fulfil_purchase(
-            self._store,
-            view.ref,
-            purchase_id,
-            room=view.room,
-            currency=view.currency,
-            now_ms=self._clock.now_ms(),
-            limits=self._limits,
-        )
+        return await self._close(customer, purchase_id, PurchaseEvent.FULFIL)
 
     async def refunded(self, customer: str, purchase_id: str) -> ResolveResult:
         """Record that a pending request was refunded after the capture (the refunds flow
@@ -216,13 +203,17 @@ class Purchases:
 
         Codes, in order: purchase_not_found, duplicate, purchase_not_pending, busy, applied.
         """
+        return await self._close(customer, purchase_id, PurchaseEvent.REFUND)
+
+    async def _close(self, customer: str, purchase_id: str, event: PurchaseEvent) -> ResolveResult:
         view = await self.read(customer, purchase_id)
         if view is None:
             return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
-        return await purchase_scripts.refund_purchase(
+        return await purchase_scripts.close_purchase(
             self._store,
             view.ref,
             purchase_id,
+            event=event,
             room=view.room,
             currency=view.currency,
             now_ms=self._clock.now_ms(),
