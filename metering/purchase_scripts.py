@@ -202,68 +202,19 @@ async def apply_purchase(
     )
 
 
-async def void_purchase(
-    store: Store,
-    ref: TabRef,
-    purchase_id: str,
-    *,
-    event: PurchaseEvent,
-    room: str,
-    currency: str,
-    now_ms: int,
-    limits: Limits,
-) -> ResolveResult:
-    """Run ``void_purchase.lua``: void a pending request on an open tab (decline or expire).
+#: The events that void a pending request on an open tab (``void_purchase.lua``).
+_VOIDS: Final = frozenset({PurchaseEvent.DECLINE, PurchaseEvent.EXPIRE})
 
-    ``room`` and ``currency`` name the room event's destination (the record's own values; the
-    script writes the event from the record itself)."""
-    if event not in (PurchaseEvent.DECLINE, PurchaseEvent.EXPIRE):
-        raise ValueError(f"a void is a decline or an expiry, not {event}")
-    reply = await store.call(
-        VOID_PURCHASE,
-        [
-            keys.tab(ref.customer, ref.tab_id),
-            keys.tab_lines(ref.customer, ref.tab_id),
-            keys.purchase(ref.customer, purchase_id),
-            keys.outbox(ref.customer),
-            keys.customer_channel(ref.customer),
-        ],
-        [
-            now_ms,
-            ref.customer,
-            purchase_id,
-            ref.tab_id,
-            event.value,
-            _states(sources(event)),
-            target(event),
-            _SPENDABLE,
-            limits.outbox_max,
-            limits.tip_min_minor,
-        ],
-    )
-    code = Code(as_text(reply[0]))
-    draft = None
-    if code is Code.APPLIED:
-        draft = _event(ref.customer, purchase_id, VOIDED, reply, 6, room, currency, 0)
-    return ResolveResult(
-        code=code,
-        purchase_id=purchase_id,
-        state=_pstate(reply[5]),
-        balance=reply_balance(reply, burn=as_int(reply[9])),
-        voided_minor=as_int(reply[8]),
-        event=draft,
-    )
-
-
-#: What a closing event runs and the room event its script writes: the model's share is
-#: earned only when the request is done, not when it was refunded.
+#: The events that close a pending request on a settled line, the script each runs and the
+#: room event it writes: the model's share is earned only when the request is done, not when
+#: it was refunded.
 _CLOSINGS: Final = {
     PurchaseEvent.FULFIL: (FULFIL_PURCHASE, FULFILLED),
     PurchaseEvent.REFUND: (REFUND_PURCHASE, REFUNDED),
 }
 
 
-async def close_purchase(
+async def resolve_purchase(
     store: Store,
     ref: TabRef,
     purchase_id: str,
@@ -274,14 +225,50 @@ async def close_purchase(
     now_ms: int,
     limits: Limits,
 ) -> ResolveResult:
-    """Run the script that closes a pending request on a settled line: ``fulfil_purchase.lua``
-    (``event`` fulfil: the model earns its share) or ``refund_purchase.lua`` (``event`` refund:
-    the refunds flow moved the money first; this records the purchase's state).
+    """Run the script that resolves a pending request by ``event``.
 
-    Both scripts take the same keys and arguments and answer the same shape, so one wrapper
-    serves them."""
+    Decline or expire run ``void_purchase.lua``: void the request on an open tab (the line
+    voided, the cap freed). Fulfil runs ``fulfil_purchase.lua`` (the model earns its share);
+    refund runs ``refund_purchase.lua`` (the refunds flow moved the money first; this records
+    the purchase's state) -- those two take the same keys and arguments and answer alike.
+
+    ``room`` and ``currency`` name the room event's destination (the record's own values; the
+    script writes the event from the record itself)."""
+    args: list[str | int] = [now_ms, ref.customer, purchase_id, ref.tab_id]
+    if event in _VOIDS:
+        reply = await store.call(
+            VOID_PURCHASE,
+            [
+                keys.tab(ref.customer, ref.tab_id),
+                keys.tab_lines(ref.customer, ref.tab_id),
+                keys.purchase(ref.customer, purchase_id),
+                keys.outbox(ref.customer),
+                keys.customer_channel(ref.customer),
+            ],
+            [
+                *args,
+                event.value,
+                _states(sources(event)),
+                target(event),
+                _SPENDABLE,
+                limits.outbox_max,
+                limits.tip_min_minor,
+            ],
+        )
+        code = Code(as_text(reply[0]))
+        draft = None
+        if code is Code.APPLIED:
+            draft = _event(ref.customer, purchase_id, VOIDED, reply, 6, room, currency, 0)
+        return ResolveResult(
+            code=code,
+            purchase_id=purchase_id,
+            state=_pstate(reply[5]),
+            balance=reply_balance(reply, burn=as_int(reply[9])),
+            voided_minor=as_int(reply[8]),
+            event=draft,
+        )
     if event not in _CLOSINGS:
-        raise ValueError(f"a closing is a fulfilment or a refund, not {event}")
+        raise ValueError(f"a pending request is not resolved by {event}")
     script, kind = _CLOSINGS[event]
     reply = await store.call(
         script,
@@ -290,15 +277,7 @@ async def close_purchase(
             keys.tab_lines(ref.customer, ref.tab_id),
             keys.outbox(ref.customer),
         ],
-        [
-            now_ms,
-            ref.customer,
-            purchase_id,
-            ref.tab_id,
-            _states(sources(event)),
-            target(event),
-            limits.outbox_max,
-        ],
+        [*args, _states(sources(event)), target(event), limits.outbox_max],
     )
     code = Code(as_text(reply[0]))
     draft = None

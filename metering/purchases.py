@@ -195,7 +195,7 @@ class Purchases:
 
         Codes, in order: purchase_not_found, duplicate, purchase_not_pending, busy, applied.
         """
-        return await self._close(customer, purchase_id, PurchaseEvent.FULFIL)
+        return await self._resolve(customer, purchase_id, PurchaseEvent.FULFIL)
 
     async def refunded(self, customer: str, purchase_id: str) -> ResolveResult:
         """Record that a pending request was refunded after the capture (the refunds flow
@@ -203,22 +203,7 @@ class Purchases:
 
         Codes, in order: purchase_not_found, duplicate, purchase_not_pending, busy, applied.
         """
-        return await self._close(customer, purchase_id, PurchaseEvent.REFUND)
-
-    async def _close(self, customer: str, purchase_id: str, event: PurchaseEvent) -> ResolveResult:
-        view = await self.read(customer, purchase_id)
-        if view is None:
-            return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
-        return await purchase_scripts.close_purchase(
-            self._store,
-            view.ref,
-            purchase_id,
-            event=event,
-            room=view.room,
-            currency=view.currency,
-            now_ms=self._clock.now_ms(),
-            limits=self._limits,
-        )
+        return await self._resolve(customer, purchase_id, PurchaseEvent.REFUND)
 
     async def void(self, customer: str, purchase_id: str, event: PurchaseEvent) -> ResolveResult:
         """Void a pending request before settlement (``event``: decline or expire); relay the
@@ -228,10 +213,18 @@ class Purchases:
         expiry before the deadline), tab_not_open (the tab froze: refund after the capture),
         busy, applied.
         """
+        if event not in (PurchaseEvent.DECLINE, PurchaseEvent.EXPIRE):
+            raise ValueError(f"a void is a decline or an expiry, not {event}")
+        return await self._resolve(customer, purchase_id, event)
+
+    async def _resolve(
+        self, customer: str, purchase_id: str, event: PurchaseEvent
+    ) -> ResolveResult:
+        """The record's tab, room and currency, then the script ``event`` runs on it."""
         view = await self.read(customer, purchase_id)
         if view is None:
             return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
-        return await purchase_scripts.void_purchase(
+        return await purchase_scripts.resolve_purchase(
             self._store,
             view.ref,
             purchase_id,
