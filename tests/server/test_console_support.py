@@ -14,9 +14,8 @@ import pytest
 from clients.sdk import Client
 from clients.tickets import Role
 from tests.server.conftest import api, settled_statement
-from tests.support.console import insert_operator, logged_in
+from tests.support.console import insert_operators, logged_in, serving
 from tests.support.processes import TipmeterProcess, ticket
-from tests.support.redis_procs import start_standalone
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -27,23 +26,13 @@ CASE_TIMEOUT_S = 20.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("support-redis"))
-    process = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis.url,
-            "TIPMETER_WORKER": "on",
-            "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY,
-        },
-        tmp_path_factory.mktemp("support"),
-    ).start()
-    try:
-        for name, role in (("ada", "admin"), ("sam", "support"), ("rio", "read_only")):
-            insert_operator(process, name, role)
+    with serving(
+        tmp_path_factory,
+        "support",
+        {"TIPMETER_WORKER": "on", "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY},
+    ) as process:
+        insert_operators(process)
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 async def settled_tab(
