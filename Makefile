@@ -171,9 +171,11 @@ screenshots: install chromium
 	TIPMETER_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/pages -m screenshots -q
 
 # Settlement soak: at least 200 random kill -9 of worker processes under load; prints the
-# double captures, lost minor units and non-terminal tabs (all must be 0) and the seed.
+# double captures, lost minor units and non-terminal tabs (all must be 0) and the seed; then the
+# full 2,000-capture collection simulation (docs/collection.md), which make test leaves out.
 soak: install
 	$(BIN)/python -m tests.settlement.soak --kills 200
+	TIPMETER_SIM_FULL=1 $(BIN)/pytest -q -s tests/settlement/collection/test_simulation.py
 
 # The benchmark (about forty minutes): every figure of docs/benchmarks.md, measured in one run
 # next to the in-repo baseline, with the machine; the table there is replaced. Then the

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any, Final
 
 from metering.lifecycle import TabState, next_state
+from metering.outcomes import TabRef
 from settlement.collection.lifecycle import TAB_EVENT, CaseEvent, CaseState, apply
 from settlement.collection.links import LinkRow
 from settlement.errors import SettlementError
-from settlement.ledger import journal
+from settlement.ledger import invoices, journal, settlements
 from settlement.ledger.db import Connection
 from settlement.ledger.journal import Entry, EntryCode, Posting
 from settlement.ledger.times import at, ms
@@ -518,6 +519,26 @@ async def post_paid(conn: Connection, case: Case, capture_id: str, now: datetime
             )
         ],
     )
+    # Last: the invoice takes its series' counter row, held until the commit.
+    await _invoice_collected(conn, case, capture_id, now)
+
+
+async def _invoice_collected(conn: Connection, case: Case, capture_id: str, now: datetime) -> None:
+    """The invoice of a tab's collected debt, as a capture has one (docs/invoices.md); its tax
+    entry comes out of the platform's part. An uploaded debt (no tab) documents no lines: it
+    has no invoice here."""
+    if not case.settlement_id:
+        return
+    customer, _, tab_id = case.settlement_id.partition("/")
+    invoice = await settlements.collected_tab_invoice(
+        conn,
+        TabRef(customer, tab_id),
+        capture_id=capture_id,
+        entry_id=f"collection_capture:{case.case_id}",
+        collected_at_ms=ms(now),
+    )
+    if invoice is not None:
+        await invoices.issue_for_settlement(conn, invoice, tab_id)
 
 
 async def post_write_off(conn: Connection, case: Case, now: datetime) -> None:

@@ -32,7 +32,7 @@ from settlement.ledger.journal import Entry, EntryCode, Posting
 from settlement.ledger.times import at, at_or_none, ms
 from settlement.outcomes import SettlementOutcome
 from settlement.scripts import SettlementRecord
-from settlement.statements import Statement
+from settlement.statements import Statement, StatementLine, itemize
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +246,43 @@ def tab_invoice(facts: SettlementFacts) -> invoices.TabInvoice | None:
     """
     if facts.outcome is not SettlementOutcome.CAPTURED or facts.tab.accrued_minor == 0:
         return None
-    currency = facts.tab.currency
-    lines = tuple(
+    return invoices.TabInvoice(
+        settlement_id=facts.settlement_id,
+        customer=facts.tab.ref.customer,
+        currency=facts.tab.currency,
+        capture_id=facts.record.capture_id,
+        entry_id=f"tab_capture:{facts.settlement_id}",
+        issued_at_ms=facts.record.outcome_at_ms,
+        lines=_invoice_lines(facts.statement.lines, facts.tab.currency),
+    )
+
+
+async def collected_tab_invoice(
+    conn: Connection, ref: TabRef, *, capture_id: str, entry_id: str, collected_at_ms: int
+) -> invoices.TabInvoice | None:
+    """What the invoice of a tab's debt collected after its capture was declined documents:
+    the tab's statement lines, as for a capture, and the ``collection_capture`` entry (None:
+    the ledger has no settlement for it, or nothing accrued)."""
+    found = await read_tab(conn, ref)
+    if found is None or found[0].accrued_minor == 0:
+        return None
+    tab, _record = found
+    statement_lines, _shares = itemize(tab.lines)
+    return invoices.TabInvoice(
+        settlement_id=settlement_id_of(ref),
+        customer=ref.customer,
+        currency=tab.currency,
+        capture_id=capture_id,
+        entry_id=entry_id,
+        issued_at_ms=collected_at_ms,
+        lines=_invoice_lines(statement_lines, tab.currency),
+    )
+
+
+def _invoice_lines(
+    statement_lines: Sequence[StatementLine], currency: str
+) -> tuple[invoices.TabLine, ...]:
+    return tuple(
         invoices.TabLine(
             key=invoices.line_key(
                 item.kind, item.room, item.rate_per_minute_minor, item.purchase_id
@@ -263,17 +298,8 @@ def tab_invoice(facts: SettlementFacts) -> invoices.TabInvoice | None:
             ),
             amount_minor=item.amount_minor,
         )
-        for item in facts.statement.lines
+        for item in statement_lines
         if item.amount_minor
-    )
-    return invoices.TabInvoice(
-        settlement_id=facts.settlement_id,
-        customer=facts.tab.ref.customer,
-        currency=currency,
-        capture_id=facts.record.capture_id,
-        entry_id=f"tab_capture:{facts.settlement_id}",
-        issued_at_ms=facts.record.outcome_at_ms,
-        lines=lines,
     )
 
 

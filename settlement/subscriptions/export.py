@@ -147,15 +147,23 @@ def totals(found: list[dict[str, Any]]) -> dict[str, Totals]:
 
 
 #: The journal entries that invoices and credit notes document: memberships' charges; Post
-#: Pay captures (the charge, the capture, the tax moved out of it); refunds and their tax.
+#: Pay captures (the charge, the capture, the tax moved out of it); a tab's debt collected
+#: after its capture was declined (the collection's capture and earnings, the tax); refunds
+#: and their tax.
 DOCUMENTED_ENTRY_CODES: Final = (
     EntryCode.SUBSCRIPTION_CHARGE,
     EntryCode.TAB_CHARGE,
     EntryCode.TAB_CAPTURE,
     EntryCode.TAB_TAX,
+    EntryCode.COLLECTION_CAPTURE,
+    EntryCode.COLLECTION_EARNINGS,
     EntryCode.REFUND,
     EntryCode.REFUND_TAX,
 )
+
+#: Of those, the entries that document only a tab's settlement: an uploaded debt's (no
+#: settlement) has no invoice.
+_SETTLEMENT_ONLY_CODES: Final = (EntryCode.COLLECTION_CAPTURE, EntryCode.COLLECTION_EARNINGS)
 
 
 async def ledger_totals(conn: Connection, since: datetime, until: datetime) -> dict[str, Totals]:
@@ -164,8 +172,8 @@ async def ledger_totals(conn: Connection, since: datetime, until: datetime) -> d
     and net (the models' and platform's parts, refunds taken off).
 
     A Post Pay entry counts when its settlement has an invoice: a tab captured before invoices
-    were written (migration 0009), or a debt paid through collection, has none, and neither do
-    its refunds.
+    were written (migration 0009), or an uploaded debt paid through collection, has none, and
+    neither do its refunds.
     """
     cursor = await conn.execute(
         """
@@ -180,12 +188,17 @@ async def ledger_totals(conn: Connection, since: datetime, until: datetime) -> d
         JOIN journal_entries e USING (entry_id)
         JOIN accounts a ON a.account_id = p.account_id
         WHERE e.code = ANY(%s) AND e.posted_at >= %s AND e.posted_at < %s
-          AND (e.settlement_id IS NULL OR EXISTS (
+          AND ((e.settlement_id IS NULL AND e.code <> ALL(%s)) OR EXISTS (
                 SELECT 1 FROM invoices i
                 WHERE i.settlement_id = e.settlement_id AND i.kind = 'invoice'))
         GROUP BY p.currency
         """,
-        ([int(code) for code in DOCUMENTED_ENTRY_CODES], since, until),
+        (
+            [int(code) for code in DOCUMENTED_ENTRY_CODES],
+            since,
+            until,
+            [int(code) for code in _SETTLEMENT_ONLY_CODES],
+        ),
     )
     return {
         row["currency"].strip(): Totals(int(row["net"]), int(row["tax"]), int(row["total"]))

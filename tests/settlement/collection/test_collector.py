@@ -24,9 +24,11 @@ from settlement.collection.links import LinkLimits, LinkRefusal
 from settlement.collection.outbox import Relay
 from settlement.ledger import journal
 from settlement.ledger.ledger import Ledger
+from settlement.ledger.times import at
 from settlement.outcomes import SettleCode
 from settlement.processors.registry import ProcessorRegistry
 from settlement.sandbox import Fault, SandboxGateway
+from settlement.subscriptions import export
 from settlement.webhooks import Deliverer, WebhookConfig, verify_signature
 from tests.settlement.collection.helpers import failed_tab
 from tests.settlement.receiver import receiving
@@ -119,6 +121,34 @@ async def test_a_declined_capture_is_retried_then_paid_by_link_and_the_merchant_
     assert shares + await _balance(ledger, journal.platform_revenue("USD")) == -500
     assert await _tab_state(ledger, sid) == "collected"
     assert len(_collection_captures(gateway, case_id)) == 1
+    # The collected debt is invoiced as a capture is: its lines, documenting the collection.
+    async with ledger.database.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT invoice_id, kind, total_minor, capture_id, entry_id FROM invoices"
+            " WHERE settlement_id = %s",
+            (sid,),
+        )
+        [invoice] = await cursor.fetchall()
+        cursor = await conn.execute(
+            "SELECT sum(total_minor) AS total FROM invoice_lines WHERE invoice_id = %s",
+            (invoice["invoice_id"],),
+        )
+        lines = await cursor.fetchone()
+    assert (invoice["kind"], invoice["total_minor"], invoice["entry_id"]) == (
+        "invoice",
+        500,
+        f"collection_capture:{case_id}",
+    )
+    assert [invoice["capture_id"]] == _collection_captures(gateway, case_id)
+    assert lines is not None
+    assert lines["total"] == 500
+    # The accountant's export adds up to the ledger with it.
+    async with ledger.database.connection() as conn:
+        window = (at(0), at(clock.now_ms() + DAY_MS))
+        found = await export.issued(conn, *window)
+        booked = await export.ledger_totals(conn, *window)
+    assert [i["total_minor"] for i in found] == [500]
+    assert export.totals(found) == booked
     # The merchant was told, signed: the failed retry and the payment.
     types = []
     for delivery in receiver.received:
