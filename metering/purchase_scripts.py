@@ -175,7 +175,10 @@ async def apply_purchase(
     )
     code = Code(as_text(reply[0]))
     if len(reply) < 13:
-        return PurchaseResult(code=code, purchase_id=item.purchase_id, balance=reply_balance(reply))
+        # A refusal that read the tab (currency_mismatch, tab_not_open) carries its burn too.
+        burn = as_int(reply[5]) if len(reply) == 6 else 0
+        balance = reply_balance(reply, burn=burn)
+        return PurchaseResult(code=code, purchase_id=item.purchase_id, balance=balance)
     share = as_int(reply[6])
     event = None
     if code is Code.APPLIED:
