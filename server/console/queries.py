@@ -9,6 +9,7 @@ the caller from the integer counts.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from enum import Enum
 from typing import Any
 
 from settlement.ledger.db import Connection
@@ -230,29 +231,27 @@ def _day_params(
     }
 
 
-async def revenue_by_kind(
+class Daily(Enum):
+    """The analyses that read the days before their closed day from the daily aggregate."""
+
+    #: Per bucket, currency and kind: the revenue of captured settlements.
+    REVENUE_BY_KIND = _REVENUE_BY_KIND
+    #: Per bucket and currency: captures, refunds, disputes opened and chargebacks lost.
+    REFUNDS_DISPUTES = _REFUNDS_DISPUTES
+
+
+async def over_days(
     conn: Connection,
+    analysis: Daily,
     period: str,
     since: datetime,
     until: datetime,
     currency: str | None,
     closed: date,
 ) -> list[dict[str, Any]]:
-    """Per bucket, currency and kind: the revenue of captured settlements (days before
-    ``closed`` from the aggregate, which :func:`roll_up` must have filled)."""
-    return await _rows(conn, _REVENUE_BY_KIND, _day_params(period, since, until, currency, closed))
-
-
-async def refunds_disputes(
-    conn: Connection,
-    period: str,
-    since: datetime,
-    until: datetime,
-    currency: str | None,
-    closed: date,
-) -> list[dict[str, Any]]:
-    """Per bucket and currency: captures, refunds, disputes opened and chargebacks lost."""
-    return await _rows(conn, _REFUNDS_DISPUTES, _day_params(period, since, until, currency, closed))
+    """The rows of ``analysis``: days before ``closed`` from the aggregate (which
+    :func:`roll_up` must have filled), the rest from the ledger."""
+    return await _rows(conn, analysis.value, _day_params(period, since, until, currency, closed))
 
 
 async def collection_recovery(
