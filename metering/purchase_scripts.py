@@ -51,9 +51,10 @@ class BuyerNote:
     message: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class PurchaseItem(BuyerNote):
-    """One validated purchase, ready for ``apply_purchase.lua``: the price is the catalog's."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurchaseNames(BuyerNote):
+    """What every record of one purchase names, beside the buyer's note: whose it is, its id,
+    the tab it was charged to, the room and the catalog item."""
 
     customer: str
     purchase_id: str
@@ -61,6 +62,17 @@ class PurchaseItem(BuyerNote):
     room: str
     item_id: str
     item_name: str
+
+    @property
+    def ref(self) -> TabRef:
+        """The tab the purchase was charged to."""
+        return TabRef(self.customer, self.tab_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseItem(PurchaseNames):
+    """One validated purchase, ready for ``apply_purchase.lua``: the price is the catalog's."""
+
     item_kind: str
     amount_minor: int
     currency: str

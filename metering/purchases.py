@@ -23,7 +23,13 @@ from metering.limits import Limits
 from metering.money import is_currency, is_positive_amount
 from metering.outcomes import Code, TabRef
 from metering.purchase_lifecycle import ItemKind, PurchaseEvent, PurchaseState, bought_state
-from metering.purchase_scripts import BuyerNote, PurchaseItem, PurchaseResult, ResolveResult
+from metering.purchase_scripts import (
+    BuyerNote,
+    PurchaseItem,
+    PurchaseNames,
+    PurchaseResult,
+    ResolveResult,
+)
 from metering.rooms import Rooms
 from metering.store import Store, as_int, as_text, translated
 
@@ -61,15 +67,10 @@ class PurchaseRequest(BuyerNote):
 
 
 @dataclass(frozen=True, slots=True)
-class PurchaseView:
-    """A purchase record as Redis holds it (the live state; kept ``op_ttl_ms``)."""
+class PurchaseView(PurchaseNames):
+    """A purchase record as Redis holds it (the live state; kept ``op_ttl_ms``). Its
+    ``viewer_name`` is empty when the buyer was anonymous."""
 
-    customer: str
-    purchase_id: str
-    tab_id: str
-    room: str
-    item_id: str
-    item_name: str
     item_kind: ItemKind
     amount_minor: int
     currency: str
@@ -79,13 +80,6 @@ class PurchaseView:
     until_ms: int
     reason: str = ""
     resolved_at_ms: int = 0
-    viewer_name: str = ""
-    message: str = ""
-
-    @property
-    def ref(self) -> TabRef:
-        """The tab the purchase was charged to."""
-        return TabRef(self.customer, self.tab_id)
 
 
 class Purchases:
