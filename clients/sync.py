@@ -151,12 +151,13 @@ class SyncClient(Connection):
         amount_minor: int,
         currency: str,
         *,
+        tip_id: str | None = None,
         message: str = "",
         anonymous: bool = False,
-        tip_id: str | None = None,
         timeout_s: float = 10.0,
     ) -> Result:
-        """Tip and wait for the answer; Refused on an error reply."""
+        """Tip and wait for the answer; Refused on an error reply. Pass ``tip_id`` to retry a
+        tip whose answer you lost."""
         op_id = tip_id or new_id("tip")
         tip = Tip(op_id, room, amount_minor, currency, message, anonymous)
         return expect(self._call(tip, op_id, timeout_s), Result)

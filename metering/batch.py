@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Final, Generic, TypeVar, cast
 
@@ -117,19 +118,24 @@ class Coalescer(Generic[ItemT, ResultT]):
             await asyncio.shield(flusher)
 
 
-def observer_for(observe: Observer | None, operation: str) -> Callable[[int, float], None] | None:
-    """Bind an :data:`Observer` to one operation name, for :class:`Coalescer`'s ``on_flush``."""
-    return None if observe is None else partial(observe, operation)
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How a component sends its callers' items: coalesced into batched script calls (off:
+    each call goes to Redis on its own), each flush reported to ``observe`` (the metrics)."""
+
+    coalesce: bool = True
+    observe: Observer | None = None
+
+    def coalescer(
+        self, run: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT]]], operation: str
+    ) -> Coalescer[ItemT, ResultT] | None:
+        """A :class:`Coalescer` of ``run`` that reports its flushes as ``operation``; None when
+        coalescing is off."""
+        if not self.coalesce:
+            return None
+        observe = self.observe
+        return Coalescer(run, on_flush=None if observe is None else partial(observe, operation))
 
 
-def coalescer_if(
-    coalesce: bool,
-    run: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT]]],
-    operation: str,
-    observe: Observer | None,
-) -> Coalescer[ItemT, ResultT] | None:
-    """A :class:`Coalescer` of ``run`` that reports its flushes as ``operation``; None when
-    ``coalesce`` is off (each call then goes to Redis on its own)."""
-    if not coalesce:
-        return None
-    return Coalescer(run, on_flush=observer_for(observe, operation))
+#: The default: concurrent callers coalesced, nobody observing.
+COALESCED: Final = Batching()

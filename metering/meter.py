@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from metering.allowances import ALLOWANCE_SCRIPTS
-from metering.batch import Observer
+from metering.batch import Batching, Observer
 from metering.clock import Clock, SystemClock
 from metering.limits import Limits
 from metering.outcomes import TabRef, TipResult
@@ -35,11 +35,10 @@ class Meter:
         self.store = store
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.limits = limits if limits is not None else Limits()
-        self.rooms = Rooms(store, self.clock, self.limits, coalesce=coalesce, observe=observe)
+        batching = Batching(coalesce, observe)
+        self.rooms = Rooms(store, self.clock, self.limits, batching)
         self.tabs = Tabs(store, self.clock, self.limits)
-        self.tips = Tips(
-            store, self.clock, self.limits, self.rooms, coalesce=coalesce, observe=observe
-        )
+        self.tips = Tips(store, self.clock, self.limits, self.rooms, batching)
         self.sessions = Sessions(store, self.clock, self.limits, self.rooms)
         self.purchases = Purchases(store, self.clock, self.limits, self.rooms)
 

@@ -41,9 +41,20 @@ def _states(states: frozenset[PurchaseState]) -> str:
     return "," + ",".join(sorted(states)) + ","
 
 
-@dataclass(frozen=True, slots=True)
-class PurchaseItem:
-    """One validated purchase, ready for ``apply_purchase.lua``: the price is the catalog's."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuyerNote:
+    """What a buyer attaches to a purchase (a request and the validated item both carry it):
+    the name shown with it, whether to hide that name, and a message to the model."""
+
+    viewer_name: str = ""
+    anonymous: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurchaseNames(BuyerNote):
+    """What every record of one purchase names, beside the buyer's note: whose it is, its id,
+    the tab it was charged to, the room and the catalog item."""
 
     customer: str
     purchase_id: str
@@ -51,15 +62,23 @@ class PurchaseItem:
     room: str
     item_id: str
     item_name: str
+
+    @property
+    def ref(self) -> TabRef:
+        """The tab the purchase was charged to."""
+        return TabRef(self.customer, self.tab_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseItem(PurchaseNames):
+    """One validated purchase, ready for ``apply_purchase.lua``: the price is the catalog's."""
+
     item_kind: str
     amount_minor: int
     currency: str
     payout_bp: int
     state: PurchaseState
     until_ms: int
-    viewer_name: str = ""
-    anonymous: bool = False
-    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +187,10 @@ async def apply_purchase(
     )
     code = Code(as_text(reply[0]))
     if len(reply) < 13:
-        return PurchaseResult(code=code, purchase_id=item.purchase_id, balance=reply_balance(reply))
+        # A refusal that read the tab (currency_mismatch, tab_not_open) carries its burn too.
+        burn = as_int(reply[5]) if len(reply) == 6 else 0
+        balance = reply_balance(reply, burn=burn)
+        return PurchaseResult(code=code, purchase_id=item.purchase_id, balance=balance)
     share = as_int(reply[6])
     event = None
     if code is Code.APPLIED:
@@ -195,7 +217,19 @@ async def apply_purchase(
     )
 
 
-async def void_purchase(
+#: The events that void a pending request on an open tab (``void_purchase.lua``).
+_VOIDS: Final = frozenset({PurchaseEvent.DECLINE, PurchaseEvent.EXPIRE})
+
+#: The events that close a pending request on a settled line, the script each runs and the
+#: room event it writes: the model's share is earned only when the request is done, not when
+#: it was refunded.
+_CLOSINGS: Final = {
+    PurchaseEvent.FULFIL: (FULFIL_PURCHASE, FULFILLED),
+    PurchaseEvent.REFUND: (REFUND_PURCHASE, REFUNDED),
+}
+
+
+async def resolve_purchase(
     store: Store,
     ref: TabRef,
     purchase_id: str,
@@ -206,118 +240,65 @@ async def void_purchase(
     now_ms: int,
     limits: Limits,
 ) -> ResolveResult:
-    """Run ``void_purchase.lua``: void a pending request on an open tab (decline or expire).
+    """Run the script that resolves a pending request by ``event``.
+
+    Decline or expire run ``void_purchase.lua``: void the request on an open tab (the line
+    voided, the cap freed). Fulfil runs ``fulfil_purchase.lua`` (the model earns its share);
+    refund runs ``refund_purchase.lua`` (the refunds flow moved the money first; this records
+    the purchase's state) -- those two take the same keys and arguments and answer alike.
 
     ``room`` and ``currency`` name the room event's destination (the record's own values; the
     script writes the event from the record itself)."""
-    if event not in (PurchaseEvent.DECLINE, PurchaseEvent.EXPIRE):
-        raise ValueError(f"a void is a decline or an expiry, not {event}")
-    reply = await store.call(
-        VOID_PURCHASE,
-        [
-            keys.tab(ref.customer, ref.tab_id),
-            keys.tab_lines(ref.customer, ref.tab_id),
-            keys.purchase(ref.customer, purchase_id),
-            keys.outbox(ref.customer),
-            keys.customer_channel(ref.customer),
-        ],
-        [
-            now_ms,
-            ref.customer,
-            purchase_id,
-            ref.tab_id,
-            event.value,
-            _states(sources(event)),
-            target(event),
-            _SPENDABLE,
-            limits.outbox_max,
-            limits.tip_min_minor,
-        ],
-    )
-    code = Code(as_text(reply[0]))
-    draft = None
-    if code is Code.APPLIED:
-        draft = _event(ref.customer, purchase_id, VOIDED, reply, 6, room, currency, 0)
-    return ResolveResult(
-        code=code,
-        purchase_id=purchase_id,
-        state=_pstate(reply[5]),
-        balance=reply_balance(reply, burn=as_int(reply[9])),
-        voided_minor=as_int(reply[8]),
-        event=draft,
-    )
-
-
-async def fulfil_purchase(
-    store: Store,
-    ref: TabRef,
-    purchase_id: str,
-    *,
-    room: str,
-    currency: str,
-    now_ms: int,
-    limits: Limits,
-) -> ResolveResult:
-    """Run ``fulfil_purchase.lua``: mark a pending request done (the model earns its share)."""
-    reply = await store.call(
-        FULFIL_PURCHASE,
-        [
-            keys.purchase(ref.customer, purchase_id),
-            keys.tab_lines(ref.customer, ref.tab_id),
-            keys.outbox(ref.customer),
-        ],
-        [
-            now_ms,
-            ref.customer,
-            purchase_id,
-            ref.tab_id,
-            _states(sources(PurchaseEvent.FULFIL)),
-            target(PurchaseEvent.FULFIL),
-            limits.outbox_max,
-        ],
-    )
-    code = Code(as_text(reply[0]))
-    draft = None
-    if code is Code.APPLIED:
-        draft = _event(
-            ref.customer, purchase_id, FULFILLED, reply, 2, room, currency, as_int(reply[4])
+    args: list[str | int] = [now_ms, ref.customer, purchase_id, ref.tab_id]
+    if event in _VOIDS:
+        reply = await store.call(
+            VOID_PURCHASE,
+            [
+                keys.tab(ref.customer, ref.tab_id),
+                keys.tab_lines(ref.customer, ref.tab_id),
+                keys.purchase(ref.customer, purchase_id),
+                keys.outbox(ref.customer),
+                keys.customer_channel(ref.customer),
+            ],
+            [
+                *args,
+                event.value,
+                _states(sources(event)),
+                target(event),
+                _SPENDABLE,
+                limits.outbox_max,
+                limits.tip_min_minor,
+            ],
         )
-    return ResolveResult(code=code, purchase_id=purchase_id, state=_pstate(reply[1]), event=draft)
-
-
-async def refund_purchase(
-    store: Store,
-    ref: TabRef,
-    purchase_id: str,
-    *,
-    room: str,
-    currency: str,
-    now_ms: int,
-    limits: Limits,
-) -> ResolveResult:
-    """Run ``refund_purchase.lua``: record that a pending request was refunded after the
-    capture (the refunds flow moved the money first; this records the purchase's state)."""
+        code = Code(as_text(reply[0]))
+        draft = None
+        if code is Code.APPLIED:
+            draft = _event(ref.customer, purchase_id, VOIDED, reply, 6, room, currency, 0)
+        return ResolveResult(
+            code=code,
+            purchase_id=purchase_id,
+            state=_pstate(reply[5]),
+            balance=reply_balance(reply, burn=as_int(reply[9])),
+            voided_minor=as_int(reply[8]),
+            event=draft,
+        )
+    if event not in _CLOSINGS:
+        raise ValueError(f"a pending request is not resolved by {event}")
+    script, kind = _CLOSINGS[event]
     reply = await store.call(
-        REFUND_PURCHASE,
+        script,
         [
             keys.purchase(ref.customer, purchase_id),
             keys.tab_lines(ref.customer, ref.tab_id),
             keys.outbox(ref.customer),
         ],
-        [
-            now_ms,
-            ref.customer,
-            purchase_id,
-            ref.tab_id,
-            _states(sources(PurchaseEvent.REFUND)),
-            target(PurchaseEvent.REFUND),
-            limits.outbox_max,
-        ],
+        [*args, _states(sources(event)), target(event), limits.outbox_max],
     )
     code = Code(as_text(reply[0]))
     draft = None
     if code is Code.APPLIED:
-        draft = _event(ref.customer, purchase_id, REFUNDED, reply, 2, room, currency, 0)
+        earned = as_int(reply[4]) if event is PurchaseEvent.FULFIL else 0
+        draft = _event(ref.customer, purchase_id, kind, reply, 2, room, currency, earned)
     return ResolveResult(code=code, purchase_id=purchase_id, state=_pstate(reply[1]), event=draft)
 
 

@@ -23,7 +23,13 @@ from metering.limits import Limits
 from metering.money import is_currency, is_positive_amount
 from metering.outcomes import Code, TabRef
 from metering.purchase_lifecycle import ItemKind, PurchaseEvent, PurchaseState, bought_state
-from metering.purchase_scripts import PurchaseItem, PurchaseResult, ResolveResult
+from metering.purchase_scripts import (
+    BuyerNote,
+    PurchaseItem,
+    PurchaseNames,
+    PurchaseResult,
+    ResolveResult,
+)
 from metering.rooms import Rooms
 from metering.store import Store, as_int, as_text, translated
 
@@ -42,11 +48,12 @@ def _is_text(value: object, chars_max: int) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class PurchaseRequest:
+class PurchaseRequest(BuyerNote):
     """A purchase as the server resolved it from the catalog: the item, its price in the tab's
     currency, and how long it lasts (a request's time to be done, an unlock's duration).
 
-    ``purchase_id`` is minted by the client and kept until the purchase is acknowledged.
+    ``purchase_id`` is minted by the client and kept until the purchase is acknowledged; the
+    buyer's name, anonymity and message are :class:`BuyerNote`'s (keyword-only).
     """
 
     purchase_id: str
@@ -57,21 +64,13 @@ class PurchaseRequest:
     amount_minor: int
     currency: str
     duration_ms: int
-    viewer_name: str = ""
-    anonymous: bool = False
-    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class PurchaseView:
-    """A purchase record as Redis holds it (the live state; kept ``op_ttl_ms``)."""
+class PurchaseView(PurchaseNames):
+    """A purchase record as Redis holds it (the live state; kept ``op_ttl_ms``). Its
+    ``viewer_name`` is empty when the buyer was anonymous."""
 
-    customer: str
-    purchase_id: str
-    tab_id: str
-    room: str
-    item_id: str
-    item_name: str
     item_kind: ItemKind
     amount_minor: int
     currency: str
@@ -81,13 +80,6 @@ class PurchaseView:
     until_ms: int
     reason: str = ""
     resolved_at_ms: int = 0
-    viewer_name: str = ""
-    message: str = ""
-
-    @property
-    def ref(self) -> TabRef:
-        """The tab the purchase was charged to."""
-        return TabRef(self.customer, self.tab_id)
 
 
 class Purchases:
@@ -197,18 +189,7 @@ class Purchases:
 
         Codes, in order: purchase_not_found, duplicate, purchase_not_pending, busy, applied.
         """
-        view = await self.read(customer, purchase_id)
-        if view is None:
-            return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
-        return await purchase_scripts.fulfil_purchase(
-            self._store,
-            view.ref,
-            purchase_id,
-            room=view.room,
-            currency=view.currency,
-            now_ms=self._clock.now_ms(),
-            limits=self._limits,
-        )
+        return await self._resolve(customer, purchase_id, PurchaseEvent.FULFIL)
 
     async def refunded(self, customer: str, purchase_id: str) -> ResolveResult:
         """Record that a pending request was refunded after the capture (the refunds flow
@@ -216,18 +197,7 @@ class Purchases:
 
         Codes, in order: purchase_not_found, duplicate, purchase_not_pending, busy, applied.
         """
-        view = await self.read(customer, purchase_id)
-        if view is None:
-            return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
-        return await purchase_scripts.refund_purchase(
-            self._store,
-            view.ref,
-            purchase_id,
-            room=view.room,
-            currency=view.currency,
-            now_ms=self._clock.now_ms(),
-            limits=self._limits,
-        )
+        return await self._resolve(customer, purchase_id, PurchaseEvent.REFUND)
 
     async def void(self, customer: str, purchase_id: str, event: PurchaseEvent) -> ResolveResult:
         """Void a pending request before settlement (``event``: decline or expire); relay the
@@ -237,10 +207,18 @@ class Purchases:
         expiry before the deadline), tab_not_open (the tab froze: refund after the capture),
         busy, applied.
         """
+        if event not in (PurchaseEvent.DECLINE, PurchaseEvent.EXPIRE):
+            raise ValueError(f"a void is a decline or an expiry, not {event}")
+        return await self._resolve(customer, purchase_id, event)
+
+    async def _resolve(
+        self, customer: str, purchase_id: str, event: PurchaseEvent
+    ) -> ResolveResult:
+        """The record's tab, room and currency, then the script ``event`` runs on it."""
         view = await self.read(customer, purchase_id)
         if view is None:
             return ResolveResult(code=Code.PURCHASE_NOT_FOUND, purchase_id=purchase_id)
-        return await purchase_scripts.void_purchase(
+        return await purchase_scripts.resolve_purchase(
             self._store,
             view.ref,
             purchase_id,

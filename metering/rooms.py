@@ -35,7 +35,7 @@ import msgpack
 from redis.exceptions import ResponseError
 
 from metering import keys, scripts
-from metering.batch import Coalescer, Observer, coalescer_if
+from metering.batch import COALESCED, Batching, Coalescer
 from metering.clock import Clock
 from metering.errors import StoreUnavailable
 from metering.keys import check_id
@@ -127,9 +127,7 @@ class Rooms:
         store: Store,
         clock: Clock,
         limits: Limits,
-        *,
-        coalesce: bool = True,
-        observe: Observer | None = None,
+        batching: Batching = COALESCED,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -137,8 +135,8 @@ class Rooms:
         self._payout_cache: dict[str, tuple[int, int]] = {}
         #: Customers whose outbox this process may have left an event in (insertion-ordered).
         self._owed: dict[str, None] = {}
-        self._coalescer: Coalescer[RoomEventDraft, str | None] | None = coalescer_if(
-            coalesce, self._relay_batch, "relay_room_events", observe
+        self._coalescer: Coalescer[RoomEventDraft, str | None] | None = batching.coalescer(
+            self._relay_batch, "relay_room_events"
         )
 
     async def relay(self, event: RoomEventDraft) -> str | None:

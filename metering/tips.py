@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metering import scripts
-from metering.batch import Coalescer, Observer, coalescer_if
+from metering.batch import COALESCED, Batching, Coalescer
 from metering.clock import Clock
 from metering.keys import check_id, is_id
 from metering.limits import Limits
@@ -49,16 +49,14 @@ class Tips:
         clock: Clock,
         limits: Limits,
         rooms: Rooms,
-        *,
-        coalesce: bool = True,
-        observe: Observer | None = None,
+        batching: Batching = COALESCED,
     ) -> None:
         self._store = store
         self._clock = clock
         self._limits = limits
         self._rooms = rooms
-        self._coalescer: Coalescer[TipItem, TipResult] | None = coalescer_if(
-            coalesce, self._apply_batch, "apply_tips", observe
+        self._coalescer: Coalescer[TipItem, TipResult] | None = batching.coalescer(
+            self._apply_batch, "apply_tips"
         )
 
     def validate(self, tip: TipRequest) -> Code | None:

@@ -29,6 +29,27 @@ local function in_states(set, state)
   return state ~= nil and string.find(set, ',' .. state .. ',', 1, true) ~= nil
 end
 
+-- Read the tab a charge in `currency` spends from (`spendable`: the states that may spend, as
+-- in_states takes them), with one more field `extra` (or nil). The tab as a table (state, cap,
+-- accrued, ver, seq, burn, extra), or nil and the refusal: tab_not_found, currency_mismatch or
+-- tab_not_open, with the tab's balance and burn.
+local function spending_tab(tab_key, currency, spendable, extra)
+  local t = redis.call('HMGET', tab_key, unpack({'state', 'cap', 'accrued', 'ver', 'currency',
+    'seq', 'burn', extra}))
+  if not t[1] then
+    return nil, {'tab_not_found', '', 0, 0, 0}
+  end
+  local tab = {state = t[1], cap = tonumber(t[2]), accrued = tonumber(t[3]),
+    ver = tonumber(t[4]), seq = tonumber(t[6]), burn = tonumber(t[7] or '0'), extra = t[8]}
+  if t[5] ~= currency then
+    return nil, {'currency_mismatch', tab.state, tab.cap, tab.accrued, tab.ver, tab.burn}
+  end
+  if not in_states(spendable, tab.state) then
+    return nil, {'tab_not_open', tab.state, tab.cap, tab.accrued, tab.ver, tab.burn}
+  end
+  return tab, nil
+end
+
 -- Charge `amount` to a tab as its line `seq` (a tip or a purchase): the accrued total grows, the
 -- tab is marked exhausted (the cap_reached settlement trigger) once less than `exhausted_below`
 -- is left, and its version moves on. The new accrued total and version.

@@ -54,26 +54,18 @@ if o[1] then
     tonumber(o[10]), tonumber(o[11]), o[12], '', 0, o[13], tonumber(o[14])}
 end
 
-local t = redis.call('HMGET', tab_key, 'state', 'cap', 'accrued', 'ver', 'currency', 'seq',
-  'burn')
-if not t[1] then
-  return {'tab_not_found', '', 0, 0, 0}
+local tab, refused = spending_tab(tab_key, currency, spendable, nil)
+if not tab then
+  return refused
 end
-local state, cap, accrued, ver = t[1], tonumber(t[2]), tonumber(t[3]), tonumber(t[4])
-local burn = tonumber(t[7] or '0')
-if t[5] ~= currency then
-  return {'currency_mismatch', state, cap, accrued, ver}
-end
-if not in_states(spendable, state) then
-  return {'tab_not_open', state, cap, accrued, ver}
-end
+local state, cap, accrued, ver, burn = tab.state, tab.cap, tab.accrued, tab.ver, tab.burn
 if not is_amount(amount) or amount == 0 then
   return {'invalid_amount', state, cap, accrued, ver}
 end
 if accrued + amount > cap then
   return {'over_cap', state, cap, accrued, ver}
 end
-local seq = tonumber(t[6]) + 1
+local seq = tab.seq + 1
 if seq > lines_max then
   return {'lines_full', state, cap, accrued, ver}
 end

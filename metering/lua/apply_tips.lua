@@ -67,28 +67,20 @@ local function apply_tip(tab_key, lines_key, op_key, outbox_key, channel, device
       tonumber(o[9]), tonumber(o[10]), o[11]}
   end
 
-  local t = redis.call('HMGET', tab_key, 'state', 'cap', 'accrued', 'ver', 'currency', 'seq',
-    'burn', 'dbp:tip')
-  if not t[1] then
-    return {'tab_not_found', '', 0, 0, 0}
+  local tab, refused = spending_tab(tab_key, currency, spendable, 'dbp:tip')
+  if not tab then
+    return refused
   end
-  local state, cap, accrued, ver = t[1], tonumber(t[2]), tonumber(t[3]), tonumber(t[4])
-  local burn = tonumber(t[7] or '0')
-  if t[5] ~= currency then
-    return {'currency_mismatch', state, cap, accrued, ver, burn}
-  end
-  if not in_states(spendable, state) then
-    return {'tab_not_open', state, cap, accrued, ver, burn}
-  end
+  local state, cap, accrued, ver, burn = tab.state, tab.cap, tab.accrued, tab.ver, tab.burn
   if not is_amount(amount) or amount == 0 then
     return {'invalid_amount', state, cap, accrued, ver, burn}
   end
   local asked = amount
-  amount = discounted(asked, tonumber(t[8] or '0'))
+  amount = discounted(asked, tonumber(tab.extra or '0'))
   if accrued + amount > cap then
     return {'over_cap', state, cap, accrued, ver, burn}
   end
-  local seq = tonumber(t[6]) + 1
+  local seq = tab.seq + 1
   if seq > lines_max then
     return {'lines_full', state, cap, accrued, ver, burn}
   end

@@ -104,7 +104,9 @@ async def _revenue(
     conn: Connection, rt: Runtime, period: str, since: datetime, until: datetime, cur: str | None
 ) -> tuple[Rows, dict[str, Any]]:
     closed = await _closed(conn, rt, since, until)
-    return await queries.revenue_by_kind(conn, period, since, until, cur, closed), {}
+    return await queries.over_days(
+        conn, queries.Daily.REVENUE_BY_KIND, period, since, until, cur, closed
+    ), {}
 
 
 async def _refunds(
@@ -112,7 +114,9 @@ async def _refunds(
 ) -> tuple[Rows, dict[str, Any]]:
     alert_bp = rt.settings.dispute_ratio_alert_bp
     closed = await _closed(conn, rt, since, until)
-    rows = await queries.refunds_disputes(conn, period, since, until, cur, closed)
+    rows = await queries.over_days(
+        conn, queries.Daily.REFUNDS_DISPUTES, period, since, until, cur, closed
+    )
     for row in rows:
         row["dispute_ratio_bp"] = _ratio_bp(row["disputes_n"], row["captured_n"])
         row["alert"] = row["dispute_ratio_bp"] > alert_bp or (

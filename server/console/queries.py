@@ -9,6 +9,7 @@ the caller from the integer counts.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from enum import Enum
 from typing import Any
 
 from settlement.ledger.db import Connection
@@ -38,39 +39,47 @@ CROSS JOIN LATERAL (SELECT kind, amount_minor FROM settlement_sessions
 _SHOWS_JOINED = """
 JOIN settlement_sessions w ON w.settlement_id = s.settlement_id AND w.amount_minor > 0
 """
-_DAILY_TIPS_HEAD = """
+#: The captured settlements of the days asked (each part of the daily query filters on it).
+_CAPTURED_IN_DAYS = """
+WHERE s.outcome = 'captured' AND s.outcome_at >= %(d_since)s AND s.outcome_at < %(d_until)s
+"""
+_DAILY_TIPS = """
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date AS day, s.currency, 'revenue' AS metric,
        l.kind, sum(l.amount_minor)::bigint AS amount_minor, count(*)::bigint AS items_n
 FROM settlements s
 """
-_DAILY_SHOWS_HEAD = """
-WHERE s.outcome = 'captured' AND s.outcome_at >= %(d_since)s AND s.outcome_at < %(d_until)s
-GROUP BY 1, 2, 3, 4
-UNION ALL
+_DAILY_SHOWS = """
 SELECT (s.outcome_at AT TIME ZONE 'UTC')::date, s.currency, 'revenue', w.kind,
        sum(w.amount_minor)::bigint, count(*)::bigint
 FROM settlements s
 """
-_DAILY_TAIL = """
-WHERE s.outcome = 'captured' AND s.outcome_at >= %(d_since)s AND s.outcome_at < %(d_until)s
-GROUP BY 1, 2, 3, 4
-UNION ALL
+_DAILY_MEMBERSHIPS = """
 SELECT (settled_at AT TIME ZONE 'UTC')::date, currency, 'revenue', 'membership',
        sum(total_minor)::bigint, count(*)::bigint
 FROM subscription_periods
 WHERE status = 'paid' AND settled_at >= %(d_since)s AND settled_at < %(d_until)s
-GROUP BY 1, 2, 3, 4
-UNION ALL
-SELECT (outcome_at AT TIME ZONE 'UTC')::date, currency, 'captured', '',
-       sum(captured_minor)::bigint, count(*)::bigint
-FROM settlements
-WHERE outcome = 'captured' AND outcome_at >= %(d_since)s AND outcome_at < %(d_until)s
-GROUP BY 1, 2, 3, 4
 """
-_DAILY = "".join((_DAILY_TIPS_HEAD, _TIPS_LOOKUP, _DAILY_SHOWS_HEAD, _SHOWS_LOOKUP, _DAILY_TAIL))
-_DAILY_JOINED = "".join(
-    (_DAILY_TIPS_HEAD, _TIPS_JOINED, _DAILY_SHOWS_HEAD, _SHOWS_JOINED, _DAILY_TAIL)
-)
+_DAILY_CAPTURED = """
+SELECT (s.outcome_at AT TIME ZONE 'UTC')::date, s.currency, 'captured', '',
+       sum(s.captured_minor)::bigint, count(*)::bigint
+FROM settlements s
+"""
+
+
+def _daily(tips_lines: str, shows_lines: str) -> str:
+    """The daily query with the tips' and shows' lines found by ``tips_lines`` and
+    ``shows_lines``: its parts, each grouped by (day, currency, metric, kind), in one union."""
+    parts = (
+        _DAILY_TIPS + tips_lines + _CAPTURED_IN_DAYS,
+        _DAILY_SHOWS + shows_lines + _CAPTURED_IN_DAYS,
+        _DAILY_MEMBERSHIPS,
+        _DAILY_CAPTURED + _CAPTURED_IN_DAYS,
+    )
+    return "UNION ALL".join(part + "GROUP BY 1, 2, 3, 4\n" for part in parts)
+
+
+_DAILY = _daily(_TIPS_LOOKUP, _SHOWS_LOOKUP)
+_DAILY_JOINED = _daily(_TIPS_JOINED, _SHOWS_JOINED)
 
 #: Closed days missing from the aggregate, in ``[since, until)``.
 _MISSING_DAYS = """
@@ -222,29 +231,27 @@ def _day_params(
     }
 
 
-async def revenue_by_kind(
+class Daily(Enum):
+    """The analyses that read the days before their closed day from the daily aggregate."""
+
+    #: Per bucket, currency and kind: the revenue of captured settlements.
+    REVENUE_BY_KIND = _REVENUE_BY_KIND
+    #: Per bucket and currency: captures, refunds, disputes opened and chargebacks lost.
+    REFUNDS_DISPUTES = _REFUNDS_DISPUTES
+
+
+async def over_days(
     conn: Connection,
+    analysis: Daily,
     period: str,
     since: datetime,
     until: datetime,
     currency: str | None,
     closed: date,
 ) -> list[dict[str, Any]]:
-    """Per bucket, currency and kind: the revenue of captured settlements (days before
-    ``closed`` from the aggregate, which :func:`roll_up` must have filled)."""
-    return await _rows(conn, _REVENUE_BY_KIND, _day_params(period, since, until, currency, closed))
-
-
-async def refunds_disputes(
-    conn: Connection,
-    period: str,
-    since: datetime,
-    until: datetime,
-    currency: str | None,
-    closed: date,
-) -> list[dict[str, Any]]:
-    """Per bucket and currency: captures, refunds, disputes opened and chargebacks lost."""
-    return await _rows(conn, _REFUNDS_DISPUTES, _day_params(period, since, until, currency, closed))
+    """The rows of ``analysis``: days before ``closed`` from the aggregate (which
+    :func:`roll_up` must have filled), the rest from the ledger."""
+    return await _rows(conn, analysis.value, _day_params(period, since, until, currency, closed))
 
 
 async def collection_recovery(

@@ -48,7 +48,7 @@ from settlement.gateway import GatewayError
 from settlement.ledger.errors import LedgerUnavailable
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.times import at
-from settlement.processors.hosted import HostedCheckout, HostedStart, HostedStatus
+from settlement.processors.hosted import HostedCheckout, HostedPage, HostedStart, HostedStatus
 from settlement.processors.registry import ProcessorRegistry
 from settlement.subscriptions.paylink import LinkCode, pay_period
 from settlement.subscriptions.scheduler import Renewals
@@ -711,11 +711,13 @@ class Collector:
             case = reserved or case
         try:
             started = await gateway.start_hosted(
-                idempotency_key=hosted_key(case.case_id, number),
-                amount_minor=case.amount_minor,
-                currency=case.currency,
-                return_url=return_url,
-                description=f"Payment of {case.case_id}",
+                HostedPage(
+                    idempotency_key=hosted_key(case.case_id, number),
+                    amount_minor=case.amount_minor,
+                    currency=case.currency,
+                    return_url=return_url,
+                    description=f"Payment of {case.case_id}",
+                )
             )
         except GatewayError as exc:
             # The attempt stays pending: asked again, the same key finds the same page; the

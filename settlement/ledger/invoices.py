@@ -151,18 +151,10 @@ async def issue(
             """
             INSERT INTO invoice_lines (invoice_id, line_no, description, net_minor, tax_minor,
                                        total_minor, tax_rate_bp, line_key)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            VALUES (%(invoice_id)s, %(line_no)s, %(description)s, %(net_minor)s, %(tax_minor)s,
+                    %(total_minor)s, %(tax_rate_bp)s, %(line_key)s)
             """,
-            (
-                invoice_id,
-                line["line_no"],
-                line["description"],
-                line["net_minor"],
-                line["tax_minor"],
-                line["total_minor"],
-                line["tax_rate_bp"],
-                line.get("line_key", ""),
-            ),
+            {"line_key": "", **line, "invoice_id": invoice_id},
         )
     return invoice_id
 

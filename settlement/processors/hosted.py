@@ -41,6 +41,20 @@ class HostedStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class HostedPage:
+    """What a payment page is asked for: one charge of ``amount_minor``, captured at once."""
+
+    #: The caller's key (the collection attempt's): asking again finds the same page.
+    idempotency_key: str
+    amount_minor: int
+    currency: str
+    #: Where the processor sends the customer back, paid or not.
+    return_url: str
+    #: What the customer reads on the page.
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class HostedStart:
     """Where to send the customer, and the processor's reference of the page."""
 
@@ -63,16 +77,8 @@ class HostedResult:
 class HostedCheckout(Protocol):
     """A processor's hosted payment page (see the module docstring)."""
 
-    async def start_hosted(
-        self,
-        *,
-        idempotency_key: str,
-        amount_minor: int,
-        currency: str,
-        return_url: str,
-        description: str,
-    ) -> HostedStart:
-        """Ask for a payment page of ``amount_minor`` (one charge, captured at once)."""
+    async def start_hosted(self, page: HostedPage) -> HostedStart:
+        """Ask for ``page``: one charge, captured at once."""
         ...
 
     async def hosted_result(self, *, idempotency_key: str, reference: str) -> HostedResult:

@@ -60,7 +60,7 @@ from settlement.gateway import (
     RefundResult,
     VoidResult,
 )
-from settlement.processors.hosted import HostedResult, HostedStart, HostedStatus
+from settlement.processors.hosted import HostedPage, HostedResult, HostedStart, HostedStatus
 
 log = logging.getLogger("tipmeter.processors.segpay")
 
@@ -348,27 +348,19 @@ class SegpayGateway:
 
     # -- hosted payment page -----------------------------------------------------------------
 
-    async def start_hosted(
-        self,
-        *,
-        idempotency_key: str,
-        amount_minor: int,
-        currency: str,
-        return_url: str,
-        description: str,
-    ) -> HostedStart:
+    async def start_hosted(self, page: HostedPage) -> HostedStart:
         """The payment page's URL (nothing is asked of Segpay until the customer pays)."""
-        if currency != SegpayWire.CURRENCY or not is_positive_amount(amount_minor):
+        if page.currency != SegpayWire.CURRENCY or not is_positive_amount(page.amount_minor):
             raise GatewayRequestError(
                 f"segpay pages charge positive {SegpayWire.CURRENCY} amounts only"
             )
         query = urlencode(
             {
                 SegpayWire.HOSTED_ETICKET_FIELD: self.eticket_id,
-                SegpayWire.HOSTED_AMOUNT_FIELD: dollars(amount_minor),
-                SegpayWire.REFERENCE_FIELD: idempotency_key,
-                SegpayWire.HOSTED_APPROVED_LINK_FIELD: return_url,
-                SegpayWire.HOSTED_DECLINED_LINK_FIELD: return_url,
+                SegpayWire.HOSTED_AMOUNT_FIELD: dollars(page.amount_minor),
+                SegpayWire.REFERENCE_FIELD: page.idempotency_key,
+                SegpayWire.HOSTED_APPROVED_LINK_FIELD: page.return_url,
+                SegpayWire.HOSTED_DECLINED_LINK_FIELD: page.return_url,
             }
         )
         return HostedStart(

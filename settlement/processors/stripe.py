@@ -86,7 +86,7 @@ from settlement.gateway import (
     RefundResult,
     VoidResult,
 )
-from settlement.processors.hosted import HostedResult, HostedStart, HostedStatus
+from settlement.processors.hosted import HostedPage, HostedResult, HostedStart, HostedStatus
 
 log = logging.getLogger("tipmeter.processors.stripe")
 
@@ -546,18 +546,10 @@ class StripeGateway:
 
     # -- hosted payment page (Checkout) ------------------------------------------------------
 
-    async def start_hosted(
-        self,
-        *,
-        idempotency_key: str,
-        amount_minor: int,
-        currency: str,
-        return_url: str,
-        description: str,
-    ) -> HostedStart:
-        """A Checkout Session of one line of ``amount_minor``, captured at once. Stripe replays
+    async def start_hosted(self, page: HostedPage) -> HostedStart:
+        """A Checkout Session of one line of the page's amount, captured at once. Stripe replays
         the session to the same key, so asking again for one attempt finds the same page."""
-        joiner = "&" if "?" in return_url else "?"
+        joiner = "&" if "?" in page.return_url else "?"
         try:
             session = await self.client.v1.checkout.sessions.create_async(
                 {
@@ -566,23 +558,23 @@ class StripeGateway:
                         {
                             "quantity": 1,
                             "price_data": {
-                                "currency": currency.lower(),
-                                "unit_amount": amount_minor,
-                                "product_data": {"name": description},
+                                "currency": page.currency.lower(),
+                                "unit_amount": page.amount_minor,
+                                "product_data": {"name": page.description},
                             },
                         }
                     ],
                     "payment_intent_data": {
                         "capture_method": "automatic",
-                        "metadata": {HOSTED_KEY_METADATA: idempotency_key},
+                        "metadata": {HOSTED_KEY_METADATA: page.idempotency_key},
                     },
-                    "metadata": {HOSTED_KEY_METADATA: idempotency_key},
+                    "metadata": {HOSTED_KEY_METADATA: page.idempotency_key},
                     "expires_at": self.clock.now_ms() // 1_000 + CHECKOUT_TTL_S_DEFAULT,
                     # Stripe fills in the session id; the return page asks Stripe about it.
-                    "success_url": f"{return_url}{joiner}session_id={{CHECKOUT_SESSION_ID}}",
-                    "cancel_url": return_url,
+                    "success_url": f"{page.return_url}{joiner}session_id={{CHECKOUT_SESSION_ID}}",
+                    "cancel_url": page.return_url,
                 },
-                {"idempotency_key": idempotency_key},
+                {"idempotency_key": page.idempotency_key},
             )
         except stripe.StripeError as exc:
             raise _translate(exc) from exc

@@ -107,21 +107,16 @@ async def _reserve(
         return LinkCharge(LinkCode.NOT_OWED, capture_id=paid)
     if any(a.status in ("pending", "unknown") for a in tried):
         return LinkCharge(LinkCode.BUSY)
-    mine = Attempt(
-        subscription_id=subscription_id,
-        period_no=period_no,
-        attempt_no=max((a.attempt_no for a in tried), default=0) + 1,
-        idempotency_key=key,
-        payment_method=payment_method,
-        amount_minor=period.total_minor,
-        status="pending",
-        decline_reason="",
-        advice_code="",
-        capture_id="",
-        started_at_ms=now_ms,
-        finished_at_ms=0,
+    mine = await store.reserve_attempt(
+        conn,
+        subscription_id,
+        period_no,
+        max((a.attempt_no for a in tried), default=0) + 1,
+        key,
+        payment_method,
+        period.total_minor,
+        now_ms,
     )
-    await store.insert_attempt(conn, mine)
     return sub, mine
 
 

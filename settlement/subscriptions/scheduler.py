@@ -402,22 +402,16 @@ class Renewals:
     async def _reserve(
         self, conn: Connection, sub: Subscription, period: Period, number: int, now_ms: int
     ) -> Attempt:
-        attempt = Attempt(
-            subscription_id=sub.subscription_id,
-            period_no=period.period_no,
-            attempt_no=number,
-            idempotency_key=attempt_key(sub.subscription_id, period.period_no, number),
-            payment_method=sub.payment_method,
-            amount_minor=period.total_minor,
-            status="pending",
-            decline_reason="",
-            advice_code="",
-            capture_id="",
-            started_at_ms=now_ms,
-            finished_at_ms=0,
+        return await store.reserve_attempt(
+            conn,
+            sub.subscription_id,
+            period.period_no,
+            number,
+            attempt_key(sub.subscription_id, period.period_no, number),
+            sub.payment_method,
+            period.total_minor,
+            now_ms,
         )
-        await store.insert_attempt(conn, attempt)
-        return attempt
 
     # -- charge and record ------------------------------------------------------------------
 

@@ -242,32 +242,10 @@ class Subscriptions:
                 addons = tuple((a, q) for a, q in sub.addons if a in new.addons)
                 if pricing.items_refused(new, quantity, addons) is not None:
                     return Result(SubCode.ITEMS_INVALID, sub)
-                if sub.period_no >= 1:
-                    if new.price(sub.currency) is None:  # pragma: no cover - checked
-                        return Result(SubCode.CURRENCY_NOT_SOLD, sub)
-                    length = sub.period_end_ms - sub.period_start_ms
-                    remaining = min(max(sub.period_end_ms - now_ms, 0), length)
-                    lines = prorate(
-                        pricing.recurring_minor(old, sub.currency, sub.quantity, sub.addons),
-                        pricing.recurring_minor(new, sub.currency, quantity, addons),
-                        remaining,
-                        length,
-                    )
-                    await store.insert_change(
-                        conn,
-                        sub,
-                        new.plan_id,
-                        remaining,
-                        length,
-                        lines.credit_minor,
-                        lines.charge_minor,
-                        now_ms,
-                    )
-                    sub = dataclasses.replace(
-                        sub, adjustment_minor=sub.adjustment_minor + lines.net_minor
-                    )
-                else:
-                    await store.insert_change(conn, sub, new.plan_id, 0, 1, 0, 0, now_ms)
+                priced = sub.period_no < 1 or new.price(sub.currency) is not None
+                if not priced:  # pragma: no cover - checked
+                    return Result(SubCode.CURRENCY_NOT_SOLD, sub)
+                sub = await _record_change(conn, sub, old, new, quantity, addons, now_ms)
                 sub = await store.transition(
                     conn, sub, SubEvent.CHANGE, now_ms, f"{sub.plan_id} -> {new.plan_id}"
                 )
@@ -303,31 +281,7 @@ class Subscriptions:
             if await _in_flight(conn, sub):
                 return Result(SubCode.CHARGE_IN_FLIGHT, sub)
             addons = tuple(sorted(addons))
-            if sub.period_no >= 1:
-                length = sub.period_end_ms - sub.period_start_ms
-                remaining = min(max(sub.period_end_ms - now_ms, 0), length)
-                lines = prorate(
-                    pricing.recurring_minor(plan, sub.currency, sub.quantity, sub.addons),
-                    pricing.recurring_minor(plan, sub.currency, quantity, addons),
-                    remaining,
-                    length,
-                )
-                await store.insert_change(
-                    conn,
-                    sub,
-                    plan.plan_id,
-                    remaining,
-                    length,
-                    lines.credit_minor,
-                    lines.charge_minor,
-                    now_ms,
-                )
-                sub = dataclasses.replace(
-                    sub, adjustment_minor=sub.adjustment_minor + lines.net_minor
-                )
-            else:
-                # In the trial nothing is charged for the items yet: free, like a plan change.
-                await store.insert_change(conn, sub, plan.plan_id, 0, 1, 0, 0, now_ms)
+            sub = await _record_change(conn, sub, plan, plan, quantity, addons, now_ms)
             detail = f"quantity {sub.quantity} -> {quantity}, add-ons {list(addons)}"
             sub = await store.transition(conn, sub, SubEvent.CHANGE, now_ms, detail[:200])
             sub = dataclasses.replace(sub, quantity=quantity, addons=addons)
@@ -577,6 +531,44 @@ async def _changeable(conn: Any, subscription_id: str) -> Subscription | Result:
     if sub.state in TERMINAL:
         return Result(SubCode.NOT_ALLOWED, sub)
     return sub
+
+
+async def _record_change(
+    conn: Any,
+    sub: Subscription,
+    old: Plan,
+    new: Plan,
+    quantity: int,
+    addons: tuple[tuple[str, int], ...],
+    now_ms: int,
+) -> Subscription:
+    """Write the change row of a plan or items change and return ``sub`` with its adjustment.
+
+    In a paid period the credit for the old items' unused time and the charge for the new
+    items' remaining time (each rounded by the one rule) go on the next invoice; in the trial
+    nothing is charged yet, so the change is free."""
+    if sub.period_no < 1:
+        await store.insert_change(conn, sub, new.plan_id, 0, 1, 0, 0, now_ms)
+        return sub
+    length = sub.period_end_ms - sub.period_start_ms
+    remaining = min(max(sub.period_end_ms - now_ms, 0), length)
+    lines = prorate(
+        pricing.recurring_minor(old, sub.currency, sub.quantity, sub.addons),
+        pricing.recurring_minor(new, sub.currency, quantity, addons),
+        remaining,
+        length,
+    )
+    await store.insert_change(
+        conn,
+        sub,
+        new.plan_id,
+        remaining,
+        length,
+        lines.credit_minor,
+        lines.charge_minor,
+        now_ms,
+    )
+    return dataclasses.replace(sub, adjustment_minor=sub.adjustment_minor + lines.net_minor)
 
 
 async def _in_flight(conn: Any, sub: Subscription) -> bool:

@@ -477,6 +477,36 @@ async def attempts(conn: Connection, subscription_id: str, period_no: int) -> li
     return [_attempt(row) for row in await cursor.fetchall()]
 
 
+async def reserve_attempt(
+    conn: Connection,
+    subscription_id: str,
+    period_no: int,
+    attempt_no: int,
+    idempotency_key: str,
+    payment_method: str,
+    amount_minor: int,
+    now_ms: int,
+) -> Attempt:
+    """Reserve a new ``pending`` attempt (:func:`insert_attempt`) and return it: the one shape a
+    renewal's charge and a pay link's charge start from."""
+    attempt = Attempt(
+        subscription_id=subscription_id,
+        period_no=period_no,
+        attempt_no=attempt_no,
+        idempotency_key=idempotency_key,
+        payment_method=payment_method,
+        amount_minor=amount_minor,
+        status="pending",
+        decline_reason="",
+        advice_code="",
+        capture_id="",
+        started_at_ms=now_ms,
+        finished_at_ms=0,
+    )
+    await insert_attempt(conn, attempt)
+    return attempt
+
+
 async def insert_attempt(conn: Connection, attempt: Attempt) -> None:
     """Reserve an attempt (``pending``) and count it on its period."""
     await conn.execute(

@@ -16,9 +16,8 @@ from playwright.async_api import Browser, Page, expect
 from loadtest import console_seed
 from server.console import auth
 from tests.pages.conftest import Pages
-from tests.support.console import PASSWORD, insert_operator
+from tests.support.console import PASSWORD, insert_operator, insert_operators, serving
 from tests.support.processes import TipmeterProcess
-from tests.support.redis_procs import start_standalone
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -32,16 +31,11 @@ REFUSED = (re.compile(r"Failed to load resource: the server responded with a sta
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
     """A server with a seeded ledger and one operator of each role."""
-    redis = start_standalone(tmp_path_factory.mktemp("console-pages-redis"))
-    process = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis.url,
-            "TIPMETER_SUPPORT_API_KEYS": "pages-support-key-0123456789abcdefghijkl",
-        },
-        tmp_path_factory.mktemp("console-pages"),
-    ).start()
-    try:
+    with serving(
+        tmp_path_factory,
+        "console-pages",
+        {"TIPMETER_SUPPORT_API_KEYS": "pages-support-key-0123456789abcdefghijkl"},
+    ) as process:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         console_seed.seed(
             process.env["TIPMETER_DATABASE_URL"],
@@ -49,12 +43,8 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tipmete
             since=today - timedelta(days=SEEDED_DAYS - 1),
             days=SEEDED_DAYS,
         )
-        for name, role in (("ada", "admin"), ("sam", "support"), ("rio", "read_only")):
-            insert_operator(process, name, role)
+        insert_operators(process)
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

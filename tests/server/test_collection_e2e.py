@@ -5,8 +5,6 @@ through the API once its case ended — the ledger's ``collected`` or ``written_
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from tests.settlement.processors.conftest import (
 )
 from tests.support.processes import TipmeterProcess, ticket
 from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually
 
 #: How long the worker's timer may take to open a case or settle a tab (generous: shared CPU).
 WAIT_S = 30.0
@@ -60,27 +59,27 @@ async def _failed_tab(server: TipmeterProcess, customer: str) -> str:
         queued = await http.post(f"/v1/customers/{customer}/tabs/{tab['tab_id']}/settle")
     assert queued.status_code == 202, queued.text
     tab_id = str(tab["tab_id"])
-    deadline = time.monotonic() + WAIT_S
-    while (await read_tab(server, customer, tab_id))["state"] != "failed":
-        if time.monotonic() > deadline:
-            raise AssertionError("the tab never failed")
-        await asyncio.sleep(0.05)
+
+    async def failed() -> bool:
+        return bool((await read_tab(server, customer, tab_id))["state"] == "failed")
+
+    await eventually(failed, timeout_s=WAIT_S, interval_s=0.05, what="the tab fails")
     return tab_id
 
 
 async def _case_opened_by_the_timer(server: TipmeterProcess, customer: str, tab_id: str) -> str:
-    deadline = time.monotonic() + WAIT_S
+    path = f"/v1/customers/{customer}/tabs/{tab_id}/collection"
     async with api(server) as http:
-        while True:
-            found = await http.get(f"/v1/customers/{customer}/tabs/{tab_id}/collection")
-            if found.status_code == 200:
-                case: dict[str, Any] = found.json()
-                assert case["state"] == "open"
-                return str(case["case_id"])
-            assert found.status_code == 404, found.text
-            if time.monotonic() > deadline:
-                raise AssertionError("the worker's timer opened no case")
-            await asyncio.sleep(0.05)
+
+        async def opened() -> bool:
+            found = await http.get(path)
+            assert found.status_code in (200, 404), found.text
+            return found.status_code == 200
+
+        await eventually(opened, timeout_s=WAIT_S, interval_s=0.05, what="the timer opens a case")
+        case: dict[str, Any] = (await http.get(path)).json()
+    assert case["state"] == "open"
+    return str(case["case_id"])
 
 
 async def test_a_tab_collected_through_its_link_reads_collected(server: TipmeterProcess) -> None:

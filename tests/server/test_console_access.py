@@ -18,9 +18,9 @@ from tests.support.console import (
     create_operator,
     insert_operator,
     logged_in,
+    serving,
 )
 from tests.support.processes import API_KEY, TipmeterProcess
-from tests.support.redis_procs import start_standalone
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -28,27 +28,17 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
     """A server with the demo backend on (it must not open the console) and three operators."""
-    redis = start_standalone(tmp_path_factory.mktemp("console-redis"))
-    process = TipmeterProcess(
-        ["serve"],
-        {"TIPMETER_REDIS_URL": redis.url, "TIPMETER_DEMO_API": "on"},
-        tmp_path_factory.mktemp("console"),
-    ).start()
-    try:
+    with serving(tmp_path_factory, "console", {"TIPMETER_DEMO_API": "on"}) as process:
         made = create_operator(process, "ada", "admin")
         assert made.returncode == 0, made.stderr
         insert_operator(process, "sam", "support")
         insert_operator(process, "rio", "read_only")
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def admin(server: TipmeterProcess) -> AsyncIterator[ConsoleClient]:
-    client = await logged_in(server, "ada")
-    async with client:
+    async with await logged_in(server, "ada") as client:
         yield client
 
 

@@ -13,9 +13,8 @@ import pytest
 import pytest_asyncio
 
 from loadtest import console_seed
-from tests.support.console import ConsoleClient, insert_operator, logged_in
+from tests.support.console import ConsoleClient, insert_operator, logged_in, serving
 from tests.support.processes import TipmeterProcess
-from tests.support.redis_procs import start_standalone
 
 SEEDED_N = 400
 SINCE = datetime(2026, 9, 1, tzinfo=UTC)
@@ -25,25 +24,17 @@ WINDOW = {"since": "2026-09-01", "until": "2026-11-01"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("analyses-redis"))
-    process = TipmeterProcess(
-        ["serve"], {"TIPMETER_REDIS_URL": redis.url}, tmp_path_factory.mktemp("analyses")
-    ).start()
-    try:
+    with serving(tmp_path_factory, "analyses") as process:
         console_seed.seed(
             process.env["TIPMETER_DATABASE_URL"], settlements_n=SEEDED_N, since=SINCE, days=DAYS
         )
         insert_operator(process, "rio", "read_only")
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def reader(server: TipmeterProcess) -> AsyncIterator[ConsoleClient]:
-    client = await logged_in(server, "rio")
-    async with client:
+    async with await logged_in(server, "rio") as client:
         yield client
 
 

@@ -17,9 +17,8 @@ import pytest_asyncio
 from loadtest import console_seed
 from server.console.recurring import monthly_minor
 from settlement.subscriptions.periods import PeriodUnit
-from tests.support.console import ConsoleClient, insert_operator, logged_in
+from tests.support.console import ConsoleClient, insert_operator, logged_in, serving
 from tests.support.processes import TipmeterProcess
-from tests.support.redis_procs import start_standalone
 
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
 DAYS = 120
@@ -40,26 +39,18 @@ MONTHLY = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("recurring-redis"))
-    process = TipmeterProcess(
-        ["serve"], {"TIPMETER_REDIS_URL": redis.url}, tmp_path_factory.mktemp("recurring")
-    ).start()
-    try:
+    with serving(tmp_path_factory, "recurring") as process:
         seeded = console_seed.seed(
             process.env["TIPMETER_DATABASE_URL"], settlements_n=SEEDED_N, since=SINCE, days=DAYS
         )
         assert seeded.subscriptions_n == 90
         insert_operator(process, "rio", "read_only")
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def reader(server: TipmeterProcess) -> AsyncIterator[ConsoleClient]:
-    client = await logged_in(server, "rio")
-    async with client:
+    async with await logged_in(server, "rio") as client:
         yield client
 
 

@@ -3,8 +3,6 @@ same policy and error codes the cam site gets), each is audited, and roles limit
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,9 +12,9 @@ import pytest
 from clients.sdk import Client
 from clients.tickets import Role
 from tests.server.conftest import api, settled_statement
-from tests.support.console import insert_operator, logged_in
+from tests.support.console import insert_operators, logged_in, serving
 from tests.support.processes import TipmeterProcess, ticket
-from tests.support.redis_procs import start_standalone
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -27,23 +25,13 @@ CASE_TIMEOUT_S = 20.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("support-redis"))
-    process = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis.url,
-            "TIPMETER_WORKER": "on",
-            "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY,
-        },
-        tmp_path_factory.mktemp("support"),
-    ).start()
-    try:
-        for name, role in (("ada", "admin"), ("sam", "support"), ("rio", "read_only")):
-            insert_operator(process, name, role)
+    with serving(
+        tmp_path_factory,
+        "support",
+        {"TIPMETER_WORKER": "on", "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY},
+    ) as process:
+        insert_operators(process)
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 async def settled_tab(
@@ -176,16 +164,14 @@ async def test_a_pay_link_for_a_declined_tab_and_clearing_a_dispute_flag(
     async with api(server) as http:
         # The collection sweeper opens a case for the declined tab once the worker wrote it to
         # the ledger (just after Redis's outcome): sweep until it has.
-        deadline = time.monotonic() + CASE_TIMEOUT_S
         path = f"/v1/customers/c-declined/tabs/{declined['tab_id']}/collection"
-        while True:
+
+        async def case_opened() -> bool:
             assert (await http.post("/v1/collection/sweep")).status_code == 200
-            case = await http.get(path)
-            if case.status_code == 200 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        assert case.status_code == 200, case.text
-        case_id = case.json()["case_id"]
+            return (await http.get(path)).status_code == 200
+
+        await eventually(case_opened, timeout_s=CASE_TIMEOUT_S, interval_s=0.2)
+        case_id = (await http.get(path)).json()["case_id"]
     agent = await logged_in(server, "sam")
     async with agent:
         link = await agent.post(f"/console/api/collection/cases/{case_id}/links", {})

@@ -7,6 +7,7 @@ from metering.meter import Meter
 from metering.outcomes import Code, TabRef
 from settlement.config import SettlementConfig
 from settlement.gateway import Gateway
+from settlement.ledger.holds import HoldCustomer, HoldRecord
 from settlement.ledger.ledger import Ledger
 from settlement.processors.registry import ProcessorRegistry
 from settlement.sandbox import SandboxGateway
@@ -65,6 +66,35 @@ async def open_backed_tab(
     )
     assert result.code is Code.APPLIED, result
     return TabRef(customer, result.tab_id)
+
+
+async def record_tab_hold(
+    meter: Meter,
+    ledger: Ledger,
+    ref: TabRef,
+    card: str,
+    now_ms: int,
+    customer: HoldCustomer | None = None,
+) -> None:
+    """Record the hold of tab ``ref`` (from :func:`open_backed_tab`) in the ledger, as the API
+    does when it opens a tab: what collection and the invoices read of the card and customer."""
+    tab = await meter.tabs.read(ref)
+    assert tab is not None
+    await ledger.record_hold(
+        HoldRecord(
+            idempotency_key=f"auth:{ref.tab_id}",
+            ref=ref,
+            processor="sandbox",
+            auth_ref=tab.auth_ref,
+            payment_method=card,
+            kind="authorize",
+            currency=tab.currency,
+            amount_minor=tab.cap_minor,
+            expires_at_ms=tab.capture_before_ms,
+            recorded_at_ms=now_ms,
+            customer=customer if customer is not None else HoldCustomer(),
+        )
+    )
 
 
 async def raised_by_second_hold(

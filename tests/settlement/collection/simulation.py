@@ -24,7 +24,6 @@ checked from the network's side, not from the collector's own bookkeeping:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import random
@@ -52,6 +51,7 @@ from settlement.ledger.journal import Entry, EntryCode, Posting
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.times import at
 from settlement.processors.registry import ProcessorRegistry
+from tests.settlement.simulation_cli import run_simulation
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
@@ -399,26 +399,7 @@ async def _check(
 
 def main() -> None:
     """Run the simulation on a fresh database of the tests' PostgreSQL and print the figures."""
-    from settlement.ledger.db import DatabaseConfig
-    from tests.support import postgres
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--captures", type=int, default=2_000)
-    parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(2**32))
-    args = parser.parse_args()
-
-    async def run() -> Figures:
-        ledger = await Ledger.open(DatabaseConfig(url=postgres.fresh_database("sim")))
-        try:
-            return await simulate(ledger, args.captures, args.seed)
-        finally:
-            await ledger.close()
-
-    print(f"seed={args.seed}")
-    try:
-        print("\n".join(asyncio.run(run()).lines()))
-    finally:
-        postgres.stop_shared()
+    run_simulation(__doc__.split("\n")[0], simulate, "captures", 2_000)
 
 
 if __name__ == "__main__":

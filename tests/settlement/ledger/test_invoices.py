@@ -22,9 +22,8 @@ from metering.clock import FakeClock
 from metering.lifecycle import FreezeReason
 from metering.meter import Meter
 from metering.outcomes import TabRef
-from metering.sessions import EndReason, Rate, SessionKind, SessionRef
 from settlement.ledger import invoices, journal
-from settlement.ledger.holds import HoldCustomer, HoldRecord
+from settlement.ledger.holds import HoldCustomer
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.settlements import settlement_id_of
 from settlement.ledger.tax import tax_line
@@ -38,8 +37,9 @@ from settlement.refunds.service import RefundRequest, Refunds
 from settlement.sandbox import SandboxGateway
 from settlement.subscriptions import export
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker, open_backed_tab
+from tests.settlement.helpers import make_worker, open_backed_tab, record_tab_hold
 from tests.settlement.notify.test_notify import smtp_server
+from tests.settlement.refunds.helpers import refund_by_support, watch_show
 
 __all__ = ["smtp_server"]
 
@@ -63,43 +63,20 @@ async def _captured(
     await meter.rooms.set_payout_bp("roomA", 6_000)
     await meter.rooms.set_payout_bp("roomB", 7_000)
     ref = await open_backed_tab(meter, gateway, customer=customer)
-    tab = await meter.tabs.read(ref)
-    assert tab is not None
-    await ledger.record_hold(
-        HoldRecord(
-            idempotency_key=f"auth:{ref.tab_id}",
-            ref=ref,
-            processor="sandbox",
-            auth_ref=tab.auth_ref,
-            payment_method="tok_visa",
-            kind="authorize",
-            currency="USD",
-            amount_minor=tab.cap_minor,
-            expires_at_ms=tab.capture_before_ms,
-            recorded_at_ms=clock.now_ms(),
-            customer=HoldCustomer(
-                country, "card country" if country else "", f"{customer}@example.com", language
-            ),
-        )
+    await record_tab_hold(
+        meter,
+        ledger,
+        ref,
+        "tok_visa",
+        clock.now_ms(),
+        HoldCustomer(
+            country, "card country" if country else "", f"{customer}@example.com", language
+        ),
     )
     for tip_id, amount, room in tips:
         assert (await meter.tip(ref, tip(f"{customer}-{tip_id}", amount, room=room))).code.ok
     if show_s:
-        await meter.sessions.set_rates("roomA", {SessionKind.PRIVATE: Rate(120)})
-        started = await meter.sessions.start(
-            ref,
-            session_id=f"s-{customer}",
-            room="roomA",
-            kind="private",
-            currency="USD",
-            owner="o1",
-        )
-        assert started.code.ok, started
-        show = SessionRef(ref.customer, f"s-{customer}", ref.tab_id)
-        for _ in range(show_s):
-            clock.advance(1_000)
-            await meter.sessions.tick("o1", [show])
-        await meter.sessions.end(show, EndReason.STOPPED)
+        await watch_show(meter, clock, ref, f"s-{customer}", show_s)
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     report = await make_worker(meter, gateway, ledger).run_burst()
     assert report.statuses == {"settled": 1}, report
@@ -195,17 +172,7 @@ async def test_refunds_get_credit_notes_that_give_back_exactly_the_invoiced_tax(
 
     # Odd steps (each rounds its tax on its own) until nothing is left.
     for number, amount in enumerate([7, 33, 101, 1, None]):
-        answer = await refunds.request(
-            RefundRequest(
-                f"rf-{number}",
-                ref,
-                Reason.GOODWILL,
-                amount_minor=amount,
-                override_by="support-1",
-                override_reason="goodwill",
-            )
-        )
-        assert answer.body["status"] == "succeeded", answer.body
+        await refund_by_support(refunds, f"rf-{number}", ref, amount)
 
     documents = await _documents(ledger, "c-rf")
     notes = [d for d in documents if d["kind"] == "credit_note"]
@@ -240,17 +207,7 @@ async def test_the_export_of_captures_and_credit_notes_equals_the_ledger(
     ]
     refunds = _refunds(ledger, gateway, clock)
     for number, (ref, amount) in enumerate(zip(refs, [99, 250, 1, None], strict=True)):
-        answer = await refunds.request(
-            RefundRequest(
-                f"rf-{number}",
-                ref,
-                Reason.GOODWILL,
-                amount_minor=amount,
-                override_by="support-1",
-                override_reason="goodwill",
-            )
-        )
-        assert answer.body["status"] == "succeeded", answer.body
+        await refund_by_support(refunds, f"rf-{number}", ref, amount)
     until = at(clock.now_ms() + DAY_MS)
 
     async with ledger.database.connection() as conn:

@@ -15,7 +15,6 @@ from metering.sessions import EndReason, Rate, SessionKind, SessionRef
 from settlement import scripts
 from settlement.ledger import journal
 from settlement.ledger.errors import LedgerMismatch
-from settlement.ledger.holds import HoldRecord
 from settlement.ledger.ledger import Ledger
 from settlement.ledger.settlements import SettlementFacts
 from settlement.outcomes import SettlementOutcome
@@ -24,7 +23,7 @@ from settlement.sandbox import SandboxGateway
 from settlement.scripts import SettlementRecord
 from settlement.statements import build_statement
 from tests.metering.helpers import tip
-from tests.settlement.helpers import make_worker, open_backed_tab
+from tests.settlement.helpers import make_worker, open_backed_tab, record_tab_hold
 
 
 async def _entries(ledger: Ledger, sid: str) -> dict[str, list[tuple[str, int]]]:
@@ -115,22 +114,7 @@ async def test_a_declined_tab_is_recorded_as_owed_with_what_collection_needs(
 ) -> None:
     card = "tok_capture_decline_insufficient_funds"
     ref = await open_backed_tab(meter, gateway, card=card)
-    tab = await meter.tabs.read(ref)
-    assert tab is not None
-    await ledger.record_hold(
-        HoldRecord(
-            idempotency_key=f"auth:{ref.tab_id}",
-            ref=ref,
-            processor="sandbox",
-            auth_ref=tab.auth_ref,
-            payment_method=card,
-            kind="authorize",
-            currency="USD",
-            amount_minor=tab.cap_minor,
-            expires_at_ms=tab.capture_before_ms,
-            recorded_at_ms=clock.now_ms(),
-        )
-    )
+    await record_tab_hold(meter, ledger, ref, card, clock.now_ms())
     await meter.tip(ref, tip("t1", 700))
     await request_settlement(meter, ref, FreezeReason.MERCHANT)
     assert (await make_worker(meter, gateway, ledger).run_burst()).statuses == {"failed": 1}

@@ -25,7 +25,7 @@ from settlement.refunds.service import RefundRequest, Refunds
 from settlement.refunds.split import model_part
 from settlement.sandbox import Fault, SandboxGateway
 from tests.settlement.helpers import make_worker, open_backed_tab
-from tests.settlement.refunds.helpers import settled_tab
+from tests.settlement.refunds.helpers import refund_by_support, settled_tab
 
 
 def _refunds(ledger: Ledger, gateway: SandboxGateway, clock: FakeClock, **kw: Any) -> Refunds:
@@ -116,17 +116,7 @@ async def test_partial_refunds_take_back_exactly_the_shares_once_the_tab_is_whol
     # Odd steps, by support (beyond the policy for tips), until nothing is left.
     steps, asked = [7, 33, 101, 1], 0
     for number, amount in enumerate(steps):
-        answer = await refunds.request(
-            RefundRequest(
-                f"rf-{number}",
-                ref,
-                Reason.GOODWILL,
-                amount_minor=amount,
-                override_by="support-1",
-                override_reason="goodwill",
-            )
-        )
-        assert answer.body["status"] == "succeeded", answer.body
+        await refund_by_support(refunds, f"rf-{number}", ref, amount)
         asked += amount
     rest = await refunds.request(
         RefundRequest("rf-rest", ref, Reason.GOODWILL, override_by="s", override_reason="all")

@@ -27,8 +27,6 @@ Replay: ``python -m tests.settlement.subscriptions.simulation --subscriptions 10
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -59,6 +57,7 @@ from settlement.subscriptions.pricing import recurring_minor
 from settlement.subscriptions.proration import prorate
 from settlement.subscriptions.scheduler import card_valid_until_ms
 from settlement.subscriptions.service import CancelMode, NewSubscription, SubCode
+from tests.settlement.simulation_cli import run_simulation
 from tests.settlement.subscriptions.helpers import DAY_MS, START_MS, World, plan
 
 HOUR_MS: Final = 3_600_000
@@ -637,26 +636,7 @@ async def _credits_off(conn: Any) -> int:
 
 def main() -> None:
     """Run the simulation on a fresh database of the tests' PostgreSQL and print the figures."""
-    from settlement.ledger.db import DatabaseConfig
-    from tests.support import postgres
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscriptions", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(2**32))
-    args = parser.parse_args()
-
-    async def run() -> Figures:
-        ledger = await Ledger.open(DatabaseConfig(url=postgres.fresh_database("sim")))
-        try:
-            return await simulate(ledger, args.subscriptions, args.seed)
-        finally:
-            await ledger.close()
-
-    print(f"seed={args.seed}")
-    try:
-        print("\n".join(asyncio.run(run()).lines()))
-    finally:
-        postgres.stop_shared()
+    run_simulation(__doc__.split("\n")[0], simulate, "subscriptions", 10_000)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from metering.clock import SystemClock
-from server.embedded_redis import free_port
 from settlement.ledger.ledger import Ledger
 from settlement.processors.registry import ProcessorRegistry
 from settlement.sandbox_http import HttpGateway
@@ -124,24 +122,15 @@ async def test_what_a_pause_refuses_and_a_cancel_while_paused(ledger: Ledger) ->
     assert len(world.gateway.captures) == 2
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[TipmeterProcess]:
-    """A sandbox gateway process (its capture log is what was charged)."""
-    port = free_port()
-    process = TipmeterProcess(
-        ["sandbox-gateway"], {"TIPMETER_SANDBOX_PORT": str(port)}, tmp_path, port=port
-    )
-    process.start(ready_path="/v1/captures")
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 @pytest.mark.slow
 async def test_a_real_worker_never_charges_a_paused_membership(
-    ledger: Ledger, database_url: str, redis_url: str, sandbox: TipmeterProcess, tmp_path: Path
+    ledger: Ledger,
+    database_url: str,
+    redis_url: str,
+    sandbox_process: TipmeterProcess,
+    tmp_path: Path,
 ) -> None:
+    sandbox = sandbox_process  # its capture log is what was charged
     gateway = HttpGateway(sandbox.base_url)
     subs = Subscriptions(ledger.database, ProcessorRegistry.single(gateway, name="sandbox-http"))
     days_back = 5

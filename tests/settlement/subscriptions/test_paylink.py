@@ -31,26 +31,20 @@ async def _past_due(world: World, sid: str) -> tuple[Collector, str, str]:
         CollectionConfig(link_secret="test-secret"),
         renewals=world.renewals,
     )
-    case_id = await collector.open_membership(
-        subscription_id=sid,
-        period_no=1,
-        customer=sub.customer,
-        currency=sub.currency,
-        amount_minor=1000,
-        processor=sub.processor,
-        language="en",
-        now_ms=world.clock.now_ms(),
-    )
-    again = await collector.open_membership(
-        subscription_id=sid,
-        period_no=1,
-        customer=sub.customer,
-        currency=sub.currency,
-        amount_minor=1000,
-        processor=sub.processor,
-        language="en",
-        now_ms=world.clock.now_ms(),
-    )
+    opened = [
+        await collector.open_membership(
+            subscription_id=sid,
+            period_no=1,
+            customer=sub.customer,
+            currency=sub.currency,
+            amount_minor=1000,
+            processor=sub.processor,
+            language="en",
+            now_ms=world.clock.now_ms(),
+        )
+        for _ in range(2)
+    ]
+    case_id, again = opened
     assert again == case_id  # one case per period
     return collector, case_id, await collector.create_link(case_id, world.clock.now_ms())
 
