@@ -80,58 +80,58 @@ function drawRevenue(body, unit) {
   });
 }
 
-function drawRefunds(body, unit) {
+// A chart by bucket with two value axes: money or counts on the left, a rate (or a second
+// count) on the right. Each series: its label, its axis ("left" or "right"), what it draws of a
+// row (or, with `values`, of the labels: a constant line) and its style.
+function drawTwoAxes(name, body, type, series, right = { beginAtZero: true }) {
   const labels = buckets(body.rows);
-  const alert = body.alert_level_bp / 100;
-  $("an-alert").textContent = `(alert level ${alert.toFixed(2)} %)`;
-  const alarmed = body.rows.some((row) => row.alert);
-  $("an-alert").className = alarmed ? "alert" : "muted";
-  draw("refunds", {
-    type: "bar",
+  draw(name, {
+    type,
     data: {
       labels,
-      datasets: [
-        { label: "refunds", backgroundColor: "#ffb347", yAxisID: "y",
-          data: byBucket(body.rows, labels, (row) => row.refunds_minor / unit) },
-        { label: "disputes opened", backgroundColor: "#ff6b6b", yAxisID: "y",
-          data: byBucket(body.rows, labels, (row) => row.disputes_minor / unit) },
-        { label: "dispute ratio %", type: "line", yAxisID: "ratio", borderColor: "#8ab4ff",
-          data: byBucket(body.rows, labels, (row) => row.dispute_ratio_bp / 100) },
-        { label: "alert level %", type: "line", yAxisID: "ratio", borderColor: "#ff4f9a",
-          borderDash: [6, 4], pointRadius: 0, data: labels.map(() => alert) },
-      ],
+      datasets: series.map(({ label, axis, pick, values, style }) => ({
+        label,
+        yAxisID: axis,
+        ...style,
+        data: values ? values(labels) : byBucket(body.rows, labels, pick),
+      })),
     },
     options: {
       scales: {
-        y: { position: "left", beginAtZero: true },
-        ratio: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } },
+        left: { position: "left", beginAtZero: true },
+        right: { position: "right", ...right, grid: { drawOnChartArea: false } },
       },
     },
   });
 }
 
+const bar = (colour) => ({ backgroundColor: colour });
+const line = (colour) => ({ type: "line", borderColor: colour });
+const PERCENT = { min: 0, max: 100 };
+
+function drawRefunds(body, unit) {
+  const alert = body.alert_level_bp / 100;
+  $("an-alert").textContent = `(alert level ${alert.toFixed(2)} %)`;
+  const alarmed = body.rows.some((row) => row.alert);
+  $("an-alert").className = alarmed ? "alert" : "muted";
+  drawTwoAxes("refunds", body, "bar", [
+    { label: "refunds", axis: "left", pick: (row) => row.refunds_minor / unit, style: bar("#ffb347") },
+    { label: "disputes opened", axis: "left", pick: (row) => row.disputes_minor / unit,
+      style: bar("#ff6b6b") },
+    { label: "dispute ratio %", axis: "right", pick: (row) => row.dispute_ratio_bp / 100,
+      style: line("#8ab4ff") },
+    { label: "alert level %", axis: "right", values: (labels) => labels.map(() => alert),
+      style: { ...line("#ff4f9a"), borderDash: [6, 4], pointRadius: 0 } },
+  ]);
+}
+
 function drawCollection(body, unit) {
-  const labels = buckets(body.rows);
-  draw("collection", {
-    type: "bar",
-    data: {
-      labels,
-      datasets: [
-        { label: "owed", backgroundColor: "#b3a8c4", yAxisID: "y",
-          data: byBucket(body.rows, labels, (row) => row.owed_minor / unit) },
-        { label: "recovered", backgroundColor: "#4cd490", yAxisID: "y",
-          data: byBucket(body.rows, labels, (row) => row.paid_minor / unit) },
-        { label: "recovery rate %", type: "line", yAxisID: "rate", borderColor: "#ffcc4d",
-          data: byBucket(body.rows, labels, (row) => row.recovery_bp / 100) },
-      ],
-    },
-    options: {
-      scales: {
-        y: { position: "left", beginAtZero: true },
-        rate: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false } },
-      },
-    },
-  });
+  drawTwoAxes("collection", body, "bar", [
+    { label: "owed", axis: "left", pick: (row) => row.owed_minor / unit, style: bar("#b3a8c4") },
+    { label: "recovered", axis: "left", pick: (row) => row.paid_minor / unit, style: bar("#4cd490") },
+    { label: "recovery rate %", axis: "right", pick: (row) => row.recovery_bp / 100,
+      style: line("#ffcc4d") },
+  ], PERCENT);
 }
 
 function drawTopModels(body, unit) {
@@ -147,71 +147,28 @@ function drawTopModels(body, unit) {
 }
 
 function drawMrr(body, unit) {
-  const labels = buckets(body.rows);
-  draw("mrr", {
-    type: "line",
-    data: {
-      labels,
-      datasets: [
-        { label: "recurring revenue / month", borderColor: "#c792ea", yAxisID: "y",
-          data: byBucket(body.rows, labels, (row) => row.mrr_minor / unit) },
-        { label: "paid-up memberships", borderColor: "#8ab4ff", yAxisID: "n",
-          data: byBucket(body.rows, labels, (row) => row.subscriptions_n) },
-      ],
-    },
-    options: {
-      scales: {
-        y: { position: "left", beginAtZero: true },
-        n: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } },
-      },
-    },
-  });
+  drawTwoAxes("mrr", body, "line", [
+    { label: "recurring revenue / month", axis: "left", pick: (row) => row.mrr_minor / unit,
+      style: line("#c792ea") },
+    { label: "paid-up memberships", axis: "right", pick: (row) => row.subscriptions_n,
+      style: line("#8ab4ff") },
+  ]);
 }
 
 function drawChurn(body) {
-  const labels = buckets(body.rows);
-  draw("churn", {
-    type: "bar",
-    data: {
-      labels,
-      datasets: [
-        { label: "ended", backgroundColor: "#ff6b6b", yAxisID: "n",
-          data: byBucket(body.rows, labels, (row) => row.ended_n) },
-        { label: "churn %", type: "line", yAxisID: "rate", borderColor: "#ffcc4d",
-          data: byBucket(body.rows, labels, (row) => row.churn_bp / 100) },
-      ],
-    },
-    options: {
-      scales: {
-        n: { position: "left", beginAtZero: true },
-        rate: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } },
-      },
-    },
-  });
+  drawTwoAxes("churn", body, "bar", [
+    { label: "ended", axis: "left", pick: (row) => row.ended_n, style: bar("#ff6b6b") },
+    { label: "churn %", axis: "right", pick: (row) => row.churn_bp / 100, style: line("#ffcc4d") },
+  ]);
 }
 
 function drawTrials(body) {
-  const labels = buckets(body.rows);
-  draw("trials", {
-    type: "bar",
-    data: {
-      labels,
-      datasets: [
-        { label: "trials ended", backgroundColor: "#b3a8c4", yAxisID: "n",
-          data: byBucket(body.rows, labels, (row) => row.trials_ended_n) },
-        { label: "converted", backgroundColor: "#4cd490", yAxisID: "n",
-          data: byBucket(body.rows, labels, (row) => row.converted_n) },
-        { label: "conversion %", type: "line", yAxisID: "rate", borderColor: "#ffcc4d",
-          data: byBucket(body.rows, labels, (row) => row.conversion_bp / 100) },
-      ],
-    },
-    options: {
-      scales: {
-        n: { position: "left", beginAtZero: true },
-        rate: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false } },
-      },
-    },
-  });
+  drawTwoAxes("trials", body, "bar", [
+    { label: "trials ended", axis: "left", pick: (row) => row.trials_ended_n, style: bar("#b3a8c4") },
+    { label: "converted", axis: "left", pick: (row) => row.converted_n, style: bar("#4cd490") },
+    { label: "conversion %", axis: "right", pick: (row) => row.conversion_bp / 100,
+      style: line("#ffcc4d") },
+  ], PERCENT);
 }
 
 const DRAW = {
