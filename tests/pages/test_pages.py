@@ -332,6 +332,8 @@ async def test_a_dropped_network_resumes_without_a_double_tip(pages: Pages, site
     # A show does not outlive its viewer's connection: the page says so after reconnecting.
     await viewer.click("#show-start")
     await expect(model.locator("#sessions tbody tr")).to_have_count(1)
+    # The viewer's page has its start answered (the model's console may see the show first).
+    await expect(viewer.locator("#show-stop")).to_be_enabled()
     site.proxy.cut()
     end = viewer.locator("#session-end")
     await expect(end).to_have_attribute("data-reason", "viewer_left")
