@@ -7,18 +7,90 @@ the flows and the answers' fields.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from dataclasses import fields
+from enum import StrEnum
+from typing import Any, Final, get_type_hints
 
 from metering.money import CURRENCY_EXPONENTS
 from server.api_contract import CUSTOMER, TAB_ID, Bounds
 from server.collection_contract import BATCH_ID, CASE_ID, LINK_BODY
-from server.openapi_parts import OBJECT, answer, operation
+from server.openapi_parts import (
+    INTEGER,
+    OBJECT,
+    TEXT,
+    answer,
+    answer_object,
+    array_of,
+    operation,
+    or_null,
+)
 from settlement.collection.batch import (
     BATCH_ROWS_MAX,
     LANGUAGES,
     ROW_AMOUNT_MAX_MINOR,
     ROW_CUSTOMER_CHARS_MAX,
     ROW_EMAIL_CHARS_MAX,
+)
+from settlement.collection.cases import Case
+
+
+def _of(hint: Any) -> dict[str, Any]:
+    """The answer schema of a field of ``hint``'s type."""
+    if hint is int:
+        return INTEGER
+    if hint is str:
+        return TEXT
+    if hint == int | None:
+        return or_null(INTEGER)
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return {"enum": [member.value for member in hint]}
+    raise TypeError(f"no answer schema for {hint!r}")  # pragma: no cover - a new field's type
+
+
+_CASE_HINTS: Final = get_type_hints(Case)
+#: A case as the API answers it (settlement.collection.collector.Collector.case): the ledger's
+#: fields of the case, drawn from :class:`~settlement.collection.cases.Case`, its attempts and
+#: its history.
+CASE: Final = answer_object(
+    {
+        **{field.name: _of(_CASE_HINTS[field.name]) for field in fields(Case)},
+        "attempts": array_of(
+            answer_object(
+                {
+                    "attempt_no": INTEGER,
+                    "source": TEXT,
+                    "status": TEXT,
+                    "decline_reason": TEXT,
+                    "reason_words": TEXT,
+                    "capture_id": TEXT,
+                    "started_at_ms": INTEGER,
+                }
+            )
+        ),
+        "history": array_of(
+            answer_object(
+                {
+                    "seq": INTEGER,
+                    "event": TEXT,
+                    "from": TEXT,
+                    "to": TEXT,
+                    "detail": TEXT,
+                    "at_ms": INTEGER,
+                }
+            )
+        ),
+    }
+)
+#: A new pay link (its URL is answered once), and the notices sent with it.
+LINK: Final = answer_object(
+    {
+        "case_id": TEXT,
+        "url": TEXT,
+        "sent": array_of(answer_object({"channel": TEXT, "code": TEXT})),
+        "expires_at_ms": INTEGER,
+        "opens_max": INTEGER,
+        "failed_max": INTEGER,
+    }
 )
 
 #: One row of a JSON batch (each row is checked apart: a bad one is reported, not refused).
@@ -73,7 +145,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 "A collection case, its attempts and its history.",
                 bounds,
                 path=case,
-                answers={"200": answer(OBJECT, "The case.")},
+                answers={"200": answer(CASE, "The case.")},
             )
         },
         "/v1/collection/cases/{case_id}/links": {
@@ -82,7 +154,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 bounds,
                 path=case,
                 body=LINK_BODY,
-                answers={"201": answer(OBJECT, "The link's URL and limits.")},
+                answers={"201": answer(LINK, "The link's URL and limits.")},
                 refusals=("case_closed",),
             )
         },
@@ -91,7 +163,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 "Give the debt up (ledger entry `collection_write_off`).",
                 bounds,
                 path=case,
-                answers={"200": answer(OBJECT, "The case, written off.")},
+                answers={"200": answer(CASE, "The case, written off.")},
                 refusals=("not_written_off",),
             )
         },
@@ -99,7 +171,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
             "get": operation(
                 "The collection case of a declined or expired tab.",
                 bounds,
-                answers={"200": answer(OBJECT, "The case.")},
+                answers={"200": answer(CASE, "The case.")},
                 refusals=found,
             )
             | {"parameters": [_path(CUSTOMER.name), _path(TAB_ID.name)]},

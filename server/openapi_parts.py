@@ -35,6 +35,35 @@ BODY_ERRORS: Final = ("malformed_body", "duplicate_key", "body_too_large")
 OBJECT: Final = {"type": "object"}
 
 
+#: Text, as answers carry it.
+TEXT: Final = {"type": "string"}
+#: A count or a time in milliseconds, as answers carry it.
+INTEGER: Final = {"type": "integer"}
+#: An instant, as answers read from the ledger carry it (ISO 8601 with its offset).
+INSTANT: Final = {"type": "string", "format": "date-time"}
+
+
+def or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema``, or null."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def array_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """A list of ``schema``."""
+    return {"type": "array", "items": schema}
+
+
+def answer_object(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An answer object that carries exactly ``fields``, every one of them (the tests check
+    the server's answers against it: tests/support/conformance.py)."""
+    return {
+        "type": "object",
+        "properties": fields,
+        "required": list(fields),
+        "additionalProperties": False,
+    }
+
+
 def error_schema(codes: Iterable[str]) -> dict[str, Any]:
     """Every error answer: ``{"error": {"code", "message", …}}`` (the extra fields are the
     code's), with ``code`` one of ``codes``."""

@@ -11,7 +11,18 @@ from __future__ import annotations
 from typing import Any, Final
 
 from server.api_contract import CUSTOMER, TAB_ID, Bounds
-from server.openapi_parts import OBJECT, answer, operation
+from server.openapi_parts import (
+    ID,
+    INSTANT,
+    MINOR,
+    OBJECT,
+    TEXT,
+    answer,
+    answer_object,
+    array_of,
+    operation,
+    or_null,
+)
 from server.refunds_contract import (
     ATTACHMENT_N,
     BY,
@@ -33,10 +44,98 @@ _SERVICE: Final = ("not_found", "id_reused", "not_refundable")
 _FOUND: Final = ("not_found",)
 
 
-def _answers(description: str, *, created: str = "") -> dict[str, Any]:
-    """A 200 JSON object (its fields in docs/refunds.md); with ``created``, a 201 first."""
-    out = {"201": answer(OBJECT, created)} if created else {}
-    return {**out, "200": answer(OBJECT, description)}
+#: A line of a refund or a dispute: its amount and how it splits between model and platform.
+_SPLIT_LINE: Final = answer_object(
+    {
+        "line_id": TEXT,
+        "room": TEXT,
+        "amount_minor": MINOR,
+        "model_minor": MINOR,
+        "platform_minor": MINOR,
+    }
+)
+#: A refund as the API answers it (settlement.refunds.service.refund_json).
+REFUND: Final = answer_object(
+    {
+        "refund_id": ID,
+        "customer": ID,
+        "tab_id": ID,
+        "processor": TEXT,
+        "capture_id": TEXT,
+        "currency": TEXT,
+        "amount_minor": MINOR,
+        "reason": TEXT,
+        "status": {
+            "enum": ["pending", "succeeded", "failed", "refused", "awaiting_consent", "declined"]
+        },
+        "decision": answer_object(
+            {
+                "verdict": TEXT,
+                "amount_minor": MINOR,
+                "policy_max_minor": MINOR,
+                "reason": TEXT,
+                "lines": array_of(answer_object({"line_id": TEXT, "amount_minor": MINOR})),
+            }
+        ),
+        "decided_by": TEXT,
+        "decided_at": or_null(INSTANT),
+        "processor_refund_id": or_null(TEXT),
+        "failure": or_null(TEXT),
+        "requested_at": INSTANT,
+        "finished_at": or_null(INSTANT),
+        "lines": array_of(_SPLIT_LINE),
+        "origin": TEXT,
+        "note": TEXT,
+        "escalated_at": or_null(INSTANT),
+        "consents": array_of(
+            answer_object(
+                {
+                    "room": TEXT,
+                    "answer": or_null(TEXT),
+                    "answered_by": or_null(TEXT),
+                    "answered_at": or_null(INSTANT),
+                }
+            )
+        ),
+        "captures": array_of(
+            answer_object(
+                {
+                    "auth_ref": TEXT,
+                    "capture_id": or_null(TEXT),
+                    "amount_minor": MINOR,
+                    "processor_refund_id": or_null(TEXT),
+                }
+            )
+        ),
+    }
+)
+#: A dispute as the API answers it (settlement.refunds.service.dispute_json).
+DISPUTE: Final = answer_object(
+    {
+        "dispute_id": TEXT,
+        "processor": TEXT,
+        "customer": ID,
+        "tab_id": ID,
+        "capture_id": TEXT,
+        "currency": TEXT,
+        "amount_minor": MINOR,
+        "fee_minor": MINOR,
+        "reason": TEXT,
+        "status": {"enum": ["open", "won", "lost"]},
+        "opened_at": INSTANT,
+        "closed_at": or_null(INSTANT),
+        "lines": array_of(_SPLIT_LINE),
+    }
+)
+
+
+def _answers(
+    description: str, *, created: str = "", schema: dict[str, Any] = OBJECT
+) -> dict[str, Any]:
+    """A 200 JSON answer of ``schema`` (a bare object: its fields are in docs/refunds.md); with
+    ``created``, a 201 first."""
+    out = {"201": answer(schema, created)} if created else {}
+    return {**out, "200": answer(schema, description)}
 
 
 def paths(bounds: Bounds) -> dict[str, Any]:
@@ -52,6 +151,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 answers=_answers(
                     "The same refund_id asked before: its refund.",
                     created="The refund, with the policy's decision and its status.",
+                    schema=REFUND,
                 ),
                 refusals=("support_key_required", *_SERVICE),
             )
@@ -61,7 +161,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 "A refund.",
                 bounds,
                 path=(REFUND_ID,),
-                answers=_answers("The refund."),
+                answers=_answers("The refund.", schema=REFUND),
                 refusals=_FOUND,
             )
         },
@@ -72,7 +172,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 bounds,
                 path=(REFUND_ID,),
                 body=CONSENT_BODY,
-                answers=_answers("The refund."),
+                answers=_answers("The refund.", schema=REFUND),
                 refusals=_SERVICE,
             )
         },
@@ -83,7 +183,9 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                     f"processor's own shape, at most {NOTICE_BYTES_MAX} bytes.",
                     bounds,
                     path=(NOTICE_PROCESSOR,),
-                    answers=_answers("The dispute, known before.", created="The dispute."),
+                    answers=_answers(
+                        "The dispute, known before.", created="The dispute.", schema=DISPUTE
+                    ),
                     refusals=("body_too_large", "invalid_signature", "malformed_notice", *_SERVICE),
                     public=True,
                 ),
@@ -99,7 +201,9 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 "and read as a processor's.",
                 bounds,
                 body=SANDBOX_DISPUTE_BODY,
-                answers=_answers("The dispute, known before.", created="The dispute."),
+                answers=_answers(
+                    "The dispute, known before.", created="The dispute.", schema=DISPUTE
+                ),
                 refusals=_SERVICE,
             )
         },
@@ -116,7 +220,7 @@ def paths(bounds: Bounds) -> dict[str, Any]:
                 "A dispute.",
                 bounds,
                 path=dispute,
-                answers=_answers("The dispute."),
+                answers=_answers("The dispute.", schema=DISPUTE),
                 refusals=_FOUND,
             )
         },

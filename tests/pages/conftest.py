@@ -25,6 +25,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from server.embedded_redis import free_port
+from tests.support.conformance import checked_answers
 from tests.support.processes import API_KEY, TipmeterProcess
 from tests.support.proxy import Proxy
 from tests.support.redis_procs import start_standalone
@@ -83,7 +84,10 @@ class Site:
     def api(self) -> httpx.AsyncClient:
         """The HTTP API with the cam-site backend's key (what the browser never holds)."""
         return httpx.AsyncClient(
-            base_url=self.base, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+            base_url=self.base,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+            event_hooks={"response": [checked_answers(self.base)]},
         )
 
     async def tab(self, customer: str, tab_id: str) -> dict[str, Any]:

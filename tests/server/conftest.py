@@ -14,6 +14,7 @@ from clients.errors import Refused
 from clients.protocol import ServerMessage
 from clients.sdk import Client
 from server.embedded_redis import RedisServer
+from tests.support.conformance import checked_answers
 from tests.support.processes import API_KEY, TipmeterProcess
 from tests.support.waiting import eventually
 
@@ -47,9 +48,13 @@ def servers(
 
 
 def api(server: TipmeterProcess) -> httpx.AsyncClient:
-    """An HTTP client for ``server``'s API, with the test API key."""
+    """An HTTP client for ``server``'s API, with the test API key. Each answer of a refunds,
+    disputes or collection route is checked against the schema ``/openapi.json`` declares."""
     return httpx.AsyncClient(
-        base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+        event_hooks={"response": [checked_answers(server.base_url)]},
     )
 
 

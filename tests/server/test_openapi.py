@@ -29,6 +29,7 @@ from server.api_contract import (
 )
 from server.openapi import document
 from tests.server.conftest import api
+from tests.support.conformance import answer_schema, problems
 from tests.support.processes import TipmeterProcess
 
 Pair = tuple[TipmeterProcess, TipmeterProcess]
@@ -356,3 +357,45 @@ async def test_the_refund_and_collection_bounds_in_the_document_are_the_servers(
         )
     assert (at_max.status_code, at_max.json()["error"]["code"]) == (404, "case_not_found")
     assert (over.status_code, over.json()["error"]["code"]) == (400, "invalid_field")
+
+
+def test_the_refund_dispute_and_collection_answers_are_declared_field_by_field() -> None:
+    """The answers of these routes are exact objects in the document (every field named, no
+    other allowed), so the answers the tests drive are checked against them."""
+    paths = document("http://127.0.0.1", BOUNDS)["paths"]
+    declared = {
+        ("post", "/v1/refunds", "201"): "refund_id",
+        ("get", "/v1/refunds/{refund_id}", "200"): "refund_id",
+        ("post", "/v1/refunds/{refund_id}/consent", "200"): "consents",
+        ("post", "/v1/sandbox/disputes", "201"): "dispute_id",
+        ("get", "/v1/disputes/{dispute_id}", "200"): "fee_minor",
+        ("get", "/v1/collection/cases/{case_id}", "200"): "attempts",
+        ("post", "/v1/collection/cases/{case_id}/links", "201"): "url",
+        ("post", "/v1/collection/cases/{case_id}/write-off", "200"): "history",
+        ("get", "/v1/customers/{customer}/tabs/{tab_id}/collection", "200"): "state",
+    }
+    for (method, path, status), field in declared.items():
+        schema = paths[path][method]["responses"][status]["content"]["application/json"]["schema"]
+        assert schema["additionalProperties"] is False, (method, path)
+        assert field in schema["required"], (method, path, field)
+
+
+def test_an_answer_that_drifts_from_its_schema_is_caught() -> None:
+    """The checker the tests' clients run finds a field the schema does not declare, one it
+    lacks, a value of another type and a state outside its enum."""
+    case = answer_schema(
+        document("http://127.0.0.1", BOUNDS), "GET", "/v1/collection/cases/c1", 200
+    )
+    good = {
+        name: 0 if spec.get("type") == "integer" or "anyOf" in spec else ""
+        for name, spec in case["properties"].items()
+    } | {"state": "open", "attempts": [], "history": []}
+    assert list(problems(good, case)) == []
+    assert list(problems({**good, "secret": 1}, case)) == ["$: 'secret' is not declared"]
+    missing = {name: value for name, value in good.items() if name != "customer"}
+    assert list(problems(missing, case)) == ["$: 'customer' is missing"]
+    assert list(problems({**good, "amount_minor": "12"}, case)) == [
+        "$.amount_minor: '12' is not of type integer"
+    ]
+    (wrong_state,) = problems({**good, "state": "lost"}, case)
+    assert wrong_state.startswith("$.state: 'lost' is not one of")
