@@ -16,8 +16,8 @@ from playwright.async_api import Browser, Page, expect
 from loadtest import console_seed
 from server.console import auth
 from tests.pages.conftest import Pages
-from tests.support.console import PASSWORD, insert_operator, insert_operators, serving
-from tests.support.processes import TipmeterProcess
+from tests.support.console import PASSWORD, insert_operator, insert_operators
+from tests.support.processes import TipmeterProcess, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -21,7 +21,7 @@ from tests.settlement.processors.conftest import (
     start_segpay,
     stop_segpay,
 )
-from tests.support.processes import TipmeterProcess, ticket
+from tests.support.processes import TipmeterProcess, serving, ticket
 from tests.support.redis_procs import start_standalone
 from tests.support.waiting import eventually
 
@@ -31,21 +31,9 @@ WAIT_S = 30.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("collect-redis"))
-    process = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis.url,
-            "TIPMETER_WORKER": "on",
-            "TIPMETER_COLLECTION_SWEEP_INTERVAL_MS": "200",
-        },
-        cwd=tmp_path_factory.mktemp("collect"),
-    )
-    try:
-        yield process.start()
-    finally:
-        process.stop()
-        redis.stop()
+    env = {"TIPMETER_COLLECTION_SWEEP_INTERVAL_MS": "200"}
+    with serving(tmp_path_factory, "collect", env) as process:
+        yield process
 
 
 async def _failed_tab(server: TipmeterProcess, customer: str) -> str:

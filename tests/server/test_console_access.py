@@ -18,9 +18,8 @@ from tests.support.console import (
     create_operator,
     insert_operator,
     logged_in,
-    serving,
 )
-from tests.support.processes import API_KEY, TipmeterProcess
+from tests.support.processes import API_KEY, TipmeterProcess, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

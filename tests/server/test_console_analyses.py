@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from loadtest import console_seed
-from tests.support.console import ConsoleClient, insert_operator, logged_in, serving
-from tests.support.processes import TipmeterProcess
+from tests.support.console import ConsoleClient, insert_operator, logged_in
+from tests.support.processes import TipmeterProcess, serving
 
 SEEDED_N = 400
 SINCE = datetime(2026, 9, 1, tzinfo=UTC)

@@ -17,8 +17,7 @@ from loadtest import console_seed
 from metering import keys
 from server.console import auth
 from tests.support.console import insert_operator, logged_in
-from tests.support.processes import TipmeterProcess
-from tests.support.redis_procs import start_standalone
+from tests.support.processes import TipmeterProcess, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -27,20 +26,13 @@ SEEDED_N = 40
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("live-redis"))
-    process = TipmeterProcess(
-        ["serve"], {"TIPMETER_REDIS_URL": redis.url}, tmp_path_factory.mktemp("live")
-    ).start()
-    try:
+    with serving(tmp_path_factory, "live") as process:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         console_seed.seed(
             process.env["TIPMETER_DATABASE_URL"], settlements_n=SEEDED_N, since=today, days=1
         )
         insert_operator(process, "rio", "read_only")
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 def ws_url(server: TipmeterProcess) -> str:

@@ -10,8 +10,7 @@ import pytest
 
 from clients.sdk import Backend
 from tests.support.console import insert_operator, logged_in
-from tests.support.processes import API_KEY, TipmeterProcess
-from tests.support.redis_procs import start_standalone
+from tests.support.processes import API_KEY, TipmeterProcess, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -26,17 +25,10 @@ PLAN = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("memberships-redis"))
-    process = TipmeterProcess(
-        ["serve"], {"TIPMETER_REDIS_URL": redis.url}, tmp_path_factory.mktemp("memberships")
-    ).start()
-    try:
+    with serving(tmp_path_factory, "memberships") as process:
         for name, role in (("sam", "support"), ("rio", "read_only")):
             insert_operator(process, name, role)
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 async def member(server: TipmeterProcess, customer: str) -> str:

@@ -17,8 +17,8 @@ import pytest_asyncio
 from loadtest import console_seed
 from server.console.recurring import monthly_minor
 from settlement.subscriptions.periods import PeriodUnit
-from tests.support.console import ConsoleClient, insert_operator, logged_in, serving
-from tests.support.processes import TipmeterProcess
+from tests.support.console import ConsoleClient, insert_operator, logged_in
+from tests.support.processes import TipmeterProcess, serving
 
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
 DAYS = 120

@@ -12,8 +12,8 @@ import pytest
 from clients.sdk import Client
 from clients.tickets import Role
 from tests.server.conftest import api, settled_statement
-from tests.support.console import insert_operators, logged_in, serving
-from tests.support.processes import TipmeterProcess, ticket
+from tests.support.console import insert_operators, logged_in
+from tests.support.processes import TipmeterProcess, serving, ticket
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

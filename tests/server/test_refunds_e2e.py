@@ -14,12 +14,11 @@ import pytest
 
 from clients.sdk import Client
 from clients.tickets import Role
-from server.embedded_redis import RedisServer
 from settlement.refunds.notices import sandbox_notice, signed_headers
 from settlement.webhooks import verify_signature
 from tests.server.conftest import api, open_tab, post_tab, settled_statement
 from tests.settlement.receiver import receiving
-from tests.support.processes import TipmeterProcess, ticket
+from tests.support.processes import TipmeterProcess, serving, ticket
 from tests.support.redis_procs import start_standalone
 from tests.support.waiting import eventually
 
@@ -29,22 +28,12 @@ NOTICE_SECRET = "whsec_sandbox_notices"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis: RedisServer = start_standalone(tmp_path_factory.mktemp("refunds-redis"))
-    process = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis.url,
-            "TIPMETER_WORKER": "on",
-            "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY,
-            "TIPMETER_DISPUTE_SECRETS": f"sandbox={NOTICE_SECRET}",
-        },
-        tmp_path_factory.mktemp("refunds"),
-    ).start()
-    try:
+    env = {
+        "TIPMETER_SUPPORT_API_KEYS": SUPPORT_KEY,
+        "TIPMETER_DISPUTE_SECRETS": f"sandbox={NOTICE_SECRET}",
+    }
+    with serving(tmp_path_factory, "refunds", env) as process:
         yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 async def _settled_tab(server: TipmeterProcess, customer: str) -> dict[str, Any]:

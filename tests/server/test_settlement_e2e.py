@@ -15,8 +15,7 @@ from clients.sdk import Client
 from clients.tickets import Role
 from metering import keys
 from tests.server.conftest import api, next_of, open_tab, settled_statement
-from tests.support.processes import TipmeterProcess, ticket
-from tests.support.redis_procs import start_standalone
+from tests.support.processes import TipmeterProcess, serving, ticket
 from tests.support.waiting import eventually
 
 #: The viewer has this long to raise an exhausted cap before the tab settles.
@@ -25,21 +24,9 @@ CAP_GRACE_MS = 500
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TipmeterProcess]:
-    redis = start_standalone(tmp_path_factory.mktemp("settle-redis"))
-    process = TipmeterProcess(
-        ["serve"],
-        {
-            "TIPMETER_REDIS_URL": redis.url,
-            "TIPMETER_WORKER": "on",
-            "TIPMETER_SETTLE_CAP_GRACE_MS": str(CAP_GRACE_MS),
-        },
-        cwd=tmp_path_factory.mktemp("settle"),
-    )
-    try:
-        yield process.start()
-    finally:
-        process.stop()
-        redis.stop()
+    env = {"TIPMETER_SETTLE_CAP_GRACE_MS": str(CAP_GRACE_MS)}
+    with serving(tmp_path_factory, "settle", env) as process:
+        yield process
 
 
 async def test_settle_now_captures_once_and_support_finds_the_payment(

@@ -4,17 +4,13 @@ create`` command, and logged-in HTTP clients."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from server.console import auth
 from tests.support.processes import VENV_BIN, TipmeterProcess
-from tests.support.redis_procs import start_standalone
 
 #: A password long enough for the console's rules, shared by the tests' operators.
 PASSWORD = "correct horse battery staple"
@@ -57,23 +53,6 @@ def insert_operators(server: TipmeterProcess) -> None:
     """Add :data:`OPERATORS` straight to ``server``'s database."""
     for name, role in OPERATORS:
         insert_operator(server, name, role)
-
-
-@contextmanager
-def serving(
-    tmp_path_factory: pytest.TempPathFactory, name: str, env: Mapping[str, str] | None = None
-) -> Iterator[TipmeterProcess]:
-    """A server (``tipmeter serve``, with ``env`` on top) on a Redis of its own for one test
-    module; both stopped after, even when the module's set-up inside fails."""
-    redis = start_standalone(tmp_path_factory.mktemp(f"{name}-redis"))
-    process = TipmeterProcess(
-        ["serve"], {"TIPMETER_REDIS_URL": redis.url, **(env or {})}, tmp_path_factory.mktemp(name)
-    ).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        redis.stop()
 
 
 class ConsoleClient:

@@ -12,10 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from clients.tickets import Role, mint
 from server.embedded_redis import free_port
 from tests.support import postgres
+from tests.support.redis_procs import start_standalone
 
 VENV_BIN = Path(sys.executable).parent
 #: How long a process may take to get ready: generous, because a shared two-core machine under
@@ -220,3 +222,20 @@ def connected_to(pid: int, port: int) -> bool:
                 if established and remote_port == port and fields[9] in inodes:
                     return True
     return False
+
+
+@contextmanager
+def serving(
+    tmp_path_factory: pytest.TempPathFactory, name: str, env: Mapping[str, str] | None = None
+) -> Iterator[TipmeterProcess]:
+    """A server (``tipmeter serve``, with ``env`` on top) on a Redis of its own for one test
+    module; both stopped after, even when the module's set-up inside fails."""
+    redis = start_standalone(tmp_path_factory.mktemp(f"{name}-redis"))
+    process = TipmeterProcess(
+        ["serve"], {"TIPMETER_REDIS_URL": redis.url, **(env or {})}, tmp_path_factory.mktemp(name)
+    ).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        redis.stop()
