@@ -181,6 +181,7 @@ class Purchases:
             reason=as_text(f.get("reason", b"")),
             resolved_at_ms=as_int(f.get("resolved_at", 0)),
             viewer_name=as_text(f.get("viewer", b"")),
+            anonymous=f.get("anon") == b"1",
             message=as_text(f.get("message", b"")),
         )
 
