@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import redis
 
 from server.embedded_redis import RedisServer, free_port
+from tests.support.waiting import eventually_sync
 
 CLUSTER_SLOTS: Final = 16384
 #: A cluster node also listens on its port + 10000 (the cluster bus), so ports stay below this.
@@ -83,10 +84,17 @@ class LocalCluster:
             for node in self.nodes[1:]:
                 _command(clients[0], "CLUSTER", "MEET", "127.0.0.1", node.port)
             deadline = time.monotonic() + timeout_s
-            while any(len(_command(c, "CLUSTER", "NODES").splitlines()) < count for c in clients):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("cluster nodes did not meet")
-                time.sleep(0.05)
+
+            def wait(condition: Callable[[], bool], what: str) -> None:
+                left_s = max(0.0, deadline - time.monotonic())
+                eventually_sync(condition, timeout_s=left_s, interval_s=0.05, what=what)
+
+            wait(
+                lambda: all(
+                    len(_command(c, "CLUSTER", "NODES").splitlines()) >= count for c in clients
+                ),
+                "the cluster's nodes meet",
+            )
             ids = [_command(c, "CLUSTER", "MYID").decode() for c in clients]
             for c in clients[: self.primaries]:
                 # Send a replica its first copy at once, not after the 5 s wait for more
@@ -95,20 +103,20 @@ class LocalCluster:
             for index in range(self.primaries, count):
                 primary = (index - self.primaries) % self.primaries
                 _command(clients[index], "CLUSTER", "REPLICATE", ids[primary])
-            while not all(b"cluster_state:ok" in _command(c, "CLUSTER", "INFO") for c in clients):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("cluster did not reach cluster_state:ok")
-                time.sleep(0.05)
+            wait(
+                lambda: all(b"cluster_state:ok" in _command(c, "CLUSTER", "INFO") for c in clients),
+                "the cluster reaches cluster_state:ok",
+            )
             # A replica that has not finished its first copy refuses to take over (its data
             # is older than cluster-replica-validity-factor allows): a primary killed then
             # stays failed for good. Return once every replica holds its copy.
-            while not all(
-                _command(c, "INFO", "replication").get("master_link_status") == "up"
-                for c in clients[self.primaries :]
-            ):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the replicas did not finish their first copy")
-                time.sleep(0.05)
+            wait(
+                lambda: all(
+                    _command(c, "INFO", "replication").get("master_link_status") == "up"
+                    for c in clients[self.primaries :]
+                ),
+                "the replicas finish their first copy",
+            )
             for c in clients:
                 c.close()
         except BaseException:
