@@ -87,7 +87,7 @@ class Site:
             base_url=self.base,
             headers={"Authorization": f"Bearer {API_KEY}"},
             timeout=10,
-            event_hooks={"response": [checked_answers(self.base)]},
+            event_hooks={"response": [checked_answers(self.server)]},
         )
 
     async def tab(self, customer: str, tab_id: str) -> dict[str, Any]:

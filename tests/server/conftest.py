@@ -54,7 +54,7 @@ def api(server: TipmeterProcess) -> httpx.AsyncClient:
         base_url=server.base_url,
         headers={"Authorization": f"Bearer {API_KEY}"},
         timeout=10,
-        event_hooks={"response": [checked_answers(server.base_url)]},
+        event_hooks={"response": [checked_answers(server)]},
     )
 
 

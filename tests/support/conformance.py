@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import httpx
 
+from tests.support.processes import TipmeterProcess
+
 #: JSON types by name, as JSON Schema's ``type`` names them (a bool is not an integer).
 _TYPES: dict[str, Callable[[Any], bool]] = {
     "object": lambda v: isinstance(v, dict),
@@ -106,7 +108,6 @@ def conformance_hook(
 #: The routes whose answers the tests check against the served document: refunds, disputes and
 #: collection (their answers are declared field by field).
 CHECKED_PREFIXES: Final = ("/v1/refunds", "/v1/disputes", "/v1/sandbox/disputes", "/v1/collection")
-_documents: dict[str, dict[str, Any]] = {}
 
 
 def is_checked(path: str) -> bool:
@@ -116,11 +117,7 @@ def is_checked(path: str) -> bool:
     )
 
 
-def checked_answers(base_url: str) -> Callable[[httpx.Response], Awaitable[None]]:
-    """The response hook for a client of the server at ``base_url``: its refunds, disputes and
-    collection answers checked against its own ``/openapi.json`` (read once per server)."""
-    document = _documents.get(base_url)
-    if document is None:
-        document = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
-        _documents[base_url] = document
-    return conformance_hook(document, is_checked)
+def checked_answers(server: TipmeterProcess) -> Callable[[httpx.Response], Awaitable[None]]:
+    """The response hook for a client of ``server``: its refunds, disputes and collection
+    answers checked against its own ``/openapi.json``."""
+    return conformance_hook(server.openapi(), is_checked)

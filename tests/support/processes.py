@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -89,6 +90,7 @@ class TipmeterProcess:
         self.log_path = cwd / f"tipmeter-{self.port}.log"
         self.out_path = cwd / f"tipmeter-{self.port}.out"
         self.process: subprocess.Popen[bytes] | None = None
+        self._openapi: dict[str, Any] | None = None
 
     @property
     def base_url(self) -> str:
@@ -149,6 +151,12 @@ class TipmeterProcess:
     def log(self) -> str:
         """What the process wrote to standard error (its JSON log)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def openapi(self) -> dict[str, Any]:
+        """The process's ``/openapi.json`` (read once)."""
+        if self._openapi is None:
+            self._openapi = httpx.get(f"{self.base_url}/openapi.json", timeout=10).json()
+        return self._openapi
 
     def problems(self, lines_max: int = 40) -> str:
         """The last ``lines_max`` warnings and errors of the log, each cut to 400 characters."""
